@@ -1,0 +1,32 @@
+// Shared CLI helpers; see cli_common.h.
+#include "app/moewb/cli_common.h"
+
+#include <cstdio>
+#include <iostream>
+
+namespace moewb {
+
+std::set<std::string> model_value_flags() { return {"--model", "--threads", "--mask", "--mask-mode"}; }
+
+std::unique_ptr<moe::Model> open_model(const Args& args) {
+    moe::LoadOptions opt;
+    opt.threads = static_cast<int>(args.get_int("--threads", 0, 1, 1024));
+    return moe::load_model(args.require("--model"), opt);
+}
+
+moe::ExpertMask mask_from_args(const Args& args, const moe::ModelConfig& config) {
+    const moe::MaskMode mode = moe::parse_mask_mode(args.get_or("--mask-mode", "reroute"));
+    return moe::ExpertMask::parse(args.get_or("--mask", ""), config, mode);
+}
+
+int print_help(const char* text) {
+    std::fputs(text, stdout);
+    return 0;
+}
+
+void print_json(const nlohmann::json& j) {
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    std::cout.flush();
+}
+
+}  // namespace moewb

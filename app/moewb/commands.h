@@ -1,0 +1,17 @@
+// The moewb subcommands. Each takes the arguments after its name, prints its result
+// on stdout and returns the process exit code; errors are thrown as moe::Error and
+// turned into exit codes (2 input, 1 failure) by main.
+#pragma once
+
+namespace moewb {
+
+int cmd_info(int argc, char** argv);
+int cmd_logits(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_make_random(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
+
+}  // namespace moewb

@@ -1,0 +1,66 @@
+// moewb: the workbench's command-line face. Dispatches to one subcommand; every
+// moe::Error of kind input (bad usage, bad file) exits 2, any other failure exits 1.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "app/moewb/commands.h"
+#include "engine/error.h"
+
+namespace {
+
+struct Command {
+    const char* name;
+    int (*run)(int, char**);
+    const char* summary;
+};
+
+const Command kCommands[] = {
+    {"info", moewb::cmd_info, "architecture, layer/expert counts, parameters, dtype, bytes"},
+    {"logits", moewb::cmd_logits, "logits and routing of a token sequence as JSON"},
+    {"generate", moewb::cmd_generate, "generate text (plain completion or chat), streamed"},
+    {"eval", moewb::cmd_eval, "loss and perplexity of a text"},
+    {"bench", moewb::cmd_bench, "prefill/decode speed of a model or a random model of a config"},
+    {"make-random", moewb::cmd_make_random, "write a checkpoint with random weights for a config"},
+    {"tokenize", moewb::cmd_tokenize, "text to token ids (JSON array)"},
+    {"detokenize", moewb::cmd_detokenize, "token ids to text"},
+};
+
+void print_usage(FILE* out) {
+    std::fprintf(out, "usage: moewb <command> [options]   (moewb <command> --help for its options)\n\ncommands:\n");
+    for (const auto& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    std::string name = argv[1];
+    if (name == "--help" || name == "-h" || name == "help") {
+        print_usage(stdout);
+        return 0;
+    }
+    for (const auto& c : kCommands) {
+        if (name != c.name) continue;
+        try {
+            return c.run(argc - 2, argv + 2);
+        } catch (const moe::Error& e) {
+            std::fflush(stdout);
+            std::fprintf(stderr, "moewb %s: error: %s\n", c.name, e.what());
+            return e.kind() == moe::ErrorKind::input ? 2 : 1;
+        } catch (const std::bad_alloc&) {
+            std::fprintf(stderr, "moewb %s: error: out of memory\n", c.name);
+            return 1;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "moewb %s: error: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "moewb: unknown command '%s'\n", name.c_str());
+    print_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,189 @@
+// y = x · Wᵀ kernels; see matmul.h. Two families, chosen once at run time: AVX-512
+// (x86-64 with avx512f/bw/vl) and a portable one. Both compute each output as a dot
+// product over K with f32 accumulation in lanes, reduced at the end; a tile of 4 tokens
+// × 4 weight rows keeps 16 accumulators in registers so each loaded vector is used 4 times.
+#include "engine/cpu/matmul.h"
+
+#include <algorithm>
+
+#include "engine/cpu/thread_pool.h"
+#include "engine/error.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics headers
+// as uninitialised when inlined; the values are never read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace moe::cpu {
+
+WeightMatrix WeightMatrix::of(const TensorView& t) {
+    MOE_ASSERT(t.shape.size() == 2);
+    return WeightMatrix{t.data, t.dtype, t.shape[0], t.shape[1], t.shape[1]};
+}
+
+WeightMatrix WeightMatrix::row_slice(int64_t r0, int64_t n) const {
+    MOE_ASSERT(r0 >= 0 && r0 + n <= rows);
+    WeightMatrix w = *this;
+    w.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0 * ld) * dtype_size(dtype);
+    w.rows = n;
+    return w;
+}
+
+namespace {
+
+// ---- portable kernels ------------------------------------------------------------
+
+inline float load_weight(const void* base, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::f32: return static_cast<const float*>(base)[i];
+        case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    }
+    return 0;
+}
+
+void matmul_rows_generic(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t n0, int64_t n1,
+                         float* y, int64_t ldy) {
+    const int64_t K = w.cols;
+    float row[4096];
+    for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t k0 = 0; k0 < K; k0 += 4096) {
+            const int64_t kn = std::min<int64_t>(4096, K - k0);
+            for (int64_t k = 0; k < kn; ++k) row[k] = load_weight(w.data, w.dtype, n * w.ld + k0 + k);
+            for (int64_t t = 0; t < T; ++t) {
+                const float* xr = x + t * ldx + k0;
+                float acc = 0;
+                for (int64_t k = 0; k < kn; ++k) acc += xr[k] * row[k];
+                if (k0 == 0) y[t * ldy + n] = acc;
+                else y[t * ldy + n] += acc;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define MOE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+template <DType DT>
+MOE_AVX512 inline __m512 load16(const void* base, int64_t i) {
+    if constexpr (DT == DType::f32) {
+        return _mm512_loadu_ps(static_cast<const float*>(base) + i);
+    } else if constexpr (DT == DType::bf16) {
+        __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+        __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
+        return _mm512_cvtph_ps(h);
+    }
+}
+
+template <DType DT>
+MOE_AVX512 inline __m512 load16_masked(const void* base, int64_t i, __mmask16 m) {
+    if constexpr (DT == DType::f32) {
+        return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
+    } else if constexpr (DT == DType::bf16) {
+        __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+        __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i);
+        return _mm512_cvtph_ps(h);
+    }
+}
+
+// One tile: RT tokens × RN weight rows, full K.
+template <DType DT, int RT, int RN>
+MOE_AVX512 void tile_avx512(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t K, float* y,
+                            int64_t ldy) {
+    __m512 acc[RT][RN];
+    for (int t = 0; t < RT; ++t)
+        for (int r = 0; r < RN; ++r) acc[t][r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[RN];
+        for (int r = 0; r < RN; ++r) wv[r] = load16<DT>(w, r * ldw + k);
+        for (int t = 0; t < RT; ++t) {
+            __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
+            for (int r = 0; r < RN; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+        __m512 wv[RN];
+        for (int r = 0; r < RN; ++r) wv[r] = load16_masked<DT>(w, r * ldw + k, m);
+        for (int t = 0; t < RT; ++t) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * ldx + k);
+            for (int r = 0; r < RN; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+        }
+    }
+    for (int t = 0; t < RT; ++t)
+        for (int r = 0; r < RN; ++r) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t][r]);
+}
+
+template <DType DT>
+MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t n0, int64_t n1,
+                            float* y, int64_t ldy) {
+    const int64_t K = w.cols, ldw = w.ld;
+    const size_t es = dtype_size(DT);
+    auto wrow = [&](int64_t n) { return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n * ldw) * es; };
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        int64_t t = 0;
+        for (; t + 4 <= T; t += 4) tile_avx512<DT, 4, 4>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+        for (; t < T; ++t) tile_avx512<DT, 1, 4>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+    }
+    for (; n < n1; ++n) {
+        int64_t t = 0;
+        for (; t + 4 <= T; t += 4) tile_avx512<DT, 4, 1>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+        for (; t < T; ++t) tile_avx512<DT, 1, 1>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+    }
+}
+
+bool have_avx512() {
+    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return ok;
+}
+#endif
+
+}  // namespace
+
+const char* matmul_kernel_name() {
+#if defined(__x86_64__)
+    if (have_avx512()) return "avx512";
+#endif
+    return "generic";
+}
+
+void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                 int64_t ldy) {
+    MOE_ASSERT(n0 >= 0 && n1 <= w.rows && n0 <= n1);
+    if (T == 0 || n0 == n1) return;
+#if defined(__x86_64__)
+    if (have_avx512()) {
+        switch (w.dtype) {
+            case DType::f32: return rows_avx512<DType::f32>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::bf16: return rows_avx512<DType::bf16>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::f16: return rows_avx512<DType::f16>(x, T, ldx, w, n0, n1, y, ldy);
+        }
+    }
+#endif
+    matmul_rows_generic(x, T, ldx, w, n0, n1, y, ldy);
+}
+
+void matmul(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, float* y, int64_t ldy, ThreadPool& pool) {
+    const int64_t N = w.rows;
+    // Row blocks: multiples of 4, at least ~4 blocks per thread so uneven cores balance.
+    int64_t block = (N + 4 * pool.size() - 1) / (4 * pool.size());
+    block = std::max<int64_t>(16, (block + 3) / 4 * 4);
+    const int64_t n_blocks = (N + block - 1) / block;
+    pool.parallel_for(n_blocks, [&](int64_t b, int) {
+        const int64_t n0 = b * block, n1 = std::min(N, n0 + block);
+        matmul_rows(x, T, ldx, w, n0, n1, y, ldy);
+    });
+}
+
+}  // namespace moe::cpu

@@ -1,0 +1,118 @@
+// MoE block implementation; see moe_block.h.
+#include "engine/cpu/moe_block.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/cpu/thread_pool.h"
+#include "engine/router.h"
+
+namespace moe::cpu {
+
+void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64_t T, int64_t H, float* out,
+                 ThreadPool& pool) {
+    const int64_t E = w.n_expert;
+    const LayerIntervention* li = call.intervention;
+    const int64_t k = li ? li->k : w.k;
+    const bool reroute = li && call.mode == MaskMode::reroute && li->n_disabled > 0;
+    const bool drop = li && call.mode == MaskMode::drop && li->n_disabled > 0;
+    const bool want_stats = call.observer != nullptr;
+
+    // 1. Router: logits [T, E], then per-token selection.
+    std::vector<float> logits(static_cast<size_t>(T * E));
+    matmul(x, T, H, w.router, logits.data(), E, pool);
+    std::vector<int32_t> experts(static_cast<size_t>(T * k));  // [T, k]
+    std::vector<float> weights(static_cast<size_t>(T * k));    // [T, k]
+    std::vector<float> entropy, mass, margin;
+    if (want_stats) {
+        entropy.resize(static_cast<size_t>(T));
+        mass.resize(static_cast<size_t>(T));
+        margin.resize(static_cast<size_t>(T));
+    }
+    RouterParams rp;
+    rp.n_expert = E;
+    rp.k = k;
+    rp.norm_topk_prob = w.norm_topk_prob;
+    rp.excluded = reroute ? li->disabled.data() : nullptr;
+    rp.skip_top = li ? li->skip_top : 0;
+    {
+        std::vector<float> probs(static_cast<size_t>(E));
+        std::vector<int32_t> order(static_cast<size_t>(E));
+        for (int64_t t = 0; t < T; ++t) {
+            RouterStats st;
+            route_softmax_topk(logits.data() + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
+                               weights.data() + t * k, want_stats ? &st : nullptr);
+            if (want_stats) {
+                entropy[t] = st.entropy;
+                mass[t] = st.selected_mass;
+                margin[t] = st.margin;
+            }
+        }
+    }
+    if (call.observer) {
+        RoutingBatch b;
+        b.layer = call.layer;
+        b.pos0 = call.pos0;
+        b.n_tokens = T;
+        b.k = k;
+        b.source = call.source;
+        b.weight_kind = (w.norm_topk_prob && k > 1) ? GateWeightKind::renormalized : GateWeightKind::router_prob;
+        b.shared_off = li && li->shared_off;
+        b.experts = experts.data();
+        b.gate_weights = weights.data();
+        b.entropy = entropy.data();
+        b.selected_mass = mass.data();
+        b.margin = margin.data();
+        call.observer->on_routing(b);
+    }
+
+    // 2. Group (token, rank) slots by expert: counting sort, stable in token order.
+    std::vector<int64_t> count(static_cast<size_t>(E + 1), 0);
+    for (int64_t s = 0; s < T * k; ++s) {
+        const int32_t e = experts[static_cast<size_t>(s)];
+        if (drop && li->disabled[static_cast<size_t>(e)]) continue;
+        ++count[static_cast<size_t>(e) + 1];
+    }
+    for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
+    const int64_t n_slots = count[static_cast<size_t>(E)];
+    std::vector<int64_t> slot_row(static_cast<size_t>(T * k), -1);  // [T, k] -> row in gathered
+    std::vector<float> gathered(static_cast<size_t>(n_slots * H));  // [n_slots, H]
+    std::vector<float> results(static_cast<size_t>(n_slots * H));   // [n_slots, H]
+    {
+        std::vector<int64_t> fill(count.begin(), count.end() - 1);
+        for (int64_t s = 0; s < T * k; ++s) {
+            const int32_t e = experts[static_cast<size_t>(s)];
+            if (drop && li->disabled[static_cast<size_t>(e)]) continue;
+            const int64_t row = fill[static_cast<size_t>(e)]++;
+            slot_row[static_cast<size_t>(s)] = row;
+            std::memcpy(gathered.data() + row * H, x + (s / k) * H, static_cast<size_t>(H) * sizeof(float));
+        }
+    }
+
+    // 3. All experts with tokens, and the shared unit, in one set of parallel loops.
+    std::vector<FfnUnit> units;
+    for (int64_t e = 0; e < E; ++e) {
+        const int64_t n = count[e + 1] - count[e];
+        if (n == 0) continue;
+        units.push_back({&w.experts[static_cast<size_t>(e)], gathered.data() + count[e] * H,
+                         results.data() + count[e] * H, n});
+    }
+    const bool shared_on = w.has_shared && !(li && li->shared_off);
+    if (shared_on) units.push_back({&w.shared, x, out, T});
+    run_ffn_units(units, H, pool);
+
+    // 4. out[t] = shared(x)[t] + Σ_rank w·expert(x)[t], summed in rank order.
+    pool.parallel_for(T, [&](int64_t t, int) {
+        float* o = out + t * H;
+        if (!shared_on) std::fill(o, o + H, 0.0f);
+        for (int64_t r = 0; r < k; ++r) {
+            const int64_t row = slot_row[static_cast<size_t>(t * k + r)];
+            if (row < 0) continue;  // dropped
+            const float g = weights[static_cast<size_t>(t * k + r)];
+            const float* src = results.data() + row * H;
+            for (int64_t i = 0; i < H; ++i) o[i] += g * src[i];
+        }
+    });
+}
+
+}  // namespace moe::cpu

@@ -1,0 +1,18 @@
+// KvCache growth; see kv_cache.h.
+#include "engine/kv_cache.h"
+
+#include <algorithm>
+
+namespace moe {
+
+void KvCache::reserve(int64_t positions) {
+    if (positions <= capacity_) return;
+    const int64_t cap = std::max<int64_t>(positions, std::max<int64_t>(256, capacity_ * 2));
+    for (auto& k : k_) k.resize(static_cast<size_t>(cap * kv_dim_));
+    for (auto& v : v_) v.resize(static_cast<size_t>(cap * kv_dim_));
+    capacity_ = cap;
+}
+
+size_t KvCache::bytes() const { return static_cast<size_t>(2 * capacity_ * kv_dim_) * k_.size() * sizeof(float); }
+
+}  // namespace moe

@@ -1,0 +1,63 @@
+// Model base, loading entry points and Session; see model.h.
+#include "engine/model.h"
+
+#include <set>
+
+#include "engine/cpu/thread_pool.h"
+#include "engine/error.h"
+#include "engine/models/deepseek_moe.h"
+
+namespace moe {
+
+Model::Model(ModelConfig config, std::shared_ptr<TensorSource> tensors, const LoadOptions& opt)
+    : config_(std::move(config)),
+      tensors_(std::move(tensors)),
+      pool_(std::make_unique<cpu::ThreadPool>(opt.threads > 0 ? opt.threads : cpu::default_thread_count())) {}
+
+Model::~Model() = default;
+
+int Model::threads() const { return pool_->size(); }
+
+std::string Model::dtype_summary() const {
+    std::set<std::string> seen;
+    for (const auto& name : tensors_->names()) seen.insert(dtype_name(tensors_->find(name)->dtype));
+    if (seen.size() == 1) return *seen.begin();
+    std::string s = "mixed (";
+    for (auto it = seen.begin(); it != seen.end(); ++it) s += (it == seen.begin() ? "" : ", ") + *it;
+    return s + ")";
+}
+
+std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
+                                  const LoadOptions& opt) {
+    switch (config.arch) {
+        case Architecture::deepseek_moe: return make_deepseek_moe(config, std::move(tensors), opt);
+    }
+    throw_input_error(config.source, "unsupported architecture");
+}
+
+std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt) {
+    ModelConfig config = load_model_config(dir);
+    std::shared_ptr<TensorSource> ckpt;
+    try {
+        ckpt = std::make_shared<Checkpoint>(dir);
+    } catch (const Error& e) {
+        rethrow_with_context(e, "loading weights");
+    }
+    try {
+        return make_model(config, std::move(ckpt), opt);
+    } catch (const Error& e) {
+        rethrow_with_context(e, "loading weights");
+    }
+}
+
+void Session::forward(std::span<const int32_t> ids, const ForwardOptions& opt, std::vector<float>& logits) {
+    const int64_t V = model_.config().vocab_size;
+    for (size_t i = 0; i < ids.size(); ++i)
+        if (ids[i] < 0 || ids[i] >= V)
+            throw_input_error("token ids", "id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
+                                               " is out of range (vocabulary of " + std::to_string(V) + ")");
+    if (ids.empty()) throw_input_error("token ids", "empty sequence");
+    model_.forward(ids, cache_, opt, logits);
+}
+
+}  // namespace moe

@@ -1,0 +1,80 @@
+// Model: a loaded checkpoint ready to run on a backend (the CPU backend here), and the
+// forward pass's contract. One Model is shared by any number of Sessions (sequences);
+// it owns the weights' mapping and the thread pool. Architecture code lives in
+// engine/models/; load_model() picks it from config.json's model_type.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint.h"
+#include "engine/expert_mask.h"
+#include "engine/kv_cache.h"
+#include "engine/model_config.h"
+#include "engine/routing.h"
+
+namespace moe {
+
+namespace cpu {
+class ThreadPool;
+}
+
+struct LoadOptions {
+    int threads = 0;  // 0: every core the process may use
+};
+
+struct ForwardOptions {
+    const ExpertMask* mask = nullptr;       // null or empty: as published
+    RoutingObserver* observer = nullptr;    // null: nothing reported, no routing statistics computed
+    TokenSource source = TokenSource::prompt;
+    bool all_logits = true;                 // false: only the last position's logits
+};
+
+class Model {
+public:
+    virtual ~Model();
+    const ModelConfig& config() const { return config_; }
+    const TensorSource& tensors() const { return *tensors_; }
+    cpu::ThreadPool& pool() const { return *pool_; }
+    int threads() const;
+    std::string dtype_summary() const;  // "BF16", "F32", or "mixed (BF16, F32)"
+
+    // Runs tokens `ids` at positions [cache.length(), cache.length()+T), appends their
+    // keys/values to `cache`, and writes logits [T, V] (or [1, V]) into `logits`.
+    virtual void forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
+                         std::vector<float>& logits) const = 0;
+    virtual KvCache make_cache() const = 0;
+
+protected:
+    Model(ModelConfig config, std::shared_ptr<TensorSource> tensors, const LoadOptions& opt);
+    ModelConfig config_;
+    std::shared_ptr<TensorSource> tensors_;
+    std::unique_ptr<cpu::ThreadPool> pool_;
+};
+
+// Opens a Hugging Face model directory (config.json + safetensors).
+std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt = {});
+// Builds a model from a config and tensors already at hand (random weights, tests).
+std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
+                                  const LoadOptions& opt = {});
+
+// One sequence: a KV cache and its position.
+class Session {
+public:
+    explicit Session(const Model& model) : model_(model), cache_(model.make_cache()) {}
+    // Runs ids after what the session already holds; logits as in Model::forward.
+    void forward(std::span<const int32_t> ids, const ForwardOptions& opt, std::vector<float>& logits);
+    int64_t position() const { return cache_.length(); }
+    void reset() { cache_.clear(); }
+    const Model& model() const { return model_; }
+    const KvCache& cache() const { return cache_; }
+
+private:
+    const Model& model_;
+    KvCache cache_;
+};
+
+}  // namespace moe

@@ -1,0 +1,16 @@
+// Random weights of the true shapes of a config, in memory: for benchmarks of shapes
+// whose checkpoints are not at hand, and for checkpoints that tests and demos write.
+// Values are uniform with variance 1/fan_in (so activations stay O(1)); norms are 1.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "engine/checkpoint.h"
+#include "engine/model_config.h"
+
+namespace moe {
+
+std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& config, DType dtype, uint64_t seed);
+
+}  // namespace moe

@@ -1,0 +1,1 @@
+# Engine suites (see tests/CMakeLists.txt for moe_add_qtest).

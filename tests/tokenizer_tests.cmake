@@ -1,0 +1,1 @@
+# Tokenizer suites (see tests/CMakeLists.txt for moe_add_qtest).
