@@ -62,9 +62,14 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
         li.k = cfg.num_experts_per_tok;
         return li;
     };
-    for (const std::string& raw : split(spec, ';')) {
-        const std::string part = trim(raw);
-        if (part.empty()) continue;
+    // Parts for every layer (*) apply first, then parts naming one layer, so a layer's
+    // own k or skip-top overrides the general one; among equals the later part wins.
+    std::vector<std::string> parts;
+    for (const std::string& raw : split(spec, ';'))
+        if (!trim(raw).empty() && trim(raw)[0] == '*') parts.push_back(trim(raw));
+    for (const std::string& raw : split(spec, ';'))
+        if (!trim(raw).empty() && trim(raw)[0] != '*') parts.push_back(trim(raw));
+    for (const std::string& part : parts) {
         const std::string where = "mask part '" + part + "'";
         size_t colon = part.find(':');
         if (colon == std::string::npos) throw_input_error(where, "expected L<layer>:... or *:...");

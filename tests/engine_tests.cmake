@@ -1,1 +1,4 @@
 # Engine suites (see tests/CMakeLists.txt for moe_add_qtest).
+moe_add_qtest(test_golden LABELS unit SOURCES test_golden.cpp)
+moe_add_qtest(test_router LABELS unit SOURCES test_router.cpp)
+moe_add_qtest(test_forward LABELS unit SOURCES test_forward.cpp)

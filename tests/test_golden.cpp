@@ -1,0 +1,93 @@
+// Golden test of the CPU engine: logits and routing of the small checkpoints in
+// tests/fixtures/ against tests/reference/deepseek_moe_ref.py, an independent NumPy
+// implementation of the published DeepSeekMoE model (float64). Regenerate the goldens
+// with `python3 tests/reference/make_fixtures.py` (see tests/reference/README.md).
+#include <QtTest>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/expert_mask.h"
+#include "engine/model.h"
+
+namespace {
+
+const char* kFixtures[] = {"f32_single",      "f32_sharded_gqa",  "bf16_tied",
+                           "f32_rope_linear", "f32_rope_dynamic", "f32_dense2_4layers"};
+
+std::string fixture_dir(const char* name) { return std::string(MOE_SOURCE_DIR) + "/tests/fixtures/" + name; }
+
+nlohmann::json read_json(const std::string& path) {
+    std::ifstream in(path);
+    return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+class GoldenTest : public QObject {
+    Q_OBJECT
+private slots:
+    void logits_and_routing_data();
+    void logits_and_routing();
+};
+
+void GoldenTest::logits_and_routing_data() {
+    QTest::addColumn<QString>("fixture");
+    QTest::addColumn<int>("index");
+    for (const char* f : kFixtures) {
+        const auto golden = read_json(fixture_dir(f) + "/golden.json");
+        QVERIFY2(golden["cases"].size() > 0, f);
+        for (size_t i = 0; i < golden["cases"].size(); ++i) {
+            const std::string tag = std::string(f) + "/" + golden["cases"][i]["name"].get<std::string>();
+            QTest::newRow(tag.c_str()) << QString(f) << static_cast<int>(i);
+        }
+    }
+}
+
+void GoldenTest::logits_and_routing() {
+    QFETCH(QString, fixture);
+    QFETCH(int, index);
+    const std::string dir = fixture_dir(fixture.toStdString().c_str());
+    const auto c = read_json(dir + "/golden.json")["cases"][static_cast<size_t>(index)];
+    moe::LoadOptions lo;
+    lo.threads = 2;
+    auto model = moe::load_model(dir, lo);
+    const moe::ExpertMask mask = moe::ExpertMask::parse(c["mask"].get<std::string>(), model->config(),
+                                                        moe::parse_mask_mode(c["mask_mode"].get<std::string>()));
+    const std::vector<int32_t> ids = c["ids"].get<std::vector<int32_t>>();
+    moe::Session session(*model);
+    moe::RoutingRecorder rec;
+    moe::ForwardOptions opt;
+    opt.mask = &mask;
+    opt.observer = &rec;
+    std::vector<float> logits;
+    session.forward(ids, opt, logits);
+
+    const int64_t V = model->config().vocab_size;
+    const auto& gl = c["logits"];
+    QCOMPARE(static_cast<int64_t>(gl.size()), static_cast<int64_t>(ids.size()));
+    double max_diff = 0;
+    for (size_t t = 0; t < ids.size(); ++t)
+        for (int64_t v = 0; v < V; ++v)
+            max_diff = std::max(max_diff, std::abs(static_cast<double>(logits[t * V + v]) - gl[t][v].get<double>()));
+    QVERIFY2(max_diff <= 1e-4, qPrintable(QString("max |dlogit| = %1").arg(max_diff)));
+
+    const auto& gr = c["routing"];
+    QCOMPARE(rec.layers().size(), gr.size());
+    for (const auto& [layer, tokens] : rec.layers()) {
+        const std::string key = std::to_string(layer);
+        QVERIFY2(gr.contains(key), key.c_str());
+        QCOMPARE(tokens.size(), gr[key].size());
+        for (size_t t = 0; t < tokens.size(); ++t) {
+            const auto expected = gr[key][t].get<std::vector<int32_t>>();
+            QVERIFY2(tokens[t].experts == expected,
+                     qPrintable(QString("layer %1 position %2").arg(layer).arg(t)));
+            const auto gw = c["gate_weights"][key][t].get<std::vector<double>>();
+            for (size_t r = 0; r < gw.size(); ++r) QVERIFY(std::abs(tokens[t].gate_weights[r] - gw[r]) <= 1e-5);
+        }
+    }
+}
+
+QTEST_APPLESS_MAIN(GoldenTest)
+#include "test_golden.moc"

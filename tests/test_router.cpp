@@ -1,0 +1,156 @@
+// Unit tests of the softmax top-k router (engine/router.h) on hand-computed cases —
+// selection order and tie rule, reroute exclusions, skip-top, renormalisation, the
+// statistics the observer reports — and of ExpertMask SPEC parsing.
+#include <QtTest>
+
+#include <cmath>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/expert_mask.h"
+#include "engine/model_config.h"
+#include "engine/router.h"
+
+namespace {
+
+struct Routed {
+    std::vector<int32_t> experts;
+    std::vector<float> weights;
+    moe::RouterStats stats;
+};
+
+Routed route(const std::vector<float>& logits, int64_t k, bool norm = false, const std::vector<uint8_t>& excluded = {},
+             int64_t skip_top = 0) {
+    const int64_t E = static_cast<int64_t>(logits.size());
+    moe::RouterParams p;
+    p.n_expert = E;
+    p.k = k;
+    p.norm_topk_prob = norm;
+    p.excluded = excluded.empty() ? nullptr : excluded.data();
+    p.skip_top = skip_top;
+    std::vector<float> probs(E);
+    std::vector<int32_t> order(E);
+    Routed r;
+    r.experts.resize(k);
+    r.weights.resize(k);
+    moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), r.experts.data(), r.weights.data(), &r.stats);
+    return r;
+}
+
+// softmax of {0, 1, 2, 3}
+std::vector<double> probs0123() {
+    double z = 1 + std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+    return {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, std::exp(3.0) / z};
+}
+
+moe::ModelConfig small_config() {
+    return moe::parse_model_config(R"({"model_type":"deepseek","vocab_size":16,"hidden_size":8,
+        "intermediate_size":16,"moe_intermediate_size":4,"num_hidden_layers":3,"num_attention_heads":2,
+        "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
+                                   "test-config");
+}
+
+}  // namespace
+
+class RouterTest : public QObject {
+    Q_OBJECT
+private slots:
+    void picks_highest_probabilities_in_rank_order() {
+        const auto p = probs0123();
+        Routed r = route({0, 1, 2, 3}, 2);
+        QCOMPARE(r.experts, (std::vector<int32_t>{3, 2}));
+        QVERIFY(std::abs(r.weights[0] - p[3]) < 1e-6);
+        QVERIFY(std::abs(r.weights[1] - p[2]) < 1e-6);
+        QVERIFY(std::abs(r.stats.selected_mass - (p[3] + p[2])) < 1e-6);
+        QVERIFY(std::abs(r.stats.margin - (p[2] - p[1])) < 1e-6);
+        double h = 0;
+        for (double q : p) h -= q * std::log(q);
+        QVERIFY(std::abs(r.stats.entropy - h) < 1e-6);
+    }
+    void ties_go_to_the_lower_index() {
+        Routed r = route({1, 1, 1, 0}, 2);
+        QCOMPARE(r.experts, (std::vector<int32_t>{0, 1}));
+        QCOMPARE(r.stats.margin, 0.0f);
+        Routed u = route({5, 5, 5, 5}, 4);
+        QCOMPARE(u.experts, (std::vector<int32_t>{0, 1, 2, 3}));
+        QVERIFY(std::abs(u.stats.entropy - std::log(4.0)) < 1e-6);
+        QVERIFY(std::abs(u.stats.margin - 0.25) < 1e-6);  // nothing left over: margin is the k-th probability
+    }
+    void renormalises_only_when_asked_and_k_above_one() {
+        const auto p = probs0123();
+        Routed r = route({0, 1, 2, 3}, 2, true);
+        QVERIFY(std::abs(r.weights[0] - p[3] / (p[3] + p[2])) < 1e-6);
+        QVERIFY(std::abs(r.weights[0] + r.weights[1] - 1.0f) < 1e-6);
+        Routed one = route({0, 1, 2, 3}, 1, true);  // published: no renormalisation at k = 1
+        QVERIFY(std::abs(one.weights[0] - p[3]) < 1e-6);
+    }
+    void reroute_excludes_disabled_experts_but_keeps_their_probability_mass() {
+        const auto p = probs0123();
+        Routed r = route({0, 1, 2, 3}, 2, false, {0, 0, 0, 1});
+        QCOMPARE(r.experts, (std::vector<int32_t>{2, 1}));
+        QVERIFY(std::abs(r.weights[0] - p[2]) < 1e-6);  // not re-softmaxed over the enabled experts
+        QVERIFY(std::abs(r.stats.margin - (p[1] - p[0])) < 1e-6);
+    }
+    void skip_top_excludes_the_most_probable_eligible() {
+        Routed r = route({0, 1, 2, 3}, 2, false, {}, 1);
+        QCOMPARE(r.experts, (std::vector<int32_t>{2, 1}));
+        Routed both = route({0, 1, 2, 3}, 2, false, {0, 0, 1, 0}, 1);  // eligible {0,1,3}, skip 3
+        QCOMPARE(both.experts, (std::vector<int32_t>{1, 0}));
+    }
+
+    void mask_spec_parses() {
+        const auto c = small_config();
+        auto m = moe::ExpertMask::parse("L1:0,3; *:shared ;L2:k=3;*:skip-top=1", c, moe::MaskMode::drop);
+        QCOMPARE(m.mode(), moe::MaskMode::drop);
+        QVERIFY(m.layer(0) == nullptr);
+        const auto* l1 = m.layer(1);
+        QVERIFY(l1);
+        QCOMPARE(l1->n_disabled, int64_t(2));
+        QVERIFY(l1->disabled[0] && l1->disabled[3] && !l1->disabled[1]);
+        QVERIFY(l1->shared_off);
+        QCOMPARE(l1->k, int64_t(2));
+        QCOMPARE(l1->skip_top, int64_t(1));
+        QCOMPARE(m.layer(2)->k, int64_t(3));
+        QVERIFY(moe::ExpertMask::parse("", c, moe::MaskMode::reroute).empty());
+        // A layer's own k overrides the general one whatever the order.
+        auto o = moe::ExpertMask::parse("L1:k=3;*:k=1", c, moe::MaskMode::reroute);
+        QCOMPARE(o.layer(1)->k, int64_t(3));
+        QCOMPARE(o.layer(2)->k, int64_t(1));
+        QCOMPARE(moe::ExpertMask::parse("*:1,2", c, moe::MaskMode::reroute).layers().size(), size_t(2));
+    }
+    void mask_spec_errors_name_the_bad_part_data() {
+        QTest::addColumn<QString>("spec");
+        QTest::addColumn<QString>("needle");
+        QTest::newRow("dense layer") << "L0:1" << "dense layer";
+        QTest::newRow("no such layer") << "L9:1" << "does not exist";
+        QTest::newRow("expert too big") << "L1:8" << "expert 8 does not exist";
+        QTest::newRow("garbage expert") << "L1:abc" << "'abc'";
+        QTest::newRow("no colon") << "L1" << "expected";
+        QTest::newRow("bad target") << "X1:2" << "L<number>";
+        QTest::newRow("k zero") << "*:k=0" << "k must be";
+        QTest::newRow("k too big") << "*:k=9" << "k must be";
+        QTest::newRow("skip too big") << "*:skip-top=7" << "fewer than k";
+        QTest::newRow("all disabled") << "L1:0,1,2,3,4,5,6" << "fewer than k";
+        QTest::newRow("empty list") << "L1:" << "no experts";
+    }
+    void mask_spec_errors_name_the_bad_part() {
+        QFETCH(QString, spec);
+        QFETCH(QString, needle);
+        const auto c = small_config();
+        try {
+            moe::ExpertMask::parse(spec.toStdString(), c, moe::MaskMode::reroute);
+            QFAIL("accepted a bad spec");
+        } catch (const moe::Error& e) {
+            QCOMPARE(e.kind(), moe::ErrorKind::input);
+            QVERIFY2(QString(e.what()).contains(needle), e.what());
+        }
+    }
+    void drop_mode_allows_disabling_all_but_needs_k_for_skip() {
+        const auto c = small_config();
+        auto m = moe::ExpertMask::parse("L1:0,1,2,3,4,5,6,7", c, moe::MaskMode::drop);
+        QCOMPARE(m.layer(1)->n_disabled, int64_t(8));
+    }
+};
+
+QTEST_APPLESS_MAIN(RouterTest)
+#include "test_router.moc"
