@@ -1,5 +1,134 @@
+// moewb bench: prefill and decode speed of the CPU engine on a model directory or on
+// random weights of a config's true shapes, as JSON. Several configs and dtypes can be
+// measured side by side in one run (comma-separated lists).
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "app/moewb/cli_common.h"
 #include "app/moewb/commands.h"
+#include "engine/cpu/matmul.h"
 #include "engine/error.h"
+#include "engine/random_weights.h"
+
 namespace moewb {
-int cmd_bench(int, char**) { moe::throw_input_error("bench", "not available yet"); }
+
+moe::DType parse_dtype_flag(const std::string& s);  // cmd_make_random.cpp
+
+namespace {
+
+const char* kHelp =
+    "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
+    "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N]\n"
+    "                   [--dtype f32|bf16|f16[,...]] [--repeat N] [--seed S]\n\n"
+    "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
+    "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
+    "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
+    "With several configs or dtypes, prints {\"runs\": [...]}.\n";
+
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (true) {
+        size_t p = s.find(',', start);
+        out.push_back(s.substr(start, p == std::string::npos ? std::string::npos : p - start));
+        if (p == std::string::npos) break;
+        start = p + 1;
+    }
+    return out;
+}
+
+int64_t peak_rss_bytes() {
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen, int repeat, uint64_t seed) {
+    using clock = std::chrono::steady_clock;
+    const int64_t V = model.config().vocab_size;
+    std::mt19937_64 rng(seed);
+    std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
+    for (auto& id : prompt) id = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+    double best_prefill = 1e300, best_decode = 1e300;
+    std::vector<float> logits;
+    for (int r = 0; r < repeat; ++r) {
+        moe::Session s(model);
+        moe::ForwardOptions opt;
+        opt.all_logits = false;
+        auto t0 = clock::now();
+        s.forward(prompt, opt, logits);
+        best_prefill = std::min(best_prefill, std::chrono::duration<double>(clock::now() - t0).count());
+        opt.source = moe::TokenSource::generated;
+        auto t1 = clock::now();
+        for (int64_t g = 0; g < n_gen; ++g) {
+            int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+            const int32_t one[1] = {next};
+            s.forward(one, opt, logits);
+        }
+        best_decode = std::min(best_decode, std::chrono::duration<double>(clock::now() - t1).count());
+    }
+    const auto& c = model.config();
+    return {
+        {"architecture", moe::architecture_name(c.arch)},
+        {"dtype", model.dtype_summary()},
+        {"threads", model.threads()},
+        {"kernel", moe::cpu::matmul_kernel_name()},
+        {"prompt_tokens", n_prompt},
+        {"gen_tokens", n_gen},
+        {"prefill_seconds", best_prefill},
+        {"decode_seconds", best_decode},
+        {"prefill_tok_s", static_cast<double>(n_prompt) / best_prefill},
+        {"decode_tok_s", n_gen > 0 ? static_cast<double>(n_gen) / best_decode : 0.0},
+        {"weight_bytes", model.tensors().weight_bytes()},
+        {"total_params", c.total_params()},
+        {"activated_params", c.activated_params()},
+        {"peak_rss_bytes", peak_rss_bytes()},
+    };
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+    Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
+                           "--repeat", "--seed"},
+              {});
+    if (args.help()) return print_help(kHelp);
+    const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
+    const int64_t n_gen = args.get_int("--gen-tokens", 128, 0, 1 << 20);
+    const int repeat = static_cast<int>(args.get_int("--repeat", 1, 1, 100));
+    const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, INT64_MAX));
+    moe::LoadOptions lo;
+    lo.threads = static_cast<int>(args.get_int("--threads", 0, 1, 1024));
+    if (args.has("--model") == args.has("--random-config"))
+        moe::throw_input_error("bench", "give exactly one of --model DIR or --random-config config.json");
+
+    nlohmann::json runs = nlohmann::json::array();
+    if (args.has("--model")) {
+        auto model = moe::load_model(args.require("--model"), lo);
+        auto j = measure(*model, n_prompt, n_gen, repeat, seed);
+        j["model"] = args.require("--model");
+        runs.push_back(j);
+    } else {
+        const auto configs = split_list(args.require("--random-config"));
+        const auto dtypes = split_list(args.get_or("--dtype", "bf16"));
+        for (const auto& d : dtypes) (void)parse_dtype_flag(d);
+        for (const auto& path : configs) {
+            const moe::ModelConfig config = moe::load_model_config(path);
+            for (const auto& d : dtypes) {
+                auto model = moe::make_model(config, moe::make_random_tensors(config, parse_dtype_flag(d), seed), lo);
+                auto j = measure(*model, n_prompt, n_gen, repeat, seed);
+                j["random_config"] = path;
+                runs.push_back(j);
+                std::fprintf(stderr, "%s %s: prefill %.1f tok/s, decode %.1f tok/s\n", path.c_str(), d.c_str(),
+                             j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>());
+            }
+        }
+    }
+    print_json(runs.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}});
+    return 0;
+}
+
 }  // namespace moewb

@@ -1,5 +1,81 @@
+// moewb generate: plain completion or chat (the model's chat template), streamed to
+// stdout as it is generated, optionally with an expert mask.
+#include <cstdio>
+
+#include "app/moewb/cli_common.h"
 #include "app/moewb/commands.h"
+#include "engine/chat_template.h"
 #include "engine/error.h"
+#include "engine/generator.h"
+#include "engine/tokenizer.h"
+
 namespace moewb {
-int cmd_generate(int, char**) { moe::throw_input_error("generate", "not available yet"); }
+
+namespace {
+
+const char* kHelp =
+    "usage: moewb generate --model DIR (--prompt TEXT | --ids 1,2,3) [--chat] [--system TEXT]\n"
+    "                      [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]\n"
+    "                      [--repetition-penalty R] [--seed S] [--stop STR]\n"
+    "                      [--mask SPEC] [--mask-mode reroute|drop] [--threads N] [--stats]\n\n"
+    "Streams the generated text to stdout. --chat wraps the prompt in the model's chat\n"
+    "template (deepseek-moe-16b-chat: \"User: ...\\n\\nAssistant:\"). Temperature 0 (the\n"
+    "default) is greedy. Generation stops at EOS, at --stop STR (not printed) or after\n"
+    "--max-new-tokens. --stats prints token counts and speeds as JSON on stderr.\n";
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+    auto flags = model_value_flags();
+    flags.insert({"--prompt", "--ids", "--system", "--max-new-tokens", "--temperature", "--top-p", "--top-k",
+                  "--repetition-penalty", "--seed", "--stop"});
+    Args args(argc, argv, flags, {"--chat", "--stats"});
+    if (args.help()) return print_help(kHelp);
+    if (args.has("--prompt") == args.has("--ids"))
+        moe::throw_input_error("generate", "give exactly one of --prompt TEXT or --ids");
+    moe::GenerateParams gp;
+    gp.max_new_tokens = args.get_int("--max-new-tokens", 128, 0, 1 << 20);
+    gp.sampling.temperature = static_cast<float>(args.get_double("--temperature", 0.0, 0.0, 100.0));
+    gp.sampling.top_p = static_cast<float>(args.get_double("--top-p", 1.0, 1e-6, 1.0));
+    gp.sampling.top_k = args.get_int("--top-k", 0, 0, 1 << 24);
+    gp.sampling.repetition_penalty = static_cast<float>(args.get_double("--repetition-penalty", 1.0, 0.01, 100.0));
+    gp.sampling.seed = static_cast<uint64_t>(args.get_int("--seed", 0, 0, INT64_MAX));
+    if (args.has("--stop")) gp.stop_strings.push_back(args.require("--stop"));
+
+    const std::string dir = args.require("--model");
+    const moe::Tokenizer tok = moe::Tokenizer::load_dir(dir);
+    auto model = open_model(args);
+    const moe::ExpertMask mask = mask_from_args(args, model->config());
+    gp.mask = &mask;
+
+    std::vector<int32_t> prompt;
+    if (args.has("--ids")) {
+        prompt = parse_id_list(args.require("--ids"), "--ids");
+    } else if (args.has("--chat")) {
+        std::vector<moe::ChatMessage> msgs;
+        if (args.has("--system")) msgs.push_back({"system", args.require("--system")});
+        msgs.push_back({"user", args.require("--prompt")});
+        const moe::ChatTemplate tmpl = moe::deepseek_moe_chat_template();
+        prompt = tok.encode(moe::render_chat(tmpl, msgs, true), /*add_special=*/false);
+        if (auto eos = tok.token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
+    } else {
+        prompt = tok.encode(args.require("--prompt"));
+    }
+    const moe::GenerateResult r = moe::generate(*model, tok, prompt, gp, [](std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+    });
+    std::fputc('\n', stdout);
+    if (args.has("--stats")) {
+        nlohmann::json j = {{"prompt_tokens", r.prompt_tokens},
+                            {"generated_tokens", static_cast<int64_t>(r.tokens.size())},
+                            {"stop_reason", r.stop_reason},
+                            {"prefill_seconds", r.prefill_seconds},
+                            {"decode_seconds", r.decode_seconds}};
+        std::fprintf(stderr, "%s\n", j.dump().c_str());
+    }
+    return 0;
+}
+
 }  // namespace moewb
