@@ -6,6 +6,9 @@
 #include <QtTest>
 
 #include <algorithm>
+#include <cstring>
+
+#include "engine/cpu/matmul.h"
 
 #include "engine/expert_mask.h"
 #include "engine/model.h"
@@ -191,6 +194,54 @@ private slots:
         auto mz = moe::make_model(c, zeroed, lo);
         const Run z = prefill(*mz, ids);
         QVERIFY(max_diff(dropped.logits.data(), z.logits.data(), z.logits.size()) <= 1e-6);
+    }
+    void half_precision_weights_widen_exactly_data() {
+        QTest::addColumn<int>("dtype");
+        QTest::newRow("bf16") << static_cast<int>(moe::DType::bf16);
+        QTest::newRow("f16") << static_cast<int>(moe::DType::f16);
+    }
+    void half_precision_weights_widen_exactly() {
+        // A model stored in BF16/F16 must give exactly the logits of the same (rounded)
+        // weights stored as F32: widening is exact and accumulation is f32 either way.
+        QFETCH(int, dtype);
+        const auto dt = static_cast<moe::DType>(dtype);
+        auto m = load("f32_single");
+        auto half = std::make_shared<moe::MemoryTensors>();
+        auto widened = std::make_shared<moe::MemoryTensors>();
+        for (const auto& name : m->tensors().names()) {
+            const moe::TensorView* t = m->tensors().find(name);
+            const auto* f = static_cast<const float*>(t->data);
+            const int64_t n = t->numel();
+            std::vector<uint8_t> hb(static_cast<size_t>(n) * 2), fb(static_cast<size_t>(n) * 4);
+            for (int64_t i = 0; i < n; ++i) {
+                const uint16_t h = dt == moe::DType::bf16 ? moe::f32_to_bf16(f[i]) : moe::f32_to_f16(f[i]);
+                const float back = dt == moe::DType::bf16 ? moe::bf16_to_f32(h) : moe::f16_to_f32(h);
+                std::memcpy(hb.data() + 2 * i, &h, 2);
+                std::memcpy(fb.data() + 4 * i, &back, 4);
+            }
+            half->add(name, dt, t->shape, std::move(hb));
+            widened->add(name, moe::DType::f32, t->shape, std::move(fb));
+        }
+        moe::LoadOptions lo;
+        lo.threads = 2;
+        auto mh = moe::make_model(m->config(), half, lo);
+        auto mf = moe::make_model(m->config(), widened, lo);
+        const auto ids = test_ids(*m, 11);
+        const Run a = prefill(*mh, ids), b = prefill(*mf, ids);
+        QVERIFY(a.logits == b.logits);
+        const auto [lo_it, hi_it] = std::minmax_element(a.logits.begin(), a.logits.end());
+        QVERIFY(*hi_it - *lo_it > 1.0f);  // a real spread of logits, not a degenerate model
+    }
+    void generic_kernels_match_vector_kernels() {
+        auto m = load("f32_dense2_4layers");
+        const auto ids = test_ids(*m, 13);
+        const Run fast = prefill(*m, ids);
+        moe::cpu::force_generic_kernels(true);
+        const Run plain = prefill(*m, ids);
+        moe::cpu::force_generic_kernels(false);
+        QVERIFY(max_diff(fast.logits.data(), plain.logits.data(), fast.logits.size()) <= 1e-4);
+        for (const auto& [layer, toks] : fast.rec.layers())
+            for (size_t t = 0; t < toks.size(); ++t) QCOMPARE(plain.rec.layers().at(layer)[t].experts, toks[t].experts);
     }
     void shared_off_changes_logits() {
         auto m = load("f32_sharded_gqa");

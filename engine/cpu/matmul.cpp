@@ -5,6 +5,9 @@
 #include "engine/cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string>
 
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
@@ -142,14 +145,27 @@ MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const Weight
     }
 }
 
+std::atomic<bool> g_force_generic{[] {
+    const char* v = std::getenv("MOE_CPU_KERNEL");
+    return v && std::string(v) == "generic";
+}()};
+
 bool have_avx512() {
     static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    return ok;
+    return ok && !g_force_generic.load(std::memory_order_relaxed);
 }
 #endif
 
 }  // namespace
+
+void force_generic_kernels(bool on) {
+#if defined(__x86_64__)
+    g_force_generic.store(on);
+#else
+    (void)on;
+#endif
+}
 
 const char* matmul_kernel_name() {
 #if defined(__x86_64__)

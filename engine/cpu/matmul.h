@@ -32,7 +32,10 @@ void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, 
 void matmul(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, float* y, int64_t ldy,
             ThreadPool& pool);
 
-// Which kernel family this machine runs ("avx512" or "generic"), for benchmarks.
+// Which kernel family runs ("avx512" or "generic"), for benchmarks.
 const char* matmul_kernel_name();
+// Forces the portable kernels even where AVX-512 exists (parity tests, benchmarks).
+// Also set by the environment variable MOE_CPU_KERNEL=generic at start-up.
+void force_generic_kernels(bool on);
 
 }  // namespace moe::cpu
