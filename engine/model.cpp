@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "engine/cpu/arena.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
 #include "engine/models/deepseek_moe.h"
@@ -12,7 +13,8 @@ namespace moe {
 Model::Model(ModelConfig config, std::shared_ptr<TensorSource> tensors, const LoadOptions& opt)
     : config_(std::move(config)),
       tensors_(std::move(tensors)),
-      pool_(std::make_unique<cpu::ThreadPool>(opt.threads > 0 ? opt.threads : cpu::default_thread_count())) {}
+      pool_(std::make_unique<cpu::ThreadPool>(opt.threads > 0 ? opt.threads : cpu::default_thread_count())),
+      arena_(std::make_unique<cpu::Arena>()) {}
 
 Model::~Model() = default;
 

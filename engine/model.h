@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ namespace moe {
 
 namespace cpu {
 class ThreadPool;
+class Arena;
 }
 
 struct LoadOptions {
@@ -44,6 +46,8 @@ public:
 
     // Runs tokens `ids` at positions [cache.length(), cache.length()+T), appends their
     // keys/values to `cache`, and writes logits [T, V] (or [1, V]) into `logits`.
+    // A model runs one forward step at a time (its threads and scratch memory are
+    // shared); concurrent callers are serialised.
     virtual void forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
                          std::vector<float>& logits) const = 0;
     virtual KvCache make_cache() const = 0;
@@ -53,6 +57,9 @@ protected:
     ModelConfig config_;
     std::shared_ptr<TensorSource> tensors_;
     std::unique_ptr<cpu::ThreadPool> pool_;
+    std::unique_ptr<cpu::Arena> arena_;  // scratch of the running forward step
+    mutable std::mutex forward_mutex_;
+    cpu::Arena& arena() const { return *arena_; }
 };
 
 // Opens a Hugging Face model directory (config.json + safetensors).

@@ -12,6 +12,7 @@
 namespace moe::cpu {
 
 class ThreadPool;
+class Arena;
 
 struct AttentionWeights {
     WeightMatrix q, k, v, o;  // [nh·hd, H], [nkv·hd, H], [nkv·hd, H], [H, nh·hd]
@@ -21,6 +22,6 @@ struct AttentionWeights {
 // x [T, H] (normalised input) -> out [T, H]. Writes K/V of positions
 // [cache.length(), cache.length()+T) into `layer` of the cache (the caller advances it).
 void attention_forward(const AttentionWeights& w, const float* x, int64_t T, int64_t H, KvCache& cache,
-                       int64_t layer, const RopeTables& rope, float* out, ThreadPool& pool);
+                       int64_t layer, const RopeTables& rope, float* out, ThreadPool& pool, Arena& arena);
 
 }  // namespace moe::cpu

@@ -13,6 +13,7 @@
 namespace moe::cpu {
 
 class ThreadPool;
+class Arena;
 
 struct FfnWeights {
     WeightMatrix gate, up, down;  // [W, H], [W, H], [H, W] for width W
@@ -26,7 +27,7 @@ struct FfnUnit {
     int64_t n = 0;
 };
 
-// Runs every unit; hidden activations go to per-call scratch.
-void run_ffn_units(const std::vector<FfnUnit>& units, int64_t H, ThreadPool& pool);
+// Runs every unit; hidden activations go to the arena.
+void run_ffn_units(const std::vector<FfnUnit>& units, int64_t H, ThreadPool& pool, Arena& arena);
 
 }  // namespace moe::cpu

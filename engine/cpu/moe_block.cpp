@@ -4,13 +4,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/cpu/arena.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/router.h"
 
 namespace moe::cpu {
 
 void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64_t T, int64_t H, float* out,
-                 ThreadPool& pool) {
+                 ThreadPool& pool, Arena& arena) {
     const int64_t E = w.n_expert;
     const LayerIntervention* li = call.intervention;
     const int64_t k = li ? li->k : w.k;
@@ -19,8 +20,8 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     const bool want_stats = call.observer != nullptr;
 
     // 1. Router: logits [T, E], then per-token selection.
-    std::vector<float> logits(static_cast<size_t>(T * E));
-    matmul(x, T, H, w.router, logits.data(), E, pool);
+    float* logits = arena.alloc<float>(static_cast<size_t>(T * E));  // [T, E]
+    matmul(x, T, H, w.router, logits, E, pool);
     std::vector<int32_t> experts(static_cast<size_t>(T * k));  // [T, k]
     std::vector<float> weights(static_cast<size_t>(T * k));    // [T, k]
     std::vector<float> entropy, mass, margin;
@@ -40,7 +41,7 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
         std::vector<int32_t> order(static_cast<size_t>(E));
         for (int64_t t = 0; t < T; ++t) {
             RouterStats st;
-            route_softmax_topk(logits.data() + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
+            route_softmax_topk(logits + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
                                weights.data() + t * k, want_stats ? &st : nullptr);
             if (want_stats) {
                 entropy[t] = st.entropy;
@@ -76,8 +77,8 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
     const int64_t n_slots = count[static_cast<size_t>(E)];
     std::vector<int64_t> slot_row(static_cast<size_t>(T * k), -1);  // [T, k] -> row in gathered
-    std::vector<float> gathered(static_cast<size_t>(n_slots * H));  // [n_slots, H]
-    std::vector<float> results(static_cast<size_t>(n_slots * H));   // [n_slots, H]
+    float* gathered = arena.alloc<float>(static_cast<size_t>(n_slots * H));  // [n_slots, H]
+    float* results = arena.alloc<float>(static_cast<size_t>(n_slots * H));   // [n_slots, H]
     {
         std::vector<int64_t> fill(count.begin(), count.end() - 1);
         for (int64_t s = 0; s < T * k; ++s) {
@@ -85,7 +86,7 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
             if (drop && li->disabled[static_cast<size_t>(e)]) continue;
             const int64_t row = fill[static_cast<size_t>(e)]++;
             slot_row[static_cast<size_t>(s)] = row;
-            std::memcpy(gathered.data() + row * H, x + (s / k) * H, static_cast<size_t>(H) * sizeof(float));
+            std::memcpy(gathered + row * H, x + (s / k) * H, static_cast<size_t>(H) * sizeof(float));
         }
     }
 
@@ -94,12 +95,11 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     for (int64_t e = 0; e < E; ++e) {
         const int64_t n = count[e + 1] - count[e];
         if (n == 0) continue;
-        units.push_back({&w.experts[static_cast<size_t>(e)], gathered.data() + count[e] * H,
-                         results.data() + count[e] * H, n});
+        units.push_back({&w.experts[static_cast<size_t>(e)], gathered + count[e] * H, results + count[e] * H, n});
     }
     const bool shared_on = w.has_shared && !(li && li->shared_off);
     if (shared_on) units.push_back({&w.shared, x, out, T});
-    run_ffn_units(units, H, pool);
+    run_ffn_units(units, H, pool, arena);
 
     // 4. out[t] = shared(x)[t] + Σ_rank w·expert(x)[t], summed in rank order.
     pool.parallel_for(T, [&](int64_t t, int) {
@@ -109,7 +109,7 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
             const int64_t row = slot_row[static_cast<size_t>(t * k + r)];
             if (row < 0) continue;  // dropped
             const float g = weights[static_cast<size_t>(t * k + r)];
-            const float* src = results.data() + row * H;
+            const float* src = results + row * H;
             for (int64_t i = 0; i < H; ++i) o[i] += g * src[i];
         }
     });

@@ -14,6 +14,7 @@
 namespace moe::cpu {
 
 class ThreadPool;
+class Arena;
 
 struct MoeWeights {
     WeightMatrix router;              // [E, H]
@@ -36,6 +37,6 @@ struct MoeCall {
 
 // x [T, H] (normalised) -> out [T, H].
 void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64_t T, int64_t H, float* out,
-                 ThreadPool& pool);
+                 ThreadPool& pool, Arena& arena);
 
 }  // namespace moe::cpu

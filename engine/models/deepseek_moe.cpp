@@ -5,6 +5,7 @@
 #include <functional>
 #include <set>
 
+#include "engine/cpu/arena.h"
 #include "engine/cpu/attention.h"
 #include "engine/cpu/moe_block.h"
 #include "engine/cpu/ops.h"
@@ -127,10 +128,14 @@ void DeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const Fo
     const ModelConfig& c = config_;
     const int64_t T = static_cast<int64_t>(ids.size()), H = c.hidden_size, V = c.vocab_size;
     const int64_t pos0 = cache.length();
+    std::lock_guard<std::mutex> lock(forward_mutex_);
     cpu::ThreadPool& pool = *pool_;
+    cpu::Arena& arena = this->arena();
+    arena.reset();
+    const size_t TH = static_cast<size_t>(T * H);
 
-    std::vector<float> x(static_cast<size_t>(T * H));  // [T, H] residual stream
-    for (int64_t t = 0; t < T; ++t) tensor_to_f32(*embed_, ids[t] * H, H, x.data() + t * H);
+    float* x = arena.alloc<float>(TH);  // [T, H] residual stream
+    for (int64_t t = 0; t < T; ++t) tensor_to_f32(*embed_, ids[t] * H, H, x + t * H);
 
     double base = c.rope_theta, divisor = 1.0;
     if (c.rope_scaling == RopeScaling::linear) divisor = c.rope_scaling_factor;
@@ -143,14 +148,15 @@ void DeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const Fo
     }
     const cpu::RopeTables rope = cpu::make_rope_tables(pos0, T, c.head_dim, base, divisor);
 
-    std::vector<float> normed(static_cast<size_t>(T * H)), branch(static_cast<size_t>(T * H));
+    float* normed = arena.alloc<float>(TH);  // [T, H]
+    float* branch = arena.alloc<float>(TH);  // [T, H]
     const MaskMode mode = opt.mask ? opt.mask->mode() : MaskMode::reroute;
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
-        cpu::rms_norm(x.data(), L.attn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed.data());
-        cpu::attention_forward(L.attn, normed.data(), T, H, cache, i, rope, branch.data(), pool);
-        for (size_t j = 0; j < x.size(); ++j) x[j] += branch[j];
-        cpu::rms_norm(x.data(), L.ffn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed.data());
+        cpu::rms_norm(x, L.attn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed);
+        cpu::attention_forward(L.attn, normed, T, H, cache, i, rope, branch, pool, arena);
+        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
+        cpu::rms_norm(x, L.ffn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed);
         if (L.is_moe) {
             cpu::MoeCall call;
             call.layer = i;
@@ -159,20 +165,20 @@ void DeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const Fo
             call.intervention = opt.mask ? opt.mask->layer(i) : nullptr;
             call.mode = mode;
             call.observer = opt.observer;
-            cpu::moe_forward(L.moe, call, normed.data(), T, H, branch.data(), pool);
+            cpu::moe_forward(L.moe, call, normed, T, H, branch, pool, arena);
         } else {
-            cpu::run_ffn_units({{&L.mlp, normed.data(), branch.data(), T}}, H, pool);
+            cpu::run_ffn_units({{&L.mlp, normed, branch, T}}, H, pool, arena);
         }
-        for (size_t j = 0; j < x.size(); ++j) x[j] += branch[j];
+        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
     }
     cache.set_length(pos0 + T);
 
     const int64_t first = opt.all_logits ? 0 : T - 1;
     const int64_t n_out = T - first;
-    cpu::rms_norm(x.data() + first * H, final_norm_.data(), n_out, H, static_cast<float>(c.rms_norm_eps),
-                  normed.data());
+    cpu::rms_norm(x + first * H, final_norm_.data(), n_out, H, static_cast<float>(c.rms_norm_eps),
+                  normed);
     logits.resize(static_cast<size_t>(n_out * V));
-    cpu::matmul(normed.data(), n_out, H, lm_head_, logits.data(), V, pool);
+    cpu::matmul(normed, n_out, H, lm_head_, logits.data(), V, pool);
 }
 
 }  // namespace
