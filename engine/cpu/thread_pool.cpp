@@ -17,7 +17,10 @@ inline void cpu_relax() {
 #endif
 }
 
-constexpr int kSpinIterations = 20000;  // ~ tens of microseconds before sleeping
+// A pause takes tens to ~150 cycles depending on the core: ~1000 of them are tens of
+// microseconds, enough to bridge the serial gaps between a decode step's loops without
+// burning a core that another process (or a descheduled sibling) needs.
+constexpr int kSpinIterations = 1000;
 
 }  // namespace
 
@@ -71,7 +74,11 @@ void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t,
     }
     if (sleeping_.load(std::memory_order_acquire) > 0) wake_.notify_all();
     run_tasks(0);
-    while (active_.load(std::memory_order_acquire) > 0) cpu_relax();
+    // Wait for the workers; yield the core when they take long (e.g. one was descheduled).
+    for (int spins = 0; active_.load(std::memory_order_acquire) > 0; ++spins) {
+        if (spins < kSpinIterations) cpu_relax();
+        else std::this_thread::yield();
+    }
     fn_ = nullptr;
 }
 
