@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "engine/error.h"
 #include "engine/tokenizer.h"
@@ -43,19 +44,21 @@ std::string StopStringFilter::finish() {
     return out;
 }
 
-GenerateResult generate(const Model& model, const Tokenizer& tokenizer, const std::vector<int32_t>& prompt,
+GenerateResult generate(const Model& model, const Tokenizer* tokenizer, const std::vector<int32_t>& prompt,
                         const GenerateParams& params, const std::function<bool(std::string_view)>& on_text) {
     using clock = std::chrono::steady_clock;
     if (prompt.empty()) throw_input_error("prompt", "is empty");
     GenerateResult res;
     res.prompt_tokens = static_cast<int64_t>(prompt.size());
     std::vector<int32_t> eos = params.eos_ids;
-    if (eos.empty() && tokenizer.eos_id()) eos.push_back(*tokenizer.eos_id());
+    if (eos.empty() && tokenizer && tokenizer->eos_id()) eos.push_back(*tokenizer->eos_id());
     if (eos.empty() && model.config().eos_token_id) eos.push_back(static_cast<int32_t>(*model.config().eos_token_id));
 
     Session session(model);
     Sampler sampler(params.sampling);
-    StreamDecoder decoder(tokenizer);
+    std::optional<StreamDecoder> decoder;
+    if (tokenizer) decoder.emplace(*tokenizer);
+    else if (!params.stop_strings.empty()) throw_input_error("generate", "stop strings need a tokenizer");
     StopStringFilter filter(params.stop_strings);
     std::vector<int32_t> history = prompt;
     std::vector<float> logits;
@@ -84,7 +87,7 @@ GenerateResult generate(const Model& model, const Tokenizer& tokenizer, const st
             res.stop_reason = "eos";
             break;
         }
-        if (!emit(filter.push(decoder.push(next)))) {
+        if (decoder && !emit(filter.push(decoder->push(next)))) {
             res.stop_reason = "cancelled";
             break;
         }
@@ -97,8 +100,8 @@ GenerateResult generate(const Model& model, const Tokenizer& tokenizer, const st
         session.forward(one, opt, logits);
     }
     res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-    if (res.stop_reason != "stop_string" && res.stop_reason != "cancelled") {
-        emit(filter.push(decoder.finish()));
+    if (decoder && res.stop_reason != "stop_string" && res.stop_reason != "cancelled") {
+        emit(filter.push(decoder->finish()));
         emit(filter.finish());
     }
     return res;

@@ -39,7 +39,9 @@ struct GenerateResult {
 };
 
 // on_text receives each piece of text as it becomes final; returning false cancels.
-GenerateResult generate(const Model& model, const Tokenizer& tokenizer, const std::vector<int32_t>& prompt,
+// Without a tokenizer (null) generation works on ids alone: no text, no stop strings,
+// on_text is never called.
+GenerateResult generate(const Model& model, const Tokenizer* tokenizer, const std::vector<int32_t>& prompt,
                         const GenerateParams& params, const std::function<bool(std::string_view)>& on_text);
 
 // Holds back streamed text that could still turn into a stop string.

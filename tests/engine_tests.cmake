@@ -2,3 +2,4 @@
 moe_add_qtest(test_golden LABELS unit SOURCES test_golden.cpp)
 moe_add_qtest(test_router LABELS unit SOURCES test_router.cpp)
 moe_add_qtest(test_forward LABELS unit SOURCES test_forward.cpp)
+moe_add_qtest(test_generation LABELS unit SOURCES test_generation.cpp)

@@ -1,6 +1,8 @@
 // moewb generate: plain completion or chat (the model's chat template), streamed to
 // stdout as it is generated, optionally with an expert mask.
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 
 #include "app/moewb/cli_common.h"
 #include "app/moewb/commands.h"
@@ -43,7 +45,13 @@ int cmd_generate(int argc, char** argv) {
     if (args.has("--stop")) gp.stop_strings.push_back(args.require("--stop"));
 
     const std::string dir = args.require("--model");
-    const moe::Tokenizer tok = moe::Tokenizer::load_dir(dir);
+    // A model directory without tokenizer.json can still generate from --ids: the
+    // generated ids are printed as a JSON array instead of text.
+    const bool have_tokenizer = std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json");
+    if (!have_tokenizer && !args.has("--ids"))
+        moe::throw_input_error(dir, "has no tokenizer.json: use --ids to give token ids");
+    std::optional<moe::Tokenizer> tok;
+    if (have_tokenizer) tok.emplace(moe::Tokenizer::load_dir(dir));
     auto model = open_model(args);
     const moe::ExpertMask mask = mask_from_args(args, model->config());
     gp.mask = &mask;
@@ -56,17 +64,19 @@ int cmd_generate(int argc, char** argv) {
         if (args.has("--system")) msgs.push_back({"system", args.require("--system")});
         msgs.push_back({"user", args.require("--prompt")});
         const moe::ChatTemplate tmpl = moe::deepseek_moe_chat_template();
-        prompt = tok.encode(moe::render_chat(tmpl, msgs, true), /*add_special=*/false);
-        if (auto eos = tok.token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
+        prompt = tok->encode(moe::render_chat(tmpl, msgs, true), /*add_special=*/false);
+        if (auto eos = tok->token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
     } else {
-        prompt = tok.encode(args.require("--prompt"));
+        prompt = tok->encode(args.require("--prompt"));
     }
-    const moe::GenerateResult r = moe::generate(*model, tok, prompt, gp, [](std::string_view piece) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
-        return true;
-    });
-    std::fputc('\n', stdout);
+    const moe::GenerateResult r =
+        moe::generate(*model, tok ? &*tok : nullptr, prompt, gp, [](std::string_view piece) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            return true;
+        });
+    if (!tok) print_json(r.tokens);
+    else std::fputc('\n', stdout);
     if (args.has("--stats")) {
         nlohmann::json j = {{"prompt_tokens", r.prompt_tokens},
                             {"generated_tokens", static_cast<int64_t>(r.tokens.size())},

@@ -1,0 +1,140 @@
+// Generation: the sampler (greedy, top-k, top-p, temperature, repetition penalty, seeds),
+// the stop-string filter that holds back text which may become a stop string, the
+// deepseek-moe chat template, and the generation loop on a fixture checkpoint (greedy
+// generation must equal argmax of a full re-computation at every step).
+#include <QtTest>
+
+#include <algorithm>
+
+#include "engine/chat_template.h"
+#include "engine/error.h"
+#include "engine/generator.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+class GenerationTest : public QObject {
+    Q_OBJECT
+private slots:
+    void greedy_takes_argmax_lowest_id_on_ties() {
+        moe::Sampler s({});
+        std::vector<float> l = {0.5f, 2.0f, -1.0f, 2.0f};
+        QCOMPARE(s.sample(l, {}), 1);
+    }
+    void repetition_penalty_as_published() {
+        std::vector<float> l = {2.0f, -2.0f, 1.0f};
+        const int32_t hist[] = {0, 1, 1};
+        moe::apply_repetition_penalty(l, hist, 2.0f);
+        QCOMPARE(l[0], 1.0f);   // positive: divided
+        QCOMPARE(l[1], -4.0f);  // negative: multiplied (once, though seen twice)
+        QCOMPARE(l[2], 1.0f);   // unseen: unchanged
+        moe::Sampler s({0.0f, 0, 1.0f, 3.0f, 0});
+        std::vector<float> m = {3.0f, 2.0f};
+        const int32_t h0[] = {0};
+        QCOMPARE(s.sample(m, h0), 1);  // 3/3 = 1 < 2
+    }
+    void sampling_is_seeded_and_respects_top_k_and_top_p() {
+        std::vector<float> base = {1.0f, 0.9f, 0.8f, 0.7f, -5.0f};
+        auto draw = [&](moe::SamplingParams p, int n) {
+            moe::Sampler s(p);
+            std::vector<int32_t> out;
+            for (int i = 0; i < n; ++i) {
+                auto l = base;
+                out.push_back(s.sample(l, {}));
+            }
+            return out;
+        };
+        moe::SamplingParams p;
+        p.temperature = 1.0f;
+        p.seed = 42;
+        QCOMPARE(draw(p, 50), draw(p, 50));
+        auto a = draw(p, 400);
+        QVERIFY(std::count(a.begin(), a.end(), 3) > 20);  // all four likely tokens appear
+        p.top_k = 2;
+        for (int32_t id : draw(p, 200)) QVERIFY(id == 0 || id == 1);
+        p.top_k = 0;
+        p.top_p = 0.01f;  // only the most probable token survives
+        for (int32_t id : draw(p, 50)) QCOMPARE(id, 0);
+        p.top_p = 1.0f;
+        p.temperature = 0.01f;  // nearly greedy
+        for (int32_t id : draw(p, 50)) QCOMPARE(id, 0);
+    }
+    void bad_sampling_parameters_are_refused() {
+        QVERIFY_THROWS_EXCEPTION(moe::Error, moe::Sampler({-1.0f, 0, 1.0f, 1.0f, 0}));
+        QVERIFY_THROWS_EXCEPTION(moe::Error, moe::Sampler({1.0f, 0, 0.0f, 1.0f, 0}));
+        QVERIFY_THROWS_EXCEPTION(moe::Error, moe::Sampler({1.0f, 0, 1.0f, 0.0f, 0}));
+    }
+    void stop_filter_holds_back_possible_stops() {
+        moe::StopStringFilter f({"\n\nUser:", "###"});
+        QCOMPARE(f.push("Hello"), std::string("Hello"));
+        QCOMPARE(f.push(" wor#"), std::string(" wor"));  // '#' may start "###"
+        QCOMPARE(f.push("#x"), std::string("##x"));        // it did not
+        QCOMPARE(f.push("\n"), std::string(""));
+        QCOMPARE(f.push("\nUs"), std::string(""));
+        QVERIFY(!f.stopped());
+        QCOMPARE(f.push("er: next"), std::string(""));
+        QVERIFY(f.stopped());
+        QCOMPARE(f.push("more"), std::string(""));
+        moe::StopStringFilter g({"END"});
+        QCOMPARE(g.push("abcEN"), std::string("abc"));
+        QCOMPARE(g.finish(), std::string("EN"));
+        moe::StopStringFilter h({"stop"});
+        QCOMPARE(h.push("xxstopyy"), std::string("xx"));
+        QVERIFY(h.stopped());
+    }
+    void deepseek_moe_chat_template() {
+        const auto t = moe::deepseek_moe_chat_template();
+        QCOMPARE(t.bos, std::string("<｜begin▁of▁sentence｜>"));
+        QCOMPARE(t.eos, std::string("<｜end▁of▁sentence｜>"));
+        const std::string s = moe::render_chat(
+            t, {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "2+2?"}}, true);
+        QCOMPARE(s, std::string("<｜begin▁of▁sentence｜>Be brief.\n\nUser: Hi\n\nAssistant: Hello!"
+                                "<｜end▁of▁sentence｜>User: 2+2?\n\nAssistant:"));
+        QCOMPARE(moe::render_chat(t, {{"user", "x"}}, false), std::string("<｜begin▁of▁sentence｜>User: x\n\n"));
+        QVERIFY_THROWS_EXCEPTION(moe::Error, moe::render_chat(t, {{"robot", "x"}}, true));
+    }
+    void greedy_generation_matches_full_recomputation() {
+        moe::LoadOptions lo;
+        lo.threads = 2;
+        auto m = moe::load_model(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/f32_single", lo);
+        const std::vector<int32_t> prompt = {0, 5, 17, 42, 8};
+        moe::GenerateParams gp;
+        gp.max_new_tokens = 10;
+        gp.stop_at_eos = false;
+        moe::RoutingRecorder rec;
+        gp.observer = &rec;
+        const auto r = moe::generate(*m, nullptr, prompt, gp, {});
+        QCOMPARE(r.tokens.size(), size_t(10));
+        QCOMPARE(r.stop_reason, std::string("max_new_tokens"));
+        std::vector<int32_t> seq = prompt;
+        for (int32_t next : r.tokens) {
+            moe::Session s(*m);
+            std::vector<float> logits;
+            moe::ForwardOptions o;
+            o.all_logits = false;
+            s.forward(seq, o, logits);
+            QCOMPARE(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()), next);
+            seq.push_back(next);
+        }
+        // Routing covers the prompt (prefill) and every generated token that was fed back.
+        const auto& layer = rec.layers().begin()->second;
+        QCOMPARE(layer.size(), prompt.size() + r.tokens.size() - 1);
+        QCOMPARE(layer.back().source, moe::TokenSource::generated);
+        QCOMPARE(layer.front().source, moe::TokenSource::prompt);
+    }
+    void generation_stops_at_eos() {
+        moe::LoadOptions lo;
+        lo.threads = 1;
+        auto m = moe::load_model(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/f32_single", lo);
+        moe::GenerateParams gp;
+        gp.max_new_tokens = 10;
+        const auto free_run = moe::generate(*m, nullptr, {0, 5, 17}, gp, {});
+        gp.eos_ids = {free_run.tokens[2]};  // pretend the third generated token is EOS
+        const auto r = moe::generate(*m, nullptr, {0, 5, 17}, gp, {});
+        QCOMPARE(r.stop_reason, std::string("eos"));
+        QCOMPARE(r.tokens.back(), free_run.tokens[2]);
+        QVERIFY(r.tokens.size() <= 3);
+    }
+};
+
+QTEST_APPLESS_MAIN(GenerationTest)
+#include "test_generation.moc"
