@@ -22,11 +22,12 @@ namespace {
 const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N]\n"
-    "                   [--dtype f32|bf16|f16[,...]] [--repeat N] [--seed S]\n\n"
+    "                   [--dtype f32|bf16|f16[,...]] [--repeat N] [--seed S] [--observer]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
-    "With several configs or dtypes, prints {\"runs\": [...]}.\n";
+    "With several configs or dtypes, prints {\"runs\": [...]}. --observer repeats the runs\n"
+    "with a routing observer attached and reports the speed ratio (1.0 = no cost).\n";
 
 std::vector<std::string> split_list(const std::string& s) {
     std::vector<std::string> out;
@@ -40,27 +41,49 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
+// Copies every routing record into a preallocated buffer, as a store writer would.
+class CopyingObserver : public moe::RoutingObserver {
+public:
+    void on_routing(const moe::RoutingBatch& b) override {
+        const size_t n = static_cast<size_t>(b.n_tokens * b.k);
+        experts_.insert(experts_.end(), b.experts, b.experts + n);
+        weights_.insert(weights_.end(), b.gate_weights, b.gate_weights + n);
+        stats_.insert(stats_.end(), b.entropy, b.entropy + b.n_tokens);
+    }
+    void clear() {
+        experts_.clear();
+        weights_.clear();
+        stats_.clear();
+    }
+
+private:
+    std::vector<int32_t> experts_;
+    std::vector<float> weights_, stats_;
+};
+
 int64_t peak_rss_bytes() {
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);
     return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
-nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen, int repeat, uint64_t seed) {
+struct Timing {
+    double prefill = 1e300, decode = 1e300;
+};
+
+Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, int64_t n_gen, int repeat,
+                 moe::RoutingObserver* observer) {
     using clock = std::chrono::steady_clock;
-    const int64_t V = model.config().vocab_size;
-    std::mt19937_64 rng(seed);
-    std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
-    for (auto& id : prompt) id = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
-    double best_prefill = 1e300, best_decode = 1e300;
+    Timing best;
     std::vector<float> logits;
     for (int r = 0; r < repeat; ++r) {
         moe::Session s(model);
         moe::ForwardOptions opt;
         opt.all_logits = false;
+        opt.observer = observer;
         auto t0 = clock::now();
         s.forward(prompt, opt, logits);
-        best_prefill = std::min(best_prefill, std::chrono::duration<double>(clock::now() - t0).count());
+        best.prefill = std::min(best.prefill, std::chrono::duration<double>(clock::now() - t0).count());
         opt.source = moe::TokenSource::generated;
         auto t1 = clock::now();
         for (int64_t g = 0; g < n_gen; ++g) {
@@ -68,10 +91,21 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
             const int32_t one[1] = {next};
             s.forward(one, opt, logits);
         }
-        best_decode = std::min(best_decode, std::chrono::duration<double>(clock::now() - t1).count());
+        best.decode = std::min(best.decode, std::chrono::duration<double>(clock::now() - t1).count());
     }
+    return best;
+}
+
+nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen, int repeat, uint64_t seed,
+                       bool with_observer) {
+    const int64_t V = model.config().vocab_size;
+    std::mt19937_64 rng(seed);
+    std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
+    for (auto& id : prompt) id = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+    const Timing t = time_runs(model, prompt, n_gen, repeat, nullptr);
+    const double best_prefill = t.prefill, best_decode = t.decode;
     const auto& c = model.config();
-    return {
+    nlohmann::json j = {
         {"architecture", moe::architecture_name(c.arch)},
         {"dtype", model.dtype_summary()},
         {"threads", model.threads()},
@@ -87,6 +121,16 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         {"activated_params", c.activated_params()},
         {"peak_rss_bytes", peak_rss_bytes()},
     };
+    if (with_observer) {
+        // The same runs with a routing observer copying every record: the cost of watching.
+        CopyingObserver obs;
+        const Timing o = time_runs(model, prompt, n_gen, repeat, &obs);
+        j["observed_prefill_tok_s"] = static_cast<double>(n_prompt) / o.prefill;
+        j["observed_decode_tok_s"] = n_gen > 0 ? static_cast<double>(n_gen) / o.decode : 0.0;
+        j["observer_prefill_ratio"] = t.prefill / o.prefill;
+        j["observer_decode_ratio"] = n_gen > 0 ? t.decode / o.decode : 1.0;
+    }
+    return j;
 }
 
 }  // namespace
@@ -94,7 +138,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
 int cmd_bench(int argc, char** argv) {
     Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
                            "--repeat", "--seed"},
-              {});
+              {"--observer"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
     const int64_t n_gen = args.get_int("--gen-tokens", 128, 0, 1 << 20);
@@ -108,7 +152,7 @@ int cmd_bench(int argc, char** argv) {
     nlohmann::json runs = nlohmann::json::array();
     if (args.has("--model")) {
         auto model = moe::load_model(args.require("--model"), lo);
-        auto j = measure(*model, n_prompt, n_gen, repeat, seed);
+        auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
         j["model"] = args.require("--model");
         runs.push_back(j);
     } else {
@@ -119,7 +163,7 @@ int cmd_bench(int argc, char** argv) {
             const moe::ModelConfig config = moe::load_model_config(path);
             for (const auto& d : dtypes) {
                 auto model = moe::make_model(config, moe::make_random_tensors(config, parse_dtype_flag(d), seed), lo);
-                auto j = measure(*model, n_prompt, n_gen, repeat, seed);
+                auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
                 j["random_config"] = path;
                 runs.push_back(j);
                 std::fprintf(stderr, "%s %s: prefill %.1f tok/s, decode %.1f tok/s\n", path.c_str(), d.c_str(),

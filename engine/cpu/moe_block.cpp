@@ -37,18 +37,22 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     rp.excluded = reroute ? li->disabled.data() : nullptr;
     rp.skip_top = li ? li->skip_top : 0;
     {
-        std::vector<float> probs(static_cast<size_t>(E));
-        std::vector<int32_t> order(static_cast<size_t>(E));
-        for (int64_t t = 0; t < T; ++t) {
-            RouterStats st;
-            route_softmax_topk(logits + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
-                               weights.data() + t * k, want_stats ? &st : nullptr);
-            if (want_stats) {
-                entropy[t] = st.entropy;
-                mass[t] = st.selected_mass;
-                margin[t] = st.margin;
+        // Tokens route independently: chunks of tokens across threads.
+        constexpr int64_t kChunk = 32;
+        pool.parallel_for((T + kChunk - 1) / kChunk, [&](int64_t chunk, int) {
+            std::vector<float> probs(static_cast<size_t>(E));
+            std::vector<int32_t> order(static_cast<size_t>(E));
+            for (int64_t t = chunk * kChunk; t < std::min(T, (chunk + 1) * kChunk); ++t) {
+                RouterStats st;
+                route_softmax_topk(logits + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
+                                   weights.data() + t * k, want_stats ? &st : nullptr);
+                if (want_stats) {
+                    entropy[t] = st.entropy;
+                    mass[t] = st.selected_mass;
+                    margin[t] = st.margin;
+                }
             }
-        }
+        });
     }
     if (call.observer) {
         RoutingBatch b;
@@ -76,7 +80,7 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     }
     for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
     const int64_t n_slots = count[static_cast<size_t>(E)];
-    std::vector<int64_t> slot_row(static_cast<size_t>(T * k), -1);  // [T, k] -> row in gathered
+    std::vector<int64_t> slot_row(static_cast<size_t>(T * k), -1);           // [T, k] -> row in gathered
     float* gathered = arena.alloc<float>(static_cast<size_t>(n_slots * H));  // [n_slots, H]
     float* results = arena.alloc<float>(static_cast<size_t>(n_slots * H));   // [n_slots, H]
     {
