@@ -110,6 +110,9 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
                 if (body.empty()) throw_input_error(where, "no experts listed");
                 for (const std::string& item : split(body, ',')) {
                     const std::string t = trim(item);
+                    if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos && t.size() > 12)
+                        throw_input_error(where, "expert " + t + " does not exist (the model has " + std::to_string(E) +
+                                                     " routed experts)");
                     if (!parse_int(t, &v))
                         throw_input_error(where, "'" + t + "' is not an expert number, 'shared', 'k=<n>' or 'skip-top=<r>'");
                     if (v >= E)

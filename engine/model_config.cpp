@@ -16,19 +16,29 @@ namespace {
 
 using nlohmann::json;
 
+// Upper bounds far above every published model (DeepSeek-V3: vocab 129,280, hidden 7,168,
+// 61 layers, 256 experts) that keep every size product inside 64-bit integers.
+constexpr int64_t kMaxVocab = int64_t(1) << 24;
+constexpr int64_t kMaxWidth = int64_t(1) << 17;
+constexpr int64_t kMaxFfn = int64_t(1) << 20;
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxHeads = 4096;
+constexpr int64_t kMaxExperts = 65536;
+constexpr int64_t kMaxPositions = int64_t(1) << 26;
+
 class Reader {
 public:
     Reader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
 
     bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
 
-    int64_t positive_int(const char* key) const {
+    int64_t positive_int(const char* key, int64_t max) const {
         if (!has(key)) fail(key, "is missing");
-        return int_value(key, 1);
+        return int_value(key, 1, max);
     }
-    int64_t int_or(const char* key, int64_t fallback, int64_t min) const {
+    int64_t int_or(const char* key, int64_t fallback, int64_t min, int64_t max) const {
         if (!has(key)) return fallback;
-        return int_value(key, min);
+        return int_value(key, min, max);
     }
     double number_or(const char* key, double fallback) const {
         if (!has(key)) return fallback;
@@ -53,7 +63,7 @@ public:
     }
 
 private:
-    int64_t int_value(const char* key, int64_t min) const {
+    int64_t int_value(const char* key, int64_t min, int64_t max) const {
         const json& v = j_[key];
         if (v.is_number_float()) {
             double d = v.get<double>();
@@ -63,7 +73,8 @@ private:
         }
         double d = v.get<double>();
         if (d < static_cast<double>(min)) fail(key, "must be >= " + std::to_string(min) + ", found " + v.dump());
-        if (d > 1e12) fail(key, "is implausibly large: " + v.dump());
+        if (d > static_cast<double>(max))
+            fail(key, "is implausibly large: " + v.dump() + " (this engine accepts up to " + std::to_string(max) + ")");
         return static_cast<int64_t>(d);
     }
 
@@ -75,7 +86,8 @@ private:
 
 const char* architecture_name(Architecture a) {
     switch (a) {
-        case Architecture::deepseek_moe: return "deepseek";
+        case Architecture::deepseek_moe:
+            return "deepseek";
     }
     return "?";
 }
@@ -86,32 +98,39 @@ int64_t ModelConfig::n_moe_layers() const {
     return n;
 }
 
+// Parameter counts are summed in double: bounded configs stay far below 2^63, but a sum
+// in floating point cannot overflow whatever a caller builds by hand.
 int64_t ModelConfig::total_params() const {
-    const int64_t H = hidden_size, hd = head_dim;
-    int64_t attn = H * num_attention_heads * hd * 2 + H * num_key_value_heads * hd * 2;
-    int64_t total = vocab_size * H * (tie_word_embeddings ? 1 : 2) + H;
+    const double H = static_cast<double>(hidden_size), hd = static_cast<double>(head_dim);
+    const double attn =
+        H * static_cast<double>(num_attention_heads) * hd * 2 + H * static_cast<double>(num_key_value_heads) * hd * 2;
+    double total = static_cast<double>(vocab_size) * H * (tie_word_embeddings ? 1 : 2) + H;
     for (int64_t i = 0; i < num_hidden_layers; ++i) {
         total += attn + 2 * H;
         if (is_moe_layer(i))
-            total += n_routed_experts * H + n_routed_experts * 3 * H * moe_intermediate_size + 3 * H * shared_width();
+            total += static_cast<double>(n_routed_experts) * H * (1 + 3 * static_cast<double>(moe_intermediate_size)) +
+                     3 * H * static_cast<double>(shared_width());
         else
-            total += 3 * H * intermediate_size;
+            total += 3 * H * static_cast<double>(intermediate_size);
     }
-    return total;
+    return static_cast<int64_t>(total);
 }
 
 int64_t ModelConfig::activated_params() const {
-    const int64_t H = hidden_size, hd = head_dim;
-    int64_t attn = H * num_attention_heads * hd * 2 + H * num_key_value_heads * hd * 2;
-    int64_t total = H /*one embedding row*/ + vocab_size * H /*lm_head*/ + H;
+    const double H = static_cast<double>(hidden_size), hd = static_cast<double>(head_dim);
+    const double attn =
+        H * static_cast<double>(num_attention_heads) * hd * 2 + H * static_cast<double>(num_key_value_heads) * hd * 2;
+    double total = H /*one embedding row*/ + static_cast<double>(vocab_size) * H /*lm_head*/ + H;
     for (int64_t i = 0; i < num_hidden_layers; ++i) {
         total += attn + 2 * H;
         if (is_moe_layer(i))
-            total += n_routed_experts * H + num_experts_per_tok * 3 * H * moe_intermediate_size + 3 * H * shared_width();
+            total += static_cast<double>(n_routed_experts) * H +
+                     static_cast<double>(num_experts_per_tok) * 3 * H * static_cast<double>(moe_intermediate_size) +
+                     3 * H * static_cast<double>(shared_width());
         else
-            total += 3 * H * intermediate_size;
+            total += 3 * H * static_cast<double>(intermediate_size);
     }
-    return total;
+    return static_cast<int64_t>(total);
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
@@ -137,26 +156,26 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         throw_input_error(source, "unsupported model_type '" + c.model_type + "' (supported: deepseek)");
     }
 
-    c.vocab_size = r.positive_int("vocab_size");
-    c.hidden_size = r.positive_int("hidden_size");
-    c.intermediate_size = r.positive_int("intermediate_size");
-    c.num_hidden_layers = r.positive_int("num_hidden_layers");
-    c.num_attention_heads = r.positive_int("num_attention_heads");
-    c.num_key_value_heads = r.int_or("num_key_value_heads", c.num_attention_heads, 1);
-    c.n_routed_experts = r.int_or("n_routed_experts", 0, 1);
-    c.n_shared_experts = r.int_or("n_shared_experts", 0, 0);
-    c.first_k_dense_replace = r.int_or("first_k_dense_replace", 0, 0);
-    c.moe_layer_freq = r.int_or("moe_layer_freq", 1, 1);
+    c.vocab_size = r.positive_int("vocab_size", kMaxVocab);
+    c.hidden_size = r.positive_int("hidden_size", kMaxWidth);
+    c.intermediate_size = r.positive_int("intermediate_size", kMaxFfn);
+    c.num_hidden_layers = r.positive_int("num_hidden_layers", kMaxLayers);
+    c.num_attention_heads = r.positive_int("num_attention_heads", kMaxHeads);
+    c.num_key_value_heads = r.int_or("num_key_value_heads", c.num_attention_heads, 1, kMaxHeads);
+    c.n_routed_experts = r.int_or("n_routed_experts", 0, 1, kMaxExperts);
+    c.n_shared_experts = r.int_or("n_shared_experts", 0, 0, kMaxExperts);
+    c.first_k_dense_replace = r.int_or("first_k_dense_replace", 0, 0, kMaxLayers);
+    c.moe_layer_freq = r.int_or("moe_layer_freq", 1, 1, kMaxLayers);
     c.norm_topk_prob = r.bool_or("norm_topk_prob", false);
     c.rope_theta = r.number_or("rope_theta", 10000.0);
     c.rms_norm_eps = r.number_or("rms_norm_eps", 1e-6);
-    c.max_position_embeddings = r.int_or("max_position_embeddings", 2048, 1);
+    c.max_position_embeddings = r.int_or("max_position_embeddings", 2048, 1, kMaxPositions);
     c.tie_word_embeddings = r.bool_or("tie_word_embeddings", false);
     c.torch_dtype = r.string_or("torch_dtype", "");
-    if (r.has("bos_token_id")) c.bos_token_id = r.int_or("bos_token_id", 0, 0);
+    if (r.has("bos_token_id")) c.bos_token_id = r.int_or("bos_token_id", 0, 0, kMaxVocab);
     if (r.has("eos_token_id")) {
         if (j["eos_token_id"].is_array()) r.fail("eos_token_id", "as a list is not supported");
-        c.eos_token_id = r.int_or("eos_token_id", 0, 0);
+        c.eos_token_id = r.int_or("eos_token_id", 0, 0, kMaxVocab);
     }
 
     if (c.hidden_size % c.num_attention_heads != 0)
@@ -168,12 +187,12 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         r.fail("num_key_value_heads", "(" + std::to_string(c.num_key_value_heads) +
                                           ") does not divide num_attention_heads (" +
                                           std::to_string(c.num_attention_heads) + ")");
-    if (!(c.rope_theta > 0)) r.fail("rope_theta", "must be positive");
-    if (!(c.rms_norm_eps > 0)) r.fail("rms_norm_eps", "must be positive");
+    if (!(c.rope_theta > 0)) r.fail("rope_theta", "must be positive, found " + std::to_string(c.rope_theta));
+    if (!(c.rms_norm_eps > 0)) r.fail("rms_norm_eps", "must be positive, found " + std::to_string(c.rms_norm_eps));
 
     if (c.n_routed_experts > 0) {
-        c.moe_intermediate_size = r.positive_int("moe_intermediate_size");
-        c.num_experts_per_tok = r.positive_int("num_experts_per_tok");
+        c.moe_intermediate_size = r.positive_int("moe_intermediate_size", kMaxFfn);
+        c.num_experts_per_tok = r.positive_int("num_experts_per_tok", kMaxExperts);
         if (c.num_experts_per_tok > c.n_routed_experts)
             r.fail("num_experts_per_tok", "(" + std::to_string(c.num_experts_per_tok) + ") exceeds n_routed_experts (" +
                                               std::to_string(c.n_routed_experts) + ")");
@@ -181,12 +200,14 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         if (sf != "softmax")
             r.fail("scoring_func", "'" + sf + "' is not supported for model_type deepseek (supported: softmax)");
         std::string tm = r.string_or("topk_method", "greedy");
-        if (tm != "greedy") r.fail("topk_method", "'" + tm + "' is not supported for model_type deepseek (supported: greedy)");
+        if (tm != "greedy")
+            r.fail("topk_method", "'" + tm + "' is not supported for model_type deepseek (supported: greedy)");
         if (r.has("routed_scaling_factor") && r.number_or("routed_scaling_factor", 1.0) != 1.0)
             r.fail("routed_scaling_factor", "other than 1.0 is not part of model_type deepseek");
     }
 
-    if (r.bool_or("attention_bias", false)) r.fail("attention_bias", "true is not supported (DeepSeekMoE has no biases)");
+    if (r.bool_or("attention_bias", false))
+        r.fail("attention_bias", "true is not supported (DeepSeekMoE has no biases)");
     std::string act = r.string_or("hidden_act", "silu");
     if (act != "silu") r.fail("hidden_act", "'" + act + "' is not supported (supported: silu)");
 
@@ -194,16 +215,22 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         const json& rs = j["rope_scaling"];
         if (!rs.is_object()) r.fail("rope_scaling", "must be null or an object");
         std::string type;
-        if (rs.contains("type") && rs["type"].is_string()) type = rs["type"].get<std::string>();
-        else if (rs.contains("rope_type") && rs["rope_type"].is_string()) type = rs["rope_type"].get<std::string>();
-        if (!rs.contains("factor") || !rs["factor"].is_number())
-            r.fail("rope_scaling", "needs a numeric 'factor'");
+        if (rs.contains("type") && rs["type"].is_string())
+            type = rs["type"].get<std::string>();
+        else if (rs.contains("rope_type") && rs["rope_type"].is_string())
+            type = rs["rope_type"].get<std::string>();
+        if (!rs.contains("factor") || !rs["factor"].is_number()) r.fail("rope_scaling", "needs a numeric 'factor'");
         c.rope_scaling_factor = rs["factor"].get<double>();
         if (!std::isfinite(c.rope_scaling_factor) || c.rope_scaling_factor < 1.0)
             r.fail("rope_scaling", "factor must be a finite number >= 1, found " + rs["factor"].dump());
-        if (type == "linear") c.rope_scaling = RopeScaling::linear;
-        else if (type == "dynamic") c.rope_scaling = RopeScaling::dynamic_ntk;
-        else r.fail("rope_scaling", "type '" + type + "' is not supported (supported: linear, dynamic)");
+        if (type == "linear")
+            c.rope_scaling = RopeScaling::linear;
+        else if (type == "dynamic")
+            c.rope_scaling = RopeScaling::dynamic_ntk;
+        else if (type.empty())
+            r.fail("rope_scaling", "needs a 'type' (or 'rope_type') string");
+        else
+            r.fail("rope_scaling", "type '" + type + "' is not supported (supported: linear, dynamic)");
     }
     return c;
 }

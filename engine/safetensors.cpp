@@ -82,15 +82,18 @@ std::vector<TensorView> parse_safetensors(const uint8_t* data, size_t size, cons
         const std::string where = file + ": tensor '" + it.key() + "'";
         const auto& e = it.value();
         if (!e.is_object()) throw_input_error(where, "header entry is not an object");
-        if (!e.contains("dtype") || !e["dtype"].is_string()) throw_input_error(where, "missing dtype");
-        if (!e.contains("shape") || !e["shape"].is_array()) throw_input_error(where, "missing shape");
+        if (!e.contains("dtype")) throw_input_error(where, "missing dtype");
+        if (!e["dtype"].is_string()) throw_input_error(where, "dtype must be a string, found " + e["dtype"].dump());
+        if (!e.contains("shape")) throw_input_error(where, "missing shape");
+        if (!e["shape"].is_array()) throw_input_error(where, "shape must be an array, found " + e["shape"].dump());
         if (!e.contains("data_offsets") || !e["data_offsets"].is_array() || e["data_offsets"].size() != 2)
             throw_input_error(where, "data_offsets must be [begin, end]");
         TensorView t;
         t.name = it.key();
         std::string dt = e["dtype"].get<std::string>();
         if (!parse_dtype(dt, &t.dtype))
-            throw_input_error(where, "unsupported dtype " + dt + " (supported: F32, F16, BF16)");
+            throw_input_error(where, dt.empty() ? std::string("dtype is empty")
+                                               : "unsupported dtype " + dt + " (supported: F32, F16, BF16)");
         uint64_t numel = 1;
         for (const auto& d : e["shape"]) {
             int64_t x = json_nonneg_int(d, where, "shape dimension");
@@ -120,6 +123,9 @@ std::vector<TensorView> parse_safetensors(const uint8_t* data, size_t size, cons
     std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
+    // Bytes that belong to no tensor are tolerated (each tensor is still well defined);
+    // the Hugging Face reader refuses them, but a precise error about a tensor is more
+    // useful than one about a gap.
     uint64_t max_end = 0;
     size_t max_index = 0;
     for (const Range& r : ranges) {

@@ -18,8 +18,10 @@
 
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics headers
 // as uninitialised when inlined; the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace moe::cpu {
 
