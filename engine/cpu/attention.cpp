@@ -48,13 +48,7 @@ void attention_forward(const AttentionWeights& w, const float* x, int64_t T, int
             const int64_t visible = pos0 + t + 1;
             for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
             softmax_row(row, visible);
-            float* orow = o + t * qdim + h * hd;
-            std::fill(orow, orow + hd, 0.0f);
-            for (int64_t j = 0; j < visible; ++j) {
-                const float p = row[j];
-                const float* vr = vc + j * kvdim + g * hd;
-                for (int64_t d = 0; d < hd; ++d) orow[d] += p * vr[d];
-            }
+            weighted_row_sum(row, visible, vc + g * hd, kvdim, hd, o + t * qdim + h * hd);
         }
     });
     matmul(o, T, qdim, w.o, out, H, pool);

@@ -99,6 +99,33 @@ MOE_AVX512 inline __m512 load16_masked(const void* base, int64_t i, __mmask16 m)
     }
 }
 
+// Lane sums of accumulators, all in one fixed tree so that an output's value never
+// depends on which tile shape computed it (and so on the thread count): within each
+// 128-bit quarter (x0+x2)+(x1+x3), then (q0+q1)+(q2+q3) over the quarters.
+MOE_AVX512 inline float reduce1(__m512 v) {
+    __m512 s = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));  // x_i + x_{i^2}
+    s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(2, 3, 0, 1)));         // + pair
+    s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));      // q0+q1, q2+q3
+    s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));      // (q0+q1)+(q2+q3)
+    return _mm512_cvtss_f32(s);
+}
+
+// The same tree for 16 accumulators at once: lane i of the result is the sum of v[i].
+// About 3 instructions per sum instead of ~9 for separate reductions.
+MOE_AVX512 inline __m512 reduce16(const __m512* v) {
+    __m512 t[8], u[4], x[2];
+    for (int i = 0; i < 8; ++i)  // per quarter: [a0+a2, b0+b2, a1+a3, b1+b3]
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; ++i)  // per quarter: [a, b, c, d] quarter sums
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 2; ++i)  // [u0: q0+q1, q2+q3 | u1: q0+q1, q2+q3]
+        x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 // One tile: RT tokens × RN weight rows, full K.
 template <DType DT, int RT, int RN>
 MOE_AVX512 void tile_avx512(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t K, float* y,
@@ -124,8 +151,15 @@ MOE_AVX512 void tile_avx512(const float* x, int64_t ldx, const void* w, int64_t 
             for (int r = 0; r < RN; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
         }
     }
-    for (int t = 0; t < RT; ++t)
-        for (int r = 0; r < RN; ++r) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t][r]);
+    if constexpr (RT * RN == 16) {
+        alignas(64) float sums[16];
+        _mm512_store_ps(sums, reduce16(&acc[0][0]));
+        for (int t = 0; t < RT; ++t)
+            for (int r = 0; r < RN; ++r) y[t * ldy + r] = sums[t * RN + r];
+    } else {
+        for (int t = 0; t < RT; ++t)
+            for (int r = 0; r < RN; ++r) y[t * ldy + r] = reduce1(acc[t][r]);
+    }
 }
 
 template <DType DT>
@@ -135,6 +169,11 @@ MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const Weight
     const size_t es = dtype_size(DT);
     auto wrow = [&](int64_t n) { return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n * ldw) * es; };
     int64_t n = n0;
+    if (T < 4) {  // decode: 16 rows at a time, 16 independent streams of weights
+        for (; n + 16 <= n1; n += 16)
+            for (int64_t t = 0; t < T; ++t)
+                tile_avx512<DT, 1, 16>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+    }
     for (; n + 4 <= n1; n += 4) {
         int64_t t = 0;
         for (; t + 4 <= T; t += 4) tile_avx512<DT, 4, 4>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
@@ -144,6 +183,26 @@ MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const Weight
         int64_t t = 0;
         for (; t + 4 <= T; t += 4) tile_avx512<DT, 4, 1>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
         for (; t < T; ++t) tile_avx512<DT, 1, 1>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
+    }
+}
+
+MOE_AVX512 void weighted_row_sum_avx512(const float* p, int64_t n, const float* v, int64_t ldv, int64_t width,
+                                        float* out) {
+    constexpr int kMaxVec = 8;  // 128 columns per pass
+    for (int64_t d0 = 0; d0 < width; d0 += 16 * kMaxVec) {
+        const int64_t cols = std::min<int64_t>(16 * kMaxVec, width - d0);
+        const int nv = static_cast<int>((cols + 15) / 16);
+        const __mmask16 tail = static_cast<__mmask16>(cols % 16 ? (1u << (cols % 16)) - 1 : 0xffffu);
+        __m512 acc[kMaxVec];
+        for (int i = 0; i < nv; ++i) acc[i] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; ++j) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            const float* row = v + j * ldv + d0;
+            for (int i = 0; i < nv - 1; ++i) acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 16 * i), acc[i]);
+            acc[nv - 1] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(tail, row + 16 * (nv - 1)), acc[nv - 1]);
+        }
+        for (int i = 0; i < nv - 1; ++i) _mm512_storeu_ps(out + d0 + 16 * i, acc[i]);
+        _mm512_mask_storeu_ps(out + d0 + 16 * (nv - 1), tail, acc[nv - 1]);
     }
 }
 
@@ -167,6 +226,15 @@ void force_generic_kernels(bool on) {
 #else
     (void)on;
 #endif
+}
+
+void weighted_row_sum(const float* p, int64_t n, const float* v, int64_t ldv, int64_t width, float* out) {
+#if defined(__x86_64__)
+    if (have_avx512()) return weighted_row_sum_avx512(p, n, v, ldv, width, out);
+#endif
+    std::fill(out, out + width, 0.0f);
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t d = 0; d < width; ++d) out[d] += p[j] * v[j * ldv + d];
 }
 
 const char* matmul_kernel_name() {

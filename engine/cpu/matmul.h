@@ -32,6 +32,10 @@ void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, 
 void matmul(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, float* y, int64_t ldy,
             ThreadPool& pool);
 
+// out[d] = Σ_j p[j] · v[j·ldv + d] for d < width (attention's weighted sum of values),
+// accumulated in f32 over j in order.
+void weighted_row_sum(const float* p, int64_t n, const float* v, int64_t ldv, int64_t width, float* out);
+
 // Which kernel family runs ("avx512" or "generic"), for benchmarks.
 const char* matmul_kernel_name();
 // Forces the portable kernels even where AVX-512 exists (parity tests, benchmarks).
