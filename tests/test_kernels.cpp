@@ -47,7 +47,7 @@ private slots:
         QTest::addColumn<bool>("generic");
         for (int g = 0; g < 2; ++g)
             for (auto dt : {moe::DType::f32, moe::DType::bf16, moe::DType::f16})
-                for (auto [T, N, K] : {std::tuple{1, 37, 50}, {3, 16, 64}, {4, 20, 33}, {9, 70, 128}, {2, 5, 7}, {17, 33, 300}}) {
+                for (auto [T, N, K] : {std::tuple{1, 37, 50}, {3, 16, 64}, {4, 20, 33}, {9, 70, 128}, {2, 5, 7}, {17, 33, 300}, {1, 300, 64}, {2, 260, 1030}}) {
                     const std::string tag = std::string(moe::dtype_name(dt)) + " T" + std::to_string(T) + " N" +
                                             std::to_string(N) + " K" + std::to_string(K) + (g ? " generic" : "");
                     QTest::newRow(tag.c_str()) << static_cast<int>(dt) << T << N << K << (g == 1);

@@ -44,9 +44,12 @@ namespace {
 
 inline float load_weight(const void* base, DType dt, int64_t i) {
     switch (dt) {
-        case DType::f32: return static_cast<const float*>(base)[i];
-        case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
-        case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case DType::f32:
+            return static_cast<const float*>(base)[i];
+        case DType::bf16:
+            return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case DType::f16:
+            return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
     }
     return 0;
 }
@@ -63,8 +66,10 @@ void matmul_rows_generic(const float* x, int64_t T, int64_t ldx, const WeightMat
                 const float* xr = x + t * ldx + k0;
                 float acc = 0;
                 for (int64_t k = 0; k < kn; ++k) acc += xr[k] * row[k];
-                if (k0 == 0) y[t * ldy + n] = acc;
-                else y[t * ldy + n] += acc;
+                if (k0 == 0)
+                    y[t * ldy + n] = acc;
+                else
+                    y[t * ldy + n] += acc;
             }
         }
     }
@@ -126,16 +131,24 @@ MOE_AVX512 inline __m512 reduce16(const __m512* v) {
                          _mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+constexpr int64_t kPrefetchBytes = 256;  // measured best of 64..1024 for BF16 and F32 rows
+
 // One tile: RT tokens × RN weight rows, full K.
 template <DType DT, int RT, int RN>
-MOE_AVX512 void tile_avx512(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t K, float* y,
-                            int64_t ldy) {
+MOE_AVX512 void tile_avx512(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t K, float* y, int64_t ldy) {
+    constexpr int64_t kElementBytes = DT == DType::f32 ? 4 : 2;
     __m512 acc[RT][RN];
     for (int t = 0; t < RT; ++t)
         for (int r = 0; r < RN; ++r) acc[t][r] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 wv[RN];
+        if constexpr (RT == 1) {
+            // Decode streams weights from memory once: prefetch each row ahead, since the
+            // hardware prefetcher follows many short interleaved rows poorly.
+            for (int r = 0; r < RN; ++r)
+                _mm_prefetch(static_cast<const char*>(w) + (r * ldw + k) * kElementBytes + kPrefetchBytes, _MM_HINT_T0);
+        }
         for (int r = 0; r < RN; ++r) wv[r] = load16<DT>(w, r * ldw + k);
         for (int t = 0; t < RT; ++t) {
             __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
@@ -169,7 +182,21 @@ MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const Weight
     const size_t es = dtype_size(DT);
     auto wrow = [&](int64_t n) { return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n * ldw) * es; };
     int64_t n = n0;
-    if (T < 4) {  // decode: 16 rows at a time, 16 independent streams of weights
+    if (T < 4) {
+        // Decode streams each weight once from memory: 16 rows at a time (16 independent
+        // accumulator chains), with software prefetch. Rows shorter than a 4 KiB page are
+        // taken with a stride so that each page is read front to back by one stream —
+        // interleaved streams inside a page defeat the hardware prefetcher (BF16 rows of
+        // 1024 values read at 60% of the F32 rate without this).
+        const int64_t row_bytes = K * static_cast<int64_t>(es);
+        const int64_t stride = std::clamp<int64_t>(4096 / std::max<int64_t>(row_bytes, 1), 1, 8);
+        alignas(64) float tmp[16];
+        for (; n + 16 * stride <= n1; n += 16 * stride)
+            for (int64_t t = 0; t < T; ++t)
+                for (int64_t s = 0; s < stride; ++s) {
+                    tile_avx512<DT, 1, 16>(x + t * ldx, ldx, wrow(n + s), stride * ldw, K, tmp, 0);
+                    for (int r = 0; r < 16; ++r) y[t * ldy + n + s + stride * r] = tmp[r];
+                }
         for (; n + 16 <= n1; n += 16)
             for (int64_t t = 0; t < T; ++t)
                 tile_avx512<DT, 1, 16>(x + t * ldx, ldx, wrow(n), ldw, K, y + t * ldy + n, ldy);
@@ -251,9 +278,12 @@ void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, 
 #if defined(__x86_64__)
     if (have_avx512()) {
         switch (w.dtype) {
-            case DType::f32: return rows_avx512<DType::f32>(x, T, ldx, w, n0, n1, y, ldy);
-            case DType::bf16: return rows_avx512<DType::bf16>(x, T, ldx, w, n0, n1, y, ldy);
-            case DType::f16: return rows_avx512<DType::f16>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::f32:
+                return rows_avx512<DType::f32>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::bf16:
+                return rows_avx512<DType::bf16>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::f16:
+                return rows_avx512<DType::f16>(x, T, ldx, w, n0, n1, y, ldy);
         }
     }
 #endif
