@@ -188,7 +188,7 @@ MOE_AVX512 void rows_avx512(const float* x, int64_t T, int64_t ldx, const Weight
         // taken with a stride so that each page is read front to back by one stream —
         // interleaved streams inside a page defeat the hardware prefetcher (BF16 rows of
         // 1024 values read at 60% of the F32 rate without this).
-        const int64_t row_bytes = K * static_cast<int64_t>(es);
+        const int64_t row_bytes = ldw * static_cast<int64_t>(es);  // pitch: rows may be strided views
         const int64_t stride = std::clamp<int64_t>(4096 / std::max<int64_t>(row_bytes, 1), 1, 8);
         alignas(64) float tmp[16];
         for (; n + 16 * stride <= n1; n += 16 * stride)
