@@ -10,7 +10,9 @@
 #include "engine/error.h"
 #include "engine/generator.h"
 #include "engine/model.h"
+#include "engine/random_weights.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 
 class GenerationTest : public QObject {
     Q_OBJECT
@@ -133,6 +135,53 @@ private slots:
         QCOMPARE(r.stop_reason, std::string("eos"));
         QCOMPARE(r.tokens.back(), free_run.tokens[2]);
         QVERIFY(r.tokens.size() <= 3);
+    }
+    void text_streams_whole_characters_and_honours_stop_strings() {
+        // A random-weight model over the vocabulary of a small byte-level BPE tokenizer:
+        // sampled ids decode to arbitrary byte sequences, the hard case for streaming.
+        const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/tiny-llm");
+        const moe::ModelConfig cfg = moe::parse_model_config(
+            R"({"model_type":"deepseek","vocab_size":)" + std::to_string(tok.vocab_size()) + R"(,"hidden_size":32,
+            "intermediate_size":64,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
+            "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
+            "generation-test-config");
+        moe::LoadOptions lo;
+        lo.threads = 2;
+        auto m = moe::make_model(cfg, moe::make_random_tensors(cfg, moe::DType::bf16, 11), lo);
+        const auto prompt = tok.encode("Once upon a time");
+        moe::GenerateParams gp;
+        gp.max_new_tokens = 60;
+        gp.stop_at_eos = false;
+        gp.sampling.temperature = 1.5f;
+        gp.sampling.seed = 3;
+        std::string streamed;
+        const auto r = moe::generate(*m, &tok, prompt, gp, [&](std::string_view piece) {
+            const std::string p(piece);
+            // Every piece is whole UTF-8 by itself.
+            if (moe::utf8_replace_invalid(p) != p) return false;
+            streamed += p;
+            return true;
+        });
+        QCOMPARE(r.stop_reason, std::string("max_new_tokens"));
+        QCOMPARE(streamed, r.text);
+        QCOMPARE(r.text, tok.decode(r.tokens));
+        QVERIFY(r.text.size() > 20);
+
+        // Stop at a piece of that text: the same seed gives the same tokens up to there.
+        const std::string stop = r.text.substr(r.text.size() / 2, 3);
+        const size_t at = r.text.find(stop);
+        gp.stop_strings = {stop};
+        const auto s = moe::generate(*m, &tok, prompt, gp, {});
+        QCOMPARE(s.stop_reason, std::string("stop_string"));
+        QCOMPARE(s.text, r.text.substr(0, at));
+    }
+    void chat_prompt_encodes_special_tokens_whole() {
+        const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/deepseek-llm");
+        const auto t = moe::deepseek_moe_chat_template();
+        const auto ids = tok.encode(moe::render_chat(t, {{"user", "Hi"}}, true), false);
+        QCOMPARE(ids.front(), 100000);  // <｜begin▁of▁sentence｜> as one token, no second BOS
+        QCOMPARE(tok.token_id(t.eos).value_or(-1), 100001);
+        QCOMPARE(tok.decode(ids, true), std::string("User: Hi\n\nAssistant:"));
     }
 };
 
