@@ -12,10 +12,11 @@
 
 #include "engine/expert_mask.h"
 #include "engine/model.h"
+#include "tests/test_support.h"
 
 namespace {
 
-std::string fixture_dir(const char* name) { return std::string(MOE_SOURCE_DIR) + "/tests/fixtures/" + name; }
+std::string fixture_dir(const char* name) { return test_support::fixture_path(name); }
 
 std::unique_ptr<moe::Model> load(const char* name, int threads = 2) {
     moe::LoadOptions lo;

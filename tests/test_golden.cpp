@@ -10,18 +10,15 @@
 
 #include "engine/expert_mask.h"
 #include "engine/model.h"
+#include "tests/test_support.h"
 
 namespace {
 
 const char* kFixtures[] = {"f32_single",      "f32_sharded_gqa",  "bf16_tied",
                            "f32_rope_linear", "f32_rope_dynamic", "f32_dense2_4layers"};
 
-std::string fixture_dir(const char* name) { return std::string(MOE_SOURCE_DIR) + "/tests/fixtures/" + name; }
-
-nlohmann::json read_json(const std::string& path) {
-    std::ifstream in(path);
-    return nlohmann::json::parse(in);
-}
+std::string fixture_dir(const char* name) { return test_support::fixture_path(name); }
+using test_support::read_json;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 
 #include "engine/error.h"
 #include "engine/tokenizer.h"
+#include "tests/test_support.h"
 
 using nlohmann::json;
 
@@ -22,12 +23,7 @@ namespace {
 
 const std::string kFixtures = std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers";
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using test_support::read_text;
 
 json tiny_json() { return json::parse(read_text(kFixtures + "/tiny-llm/tokenizer.json")); }
 

@@ -15,17 +15,13 @@
 
 #include "engine/error.h"
 #include "engine/tokenizer.h"
+#include "tests/test_support.h"
 
 namespace {
 
 const std::string kFixtures = std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers";
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using test_support::read_text;
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
