@@ -4,3 +4,5 @@
 moe_add_qtest(test_bad_input LABELS unit SOURCES test_bad_input.cpp)
 # The CLI part runs build/app/moewb: build it before the suite.
 add_dependencies(test_bad_input moewb)
+moe_add_qtest(test_cli_errors LABELS unit SOURCES test_cli_errors.cpp)
+add_dependencies(test_cli_errors moewb)

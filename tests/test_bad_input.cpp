@@ -1,8 +1,8 @@
 // Bad-input suite: the small valid checkpoints of tests/fixtures are copied into a
 // temporary directory, damaged one way at a time and loaded. Every damage must be a
 // moe::Error of kind input whose message names the file (and the tensor, the key, the
-// mask part) and says what is wrong: never a crash, never a silent load. The last part
-// runs the moewb CLI on damaged directories and bad arguments: exit 2, stderr, no stdout.
+// mask part) and says what is wrong: never a crash, never a silent load. (The CLI side is
+// tests/test_cli_errors.cpp.)
 #include <QtEndian>
 #include <QtTest>
 
@@ -22,131 +22,7 @@
 #include "engine/expert_mask.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
-
-// An edit of a JSON document (safetensors header, shard index), carried in QTest data.
-using JsonEdit = std::function<void(nlohmann::ordered_json&)>;
-Q_DECLARE_METATYPE(JsonEdit)
-
-namespace {
-
-using nlohmann::ordered_json;
-
-// Tensors of f32_single (V = 96, H = 48, E = 16, k = 4; layer 0 dense, layers 1-2 MoE).
-const char* const kEmbed = "model.embed_tokens.weight";                           // [96, 48]
-const char* const kNorm0 = "model.layers.0.input_layernorm.weight";               // [48]
-const char* const kNorm0Post = "model.layers.0.post_attention_layernorm.weight";  // [48]
-const char* const kRouter1 = "model.layers.1.mlp.gate.weight";                    // [16, 48]
-const char* const kSingle = "model.safetensors";
-const char* const kShard2 = "model-00002-of-00003.safetensors";  // of f32_sharded_gqa
-const char* const kIndex = "model.safetensors.index.json";
-
-QString fixture_dir(const QString& name) { return QStringLiteral(MOE_SOURCE_DIR "/tests/fixtures/") + name; }
-
-QByteArray read_file(const QString& path) {
-    QFile f(path);
-    return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-}
-
-bool write_file(const QString& path, const QByteArray& bytes) {
-    QFile f(path);
-    return f.open(QIODevice::WriteOnly | QIODevice::Truncate) && f.write(bytes) == bytes.size();
-}
-
-QByteArray le64(quint64 n) {
-    QByteArray b(8, '\0');
-    qToLittleEndian(n, b.data());
-    return b;
-}
-
-quint64 header_length(const QByteArray& file_bytes) { return qFromLittleEndian<quint64>(file_bytes.constData()); }
-
-// A (valid) safetensors file split for editing: header JSON, key order kept, and data section.
-struct Safetensors {
-    ordered_json header;
-    QByteArray data;
-
-    static Safetensors read(const QString& path) {
-        const QByteArray bytes = read_file(path);
-        const quint64 n = header_length(bytes);
-        Safetensors st;
-        st.header = ordered_json::parse(bytes.constData() + 8, bytes.constData() + 8 + n);
-        st.data = bytes.mid(static_cast<qsizetype>(8 + n));
-        return st;
-    }
-    // Writes a well-formed container: true length, header padded with spaces to 8 bytes.
-    bool write(const QString& path) const {
-        QByteArray h = QByteArray::fromStdString(header.dump());
-        while (h.size() % 8) h.append(' ');
-        return write_file(path, le64(static_cast<quint64>(h.size())) + h + data);
-    }
-};
-
-// Copies a fixture's config.json, index and shards (not golden.json) into `tmp`; returns
-// the copy's path, empty on failure.
-QString copy_fixture(const QTemporaryDir& tmp, const QString& fixture) {
-    if (!tmp.isValid()) return {};
-    const QDir src(fixture_dir(fixture));
-    const QStringList files = src.entryList({"config.json", "*.safetensors", "*.index.json"}, QDir::Files);
-    if (!files.contains("config.json")) return {};
-    for (const QString& f : files) {
-        const QString dst = tmp.filePath(f);
-        if (!QFile::copy(src.filePath(f), dst)) return {};
-        QFile::setPermissions(dst, QFile::permissions(dst) | QFileDevice::WriteOwner);
-    }
-    return tmp.path();
-}
-
-bool edit_json_file(const QString& path, const JsonEdit& edit) {
-    ordered_json j = ordered_json::parse(read_file(path).toStdString());
-    edit(j);
-    return write_file(path, QByteArray::fromStdString(j.dump(2)));
-}
-
-// Sets config.json's `key` to the raw JSON text `value` (which may be invalid JSON, e.g. NaN).
-bool set_config_value(const QString& dir, const QString& key, const QByteArray& value) {
-    const QString path = dir + "/config.json";
-    ordered_json j = ordered_json::parse(read_file(path).toStdString());
-    j[key.toStdString()] = "@@VALUE@@";
-    QByteArray text = QByteArray::fromStdString(j.dump(2));
-    text.replace("\"@@VALUE@@\"", value);
-    return write_file(path, text);
-}
-
-void load(const QString& dir) {
-    moe::LoadOptions opt;
-    opt.threads = 1;
-    (void)moe::load_model(dir.toStdString(), opt);
-}
-
-// Runs `f`. Returns empty when it threw a moe::Error of kind input whose message contains
-// every needle; otherwise what happened instead. The message is printed for review.
-QString input_error_problem(const std::function<void()>& f, const QStringList& needles, QString* message = nullptr) {
-    try {
-        f();
-    } catch (const moe::Error& e) {
-        const QString m = QString::fromStdString(e.what());
-        if (message) *message = m;
-        qInfo().noquote() << "message:" << m;
-        if (e.kind() != moe::ErrorKind::input) return "moe::Error of kind failure, expected input: " + m;
-        for (const QString& n : needles)
-            if (!m.contains(n)) return QString("message lacks '%1': %2").arg(n, m);
-        return {};
-    } catch (const std::exception& e) {
-        return QString("threw a std::exception, not a moe::Error: ") + e.what();
-    } catch (...) {
-        return "threw something that is not a std::exception";
-    }
-    return "no error: the damaged input was accepted";
-}
-
-}  // namespace
-
-// CHECK_INPUT_ERROR(statement, needles): `statement` must throw an input error containing them.
-#define CHECK_INPUT_ERROR(statement, ...)                                                   \
-    do {                                                                                    \
-        const QString problem_ = input_error_problem([&] { statement; }, (__VA_ARGS__));    \
-        QVERIFY2(problem_.isEmpty(), qPrintable(problem_));                                 \
-    } while (0)
+#include "tests/checkpoint_damage.h"
 
 class BadInputTest : public QObject {
     Q_OBJECT
@@ -204,9 +80,6 @@ private slots:
     void bad_mask_spec_data();
     void bad_mask_spec();
     void bad_mask_mode();
-    // The CLI.
-    void cli_exits_2_data();
-    void cli_exits_2();
 };
 
 void BadInputTest::expect_header_edit_rejected(const QString& fixture, const QString& file, const JsonEdit& edit,
@@ -784,81 +657,6 @@ void BadInputTest::bad_mask_spec() {
 
 void BadInputTest::bad_mask_mode() {
     CHECK_INPUT_ERROR(moe::parse_mask_mode("sideways"), (QStringList{"mask mode", "'sideways'", "reroute, drop"}));
-}
-
-// ---- The CLI ----
-
-void BadInputTest::cli_exits_2_data() {
-    QTest::addColumn<QString>("fixture");
-    QTest::addColumn<QString>("damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape
-    QTest::addColumn<QStringList>("args");  // DIR stands for the damaged copy
-    QTest::addColumn<QString>("needle");
-    const QString s = "f32_single";
-    const QStringList logits{"logits", "--model", "DIR"};
-    QTest::newRow("ids not numbers") << s << "none" << logits + QStringList{"--ids", "1,x"} << "'x'";
-    QTest::newRow("empty ids") << s << "none" << logits + QStringList{"--ids", ""} << "--ids";
-    QTest::newRow("unknown flag") << s << "none" << logits + QStringList{"--ids", "1", "--frobnicate"}
-                                  << "--frobnicate";
-    QTest::newRow("missing --model") << s << "none" << QStringList{"logits", "--ids", "1"} << "--model";
-    QTest::newRow("--ids without value") << s << "none" << logits + QStringList{"--ids"} << "--ids";
-    QTest::newRow("--threads 0") << s << "none" << logits + QStringList{"--ids", "1", "--threads", "0"}
-                                 << "--threads";
-    QTest::newRow("id out of range") << s << "none" << logits + QStringList{"--ids", "1,500"} << "500";
-    QTest::newRow("bad --mask") << s << "none" << logits + QStringList{"--ids", "1", "--mask", "L0:1"} << "dense";
-    QTest::newRow("bad --mask-mode") << s << "none" << logits + QStringList{"--ids", "1", "--mask-mode", "sideways"}
-                                     << "sideways";
-    QTest::newRow("unknown command") << s << "none" << QStringList{"frobnicate"} << "frobnicate";
-    QTest::newRow("model dir does not exist") << s << "none" << QStringList{"info", "--model", "DIR/nowhere"}
-                                              << "nowhere";
-    QTest::newRow("logits: truncated safetensors") << s << "truncated" << logits + QStringList{"--ids", "1"}
-                                                   << kSingle;
-    QTest::newRow("info: truncated safetensors") << s << "truncated" << QStringList{"info", "--model", "DIR"}
-                                                 << kSingle;
-    QTest::newRow("logits: deepseek_v2 config") << s << "deepseek_v2" << logits + QStringList{"--ids", "1"}
-                                                << "deepseek_v2";
-    QTest::newRow("logits: wrong shape") << s << "wrong_shape" << logits + QStringList{"--ids", "1"}
-                                         << "expected [96, 48]";
-    QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"
-                                           << logits + QStringList{"--ids", "1"} << kShard2;
-}
-
-void BadInputTest::cli_exits_2() {
-    QFETCH(QString, fixture);
-    QFETCH(QString, damage);
-    QFETCH(QStringList, args);
-    QFETCH(QString, needle);
-    const QString moewb = QStringLiteral(MOE_BINARY_DIR "/app/moewb");
-    QVERIFY2(QFile::exists(moewb), qPrintable(moewb + " not built"));
-    QTemporaryDir tmp;
-    const QString dir = copy_fixture(tmp, fixture);
-    QVERIFY(!dir.isEmpty());
-    if (damage == "truncated") {
-        const QByteArray bytes = read_file(dir + "/" + kSingle);
-        QVERIFY(write_file(dir + "/" + kSingle, bytes.left(bytes.size() / 2)));
-    } else if (damage == "deepseek_v2") {
-        QVERIFY(set_config_value(dir, "model_type", "\"deepseek_v2\""));
-    } else if (damage == "missing_shard") {
-        QVERIFY(QFile::remove(dir + "/" + kShard2));
-    } else if (damage == "wrong_shape") {
-        Safetensors st = Safetensors::read(dir + "/" + kSingle);
-        st.header[kEmbed]["shape"] = {48, 96};
-        QVERIFY(st.write(dir + "/" + kSingle));
-    } else {
-        QCOMPARE(damage, QString("none"));
-    }
-    for (QString& a : args) a.replace("DIR", dir);
-
-    QProcess p;
-    p.start(moewb, args);
-    QVERIFY2(p.waitForFinished(60000), "moewb did not finish within 60 s");
-    const QString out = QString::fromUtf8(p.readAllStandardOutput());
-    const QString err = QString::fromUtf8(p.readAllStandardError());
-    qInfo().noquote() << "stderr:" << err.trimmed();
-    QCOMPARE(p.exitStatus(), QProcess::NormalExit);  // no crash
-    QCOMPARE(p.exitCode(), 2);
-    QVERIFY2(out.isEmpty(), qPrintable("stdout: " + out.left(300)));
-    QVERIFY2(err.contains("error") || err.contains("unknown"), qPrintable(err));
-    QVERIFY2(err.contains(needle), qPrintable(err));
 }
 
 QTEST_GUILESS_MAIN(BadInputTest)

@@ -1,0 +1,88 @@
+// The moewb CLI on damaged model directories and bad arguments: exit code 2, a message on
+// stderr that names the problem, nothing on stdout, never a crash.
+#include <QProcess>
+
+#include "tests/checkpoint_damage.h"
+
+class CliErrorTest : public QObject {
+    Q_OBJECT
+private slots:
+    void cli_exits_2_data();
+    void cli_exits_2();
+};
+
+void CliErrorTest::cli_exits_2_data() {
+    QTest::addColumn<QString>("fixture");
+    QTest::addColumn<QString>("damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape
+    QTest::addColumn<QStringList>("args");  // DIR stands for the damaged copy
+    QTest::addColumn<QString>("needle");
+    const QString s = "f32_single";
+    const QStringList logits{"logits", "--model", "DIR"};
+    QTest::newRow("ids not numbers") << s << "none" << logits + QStringList{"--ids", "1,x"} << "'x'";
+    QTest::newRow("empty ids") << s << "none" << logits + QStringList{"--ids", ""} << "--ids";
+    QTest::newRow("unknown flag") << s << "none" << logits + QStringList{"--ids", "1", "--frobnicate"}
+                                  << "--frobnicate";
+    QTest::newRow("missing --model") << s << "none" << QStringList{"logits", "--ids", "1"} << "--model";
+    QTest::newRow("--ids without value") << s << "none" << logits + QStringList{"--ids"} << "--ids";
+    QTest::newRow("--threads 0") << s << "none" << logits + QStringList{"--ids", "1", "--threads", "0"}
+                                 << "--threads";
+    QTest::newRow("id out of range") << s << "none" << logits + QStringList{"--ids", "1,500"} << "500";
+    QTest::newRow("bad --mask") << s << "none" << logits + QStringList{"--ids", "1", "--mask", "L0:1"} << "dense";
+    QTest::newRow("bad --mask-mode") << s << "none" << logits + QStringList{"--ids", "1", "--mask-mode", "sideways"}
+                                     << "sideways";
+    QTest::newRow("unknown command") << s << "none" << QStringList{"frobnicate"} << "frobnicate";
+    QTest::newRow("model dir does not exist") << s << "none" << QStringList{"info", "--model", "DIR/nowhere"}
+                                              << "nowhere";
+    QTest::newRow("logits: truncated safetensors") << s << "truncated" << logits + QStringList{"--ids", "1"}
+                                                   << kSingle;
+    QTest::newRow("info: truncated safetensors") << s << "truncated" << QStringList{"info", "--model", "DIR"}
+                                                 << kSingle;
+    QTest::newRow("logits: deepseek_v2 config") << s << "deepseek_v2" << logits + QStringList{"--ids", "1"}
+                                                << "deepseek_v2";
+    QTest::newRow("logits: wrong shape") << s << "wrong_shape" << logits + QStringList{"--ids", "1"}
+                                         << "expected [96, 48]";
+    QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"
+                                           << logits + QStringList{"--ids", "1"} << kShard2;
+}
+
+void CliErrorTest::cli_exits_2() {
+    QFETCH(QString, fixture);
+    QFETCH(QString, damage);
+    QFETCH(QStringList, args);
+    QFETCH(QString, needle);
+    const QString moewb = QStringLiteral(MOE_BINARY_DIR "/app/moewb");
+    QVERIFY2(QFile::exists(moewb), qPrintable(moewb + " not built"));
+    QTemporaryDir tmp;
+    const QString dir = copy_fixture(tmp, fixture);
+    QVERIFY(!dir.isEmpty());
+    if (damage == "truncated") {
+        const QByteArray bytes = read_file(dir + "/" + kSingle);
+        QVERIFY(write_file(dir + "/" + kSingle, bytes.left(bytes.size() / 2)));
+    } else if (damage == "deepseek_v2") {
+        QVERIFY(set_config_value(dir, "model_type", "\"deepseek_v2\""));
+    } else if (damage == "missing_shard") {
+        QVERIFY(QFile::remove(dir + "/" + kShard2));
+    } else if (damage == "wrong_shape") {
+        Safetensors st = Safetensors::read(dir + "/" + kSingle);
+        st.header[kEmbed]["shape"] = {48, 96};
+        QVERIFY(st.write(dir + "/" + kSingle));
+    } else {
+        QCOMPARE(damage, QString("none"));
+    }
+    for (QString& a : args) a.replace("DIR", dir);
+
+    QProcess p;
+    p.start(moewb, args);
+    QVERIFY2(p.waitForFinished(60000), "moewb did not finish within 60 s");
+    const QString out = QString::fromUtf8(p.readAllStandardOutput());
+    const QString err = QString::fromUtf8(p.readAllStandardError());
+    qInfo().noquote() << "stderr:" << err.trimmed();
+    QCOMPARE(p.exitStatus(), QProcess::NormalExit);  // no crash
+    QCOMPARE(p.exitCode(), 2);
+    QVERIFY2(out.isEmpty(), qPrintable("stdout: " + out.left(300)));
+    QVERIFY2(err.contains("error") || err.contains("unknown"), qPrintable(err));
+    QVERIFY2(err.contains(needle), qPrintable(err));
+}
+
+QTEST_GUILESS_MAIN(CliErrorTest)
+#include "test_cli_errors.moc"
