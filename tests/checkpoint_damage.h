@@ -47,7 +47,7 @@ inline bool write_file(const QString& path, const QByteArray& bytes) {
     return f.open(QIODevice::WriteOnly | QIODevice::Truncate) && f.write(bytes) == bytes.size();
 }
 
-QByteArray le64(quint64 n) {
+inline QByteArray le64(quint64 n) {
     QByteArray b(8, '\0');
     qToLittleEndian(n, b.data());
     return b;
