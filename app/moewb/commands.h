@@ -13,5 +13,8 @@ int cmd_bench(int argc, char** argv);
 int cmd_make_random(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
+int cmd_trace(int argc, char** argv);
+int cmd_stats(int argc, char** argv);
+int cmd_export(int argc, char** argv);
 
 }  // namespace moewb

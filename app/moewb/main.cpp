@@ -25,6 +25,9 @@ const Command kCommands[] = {
     {"make-random", moewb::cmd_make_random, "write a checkpoint with random weights for a config"},
     {"tokenize", moewb::cmd_tokenize, "text to token ids (JSON array)"},
     {"detokenize", moewb::cmd_detokenize, "token ids to text"},
+    {"trace", moewb::cmd_trace, "trace a corpus's routing into a routing store (SQLite)"},
+    {"stats", moewb::cmd_stats, "statistics of traced runs: per-expert CSV, load balance, entropy, ..."},
+    {"export", moewb::cmd_export, "per-token routing, entropy or co-activation of a run as CSV"},
 };
 
 void print_usage(FILE* out) {

@@ -1,0 +1,34 @@
+// The CSV exports of a routing store (columns: docs/store.md), all streamed through
+// CsvWriter: the per-expert statistics table, the long per-token routing table, per-token
+// router entropy and expert co-activation. Each returns the number of data rows written.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "analysis/routing_store.h"
+
+namespace moe::analysis {
+
+inline constexpr const char* kStatsCsvHeader =
+    "run_id,model,domain,layer,expert,tokens,count,share,ratio_to_uniform,gate_weight_sum,mean_gate_weight,rank0_count";
+inline constexpr const char* kTokensCsvHeader =
+    "run_id,doc_id,domain,token_pos,token_id,token_text,layer,rank,expert,gate_weight";
+inline constexpr const char* kEntropyCsvHeader = "run_id,doc_id,domain,token_pos,token_id,token_text,layer,entropy";
+inline constexpr const char* kCoactivationCsvHeader =
+    "run_id,domain,layer,kind,expert_a,expert_b,count,count_a,count_b,tokens,lift";
+
+// One row per run × domain × layer × expert; every run when `run_id` is not given.
+int64_t write_stats_csv(RoutingStore& store, std::optional<int64_t> run_id, std::optional<int64_t> layer,
+                        const std::string& out);
+// One row per token × layer × rank, documents in the order the run finished them.
+int64_t write_tokens_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer, const std::string& out);
+// One row per token × layer; input error when the run has no entropy.
+int64_t write_entropy_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer, const std::string& out);
+// Non-zero pairs per domain (and "*" for all) × layer: kind "pair" (unordered, a < b) and
+// "adjacent" (ordered: a at rank r, b at rank r+1).
+int64_t write_coactivation_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer,
+                               const std::string& out);
+
+}  // namespace moe::analysis

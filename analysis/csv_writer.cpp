@@ -1,0 +1,121 @@
+// RFC 4180 writer; see csv_writer.h.
+#include "analysis/csv_writer.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include "engine/error.h"
+
+namespace moe::analysis {
+
+namespace {
+constexpr size_t kFlushBytes = size_t{1} << 20;
+}
+
+CsvWriter::CsvWriter(const std::string& path) : path_(path) {
+    if (path == "-") {
+        to_stdout_ = true;
+        file_ = stdout;
+    } else {
+        partial_ = path + ".partial";
+        file_ = std::fopen(partial_.c_str(), "wb");
+        if (!file_) throw_input_error(path, std::string("cannot write: ") + std::strerror(errno));
+    }
+    buf_.reserve(kFlushBytes + 4096);
+}
+
+CsvWriter::~CsvWriter() {
+    if (file_ && !to_stdout_) {
+        std::fclose(file_);
+        std::remove(partial_.c_str());
+    }
+}
+
+void CsvWriter::flush_buffer() {
+    if (buf_.empty()) return;
+    if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size())
+        throw_failure(path_, std::string("writing failed: ") + std::strerror(errno));
+    buf_.clear();
+}
+
+void CsvWriter::separator() {
+    if (row_started_) buf_ += ',';
+    row_started_ = true;
+}
+
+CsvWriter& CsvWriter::field(std::string_view s) {
+    separator();
+    const bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos ||
+                       (!s.empty() && (s.front() == ' ' || s.back() == ' ' || s.front() == '\t' || s.back() == '\t'));
+    if (!quote) {
+        buf_ += s;
+        return *this;
+    }
+    buf_ += '"';
+    for (char c : s) {
+        if (c == '"') buf_ += '"';
+        buf_ += c;
+    }
+    buf_ += '"';
+    return *this;
+}
+
+CsvWriter& CsvWriter::field(int64_t v) {
+    separator();
+    char tmp[32];
+    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    buf_.append(tmp, r.ptr);
+    return *this;
+}
+
+CsvWriter& CsvWriter::field(double v) {
+    separator();
+    char tmp[64];
+    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    buf_.append(tmp, r.ptr);
+    return *this;
+}
+
+CsvWriter& CsvWriter::field(float v) {
+    separator();
+    char tmp[64];
+    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    buf_.append(tmp, r.ptr);
+    return *this;
+}
+
+CsvWriter& CsvWriter::empty() {
+    separator();
+    return *this;
+}
+
+void CsvWriter::end_row() {
+    buf_ += "\r\n";
+    row_started_ = false;
+    if (buf_.size() >= kFlushBytes) flush_buffer();
+}
+
+void CsvWriter::close() {
+    flush_buffer();
+    if (std::fflush(file_) != 0) throw_failure(path_, std::string("writing failed: ") + std::strerror(errno));
+    if (to_stdout_) {
+        file_ = nullptr;
+        return;
+    }
+    const int rc = std::fclose(file_);
+    file_ = nullptr;
+    if (rc != 0) {
+        std::remove(partial_.c_str());
+        throw_failure(path_, std::string("writing failed: ") + std::strerror(errno));
+    }
+    std::error_code ec;
+    std::filesystem::rename(partial_, path_, ec);
+    if (ec) {
+        std::remove(partial_.c_str());
+        throw_failure(path_, "cannot move the finished file into place: " + ec.message());
+    }
+}
+
+}  // namespace moe::analysis

@@ -1,0 +1,211 @@
+// Schema version 1 of the routing store and the migration runner; see schema.h and
+// docs/store.md. Packed arrays are little-endian: experts uint16 [n_tokens, k], gate weights
+// IEEE binary16 [n_tokens, k], entropy float32 [n_tokens], token ids int32 [n_tokens].
+#include "analysis/store/schema.h"
+
+#include <string>
+
+#include "engine/error.h"
+
+namespace moe::analysis::schema {
+
+namespace {
+
+const char* kVersion1 = R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE models (
+  model_id            INTEGER PRIMARY KEY,
+  name                TEXT NOT NULL,
+  path                TEXT NOT NULL,
+  architecture        TEXT NOT NULL,
+  config_json         TEXT NOT NULL,
+  content_hash        TEXT NOT NULL,
+  n_layers            INTEGER NOT NULL,
+  n_routed_experts    INTEGER NOT NULL,
+  n_shared_experts    INTEGER NOT NULL,
+  num_experts_per_tok INTEGER NOT NULL,
+  vocab_size          INTEGER NOT NULL,
+  added               TEXT NOT NULL,
+  UNIQUE (content_hash, path)
+);
+
+CREATE TABLE vocab (
+  model_id INTEGER NOT NULL REFERENCES models(model_id) ON DELETE CASCADE,
+  token_id INTEGER NOT NULL,
+  text     TEXT NOT NULL,
+  PRIMARY KEY (model_id, token_id)
+) WITHOUT ROWID;
+
+CREATE TABLE corpora (
+  corpus_id INTEGER PRIMARY KEY,
+  name      TEXT NOT NULL,
+  path      TEXT NOT NULL UNIQUE,
+  source    TEXT NOT NULL DEFAULT '',
+  licence   TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE domains (
+  domain_id INTEGER PRIMARY KEY,
+  corpus_id INTEGER NOT NULL REFERENCES corpora(corpus_id) ON DELETE CASCADE,
+  name      TEXT NOT NULL,
+  source    TEXT NOT NULL DEFAULT '',
+  licence   TEXT NOT NULL DEFAULT '',
+  UNIQUE (corpus_id, name)
+);
+
+CREATE TABLE documents (
+  doc_id    INTEGER PRIMARY KEY,
+  domain_id INTEGER NOT NULL REFERENCES domains(domain_id) ON DELETE CASCADE,
+  split     TEXT NOT NULL DEFAULT '',
+  name      TEXT NOT NULL,
+  text_hash TEXT NOT NULL,
+  n_bytes   INTEGER NOT NULL,
+  UNIQUE (domain_id, split, name, text_hash)
+);
+
+CREATE TABLE runs (
+  run_id           INTEGER PRIMARY KEY,
+  model_id         INTEGER NOT NULL REFERENCES models(model_id),
+  corpus_id        INTEGER REFERENCES corpora(corpus_id),
+  source           TEXT NOT NULL,
+  dtype            TEXT NOT NULL DEFAULT '',
+  mask_spec        TEXT NOT NULL DEFAULT '',
+  mask_mode        TEXT NOT NULL DEFAULT 'reroute',
+  gate_weight_kind TEXT CHECK (gate_weight_kind IN ('router_prob', 'renormalized')),
+  gate_weight_format TEXT CHECK (gate_weight_format IN ('f16', 'f32')),
+  has_entropy      INTEGER NOT NULL DEFAULT 1,
+  split            TEXT NOT NULL DEFAULT '',
+  context          INTEGER NOT NULL DEFAULT 0,
+  max_tokens       INTEGER NOT NULL DEFAULT 0,
+  trace_key        TEXT NOT NULL DEFAULT '',
+  status           TEXT NOT NULL CHECK (status IN ('incomplete', 'complete')),
+  started          TEXT NOT NULL,
+  finished         TEXT,
+  n_documents      INTEGER NOT NULL DEFAULT 0,
+  n_tokens         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_key ON runs(model_id, trace_key);
+
+CREATE TABLE run_layers (
+  run_id   INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  layer    INTEGER NOT NULL,
+  n_expert INTEGER NOT NULL,
+  k        INTEGER NOT NULL,
+  PRIMARY KEY (run_id, layer)
+) WITHOUT ROWID;
+
+CREATE TABLE run_documents (
+  run_id    INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  doc_id    INTEGER NOT NULL REFERENCES documents(doc_id),
+  seq       INTEGER NOT NULL,
+  n_tokens  INTEGER NOT NULL,
+  truncated INTEGER NOT NULL DEFAULT 0,
+  token_ids BLOB NOT NULL,
+  PRIMARY KEY (run_id, doc_id),
+  UNIQUE (run_id, seq)
+);
+
+CREATE TABLE routing (
+  run_id       INTEGER NOT NULL,
+  doc_id       INTEGER NOT NULL,
+  layer        INTEGER NOT NULL,
+  k            INTEGER NOT NULL,
+  experts      BLOB NOT NULL,
+  gate_weights BLOB,
+  entropy      BLOB,
+  PRIMARY KEY (run_id, doc_id, layer),
+  FOREIGN KEY (run_id, doc_id) REFERENCES run_documents(run_id, doc_id) ON DELETE CASCADE
+);
+
+CREATE TABLE domain_totals (
+  run_id      INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  domain_id   INTEGER NOT NULL REFERENCES domains(domain_id),
+  layer       INTEGER NOT NULL,
+  documents   INTEGER NOT NULL,
+  tokens      INTEGER NOT NULL,
+  entropy_sum REAL,
+  PRIMARY KEY (run_id, domain_id, layer)
+) WITHOUT ROWID;
+
+CREATE TABLE aggregates (
+  run_id          INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  domain_id       INTEGER NOT NULL REFERENCES domains(domain_id),
+  layer           INTEGER NOT NULL,
+  expert          INTEGER NOT NULL,
+  count           INTEGER NOT NULL,
+  rank0_count     INTEGER NOT NULL,
+  gate_weight_sum REAL,
+  PRIMARY KEY (run_id, domain_id, layer, expert)
+) WITHOUT ROWID;
+)sql";
+
+const Migration kMigrations[] = {
+    {1, kVersion1},
+};
+
+}  // namespace
+
+std::span<const Migration> migrations() {
+    return kMigrations;
+}
+int64_t latest_version() {
+    return kMigrations[std::size(kMigrations) - 1].version;
+}
+
+Header read_header(sql::Db& db) {
+    Header h;
+    h.application_id = db.pragma_int("application_id");
+    h.user_version = db.pragma_int("user_version");
+    sql::Stmt s(db, "SELECT count(*) FROM sqlite_master", "reading the store's schema");
+    if (s.step()) h.n_schema_objects = s.int64(0);
+    return h;
+}
+
+void check_header(const sql::Db& db, const Header& h, int64_t latest) {
+    const bool empty = h.application_id == 0 && h.user_version == 0 && h.n_schema_objects == 0;
+    if (empty) return;
+    if (h.application_id != kApplicationId) {
+        throw_input_error(db.path(),
+                          "not a MoE Workbench routing store: an SQLite database of another kind "
+                          "(application_id " +
+                              std::to_string(h.application_id) + ", " + std::to_string(h.n_schema_objects) +
+                              " schema objects)");
+    }
+    if (h.user_version > latest) {
+        throw_input_error(db.path(), "routing store schema version " + std::to_string(h.user_version) +
+                                         " is newer than this build reads (up to " + std::to_string(latest) +
+                                         "); use a newer MoE Workbench");
+    }
+}
+
+void check_and_migrate(sql::Db& db, bool writable, std::span<const Migration> list) {
+    MOE_ASSERT(!list.empty());
+    const int64_t latest = list.back().version;
+    Header h = read_header(db);
+    check_header(db, h, latest);
+    if (h.user_version == latest) return;
+    if (!writable) {
+        if (h.n_schema_objects == 0)
+            throw_input_error(db.path(), "empty file, not a routing store yet (nothing to read)");
+        throw_input_error(db.path(), "routing store schema version " + std::to_string(h.user_version) +
+                                         " must be upgraded to " + std::to_string(latest) +
+                                         "; open it once with write access");
+    }
+    sql::Transaction tx(db, "upgrading the store schema");
+    h = read_header(db);  // another process may have migrated while we waited for the lock
+    check_header(db, h, latest);
+    if (h.user_version == latest) return;
+    if (h.user_version == 0) db.exec("PRAGMA application_id = " + std::to_string(kApplicationId), "creating the store");
+    for (const Migration& m : list) {
+        if (m.version <= h.user_version) continue;
+        db.exec(m.sql, "upgrading the store schema");
+        db.exec("PRAGMA user_version = " + std::to_string(m.version), "upgrading the store schema");
+    }
+    tx.commit();
+}
+
+}  // namespace moe::analysis::schema

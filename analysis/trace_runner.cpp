@@ -1,0 +1,186 @@
+// The trace job; see trace_runner.h.
+#include "analysis/trace_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <tuple>
+
+#include "analysis/document_collector.h"
+#include "analysis/fingerprint.h"
+#include "engine/error.h"
+
+namespace moe::analysis {
+
+namespace {
+
+constexpr size_t kChunk = 256;  // tokens per forward step inside a window
+
+struct WorkItem {
+    std::unique_ptr<DocumentRouting> doc;
+    std::string domain;
+};
+
+std::vector<RunLayer> run_layers(const ModelConfig& c, const ExpertMask* mask) {
+    std::vector<RunLayer> out;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+        if (!c.is_moe_layer(l)) continue;
+        const LayerIntervention* iv = mask ? mask->layer(l) : nullptr;
+        out.push_back({l, c.n_routed_experts, iv ? iv->k : c.num_experts_per_tok});
+    }
+    return out;
+}
+
+std::string trace_key(const Corpus& corpus, const TraceOptions& opt, int64_t context) {
+    std::string domains;
+    for (const auto& d : corpus.domains) domains += d.name + ";";
+    return "corpus=" + corpus.path + "|split=" + corpus.split + "|domains=" + domains +
+           "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
+           "|mask=" + (opt.mask ? opt.mask->spec() : "") +
+           "|mode=" + (opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute") + "|source=" + opt.source;
+}
+
+}  // namespace
+
+TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord& model_record,
+                      const Tokenizer& tokenizer, const Corpus& corpus, const TraceOptions& opt) {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const ModelConfig& cfg = model.config();
+    if (cfg.n_routed_experts <= 0) throw_input_error(cfg.source, "the model has no routed experts: nothing to trace");
+    if (tokenizer.vocab_size() > cfg.vocab_size)
+        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                                  " tokens, more than the model's vocab_size " +
+                                                  std::to_string(cfg.vocab_size));
+    const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
+    if (context < 1) throw_input_error("--context", "must be at least 1");
+
+    TraceResult result;
+    const int64_t model_id = store.add_model(model_record);
+    const int64_t corpus_id = store.add_corpus({corpus.name, corpus.path, "", ""});
+    std::vector<int64_t> domain_ids;
+    for (const auto& d : corpus.domains)
+        domain_ids.push_back(store.add_domain(corpus_id, {d.name, d.source, d.licence}));
+
+    RunSpec spec;
+    spec.model_id = model_id;
+    spec.corpus_id = corpus_id;
+    spec.source = opt.source;
+    spec.dtype = model.dtype_summary();
+    spec.mask_spec = opt.mask ? opt.mask->spec() : "";
+    spec.mask_mode = opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute";
+    spec.gate_weight_kind = cfg.norm_topk_prob ? GateWeightKind::renormalized : GateWeightKind::router_prob;
+    spec.has_entropy = true;
+    spec.split = corpus.split;
+    spec.context = context;
+    spec.max_tokens = opt.max_tokens;
+    spec.trace_key = trace_key(corpus, opt, context);
+    spec.layers = run_layers(cfg, opt.mask);
+
+    if (!opt.new_run) {
+        if (auto id = store.find_run(model_id, spec.trace_key, "incomplete")) {
+            result.run_id = *id;
+            result.resumed = true;
+        } else if (auto done = store.find_run(model_id, spec.trace_key, "complete")) {
+            result.run_id = *done;
+            result.already_complete = result.complete = true;
+            return result;
+        }
+    }
+    if (!result.run_id) result.run_id = store.create_run(spec);
+
+    // Documents already finished in this run, by (domain, split, name) -> text hash.
+    std::map<std::tuple<int64_t, std::string, std::string>, std::string> finished;
+    for (const DocumentKey& k : store.finished_documents(result.run_id))
+        finished[{k.domain_id, k.split, k.name}] = k.text_hash;
+
+    // The work list, in corpus order. The token budget counts finished documents too, so a
+    // resumed trace cuts the same documents as an uninterrupted one.
+    std::vector<WorkItem> work;
+    TraceProgress progress;
+    progress.run_id = result.run_id;
+    for (size_t di = 0; di < corpus.domains.size(); ++di) {
+        const CorpusDomain& dom = corpus.domains[di];
+        int64_t used = 0;
+        for (CorpusDocument& cd : read_documents(dom)) {
+            if (opt.max_tokens > 0 && used >= opt.max_tokens) break;
+            std::vector<int32_t> ids;
+            try {
+                ids = tokenizer.encode(cd.text);
+            } catch (const Error& e) {
+                rethrow_with_context(e, dom.file + ": document '" + cd.id + "'");
+            }
+            bool truncated = false;
+            if (opt.max_tokens > 0 && used + static_cast<int64_t>(ids.size()) > opt.max_tokens) {
+                ids.resize(static_cast<size_t>(opt.max_tokens - used));
+                truncated = true;
+            }
+            used += static_cast<int64_t>(ids.size());
+            const std::string hash = text_hash(cd.text);
+            if (auto it = finished.find({domain_ids[di], corpus.split, cd.id}); it != finished.end()) {
+                if (it->second != hash)
+                    throw_input_error(dom.file, "document '" + cd.id + "' changed since run " +
+                                                    std::to_string(result.run_id) +
+                                                    " traced it; trace it as a new run (--new-run)");
+                ++result.documents_skipped;
+                continue;
+            }
+            auto doc = std::make_unique<DocumentRouting>();
+            doc->domain_id = domain_ids[di];
+            doc->split = corpus.split;
+            doc->name = cd.id;
+            doc->text_hash = hash;
+            doc->n_bytes = static_cast<int64_t>(cd.text.size());
+            doc->truncated = truncated;
+            doc->token_ids = std::move(ids);
+            progress.tokens_total += static_cast<int64_t>(doc->token_ids.size());
+            work.push_back({std::move(doc), dom.name});
+        }
+    }
+    progress.documents_total = static_cast<int64_t>(work.size());
+
+    const RunInfo run = store.run(result.run_id);
+    TraceWriter writer(store, result.run_id, opt.writer);
+    DocumentCollector collector(run.layers, run.has_gate_weights(), run.has_entropy);
+    ForwardOptions fo;
+    fo.mask = opt.mask;
+    fo.observer = &collector;
+    fo.all_logits = false;  // routing is all we want; the LM head runs for the last position only
+    std::vector<float> logits;
+    auto report = [&] {
+        progress.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (opt.progress && !opt.progress(progress)) result.stopped = true;
+    };
+    report();
+    for (WorkItem& item : work) {
+        if (result.stopped) break;
+        progress.domain = item.domain;
+        const std::span<const int32_t> ids = item.doc->token_ids;
+        const size_t T = ids.size();
+        collector.begin(std::move(item.doc));
+        for (size_t w0 = 0; w0 < T; w0 += static_cast<size_t>(context)) {
+            const size_t wn = std::min(T - w0, static_cast<size_t>(context));
+            Session session(model);
+            collector.set_window_start(static_cast<int64_t>(w0));
+            for (size_t c0 = 0; c0 < wn; c0 += kChunk) {
+                const size_t cn = std::min(kChunk, wn - c0);
+                session.forward(ids.subspan(w0 + c0, cn), fo, logits);
+                progress.tokens_done += static_cast<int64_t>(cn);
+                report();
+            }
+        }
+        writer.submit(collector.take());
+        ++result.documents_traced;
+        result.tokens_traced += static_cast<int64_t>(T);
+        ++progress.documents_done;
+        report();
+    }
+    writer.finish();
+    result.writer = writer.stats();
+    result.complete = result.documents_traced == static_cast<int64_t>(work.size());
+    if (result.complete) store.finish_run(result.run_id, true);
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return result;
+}
+
+}  // namespace moe::analysis
