@@ -108,6 +108,12 @@ std::string Checkpoint::file_of(const std::string& name) const {
     return (fs::path(dir_) / files_[it->second.second]).string();
 }
 
+void save_safetensors(const TensorSource& src, const std::string& path) {
+    std::vector<const TensorView*> views;
+    for (const std::string& name : src.names()) views.push_back(src.find(name));
+    write_safetensors(path, views, {{"format", "pt"}});
+}
+
 void MemoryTensors::add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
     auto e = std::make_unique<Entry>();
     e->bytes = std::move(bytes);

@@ -48,6 +48,9 @@ private:
     size_t weight_bytes_ = 0;
 };
 
+// Writes every tensor of `src` (sorted by name) to one safetensors file at `path`.
+void save_safetensors(const TensorSource& src, const std::string& path);
+
 // Owned tensors in memory (random weights for benchmarks, test fixtures).
 class MemoryTensors : public TensorSource {
 public:

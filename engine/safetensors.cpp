@@ -168,19 +168,17 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     : map_(std::make_shared<MappedFile>(path)),
       tensors_(parse_safetensors(map_->data(), map_->size(), path)) {}
 
-void write_safetensors(const std::string& path, const std::vector<const TensorBlob*>& tensors,
+void write_safetensors(const std::string& path, const std::vector<const TensorView*>& tensors,
                        const std::map<std::string, std::string>& metadata) {
     nlohmann::ordered_json header;
     if (!metadata.empty()) header["__metadata__"] = metadata;
     uint64_t offset = 0;
-    for (const TensorBlob* t : tensors) {
-        int64_t numel = 1;
-        for (int64_t d : t->shape) numel *= d;
-        MOE_ASSERT(t->bytes.size() == static_cast<size_t>(numel) * dtype_size(t->dtype));
+    for (const TensorView* t : tensors) {
+        MOE_ASSERT(t->nbytes == static_cast<size_t>(t->numel()) * dtype_size(t->dtype));
         header[t->name] = {{"dtype", dtype_name(t->dtype)},
                            {"shape", t->shape},
-                           {"data_offsets", {offset, offset + t->bytes.size()}}};
-        offset += t->bytes.size();
+                           {"data_offsets", {offset, offset + t->nbytes}}};
+        offset += t->nbytes;
     }
     std::string h = header.dump();
     while (h.size() % 8) h.push_back(' ');
@@ -191,8 +189,7 @@ void write_safetensors(const std::string& path, const std::vector<const TensorBl
     uint64_t n = h.size();
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
     bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
-    for (const TensorBlob* t : tensors)
-        ok = ok && std::fwrite(t->bytes.data(), 1, t->bytes.size(), f) == t->bytes.size();
+    for (const TensorView* t : tensors) ok = ok && std::fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
     ok = (std::fclose(f) == 0) && ok;
     if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());

@@ -47,18 +47,10 @@ private:
     std::vector<TensorView> tensors_;
 };
 
-// A tensor to write: name, type, shape and its bytes (already in `dtype`).
-struct TensorBlob {
-    std::string name;
-    DType dtype = DType::f32;
-    std::vector<int64_t> shape;
-    std::vector<uint8_t> bytes;
-};
-
-// Writes a safetensors file (header padded with spaces to 8 bytes, tensors in the
-// given order). Writes to a temporary name and renames, so a failed write leaves no
-// half-written file.
-void write_safetensors(const std::string& path, const std::vector<const TensorBlob*>& tensors,
+// Writes a safetensors file of the given tensors (name, dtype, shape, bytes of each view;
+// header padded with spaces to 8 bytes, tensors in the given order). Writes to a
+// temporary name and renames, so a failed write leaves no half-written file.
+void write_safetensors(const std::string& path, const std::vector<const TensorView*>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace moe

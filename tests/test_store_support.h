@@ -269,15 +269,7 @@ inline bool write_model_dir(const QString& dir, const std::string& config_json, 
     { std::ofstream(d + "/config.json") << config_json; }
     const moe::ModelConfig cfg = moe::parse_model_config(config_json, "test config");
     auto tensors = moe::make_random_tensors(cfg, moe::DType::f32, seed);
-    std::vector<moe::TensorBlob> blobs;
-    for (const std::string& name : tensors->names()) {
-        const moe::TensorView* t = tensors->find(name);
-        const auto* p = static_cast<const uint8_t*>(t->data);
-        blobs.push_back({name, t->dtype, t->shape, std::vector<uint8_t>(p, p + t->nbytes)});
-    }
-    std::vector<const moe::TensorBlob*> ptrs;
-    for (const auto& b : blobs) ptrs.push_back(&b);
-    moe::write_safetensors(d + "/model.safetensors", ptrs, {{"format", "pt"}});
+    moe::save_safetensors(*tensors, d + "/model.safetensors");
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
         if (!QFile::copy(QString::fromStdString(tokenizer_dir() + "/" + f), dir + "/" + f)) return false;
     return true;

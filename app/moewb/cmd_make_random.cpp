@@ -9,7 +9,7 @@
 #include "app/moewb/commands.h"
 #include "engine/error.h"
 #include "engine/random_weights.h"
-#include "engine/safetensors.h"
+#include "engine/checkpoint.h"
 
 namespace moewb {
 
@@ -40,18 +40,10 @@ int cmd_make_random(int argc, char** argv) {
     auto tensors = moe::make_random_tensors(config, dtype, seed);
 
     std::filesystem::create_directories(out);
-    std::vector<moe::TensorBlob> blobs;
-    for (const std::string& name : tensors->names()) {
-        const moe::TensorView* t = tensors->find(name);
-        const auto* p = static_cast<const uint8_t*>(t->data);
-        blobs.push_back({name, t->dtype, t->shape, std::vector<uint8_t>(p, p + t->nbytes)});
-    }
-    std::vector<const moe::TensorBlob*> ptrs;
-    for (const auto& b : blobs) ptrs.push_back(&b);
-    moe::write_safetensors(out + "/model.safetensors", ptrs, {{"format", "pt"}});
+    moe::save_safetensors(*tensors, out + "/model.safetensors");
     std::filesystem::copy_file(config.source, out + "/config.json",
                                std::filesystem::copy_options::overwrite_existing);
-    std::fprintf(stderr, "wrote %s (%zu tensors, %.1f MB)\n", out.c_str(), blobs.size(),
+    std::fprintf(stderr, "wrote %s (%zu tensors, %.1f MB)\n", out.c_str(), tensors->names().size(),
                  tensors->weight_bytes() / 1e6);
     return 0;
 }
