@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   qt6-base-dev nlohmann-json3-dev libpcre2-dev libsqlite3-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-torch
   clang libclang-rt-14-dev
 )
 # node and npm fetch the reference tokenizer the tests compare against; a machine that
