@@ -62,27 +62,33 @@ CsvWriter& CsvWriter::field(std::string_view s) {
     return *this;
 }
 
+namespace {
+
+// Shortest text that reads back as the same number.
+template <class T>
+void append_number(std::string& buf, T v) {
+    char tmp[64];
+    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    buf.append(tmp, r.ptr);
+}
+
+}  // namespace
+
 CsvWriter& CsvWriter::field(int64_t v) {
     separator();
-    char tmp[32];
-    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
-    buf_.append(tmp, r.ptr);
+    append_number(buf_, v);
     return *this;
 }
 
 CsvWriter& CsvWriter::field(double v) {
     separator();
-    char tmp[64];
-    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
-    buf_.append(tmp, r.ptr);
+    append_number(buf_, v);
     return *this;
 }
 
 CsvWriter& CsvWriter::field(float v) {
     separator();
-    char tmp[64];
-    auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
-    buf_.append(tmp, r.ptr);
+    append_number(buf_, v);
     return *this;
 }
 

@@ -52,9 +52,8 @@ private:
         tensor_to_f32(t, 0, n, v.data());
         return v;
     }
-    cpu::FfnWeights ffn(int64_t layer, const std::function<std::string(const char*)>& name, int64_t width) {
+    cpu::FfnWeights ffn(const std::function<std::string(const char*)>& name, int64_t width) {
         const int64_t H = config_.hidden_size;
-        (void)layer;
         return {matrix(name("gate_proj"), width, H), matrix(name("up_proj"), width, H),
                 matrix(name("down_proj"), H, width)};
     }
@@ -99,7 +98,7 @@ void DeepseekMoe::bind() {
         L.attn.o = matrix(names::attn(i, "o_proj"), H, c.num_attention_heads * hd);
         L.is_moe = c.is_moe_layer(i);
         if (!L.is_moe) {
-            L.mlp = ffn(i, [&](const char* p) { return names::mlp(i, p); }, c.intermediate_size);
+            L.mlp = ffn([&](const char* p) { return names::mlp(i, p); }, c.intermediate_size);
             continue;
         }
         cpu::MoeWeights& m = L.moe;
@@ -109,9 +108,9 @@ void DeepseekMoe::bind() {
         m.router = matrix(names::router(i), c.n_routed_experts, H);
         for (int64_t e = 0; e < c.n_routed_experts; ++e)
             m.experts.push_back(
-                ffn(i, [&](const char* p) { return names::expert(i, e, p); }, c.moe_intermediate_size));
+                ffn([&](const char* p) { return names::expert(i, e, p); }, c.moe_intermediate_size));
         m.has_shared = c.n_shared_experts > 0;
-        if (m.has_shared) m.shared = ffn(i, [&](const char* p) { return names::shared(i, p); }, c.shared_width());
+        if (m.has_shared) m.shared = ffn([&](const char* p) { return names::shared(i, p); }, c.shared_width());
     }
     for (const std::string& name : tensors_->names()) {
         if (used_.count(name) || names::is_ignorable(name)) continue;
