@@ -6,6 +6,7 @@
 #include <map>
 #include <tuple>
 
+#include "analysis/corpus_tokens.h"
 #include "analysis/document_collector.h"
 #include "analysis/fingerprint.h"
 #include "engine/error.h"
@@ -101,25 +102,10 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     progress.run_id = result.run_id;
     for (size_t di = 0; di < corpus.domains.size(); ++di) {
         const CorpusDomain& dom = corpus.domains[di];
-        int64_t used = 0;
-        for (CorpusDocument& cd : read_documents(dom)) {
-            if (opt.max_tokens > 0 && used >= opt.max_tokens) break;
-            std::vector<int32_t> ids;
-            try {
-                ids = tokenizer.encode(cd.text);
-            } catch (const Error& e) {
-                rethrow_with_context(e, dom.file + ": document '" + cd.id + "'");
-            }
-            bool truncated = false;
-            if (opt.max_tokens > 0 && used + static_cast<int64_t>(ids.size()) > opt.max_tokens) {
-                ids.resize(static_cast<size_t>(opt.max_tokens - used));
-                truncated = true;
-            }
-            used += static_cast<int64_t>(ids.size());
-            const std::string hash = text_hash(cd.text);
-            if (auto it = finished.find({domain_ids[di], corpus.split, cd.id}); it != finished.end()) {
-                if (it->second != hash)
-                    throw_input_error(dom.file, "document '" + cd.id + "' changed since run " +
+        for (TokenizedDocument& td : tokenize_domain(dom, tokenizer, opt.max_tokens)) {
+            if (auto it = finished.find({domain_ids[di], corpus.split, td.id}); it != finished.end()) {
+                if (it->second != td.text_hash)
+                    throw_input_error(dom.file, "document '" + td.id + "' changed since run " +
                                                     std::to_string(result.run_id) +
                                                     " traced it; trace it as a new run (--new-run)");
                 ++result.documents_skipped;
@@ -128,11 +114,11 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
             auto doc = std::make_unique<DocumentRouting>();
             doc->domain_id = domain_ids[di];
             doc->split = corpus.split;
-            doc->name = cd.id;
-            doc->text_hash = hash;
-            doc->n_bytes = static_cast<int64_t>(cd.text.size());
-            doc->truncated = truncated;
-            doc->token_ids = std::move(ids);
+            doc->name = std::move(td.id);
+            doc->text_hash = std::move(td.text_hash);
+            doc->n_bytes = td.n_bytes;
+            doc->truncated = td.truncated;
+            doc->token_ids = std::move(td.ids);
             progress.tokens_total += static_cast<int64_t>(doc->token_ids.size());
             work.push_back({std::move(doc), dom.name});
         }

@@ -3,6 +3,7 @@
 //   L<layer>:shared        shared experts off                       *:shared
 //   L<layer>:k=<n>         activated routed experts                 *:k=<n>
 //   L<layer>:skip-top=<r>  per-token exclusion of the r most probable   *:skip-top=<r>
+//   L<layer>:skip-random=<r>[@<seed>]  per-token exclusion of r random experts
 #include "engine/expert_mask.h"
 
 #include <cerrno>
@@ -106,6 +107,16 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
                 if (!parse_int(body.substr(9), &v) || v >= E)
                     throw_input_error(where, "skip-top must be an integer from 0 to " + std::to_string(E - 1));
                 li.skip_top = v;
+            } else if (body.rfind("skip-random=", 0) == 0) {
+                const std::string value = body.substr(12);
+                const size_t at = value.find('@');
+                int64_t seed = 0;
+                if (!parse_int(value.substr(0, at), &v) || v >= E ||
+                    (at != std::string::npos && !parse_int(value.substr(at + 1), &seed)))
+                    throw_input_error(where, "expected skip-random=<r> or skip-random=<r>@<seed> with r from 0 to " +
+                                                 std::to_string(E - 1) + " and a non-negative integer seed");
+                li.skip_random = v;
+                li.random_seed = static_cast<uint64_t>(seed);
             } else {
                 if (body.empty()) throw_input_error(where, "no experts listed");
                 for (const std::string& item : split(body, ',')) {
@@ -114,7 +125,7 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
                         throw_input_error(where, "expert " + t + " does not exist (the model has " + std::to_string(E) +
                                                      " routed experts)");
                     if (!parse_int(t, &v))
-                        throw_input_error(where, "'" + t + "' is not an expert number, 'shared', 'k=<n>' or 'skip-top=<r>'");
+                        throw_input_error(where, "'" + t + "' is not an expert number, 'shared', 'k=<n>', 'skip-top=<r>' or 'skip-random=<r>'");
                     if (v >= E)
                         throw_input_error(where, "expert " + t + " does not exist (the model has " + std::to_string(E) +
                                                      " routed experts, 0.." + std::to_string(E - 1) + ")");
@@ -127,7 +138,7 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
         }
     }
     for (const auto& [l, li] : m.layers_) {
-        int64_t eligible = E - li.skip_top - (mode == MaskMode::reroute ? li.n_disabled : 0);
+        int64_t eligible = E - li.skip_top - li.skip_random - (mode == MaskMode::reroute ? li.n_disabled : 0);
         if (eligible < li.k)
             throw_input_error("mask '" + spec + "'",
                               "layer " + std::to_string(l) + " keeps " + std::to_string(eligible) +

@@ -25,6 +25,8 @@ struct LayerIntervention {
     bool shared_off = false;
     int64_t k = 0;         // activated routed experts for this layer (resolved, never 0)
     int64_t skip_top = 0;  // per token, the r most probable (eligible) experts are excluded
+    int64_t skip_random = 0;     // per token, r further eligible experts excluded at random
+    uint64_t random_seed = 0;    // seed of that choice (router_random_key)
 };
 
 class ExpertMask {

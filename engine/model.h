@@ -33,6 +33,9 @@ struct ForwardOptions {
     RoutingObserver* observer = nullptr;    // null: nothing reported, no routing statistics computed
     TokenSource source = TokenSource::prompt;
     bool all_logits = true;                 // false: only the last position's logits
+    // Distinguishes sequences for a mask's random exclusion (skip-random): the choice for a
+    // token depends on the seed, layer, this stream and the token's position.
+    uint64_t random_stream = 0;
 };
 
 class Model {

@@ -15,7 +15,14 @@ struct RouterParams {
     bool norm_topk_prob = false;      // renormalise the k weights (only when k > 1, as published)
     const uint8_t* excluded = nullptr;  // [E] or null: experts that may not be selected (reroute)
     int64_t skip_top = 0;             // exclude the r most probable still-eligible experts
+    int64_t skip_random = 0;          // then exclude r eligible experts chosen at random
+    uint64_t random_key = 0;          // the token's key for skip_random (router_random_key)
 };
+
+// The per-token key of the random exclusion: a function of the mask's seed, the layer, the
+// caller's stream (e.g. which document window) and the token's position in the sequence, so
+// the choice is the same on every backend, thread count and batching.
+uint64_t router_random_key(uint64_t seed, int64_t layer, uint64_t stream, int64_t position);
 
 struct RouterStats {
     float entropy = 0;        // nats, over all E probabilities

@@ -3,6 +3,7 @@
 // statistics the observer reports — and of ExpertMask SPEC parsing.
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -97,6 +98,56 @@ private slots:
         Routed both = route({0, 1, 2, 3}, 2, false, {0, 0, 1, 0}, 1);  // eligible {0,1,3}, skip 3
         QCOMPARE(both.experts, (std::vector<int32_t>{1, 0}));
     }
+    void skip_random_excludes_r_random_eligible_experts() {
+        // 16 experts with distinct probabilities; k = 4, skip-random = 5.
+        const int64_t E = 16, k = 4, r = 5;
+        std::vector<float> logits(E);
+        for (int64_t e = 0; e < E; ++e) logits[e] = 0.1f * static_cast<float>((e * 7) % E);
+        std::vector<uint8_t> excluded(E, 0);
+        excluded[3] = 1;  // reroute exclusion: never selected, never counted among the random ones
+        std::vector<int> times_excluded(E, 0);
+        const int keys = 4000;
+        for (int key = 0; key < keys; ++key) {
+            moe::RouterParams p;
+            p.n_expert = E;
+            p.k = k;
+            p.excluded = excluded.data();
+            p.skip_random = r;
+            p.random_key = moe::router_random_key(7, 2, 11, key);
+            std::vector<float> probs(E), w(k);
+            std::vector<int32_t> order(E), ex(k), again(k);
+            moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), ex.data(), w.data(), nullptr);
+            moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), again.data(), w.data(), nullptr);
+            QCOMPARE(again, ex);  // a function of the key
+            // The r random ones are order[n-r, n): distinct, eligible, and the selection is the
+            // top-k of the rest.
+            std::vector<uint8_t> gone(E, 0);
+            for (int64_t j = E - 1 - r; j < E - 1; ++j) {
+                const int32_t e = order[static_cast<size_t>(j)];
+                QVERIFY(e != 3 && !gone[e]);
+                gone[e] = 1;
+                ++times_excluded[e];
+            }
+            std::vector<int32_t> rest;
+            for (int32_t e = 0; e < E; ++e)
+                if (e != 3 && !gone[e]) rest.push_back(e);
+            std::sort(rest.begin(), rest.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+            rest.resize(k);
+            QCOMPARE(ex, rest);
+        }
+        // Uniform over the 15 eligible experts: each excluded r/15 of the time (±15%).
+        for (int64_t e = 0; e < E; ++e) {
+            if (e == 3) {
+                QCOMPARE(times_excluded[e], 0);
+                continue;
+            }
+            const double expect = keys * static_cast<double>(r) / 15.0;
+            QVERIFY2(std::abs(times_excluded[e] - expect) < 0.15 * expect, qPrintable(QString::number(e)));
+        }
+        QVERIFY(moe::router_random_key(1, 2, 3, 4) != moe::router_random_key(1, 2, 3, 5));
+        QVERIFY(moe::router_random_key(1, 2, 3, 4) != moe::router_random_key(1, 2, 4, 4));
+        QVERIFY(moe::router_random_key(1, 2, 3, 4) != moe::router_random_key(2, 2, 3, 4));
+    }
 
     void mask_spec_parses() {
         const auto c = small_config();
@@ -117,6 +168,11 @@ private slots:
         QCOMPARE(o.layer(1)->k, int64_t(3));
         QCOMPARE(o.layer(2)->k, int64_t(1));
         QCOMPARE(moe::ExpertMask::parse("*:1,2", c, moe::MaskMode::reroute).layers().size(), size_t(2));
+        auto rnd = moe::ExpertMask::parse("*:skip-random=3@42;L2:skip-random=2", c, moe::MaskMode::reroute);
+        QCOMPARE(rnd.layer(1)->skip_random, int64_t(3));
+        QCOMPARE(rnd.layer(1)->random_seed, uint64_t(42));
+        QCOMPARE(rnd.layer(2)->skip_random, int64_t(2));
+        QCOMPARE(rnd.layer(2)->random_seed, uint64_t(0));
     }
     void mask_spec_errors_name_the_bad_part_data() {
         QTest::addColumn<QString>("spec");
@@ -132,6 +188,9 @@ private slots:
         QTest::newRow("skip too big") << "*:skip-top=7" << "fewer than k";
         QTest::newRow("all disabled") << "L1:0,1,2,3,4,5,6" << "fewer than k";
         QTest::newRow("empty list") << "L1:" << "no experts";
+        QTest::newRow("skip-random bad seed") << "*:skip-random=2@x" << "skip-random=<r>@<seed>";
+        QTest::newRow("skip-random too big") << "*:skip-random=8" << "skip-random=<r>";
+        QTest::newRow("skip-random + top too many") << "*:skip-top=3;*:skip-random=4" << "fewer than k";
     }
     void mask_spec_errors_name_the_bad_part() {
         QFETCH(QString, spec);

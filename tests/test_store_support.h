@@ -23,6 +23,7 @@
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "analysis/routing_store.h"
 #include "engine/error.h"
@@ -55,6 +56,19 @@ inline QString error_problem(const std::function<void()>& fn, moe::ErrorKind kin
         const QString problem_ = store_test::error_problem([&] { statement; }, kind, QStringList __VA_ARGS__); \
         QVERIFY2(problem_.isEmpty(), qPrintable(problem_));                                                    \
     } while (0)
+
+// The first column of the first row of `sql`, read with the plain SQLite API ("" when none).
+inline std::string raw_text(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_stmt* s = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+}
 
 inline ModelRecord synthetic_model(const std::vector<std::string>& vocab = {}) {
     ModelRecord m;

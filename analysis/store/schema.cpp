@@ -143,8 +143,60 @@ CREATE TABLE aggregates (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 2: ablation results. A baseline is one (model, corpus, split, domains, budget,
+// context, backend, dtype) evaluation; every ablation refers to the baseline it was scored
+// against, and both keep per-domain sums so means and ratios are exact.
+const char* kVersion2 = R"sql(
+CREATE TABLE ablation_baselines (
+  baseline_id INTEGER PRIMARY KEY,
+  model_id    INTEGER NOT NULL REFERENCES models(model_id),
+  corpus_id   INTEGER NOT NULL REFERENCES corpora(corpus_id),
+  split       TEXT NOT NULL DEFAULT '',
+  max_tokens  INTEGER NOT NULL DEFAULT 0,
+  context     INTEGER NOT NULL,
+  source      TEXT NOT NULL,
+  dtype       TEXT NOT NULL DEFAULT '',
+  eval_key    TEXT NOT NULL,
+  created     TEXT NOT NULL,
+  UNIQUE (model_id, eval_key)
+);
+
+CREATE TABLE ablation_baseline_domains (
+  baseline_id  INTEGER NOT NULL REFERENCES ablation_baselines(baseline_id) ON DELETE CASCADE,
+  domain_id    INTEGER NOT NULL REFERENCES domains(domain_id),
+  tokens       INTEGER NOT NULL,
+  baseline_nll REAL NOT NULL,
+  PRIMARY KEY (baseline_id, domain_id)
+) WITHOUT ROWID;
+
+CREATE TABLE ablations (
+  ablation_id INTEGER PRIMARY KEY,
+  baseline_id INTEGER NOT NULL REFERENCES ablation_baselines(baseline_id) ON DELETE CASCADE,
+  sweep       TEXT NOT NULL DEFAULT '',
+  value       REAL,
+  control     TEXT NOT NULL DEFAULT '',
+  seed        INTEGER,
+  from_run    INTEGER REFERENCES runs(run_id) ON DELETE SET NULL,
+  mask_spec   TEXT NOT NULL,
+  mask_mode   TEXT NOT NULL CHECK (mask_mode IN ('reroute', 'drop')),
+  created     TEXT NOT NULL
+);
+CREATE INDEX ablations_by_baseline ON ablations(baseline_id);
+
+CREATE TABLE ablation_domains (
+  ablation_id INTEGER NOT NULL REFERENCES ablations(ablation_id) ON DELETE CASCADE,
+  domain_id   INTEGER NOT NULL REFERENCES domains(domain_id),
+  tokens      INTEGER NOT NULL,
+  ablated_nll REAL NOT NULL,
+  kl_sum      REAL NOT NULL,
+  top1_agree  INTEGER NOT NULL,
+  PRIMARY KEY (ablation_id, domain_id)
+) WITHOUT ROWID;
+)sql";
+
 const Migration kMigrations[] = {
     {1, kVersion1},
+    {2, kVersion2},
 };
 
 }  // namespace

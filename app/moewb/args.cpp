@@ -106,4 +106,54 @@ std::vector<int32_t> parse_id_list(const std::string& text, const std::string& f
     return ids;
 }
 
+std::vector<std::string> split_list(const std::string& text, const std::string& flag) {
+    std::vector<std::string> out;
+    if (text.empty()) moe::throw_input_error(flag, "empty list");
+    size_t start = 0;
+    while (true) {
+        const size_t comma = text.find(',', start);
+        out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (out.back().empty()) moe::throw_input_error(flag, "empty element in '" + text + "'");
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag) {
+    std::vector<double> out;
+    for (const std::string& item : split_list(text, flag)) {
+        errno = 0;
+        char* end = nullptr;
+        const double x = std::strtod(item.c_str(), &end);
+        if (*end != '\0' || errno != 0 || !std::isfinite(x))
+            moe::throw_input_error(flag, "'" + item + "' is not a number (expected numbers joined by ',')");
+        out.push_back(x);
+    }
+    return out;
+}
+
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+    auto integer = [&](const std::string& item) {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || errno != 0)
+            moe::throw_input_error(flag, "'" + item + "' is not an integer (expected integers or A..B ranges joined by ',')");
+        return static_cast<int64_t>(v);
+    };
+    std::vector<int64_t> out;
+    for (const std::string& item : split_list(text, flag)) {
+        const size_t dots = item.find("..");
+        if (dots == std::string::npos) {
+            out.push_back(integer(item));
+            continue;
+        }
+        const int64_t a = integer(item.substr(0, dots)), b = integer(item.substr(dots + 2));
+        if (b < a || b - a > 1000000) moe::throw_input_error(flag, "bad range '" + item + "'");
+        for (int64_t v = a; v <= b; ++v) out.push_back(v);
+    }
+    return out;
+}
+
 }  // namespace moewb

@@ -34,5 +34,9 @@ private:
 
 // "1,2,3" -> ids; a bad element is a usage error naming `flag`.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& flag);
+// "a,b,c" -> items (none empty); numbers; integers, where "A..B" is the range A, A+1, ..., B.
+std::vector<std::string> split_list(const std::string& text, const std::string& flag);
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag);
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag);
 
 }  // namespace moewb

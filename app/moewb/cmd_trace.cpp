@@ -2,9 +2,6 @@
 // every routing decision into a routing store (analysis/trace_runner). A progress bar with
 // tokens/s and ETA goes to stderr; Ctrl-C finishes the current document and leaves the run
 // incomplete, to be resumed by running the same command again.
-#include <unistd.h>
-
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 
@@ -12,6 +9,7 @@
 #include "analysis/trace_runner.h"
 #include "app/moewb/cli_common.h"
 #include "app/moewb/commands.h"
+#include "app/moewb/progress.h"
 #include "engine/error.h"
 #include "engine/tokenizer.h"
 
@@ -34,58 +32,6 @@ const char* kHelp =
     "(default: the model's max_position_embeddings). Running the same trace again resumes\n"
     "its incomplete run, skipping finished documents (--new-run starts another run).\n"
     "Ctrl-C stops after the current document (exit code 130; the run stays incomplete).\n";
-
-volatile std::sig_atomic_t g_interrupted = 0;
-
-void on_sigint(int) {
-    g_interrupted = 1;
-}
-
-std::string clock_text(double seconds) {
-    if (!(seconds >= 0) || seconds > 360000) return "--:--";
-    const auto s = static_cast<long long>(seconds + 0.5);
-    char buf[32];
-    if (s >= 3600)
-        std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
-    else
-        std::snprintf(buf, sizeof buf, "%lld:%02lld", s / 60, s % 60);
-    return buf;
-}
-
-// The progress line on stderr: redrawn in place on a terminal, a line every 10 s otherwise.
-class ProgressBar {
-public:
-    explicit ProgressBar(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO) == 1) {}
-    void update(const moe::analysis::TraceProgress& p, bool final = false) {
-        if (quiet_) return;
-        const double interval = tty_ ? 0.2 : 10.0;
-        if (!final && p.seconds - last_ < interval && p.tokens_done != 0) return;
-        last_ = p.seconds;
-        const double frac =
-            p.tokens_total ? static_cast<double>(p.tokens_done) / static_cast<double>(p.tokens_total) : 1.0;
-        const double rate = p.seconds > 0 ? static_cast<double>(p.tokens_done) / p.seconds : 0.0;
-        const double eta = rate > 0 ? static_cast<double>(p.tokens_total - p.tokens_done) / rate : -1.0;
-        constexpr int kWidth = 24;
-        const int filled = static_cast<int>(frac * kWidth);
-        std::string bar(static_cast<size_t>(filled), '=');
-        if (filled < kWidth) bar += '>' + std::string(static_cast<size_t>(kWidth - filled - 1), ' ');
-        std::fprintf(stderr, "%s[%s] %3.0f%%  %lld/%lld tok  %lld/%lld docs  %.0f tok/s  ETA %s  %s%s",
-                     tty_ ? "\r" : "", bar.c_str(), frac * 100.0, static_cast<long long>(p.tokens_done),
-                     static_cast<long long>(p.tokens_total), static_cast<long long>(p.documents_done),
-                     static_cast<long long>(p.documents_total), rate, clock_text(eta).c_str(), p.domain.c_str(),
-                     tty_ ? "\x1b[K" : "\n");
-        std::fflush(stderr);
-        drawn_ = true;
-    }
-    void done() {
-        if (drawn_ && tty_) std::fputc('\n', stderr);
-    }
-
-private:
-    bool quiet_, tty_;
-    bool drawn_ = false;
-    double last_ = -1e9;
-};
 
 }  // namespace
 
@@ -112,32 +58,31 @@ int cmd_trace(int argc, char** argv) {
     opt.new_run = args.has("--new-run");
     ProgressBar bar(args.has("--quiet"));
     moe::analysis::TraceProgress last;
+    auto draw = [&](const moe::analysis::TraceProgress& p, bool final) {
+        bar.update(p.seconds, p.tokens_done, p.tokens_total, "tok",
+                   std::to_string(p.documents_done) + "/" + std::to_string(p.documents_total) + " docs  " + p.domain,
+                   final);
+    };
     opt.progress = [&](const moe::analysis::TraceProgress& p) {
         last = p;
-        bar.update(p);
-        return g_interrupted == 0;
+        draw(p, false);
+        return !InterruptGuard::interrupted();
     };
 
-    // First Ctrl-C: finish the current document and stop. The handler then reverts to the
-    // default, so a second Ctrl-C ends the process at once (the store stays consistent:
-    // every transaction is whole).
-    struct sigaction sa = {};
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    struct sigaction old = {};
-    sigaction(SIGINT, &sa, &old);
+    // First Ctrl-C: finish the current document and stop; a second ends the process at once
+    // (the store stays consistent: every transaction is whole).
     moe::analysis::TraceResult r;
-    try {
-        r = moe::analysis::run_trace(store, *model, moe::analysis::describe_model(*model, &tokenizer, dir), tokenizer,
-                                     corpus, opt);
-    } catch (...) {
-        sigaction(SIGINT, &old, nullptr);
-        bar.done();
-        throw;
+    {
+        InterruptGuard guard;
+        try {
+            r = moe::analysis::run_trace(store, *model, moe::analysis::describe_model(*model, &tokenizer, dir),
+                                         tokenizer, corpus, opt);
+        } catch (...) {
+            bar.done();
+            throw;
+        }
     }
-    sigaction(SIGINT, &old, nullptr);
-    if (!r.already_complete) bar.update(last, true);
+    if (!r.already_complete) draw(last, true);
     bar.done();
 
     const char* status = r.complete ? "complete" : "incomplete";

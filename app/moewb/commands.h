@@ -16,5 +16,6 @@ int cmd_detokenize(int argc, char** argv);
 int cmd_trace(int argc, char** argv);
 int cmd_stats(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_ablate(int argc, char** argv);
 
 }  // namespace moewb

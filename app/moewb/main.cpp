@@ -28,6 +28,7 @@ const Command kCommands[] = {
     {"trace", moewb::cmd_trace, "trace a corpus's routing into a routing store (SQLite)"},
     {"stats", moewb::cmd_stats, "statistics of traced runs: per-expert CSV, load balance, entropy, ..."},
     {"export", moewb::cmd_export, "per-token routing, entropy or co-activation of a run as CSV"},
+    {"ablate", moewb::cmd_ablate, "switch experts off (a mask or a sweep): loss, KL, top-1 agreement by domain"},
 };
 
 void print_usage(FILE* out) {

@@ -36,15 +36,19 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     rp.norm_topk_prob = w.norm_topk_prob;
     rp.excluded = reroute ? li->disabled.data() : nullptr;
     rp.skip_top = li ? li->skip_top : 0;
+    rp.skip_random = li ? li->skip_random : 0;
     {
         // Tokens route independently: chunks of tokens across threads.
         constexpr int64_t kChunk = 32;
         pool.parallel_for((T + kChunk - 1) / kChunk, [&](int64_t chunk, int) {
             std::vector<float> probs(static_cast<size_t>(E));
             std::vector<int32_t> order(static_cast<size_t>(E));
+            RouterParams tp = rp;
             for (int64_t t = chunk * kChunk; t < std::min(T, (chunk + 1) * kChunk); ++t) {
                 RouterStats st;
-                route_softmax_topk(logits + t * E, rp, probs.data(), order.data(), experts.data() + t * k,
+                if (tp.skip_random > 0)
+                    tp.random_key = router_random_key(li->random_seed, call.layer, call.random_stream, call.pos0 + t);
+                route_softmax_topk(logits + t * E, tp, probs.data(), order.data(), experts.data() + t * k,
                                    weights.data() + t * k, want_stats ? &st : nullptr);
                 if (want_stats) {
                     entropy[t] = st.entropy;

@@ -33,6 +33,7 @@ struct MoeCall {
     const LayerIntervention* intervention = nullptr;  // null: as published
     MaskMode mode = MaskMode::reroute;
     RoutingObserver* observer = nullptr;
+    uint64_t random_stream = 0;  // ForwardOptions::random_stream
 };
 
 // x [T, H] (normalised) -> out [T, H].

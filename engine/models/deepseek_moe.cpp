@@ -164,6 +164,7 @@ void DeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const Fo
             call.intervention = opt.mask ? opt.mask->layer(i) : nullptr;
             call.mode = mode;
             call.observer = opt.observer;
+            call.random_stream = opt.random_stream;
             cpu::moe_forward(L.moe, call, normed, T, H, branch, pool, arena);
         } else {
             cpu::run_ffn_units({{&L.mlp, normed, branch, T}}, H, pool, arena);

@@ -1,0 +1,520 @@
+// The ablation evaluator; see ablation.h.
+#include "analysis/ablation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "analysis/corpus_tokens.h"
+#include "analysis/fingerprint.h"
+#include "analysis/store/sqlite_db.h"
+#include "engine/cpu/thread_pool.h"
+#include "engine/error.h"
+#include "engine/evaluate.h"
+
+namespace moe::analysis {
+
+namespace {
+
+constexpr size_t kChunk = 256;  // tokens per forward step inside a window, as evaluate_loss
+
+// log-softmax of one row of logits, in float (the same function for baseline and
+// condition, so identical logits give bit-identical log-probabilities).
+void log_softmax(const float* logits, int64_t V, float* out) {
+    double mx = logits[0];
+    for (int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(logits[v]));
+    double sum = 0;
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(logits[v]) - mx);
+    const double lse = mx + std::log(sum);
+    for (int64_t v = 0; v < V; ++v) out[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
+}
+
+int32_t argmax(const float* row, int64_t V) {
+    return static_cast<int32_t>(std::max_element(row, row + V) - row);
+}
+
+struct TokenScore {
+    double nll = 0, kl = 0;
+    bool agree = false;
+};
+
+// One document window of one domain, scored for the baseline and every condition.
+class WindowScorer {
+public:
+    WindowScorer(const Model& model, std::span<const AblationCondition> conditions)
+        : model_(model), conditions_(conditions), V_(model.config().vocab_size) {}
+
+    // ids: the window's tokens; stream: the window's random stream. Adds into `baseline`
+    // and `scores[c]`. Returns false when `step` asked to stop.
+    bool score(std::span<const int32_t> ids, uint64_t stream, AblationScore& baseline, std::vector<AblationScore>& scores,
+               const std::function<bool(int64_t tokens)>& step) {
+        const size_t n = ids.size();
+        if (n < 2) return true;
+        const size_t predicted = n - 1;
+        base_logp_.resize(predicted * static_cast<size_t>(V_));
+        base_top_.resize(predicted);
+        token_.assign(predicted, {});
+
+        // Baseline: log-probabilities of every predicted position, kept for the conditions.
+        if (!run(ids, nullptr, stream, [&](size_t pos, const float* logits) {
+                float* lp = base_logp_.data() + pos * static_cast<size_t>(V_);
+                log_softmax(logits, V_, lp);
+                token_[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1]);
+                base_top_[pos] = argmax(logits, V_);
+            }, step))
+            return false;
+        baseline.tokens += static_cast<int64_t>(predicted);
+        for (const TokenScore& t : token_) baseline.baseline_nll += t.nll;
+
+        std::vector<float> lp(static_cast<size_t>(V_) * kChunk);
+        for (size_t c = 0; c < conditions_.size(); ++c) {
+            std::vector<TokenScore> scored(predicted);
+            if (!run(ids, &conditions_[c].mask, stream, [&](size_t pos, const float* logits) {
+                    const float* lb = base_logp_.data() + pos * static_cast<size_t>(V_);
+                    float* la = lp.data() + (pos % kChunk) * static_cast<size_t>(V_);
+                    log_softmax(logits, V_, la);
+                    double kl = 0;
+                    for (int64_t v = 0; v < V_; ++v) {
+                        const double b = lb[v];
+                        kl += std::exp(b) * (b - static_cast<double>(la[v]));
+                    }
+                    scored[pos].kl = kl;
+                    scored[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1]);
+                    scored[pos].agree = argmax(logits, V_) == base_top_[pos];
+                }, step))
+                return false;
+            AblationScore& s = scores[c];
+            s.tokens += static_cast<int64_t>(predicted);
+            for (size_t pos = 0; pos < predicted; ++pos) {  // summed in order: thread-count invariant
+                s.baseline_nll += token_[pos].nll;
+                s.ablated_nll += scored[pos].nll;
+                s.kl += scored[pos].kl;
+                s.top1_agree += scored[pos].agree ? 1 : 0;
+            }
+        }
+        return true;
+    }
+
+private:
+    // Runs the window through the model in chunks; calls per_token(pos, logits row) for
+    // every predicted position, in parallel over the chunk's positions.
+    template <class PerToken>
+    bool run(std::span<const int32_t> ids, const ExpertMask* mask, uint64_t stream, PerToken&& per_token,
+             const std::function<bool(int64_t)>& step) {
+        const size_t n = ids.size();
+        Session session(model_);
+        ForwardOptions fo;
+        fo.mask = (mask && !mask->empty()) ? mask : nullptr;
+        fo.random_stream = stream;
+        for (size_t c0 = 0; c0 < n; c0 += kChunk) {
+            const size_t cn = std::min(kChunk, n - c0);
+            session.forward(ids.subspan(c0, cn), fo, logits_);
+            const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
+            model_.pool().parallel_for(static_cast<int64_t>(usable), [&](int64_t t, int) {
+                per_token(c0 + static_cast<size_t>(t), logits_.data() + static_cast<size_t>(t) * static_cast<size_t>(V_));
+            });
+            if (!step(static_cast<int64_t>(cn))) return false;
+        }
+        return true;
+    }
+
+    const Model& model_;
+    std::span<const AblationCondition> conditions_;
+    int64_t V_;
+    std::vector<float> logits_;
+    std::vector<float> base_logp_;  // [predicted, V]
+    std::vector<int32_t> base_top_;
+    std::vector<TokenScore> token_;
+};
+
+std::string number_text(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+std::string eval_key(const Corpus& corpus, const AblationOptions& opt, int64_t context, const std::string& source,
+                     const std::string& dtype) {
+    std::string domains;
+    for (const auto& d : corpus.domains) domains += d.name + ";";
+    return "corpus=" + corpus.path + "|split=" + corpus.split + "|domains=" + domains +
+           "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
+           "|source=" + source + "|dtype=" + dtype;
+}
+
+}  // namespace
+
+double AblationScore::ppl_ratio() const {
+    return std::exp(delta_loss());
+}
+
+void AblationScore::add(const AblationScore& o) {
+    tokens += o.tokens;
+    baseline_nll += o.baseline_nll;
+    ablated_nll += o.ablated_nll;
+    kl += o.kl;
+    top1_agree += o.top1_agree;
+}
+
+AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, const Corpus& corpus,
+                            std::span<const AblationCondition> conditions, const AblationOptions& opt) {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const ModelConfig& cfg = model.config();
+    if (tokenizer.vocab_size() > cfg.vocab_size)
+        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                                  " tokens, more than the model's vocab_size " +
+                                                  std::to_string(cfg.vocab_size));
+    const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
+    if (context < 2) throw_input_error("--context", "must be at least 2 (a window predicts its tokens after the first)");
+
+    // Every domain's tokens first: errors surface before any work, and the progress total is known.
+    std::vector<std::vector<TokenizedDocument>> docs;
+    AblationProgress progress;
+    for (const CorpusDomain& d : corpus.domains) {
+        docs.push_back(tokenize_domain(d, tokenizer, opt.max_tokens));
+        for (const TokenizedDocument& td : docs.back())
+            progress.tokens_total += static_cast<int64_t>(td.ids.size()) * static_cast<int64_t>(conditions.size() + 1);
+    }
+
+    AblationResult result;
+    result.context = context;
+    for (const AblationCondition& c : conditions) result.conditions.push_back({c, {}, {"all"}, 0});
+    WindowScorer scorer(model, conditions);
+    auto step = [&](int64_t tokens) {
+        progress.tokens_done += tokens;
+        progress.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (opt.progress && !opt.progress(progress)) result.stopped = true;
+        return !result.stopped;
+    };
+    for (size_t di = 0; di < corpus.domains.size() && !result.stopped; ++di) {
+        const std::string& domain = corpus.domains[di].name;
+        progress.domain = domain;
+        AblationScore base{domain};
+        std::vector<AblationScore> scores(conditions.size(), AblationScore{domain});
+        for (const TokenizedDocument& td : docs[di]) {
+            const std::span<const int32_t> ids = td.ids;
+            for (size_t w0 = 0; w0 < ids.size() && !result.stopped; w0 += static_cast<size_t>(context)) {
+                const size_t wn = std::min(ids.size() - w0, static_cast<size_t>(context));
+                const uint64_t stream =
+                    Hasher().update(domain).update(td.id).update_u64(static_cast<uint64_t>(w0)).digest();
+                scorer.score(ids.subspan(w0, wn), stream, base, scores, step);
+            }
+            if (result.stopped) break;
+        }
+        result.baseline.push_back(base);
+        for (size_t c = 0; c < conditions.size(); ++c) {
+            result.conditions[c].domains.push_back(scores[c]);
+            result.conditions[c].all.add(scores[c]);
+        }
+    }
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return result;
+}
+
+// --- sweeps ---
+
+std::vector<AblationCondition> skip_top_sweep(const ModelConfig& cfg, std::span<const double> ratios,
+                                              bool random_control, uint64_t seed, MaskMode mode) {
+    const int64_t E = cfg.n_routed_experts;
+    std::vector<AblationCondition> out;
+    for (double ratio : ratios) {
+        if (!(ratio >= 0 && ratio < 1)) throw_input_error("--ratios", "ratio " + number_text(ratio) + " is not in [0, 1)");
+        const int64_t r = std::llround(ratio * static_cast<double>(E));
+        const std::string where = "--ratios " + number_text(ratio);
+        if (E - r < cfg.num_experts_per_tok)
+            throw_input_error(where, "excluding " + std::to_string(r) + " of " + std::to_string(E) +
+                                         " experts leaves fewer than k = " + std::to_string(cfg.num_experts_per_tok));
+        AblationCondition c;
+        c.sweep = "skip-top";
+        c.value = ratio;
+        c.mask = ExpertMask::parse("*:skip-top=" + std::to_string(r), cfg, mode);
+        out.push_back(c);
+        if (random_control) {
+            AblationCondition rc = c;
+            rc.control = "random";
+            rc.seed = seed;
+            rc.mask = ExpertMask::parse("*:skip-random=" + std::to_string(r) + "@" + std::to_string(seed), cfg, mode);
+            out.push_back(rc);
+        }
+    }
+    return out;
+}
+
+std::vector<AblationCondition> routed_sweep(const ModelConfig& cfg, const std::vector<std::vector<int64_t>>& selections,
+                                            int64_t from_run, std::span<const double> fractions,
+                                            std::span<const std::string> controls, uint64_t seed, MaskMode mode) {
+    const int64_t E = cfg.n_routed_experts;
+    std::vector<int64_t> moe_layers;
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
+        if (cfg.is_moe_layer(l)) moe_layers.push_back(l);
+    MOE_ASSERT(selections.size() == moe_layers.size());
+    for (const std::string& c : controls)
+        if (c != "least-routed" && c != "random")
+            throw_input_error("--control", "'" + c + "' is not a control of top-routed (least-routed, random)");
+
+    std::vector<AblationCondition> out;
+    for (double f : fractions) {
+        if (!(f > 0 && f < 1)) throw_input_error("--fractions", "fraction " + number_text(f) + " is not in (0, 1)");
+        const int64_t n = std::max<int64_t>(1, std::llround(f * static_cast<double>(E)));
+        if (mode == MaskMode::reroute && E - n < cfg.num_experts_per_tok)
+            throw_input_error("--fractions " + number_text(f),
+                              "switching off " + std::to_string(n) + " of " + std::to_string(E) +
+                                  " experts leaves fewer than k = " + std::to_string(cfg.num_experts_per_tok));
+        auto make = [&](const std::string& control, auto&& pick) {
+            std::string spec;
+            for (size_t li = 0; li < moe_layers.size(); ++li) {
+                std::vector<int32_t> chosen = pick(li);
+                std::sort(chosen.begin(), chosen.end());
+                spec += (spec.empty() ? "" : ";") + ("L" + std::to_string(moe_layers[li])) + ":";
+                for (size_t j = 0; j < chosen.size(); ++j) spec += (j ? "," : "") + std::to_string(chosen[j]);
+            }
+            AblationCondition c;
+            c.sweep = "top-routed";
+            c.value = f;
+            c.control = control;
+            c.from_run = from_run;
+            if (control == "random") c.seed = seed;
+            c.mask = ExpertMask::parse(spec, cfg, mode);
+            out.push_back(c);
+        };
+        // Most (least) selected first; equal counts by ascending expert index.
+        auto ranked = [&](size_t li, bool most) {
+            std::vector<int32_t> order(static_cast<size_t>(E));
+            std::iota(order.begin(), order.end(), 0);
+            const auto& cnt = selections[li];
+            std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+                return most ? cnt[static_cast<size_t>(a)] > cnt[static_cast<size_t>(b)]
+                            : cnt[static_cast<size_t>(a)] < cnt[static_cast<size_t>(b)];
+            });
+            order.resize(static_cast<size_t>(n));
+            return order;
+        };
+        make("", [&](size_t li) { return ranked(li, true); });
+        for (const std::string& control : controls) {
+            if (control == "least-routed") {
+                make(control, [&](size_t li) { return ranked(li, false); });
+            } else {
+                make(control, [&](size_t li) {
+                    std::mt19937_64 rng(Hasher().update_u64(seed).update_u64(static_cast<uint64_t>(moe_layers[li])).digest());
+                    std::vector<int32_t> all(static_cast<size_t>(E));
+                    std::iota(all.begin(), all.end(), 0);
+                    for (int64_t j = 0; j < n; ++j) {  // partial Fisher-Yates
+                        std::uniform_int_distribution<int64_t> u(j, E - 1);
+                        std::swap(all[static_cast<size_t>(j)], all[static_cast<size_t>(u(rng))]);
+                    }
+                    all.resize(static_cast<size_t>(n));
+                    return all;
+                });
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<AblationCondition> shared_sweep(const ModelConfig& cfg, MaskMode mode) {
+    if (cfg.n_shared_experts == 0) throw_input_error(cfg.source, "the model has no shared experts to switch off");
+    const int64_t k1 = cfg.num_experts_per_tok + 1;
+    if (k1 > cfg.n_routed_experts)
+        throw_input_error(cfg.source, "k + 1 = " + std::to_string(k1) + " is more than the routed experts");
+    std::vector<AblationCondition> out;
+    auto add = [&](const std::string& spec, std::optional<double> value, const std::string& control) {
+        AblationCondition c;
+        c.sweep = "shared";
+        c.value = value;
+        c.control = control;
+        c.mask = ExpertMask::parse(spec, cfg, mode);
+        out.push_back(c);
+    };
+    add("*:shared", std::nullopt, "");
+    add("*:shared;*:k=" + std::to_string(k1), static_cast<double>(k1), "");
+    add("*:k=" + std::to_string(k1), static_cast<double>(k1), "k+1");
+    return out;
+}
+
+std::vector<AblationCondition> k_sweep(const ModelConfig& cfg, std::span<const int64_t> values, MaskMode mode) {
+    std::vector<AblationCondition> out;
+    for (int64_t k : values) {
+        if (k < 1 || k > cfg.n_routed_experts)
+            throw_input_error("--values", "k = " + std::to_string(k) + " is not in 1.." +
+                                              std::to_string(cfg.n_routed_experts));
+        AblationCondition c;
+        c.sweep = "k";
+        c.value = static_cast<double>(k);
+        c.control = k == cfg.num_experts_per_tok ? "published-k" : "";
+        c.mask = ExpertMask::parse("*:k=" + std::to_string(k), cfg, mode);
+        out.push_back(c);
+    }
+    return out;
+}
+
+std::vector<std::vector<int64_t>> expert_selections(RoutingStore& store, int64_t run_id, const ModelConfig& cfg) {
+    const RunInfo run = store.run(run_id);
+    std::vector<std::vector<int64_t>> out;
+    std::vector<int64_t> index(static_cast<size_t>(cfg.num_hidden_layers), -1);
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+        if (!cfg.is_moe_layer(l)) continue;
+        if (!run.layer(l))
+            throw_input_error("run " + std::to_string(run_id),
+                              "has no routing for MoE layer " + std::to_string(l) + " of this model");
+        index[static_cast<size_t>(l)] = static_cast<int64_t>(out.size());
+        out.emplace_back(static_cast<size_t>(cfg.n_routed_experts), 0);
+    }
+    for (const RunLayer& rl : run.layers)
+        if (rl.layer >= cfg.num_hidden_layers || index[static_cast<size_t>(rl.layer)] < 0 ||
+            rl.n_expert != cfg.n_routed_experts)
+            throw_input_error("run " + std::to_string(run_id),
+                              "was traced on a model of another shape (layer " + std::to_string(rl.layer) + ", " +
+                                  std::to_string(rl.n_expert) + " experts)");
+    int64_t total = 0;
+    for (const AggregateRow& a : store.aggregates(run_id)) {
+        out[static_cast<size_t>(index[static_cast<size_t>(a.layer)])][static_cast<size_t>(a.expert)] += a.count;
+        total += a.count;
+    }
+    if (total == 0) throw_input_error("run " + std::to_string(run_id), "has no routing recorded yet");
+    return out;
+}
+
+// --- the store ---
+
+void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus& corpus, const std::string& source,
+                    const std::string& dtype, const AblationOptions& opt, AblationResult& result) {
+    MOE_ASSERT(!result.stopped);
+    const int64_t model_id = store.add_model(model);
+    const int64_t corpus_id = store.add_corpus({corpus.name, corpus.path, "", ""});
+    std::vector<int64_t> domain_ids;
+    for (const auto& d : corpus.domains) domain_ids.push_back(store.add_domain(corpus_id, {d.name, d.source, d.licence}));
+    MOE_ASSERT(domain_ids.size() == result.baseline.size());
+
+    sql::Db& db = store.connection();
+    const char* doing = "storing ablation results";
+    sql::Transaction tx(db, doing);
+    const std::string key = eval_key(corpus, opt, result.context, source, dtype);
+    {
+        sql::Stmt find(db, "SELECT baseline_id FROM ablation_baselines WHERE model_id = ?1 AND eval_key = ?2", doing);
+        find.bind(1, model_id).bind(2, key);
+        result.baseline_id = find.step() ? find.int64(0) : 0;
+    }
+    if (result.baseline_id) {
+        // The same evaluation again: the stored baseline must be what was just computed.
+        sql::Stmt s(db, "SELECT tokens, baseline_nll FROM ablation_baseline_domains WHERE baseline_id = ?1 AND domain_id = ?2",
+                    doing);
+        for (size_t d = 0; d < domain_ids.size(); ++d) {
+            s.bind(1, result.baseline_id).bind(2, domain_ids[d]);
+            const AblationScore& b = result.baseline[d];
+            const bool same = s.step() && s.int64(0) == b.tokens &&
+                              std::abs(s.real(1) - b.baseline_nll) <= 1e-9 * std::max(1.0, std::abs(b.baseline_nll));
+            s.reset();
+            if (!same)
+                throw_input_error(store.path(), "baseline " + std::to_string(result.baseline_id) + " of domain '" +
+                                                    b.domain + "' differs from the one just computed for the same "
+                                                    "model, corpus and budget: the corpus or the engine changed");
+        }
+    } else {
+        sql::Stmt ins(db,
+                      "INSERT INTO ablation_baselines (model_id, corpus_id, split, max_tokens, context, source, dtype, "
+                      "eval_key, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      doing);
+        ins.bind(1, model_id).bind(2, corpus_id).bind(3, corpus.split).bind(4, opt.max_tokens).bind(5, result.context);
+        ins.bind(6, source).bind(7, dtype).bind(8, key).bind(9, utc_now_iso8601());
+        ins.run();
+        result.baseline_id = db.last_insert_rowid();
+        sql::Stmt dom(db,
+                      "INSERT INTO ablation_baseline_domains (baseline_id, domain_id, tokens, baseline_nll) "
+                      "VALUES (?1, ?2, ?3, ?4)",
+                      doing);
+        for (size_t d = 0; d < domain_ids.size(); ++d) {
+            dom.bind(1, result.baseline_id).bind(2, domain_ids[d]).bind(3, result.baseline[d].tokens);
+            dom.bind(4, result.baseline[d].baseline_nll);
+            dom.run();
+        }
+    }
+    sql::Stmt ins(db,
+                  "INSERT INTO ablations (baseline_id, sweep, value, control, seed, from_run, mask_spec, mask_mode, "
+                  "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  doing);
+    sql::Stmt dom(db,
+                  "INSERT INTO ablation_domains (ablation_id, domain_id, tokens, ablated_nll, kl_sum, top1_agree) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                  doing);
+    const std::string now = utc_now_iso8601();
+    for (AblationConditionResult& c : result.conditions) {
+        const AblationCondition& k = c.condition;
+        ins.bind(1, result.baseline_id).bind(2, k.sweep);
+        k.value ? ins.bind(3, *k.value) : ins.bind_null(3);
+        ins.bind(4, k.control);
+        k.seed ? ins.bind(5, static_cast<int64_t>(*k.seed)) : ins.bind_null(5);
+        k.from_run ? ins.bind(6, *k.from_run) : ins.bind_null(6);
+        ins.bind(7, k.mask.spec()).bind(8, mask_mode_name(k.mask.mode())).bind(9, now);
+        ins.run();
+        c.ablation_id = db.last_insert_rowid();
+        for (size_t d = 0; d < domain_ids.size(); ++d) {
+            const AblationScore& s = c.domains[d];
+            dom.bind(1, c.ablation_id).bind(2, domain_ids[d]).bind(3, s.tokens).bind(4, s.ablated_nll);
+            dom.bind(5, s.kl).bind(6, s.top1_agree);
+            dom.run();
+        }
+    }
+    tx.commit();
+}
+
+std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<int64_t> model_id) {
+    sql::Db& db = store.connection();
+    const char* doing = "reading ablation results";
+    std::vector<StoredAblation> out;
+    {
+        sql::Stmt s(db,
+                    "SELECT a.ablation_id, a.baseline_id, b.model_id, m.name, c.name, b.split, a.sweep, a.control, "
+                    "a.mask_spec, a.mask_mode, a.created, a.value, a.seed, a.from_run, b.max_tokens, b.context "
+                    "FROM ablations a JOIN ablation_baselines b USING (baseline_id) "
+                    "JOIN models m ON m.model_id = b.model_id JOIN corpora c ON c.corpus_id = b.corpus_id "
+                    "WHERE ?1 IS NULL OR b.model_id = ?1 ORDER BY a.ablation_id",
+                    doing);
+        model_id ? s.bind(1, *model_id) : s.bind_null(1);
+        while (s.step()) {
+            StoredAblation a;
+            a.ablation_id = s.int64(0);
+            a.baseline_id = s.int64(1);
+            a.model_id = s.int64(2);
+            a.model_name = s.text(3);
+            a.corpus_name = s.text(4);
+            a.split = s.text(5);
+            a.sweep = s.text(6);
+            a.control = s.text(7);
+            a.mask_spec = s.text(8);
+            a.mask_mode = s.text(9);
+            a.created = s.text(10);
+            if (!s.is_null(11)) a.value = s.real(11);
+            if (!s.is_null(12)) a.seed = s.int64(12);
+            if (!s.is_null(13)) a.from_run = s.int64(13);
+            a.max_tokens = s.int64(14);
+            a.context = s.int64(15);
+            out.push_back(std::move(a));
+        }
+    }
+    sql::Stmt d(db,
+                "SELECT dm.name, ad.tokens, bd.baseline_nll, ad.ablated_nll, ad.kl_sum, ad.top1_agree "
+                "FROM ablation_domains ad JOIN domains dm USING (domain_id) "
+                "JOIN ablation_baseline_domains bd ON bd.baseline_id = ?2 AND bd.domain_id = ad.domain_id "
+                "WHERE ad.ablation_id = ?1 ORDER BY ad.domain_id",
+                doing);
+    for (StoredAblation& a : out) {
+        d.bind(1, a.ablation_id).bind(2, a.baseline_id);
+        while (d.step()) {
+            AblationScore s;
+            s.domain = d.text(0);
+            s.tokens = d.int64(1);
+            s.baseline_nll = d.real(2);
+            s.ablated_nll = d.real(3);
+            s.kl = d.real(4);
+            s.top1_agree = d.int64(5);
+            a.domains.push_back(std::move(s));
+        }
+        d.reset();
+    }
+    return out;
+}
+
+}  // namespace moe::analysis

@@ -1,0 +1,28 @@
+// A corpus domain's documents as token ids, under a per-domain token budget: documents in
+// file order, the one that crosses the budget cut short, the rest left out. The trace job
+// and the ablation evaluator read corpora through this, so both see the same tokens for
+// the same (corpus, budget).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "analysis/corpus.h"
+#include "engine/tokenizer.h"
+
+namespace moe::analysis {
+
+struct TokenizedDocument {
+    std::string id;         // the corpus's id of the document
+    std::string text_hash;  // text_hash() of its text
+    int64_t n_bytes = 0;    // of its text
+    bool truncated = false; // cut short by the budget
+    std::vector<int32_t> ids;
+};
+
+// max_tokens 0: no budget. Tokenizer errors name the domain's file and the document.
+std::vector<TokenizedDocument> tokenize_domain(const CorpusDomain& domain, const Tokenizer& tokenizer,
+                                               int64_t max_tokens);
+
+}  // namespace moe::analysis
