@@ -156,8 +156,9 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
     sql::Transaction tx(db, doing);
     sql::Stmt ins(db,
                   "INSERT INTO runs (model_id, corpus_id, source, dtype, mask_spec, mask_mode, gate_weight_kind, "
-                  "gate_weight_format, has_entropy, split, context, max_tokens, trace_key, status, started) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14)",
+                  "gate_weight_format, has_entropy, split, context, max_tokens, trace_key, status, started, "
+                  "experts_format, entropy_format) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16)",
                   doing);
     ins.bind(1, r.model_id);
     if (r.corpus_id)
@@ -172,6 +173,13 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
     }
     ins.bind(9, int64_t{r.has_entropy}).bind(10, r.split).bind(11, r.context).bind(12, r.max_tokens);
     ins.bind(13, r.trace_key).bind(14, utc_now_iso8601());
+    int64_t max_experts = 0;
+    for (const RunLayer& l : r.layers) max_experts = std::max(max_experts, l.n_expert);
+    ins.bind(15, std::string_view(max_experts <= 256 ? "u8" : "u16"));
+    if (r.has_entropy)
+        ins.bind(16, std::string_view("f16"));
+    else
+        ins.bind_null(16);
     ins.run();
     const int64_t id = db.last_insert_rowid();
     sql::Stmt lay(db, "INSERT INTO run_layers (run_id, layer, n_expert, k) VALUES (?1, ?2, ?3, ?4)", doing);
@@ -214,7 +222,7 @@ namespace {
 const char* kRunColumns =
     "SELECT r.run_id, r.model_id, r.corpus_id, r.source, r.dtype, r.mask_spec, r.mask_mode, r.gate_weight_kind, "
     "r.has_entropy, r.split, r.context, r.max_tokens, r.trace_key, r.status, r.started, r.finished, "
-    "r.n_documents, r.n_tokens, m.name, c.name, r.gate_weight_format "
+    "r.n_documents, r.n_tokens, m.name, c.name, r.gate_weight_format, r.experts_format, r.entropy_format "
     "FROM runs r JOIN models m ON m.model_id = r.model_id LEFT JOIN corpora c ON c.corpus_id = r.corpus_id ";
 
 RunInfo read_run_row(const sql::Stmt& s) {
@@ -241,6 +249,8 @@ RunInfo read_run_row(const sql::Stmt& s) {
     r.model_name = s.text(18);
     r.corpus_name = s.text(19);
     r.gate_weight_format = s.text(20);
+    r.experts_format = s.text(21);
+    r.entropy_format = s.is_null(22) ? "" : s.text(22);
     return r;
 }
 
@@ -366,7 +376,10 @@ void read_document_rows(sql::Db& db, const RunInfo& run, const sql::Stmt& row, s
             const std::string lw = where + ", layer " + std::to_string(l.layer);
             if (l.k <= 0 || l.k > 65536) throw_input_error(lw, "k = " + std::to_string(l.k) + " (damaged store?)");
             const size_t K = static_cast<size_t>(l.k);
-            packing::unpack_u16(routing.blob(2), T * K, l.experts, lw + ", experts");
+            if (run.experts_format == "u8")
+                packing::unpack_u8(routing.blob(2), T * K, l.experts, lw + ", experts");
+            else
+                packing::unpack_u16(routing.blob(2), T * K, l.experts, lw + ", experts");
             if (routing.is_null(3))
                 l.gate_weights.clear();
             else if (run.gate_weight_format == "f32")
@@ -375,6 +388,8 @@ void read_document_rows(sql::Db& db, const RunInfo& run, const sql::Stmt& row, s
                 packing::unpack_f16(routing.blob(3), T * K, l.gate_weights, lw + ", gate_weights");
             if (routing.is_null(4))
                 l.entropy.clear();
+            else if (run.entropy_format == "f16")
+                packing::unpack_f16(routing.blob(4), T, l.entropy, lw + ", entropy");
             else
                 packing::unpack_f32(routing.blob(4), T, l.entropy, lw + ", entropy");
             const RunLayer* rl = run.layer(l.layer);

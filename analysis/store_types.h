@@ -67,6 +67,8 @@ struct RunInfo : RunSpec {
     std::string model_name;
     std::string corpus_name;
     std::string gate_weight_format;  // "f16" (or "f32"); "" when the run has no gate weights
+    std::string experts_format = "u16";  // "u8" (E <= 256, written since schema 2) or "u16"
+    std::string entropy_format;          // "f16" (since schema 2) or "f32"; "" when the run has no entropy
     std::string status;              // "incomplete" | "complete"
     std::string started, finished;
     int64_t n_documents = 0;

@@ -40,6 +40,7 @@ class StoreTest : public QObject {
     Q_OBJECT
 private slots:
     void round_trip();
+    void wide_layers_and_version1_formats();
     void aggregates_equal_rows();
     void queue_bound_batches();
     void captured_run_without_weights();
@@ -67,6 +68,8 @@ void StoreTest::round_trip() {
     QCOMPARE(run.status, std::string("incomplete"));
     QCOMPARE(run.layers.size(), kLayers.size());
     QCOMPARE(run.gate_weight_format, std::string("f16"));
+    QCOMPARE(run.experts_format, std::string("u8"));  // E <= 256: one byte per expert id
+    QCOMPARE(run.entropy_format, std::string("f16"));
     std::vector<std::unique_ptr<DocumentRouting>> expected;
     {
         TraceWriter w(store, sr.run_id);
@@ -108,7 +111,10 @@ void StoreTest::round_trip() {
                 QVERIFY(std::abs(d.layers[l].gate_weights[j] - e.layers[l].gate_weights[j]) <=
                         e.layers[l].gate_weights[j] / 2048);
             }
-            QCOMPARE(d.layers[l].entropy, e.layers[l].entropy);  // float32: exact
+            // entropy is binary16 too
+            QCOMPARE(d.layers[l].entropy.size(), e.layers[l].entropy.size());
+            for (size_t t = 0; t < d.layers[l].entropy.size(); ++t)
+                QCOMPARE(d.layers[l].entropy[t], moe::f16_to_f32(moe::f32_to_f16(e.layers[l].entropy[t])));
         }
     }
     QCOMPARE(store.vocab(run.model_id), (std::vector<std::string>{"a", "b,c", "\"q\""}));
@@ -123,6 +129,46 @@ void StoreTest::round_trip() {
         return false;
     });
     QCOMPARE(layers_read, std::vector<int64_t>{3});
+}
+
+void StoreTest::wide_layers_and_version1_formats() {
+    // A layer with more than 256 experts stores uint16 ids; a run written by schema 1 (float32
+    // entropy) reads back exactly. Aggregates equal the rows in both.
+    const std::string p = path("wide.db");
+    RoutingStore store = RoutingStore::open(p);
+    const auto sr = make_run(store, {{1, 300, 4}, {2, 8, 2}}, 1);
+    raw_sql(p, "UPDATE runs SET entropy_format = 'f32' WHERE run_id = " + std::to_string(sr.run_id));
+    const RunInfo run = store.run(sr.run_id);
+    QCOMPARE(run.experts_format, std::string("u16"));
+    QCOMPARE(run.entropy_format, std::string("f32"));
+    std::vector<std::unique_ptr<DocumentRouting>> expected;
+    {
+        TraceWriter w(store, sr.run_id);
+        for (int i = 0; i < 3; ++i) {
+            auto d = synthetic_document(run, sr.domain_ids[0], "w" + std::to_string(i), 40 + i, 100 + i);
+            for (int32_t& e : d->layers[0].experts) e = (e * 37 + 299) % 300;  // ids above 255 too
+            expected.push_back(std::make_unique<DocumentRouting>(*d));
+            w.submit(std::move(d));
+        }
+        w.finish();
+    }
+    size_t i = 0;
+    bool above_255 = false;
+    store.for_each_document(sr.run_id, {}, [&](const StoredDocument& d) {
+        const DocumentRouting& e = *expected[i++];
+        for (size_t l = 0; l < d.layers.size(); ++l) {
+            for (size_t j = 0; j < d.layers[l].experts.size(); ++j) {
+                if (int(d.layers[l].experts[j]) != e.layers[l].experts[j]) return false;
+                above_255 |= d.layers[l].experts[j] > 255;
+            }
+            if (d.layers[l].entropy != e.layers[l].entropy) return false;  // float32: exact
+        }
+        return true;
+    });
+    QCOMPARE(i, expected.size());
+    QVERIFY(above_255);
+    const QString mismatch = store_test::aggregates_mismatch(store, sr.run_id);
+    QVERIFY2(mismatch.isEmpty(), qPrintable(mismatch));
 }
 
 void StoreTest::aggregates_equal_rows() {

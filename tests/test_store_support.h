@@ -166,6 +166,18 @@ inline Recomputed recompute(const std::string& path, int64_t run_id) {
     Recomputed out;
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return out;
+    // The run's array formats (docs/store.md): expert ids uint8 or uint16, entropy binary16 or float32.
+    sqlite3_stmt* f = nullptr;
+    sqlite3_prepare_v2(db, "SELECT experts_format, coalesce(entropy_format, '') FROM runs WHERE run_id = ?1", -1, &f,
+                       nullptr);
+    sqlite3_bind_int64(f, 1, run_id);
+    std::string experts_format = "u16", entropy_format = "f32";
+    if (sqlite3_step(f) == SQLITE_ROW) {
+        experts_format = reinterpret_cast<const char*>(sqlite3_column_text(f, 0));
+        entropy_format = reinterpret_cast<const char*>(sqlite3_column_text(f, 1));
+    }
+    sqlite3_finalize(f);
+    const size_t id_bytes = experts_format == "u8" ? 1 : 2;
     sqlite3_stmt* s = nullptr;
     sqlite3_prepare_v2(db,
                        "SELECT d.domain_id, r.layer, r.k, r.experts, r.gate_weights, r.entropy FROM routing r "
@@ -176,12 +188,12 @@ inline Recomputed recompute(const std::string& path, int64_t run_id) {
         const int64_t dom = sqlite3_column_int64(s, 0), layer = sqlite3_column_int64(s, 1),
                       k = sqlite3_column_int64(s, 2);
         const auto* ex = static_cast<const uint8_t*>(sqlite3_column_blob(s, 3));
-        const size_t n = static_cast<size_t>(sqlite3_column_bytes(s, 3)) / 2;
+        const size_t n = static_cast<size_t>(sqlite3_column_bytes(s, 3)) / id_bytes;
         const auto* gw = static_cast<const uint8_t*>(sqlite3_column_blob(s, 4));
         const auto* en = static_cast<const uint8_t*>(sqlite3_column_blob(s, 5));
         const size_t T = n / static_cast<size_t>(k);
         for (size_t i = 0; i < n; ++i) {
-            const int64_t e = ex[2 * i] | (ex[2 * i + 1] << 8);
+            const int64_t e = id_bytes == 1 ? ex[i] : (ex[2 * i] | (ex[2 * i + 1] << 8));
             auto& [count, rank0, wsum] = out.cells[{dom, layer, e}];
             count += 1;
             rank0 += i % static_cast<size_t>(k) == 0;
@@ -190,9 +202,13 @@ inline Recomputed recompute(const std::string& path, int64_t run_id) {
         auto& [tokens, esum] = out.totals[{dom, layer}];
         tokens += static_cast<int64_t>(T);
         for (size_t t = 0; en && t < T; ++t) {
-            float f;
-            std::memcpy(&f, en + 4 * t, 4);
-            esum += f;
+            if (entropy_format == "f16") {
+                esum += half_to_float(static_cast<uint16_t>(en[2 * t] | (en[2 * t + 1] << 8)));
+            } else {
+                float v;
+                std::memcpy(&v, en + 4 * t, 4);
+                esum += v;
+            }
         }
     }
     sqlite3_finalize(s);

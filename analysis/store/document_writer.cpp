@@ -123,7 +123,10 @@ void DocumentWriter::write_one(const DocumentRouting& d, int64_t seq, DomainAcc&
         int64_t* count = acc.count.data() + offset_[i];
         int64_t* rank0 = acc.rank0.data() + offset_[i];
         double* wsum = acc.weight_sum.data() + offset_[i];
-        packing::pack_u16(l.experts, experts_blob_);
+        if (run_.experts_format == "u8")
+            packing::pack_u8(l.experts, experts_blob_);
+        else
+            packing::pack_u16(l.experts, experts_blob_);
         for (size_t t = 0; t < T; ++t) {
             const int32_t* e = l.experts.data() + t * K;
             rank0[e[0]] += 1;
@@ -143,9 +146,19 @@ void DocumentWriter::write_one(const DocumentRouting& d, int64_t seq, DomainAcc&
             ins.bind_null(6);
         }
         if (run_.has_entropy) {
-            packing::pack_f32(l.entropy, entropy_blob_);
+            // As for the weights: the totals sum what is stored.
             double s = 0;
-            for (float h : l.entropy) s += static_cast<double>(h);
+            if (run_.entropy_format == "f16") {
+                packing::pack_f16(l.entropy, entropy_blob_);
+                for (size_t t = 0; t < T; ++t) {
+                    uint16_t h;
+                    std::memcpy(&h, entropy_blob_.data() + 2 * t, 2);
+                    s += static_cast<double>(f16_to_f32(packing::to_le(h)));
+                }
+            } else {
+                packing::pack_f32(l.entropy, entropy_blob_);
+                for (float h : l.entropy) s += static_cast<double>(h);
+            }
             acc.entropy_sum[i] += s;
             ins.bind_blob(7, entropy_blob_.data(), entropy_blob_.size());
         } else {

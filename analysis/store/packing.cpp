@@ -38,6 +38,13 @@ void unpack(std::span<const uint8_t> blob, size_t count, std::vector<Out>& out, 
 
 }  // namespace
 
+void pack_u8(std::span<const int32_t> in, std::vector<uint8_t>& out) {
+    pack<uint8_t>(in, out, [](int32_t e) {
+        MOE_ASSERT(e >= 0 && e <= 0xff);
+        return static_cast<uint8_t>(e);
+    });
+}
+
 void pack_u16(std::span<const int32_t> in, std::vector<uint8_t>& out) {
     pack<uint16_t>(in, out, [](int32_t e) {
         MOE_ASSERT(e >= 0 && e <= 0xffff);
@@ -55,6 +62,10 @@ void pack_f32(std::span<const float> in, std::vector<uint8_t>& out) {
 
 void pack_i32(std::span<const int32_t> in, std::vector<uint8_t>& out) {
     pack<int32_t>(in, out, [](int32_t v) { return v; });
+}
+
+void unpack_u8(std::span<const uint8_t> blob, size_t count, std::vector<uint16_t>& out, const std::string& what) {
+    unpack<uint8_t>(blob, count, out, what, [](uint8_t v) { return static_cast<uint16_t>(v); });
 }
 
 void unpack_u16(std::span<const uint8_t> blob, size_t count, std::vector<uint16_t>& out, const std::string& what) {

@@ -1,6 +1,6 @@
 // Packed little-endian arrays of the routing store's BLOB columns (docs/store.md):
-// expert ids uint16, gate weights IEEE binary16 (or float32), entropy float32, token ids
-// int32. Packing checks ranges (an expert id must fit 16 bits); unpacking checks that a
+// expert ids uint8 or uint16, gate weights IEEE binary16 (or float32), entropy binary16 or
+// float32, token ids int32. Packing checks ranges (an expert id must fit its width); unpacking checks that a
 // blob's size is a whole number of elements of the expected count, naming the row.
 // Private to analysis/.
 #pragma once
@@ -28,12 +28,14 @@ inline T to_le(T v) {
     return v;
 }
 
+void pack_u8(std::span<const int32_t> in, std::vector<uint8_t>& out);   // expert ids, E <= 256
 void pack_u16(std::span<const int32_t> in, std::vector<uint8_t>& out);  // expert ids
 void pack_f16(std::span<const float> in, std::vector<uint8_t>& out);    // gate weights
 void pack_f32(std::span<const float> in, std::vector<uint8_t>& out);    // entropy
 void pack_i32(std::span<const int32_t> in, std::vector<uint8_t>& out);  // token ids
 
 // `what` names the row in errors ("run 3, document 17, layer 2, experts").
+void unpack_u8(std::span<const uint8_t> blob, size_t count, std::vector<uint16_t>& out, const std::string& what);
 void unpack_u16(std::span<const uint8_t> blob, size_t count, std::vector<uint16_t>& out, const std::string& what);
 void unpack_f16(std::span<const uint8_t> blob, size_t count, std::vector<float>& out, const std::string& what);
 void unpack_f32(std::span<const uint8_t> blob, size_t count, std::vector<float>& out, const std::string& what);

@@ -143,7 +143,7 @@ CREATE TABLE aggregates (
 ) WITHOUT ROWID;
 )sql";
 
-// Version 2: ablation results. A baseline is one (model, corpus, split, domains, budget,
+// Version 2: ablation results, and compact formats for new runs' routing rows. A baseline is one (model, corpus, split, domains, budget,
 // context, backend, dtype) evaluation; every ablation refers to the baseline it was scored
 // against, and both keep per-domain sums so means and ratios are exact.
 const char* kVersion2 = R"sql(
@@ -182,6 +182,12 @@ CREATE TABLE ablations (
   created     TEXT NOT NULL
 );
 CREATE INDEX ablations_by_baseline ON ablations(baseline_id);
+
+-- Compact routing rows: expert ids as uint8 when a run's layers have at most 256 experts,
+-- entropy as binary16. Runs written by version 1 keep uint16 / float32.
+ALTER TABLE runs ADD COLUMN experts_format TEXT NOT NULL DEFAULT 'u16' CHECK (experts_format IN ('u8', 'u16'));
+ALTER TABLE runs ADD COLUMN entropy_format TEXT CHECK (entropy_format IN ('f16', 'f32'));
+UPDATE runs SET entropy_format = 'f32' WHERE has_entropy = 1;
 
 CREATE TABLE ablation_domains (
   ablation_id INTEGER NOT NULL REFERENCES ablations(ablation_id) ON DELETE CASCADE,
