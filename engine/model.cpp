@@ -7,6 +7,7 @@
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
 #include "engine/models/deepseek_moe.h"
+#include "engine/models/deepseek_v2.h"
 
 namespace moe {
 
@@ -33,6 +34,8 @@ std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<Ten
                                   const LoadOptions& opt) {
     switch (config.arch) {
         case Architecture::deepseek_moe: return make_deepseek_moe(config, std::move(tensors), opt);
+        case Architecture::deepseek_v2:
+        case Architecture::deepseek_v3: return make_deepseek_v2(config, std::move(tensors), opt);
     }
     throw_input_error(config.source, "unsupported architecture");
 }

@@ -24,8 +24,13 @@ class ThreadPool;
 class Arena;
 }
 
+// Which form of Multi-head Latent Attention runs (V2/V3; docs/engine.md): automatic uses
+// the expanded form for a fresh prefill and the absorbed one once positions are cached.
+enum class MlaMode { automatic, expanded, absorbed };
+
 struct LoadOptions {
     int threads = 0;  // 0: every core the process may use
+    MlaMode mla = MlaMode::automatic;
 };
 
 struct ForwardOptions {

@@ -1,8 +1,10 @@
 // config.json parsing and validation; see model_config.h. Keys and their meaning:
-// ../shared/model-spec.md §1 (the published DeepseekConfig).
+// ../shared/model-spec.md §1 (the published DeepseekConfig) and model-spec-v2v3.md
+// (DeepseekV2Config, DeepseekV3Config).
 #include "engine/model_config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -88,8 +90,60 @@ const char* architecture_name(Architecture a) {
     switch (a) {
         case Architecture::deepseek_moe:
             return "deepseek";
+        case Architecture::deepseek_v2:
+            return "deepseek_v2";
+        case Architecture::deepseek_v3:
+            return "deepseek_v3";
     }
     return "?";
+}
+
+const char* topk_method_name(TopkMethod m) {
+    switch (m) {
+        case TopkMethod::greedy:
+            return "greedy";
+        case TopkMethod::group_limited_greedy:
+            return "group_limited_greedy";
+        case TopkMethod::noaux_tc:
+            return "noaux_tc";
+    }
+    return "?";
+}
+
+const char* scoring_func_name(ScoringFunc s) {
+    return s == ScoringFunc::softmax ? "softmax" : "sigmoid";
+}
+
+std::string router_description(const ModelConfig& c) {
+    if (c.n_routed_experts == 0) return "none (dense)";
+    char scale[32] = "";
+    if (c.routed_scaling_factor != 1.0) std::snprintf(scale, sizeof scale, ", x%g", c.routed_scaling_factor);
+    std::string s = c.scoring_func == ScoringFunc::softmax ? "softmax" : "sigmoid";
+    if (c.topk_method == TopkMethod::noaux_tc) s += " + selection bias (noaux_tc)";
+    if (c.topk_method == TopkMethod::group_limited_greedy) s += " (group_limited_greedy)";
+    if (c.topk_method != TopkMethod::greedy && c.n_group > 1)
+        s += ", " + std::to_string(c.topk_group) + " of " + std::to_string(c.n_group) + " groups by " +
+             (c.topk_method == TopkMethod::noaux_tc ? "top-2 sum" : "best expert");
+    s += ", top-" + std::to_string(c.num_experts_per_tok);
+    s += c.norm_topk_prob && c.num_experts_per_tok > 1 ? ", renormalised" : ", not renormalised";
+    return s + scale;
+}
+
+double yarn_mscale(double factor, double m) {
+    return factor <= 1 ? 1.0 : 0.1 * m * std::log(factor) + 1.0;
+}
+
+double ModelConfig::softmax_scale() const {
+    double s = 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
+    if (rope_scaling == RopeScaling::yarn && yarn_mscale_all_dim != 0) {
+        const double m = moe::yarn_mscale(rope_scaling_factor, yarn_mscale_all_dim);
+        s *= m * m;
+    }
+    return s;
+}
+
+int64_t ModelConfig::kv_cache_values_per_layer() const {
+    return is_mla() ? kv_lora_rank + qk_rope_head_dim : 2 * num_key_value_heads * head_dim;
 }
 
 int64_t ModelConfig::n_moe_layers() const {
@@ -100,15 +154,37 @@ int64_t ModelConfig::n_moe_layers() const {
 
 // Parameter counts are summed in double: bounded configs stay far below 2^63, but a sum
 // in floating point cannot overflow whatever a caller builds by hand.
+namespace {
+
+double attention_params(const ModelConfig& c) {
+    const double H = static_cast<double>(c.hidden_size), nh = static_cast<double>(c.num_attention_heads);
+    if (!c.is_mla()) {
+        const double hd = static_cast<double>(c.head_dim);
+        return H * nh * hd * 2 + H * static_cast<double>(c.num_key_value_heads) * hd * 2;
+    }
+    const double dq = static_cast<double>(c.qk_head_dim()), r = static_cast<double>(c.q_lora_rank),
+                 kc = static_cast<double>(c.kv_lora_rank), dr = static_cast<double>(c.qk_rope_head_dim),
+                 dn = static_cast<double>(c.qk_nope_head_dim), dv = static_cast<double>(c.v_head_dim);
+    const double q = c.q_lora_rank ? H * r + r + r * nh * dq : H * nh * dq;
+    return q + H * (kc + dr) + kc + kc * nh * (dn + dv) + nh * dv * H;
+}
+
+double router_params(const ModelConfig& c) {
+    const double E = static_cast<double>(c.n_routed_experts);
+    return E * static_cast<double>(c.hidden_size) + (c.topk_method == TopkMethod::noaux_tc ? E : 0);
+}
+
+}  // namespace
+
 int64_t ModelConfig::total_params() const {
-    const double H = static_cast<double>(hidden_size), hd = static_cast<double>(head_dim);
-    const double attn =
-        H * static_cast<double>(num_attention_heads) * hd * 2 + H * static_cast<double>(num_key_value_heads) * hd * 2;
+    const double H = static_cast<double>(hidden_size);
+    const double attn = attention_params(*this);
     double total = static_cast<double>(vocab_size) * H * (tie_word_embeddings ? 1 : 2) + H;
     for (int64_t i = 0; i < num_hidden_layers; ++i) {
         total += attn + 2 * H;
         if (is_moe_layer(i))
-            total += static_cast<double>(n_routed_experts) * H * (1 + 3 * static_cast<double>(moe_intermediate_size)) +
+            total += router_params(*this) +
+                     static_cast<double>(n_routed_experts) * 3 * H * static_cast<double>(moe_intermediate_size) +
                      3 * H * static_cast<double>(shared_width());
         else
             total += 3 * H * static_cast<double>(intermediate_size);
@@ -117,14 +193,13 @@ int64_t ModelConfig::total_params() const {
 }
 
 int64_t ModelConfig::activated_params() const {
-    const double H = static_cast<double>(hidden_size), hd = static_cast<double>(head_dim);
-    const double attn =
-        H * static_cast<double>(num_attention_heads) * hd * 2 + H * static_cast<double>(num_key_value_heads) * hd * 2;
+    const double H = static_cast<double>(hidden_size);
+    const double attn = attention_params(*this);
     double total = H /*one embedding row*/ + static_cast<double>(vocab_size) * H /*lm_head*/ + H;
     for (int64_t i = 0; i < num_hidden_layers; ++i) {
         total += attn + 2 * H;
         if (is_moe_layer(i))
-            total += static_cast<double>(n_routed_experts) * H +
+            total += router_params(*this) +
                      static_cast<double>(num_experts_per_tok) * 3 * H * static_cast<double>(moe_intermediate_size) +
                      3 * H * static_cast<double>(shared_width());
         else
@@ -147,14 +222,17 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
     c.model_type = r.string_or("model_type", "");
     if (c.model_type == "deepseek") {
         c.arch = Architecture::deepseek_moe;
+    } else if (c.model_type == "deepseek_v2") {
+        c.arch = Architecture::deepseek_v2;
+    } else if (c.model_type == "deepseek_v3") {
+        c.arch = Architecture::deepseek_v3;
     } else if (c.model_type.empty()) {
         throw_input_error(source, "key 'model_type' is missing: not a Hugging Face model config");
-    } else if (c.model_type == "deepseek_v2" || c.model_type == "deepseek_v3") {
-        throw_input_error(source, "model_type '" + c.model_type +
-                                      "' (MLA attention) is not supported by this engine version; supported: deepseek");
     } else {
-        throw_input_error(source, "unsupported model_type '" + c.model_type + "' (supported: deepseek)");
+        throw_input_error(source, "unsupported model_type '" + c.model_type +
+                                      "' (supported: deepseek, deepseek_v2, deepseek_v3)");
     }
+    const bool mla = c.is_mla();
 
     c.vocab_size = r.positive_int("vocab_size", kMaxVocab);
     c.hidden_size = r.positive_int("hidden_size", kMaxWidth);
@@ -178,15 +256,57 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         c.eos_token_id = r.int_or("eos_token_id", 0, 0, kMaxVocab);
     }
 
-    if (c.hidden_size % c.num_attention_heads != 0)
-        r.fail("hidden_size", "(" + std::to_string(c.hidden_size) + ") is not a multiple of num_attention_heads (" +
-                                  std::to_string(c.num_attention_heads) + ")");
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-    if (c.head_dim % 2 != 0) r.fail("hidden_size", "gives an odd head dimension; rotary embedding needs an even one");
-    if (c.num_attention_heads % c.num_key_value_heads != 0)
-        r.fail("num_key_value_heads", "(" + std::to_string(c.num_key_value_heads) +
-                                          ") does not divide num_attention_heads (" +
-                                          std::to_string(c.num_attention_heads) + ")");
+    if (!mla) {
+        if (c.hidden_size % c.num_attention_heads != 0)
+            r.fail("hidden_size", "(" + std::to_string(c.hidden_size) +
+                                      ") is not a multiple of num_attention_heads (" +
+                                      std::to_string(c.num_attention_heads) + ")");
+        c.head_dim = c.hidden_size / c.num_attention_heads;
+        if (c.head_dim % 2 != 0)
+            r.fail("hidden_size", "gives an odd head dimension; rotary embedding needs an even one");
+        if (c.num_attention_heads % c.num_key_value_heads != 0)
+            r.fail("num_key_value_heads", "(" + std::to_string(c.num_key_value_heads) +
+                                              ") does not divide num_attention_heads (" +
+                                              std::to_string(c.num_attention_heads) + ")");
+        for (const char* key : {"q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "n_group", "topk_group"})
+            if (r.has(key)) r.fail(key, "belongs to deepseek_v2/deepseek_v3, not model_type deepseek");
+    } else {
+        // MLA: every head has its own no-RoPE key and value from the latent, and shares one
+        // RoPE key; num_key_value_heads plays no part in the math.
+        c.q_lora_rank = r.int_or("q_lora_rank", 0, 1, kMaxWidth);
+        c.kv_lora_rank = r.positive_int("kv_lora_rank", kMaxWidth);
+        c.qk_nope_head_dim = r.positive_int("qk_nope_head_dim", kMaxWidth);
+        c.qk_rope_head_dim = r.positive_int("qk_rope_head_dim", kMaxWidth);
+        c.v_head_dim = r.positive_int("v_head_dim", kMaxWidth);
+        if (c.qk_rope_head_dim % 2 != 0)
+            r.fail("qk_rope_head_dim", "must be even (rotary embedding rotates pairs), found " +
+                                           std::to_string(c.qk_rope_head_dim));
+        c.head_dim = c.qk_nope_head_dim + c.qk_rope_head_dim;
+        c.num_key_value_heads = c.num_attention_heads;
+        c.num_nextn_predict_layers = r.int_or("num_nextn_predict_layers", 0, 0, kMaxLayers);
+        if (r.has("quantization_config")) {
+            const json& q = j["quantization_config"];
+            auto qs = [&](const char* key) {
+                return q.contains(key) && q[key].is_string() ? q[key].get<std::string>() : std::string();
+            };
+            if (!q.is_object() || qs("quant_method") != "fp8")
+                r.fail("quantization_config", "is supported only as {\"quant_method\": \"fp8\", ...} (found " +
+                                                  q.dump() + ")");
+            if (q.contains("fmt") && qs("fmt") != "e4m3")
+                r.fail("quantization_config", "fmt '" + qs("fmt") + "' is not supported (supported: e4m3)");
+            if (!q.contains("weight_block_size") || q["weight_block_size"] != json::array({128, 128}))
+                r.fail("quantization_config", "weight_block_size must be [128, 128] (found " +
+                                                  (q.contains("weight_block_size") ? q["weight_block_size"].dump()
+                                                                                    : std::string("none")) +
+                                                  ")");
+            // activation_scheme "dynamic" is how serving engines quantise activations on the
+            // fly; the engine computes the dequantised model's math (weights q·s in f32).
+            if (q.contains("activation_scheme") && qs("activation_scheme") != "dynamic")
+                r.fail("quantization_config", "activation_scheme '" + qs("activation_scheme") +
+                                                  "' is not supported (supported: dynamic)");
+            c.fp8 = true;
+        }
+    }
     if (!(c.rope_theta > 0)) r.fail("rope_theta", "must be positive, found " + std::to_string(c.rope_theta));
     if (!(c.rms_norm_eps > 0)) r.fail("rms_norm_eps", "must be positive, found " + std::to_string(c.rms_norm_eps));
 
@@ -196,14 +316,44 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         if (c.num_experts_per_tok > c.n_routed_experts)
             r.fail("num_experts_per_tok", "(" + std::to_string(c.num_experts_per_tok) + ") exceeds n_routed_experts (" +
                                               std::to_string(c.n_routed_experts) + ")");
-        std::string sf = r.string_or("scoring_func", "softmax");
-        if (sf != "softmax")
-            r.fail("scoring_func", "'" + sf + "' is not supported for model_type deepseek (supported: softmax)");
-        std::string tm = r.string_or("topk_method", "greedy");
-        if (tm != "greedy")
-            r.fail("topk_method", "'" + tm + "' is not supported for model_type deepseek (supported: greedy)");
-        if (r.has("routed_scaling_factor") && r.number_or("routed_scaling_factor", 1.0) != 1.0)
-            r.fail("routed_scaling_factor", "other than 1.0 is not part of model_type deepseek");
+        const bool v3 = c.arch == Architecture::deepseek_v3;
+        const std::string sf = r.string_or("scoring_func", v3 ? "sigmoid" : "softmax");
+        const std::string tm = r.string_or("topk_method", v3 ? "noaux_tc" : "greedy");
+        const std::string expect_sf = v3 ? "sigmoid" : "softmax";
+        if (sf != expect_sf)
+            r.fail("scoring_func", "'" + sf + "' is not supported for model_type " + c.model_type +
+                                       " (supported: " + expect_sf + ")");
+        c.scoring_func = v3 ? ScoringFunc::sigmoid : ScoringFunc::softmax;
+        if (c.arch == Architecture::deepseek_moe) {
+            if (tm != "greedy")
+                r.fail("topk_method", "'" + tm + "' is not supported for model_type deepseek (supported: greedy)");
+            if (r.has("routed_scaling_factor") && r.number_or("routed_scaling_factor", 1.0) != 1.0)
+                r.fail("routed_scaling_factor", "other than 1.0 is not part of model_type deepseek");
+        } else {
+            // "gready" is how the published V2 remote code spells greedy.
+            if (!v3 && (tm == "greedy" || tm == "gready"))
+                c.topk_method = TopkMethod::greedy;
+            else if (!v3 && tm == "group_limited_greedy")
+                c.topk_method = TopkMethod::group_limited_greedy;
+            else if (v3 && tm == "noaux_tc")
+                c.topk_method = TopkMethod::noaux_tc;
+            else
+                r.fail("topk_method", "'" + tm + "' is not supported for model_type " + c.model_type +
+                                          " (supported: " + (v3 ? "noaux_tc" : "greedy, group_limited_greedy") + ")");
+            c.routed_scaling_factor = r.number_or("routed_scaling_factor", 1.0);
+            if (!(c.routed_scaling_factor > 0))
+                r.fail("routed_scaling_factor", "must be positive, found " + std::to_string(c.routed_scaling_factor));
+            c.n_group = r.int_or("n_group", 1, 1, kMaxExperts);
+            c.topk_group = r.int_or("topk_group", 1, 1, kMaxExperts);
+            if (c.n_routed_experts % c.n_group != 0)
+                r.fail("n_group", "(" + std::to_string(c.n_group) + ") does not divide n_routed_experts (" +
+                                      std::to_string(c.n_routed_experts) + ")");
+            if (c.topk_group > c.n_group)
+                r.fail("topk_group", "(" + std::to_string(c.topk_group) + ") exceeds n_group (" +
+                                         std::to_string(c.n_group) + ")");
+            if (c.topk_method == TopkMethod::noaux_tc && c.n_routed_experts / c.n_group < 2)
+                r.fail("n_group", "leaves groups of one expert; noaux_tc scores a group by its two best experts");
+        }
     }
 
     if (r.bool_or("attention_bias", false))
@@ -223,14 +373,34 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
         c.rope_scaling_factor = rs["factor"].get<double>();
         if (!std::isfinite(c.rope_scaling_factor) || c.rope_scaling_factor < 1.0)
             r.fail("rope_scaling", "factor must be a finite number >= 1, found " + rs["factor"].dump());
-        if (type == "linear")
+        auto number = [&](const char* key, double fallback) {
+            if (!rs.contains(key) || rs[key].is_null()) return fallback;
+            if (!rs[key].is_number() || !std::isfinite(rs[key].get<double>()))
+                r.fail("rope_scaling", std::string("'") + key + "' must be a finite number, found " + rs[key].dump());
+            return rs[key].get<double>();
+        };
+        if (type == "linear") {
             c.rope_scaling = RopeScaling::linear;
-        else if (type == "dynamic")
+        } else if (type == "dynamic" && !mla) {
             c.rope_scaling = RopeScaling::dynamic_ntk;
-        else if (type.empty())
+        } else if (type == "yarn" && mla) {
+            c.rope_scaling = RopeScaling::yarn;
+            const double orig = number("original_max_position_embeddings", -1);
+            if (!(orig >= 1) || orig != std::floor(orig) || orig > static_cast<double>(kMaxPositions))
+                r.fail("rope_scaling", "yarn needs an integer 'original_max_position_embeddings' >= 1");
+            c.rope_original_max_position = static_cast<int64_t>(orig);
+            c.yarn_beta_fast = number("beta_fast", 32);
+            c.yarn_beta_slow = number("beta_slow", 1);
+            c.yarn_mscale = number("mscale", 1);
+            c.yarn_mscale_all_dim = number("mscale_all_dim", 0);
+            if (!(c.yarn_beta_fast > 0 && c.yarn_beta_slow > 0))
+                r.fail("rope_scaling", "yarn beta_fast and beta_slow must be positive");
+        } else if (type.empty()) {
             r.fail("rope_scaling", "needs a 'type' (or 'rope_type') string");
-        else
-            r.fail("rope_scaling", "type '" + type + "' is not supported (supported: linear, dynamic)");
+        } else {
+            r.fail("rope_scaling", "type '" + type + "' is not supported for model_type " + c.model_type +
+                                       " (supported: " + (mla ? "linear, yarn" : "linear, dynamic") + ")");
+        }
     }
     return c;
 }

@@ -2,10 +2,12 @@
 // (splitmix64) so each tensor's values depend only on the seed and its name.
 #include "engine/random_weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
 
+#include "engine/error.h"
 #include "engine/models/deepseek_names.h"
 
 namespace moe {
@@ -39,6 +41,8 @@ std::vector<uint8_t> random_bytes(int64_t n, DType dtype, float scale, float off
                 std::memcpy(out.data() + 2 * i, &h, 2);
                 break;
             }
+            case DType::f8_e4m3:
+                MOE_ASSERT(false);  // FP8 weights are quantised from f32 by add_fp8
         }
     }
     return out;
@@ -49,28 +53,72 @@ std::vector<uint8_t> random_bytes(int64_t n, DType dtype, float scale, float off
 std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType dtype, uint64_t seed) {
     namespace names = deepseek_names;
     auto out = std::make_shared<MemoryTensors>();
-    const int64_t H = c.hidden_size, hd = c.head_dim;
+    const int64_t H = c.hidden_size, hd = c.head_dim, nh = c.num_attention_heads;
+    // FP8 checkpoints (as V3 is published) keep embeddings, norms and routers in BF16.
+    const bool fp8 = dtype == DType::f8_e4m3;
+    const DType dense = fp8 ? DType::bf16 : dtype;
     auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, float offset) {
         int64_t n = 1;
         for (int64_t d : shape) n *= d;
         const uint64_t tseed = seed ^ std::hash<std::string>{}(name);
-        out->add(name, dtype, shape, random_bytes(n, dtype, scale, offset, tseed));
+        out->add(name, dense, shape, random_bytes(n, dense, scale, offset, tseed));
     };
     // Uniform on [-a, a] has variance a²/3: a = sqrt(3 / fan_in) gives variance 1/fan_in.
     auto linear = [&](const std::string& name, int64_t rows, int64_t cols) {
-        add(name, {rows, cols}, std::sqrt(3.0f / static_cast<float>(cols)), 0.0f);
+        const float a = std::sqrt(3.0f / static_cast<float>(cols));
+        if (!fp8) return add(name, {rows, cols}, a, 0.0f);
+        // Quantised per 128x128 block: scale = max|w| / 448 (e4m3's largest value).
+        const std::vector<uint8_t> raw = random_bytes(rows * cols, DType::f32, a, 0.0f, seed ^ std::hash<std::string>{}(name));
+        const float* w = reinterpret_cast<const float*>(raw.data());
+        constexpr int64_t B = 128;
+        const int64_t br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
+        std::vector<float> scales(static_cast<size_t>(br * bc));
+        std::vector<uint8_t> q(static_cast<size_t>(rows * cols));
+        for (int64_t i = 0; i < br; ++i)
+            for (int64_t j = 0; j < bc; ++j) {
+                float mx = 0;
+                for (int64_t r = i * B; r < std::min(rows, (i + 1) * B); ++r)
+                    for (int64_t k = j * B; k < std::min(cols, (j + 1) * B); ++k) mx = std::max(mx, std::fabs(w[r * cols + k]));
+                const float sc = mx > 0 ? mx / 448.0f : 1.0f;
+                scales[static_cast<size_t>(i * bc + j)] = sc;
+                for (int64_t r = i * B; r < std::min(rows, (i + 1) * B); ++r)
+                    for (int64_t k = j * B; k < std::min(cols, (j + 1) * B); ++k)
+                        q[static_cast<size_t>(r * cols + k)] = f32_to_f8_e4m3(w[r * cols + k] / sc);
+            }
+        out->add(name, DType::f8_e4m3, {rows, cols}, std::move(q));
+        std::vector<uint8_t> sb(scales.size() * 4);
+        std::memcpy(sb.data(), scales.data(), sb.size());
+        out->add(name + "_scale_inv", DType::f32, {br, bc}, std::move(sb));
     };
-    auto norm = [&](const std::string& name) { add(name, {H}, 0.1f, 1.0f); };
+    auto norm = [&](const std::string& name, int64_t n) { add(name, {n}, 0.1f, 1.0f); };
     add(names::embed, {c.vocab_size, H}, 1.0f, 0.0f);
-    norm(names::final_norm);
-    if (!c.tie_word_embeddings) linear(names::lm_head, c.vocab_size, H);
+    norm(names::final_norm, H);
+    if (!c.tie_word_embeddings) {
+        const float a = std::sqrt(3.0f / static_cast<float>(H));
+        add(names::lm_head, {c.vocab_size, H}, a, 0.0f);
+    }
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-        norm(names::attn_norm(i));
-        norm(names::ffn_norm(i));
-        linear(names::attn(i, "q_proj"), c.num_attention_heads * hd, H);
-        linear(names::attn(i, "k_proj"), c.num_key_value_heads * hd, H);
-        linear(names::attn(i, "v_proj"), c.num_key_value_heads * hd, H);
-        linear(names::attn(i, "o_proj"), H, c.num_attention_heads * hd);
+        norm(names::attn_norm(i), H);
+        norm(names::ffn_norm(i), H);
+        if (!c.is_mla()) {
+            linear(names::attn(i, "q_proj"), nh * hd, H);
+            linear(names::attn(i, "k_proj"), c.num_key_value_heads * hd, H);
+            linear(names::attn(i, "v_proj"), c.num_key_value_heads * hd, H);
+            linear(names::attn(i, "o_proj"), H, nh * hd);
+        } else {
+            const int64_t dq = c.qk_head_dim();
+            if (c.q_lora_rank == 0) {
+                linear(names::attn(i, "q_proj"), nh * dq, H);
+            } else {
+                linear(names::attn(i, "q_a_proj"), c.q_lora_rank, H);
+                norm(names::attn(i, "q_a_layernorm"), c.q_lora_rank);
+                linear(names::attn(i, "q_b_proj"), nh * dq, c.q_lora_rank);
+            }
+            linear(names::attn(i, "kv_a_proj_with_mqa"), c.kv_lora_rank + c.qk_rope_head_dim, H);
+            norm(names::attn(i, "kv_a_layernorm"), c.kv_lora_rank);
+            linear(names::attn(i, "kv_b_proj"), nh * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+            linear(names::attn(i, "o_proj"), H, nh * c.v_head_dim);
+        }
         auto mlp3 = [&](const std::function<std::string(const char*)>& name, int64_t width) {
             linear(name("gate_proj"), width, H);
             linear(name("up_proj"), width, H);
@@ -82,6 +130,11 @@ std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType d
         }
         // Router rows with a larger spread than 1/fan_in so routing is decisive.
         add(names::router(i), {c.n_routed_experts, H}, std::sqrt(3.0f / static_cast<float>(H)) * 4.0f, 0.0f);
+        if (c.topk_method == TopkMethod::noaux_tc) {
+            const uint64_t bseed = seed ^ std::hash<std::string>{}(names::router_bias(i));
+            out->add(names::router_bias(i), DType::f32, {c.n_routed_experts},
+                     random_bytes(c.n_routed_experts, DType::f32, 0.05f, 0.0f, bseed));
+        }
         for (int64_t e = 0; e < c.n_routed_experts; ++e)
             mlp3([&](const char* p) { return names::expert(i, e, p); }, c.moe_intermediate_size);
         if (c.n_shared_experts > 0) mlp3([&](const char* p) { return names::shared(i, p); }, c.shared_width());

@@ -21,6 +21,8 @@ void RoutingRecorder::on_routing(const RoutingBatch& b) {
         tok.entropy = b.entropy[t];
         tok.selected_mass = b.selected_mass[t];
         tok.margin = b.margin[t];
+        if (b.selection_scores) tok.selection_scores.assign(b.selection_scores + t * b.k, b.selection_scores + (t + 1) * b.k);
+        if (b.groups) tok.groups.assign(b.groups + t * b.n_groups, b.groups + (t + 1) * b.n_groups);
         tokens.push_back(std::move(tok));
     }
 }

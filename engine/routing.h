@@ -7,6 +7,9 @@
 //   selected_mass Σ p over the selected experts
 //   margin        p of the rank k-1 expert minus the highest p among eligible experts not
 //                 selected (the "(k+1)-th"); equals the k-th p when no expert is left over
+// For sigmoid routers (V3) p is the normalised score s/Σs for entropy and selected mass,
+// and the margin is taken on the selection scores (biased, group-masked), which are
+// reported beside the (unbiased) weights together with the chosen groups.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +40,11 @@ struct RoutingBatch {
     const float* entropy = nullptr;        // [T]
     const float* selected_mass = nullptr;  // [T]
     const float* margin = nullptr;         // [T]
+    // Where the router has them (V2 group-limited, V3): null otherwise.
+    const float* selection_scores = nullptr;  // [T, k] what top-k compared (biased, group-masked)
+    const int32_t* groups = nullptr;          // [T, n_groups] chosen groups, best first (-1: none)
+    int64_t n_groups = 0;
+    float weight_scale = 1.0f;  // routed_scaling_factor included in the gate weights
 };
 
 class RoutingObserver {
@@ -55,6 +63,8 @@ public:
         std::vector<int32_t> experts;
         std::vector<float> gate_weights;
         float entropy = 0, selected_mass = 0, margin = 0;
+        std::vector<float> selection_scores;  // empty when the router reports none
+        std::vector<int32_t> groups;
     };
     void on_routing(const RoutingBatch& b) override;
     const std::map<int64_t, std::vector<Token>>& layers() const { return layers_; }

@@ -25,6 +25,7 @@ bool parse_dtype(const std::string& s, DType* out) {
     if (s == "F32") *out = DType::f32;
     else if (s == "F16") *out = DType::f16;
     else if (s == "BF16") *out = DType::bf16;
+    else if (s == "F8_E4M3") *out = DType::f8_e4m3;
     else return false;
     return true;
 }
@@ -93,7 +94,7 @@ std::vector<TensorView> parse_safetensors(const uint8_t* data, size_t size, cons
         std::string dt = e["dtype"].get<std::string>();
         if (!parse_dtype(dt, &t.dtype))
             throw_input_error(where, dt.empty() ? std::string("dtype is empty")
-                                               : "unsupported dtype " + dt + " (supported: F32, F16, BF16)");
+                                               : "unsupported dtype " + dt + " (supported: F32, F16, BF16, F8_E4M3)");
         uint64_t numel = 1;
         for (const auto& d : e["shape"]) {
             int64_t x = json_nonneg_int(d, where, "shape dimension");

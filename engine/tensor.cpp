@@ -12,6 +12,7 @@ size_t dtype_size(DType t) {
         case DType::f32: return 4;
         case DType::f16: return 2;
         case DType::bf16: return 2;
+        case DType::f8_e4m3: return 1;
     }
     return 0;
 }
@@ -21,6 +22,7 @@ const char* dtype_name(DType t) {
         case DType::f32: return "F32";
         case DType::f16: return "F16";
         case DType::bf16: return "BF16";
+        case DType::f8_e4m3: return "F8_E4M3";
     }
     return "?";
 }
@@ -77,6 +79,51 @@ uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(half);
 }
 
+namespace {
+
+float decode_e4m3(uint8_t b) {
+    const float sign = (b & 0x80u) ? -1.0f : 1.0f;
+    const int exp = (b >> 3) & 0xf;
+    const int mant = b & 0x7;
+    if (exp == 0xf && mant == 0x7) return std::nanf("");
+    if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);  // subnormal: m/8 · 2^-6
+    return sign * std::ldexp(1.0f + static_cast<float>(mant) / 8.0f, exp - 7);
+}
+
+struct E4m3Table {
+    float v[256];
+    E4m3Table() {
+        for (int i = 0; i < 256; ++i) v[i] = decode_e4m3(static_cast<uint8_t>(i));
+    }
+};
+
+const E4m3Table& e4m3_table() {
+    static const E4m3Table t;
+    return t;
+}
+
+}  // namespace
+
+float f8_e4m3_to_f32(uint8_t b) { return e4m3_table().v[b]; }
+
+uint8_t f32_to_f8_e4m3(float f) {
+    if (std::isnan(f)) return 0x7f;
+    const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
+    const float a = std::fabs(f);
+    // The nearest of the 127 non-negative finite codes (ties to the even code), by search:
+    // used only to write test and benchmark checkpoints.
+    uint8_t best = 0;
+    float best_err = a;
+    for (uint8_t c = 1; c < 0x7f; ++c) {
+        const float err = std::fabs(e4m3_table().v[c] - a);
+        if (err < best_err || (err == best_err && (c & 1u) == 0)) {
+            best = c;
+            best_err = err;
+        }
+    }
+    return static_cast<uint8_t>(sign | best);
+}
+
 int64_t TensorView::numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -108,6 +155,11 @@ void tensor_to_f32(const TensorView& t, int64_t offset, int64_t n, float* out) {
         case DType::f16: {
             const uint16_t* p = static_cast<const uint16_t*>(t.data) + offset;
             for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(p[i]);
+            break;
+        }
+        case DType::f8_e4m3: {
+            const uint8_t* p = static_cast<const uint8_t*>(t.data) + offset;
+            for (int64_t i = 0; i < n; ++i) out[i] = f8_e4m3_to_f32(p[i]);
             break;
         }
     }

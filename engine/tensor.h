@@ -13,10 +13,13 @@
 
 namespace moe {
 
-enum class DType : uint8_t { f32, f16, bf16 };
+// f8_e4m3: float8_e4m3fn (1 sign, 4 exponent bits with bias 7, 3 mantissa bits; no
+// infinities; 0x7f/0xff are NaN; largest finite 448), as DeepSeek-V3's FP8 checkpoints
+// store their linear weights, each with a float32 scale per 128×128 block.
+enum class DType : uint8_t { f32, f16, bf16, f8_e4m3 };
 
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);  // safetensors spelling: "F32", "F16", "BF16"
+const char* dtype_name(DType t);  // safetensors spelling: "F32", "F16", "BF16", "F8_E4M3"
 
 // BF16 is the upper half of an IEEE f32: widening is exact.
 inline float bf16_to_f32(uint16_t h) {
@@ -36,6 +39,10 @@ inline uint16_t f32_to_bf16(float f) {
 }
 
 float f16_to_f32(uint16_t h);
+// Exact widening of a float8_e4m3fn byte (a table of the 256 values).
+float f8_e4m3_to_f32(uint8_t b);
+// Round to nearest even, saturating to ±448 (NaN stays NaN).
+uint8_t f32_to_f8_e4m3(float f);
 uint16_t f32_to_f16(float f);
 
 // A stored tensor: its name, element type, shape and bytes (not owned).
@@ -53,7 +60,8 @@ struct TensorView {
 
 std::string shape_to_string(const std::vector<int64_t>& shape);
 
-// Widen `n` elements starting at element `offset` of `t` into f32.
+// Widen `n` elements starting at element `offset` of `t` into f32 (an FP8 tensor's raw
+// values, without its block scales).
 void tensor_to_f32(const TensorView& t, int64_t offset, int64_t n, float* out);
 
 }  // namespace moe

@@ -340,7 +340,7 @@ void BadInputTest::byte_count_mismatch() {
 
 void BadInputTest::unsupported_dtype_data() {
     QTest::addColumn<QString>("dtype");
-    for (const char* d : {"I64", "I32", "U8", "F64", "BOOL", "F8_E4M3", "f32", ""}) QTest::newRow(d) << QString(d);
+    for (const char* d : {"I64", "I32", "U8", "F64", "BOOL", "F8_E5M2", "f32", ""}) QTest::newRow(d) << QString(d);
 }
 
 void BadInputTest::unsupported_dtype() {
@@ -530,7 +530,7 @@ void BadInputTest::bad_config_data() {
     QTest::newRow("unknown model_type") << "model_type" << QByteArray("\"llama\"")
                                         << QStringList{"model_type", "'llama'", "supported: deepseek"};
     QTest::newRow("model_type deepseek_v2") << "model_type" << QByteArray("\"deepseek_v2\"")
-                                            << QStringList{"'deepseek_v2'", "not supported"};
+                                            << QStringList{"kv_lora_rank", "missing"};
     QTest::newRow("model_type null") << "model_type" << QByteArray("null") << QStringList{"model_type", "missing"};
     QTest::newRow("NaN") << "rms_norm_eps" << QByteArray("NaN") << QStringList{"not valid JSON", "NaN"};
     QTest::newRow("Infinity") << "rope_theta" << QByteArray("Infinity") << QStringList{"not valid JSON"};

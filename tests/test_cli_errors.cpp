@@ -38,7 +38,7 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("info: truncated safetensors") << s << "truncated" << QStringList{"info", "--model", "DIR"}
                                                  << kSingle;
     QTest::newRow("logits: deepseek_v2 config") << s << "deepseek_v2" << logits + QStringList{"--ids", "1"}
-                                                << "deepseek_v2";
+                                                << "kv_lora_rank";
     QTest::newRow("logits: wrong shape") << s << "wrong_shape" << logits + QStringList{"--ids", "1"}
                                          << "expected [96, 48]";
     QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"

@@ -29,12 +29,12 @@ Routed route(const std::vector<float>& logits, int64_t k, bool norm = false, con
     p.norm_topk_prob = norm;
     p.excluded = excluded.empty() ? nullptr : excluded.data();
     p.skip_top = skip_top;
-    std::vector<float> probs(E);
-    std::vector<int32_t> order(E);
+    moe::RouterScratch scratch;
+    scratch.resize(E, 1);
     Routed r;
     r.experts.resize(k);
     r.weights.resize(k);
-    moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), r.experts.data(), r.weights.data(), &r.stats);
+    moe::route_topk(logits.data(), p, scratch, r.experts.data(), r.weights.data(), &r.stats);
     return r;
 }
 
@@ -114,10 +114,13 @@ private slots:
             p.excluded = excluded.data();
             p.skip_random = r;
             p.random_key = moe::router_random_key(7, 2, 11, key);
-            std::vector<float> probs(E), w(k);
-            std::vector<int32_t> order(E), ex(k), again(k);
-            moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), ex.data(), w.data(), nullptr);
-            moe::route_softmax_topk(logits.data(), p, probs.data(), order.data(), again.data(), w.data(), nullptr);
+            std::vector<float> w(k);
+            std::vector<int32_t> ex(k), again(k);
+            moe::RouterScratch scratch;
+            scratch.resize(E, 1);
+            moe::route_topk(logits.data(), p, scratch, again.data(), w.data(), nullptr);
+            moe::route_topk(logits.data(), p, scratch, ex.data(), w.data(), nullptr);
+            const std::vector<int32_t>& order = scratch.order;
             QCOMPARE(again, ex);  // a function of the key
             // The r random ones are order[n-r, n): distinct, eligible, and the selection is the
             // top-k of the rest.

@@ -22,7 +22,7 @@ namespace {
 const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N]\n"
-    "                   [--dtype f32|bf16|f16[,...]] [--repeat N] [--seed S] [--observer]\n\n"
+    "                   [--dtype f32|bf16|f16|fp8[,...]] [--repeat N] [--seed S] [--observer]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"

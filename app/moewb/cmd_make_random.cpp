@@ -16,7 +16,7 @@ namespace moewb {
 namespace {
 
 const char* kHelp =
-    "usage: moewb make-random --config config.json --out DIR [--dtype f32|bf16|f16] [--seed S]\n\n"
+    "usage: moewb make-random --config config.json --out DIR [--dtype f32|bf16|f16|fp8] [--seed S]\n\n"
     "Writes DIR/config.json (a copy) and DIR/model.safetensors with random weights of the\n"
     "config's shapes.\n";
 
@@ -26,7 +26,8 @@ moe::DType parse_dtype_flag(const std::string& s) {
     if (s == "f32") return moe::DType::f32;
     if (s == "bf16") return moe::DType::bf16;
     if (s == "f16") return moe::DType::f16;
-    moe::throw_input_error("--dtype", "'" + s + "' is not one of f32, bf16, f16");
+    if (s == "fp8") return moe::DType::f8_e4m3;
+    moe::throw_input_error("--dtype", "'" + s + "' is not one of f32, bf16, f16, fp8");
 }
 
 int cmd_make_random(int argc, char** argv) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
@@ -26,8 +27,18 @@
 namespace moe::cpu {
 
 WeightMatrix WeightMatrix::of(const TensorView& t) {
-    MOE_ASSERT(t.shape.size() == 2);
+    MOE_ASSERT(t.shape.size() == 2 && t.dtype != DType::f8_e4m3);
     return WeightMatrix{t.data, t.dtype, t.shape[0], t.shape[1], t.shape[1]};
+}
+
+WeightMatrix WeightMatrix::of_fp8(const TensorView& t, const TensorView& scale_inv) {
+    MOE_ASSERT(t.shape.size() == 2 && t.dtype == DType::f8_e4m3 && scale_inv.dtype == DType::f32);
+    MOE_ASSERT(scale_inv.shape.size() == 2 && scale_inv.shape[0] == (t.shape[0] + kFp8Block - 1) / kFp8Block &&
+               scale_inv.shape[1] == (t.shape[1] + kFp8Block - 1) / kFp8Block);
+    WeightMatrix w{t.data, t.dtype, t.shape[0], t.shape[1], t.shape[1]};
+    w.scale = static_cast<const float*>(scale_inv.data);
+    w.scale_ld = scale_inv.shape[1];
+    return w;
 }
 
 WeightMatrix WeightMatrix::row_slice(int64_t r0, int64_t n) const {
@@ -35,7 +46,33 @@ WeightMatrix WeightMatrix::row_slice(int64_t r0, int64_t n) const {
     WeightMatrix w = *this;
     w.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0 * ld) * dtype_size(dtype);
     w.rows = n;
+    w.row0 += r0;
     return w;
+}
+
+void widen_row(const WeightMatrix& w, int64_t r, float* out) {
+    const int64_t K = w.cols;
+    switch (w.dtype) {
+        case DType::f32:
+            std::copy_n(static_cast<const float*>(w.data) + r * w.ld, K, out);
+            return;
+        case DType::bf16: {
+            const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * w.ld;
+            for (int64_t k = 0; k < K; ++k) out[k] = bf16_to_f32(p[k]);
+            return;
+        }
+        case DType::f16: {
+            const uint16_t* p = static_cast<const uint16_t*>(w.data) + r * w.ld;
+            for (int64_t k = 0; k < K; ++k) out[k] = f16_to_f32(p[k]);
+            return;
+        }
+        case DType::f8_e4m3: {
+            const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.ld;
+            const float* s = w.scale + ((w.row0 + r) / WeightMatrix::kFp8Block) * w.scale_ld;
+            for (int64_t k = 0; k < K; ++k) out[k] = f8_e4m3_to_f32(p[k]) * s[k / WeightMatrix::kFp8Block];
+            return;
+        }
+    }
 }
 
 namespace {
@@ -50,7 +87,10 @@ inline float load_weight(const void* base, DType dt, int64_t i) {
             return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
         case DType::f16:
             return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case DType::f8_e4m3:
+            break;  // dequantised by matmul_rows_fp8 before any kernel sees it
     }
+    MOE_ASSERT(false);
     return 0;
 }
 
@@ -271,10 +311,47 @@ const char* matmul_kernel_name() {
     return "generic";
 }
 
+namespace {
+
+// FP8: a block of rows dequantised (q · s) into a per-thread f32 buffer, then the f32 kernel.
+void matmul_rows_fp8(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                     int64_t ldy) {
+    constexpr int64_t kRows = 16;
+    const int64_t K = w.cols;
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(kRows * K));
+    for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+        const int64_t rn = std::min(kRows, n1 - r0);
+        for (int64_t r = 0; r < rn; ++r) widen_row(w, r0 + r, buf.data() + r * K);
+        const WeightMatrix f{buf.data(), DType::f32, rn, K, K};
+        matmul_rows(x, T, ldx, f, 0, rn, y + r0, ldy);
+    }
+}
+
+}  // namespace
+
+void matmul_transposed_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t r0, int64_t R,
+                            float* y, int64_t ldy) {
+    MOE_ASSERT(r0 >= 0 && r0 + R <= w.rows);
+    const int64_t K = w.cols;
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(K));
+    for (int64_t t = 0; t < T; ++t) std::fill(y + t * ldy, y + t * ldy + K, 0.0f);
+    for (int64_t r = 0; r < R; ++r) {
+        widen_row(w, r0 + r, row.data());
+        for (int64_t t = 0; t < T; ++t) {
+            const float a = x[t * ldx + r];
+            float* yt = y + t * ldy;
+            for (int64_t k = 0; k < K; ++k) yt[k] += a * row[static_cast<size_t>(k)];
+        }
+    }
+}
+
 void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
                  int64_t ldy) {
     MOE_ASSERT(n0 >= 0 && n1 <= w.rows && n0 <= n1);
     if (T == 0 || n0 == n1) return;
+    if (w.dtype == DType::f8_e4m3) return matmul_rows_fp8(x, T, ldx, w, n0, n1, y, ldy);
 #if defined(__x86_64__)
     if (have_avx512()) {
         switch (w.dtype) {
@@ -284,6 +361,8 @@ void matmul_rows(const float* x, int64_t T, int64_t ldx, const WeightMatrix& w, 
                 return rows_avx512<DType::bf16>(x, T, ldx, w, n0, n1, y, ldy);
             case DType::f16:
                 return rows_avx512<DType::f16>(x, T, ldx, w, n0, n1, y, ldy);
+            case DType::f8_e4m3:
+                break;
         }
     }
 #endif

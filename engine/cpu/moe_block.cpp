@@ -37,19 +37,30 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     rp.excluded = reroute ? li->disabled.data() : nullptr;
     rp.skip_top = li ? li->skip_top : 0;
     rp.skip_random = li ? li->skip_random : 0;
+    rp.scoring = w.scoring;
+    rp.method = w.method;
+    rp.n_group = w.n_group;
+    rp.topk_group = w.topk_group;
+    rp.bias = w.bias.empty() ? nullptr : w.bias.data();
+    rp.routed_scaling_factor = w.routed_scaling_factor;
+    const bool grouped = w.method != TopkMethod::greedy && w.n_group > 1;
+    const bool report_selection = want_stats && (grouped || !w.bias.empty());
+    std::vector<float> selection(report_selection ? static_cast<size_t>(T * k) : 0);
+    std::vector<int32_t> chosen_groups(report_selection && grouped ? static_cast<size_t>(T * w.topk_group) : 0);
     {
         // Tokens route independently: chunks of tokens across threads.
         constexpr int64_t kChunk = 32;
         pool.parallel_for((T + kChunk - 1) / kChunk, [&](int64_t chunk, int) {
-            std::vector<float> probs(static_cast<size_t>(E));
-            std::vector<int32_t> order(static_cast<size_t>(E));
+            RouterScratch scratch;
+            scratch.resize(E, w.n_group);
             RouterParams tp = rp;
             for (int64_t t = chunk * kChunk; t < std::min(T, (chunk + 1) * kChunk); ++t) {
                 RouterStats st;
                 if (tp.skip_random > 0)
                     tp.random_key = router_random_key(li->random_seed, call.layer, call.random_stream, call.pos0 + t);
-                route_softmax_topk(logits + t * E, tp, probs.data(), order.data(), experts.data() + t * k,
-                                   weights.data() + t * k, want_stats ? &st : nullptr);
+                route_topk(logits + t * E, tp, scratch, experts.data() + t * k, weights.data() + t * k,
+                           want_stats ? &st : nullptr, selection.empty() ? nullptr : selection.data() + t * k,
+                           chosen_groups.empty() ? nullptr : chosen_groups.data() + t * w.topk_group);
                 if (want_stats) {
                     entropy[t] = st.entropy;
                     mass[t] = st.selected_mass;
@@ -72,6 +83,10 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
         b.entropy = entropy.data();
         b.selected_mass = mass.data();
         b.margin = margin.data();
+        b.selection_scores = selection.empty() ? nullptr : selection.data();
+        b.groups = chosen_groups.empty() ? nullptr : chosen_groups.data();
+        b.n_groups = chosen_groups.empty() ? 0 : w.topk_group;
+        b.weight_scale = w.routed_scaling_factor;
         call.observer->on_routing(b);
     }
 

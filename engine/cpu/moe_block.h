@@ -24,6 +24,11 @@ struct MoeWeights {
     int64_t n_expert = 0;             // E
     int64_t k = 0;                    // K from the config
     bool norm_topk_prob = false;
+    ScoringFunc scoring = ScoringFunc::softmax;
+    TopkMethod method = TopkMethod::greedy;
+    int64_t n_group = 1, topk_group = 1;
+    std::vector<float> bias;  // [E] noaux_tc's selection bias, or empty
+    float routed_scaling_factor = 1.0f;
 };
 
 struct MoeCall {

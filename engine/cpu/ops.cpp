@@ -1,6 +1,7 @@
 // Row-wise operations; see ops.h.
 #include "engine/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace moe::cpu {
@@ -34,6 +35,61 @@ RopeTables make_rope_tables(int64_t pos0, int64_t T, int64_t hd, double base, do
         }
     }
     return r;
+}
+
+RopeTables make_rope_tables(int64_t pos0, int64_t T, const std::vector<float>& inv_freq, double position_divisor,
+                            float magnitude) {
+    RopeTables r;
+    r.half = static_cast<int64_t>(inv_freq.size());
+    r.cos.resize(static_cast<size_t>(T * r.half));
+    r.sin.resize(static_cast<size_t>(T * r.half));
+    for (int64_t t = 0; t < T; ++t) {
+        float pos = static_cast<float>(pos0 + t);
+        if (position_divisor != 1.0) pos = pos / static_cast<float>(position_divisor);
+        for (int64_t j = 0; j < r.half; ++j) {
+            const float a = pos * inv_freq[static_cast<size_t>(j)];
+            r.cos[t * r.half + j] = std::cos(a) * magnitude;
+            r.sin[t * r.half + j] = std::sin(a) * magnitude;
+        }
+    }
+    return r;
+}
+
+std::vector<float> yarn_inv_freq(int64_t dim, double base, double factor, int64_t original_max_position,
+                                 double beta_fast, double beta_slow) {
+    const double pi = 3.14159265358979323846;
+    auto correction_dim = [&](double rotations) {
+        return static_cast<double>(dim) * std::log(static_cast<double>(original_max_position) / (rotations * 2 * pi)) /
+               (2 * std::log(base));
+    };
+    const double low = std::max(std::floor(correction_dim(beta_fast)), 0.0);
+    double high = std::min(std::ceil(correction_dim(beta_slow)), static_cast<double>(dim - 1));
+    if (low == high) high += 0.001;  // avoid a division by zero, as published
+    std::vector<float> inv(static_cast<size_t>(dim / 2));
+    for (int64_t j = 0; j < dim / 2; ++j) {
+        const double extra = 1.0 / std::pow(base, static_cast<double>(2 * j) / static_cast<double>(dim));
+        const double inter = extra / factor;
+        const double ramp = std::clamp((static_cast<double>(j) - low) / (high - low), 0.0, 1.0);
+        inv[static_cast<size_t>(j)] = static_cast<float>(inter * ramp + extra * (1 - ramp));
+    }
+    return inv;
+}
+
+void apply_rope_pairs(float* x, int64_t T, int64_t n_heads, int64_t head_stride, int64_t dim, int64_t ld,
+                      const RopeTables& r) {
+    const int64_t half = dim / 2;
+    for (int64_t t = 0; t < T; ++t) {
+        const float* c = r.cos.data() + t * r.half;
+        const float* s = r.sin.data() + t * r.half;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = x + t * ld + h * head_stride;
+            for (int64_t j = 0; j < half; ++j) {
+                const float a = v[2 * j], b = v[2 * j + 1];
+                v[2 * j] = a * c[j] - b * s[j];
+                v[2 * j + 1] = a * s[j] + b * c[j];
+            }
+        }
+    }
 }
 
 void apply_rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, const RopeTables& r) {

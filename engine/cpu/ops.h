@@ -20,6 +20,20 @@ struct RopeTables {
 // the published code computes them.
 RopeTables make_rope_tables(int64_t pos0, int64_t T, int64_t hd, double base, double position_divisor);
 
+// Tables from given inverse frequencies: angle = (pos / position_divisor) · inv_freq_j in f32,
+// cos and sin multiplied by `magnitude` (YaRN's attention factor; 1 otherwise).
+RopeTables make_rope_tables(int64_t pos0, int64_t T, const std::vector<float>& inv_freq, double position_divisor,
+                            float magnitude);
+// YaRN's inverse frequencies for a rotary dimension `dim` (published DeepseekV2/V3 code):
+// ramp between the dimensions whose wavelength fits original_max_position / beta_fast
+// rotations and beta_slow ones; unscaled below, divided by `factor` above.
+std::vector<float> yarn_inv_freq(int64_t dim, double base, double factor, int64_t original_max_position,
+                                 double beta_fast, double beta_slow);
+// Applies RoPE in place to the `dim`-wide slices x[t·ld + h·head_stride + 0 .. dim) of T
+// rows and n_heads heads, rotating adjacent pairs (x[2j], x[2j+1]) by angle j (the layout
+// of MLA's RoPE slice in the published V2/V3 checkpoints).
+void apply_rope_pairs(float* x, int64_t T, int64_t n_heads, int64_t head_stride, int64_t dim, int64_t ld,
+                      const RopeTables& r);
 // Applies RoPE in place to x [T, n_heads, hd] (row stride ld) with the halves layout:
 // out = x·cos(emb) + rotate_half(x)·sin(emb), rotate_half(x) = [−x₂, x₁].
 void apply_rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, const RopeTables& r);

@@ -1,0 +1,131 @@
+// Shared pieces of the DeepSeek architectures; see deepseek_common.h.
+#include "engine/models/deepseek_common.h"
+
+#include "engine/cpu/ops.h"
+#include "engine/error.h"
+#include "engine/models/deepseek_names.h"
+
+namespace moe::deepseek {
+
+namespace names = deepseek_names;
+
+const TensorView& WeightBinder::need(const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorView* t = t_.find(name);
+    if (!t)
+        throw_input_error(t_.describe(), "tensor '" + name + "' is missing (expected shape " + shape_to_string(shape) + ")");
+    if (t->shape != shape)
+        throw_input_error(t_.file_of(name), "tensor '" + name + "' has shape " + t->shape_str() + ", expected " +
+                                                shape_to_string(shape) + " from " + c_.source);
+    used_.insert(name);
+    return *t;
+}
+
+cpu::WeightMatrix WeightBinder::matrix(const std::string& name, int64_t rows, int64_t cols) {
+    const TensorView& t = need(name, {rows, cols});
+    if (t.dtype != DType::f8_e4m3) return cpu::WeightMatrix::of(t);
+    const std::string scale_name = name + "_scale_inv";
+    constexpr int64_t B = cpu::WeightMatrix::kFp8Block;
+    const std::vector<int64_t> blocks{(rows + B - 1) / B, (cols + B - 1) / B};
+    const TensorView* s = t_.find(scale_name);
+    if (!s)
+        throw_input_error(t_.file_of(name), "FP8 tensor '" + name + "' has no block scales: tensor '" + scale_name +
+                                                "' (F32 " + shape_to_string(blocks) + ") is missing");
+    if (s->shape != blocks)
+        throw_input_error(t_.file_of(scale_name), "tensor '" + scale_name + "' has shape " + s->shape_str() +
+                                                      ", expected " + shape_to_string(blocks) + " (one scale per " +
+                                                      "128x128 block of '" + name + "' " +
+                                                      shape_to_string({rows, cols}) + ")");
+    if (s->dtype != DType::f32)
+        throw_input_error(t_.file_of(scale_name), "tensor '" + scale_name + "' is " + dtype_name(s->dtype) +
+                                                      "; FP8 block scales must be F32");
+    used_.insert(scale_name);
+    return cpu::WeightMatrix::of_fp8(t, *s);
+}
+
+std::vector<float> WeightBinder::vector_f32(const std::string& name, int64_t n) {
+    const TensorView& t = need(name, {n});
+    if (t.dtype == DType::f8_e4m3)
+        throw_input_error(t_.file_of(name), "tensor '" + name + "' is F8_E4M3; only linear weights are stored in FP8");
+    std::vector<float> v(static_cast<size_t>(n));
+    tensor_to_f32(t, 0, n, v.data());
+    return v;
+}
+
+const TensorView& WeightBinder::embedding(const std::string& name, int64_t V, int64_t H) {
+    const TensorView& t = need(name, {V, H});
+    if (t.dtype == DType::f8_e4m3)
+        throw_input_error(t_.file_of(name), "tensor '" + name + "' is F8_E4M3; embeddings are stored in BF16/F16/F32");
+    return t;
+}
+
+cpu::FfnWeights WeightBinder::ffn(const std::function<std::string(const char*)>& name, int64_t width) {
+    const int64_t H = c_.hidden_size;
+    return {matrix(name("gate_proj"), width, H), matrix(name("up_proj"), width, H), matrix(name("down_proj"), H, width)};
+}
+
+void WeightBinder::check_all_used(const std::function<bool(const std::string&)>& ignorable) {
+    for (const std::string& name : t_.names()) {
+        if (used_.count(name) || names::is_ignorable(name) || ignorable(name)) continue;
+        if (c_.tie_word_embeddings && name == names::lm_head)
+            throw_input_error(t_.file_of(name), "tensor '" + name + "' present although " + c_.source +
+                                                    " says tie_word_embeddings is true");
+        throw_input_error(t_.file_of(name), "unexpected tensor '" + name + "' (not part of model_type " +
+                                                c_.model_type + " with this config: is config.json for another model?)");
+    }
+}
+
+FeedForward bind_feed_forward(WeightBinder& b, const ModelConfig& c, int64_t i) {
+    FeedForward f;
+    f.is_moe = c.is_moe_layer(i);
+    if (!f.is_moe) {
+        f.mlp = b.ffn([&](const char* p) { return names::mlp(i, p); }, c.intermediate_size);
+        return f;
+    }
+    cpu::MoeWeights& m = f.moe;
+    m.n_expert = c.n_routed_experts;
+    m.k = c.num_experts_per_tok;
+    m.norm_topk_prob = c.norm_topk_prob;
+    m.scoring = c.scoring_func;
+    m.method = c.topk_method;
+    m.n_group = c.n_group;
+    m.topk_group = c.topk_group;
+    m.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
+    m.router = b.matrix(names::router(i), c.n_routed_experts, c.hidden_size);
+    if (c.topk_method == TopkMethod::noaux_tc) m.bias = b.vector_f32(names::router_bias(i), c.n_routed_experts);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+        m.experts.push_back(b.ffn([&](const char* p) { return names::expert(i, e, p); }, c.moe_intermediate_size));
+    m.has_shared = c.n_shared_experts > 0;
+    if (m.has_shared) m.shared = b.ffn([&](const char* p) { return names::shared(i, p); }, c.shared_width());
+    return f;
+}
+
+void feed_forward(const FeedForward& f, int64_t layer, int64_t pos0, const ForwardOptions& opt, const float* normed,
+                  int64_t T, int64_t H, float* out, cpu::ThreadPool& pool, cpu::Arena& arena) {
+    if (!f.is_moe) {
+        cpu::run_ffn_units({{&f.mlp, normed, out, T}}, H, pool, arena);
+        return;
+    }
+    cpu::MoeCall call;
+    call.layer = layer;
+    call.pos0 = pos0;
+    call.source = opt.source;
+    call.intervention = opt.mask ? opt.mask->layer(layer) : nullptr;
+    call.mode = opt.mask ? opt.mask->mode() : MaskMode::reroute;
+    call.observer = opt.observer;
+    call.random_stream = opt.random_stream;
+    cpu::moe_forward(f.moe, call, normed, T, H, out, pool, arena);
+}
+
+void embed(const TensorView& table, std::span<const int32_t> ids, int64_t H, float* x) {
+    for (size_t t = 0; t < ids.size(); ++t) tensor_to_f32(table, ids[t] * H, H, x + static_cast<int64_t>(t) * H);
+}
+
+void lm_head(const float* x_rows, int64_t n_out, int64_t H, const std::vector<float>& norm, float eps,
+             const cpu::WeightMatrix& head, int64_t V, std::vector<float>& logits, float* scratch,
+             cpu::ThreadPool& pool) {
+    cpu::rms_norm(x_rows, norm.data(), n_out, H, eps, scratch);
+    logits.resize(static_cast<size_t>(n_out * V));
+    cpu::matmul(scratch, n_out, H, head, logits.data(), V, pool);
+}
+
+}  // namespace moe::deepseek
