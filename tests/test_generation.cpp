@@ -4,9 +4,14 @@
 // generation must equal argmax of a full re-computation at every step).
 #include <QtTest>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
 #include "engine/chat_template.h"
+#include "engine/model_config.h"
+#include "tests/test_support.h"
 #include "engine/error.h"
 #include "engine/generator.h"
 #include "engine/model.h"
@@ -93,6 +98,60 @@ private slots:
                                 "<｜end▁of▁sentence｜>User: 2+2?\n\nAssistant:"));
         QCOMPARE(moe::render_chat(t, {{"user", "x"}}, false), std::string("<｜begin▁of▁sentence｜>User: x\n\n"));
         QVERIFY_THROWS_EXCEPTION(moe::Error, moe::render_chat(t, {{"robot", "x"}}, true));
+    }
+    void v3_and_r1_chat_templates() {
+        const std::vector<moe::ChatMessage> conv{{"system", "Be brief."},
+                                                 {"user", "Hi"},
+                                                 {"assistant", "<think>\nThey greet me.\n</think>\n\nHello!"},
+                                                 {"user", "2+2?"}};
+        QCOMPARE(moe::render_chat(moe::deepseek_v3_chat_template(), conv, true),
+                 std::string("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜><think>\nThey greet me.\n</think>"
+                             "\n\nHello!<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜>"));
+        // R1: the history keeps only the answer after </think>; the prompt opens thinking.
+        QCOMPARE(moe::render_chat(moe::deepseek_r1_chat_template(), conv, true),
+                 std::string("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>\n\nHello!<｜end▁of▁sentence｜>"
+                             "<｜User｜>2+2?<｜Assistant｜><think>\n"));
+        // Several system messages are joined with a blank line.
+        QCOMPARE(moe::render_chat(moe::deepseek_v3_chat_template(), {{"system", "A"}, {"system", "B"}, {"user", "x"}}, false),
+                 std::string("<｜begin▁of▁sentence｜>A\n\nB<｜User｜>x"));
+    }
+    void chat_template_recognised_from_tokenizer_config() {
+        QTemporaryDir dir;
+        const std::string d = dir.path().toStdString();
+        const moe::ModelConfig v2 = moe::load_model_config(test_support::fixture_path("v2lite_yarn"));
+        const moe::ModelConfig v3 = moe::load_model_config(test_support::fixture_path("v3_fp8_mtp"));
+        QCOMPARE(moe::chat_template_for(d, v2).style, moe::ChatStyle::deepseek_llm);  // no tokenizer_config.json
+        QCOMPARE(moe::chat_template_for(d, v3).style, moe::ChatStyle::deepseek_v3);
+        auto write = [&](const std::string& tmpl) {
+            std::ofstream(d + "/tokenizer_config.json") << nlohmann::json({{"chat_template", tmpl}}).dump();
+        };
+        write("{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}");
+        QCOMPARE(moe::chat_template_for(d, v2).style, moe::ChatStyle::deepseek_v3);
+        write("{% set content = content.split('</think>')[-1] %}{{'<｜Assistant｜><think>\\n'}}");
+        QCOMPARE(moe::chat_template_for(d, v3).style, moe::ChatStyle::deepseek_r1);
+        write("{{ 'Assistant: ' + message['content'] + eos_token }}");
+        QCOMPARE(moe::chat_template_for(d, v3).style, moe::ChatStyle::deepseek_llm);
+        std::ofstream(d + "/tokenizer_config.json") << "{not json";
+        QVERIFY_THROWS_EXCEPTION(moe::Error, moe::chat_template_for(d, v3));
+    }
+    void thinking_splitter_handles_markers_across_pieces() {
+        moe::ThinkingSplitter s(true);
+        std::string thinking, answer;
+        auto take = [&](const std::vector<moe::ThinkingSplitter::Piece>& ps) {
+            for (const auto& p : ps) (p.thinking ? thinking : answer) += p.text;
+        };
+        for (const char* piece : {"Let me see", ". 2+2=4.</th", "ink>", "\n\nIt is 4", "."}) take(s.push(piece));
+        take(s.finish());
+        QCOMPARE(thinking, std::string("Let me see. 2+2=4."));
+        QCOMPARE(answer, std::string("\n\nIt is 4."));
+        QVERIFY(!s.thinking());
+        moe::ThinkingSplitter plain(false);  // a section the model opens itself
+        thinking.clear();
+        answer.clear();
+        for (const char* piece : {"<thi", "nk>hmm</think>ok <", "b>"}) take(plain.push(piece));
+        take(plain.finish());
+        QCOMPARE(thinking, std::string("hmm"));
+        QCOMPARE(answer, std::string("ok <b>"));
     }
     void greedy_generation_matches_full_recomputation() {
         moe::LoadOptions lo;

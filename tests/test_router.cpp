@@ -212,6 +212,92 @@ private slots:
         auto m = moe::ExpertMask::parse("L1:0,1,2,3,4,5,6,7", c, moe::MaskMode::drop);
         QCOMPARE(m.layer(1)->n_disabled, int64_t(8));
     }
+
+    // --- group-limited (V2) and bias-corrected (V3) routing, hand-checkable cases ---
+    void group_limited_keeps_the_best_groups() {
+        // 8 experts in 4 groups of 2; logits give probabilities in the order of the logits.
+        // Groups by best expert: g0 {0,1} best 1.0, g1 {2,3} best 3.0, g2 {4,5} best 2.5,
+        // g3 {6,7} best 2.9. topk_group 2 keeps g1 and g3; expert 4 (2.5) is better than
+        // expert 7 (0.1) but its group is not kept.
+        const std::vector<float> logits{1.0f, 0.5f, 3.0f, 2.0f, 2.5f, 0.2f, 2.9f, 0.1f};
+        moe::RouterParams p;
+        p.n_expert = 8;
+        p.k = 3;
+        p.method = moe::TopkMethod::group_limited_greedy;
+        p.n_group = 4;
+        p.topk_group = 2;
+        p.routed_scaling_factor = 16.0f;
+        moe::RouterScratch s;
+        s.resize(8, 4);
+        std::vector<int32_t> ex(3), groups(2);
+        std::vector<float> w(3), sel(3);
+        moe::route_topk(logits.data(), p, s, ex.data(), w.data(), nullptr, sel.data(), groups.data());
+        QCOMPARE(ex, (std::vector<int32_t>{2, 6, 3}));
+        QCOMPARE(groups, (std::vector<int32_t>{1, 3}));
+        double z = 0;
+        for (float l : logits) z += std::exp(double(l));
+        // Weights: the softmax probability times routed_scaling_factor (not renormalised).
+        QVERIFY(std::abs(w[0] - 16.0 * std::exp(3.0) / z) < 1e-5);
+        QVERIFY(std::abs(sel[2] - std::exp(2.0) / z) < 1e-6);
+
+        // Reroute: disabling both experts of group 1 makes it unselectable; g3 and g2 remain.
+        std::vector<uint8_t> off(8, 0);
+        off[2] = off[3] = 1;
+        p.excluded = off.data();
+        moe::route_topk(logits.data(), p, s, ex.data(), w.data(), nullptr, sel.data(), groups.data());
+        QCOMPARE(groups, (std::vector<int32_t>{3, 2}));
+        QCOMPARE(ex, (std::vector<int32_t>{6, 4, 5}));
+    }
+    void bias_changes_selection_not_weights() {
+        // Sigmoid scores; the bias lifts expert 3 above expert 1 for selection, but its weight
+        // stays its own unbiased score (renormalised, times the scaling factor).
+        const std::vector<float> logits{2.0f, 1.0f, 0.0f, 0.5f};
+        const std::vector<float> bias{0.0f, 0.0f, 0.0f, 0.3f};
+        moe::RouterParams p;
+        p.n_expert = 4;
+        p.k = 2;
+        p.scoring = moe::ScoringFunc::sigmoid;
+        p.method = moe::TopkMethod::noaux_tc;
+        p.norm_topk_prob = true;
+        p.routed_scaling_factor = 2.5f;
+        moe::RouterScratch s;
+        s.resize(4, 1);
+        std::vector<int32_t> ex(2);
+        std::vector<float> w(2), sel(2);
+        auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
+        moe::route_topk(logits.data(), p, s, ex.data(), w.data(), nullptr, sel.data());
+        QCOMPARE(ex, (std::vector<int32_t>{0, 1}));  // without the bias: 0.88, 0.73 vs 0.62
+        p.bias = bias.data();
+        moe::route_topk(logits.data(), p, s, ex.data(), w.data(), nullptr, sel.data());
+        QCOMPARE(ex, (std::vector<int32_t>{3, 0}));  // 0.62 + 0.3 = 0.92 > 0.88
+        QVERIFY(std::abs(sel[0] - (sig(0.5) + 0.3)) < 1e-6);
+        const double w3 = sig(0.5), w0 = sig(2.0);
+        QVERIFY(std::abs(w[0] - 2.5 * w3 / (w3 + w0)) < 1e-6);
+        QVERIFY(std::abs(w[1] - 2.5 * w0 / (w3 + w0)) < 1e-6);
+    }
+    void noaux_groups_score_by_top_two_and_fill_with_zero() {
+        // 8 experts, 4 groups of 2, keep 1 group, k = 3: the kept group has only 2 experts,
+        // so the third is the best of the rest at score 0.0 (the published 0.0 fill), i.e.
+        // the lowest index among them, with its unbiased weight.
+        const std::vector<float> logits{0.0f, 0.0f, 3.0f, -3.0f, 1.0f, 1.0f, -1.0f, -1.0f};
+        moe::RouterParams p;
+        p.n_expert = 8;
+        p.k = 3;
+        p.scoring = moe::ScoringFunc::sigmoid;
+        p.method = moe::TopkMethod::noaux_tc;
+        p.n_group = 4;
+        p.topk_group = 1;
+        moe::RouterScratch s;
+        s.resize(8, 4);
+        std::vector<int32_t> ex(3), groups(1);
+        std::vector<float> w(3), sel(3);
+        moe::route_topk(logits.data(), p, s, ex.data(), w.data(), nullptr, sel.data(), groups.data());
+        // group sums: g0 0.5+0.5=1.0, g1 0.953+0.047=1.0 (tie), g2 0.731·2=1.462, g3 0.538
+        QCOMPARE(groups, (std::vector<int32_t>{2}));
+        QCOMPARE(ex, (std::vector<int32_t>{4, 5, 0}));
+        QCOMPARE(sel[2], 0.0f);
+        QVERIFY(std::abs(w[2] - 0.5) < 1e-6);  // the unbiased sigmoid of expert 0
+    }
 };
 
 QTEST_APPLESS_MAIN(RouterTest)

@@ -22,24 +22,15 @@ namespace {
 const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N]\n"
-    "                   [--dtype f32|bf16|f16|fp8[,...]] [--repeat N] [--seed S] [--observer]\n\n"
+    "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
     "With several configs or dtypes, prints {\"runs\": [...]}. --observer repeats the runs\n"
-    "with a routing observer attached and reports the speed ratio (1.0 = no cost).\n";
-
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    while (true) {
-        size_t p = s.find(',', start);
-        out.push_back(s.substr(start, p == std::string::npos ? std::string::npos : p - start));
-        if (p == std::string::npos) break;
-        start = p + 1;
-    }
-    return out;
-}
+    "with a routing observer attached and reports the speed ratio (1.0 = no cost).\n"
+    "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
+    "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
+    "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published.\n";
 
 // Copies every routing record into a preallocated buffer, as a store writer would.
 class CopyingObserver : public moe::RoutingObserver {
@@ -117,6 +108,8 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         {"prefill_tok_s", static_cast<double>(n_prompt) / best_prefill},
         {"decode_tok_s", n_gen > 0 ? static_cast<double>(n_gen) / best_decode : 0.0},
         {"weight_bytes", model.tensors().weight_bytes()},
+        {"layers", c.num_hidden_layers},
+        {"kv_cache_bytes_per_token", c.num_hidden_layers * c.kv_cache_values_per_layer() * 4},
         {"total_params", c.total_params()},
         {"activated_params", c.activated_params()},
         {"peak_rss_bytes", peak_rss_bytes()},
@@ -137,7 +130,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
 
 int cmd_bench(int argc, char** argv) {
     Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
-                           "--repeat", "--seed"},
+                           "--repeat", "--seed", "--layers"},
               {"--observer"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
@@ -156,11 +149,18 @@ int cmd_bench(int argc, char** argv) {
         j["model"] = args.require("--model");
         runs.push_back(j);
     } else {
-        const auto configs = split_list(args.require("--random-config"));
-        const auto dtypes = split_list(args.get_or("--dtype", "bf16"));
+        const auto configs = split_list(args.require("--random-config"), "--random-config");
+        const auto dtypes = split_list(args.get_or("--dtype", "bf16"), "--dtype");
         for (const auto& d : dtypes) (void)parse_dtype_flag(d);
+        const int64_t max_layers = args.get_int("--layers", 0, 1, 4096);
         for (const auto& path : configs) {
-            const moe::ModelConfig config = moe::load_model_config(path);
+            moe::ModelConfig config = moe::load_model_config(path);
+            // Depth-limited: the first N layers of the published shape (so the dense and MoE
+            // layer pattern is kept), for models whose full weights do not fit in memory.
+            if (max_layers > 0 && max_layers < config.num_hidden_layers) {
+                config.num_hidden_layers = max_layers;
+                config.num_nextn_predict_layers = 0;
+            }
             for (const auto& d : dtypes) {
                 auto model = moe::make_model(config, moe::make_random_tensors(config, parse_dtype_flag(d), seed), lo);
                 auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));

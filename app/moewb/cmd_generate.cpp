@@ -21,7 +21,9 @@ const char* kHelp =
     "                      [--repetition-penalty R] [--seed S] [--stop STR]\n"
     "                      [--mask SPEC] [--mask-mode reroute|drop] [--threads N] [--stats]\n\n"
     "Streams the generated text to stdout. --chat wraps the prompt in the model's chat\n"
-    "template (deepseek-moe-16b-chat: \"User: ...\\n\\nAssistant:\"). Temperature 0 (the\n"
+    "template, recognised from tokenizer_config.json (deepseek-llm \"User: ...\\n\\nAssistant:\" for\n"
+    "DeepSeekMoE 16B and V2; <｜User｜>/<｜Assistant｜> for V3; R1's thinking section shown under\n"
+    "[thinking], the answer under [answer]). Temperature 0 (the\n"
     "default) is greedy. Generation stops at EOS, at --stop STR (not printed) or after\n"
     "--max-new-tokens. --stats prints token counts and speeds as JSON on stderr.\n";
 
@@ -57,24 +59,45 @@ int cmd_generate(int argc, char** argv) {
     gp.mask = &mask;
 
     std::vector<int32_t> prompt;
+    std::optional<moe::ChatTemplate> tmpl;
     if (args.has("--ids")) {
         prompt = parse_id_list(args.require("--ids"), "--ids");
     } else if (args.has("--chat")) {
         std::vector<moe::ChatMessage> msgs;
         if (args.has("--system")) msgs.push_back({"system", args.require("--system")});
         msgs.push_back({"user", args.require("--prompt")});
-        const moe::ChatTemplate tmpl = moe::deepseek_moe_chat_template();
-        prompt = tok->encode(moe::render_chat(tmpl, msgs, true), /*add_special=*/false);
-        if (auto eos = tok->token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
+        tmpl = moe::chat_template_for(dir, model->config());
+        prompt = tok->encode(moe::render_chat(*tmpl, msgs, true), /*add_special=*/false);
+        if (auto eos = tok->token_id(tmpl->eos)) gp.eos_ids.push_back(*eos);
     } else {
         prompt = tok->encode(args.require("--prompt"));
     }
+    // A thinking model's (R1) reasoning is shown as such: under a "thinking" heading until
+    // </think>, then the answer under its own.
+    const bool thinks = tmpl && tmpl->opens_thinking();
+    moe::ThinkingSplitter splitter(thinks);
+    int shown = -1;  // -1 nothing yet, 0 answer, 1 thinking
+    auto show = [&](const std::vector<moe::ThinkingSplitter::Piece>& pieces) {
+        for (const auto& p : pieces) {
+            if (thinks && (p.thinking ? 1 : 0) != shown) {
+                std::fputs(p.thinking ? "[thinking]\n" : (shown == 1 ? "\n[answer]\n" : "[answer]\n"), stdout);
+                shown = p.thinking ? 1 : 0;
+            }
+            std::fwrite(p.text.data(), 1, p.text.size(), stdout);
+        }
+        std::fflush(stdout);
+    };
     const moe::GenerateResult r =
-        moe::generate(*model, tok ? &*tok : nullptr, prompt, gp, [](std::string_view piece) {
-            std::fwrite(piece.data(), 1, piece.size(), stdout);
-            std::fflush(stdout);
+        moe::generate(*model, tok ? &*tok : nullptr, prompt, gp, [&](std::string_view piece) {
+            if (thinks) {
+                show(splitter.push(piece));
+            } else {
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+            }
             return true;
         });
+    if (thinks) show(splitter.finish());
     if (!tok) print_json(r.tokens);
     else std::fputc('\n', stdout);
     if (args.has("--stats")) {
