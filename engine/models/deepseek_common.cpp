@@ -1,6 +1,7 @@
 // Shared pieces of the DeepSeek architectures; see deepseek_common.h.
 #include "engine/models/deepseek_common.h"
 
+#include "engine/cpu/arena.h"
 #include "engine/cpu/ops.h"
 #include "engine/error.h"
 #include "engine/models/deepseek_names.h"
@@ -114,6 +115,29 @@ void feed_forward(const FeedForward& f, int64_t layer, int64_t pos0, const Forwa
     call.observer = opt.observer;
     call.random_stream = opt.random_stream;
     cpu::moe_forward(f.moe, call, normed, T, H, out, pool, arena);
+}
+
+void decoder_forward(const ModelConfig& c, int64_t T, int64_t pos0, const ForwardOptions& opt, float* x,
+                     const std::function<DecoderLayerRefs(int64_t)>& layer,
+                     const std::function<void(int64_t, const float*, float*)>& attention,
+                     const std::vector<float>& final_norm, const cpu::WeightMatrix& head, std::vector<float>& logits,
+                     cpu::ThreadPool& pool, cpu::Arena& arena) {
+    const int64_t H = c.hidden_size;
+    const size_t TH = static_cast<size_t>(T * H);
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    float* normed = arena.alloc<float>(TH);  // [T, H]
+    float* branch = arena.alloc<float>(TH);  // [T, H]
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+        const DecoderLayerRefs L = layer(i);
+        cpu::rms_norm(x, L.attn_norm->data(), T, H, eps, normed);
+        attention(i, normed, branch);
+        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
+        cpu::rms_norm(x, L.ffn_norm->data(), T, H, eps, normed);
+        feed_forward(*L.ff, i, pos0, opt, normed, T, H, branch, pool, arena);
+        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
+    }
+    const int64_t first = opt.all_logits ? 0 : T - 1;
+    lm_head(x + first * H, T - first, H, final_norm, eps, head, c.vocab_size, logits, normed, pool);
 }
 
 void embed(const TensorView& table, std::span<const int32_t> ids, int64_t H, float* x) {

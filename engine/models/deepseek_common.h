@@ -51,6 +51,20 @@ FeedForward bind_feed_forward(WeightBinder& b, const ModelConfig& c, int64_t lay
 void feed_forward(const FeedForward& f, int64_t layer, int64_t pos0, const ForwardOptions& opt, const float* normed,
                   int64_t T, int64_t H, float* out, cpu::ThreadPool& pool, cpu::Arena& arena);
 
+// The decoder stack and LM head over the embedded tokens x [T, H] (overwritten): per layer
+// x += attention(RMSNorm(x)), x += feed_forward(RMSNorm(x)); then the final norm and head.
+// `attention(layer, normed, out)` is the architecture's attention (it appends the KV cache).
+struct DecoderLayerRefs {
+    const std::vector<float>* attn_norm;
+    const std::vector<float>* ffn_norm;
+    const FeedForward* ff;
+};
+void decoder_forward(const ModelConfig& c, int64_t T, int64_t pos0, const ForwardOptions& opt, float* x,
+                     const std::function<DecoderLayerRefs(int64_t)>& layer,
+                     const std::function<void(int64_t, const float*, float*)>& attention,
+                     const std::vector<float>& final_norm, const cpu::WeightMatrix& head, std::vector<float>& logits,
+                     cpu::ThreadPool& pool, cpu::Arena& arena);
+
 // Embedding rows of `ids` into x [T, H].
 void embed(const TensorView& table, std::span<const int32_t> ids, int64_t H, float* x);
 // Final RMSNorm and LM head over the last n_out rows of x [T, H] -> logits [n_out, V].

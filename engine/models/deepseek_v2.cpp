@@ -106,7 +106,7 @@ void DeepseekV2::bind() {
 void DeepseekV2::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
                          std::vector<float>& logits) const {
     const ModelConfig& c = config_;
-    const int64_t T = static_cast<int64_t>(ids.size()), H = c.hidden_size, V = c.vocab_size;
+    const int64_t T = static_cast<int64_t>(ids.size()), H = c.hidden_size;
     const int64_t pos0 = cache.length();
     std::lock_guard<std::mutex> lock(forward_mutex_);
     cpu::ThreadPool& pool = *pool_;
@@ -122,22 +122,17 @@ void DeepseekV2::forward(std::span<const int32_t> ids, KvCache& cache, const For
                               : mla_ == MlaMode::absorbed ? cpu::MlaForm::absorbed
                                                           : cpu::MlaForm::automatic;
 
-    float* normed = arena.alloc<float>(TH);  // [T, H]
-    float* branch = arena.alloc<float>(TH);  // [T, H]
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-        const Layer& L = layers_[static_cast<size_t>(i)];
-        cpu::rms_norm(x, L.attn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed);
-        cpu::mla_forward(L.attn, normed, T, H, cache, i, rope, form, branch, pool, arena);
-        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
-        cpu::rms_norm(x, L.ffn_norm.data(), T, H, static_cast<float>(c.rms_norm_eps), normed);
-        deepseek::feed_forward(L.ff, i, pos0, opt, normed, T, H, branch, pool, arena);
-        for (size_t j = 0; j < TH; ++j) x[j] += branch[j];
-    }
+    deepseek::decoder_forward(
+        c, T, pos0, opt, x,
+        [this](int64_t i) {
+            const Layer& L = layers_[static_cast<size_t>(i)];
+            return deepseek::DecoderLayerRefs{&L.attn_norm, &L.ffn_norm, &L.ff};
+        },
+        [&](int64_t i, const float* normed, float* out) {
+            cpu::mla_forward(layers_[static_cast<size_t>(i)].attn, normed, T, H, cache, i, rope, form, out, pool, arena);
+        },
+        final_norm_, lm_head_, logits, pool, arena);
     cache.set_length(pos0 + T);
-
-    const int64_t first = opt.all_logits ? 0 : T - 1;
-    deepseek::lm_head(x + first * H, T - first, H, final_norm_, static_cast<float>(c.rms_norm_eps), lm_head_, V,
-                      logits, normed, pool);
 }
 
 }  // namespace
