@@ -403,6 +403,28 @@ def moe_ffn(cfg, x, w, layer, mask):
 # the model
 # ---------------------------------------------------------------------------------------------
 
+def feed_forward_shapes(c, i, H, router_bias=False):
+    """{tensor name: shape} of layer i's feed-forward half: the dense MLP, or the router (with
+    V3's selection bias when router_bias), the routed experts and the fused shared experts."""
+    p = f"model.layers.{i}.mlp."
+    want = {}
+    if c.is_moe_layer(i):
+        F, E = c.moe_intermediate_size, int(c.n_routed_experts)
+        want[p + "gate.weight"] = (E, H)
+        if router_bias:
+            want[p + "gate.e_score_correction_bias"] = (E,)
+        units = [(f"experts.{e}.", F) for e in range(E)]
+        if c.n_shared_width > 0:
+            units.append(("shared_experts.", c.n_shared_width))
+    else:
+        units = [("", c.intermediate_size)]
+    for prefix, width in units:
+        want[p + prefix + "gate_proj.weight"] = (width, H)
+        want[p + prefix + "up_proj.weight"] = (width, H)
+        want[p + prefix + "down_proj.weight"] = (H, width)
+    return want
+
+
 class Model:
     def __init__(self, model_dir):
         self.cfg = load_config(model_dir)
@@ -423,23 +445,7 @@ class Model:
             want[p + "self_attn.k_proj.weight"] = (c.num_key_value_heads * hd, H)
             want[p + "self_attn.v_proj.weight"] = (c.num_key_value_heads * hd, H)
             want[p + "self_attn.o_proj.weight"] = (H, c.num_attention_heads * hd)
-            if c.is_moe_layer(i):
-                F = c.moe_intermediate_size
-                want[p + "mlp.gate.weight"] = (c.n_routed_experts, H)
-                for e in range(c.n_routed_experts):
-                    want[p + f"mlp.experts.{e}.gate_proj.weight"] = (F, H)
-                    want[p + f"mlp.experts.{e}.up_proj.weight"] = (F, H)
-                    want[p + f"mlp.experts.{e}.down_proj.weight"] = (H, F)
-                if c.n_shared_width > 0:
-                    S = c.n_shared_width
-                    want[p + "mlp.shared_experts.gate_proj.weight"] = (S, H)
-                    want[p + "mlp.shared_experts.up_proj.weight"] = (S, H)
-                    want[p + "mlp.shared_experts.down_proj.weight"] = (H, S)
-            else:
-                I = c.intermediate_size
-                want[p + "mlp.gate_proj.weight"] = (I, H)
-                want[p + "mlp.up_proj.weight"] = (I, H)
-                want[p + "mlp.down_proj.weight"] = (H, I)
+            want.update(feed_forward_shapes(c, i, H))
         for name, shape in want.items():
             if name not in w:
                 raise ValueError(f"checkpoint lacks tensor '{name}'")

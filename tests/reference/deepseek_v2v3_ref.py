@@ -639,25 +639,7 @@ class Model:
             want[a + "kv_a_layernorm.weight"] = (cr,)
             want[a + "kv_b_proj.weight"] = (nh * (c.qk_nope_head_dim + dv), cr)
             want[a + "o_proj.weight"] = (H, nh * dv)
-            if c.is_moe_layer(i):
-                F, E = c.moe_intermediate_size, int(c.n_routed_experts)
-                want[p + "mlp.gate.weight"] = (E, H)
-                if c.topk_method == "noaux_tc":
-                    want[p + "mlp.gate.e_score_correction_bias"] = (E,)
-                for e in range(E):
-                    want[p + f"mlp.experts.{e}.gate_proj.weight"] = (F, H)
-                    want[p + f"mlp.experts.{e}.up_proj.weight"] = (F, H)
-                    want[p + f"mlp.experts.{e}.down_proj.weight"] = (H, F)
-                if c.n_shared_width > 0:
-                    S = c.n_shared_width
-                    want[p + "mlp.shared_experts.gate_proj.weight"] = (S, H)
-                    want[p + "mlp.shared_experts.up_proj.weight"] = (S, H)
-                    want[p + "mlp.shared_experts.down_proj.weight"] = (H, S)
-            else:
-                I = c.intermediate_size
-                want[p + "mlp.gate_proj.weight"] = (I, H)
-                want[p + "mlp.up_proj.weight"] = (I, H)
-                want[p + "mlp.down_proj.weight"] = (H, I)
+            want.update(base.feed_forward_shapes(c, i, H, router_bias=c.topk_method == "noaux_tc"))
         return want
 
     def _check_tensors(self):
