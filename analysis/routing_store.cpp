@@ -157,8 +157,8 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
     sql::Stmt ins(db,
                   "INSERT INTO runs (model_id, corpus_id, source, dtype, mask_spec, mask_mode, gate_weight_kind, "
                   "gate_weight_format, has_entropy, split, context, max_tokens, trace_key, status, started, "
-                  "experts_format, entropy_format) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16)",
+                  "experts_format, entropy_format, engine_version) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16, ?17)",
                   doing);
     ins.bind(1, r.model_id);
     if (r.corpus_id)
@@ -180,6 +180,7 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
         ins.bind(16, std::string_view("f16"));
     else
         ins.bind_null(16);
+    ins.bind(17, r.engine_version);
     ins.run();
     const int64_t id = db.last_insert_rowid();
     sql::Stmt lay(db, "INSERT INTO run_layers (run_id, layer, n_expert, k) VALUES (?1, ?2, ?3, ?4)", doing);
@@ -222,7 +223,8 @@ namespace {
 const char* kRunColumns =
     "SELECT r.run_id, r.model_id, r.corpus_id, r.source, r.dtype, r.mask_spec, r.mask_mode, r.gate_weight_kind, "
     "r.has_entropy, r.split, r.context, r.max_tokens, r.trace_key, r.status, r.started, r.finished, "
-    "r.n_documents, r.n_tokens, m.name, c.name, r.gate_weight_format, r.experts_format, r.entropy_format "
+    "r.n_documents, r.n_tokens, m.name, c.name, r.gate_weight_format, r.experts_format, r.entropy_format, "
+    "r.engine_version "
     "FROM runs r JOIN models m ON m.model_id = r.model_id LEFT JOIN corpora c ON c.corpus_id = r.corpus_id ";
 
 RunInfo read_run_row(const sql::Stmt& s) {
@@ -251,6 +253,7 @@ RunInfo read_run_row(const sql::Stmt& s) {
     r.gate_weight_format = s.text(20);
     r.experts_format = s.text(21);
     r.entropy_format = s.is_null(22) ? "" : s.text(22);
+    r.engine_version = s.text(23);
     return r;
 }
 

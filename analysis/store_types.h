@@ -50,6 +50,7 @@ struct RunSpec {
     int64_t model_id = 0;
     std::optional<int64_t> corpus_id;
     std::string source = "cpu";  // backend: cpu | cuda, or a captured run: sglang | vllm
+    std::string engine_version;  // a captured run: the server's reported version ("" if unknown)
     std::string dtype;
     std::string mask_spec;
     std::string mask_mode = "reroute";

@@ -8,3 +8,7 @@ moe_add_qtest(test_stats LABELS unit SOURCES test_stats.cpp LIBS moe_analysis)
 add_dependencies(test_stats moewb)
 moe_add_qtest(test_ablation LABELS unit SOURCES test_ablation.cpp LIBS moe_analysis)
 add_dependencies(test_ablation moewb)
+# Capture from SGLang / vLLM: a stand-in server (tests/capture_server.py, Python + NumPy) on
+# 127.0.0.1; the CLI cases run build/app/moewb.
+moe_add_qtest(test_capture LABELS unit SOURCES test_capture.cpp LIBS moe_analysis)
+add_dependencies(test_capture moewb)

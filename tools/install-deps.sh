@@ -6,8 +6,12 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   qt6-base-dev nlohmann-json3-dev libpcre2-dev libsqlite3-dev
+  libcurl4-openssl-dev  # moewb capture: HTTP to SGLang / vLLM servers
   python3 python3-numpy python3-torch
   clang libclang-rt-14-dev
+  # the GUI (moe-workbench): Qt 6 OpenGL widgets, QCustomPlot for Qt 6, Dear ImGui; its tests
+  # and tools/screenshot.sh run under Xvfb and ImageMagick takes the screenshot
+  libqt6opengl6-dev libqcustomplot-dev libqcustomplot2.1-qt6 libimgui-dev xvfb xauth imagemagick
 )
 # node and npm fetch the reference tokenizer the tests compare against; a machine that
 # already has them (from any source) keeps its own.

@@ -189,6 +189,9 @@ ALTER TABLE runs ADD COLUMN experts_format TEXT NOT NULL DEFAULT 'u16' CHECK (ex
 ALTER TABLE runs ADD COLUMN entropy_format TEXT CHECK (entropy_format IN ('f16', 'f32'));
 UPDATE runs SET entropy_format = 'f32' WHERE has_entropy = 1;
 
+-- The serving engine's reported version for runs captured from SGLang / vLLM ('' otherwise).
+ALTER TABLE runs ADD COLUMN engine_version TEXT NOT NULL DEFAULT '';
+
 CREATE TABLE ablation_domains (
   ablation_id INTEGER NOT NULL REFERENCES ablations(ablation_id) ON DELETE CASCADE,
   domain_id   INTEGER NOT NULL REFERENCES domains(domain_id),

@@ -42,6 +42,7 @@ json runs_json(an::RoutingStore& store) {
                        {"corpus", r.corpus_name},
                        {"source", r.source},
                        {"dtype", r.dtype},
+                       {"engine_version", r.engine_version},
                        {"mask", r.mask_spec},
                        {"mask_mode", r.mask_mode},
                        {"gate_weight_kind",

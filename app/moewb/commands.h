@@ -17,5 +17,7 @@ int cmd_trace(int argc, char** argv);
 int cmd_stats(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_ablate(int argc, char** argv);
+int cmd_capture(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 
 }  // namespace moewb

@@ -29,6 +29,8 @@ const Command kCommands[] = {
     {"stats", moewb::cmd_stats, "statistics of traced runs: per-expert CSV, load balance, entropy, ..."},
     {"export", moewb::cmd_export, "per-token routing, entropy or co-activation of a run as CSV"},
     {"ablate", moewb::cmd_ablate, "switch experts off (a mask or a sweep): loss, KL, top-1 agreement by domain"},
+    {"capture", moewb::cmd_capture, "store the routing an SGLang or vLLM server returns for a corpus"},
+    {"import", moewb::cmd_import, "store saved SGLang / vLLM responses (JSONL) as a run"},
 };
 
 void print_usage(FILE* out) {

@@ -1,0 +1,221 @@
+// Offline import of saved SGLang / vLLM responses (JSONL, one request per line) into a run
+// of the routing store; see capture.h and docs/capture.md for the line format. The same
+// validation as a live capture; one document per line, written whole or not at all; the
+// same file imported again resumes its incomplete run.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "analysis/capture.h"
+#include "analysis/fingerprint.h"
+#include "engine/error.h"
+
+namespace moe::analysis {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::optional<std::vector<int32_t>> ids_at(const json& obj, std::initializer_list<const char*> path) {
+    const json* v = &obj;
+    for (const char* key : path) {
+        if (v->is_array() && !v->empty() && std::string(key) == "0") {
+            v = &(*v)[0];
+            continue;
+        }
+        if (!v->is_object() || !v->contains(key)) return std::nullopt;
+        v = &(*v)[key];
+    }
+    if (!v->is_array()) return std::nullopt;
+    std::vector<int32_t> out;
+    out.reserve(v->size());
+    for (const json& e : *v) {
+        if (!e.is_number_integer()) return std::nullopt;
+        out.push_back(static_cast<int32_t>(e.get<int64_t>()));
+    }
+    return out;
+}
+
+struct Line {
+    json obj;
+    const json* response = nullptr;
+};
+
+}  // namespace
+
+ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const ModelRecord& model_record,
+                        const std::string& responses_path, const ImportOptions& opt) {
+    namespace fs = std::filesystem;
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    if (cfg.n_routed_experts <= 0) throw_input_error(cfg.source, "the model has no routed experts: nothing to import");
+    std::ifstream in(responses_path, std::ios::binary);
+    if (!in) throw_input_error(responses_path, "cannot open the responses file");
+    std::error_code ec;
+    const fs::path abs = fs::weakly_canonical(fs::absolute(responses_path), ec);
+    const std::string stem = abs.stem().string();
+
+    // Lines are read one at a time; the engine comes from the first response (or --engine).
+    std::string text;
+    int64_t line_no = 0;
+    auto next_line = [&](Line& line) -> bool {
+        while (std::getline(in, text)) {
+            ++line_no;
+            if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+            line.obj = json::parse(text, nullptr, false);
+            const std::string where = responses_path + ":" + std::to_string(line_no);
+            if (line.obj.is_discarded() || !line.obj.is_object())
+                throw_input_error(where, "not a JSON object");
+            line.response = line.obj.contains("response") ? &line.obj["response"] : &line.obj;
+            if (!line.response->is_object()) throw_input_error(where, "\"response\" is not a JSON object");
+            return true;
+        }
+        return false;
+    };
+    auto engine_of = [&](const Line& line, const std::string& where) {
+        if (opt.engine) return *opt.engine;
+        if (line.obj.contains("engine") && line.obj["engine"].is_string())
+            return parse_capture_engine(line.obj["engine"].get<std::string>(), where + ": \"engine\"");
+        if (line.response->contains("meta_info")) return CaptureEngine::sglang;
+        if (line.response->contains("choices")) return CaptureEngine::vllm;
+        throw_input_error(where, "neither an SGLang response (meta_info) nor a vLLM one (choices); say which with --engine");
+    };
+
+    ImportResult result;
+    Line first;
+    if (!next_line(first)) throw_input_error(responses_path, "has no responses");
+    const CaptureEngine engine = engine_of(first, responses_path + ":" + std::to_string(line_no));
+    result.engine = capture_engine_name(engine);
+
+    const int64_t model_id = store.add_model(model_record);
+    const int64_t corpus_id = store.add_corpus({stem, abs.string(), "saved " + result.engine + " responses", ""});
+    RunSpec spec;
+    spec.model_id = model_id;
+    spec.corpus_id = corpus_id;
+    spec.source = result.engine;
+    if (first.obj.contains("server_version") && first.obj["server_version"].is_string())
+        spec.engine_version = first.obj["server_version"].get<std::string>();
+    spec.gate_weight_kind.reset();
+    spec.has_entropy = false;
+    spec.split = "import";
+    spec.trace_key = "import|responses=" + abs.string() + "|domain=" + opt.domain + "|source=" + result.engine;
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
+        if (cfg.is_moe_layer(l)) spec.layers.push_back({l, cfg.n_routed_experts, cfg.num_experts_per_tok});
+    if (!opt.new_run) {
+        if (auto id = store.find_run(model_id, spec.trace_key, "incomplete")) {
+            result.run_id = *id;
+            result.resumed = true;
+        } else if (auto done = store.find_run(model_id, spec.trace_key, "complete")) {
+            result.run_id = *done;
+            result.already_complete = result.complete = true;
+            return result;
+        }
+    }
+    if (!result.run_id) result.run_id = store.create_run(spec);
+    std::map<std::tuple<int64_t, std::string, std::string>, std::string> finished;
+    for (const DocumentKey& k : store.finished_documents(result.run_id))
+        finished[{k.domain_id, k.split, k.name}] = k.text_hash;
+    std::map<std::string, int64_t> domain_ids;
+
+    TraceWriter writer(store, result.run_id, opt.writer);
+    LayerAxis axis = opt.layer_axis;
+    CaptureProgress progress;
+    progress.run_id = result.run_id;
+    Line line = std::move(first);
+    int64_t index = 0;
+    bool have = true;
+    while (have) {
+        const std::string where = responses_path + ":" + std::to_string(line_no);
+        const json& o = line.obj;
+        const json& resp = *line.response;
+        if (engine_of(line, where) != engine)
+            throw_input_error(where, "a " + std::string(capture_engine_name(engine_of(line, where))) +
+                                         " response in a file of " + result.engine + " responses");
+        std::string name = stem + "-" + std::to_string(index);
+        if (o.contains("id")) name = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
+        std::string domain = opt.domain;
+        if (domain.empty()) domain = o.contains("domain") && o["domain"].is_string() ? o["domain"].get<std::string>() : "import";
+        auto prompt = ids_at(o, {"prompt_ids"});
+        if (!prompt) prompt = ids_at(o, {"input_ids"});
+        if (!prompt) prompt = ids_at(o, {"request", "input_ids"});
+        if (!prompt) prompt = ids_at(o, {"request", "prompt"});
+        if (!prompt) prompt = ids_at(resp, {"prompt_token_ids"});
+        if (!prompt) prompt = ids_at(resp, {"choices", "0", "prompt_token_ids"});
+        if (!prompt)
+            throw_input_error(where, "no prompt token ids (\"prompt_ids\", \"input_ids\", \"request\".\"input_ids\" or "
+                                     "\"request\".\"prompt\", or vLLM's prompt_token_ids)");
+        for (int32_t id : *prompt)
+            if (id < 0 || id >= cfg.vocab_size)
+                throw_input_error(where, "prompt token id " + std::to_string(id) + " is outside the model's vocab_size " +
+                                             std::to_string(cfg.vocab_size));
+        auto dit = domain_ids.find(domain);
+        if (dit == domain_ids.end()) dit = domain_ids.emplace(domain, store.add_domain(corpus_id, {domain, "", ""})).first;
+        const int64_t domain_id = dit->second;
+
+        ParsedResponse pr = parse_engine_response(engine, resp.dump(), static_cast<int64_t>(prompt->size()), cfg, where);
+        if (pr.output_ids.empty())
+            if (auto out = ids_at(o, {"output_ids"})) pr.output_ids = *out;
+        if (pr.n_output > 1 && static_cast<int64_t>(pr.output_ids.size()) != pr.n_output)
+            throw_input_error(where, "the generated token ids are missing (\"output_ids\"): " + std::to_string(pr.n_output) +
+                                         " tokens were generated");
+        Hasher h;
+        h.update(prompt->data(), prompt->size() * 4);
+        h.update_u64(0xFFFFFFFFFFFFFFFFull);
+        h.update(pr.output_ids.data(), pr.output_ids.size() * 4);
+        const std::string hash = h.hex();
+
+        if (auto it = finished.find({domain_id, spec.split, name}); it != finished.end()) {
+            if (it->second != hash)
+                throw_input_error(where, "response '" + name + "' differs from the one run " + std::to_string(result.run_id) +
+                                             " imported; import it as a new run (--new-run)");
+            ++result.documents_skipped;
+        } else {
+            auto doc = std::make_unique<DocumentRouting>();
+            doc->domain_id = domain_id;
+            doc->split = spec.split;
+            doc->name = name;
+            doc->text_hash = hash;
+            for (const RunLayer& rl : spec.layers) {
+                DocumentRouting::Layer l;
+                l.layer = rl.layer;
+                l.k = rl.k;
+                doc->layers.push_back(std::move(l));
+            }
+            const LayerAxis use = resolve_layer_axis(pr.routing, cfg, axis, where);
+            if (axis == LayerAxis::auto_detect && pr.routing.rows > 0 && cfg.n_moe_layers() != cfg.num_hidden_layers)
+                axis = use;
+            append_routing(pr.routing, cfg, use, doc->layers, where);
+            // The rows cover prompt + output − 1 positions: every token but the last generated one.
+            const auto n_rows = static_cast<size_t>(pr.routing.rows);
+            doc->token_ids = *prompt;
+            doc->token_ids.insert(doc->token_ids.end(), pr.output_ids.begin(), pr.output_ids.end());
+            doc->token_ids.resize(n_rows);
+            result.tokens_imported += static_cast<int64_t>(n_rows);
+            writer.submit(std::move(doc));
+            ++result.documents_imported;
+        }
+        ++index;
+        progress.documents_done = result.documents_imported;
+        progress.tokens_done = result.tokens_imported;
+        progress.domain = domain;
+        progress.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (opt.progress && !opt.progress(progress)) {
+            result.stopped = true;
+            break;
+        }
+        have = next_line(line);
+    }
+    writer.finish();
+    result.writer = writer.stats();
+    if (axis != LayerAxis::auto_detect) result.layer_axis = layer_axis_name(axis);
+    result.complete = !result.stopped;
+    if (result.complete) store.finish_run(result.run_id, true);
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return result;
+}
+
+}  // namespace moe::analysis

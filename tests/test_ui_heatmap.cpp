@@ -1,0 +1,289 @@
+// GUI suite without GL (offscreen platform): the model panel opens a model on a worker
+// thread and shows the engine's numbers, or the error in place; a trace runs on a worker
+// thread, reports progress through the event loop and can be cancelled; the
+// corpus's domains are counted in tokens with the model's tokenizer; the
+// heatmap view holds exactly the numbers analysis/expert_stats returns for the run, in every
+// measure and both orientations (in its grid and in the colour map's cells), and its hover
+// text names the cell's numbers.
+#include <QApplication>
+#include <QImage>
+#include <QLabel>
+#include <QSignalSpy>
+#include <QtTest>
+#include <cmath>
+#include <qcustomplot.h>
+
+#include "analysis/corpus_tokens.h"
+#include "analysis/expert_stats.h"
+#include "engine/tokenizer.h"
+#include "engine/model_config.h"
+#include "tests/ui_test_support.h"
+#include "ui/heatmap_view.h"
+#include "ui/model_panel.h"
+#include "ui/workbench.h"
+
+using namespace moe::ui;
+namespace an = moe::analysis;
+
+class TestUiHeatmap : public QObject {
+    Q_OBJECT
+
+    ui_test::Fixture fx_;
+    int64_t run_id_ = 0;
+
+    // Requests a heatmap through the workbench into the view and waits for it (or its error).
+    bool show(Workbench& wb, HeatmapView& view, HeatmapAxes axes, HeatmapMeasure measure) {
+        view.setAxes(axes);
+        view.setMeasure(measure);
+        view.setRun(run_id_);
+        wb.waitIdle(30000);
+        const auto& g = view.grid();
+        return g && g->request.axes == axes && g->request.measure == measure && view.message().isEmpty();
+    }
+
+private slots:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        QVERIFY(fx_.ok);
+    }
+
+    void modelPanelShowsTheEnginesNumbers() {
+        Workbench wb;
+        ModelPanel panel(&wb);
+        wb.openModel(fx_.model_dir);
+        QTRY_VERIFY_WITH_TIMEOUT(wb.hasModel(), 30000);
+        const moe::ModelConfig c = moe::load_model_config(fx_.model_dir.toStdString());
+        QCOMPARE(wb.modelSummary().n_routed_experts, c.n_routed_experts);
+        QCOMPARE(wb.modelSummary().n_shared_experts, c.n_shared_experts);
+        QCOMPARE(wb.modelSummary().n_expert_used, c.num_experts_per_tok);
+        QCOMPARE(wb.modelSummary().total_params, c.total_params());
+        QCOMPARE(wb.modelSummary().activated_params, c.activated_params());
+        QCOMPARE(wb.modelSummary().dtype, std::string("F32"));
+        QVERIFY(wb.canTrace());
+        QVERIFY(panel.errorText().isEmpty());
+        QCOMPARE(panel.fieldText("topk"), QString::number(c.num_experts_per_tok));
+        QCOMPARE(panel.fieldText("shared"), QString::number(c.n_shared_experts));
+        QVERIFY2(panel.fieldText("layers").startsWith(QString::number(c.num_hidden_layers) + ":"),
+                 qPrintable(panel.fieldText("layers")));
+        QVERIFY(panel.fieldText("routed").startsWith(QString::number(c.n_routed_experts)));
+        QVERIFY(panel.fieldText("dtype").startsWith("F32"));
+    }
+
+    void modelErrorsAreShownInPlace() {
+        Workbench wb;
+        ModelPanel panel(&wb);
+        const QString missing = fx_.tmp.filePath("no-such-model");
+        wb.openModel(missing);
+        QTRY_VERIFY_WITH_TIMEOUT(!panel.errorText().isEmpty(), 30000);
+        QVERIFY2(panel.errorText().contains("no-such-model"), qPrintable(panel.errorText()));
+        QVERIFY(!wb.hasModel());
+
+        // A damaged config.json: the engine's message, naming the file, in the panel.
+        const QString bad = fx_.tmp.filePath("bad-model");
+        QDir().mkpath(bad);
+        QFile f(bad + "/config.json");
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write("{\"model_type\": \"deepseek\", \"hidden_size\": ");
+        f.close();
+        wb.openModel(bad);
+        QTRY_VERIFY_WITH_TIMEOUT(panel.errorText().contains("config.json"), 30000);
+
+        // A good model afterwards clears the error.
+        wb.openModel(fx_.model_dir);
+        QTRY_VERIFY_WITH_TIMEOUT(wb.hasModel(), 30000);
+        QVERIFY(panel.errorText().isEmpty());
+    }
+
+    void traceRunsOnAWorkerThread() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        QCOMPARE(wb.corpus()->domains.size(), size_t(2));
+        QCOMPARE(wb.corpus()->domains[0].documents, int64_t(4));
+        // Token counts: the trace's own tokenization (analysis/corpus_tokens) with the model's tokenizer.
+        const moe::Tokenizer tok = moe::Tokenizer::load_dir(fx_.model_dir.toStdString());
+        for (size_t i = 0; i < 2; ++i) {
+            int64_t expected = 0;
+            for (const auto& doc : an::tokenize_domain(wb.corpus()->corpus.domains[i], tok, 0)) expected += int64_t(doc.ids.size());
+            QCOMPARE(wb.corpus()->domains[i].tokens, expected);
+        }
+        QSignalSpy progress(&wb, &Workbench::traceProgress);
+        QSignalSpy finished(&wb, &Workbench::traceFinished);
+        // startTrace returns at once, the trace running on a worker; its progress and its end
+        // arrive as events of this thread's loop.
+        wb.startTrace({}, 150);
+        QVERIFY(wb.traceRunning());
+        QCOMPARE(finished.size(), 0);
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 120000);
+        QVERIFY2(finished[0][0].toBool(), qPrintable(finished[0][1].toString()));
+        QVERIFY(progress.size() > 0);
+        QCOMPARE(wb.traceStatus().tokens_done, wb.traceStatus().tokens_total);
+        QCOMPARE(wb.traceStatus().tokens_total, int64_t(300));  // 150 per domain, the last document cut
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(wb.runs().size(), size_t(1));
+        const an::RunInfo& run = wb.runs()[0];
+        QCOMPARE(run.status, std::string("complete"));
+        QCOMPARE(run.n_tokens, int64_t(300));
+        run_id_ = run.run_id;
+    }
+
+    void heatmapHoldsTheAnalysisNumbers() {
+        QVERIFY(run_id_);
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        HeatmapView view;
+        view.resize(900, 500);
+        view.show();
+        connect(&view, &HeatmapView::requestChanged, &wb, &Workbench::requestHeatmap);
+        connect(&wb, &Workbench::heatmapReady, &view, &HeatmapView::showGrid);
+        connect(&wb, &Workbench::heatmapFailed, &view, &HeatmapView::showError);
+
+        an::StoreOptions ro;
+        ro.read_only = true;
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString(), ro);
+        const auto shares = an::expert_shares(store, run_id_);
+        const auto ratios = an::domain_log_ratios(store, run_id_);
+        QVERIFY(!shares.empty());
+
+        for (HeatmapAxes axes : {HeatmapAxes::experts_by_layers, HeatmapAxes::experts_by_domains})
+            for (HeatmapMeasure m : {HeatmapMeasure::share, HeatmapMeasure::ratio_to_uniform, HeatmapMeasure::log_ratio,
+                                     HeatmapMeasure::mean_gate_weight}) {
+                QVERIFY2(show(wb, view, axes, m), qPrintable(QString("%1: %2").arg(measure_name(m), view.message())));
+                const HeatmapGrid& g = *view.grid();
+                QCPColorMapData* data = view.colorMap()->data();  // cell() is not const
+                QCOMPARE(data->keySize(), static_cast<int>(g.n_cols));
+                QCOMPARE(data->valueSize(), static_cast<int>(g.n_rows));
+                int checked = 0;
+                auto check = [&](const std::string& domain, int64_t layer, int64_t expert, double expected) {
+                    for (int64_t r = 0; r < g.n_rows; ++r) {
+                        if (g.row_domains[size_t(r)] != domain || g.row_layers[size_t(r)] != layer) continue;
+                        const double cell = g.at(r, expert).value, drawn = data->cell(int(expert), int(r));
+                        if (std::isnan(expected)) {
+                            QVERIFY(std::isnan(cell) && std::isnan(drawn));
+                        } else {
+                            QCOMPARE(cell, expected);
+                            QCOMPARE(drawn, expected);
+                        }
+                        ++checked;
+                    }
+                };
+                if (m == HeatmapMeasure::log_ratio) {
+                    for (const auto& lr : ratios) check(lr.domain, lr.layer, lr.expert, lr.log_ratio);
+                } else {
+                    for (const auto& s : shares)
+                        check(s.domain, s.layer, s.expert,
+                              m == HeatmapMeasure::share              ? s.share
+                              : m == HeatmapMeasure::ratio_to_uniform ? s.ratio_to_uniform
+                                                                      : s.mean_gate_weight.value_or(NAN));
+                }
+                QCOMPARE(checked, static_cast<int>(g.n_rows * g.n_cols));  // every cell checked once
+                QCOMPARE(g.diverging, m == HeatmapMeasure::log_ratio);
+            }
+    }
+
+    void otherDomainAndLayerArePickable() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        HeatmapView view;
+        connect(&view, &HeatmapView::requestChanged, &wb, &Workbench::requestHeatmap);
+        connect(&wb, &Workbench::heatmapReady, &view, &HeatmapView::showGrid);
+        QVERIFY(show(wb, view, HeatmapAxes::experts_by_layers, HeatmapMeasure::share));
+        QCOMPARE(view.grid()->request.domain, std::string("code"));
+        auto* picker = view.findChild<QComboBox*>("heatmapPicker");
+        QCOMPARE(picker->count(), 2);
+        picker->setCurrentIndex(1);
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(view.grid()->request.domain, std::string("prose"));
+        QCOMPARE(view.grid()->row_domains.front(), std::string("prose"));
+        QVERIFY(show(wb, view, HeatmapAxes::experts_by_domains, HeatmapMeasure::share));
+        QCOMPARE(picker->count(), static_cast<int>(view.grid()->layers.size()));
+        picker->setCurrentIndex(picker->count() - 1);
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(*view.grid()->request.layer, view.grid()->layers.back());
+        QCOMPARE(view.grid()->row_labels, (std::vector<std::string>{"code", "prose"}));
+    }
+
+    void hoverNamesTheCell() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        HeatmapView view;
+        view.resize(900, 500);
+        view.show();
+        connect(&view, &HeatmapView::requestChanged, &wb, &Workbench::requestHeatmap);
+        connect(&wb, &Workbench::heatmapReady, &view, &HeatmapView::showGrid);
+        QVERIFY(show(wb, view, HeatmapAxes::experts_by_layers, HeatmapMeasure::share));
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.plot()->replot();
+        const HeatmapGrid& g = *view.grid();
+        const int64_t row = g.n_rows - 1, expert = 5;
+        const QPoint pos(int(view.plot()->xAxis->coordToPixel(double(expert))),
+                         int(view.plot()->yAxis->coordToPixel(double(row))));
+        const auto cell = view.cellAt(pos);
+        QVERIFY(cell);
+        QCOMPARE(cell->first, row);
+        QCOMPARE(cell->second, expert);
+        const QString tip = view.toolTipAt(pos);
+        const HeatmapCell& c = g.at(row, expert);
+        QVERIFY2(tip.contains(QString("layer %1 · expert %2").arg(g.row_layers[size_t(row)]).arg(expert)), qPrintable(tip));
+        QVERIFY2(tip.contains(QString("%1 of %2").arg(c.count).arg(c.tokens)), qPrintable(tip));
+        QVERIFY(view.toolTipAt(QPoint(1, 1)).isEmpty());  // outside the map
+
+        // Export: a PNG that reads back at the size asked, a PDF, and a refusal of other suffixes.
+        const QString png = fx_.tmp.filePath("heatmap.png"), pdf = fx_.tmp.filePath("heatmap.pdf");
+        QVERIFY(view.exportImage(png));
+        const QImage image(png);
+        QVERIFY(!image.isNull());
+        QVERIFY(image.width() >= 1200);
+        QVERIFY(view.exportImage(pdf));
+        QFile f(pdf);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        QVERIFY(f.read(5) == "%PDF-");
+        QVERIFY(!view.exportImage(fx_.tmp.filePath("heatmap.svg")));
+    }
+
+    void cancelLeavesAnIncompleteRun() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        QSignalSpy finished(&wb, &Workbench::traceFinished);
+        // Cancelled at once (a different budget: a new trace): the worker sees the request at
+        // its first progress report, before or after a few documents, never after the last.
+        wb.startTrace({"prose"}, 0);
+        wb.cancelTrace();
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 120000);
+        QVERIFY(wb.waitIdle(30000));
+        QVERIFY2(wb.lastTraceSummary().contains("cancelled"), qPrintable(wb.lastTraceSummary()));
+        QCOMPARE(wb.runs().size(), size_t(2));
+        QCOMPARE(wb.runs().back().status, std::string("incomplete"));
+        QVERIFY(wb.runs().back().n_documents < 4);
+    }
+
+    void errorsOfAStatisticAreShownInPlace() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        HeatmapView view;
+        connect(&view, &HeatmapView::requestChanged, &wb, &Workbench::requestHeatmap);
+        connect(&wb, &Workbench::heatmapReady, &view, &HeatmapView::showGrid);
+        connect(&wb, &Workbench::heatmapFailed, &view, &HeatmapView::showError);
+        // A run of one domain has no domain-vs-rest log-ratio.
+        QSignalSpy finished(&wb, &Workbench::traceFinished);
+        wb.startTrace({"code"}, 50);
+        QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 120000);
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(wb.runs().back().status, std::string("complete"));
+        view.setMeasure(HeatmapMeasure::log_ratio);
+        view.setRun(wb.runs().back().run_id);
+        QVERIFY(wb.waitIdle(30000));
+        QVERIFY2(view.message().contains("at least two domains"), qPrintable(view.message()));
+        // The share of the same run shows.
+        view.setMeasure(HeatmapMeasure::share);
+        QVERIFY(wb.waitIdle(30000));
+        QVERIFY2(view.message().isEmpty(), qPrintable(view.message()));
+        // Tracing no existing domain is refused with a reason, at once.
+        wb.startTrace({"no-such-domain"}, 10);
+        QCOMPARE(finished.size(), 2);
+        QVERIFY(!finished[1][0].toBool());
+        QVERIFY(!wb.traceRunning());
+    }
+};
+
+QTEST_MAIN(TestUiHeatmap)
+#include "test_ui_heatmap.moc"

@@ -1,0 +1,121 @@
+// The main window on a real X server (xvfb-run): started on a model, a store with no runs and
+// a corpus, it traces the corpus by itself and shows the run's heatmap; keyboard shortcuts
+// switch the view; the Trace button of the runs panel starts another run; the layout, the
+// heatmap's choices and the recent models and stores are kept in QSettings for the next start.
+#include <QDockWidget>
+#include <QPushButton>
+#include <QSettings>
+#include <QtTest>
+
+#include "tests/ui_test_support.h"
+#include "ui/heatmap_view.h"
+#include "ui/log_panel.h"
+#include "ui/main_window.h"
+#include "ui/model_panel.h"
+#include "ui/runs_panel.h"
+
+using namespace moe::ui;
+
+class TestUiMainWindow : public QObject {
+    Q_OBJECT
+    ui_test::Fixture fx_;
+
+    StartOptions options() const {
+        StartOptions o;
+        o.model_dir = fx_.model_dir;
+        o.store_path = fx_.store_path;
+        o.corpus_path = fx_.corpus_dir;
+        o.auto_trace_tokens = 120;
+        return o;
+    }
+
+private slots:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        QCoreApplication::setOrganizationName("MoE Workbench tests");
+        QCoreApplication::setApplicationName("test_ui_main_window");
+        QSettings().clear();
+        QVERIFY(fx_.ok);
+    }
+
+    void firstStartTracesAndShowsTheHeatmap() {
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        w.start(options());
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->runs().size() == 1 && !wb->traceRunning(), 120000);
+        QVERIFY(wb->waitIdle(30000));
+        QCOMPARE(wb->runs()[0].status, std::string("complete"));
+        QCOMPARE(wb->runs()[0].n_tokens, int64_t(240));
+        QVERIFY(w.modelPanel()->errorText().isEmpty());
+        QCOMPARE(w.runsPanel()->selectedRun(), wb->runs()[0].run_id);
+        QTRY_VERIFY_WITH_TIMEOUT(w.heatmapView()->grid().has_value(), 30000);
+        QVERIFY2(w.heatmapView()->message().isEmpty(), qPrintable(w.heatmapView()->message()));
+        // First start: the paper's figure, experts × domains.
+        QCOMPARE(w.heatmapView()->grid()->request.axes, HeatmapAxes::experts_by_domains);
+        QVERIFY(w.logPanel()->text().contains("tracing"));
+        // The domains table: name, documents, tokens with the model's tokenizer.
+        QCOMPARE(w.runsPanel()->domainCell(0, 0), QString("code"));
+        QCOMPARE(w.runsPanel()->domainCell(0, 1), QString("4"));
+        QVERIFY(wb->corpus()->domains[0].tokens > 0);
+        QCOMPARE(w.runsPanel()->domainCell(0, 2), QString::number(wb->corpus()->domains[0].tokens));
+
+        // Shortcuts: Ctrl+1 experts × layers, Ctrl+2 back.
+        w.activateWindow();
+        QVERIFY(QTest::qWaitForWindowActive(&w));
+        QTest::keyClick(&w, Qt::Key_1, Qt::ControlModifier);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_COMPARE(w.heatmapView()->grid()->request.axes, HeatmapAxes::experts_by_layers);
+        QTest::keyClick(&w, Qt::Key_2, Qt::ControlModifier);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_COMPARE(w.heatmapView()->grid()->request.axes, HeatmapAxes::experts_by_domains);
+        QTest::keyClick(&w, Qt::Key_1, Qt::ControlModifier);  // kept for the next start
+        QVERIFY(wb->waitIdle(30000));
+
+        // The runs panel's Trace button: another budget, another run, selected when done.
+        w.runsPanel()->setTokenBudget(60);
+        QTest::mouseClick(w.findChild<QPushButton*>("startTrace"), Qt::LeftButton);
+        QTRY_VERIFY_WITH_TIMEOUT(wb->runs().size() == 2 && !wb->traceRunning(), 120000);
+        QVERIFY(wb->waitIdle(30000));
+        QCOMPARE(wb->runs()[1].n_tokens, int64_t(120));
+        QVERIFY(w.runsPanel()->progressText().contains("complete"));
+
+        // Every dock can be hidden and brought back from the View menu (toggle actions).
+        auto* log_dock = w.findChild<QDockWidget*>("logDock");
+        log_dock->toggleViewAction()->trigger();
+        QVERIFY(log_dock->isHidden());
+        log_dock->toggleViewAction()->trigger();
+        QVERIFY(!log_dock->isHidden());
+
+        QVERIFY(!w.grab().isNull());
+        w.resize(1300, 900);
+        QTRY_COMPARE(w.size(), QSize(1300, 900));
+        w.close();
+    }
+
+    void settingsAreKeptForTheNextStart() {
+        QSettings s;
+        QVERIFY(s.contains("mainWindow/geometry"));
+        QVERIFY(s.contains("mainWindow/state"));
+        QCOMPARE(s.value("recent/models").toStringList().value(0), QDir::cleanPath(fx_.model_dir));
+        QCOMPARE(s.value("recent/stores").toStringList().value(0), fx_.store_path);
+
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QCOMPARE(w.size(), QSize(1300, 900));
+        QCOMPARE(w.heatmapView()->currentRequest().axes, HeatmapAxes::experts_by_layers);
+        // A store with runs is not traced again on start.
+        w.start(options());
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel() && wb->hasStore() && wb->corpus(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        QVERIFY(!wb->traceRunning());
+        QCOMPARE(wb->runs().size(), size_t(2));
+        w.close();
+    }
+};
+
+QTEST_MAIN(TestUiMainWindow)
+#include "test_ui_main_window.moc"

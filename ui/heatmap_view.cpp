@@ -1,0 +1,252 @@
+// HeatmapView; see heatmap_view.h.
+#include "ui/heatmap_view.h"
+
+#include <qcustomplot.h>
+
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QToolTip>
+#include <QVBoxLayout>
+#include <cmath>
+
+#include "ui/color_maps.h"
+
+namespace moe::ui {
+
+namespace {
+QString q(const std::string& s) { return QString::fromStdString(s); }
+
+// Tick spacing for n experts: about 8–16 labelled ticks.
+double expert_tick_step(int64_t n) {
+    for (double step : {1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0})
+        if (static_cast<double>(n) / step <= 16) return step;
+    return 128.0;
+}
+}  // namespace
+
+HeatmapView::HeatmapView(QWidget* parent)
+    : QWidget(parent), axes_(new QComboBox(this)), measure_(new QComboBox(this)), picker_label_(new QLabel(this)),
+      picker_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
+    axes_->setObjectName("heatmapAxes");
+    axes_->addItem(tr("Experts × layers (one domain)"), static_cast<int>(HeatmapAxes::experts_by_layers));
+    axes_->addItem(tr("Experts × domains (one layer)"), static_cast<int>(HeatmapAxes::experts_by_domains));
+    measure_->setObjectName("heatmapMeasure");
+    for (HeatmapMeasure m : {HeatmapMeasure::share, HeatmapMeasure::ratio_to_uniform, HeatmapMeasure::log_ratio,
+                             HeatmapMeasure::mean_gate_weight})
+        measure_->addItem(tr(measure_name(m)), static_cast<int>(m));
+    measure_->setItemData(0, tr("count / (tokens × k): the fraction of the layer's selections"), Qt::ToolTipRole);
+    measure_->setItemData(1, tr("share / (k / E): 1 is the uniform share, 2 twice it"), Qt::ToolTipRole);
+    measure_->setItemData(2, tr("ln(share in the domain / share in all other domains), smoothed (α = ½); needs 2+ domains"),
+                          Qt::ToolTipRole);
+    measure_->setItemData(3, tr("mean gate weight of the expert's selections; needs a run with gate weights"),
+                          Qt::ToolTipRole);
+    picker_->setObjectName("heatmapPicker");
+    picker_->setMinimumContentsLength(10);
+    picker_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
+    title_->setObjectName("heatmapTitle");
+    message_->setObjectName("heatmapMessage");
+    message_->setWordWrap(true);
+    message_->setAlignment(Qt::AlignCenter);
+    message_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+
+    auto* controls = new QHBoxLayout;
+    controls->addWidget(new QLabel(tr("View:"), this));
+    controls->addWidget(axes_);
+    controls->addSpacing(8);
+    controls->addWidget(new QLabel(tr("Measure:"), this));
+    controls->addWidget(measure_);
+    controls->addSpacing(8);
+    controls->addWidget(picker_label_);
+    controls->addWidget(picker_);
+    controls->addStretch(1);
+
+    // The plot: cells at integer coordinates (expert, row), a colour scale on the right.
+    plot_->setObjectName("heatmapPlot");
+    plot_->setMouseTracking(true);
+    plot_->axisRect()->setupFullAxesBox(true);
+    plot_->xAxis->setLabel(tr("expert"));
+    plot_->xAxis2->setTickLabels(false);
+    plot_->yAxis2->setTickLabels(false);
+    plot_->xAxis->grid()->setVisible(false);
+    plot_->yAxis->grid()->setVisible(false);
+    plot_->yAxis->setRangeReversed(true);  // first row at the top, as in a table
+    map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
+    map_->setInterpolate(false);
+    map_->setTightBoundary(false);
+    scale_ = new QCPColorScale(plot_);
+    plot_->plotLayout()->addElement(0, 1, scale_);
+    scale_->setType(QCPAxis::atRight);
+    scale_->setBarWidth(14);
+    map_->setColorScale(scale_);
+    auto* margins = new QCPMarginGroup(plot_);
+    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
+    scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
+    plot_->setVisible(false);
+
+    auto* layout = new QVBoxLayout(this);
+    layout->addLayout(controls);
+    layout->addWidget(title_);
+    layout->addWidget(message_, 1);
+    layout->addWidget(plot_, 20);
+
+    connect(axes_, &QComboBox::currentIndexChanged, this, [this] {
+        fillPicker();
+        controlsChanged();
+    });
+    connect(measure_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
+    connect(picker_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
+    connect(plot_, &QCustomPlot::mouseMove, this, &HeatmapView::hover);
+    fillPicker();
+    showNotice(tr("Select a run to see which experts its tokens were routed to."));
+}
+
+void HeatmapView::setRun(int64_t run_id) {
+    run_id_ = run_id;
+    controlsChanged();
+}
+
+void HeatmapView::setAxes(HeatmapAxes axes) { axes_->setCurrentIndex(axes_->findData(static_cast<int>(axes))); }
+void HeatmapView::setMeasure(HeatmapMeasure m) { measure_->setCurrentIndex(measure_->findData(static_cast<int>(m))); }
+
+HeatmapRequest HeatmapView::currentRequest() const {
+    HeatmapRequest r;
+    r.run_id = run_id_;
+    r.axes = static_cast<HeatmapAxes>(axes_->currentData().toInt());
+    r.measure = static_cast<HeatmapMeasure>(measure_->currentData().toInt());
+    if (picker_->currentIndex() >= 0) {
+        if (r.axes == HeatmapAxes::experts_by_layers) r.domain = picker_->currentData().toString().toStdString();
+        else r.layer = picker_->currentData().toLongLong();
+    }
+    return r;
+}
+
+void HeatmapView::controlsChanged() {
+    if (filling_) return;
+    if (!run_id_) {
+        showNotice(tr("Select a run to see which experts its tokens were routed to."));
+        return;
+    }
+    emit requestChanged(currentRequest());
+}
+
+// The picker lists the grid's domains or layers; kept as it is while the run's lists match.
+void HeatmapView::fillPicker() {
+    const bool by_layers = static_cast<HeatmapAxes>(axes_->currentData().toInt()) == HeatmapAxes::experts_by_layers;
+    picker_label_->setText(by_layers ? tr("Domain:") : tr("Layer:"));
+    filling_ = true;
+    const QVariant keep = picker_->currentData();
+    picker_->clear();
+    if (grid_) {
+        if (by_layers)
+            for (const std::string& d : grid_->domains) picker_->addItem(q(d), q(d));
+        else
+            for (int64_t l : grid_->layers) picker_->addItem(tr("layer %1").arg(l), static_cast<qlonglong>(l));
+        int i = picker_->findData(keep);
+        if (i < 0 && grid_->request.axes == static_cast<HeatmapAxes>(axes_->currentData().toInt()))
+            i = by_layers ? picker_->findData(q(grid_->request.domain))
+                          : picker_->findData(static_cast<qlonglong>(grid_->request.layer.value_or(-1)));
+        picker_->setCurrentIndex(std::max(i, 0));
+    }
+    filling_ = false;
+}
+
+QString HeatmapView::message() const { return message_->isHidden() ? QString() : message_->text(); }
+
+void HeatmapView::showNotice(const QString& text) {
+    message_->setStyleSheet("color: palette(text)");
+    message_->setText(text);
+    message_->show();
+    plot_->hide();
+}
+
+void HeatmapView::showError(const QString& error) {
+    title_->clear();
+    message_->setStyleSheet("color: #b3261e");
+    message_->setText(tr("Cannot show this heatmap:\n%1").arg(error));
+    message_->show();
+    plot_->hide();
+}
+
+void HeatmapView::showGrid(const HeatmapGrid& grid) {
+    if (grid.request.run_id != run_id_) return;  // an answer for a run no longer shown
+    grid_ = grid;
+    fillPicker();
+    message_->hide();
+    plot_->show();
+    const bool by_layers = grid.request.axes == HeatmapAxes::experts_by_layers;
+    title_->setText(QString("<b>%1</b> — %2 — %3")
+                        .arg(tr(measure_name(grid.request.measure)),
+                             by_layers ? tr("domain %1").arg(q(grid.request.domain))
+                                       : tr("layer %1").arg(grid.request.layer.value_or(0)),
+                             q(grid.run_label).toHtmlEscaped()));
+
+    // Cell (expert e, row r) at coordinates (e, r): the key axis runs over experts.
+    map_->data()->setSize(static_cast<int>(grid.n_cols), static_cast<int>(grid.n_rows));
+    map_->data()->setRange(QCPRange(0, static_cast<double>(grid.n_cols - 1)),
+                           QCPRange(0, static_cast<double>(grid.n_rows - 1)));
+    for (int64_t r = 0; r < grid.n_rows; ++r)
+        for (int64_t e = 0; e < grid.n_cols; ++e) {
+            const HeatmapCell& c = grid.at(r, e);
+            map_->data()->setCell(static_cast<int>(e), static_cast<int>(r), c.present ? c.value : NAN);
+        }
+    if (grid.diverging) {
+        const double m = std::max({std::abs(grid.min_value()), std::abs(grid.max_value()), 1e-9});
+        map_->setGradient(diverging_gradient());
+        map_->setDataRange(QCPRange(-m, m));
+    } else {
+        map_->setGradient(viridis_gradient());
+        map_->setDataRange(QCPRange(std::min(0.0, grid.min_value()), std::max(grid.max_value(), 1e-9)));
+    }
+    scale_->axis()->setLabel(tr(measure_name(grid.request.measure)));
+
+    plot_->xAxis->setRange(-0.5, static_cast<double>(grid.n_cols) - 0.5);
+    plot_->yAxis->setRange(-0.5, static_cast<double>(grid.n_rows) - 0.5);
+    auto xt = QSharedPointer<QCPAxisTickerFixed>::create();
+    xt->setTickStep(expert_tick_step(grid.n_cols));
+    xt->setScaleStrategy(QCPAxisTickerFixed::ssNone);
+    plot_->xAxis->setTicker(xt);
+    auto yt = QSharedPointer<QCPAxisTickerText>::create();
+    for (int64_t r = 0; r < grid.n_rows; ++r)
+        yt->addTick(static_cast<double>(r), by_layers ? QString::number(grid.row_layers[static_cast<size_t>(r)])
+                                                      : q(grid.row_labels[static_cast<size_t>(r)]));
+    plot_->yAxis->setTicker(yt);
+    plot_->yAxis->setLabel(by_layers ? tr("layer") : tr("domain"));
+    plot_->replot();
+}
+
+std::optional<std::pair<int64_t, int64_t>> HeatmapView::cellAt(const QPoint& pos) const {
+    if (!grid_ || plot_->isHidden() || !plot_->axisRect()->rect().contains(pos)) return std::nullopt;
+    const double x = plot_->xAxis->pixelToCoord(pos.x()), y = plot_->yAxis->pixelToCoord(pos.y());
+    const auto e = static_cast<int64_t>(std::floor(x + 0.5)), r = static_cast<int64_t>(std::floor(y + 0.5));
+    if (e < 0 || e >= grid_->n_cols || r < 0 || r >= grid_->n_rows || !grid_->at(r, e).present) return std::nullopt;
+    return std::make_pair(r, e);
+}
+
+QString HeatmapView::toolTipAt(const QPoint& pos) const {
+    const auto cell = cellAt(pos);
+    if (!cell) return {};
+    return q(grid_->describe(cell->first, cell->second));
+}
+
+void HeatmapView::hover(QMouseEvent* event) {
+    const QString text = toolTipAt(event->pos());
+    if (text.isEmpty()) QToolTip::hideText();
+    else QToolTip::showText(event->globalPosition().toPoint(), text, plot_);
+}
+
+}  // namespace moe::ui
+
+namespace moe::ui {
+
+bool HeatmapView::exportImage(const QString& path) {
+    if (!grid_ || plot_->isHidden()) return false;
+    const QString suffix = QFileInfo(path).suffix().toLower();
+    // At least 1200 px wide, so that a figure made from the export reads well.
+    const int w = std::max(plot_->width(), 1200), h = std::max(plot_->height() * w / std::max(plot_->width(), 1), 500);
+    if (suffix == "png") return plot_->savePng(path, w, h);
+    if (suffix == "jpg" || suffix == "jpeg") return plot_->saveJpg(path, w, h);
+    if (suffix == "pdf") return plot_->savePdf(path, w, h);
+    return false;
+}
+
+}  // namespace moe::ui

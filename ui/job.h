@@ -1,0 +1,48 @@
+// Runs one piece of engine/analysis work on a worker thread (Qt's global thread pool) and
+// delivers its outcome on the GUI thread. Not a scheduler: jobs run as soon as a pool thread
+// is free. Nothing is thrown across the thread: the work's moe::Error or std::exception is
+// caught on the worker and handed back as a message, so the event loop never blocks and
+// never sees an exception.
+#pragma once
+
+#include <QFutureWatcher>
+#include <QObject>
+#include <QString>
+#include <QtConcurrent/QtConcurrentRun>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <utility>
+
+namespace moe::ui {
+
+template <class T>
+struct JobResult {
+    std::optional<T> value;  // set when the work returned
+    QString error;           // what the work threw, when it did
+    bool ok() const { return value.has_value(); }
+};
+
+// Runs `work()` on a worker thread; `done(result)` runs on `context`'s thread (the GUI
+// thread) when it has finished, unless `context` has been destroyed by then.
+template <class T>
+void run_job(QObject* context, std::function<T()> work, std::function<void(JobResult<T>)> done) {
+    auto* watcher = new QFutureWatcher<JobResult<T>>(context);
+    QObject::connect(watcher, &QFutureWatcher<JobResult<T>>::finished, context, [watcher, done = std::move(done)] {
+        done(watcher->result());
+        watcher->deleteLater();
+    });
+    watcher->setFuture(QtConcurrent::run([work = std::move(work)]() -> JobResult<T> {
+        JobResult<T> r;
+        try {
+            r.value.emplace(work());
+        } catch (const std::exception& e) {
+            r.error = QString::fromUtf8(e.what());
+        } catch (...) {
+            r.error = QStringLiteral("unknown error");
+        }
+        return r;
+    }));
+}
+
+}  // namespace moe::ui

@@ -1,0 +1,204 @@
+// MainWindow; see main_window.h.
+#include "ui/main_window.h"
+
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QScrollArea>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QStatusBar>
+
+#include "ui/heatmap_view.h"
+#include "ui/log_panel.h"
+#include "ui/model_panel.h"
+#include "ui/recent_files.h"
+#include "ui/runs_panel.h"
+#include "ui/workbench.h"
+
+namespace moe::ui {
+
+MainWindow::MainWindow(QWidget* parent)
+    : QMainWindow(parent), workbench_(new Workbench(this)), model_panel_(new ModelPanel(workbench_, this)),
+      runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)) {
+    setWindowTitle(tr("MoE Workbench"));
+    setObjectName("mainWindow");
+    setCentralWidget(heatmap_);
+    setDockNestingEnabled(true);
+    // The left docks run the full height; the log sits under the heatmap only.
+    setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
+    addDock(tr("Model"), "modelDock", model_panel_, Qt::LeftDockWidgetArea);
+    addDock(tr("Runs and corpora"), "runsDock", runs_panel_, Qt::LeftDockWidgetArea, true);
+    addDock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
+    resizeDocks({findChild<QDockWidget*>("modelDock")}, {450}, Qt::Horizontal);
+    resizeDocks({findChild<QDockWidget*>("logDock")}, {130}, Qt::Vertical);
+    buildMenus();
+    statusBar()->showMessage(tr("Ready"));
+
+    connect(workbench_, &Workbench::logMessage, log_, &LogPanel::append);
+    connect(workbench_, &Workbench::logMessage, this, [this](int level, const QString& m) {
+        if (level > 0) statusBar()->showMessage(m.section('\n', 0, 0), 8000);
+    });
+    connect(model_panel_, &ModelPanel::openRequested, this, &MainWindow::chooseModel);
+    connect(runs_panel_, &RunsPanel::chooseCorpusRequested, this, &MainWindow::chooseCorpus);
+    connect(runs_panel_, &RunsPanel::runSelected, heatmap_, [this](qint64 id) { heatmap_->setRun(id); });
+    connect(heatmap_, &HeatmapView::requestChanged, workbench_, &Workbench::requestHeatmap);
+    connect(workbench_, &Workbench::heatmapReady, heatmap_, &HeatmapView::showGrid);
+    connect(workbench_, &Workbench::heatmapFailed, heatmap_, &HeatmapView::showError);
+    connect(workbench_, &Workbench::modelOpened, this, [this] {
+        recent_models_->add(QString::fromStdString(workbench_->modelSummary().dir));
+        setWindowTitle(tr("MoE Workbench — %1").arg(QString::fromStdString(workbench_->modelSummary().dir).section('/', -1)));
+    });
+    connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) { recent_stores_->add(path); });
+    connect(workbench_, &Workbench::traceFinished, this, [this](bool, const QString& summary) {
+        statusBar()->showMessage(summary, 10000);
+    });
+
+    // The layout as built is the one "Reset layout" returns to; then the saved one, if any.
+    default_state_ = saveState();
+    QSettings settings;
+    if (!restoreGeometry(settings.value("mainWindow/geometry").toByteArray())) resize(1400, 860);
+    restoreState(settings.value("mainWindow/state").toByteArray());
+    heatmap_->setAxes(static_cast<HeatmapAxes>(
+        settings.value("heatmap/axes", static_cast<int>(HeatmapAxes::experts_by_domains)).toInt()));
+    heatmap_->setMeasure(static_cast<HeatmapMeasure>(settings.value("heatmap/measure", 0).toInt()));
+}
+
+MainWindow::~MainWindow() = default;
+
+QString MainWindow::defaultStorePath() {
+    return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/workbench.db";
+}
+
+QDockWidget* MainWindow::addDock(const QString& title, const QString& name, QWidget* widget, Qt::DockWidgetArea area,
+                                 bool scrollable) {
+    auto* dock = new QDockWidget(title, this);
+    dock->setObjectName(name);
+    if (scrollable) {
+        // A tall panel scrolls rather than squeezes when the window is small (a laptop screen).
+        auto* scroll = new QScrollArea(dock);
+        scroll->setWidget(widget);
+        scroll->setWidgetResizable(true);
+        scroll->setFrameShape(QFrame::NoFrame);
+        scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+        dock->setWidget(scroll);
+    } else {
+        dock->setWidget(widget);
+    }
+    dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetFloatable | QDockWidget::DockWidgetClosable);
+    addDockWidget(area, dock);
+    return dock;
+}
+
+void MainWindow::buildMenus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    file->addAction(tr("Open &model…"), QKeySequence::Open, this, &MainWindow::chooseModel);
+    recent_models_ = new RecentFiles("recent/models", file->addMenu(tr("Recent models")), 8, this);
+    file->addSeparator();
+    file->addAction(tr("Open routing &store…"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O), this,
+                    &MainWindow::chooseStore);
+    recent_stores_ = new RecentFiles("recent/stores", file->addMenu(tr("Recent stores")), 8, this);
+    file->addAction(tr("Open &corpus…"), QKeySequence(Qt::CTRL | Qt::Key_K), this, &MainWindow::chooseCorpus);
+    file->addSeparator();
+    file->addAction(tr("&Export heatmap…"), QKeySequence(Qt::CTRL | Qt::Key_E), this, &MainWindow::exportHeatmap);
+    file->addSeparator();
+    file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+    connect(recent_models_, &RecentFiles::chosen, workbench_, &Workbench::openModel);
+    connect(recent_stores_, &RecentFiles::chosen, workbench_, &Workbench::openStore);
+
+    QMenu* trace = menuBar()->addMenu(tr("&Trace"));
+    trace->addAction(tr("&Start trace of the checked domains"), QKeySequence(Qt::CTRL | Qt::Key_T), runs_panel_,
+                     &RunsPanel::startTrace);
+    trace->addAction(tr("&Cancel trace"), QKeySequence(Qt::CTRL | Qt::Key_Period), workbench_, &Workbench::cancelTrace);
+    trace->addAction(tr("&Refresh runs"), QKeySequence::Refresh, workbench_, &Workbench::refreshRuns);
+
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    view->addAction(tr("Experts × &layers"), QKeySequence(Qt::CTRL | Qt::Key_1), this,
+                    [this] { heatmap_->setAxes(HeatmapAxes::experts_by_layers); });
+    view->addAction(tr("Experts × &domains"), QKeySequence(Qt::CTRL | Qt::Key_2), this,
+                    [this] { heatmap_->setAxes(HeatmapAxes::experts_by_domains); });
+    view->addSeparator();
+    for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());
+    view->addSeparator();
+    view->addAction(tr("&Reset layout"), this, [this] { restoreState(default_state_); });
+
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About"), this, [this] {
+        QMessageBox::about(this, tr("About MoE Workbench"),
+                           tr("<b>MoE Workbench</b><br>Which experts a Mixture-of-Experts model routes each token to, "
+                              "by domain and layer.<br>Traces are stored in a SQLite routing store; the same jobs "
+                              "are available from the <tt>moewb</tt> command line."));
+    });
+}
+
+void MainWindow::start(const StartOptions& options) {
+    options_ = options;
+    auto_trace_pending_ = options.auto_trace;
+    if (auto_trace_pending_) {
+        for (auto signal : {&Workbench::modelOpened, &Workbench::corpusOpened, &Workbench::runsChanged})
+            connect(workbench_, signal, this, &MainWindow::maybeAutoTrace);
+    }
+    if (!options.store_path.isEmpty()) workbench_->openStore(options.store_path);
+    if (!options.corpus_path.isEmpty()) workbench_->openCorpus(options.corpus_path);
+    if (!options.model_dir.isEmpty()) workbench_->openModel(options.model_dir);
+}
+
+void MainWindow::maybeAutoTrace() {
+    // Once, when model, corpus and store are all there; not when the model cannot trace text.
+    if (!auto_trace_pending_ || !workbench_->hasModel() || !workbench_->corpus() || !workbench_->hasStore()) return;
+    auto_trace_pending_ = false;
+    if (!workbench_->runs().empty() || workbench_->traceRunning()) return;
+    if (!workbench_->canTrace()) {
+        log_->append(1, tr("not tracing the corpus on start: %1")
+                            .arg(QString::fromStdString(workbench_->modelSummary().tokenizer_problem)));
+        return;
+    }
+    log_->append(0, tr("the store has no runs yet: tracing %1 tokens of each domain").arg(options_.auto_trace_tokens));
+    runs_panel_->setTokenBudget(options_.auto_trace_tokens);
+    workbench_->startTrace({}, options_.auto_trace_tokens);
+}
+
+void MainWindow::chooseModel() {
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Open a model directory"),
+                                                          QString::fromStdString(workbench_->modelSummary().dir));
+    if (!dir.isEmpty()) workbench_->openModel(dir);
+}
+
+void MainWindow::chooseStore() {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Open or create a routing store"), workbench_->storePath(),
+                                                      tr("Routing stores (*.db *.sqlite);;All files (*)"), nullptr,
+                                                      QFileDialog::DontConfirmOverwrite);
+    if (!path.isEmpty()) workbench_->openStore(path);
+}
+
+void MainWindow::chooseCorpus() {
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Open a corpus directory"));
+    if (!dir.isEmpty()) workbench_->openCorpus(dir);
+}
+
+void MainWindow::exportHeatmap() {
+    if (!heatmap_->grid()) {
+        statusBar()->showMessage(tr("No heatmap to export: select a run first"), 8000);
+        return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export the heatmap"), QString(),
+                                                      tr("PNG image (*.png);;PDF (*.pdf);;JPEG image (*.jpg)"));
+    if (path.isEmpty()) return;
+    if (heatmap_->exportImage(path)) log_->append(0, tr("heatmap written to %1").arg(path));
+    else log_->append(2, tr("could not write the heatmap to %1 (give it a .png, .pdf or .jpg name)").arg(path));
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    QSettings settings;
+    settings.setValue("mainWindow/geometry", saveGeometry());
+    settings.setValue("mainWindow/state", saveState());
+    settings.setValue("heatmap/axes", static_cast<int>(heatmap_->currentRequest().axes));
+    settings.setValue("heatmap/measure", static_cast<int>(heatmap_->currentRequest().measure));
+    workbench_->cancelTrace();
+    QMainWindow::closeEvent(event);
+}
+
+}  // namespace moe::ui

@@ -1,0 +1,70 @@
+// The main window: assembles the docks (model, runs and corpora, log) around the heatmap
+// view, wires their signals to the Workbench, and keeps menus, shortcuts, recent lists and
+// the saved layout (QSettings). Nothing else lives here.
+#pragma once
+
+#include <QMainWindow>
+#include <QString>
+
+namespace moe::ui {
+
+class Workbench;
+class ModelPanel;
+class RunsPanel;
+class HeatmapView;
+class LogPanel;
+class RecentFiles;
+
+struct StartOptions {
+    QString model_dir;   // empty: none
+    QString store_path;  // empty: none
+    QString corpus_path;
+    // Trace the corpus on start when the store holds no run yet (a newcomer sees heatmaps
+    // without knowing what a trace is); later starts find the run and trace nothing.
+    bool auto_trace = true;
+    qint64 auto_trace_tokens = 2000;  // per domain
+};
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(QWidget* parent = nullptr);
+    ~MainWindow() override;
+    void start(const StartOptions& options);
+
+    Workbench* workbench() const { return workbench_; }
+    ModelPanel* modelPanel() const { return model_panel_; }
+    RunsPanel* runsPanel() const { return runs_panel_; }
+    HeatmapView* heatmapView() const { return heatmap_; }
+    LogPanel* logPanel() const { return log_; }
+
+    static QString defaultStorePath();  // AppDataLocation/workbench.db
+
+public slots:
+    void chooseModel();
+    void chooseStore();
+    void chooseCorpus();
+    void exportHeatmap();
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void buildMenus();
+    QDockWidget* addDock(const QString& title, const QString& name, QWidget* widget, Qt::DockWidgetArea area,
+                         bool scrollable = false);
+
+    Workbench* workbench_;
+    ModelPanel* model_panel_;
+    RunsPanel* runs_panel_;
+    HeatmapView* heatmap_;
+    LogPanel* log_;
+    RecentFiles* recent_models_ = nullptr;
+    RecentFiles* recent_stores_ = nullptr;
+    void maybeAutoTrace();
+    QByteArray default_state_;
+    StartOptions options_;
+    bool auto_trace_pending_ = false;
+};
+
+}  // namespace moe::ui

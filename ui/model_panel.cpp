@@ -1,0 +1,133 @@
+// ModelPanel; see model_panel.h.
+#include "ui/model_panel.h"
+
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QVBoxLayout>
+
+#include "ui/model_summary.h"
+#include "ui/workbench.h"
+
+namespace moe::ui {
+
+namespace {
+const char* const kFields[][2] = {
+    {"architecture", "Architecture"}, {"layers", "Layers"},         {"routed", "Routed experts"},
+    {"shared", "Shared experts"},     {"topk", "Top-k"},            {"total", "Parameters"},
+    {"activated", "Activated"},       {"dtype", "Weights"},         {"backend", "Backend"},
+    {"threads", "Threads"},           {"tokenizer", "Tokenizer"},
+};
+
+QString q(const std::string& s) { return QString::fromStdString(s); }
+
+// "1–27" for consecutive layers, else a list.
+QString layer_list(const std::vector<int64_t>& layers) {
+    if (layers.empty()) return "none";
+    bool consecutive = true;
+    for (size_t i = 1; i < layers.size(); ++i) consecutive &= layers[i] == layers[i - 1] + 1;
+    if (consecutive && layers.size() > 2) return QString("%1–%2").arg(layers.front()).arg(layers.back());
+    QStringList parts;
+    for (int64_t l : layers) parts << QString::number(l);
+    return parts.join(", ");
+}
+}  // namespace
+
+ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
+    : QWidget(parent), workbench_(workbench), path_(new QLabel(this)), status_(new QLabel(this)),
+      open_(new QPushButton(tr("Open model…"), this)), fields_box_(new QWidget(this)) {
+    path_->setObjectName("modelPath");
+    path_->setWordWrap(true);
+    path_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    path_->setText(tr("No model open"));
+    status_->setObjectName("modelStatus");
+    status_->setWordWrap(true);
+    status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    status_->hide();
+    open_->setObjectName("openModel");
+    open_->setToolTip(tr("Open a Hugging Face model directory (config.json, *.safetensors, tokenizer.json) — Ctrl+O"));
+
+    auto* form = new QFormLayout(fields_box_);
+    form->setContentsMargins(0, 0, 0, 0);
+    form->setLabelAlignment(Qt::AlignRight);
+    for (const auto& f : kFields) {
+        auto* value = new QLabel(QStringLiteral("—"), fields_box_);
+        value->setObjectName(QString("field_") + f[0]);
+        value->setWordWrap(true);
+        value->setTextInteractionFlags(Qt::TextSelectableByMouse);
+        form->addRow(tr(f[1]) + ":", value);
+        fields_.emplace_back(f[0], value);
+    }
+    fields_box_->setEnabled(false);
+
+    auto* top = new QHBoxLayout;
+    top->addWidget(path_, 1);
+    top->addWidget(open_);
+    auto* layout = new QVBoxLayout(this);
+    layout->addLayout(top);
+    layout->addWidget(status_);
+    layout->addWidget(fields_box_);
+    // As tall as its fields, no taller: the dock below it gets the rest.
+    setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Maximum);
+
+    connect(open_, &QPushButton::clicked, this, &ModelPanel::openRequested);
+    connect(workbench_, &Workbench::modelLoadingStarted, this, [this](const QString& dir) {
+        path_->setText(dir);
+        status_->setStyleSheet("color: palette(text)");
+        status_->setText(tr("Loading…"));
+        status_->show();
+    });
+    connect(workbench_, &Workbench::modelOpened, this, &ModelPanel::showModel);
+    connect(workbench_, &Workbench::modelFailed, this, &ModelPanel::showError);
+}
+
+QString ModelPanel::errorText() const { return status_->property("error").toString(); }
+
+QString ModelPanel::fieldText(const QString& name) const {
+    for (const auto& [n, label] : fields_)
+        if (n == name) return label->text();
+    return {};
+}
+
+void ModelPanel::setField(const QString& name, const QString& value) {
+    for (auto& [n, label] : fields_)
+        if (n == name) label->setText(value);
+}
+
+void ModelPanel::showModel() {
+    const ModelSummary& s = workbench_->modelSummary();
+    path_->setText(q(s.dir));
+    status_->setProperty("error", QString());
+    status_->hide();
+    fields_box_->setEnabled(true);
+    setField("architecture", QString("%1 (model_type \"%2\")").arg(q(s.architecture), q(s.model_type)));
+    setField("layers", QString("%1: %2 dense, %3 MoE (%4)")
+                           .arg(s.layers)
+                           .arg(s.layers - static_cast<int64_t>(s.moe_layers.size()))
+                           .arg(s.moe_layers.size())
+                           .arg(layer_list(s.moe_layers)));
+    setField("routed", QString("%1 per MoE layer (FFN width %2)").arg(s.n_routed_experts).arg(s.expert_ffn));
+    setField("shared", QString::number(s.n_shared_experts));
+    setField("topk", QString::number(s.n_expert_used));
+    setField("total", q(format_count(s.total_params)));
+    setField("activated", q(format_count(s.activated_params)) + tr(" per token"));
+    setField("dtype", QString("%1, %2").arg(q(s.dtype), q(format_bytes(s.weight_bytes))));
+    setField("backend", q(s.backend));
+    setField("threads", QString::number(s.threads));
+    if (s.tokenizer_problem.empty()) {
+        setField("tokenizer", tr("tokenizer.json (%1 ids)").arg(s.vocab_size));
+    } else {
+        setField("tokenizer", tr("cannot trace text: %1").arg(q(s.tokenizer_problem)));
+    }
+}
+
+void ModelPanel::showError(const QString& dir, const QString& error) {
+    path_->setText(dir);
+    status_->setProperty("error", error);
+    status_->setStyleSheet("color: #b3261e");
+    status_->setText(tr("Could not open this model:\n%1").arg(error));
+    status_->show();
+    // The panel keeps showing the previously opened model's fields, if any, greyed out.
+    fields_box_->setEnabled(false);
+}
+
+}  // namespace moe::ui

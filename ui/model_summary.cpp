@@ -1,0 +1,56 @@
+// ModelSummary from the engine's accessors; see model_summary.h.
+#include "ui/model_summary.h"
+
+#include <cstdio>
+
+namespace moe::ui {
+
+ModelSummary summarize_model(const Model& model, const std::string& dir) {
+    const ModelConfig& c = model.config();
+    ModelSummary s;
+    s.dir = dir;
+    s.architecture = architecture_name(c.arch);
+    s.model_type = c.model_type;
+    s.layers = c.num_hidden_layers;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        if (c.is_moe_layer(l)) s.moe_layers.push_back(l);
+    s.n_routed_experts = c.n_routed_experts;
+    s.n_shared_experts = c.n_shared_experts;
+    s.n_expert_used = c.num_experts_per_tok;
+    s.expert_ffn = c.moe_intermediate_size;
+    s.dense_ffn = c.intermediate_size;
+    s.hidden_size = c.hidden_size;
+    s.vocab_size = c.vocab_size;
+    s.total_params = c.total_params();
+    s.activated_params = c.activated_params();
+    s.dtype = model.dtype_summary();
+    s.weight_bytes = static_cast<int64_t>(model.tensors().weight_bytes());
+    s.threads = model.threads();
+    return s;
+}
+
+namespace {
+std::string scaled(double v, const char* const* units, int n_units, double step) {
+    int u = 0;
+    while (u + 1 < n_units && v >= step) {
+        v /= step;
+        ++u;
+    }
+    char buf[64];
+    if (u == 0) std::snprintf(buf, sizeof buf, "%.0f%s%s", v, units[0][0] ? " " : "", units[0]);
+    else std::snprintf(buf, sizeof buf, "%.*f %s", v < 10 ? 2 : 1, v, units[u]);
+    return buf;
+}
+}  // namespace
+
+std::string format_count(int64_t n) {
+    static const char* const kUnits[] = {"", "k", "M", "B", "T"};
+    return scaled(static_cast<double>(n), kUnits, 5, 1000.0);
+}
+
+std::string format_bytes(int64_t n) {
+    static const char* const kUnits[] = {"bytes", "kB", "MB", "GB", "TB"};
+    return scaled(static_cast<double>(n), kUnits, 5, 1000.0);
+}
+
+}  // namespace moe::ui

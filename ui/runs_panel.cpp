@@ -1,0 +1,291 @@
+// RunsPanel; see runs_panel.h.
+#include "ui/runs_panel.h"
+
+#include <QDateTime>
+#include <QFileInfo>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QVBoxLayout>
+#include <cmath>
+
+#include "ui/model_summary.h"
+#include "ui/workbench.h"
+
+namespace moe::ui {
+
+namespace {
+QString q(const std::string& s) { return QString::fromStdString(s); }
+
+QString duration(double seconds) {
+    if (seconds < 0) return QStringLiteral("—");
+    const auto s = static_cast<long long>(std::llround(seconds));
+    if (s >= 3600) return QString("%1:%2:%3").arg(s / 3600).arg((s / 60) % 60, 2, 10, QChar('0')).arg(s % 60, 2, 10, QChar('0'));
+    return QString("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QChar('0'));
+}
+
+QTableWidgetItem* item(const QString& text, bool right = false) {
+    auto* it = new QTableWidgetItem(text);
+    it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
+    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return it;
+}
+
+void setup_table(QTableWidget* t, const QStringList& headers) {
+    t->setColumnCount(static_cast<int>(headers.size()));
+    t->setHorizontalHeaderLabels(headers);
+    t->verticalHeader()->hide();
+    t->setSelectionBehavior(QAbstractItemView::SelectRows);
+    t->setSelectionMode(QAbstractItemView::SingleSelection);
+    t->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    t->horizontalHeader()->setStretchLastSection(true);
+    t->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    t->verticalHeader()->setDefaultSectionSize(t->fontMetrics().height() + 6);
+}
+
+QLabel* error_label(QWidget* parent, const char* name) {
+    auto* l = new QLabel(parent);
+    l->setObjectName(name);
+    l->setWordWrap(true);
+    l->setStyleSheet("color: #b3261e");
+    l->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    l->hide();
+    return l;
+}
+}  // namespace
+
+RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
+    : QWidget(parent), workbench_(workbench), corpus_path_(new QLabel(tr("No corpus open"), this)),
+      corpus_error_(error_label(this, "corpusError")), domains_(new QTableWidget(this)), budget_(new QSpinBox(this)),
+      trace_(new QPushButton(tr("Trace"), this)), cancel_(new QPushButton(tr("Cancel"), this)),
+      progress_(new QProgressBar(this)), progress_text_(new QLabel(this)), runs_(new QTableWidget(this)),
+      store_label_(new QLabel(tr("No store open"), this)), store_error_(error_label(this, "storeError")) {
+    // --- corpus and trace ---
+    auto* corpus_box = new QGroupBox(tr("Corpus"), this);
+    auto* choose = new QPushButton(tr("Choose…"), corpus_box);
+    choose->setToolTip(tr("A directory of domains (like datasets/), a directory with test.jsonl, or a .jsonl file"));
+    corpus_path_->setWordWrap(true);
+    corpus_path_->setObjectName("corpusPath");
+    auto* corpus_top = new QHBoxLayout;
+    corpus_top->addWidget(corpus_path_, 1);
+    corpus_top->addWidget(choose);
+    domains_->setObjectName("domains");
+    setup_table(domains_, {tr("Domain"), tr("Documents"), tr("Tokens"), tr("Size"), tr("Source")});
+    domains_->setSelectionMode(QAbstractItemView::NoSelection);
+    // Room for six domains (the bundled corpora) without scrolling.
+    domains_->setMinimumHeight(domains_->horizontalHeader()->sizeHint().height() +
+                               6 * domains_->verticalHeader()->defaultSectionSize() + 4);
+    budget_->setObjectName("tokenBudget");
+    budget_->setRange(0, 100'000'000);
+    budget_->setSingleStep(1000);
+    budget_->setValue(4000);
+    budget_->setSpecialValueText(tr("all"));
+    budget_->setSuffix(tr(" tokens"));
+    budget_->setToolTip(tr("Tokens traced per domain (documents in file order, the last one cut); 0: all"));
+    trace_->setObjectName("startTrace");
+    trace_->setToolTip(tr("Trace the checked domains into the store (Ctrl+T). The same trace run again resumes an incomplete run."));
+    cancel_->setObjectName("cancelTrace");
+    cancel_->setToolTip(tr("Stop after the current document; the run stays incomplete and can be resumed"));
+    cancel_->setEnabled(false);
+    progress_->setObjectName("traceProgress");
+    progress_->setRange(0, 1000);
+    progress_->setValue(0);
+    progress_->setTextVisible(false);
+    progress_text_->setObjectName("traceProgressText");
+    progress_text_->setWordWrap(true);
+    progress_text_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    auto* trace_row = new QHBoxLayout;
+    trace_row->addWidget(new QLabel(tr("Per domain:"), corpus_box));
+    trace_row->addWidget(budget_, 1);
+    trace_row->addWidget(trace_);
+    trace_row->addWidget(cancel_);
+    auto* corpus_layout = new QVBoxLayout(corpus_box);
+    corpus_layout->addLayout(corpus_top);
+    corpus_layout->addWidget(corpus_error_);
+    corpus_layout->addWidget(domains_);
+    corpus_layout->addLayout(trace_row);
+    corpus_layout->addWidget(progress_);
+    corpus_layout->addWidget(progress_text_);
+
+    // --- runs of the store ---
+    auto* runs_box = new QGroupBox(tr("Runs"), this);
+    store_label_->setObjectName("storePath");
+    store_label_->setWordWrap(true);
+    store_label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    runs_->setObjectName("runs");
+    runs_->setMinimumHeight(runs_->horizontalHeader()->sizeHint().height() + 4 * runs_->verticalHeader()->defaultSectionSize() + 4);
+    setup_table(runs_, {tr("Run"), tr("Status"), tr("Model"), tr("Corpus"), tr("Docs"), tr("Tokens"), tr("Mask"),
+                        tr("Started")});
+    auto* runs_layout = new QVBoxLayout(runs_box);
+    runs_layout->addWidget(store_label_);
+    runs_layout->addWidget(store_error_);
+    runs_layout->addWidget(runs_, 1);
+
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(4, 4, 4, 4);
+    layout->addWidget(corpus_box);
+    layout->addWidget(runs_box, 1);
+
+    connect(choose, &QPushButton::clicked, this, &RunsPanel::chooseCorpusRequested);
+    connect(trace_, &QPushButton::clicked, this, &RunsPanel::startTrace);
+    connect(cancel_, &QPushButton::clicked, workbench_, &Workbench::cancelTrace);
+    connect(runs_, &QTableWidget::itemSelectionChanged, this, [this] {
+        if (const int64_t id = selectedRun()) emit runSelected(id);
+    });
+    connect(workbench_, &Workbench::corpusOpened, this, &RunsPanel::showCorpus);
+    connect(workbench_, &Workbench::corpusTokensCounted, this, &RunsPanel::showTokenCounts);
+    connect(workbench_, &Workbench::corpusFailed, this, [this](const QString& path, const QString& error) {
+        corpus_path_->setText(path);
+        corpus_error_->setText(error);
+        corpus_error_->show();
+    });
+    connect(workbench_, &Workbench::runsChanged, this, &RunsPanel::showRuns);
+    connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) {
+        store_label_->setText(tr("Store: %1").arg(path));
+        store_error_->hide();
+    });
+    connect(workbench_, &Workbench::storeFailed, this, [this](const QString& path, const QString& error) {
+        store_label_->setText(tr("Store: %1").arg(path));
+        store_error_->setText(error);
+        store_error_->show();
+    });
+    connect(workbench_, &Workbench::modelOpened, this, [this] {
+        // A model without a usable tokenizer cannot trace text: say why on the button.
+        trace_->setEnabled(workbench_->canTrace() && !workbench_->traceRunning());
+        trace_->setToolTip(workbench_->canTrace()
+                               ? tr("Trace the checked domains into the store (Ctrl+T). The same trace run again "
+                                    "resumes an incomplete run.")
+                               : tr("This model cannot trace text: %1")
+                                     .arg(q(workbench_->modelSummary().tokenizer_problem)));
+    });
+    connect(workbench_, &Workbench::traceStarted, this, &RunsPanel::traceStarted);
+    connect(workbench_, &Workbench::traceProgress, this, &RunsPanel::showProgress);
+    connect(workbench_, &Workbench::traceFinished, this, &RunsPanel::traceFinished);
+}
+
+QStringList RunsPanel::checkedDomains() const {
+    QStringList out;
+    for (int r = 0; r < domains_->rowCount(); ++r)
+        if (domains_->item(r, 0)->checkState() == Qt::Checked) out << domains_->item(r, 0)->text();
+    return out;
+}
+
+qint64 RunsPanel::tokenBudget() const { return budget_->value(); }
+void RunsPanel::setTokenBudget(qint64 tokens) { budget_->setValue(static_cast<int>(tokens)); }
+
+int64_t RunsPanel::selectedRun() const {
+    const auto rows = runs_->selectionModel()->selectedRows();
+    if (rows.isEmpty()) return 0;
+    return runs_->item(rows.front().row(), 0)->data(Qt::UserRole).toLongLong();
+}
+
+void RunsPanel::selectRun(int64_t run_id) {
+    for (int r = 0; r < runs_->rowCount(); ++r)
+        if (runs_->item(r, 0)->data(Qt::UserRole).toLongLong() == run_id) runs_->selectRow(r);
+}
+
+QString RunsPanel::progressText() const { return progress_text_->text(); }
+
+QString RunsPanel::domainCell(int row, int column) const {
+    const QTableWidgetItem* it = domains_->item(row, column);
+    return it ? it->text() : QString();
+}
+
+void RunsPanel::startTrace() {
+    const QStringList domains = checkedDomains();
+    if (domains.isEmpty()) {
+        progress_text_->setText(tr("Check at least one domain to trace."));
+        return;
+    }
+    workbench_->startTrace(domains, budget_->value());
+}
+
+void RunsPanel::showCorpus() {
+    const CorpusSummary& c = *workbench_->corpus();
+    corpus_path_->setText(tr("%1 (split %2)").arg(q(c.corpus.path), q(c.corpus.split)));
+    corpus_error_->hide();
+    domains_->setRowCount(static_cast<int>(c.domains.size()));
+    for (int r = 0; r < static_cast<int>(c.domains.size()); ++r) {
+        const CorpusDomainSummary& d = c.domains[static_cast<size_t>(r)];
+        auto* name = new QTableWidgetItem(q(d.name));
+        name->setFlags(Qt::ItemIsUserCheckable | Qt::ItemIsEnabled);
+        name->setCheckState(Qt::Checked);
+        domains_->setItem(r, 0, name);
+        domains_->setItem(r, 1, item(QString::number(d.documents), true));
+        domains_->setItem(r, 2, item(d.tokens >= 0 ? QString::number(d.tokens) : QString("—"), true));
+        domains_->item(r, 2)->setToolTip(tr("tokens with the open model's tokenizer"));
+        domains_->setItem(r, 3, item(q(format_bytes(d.bytes)), true));
+        auto* source = item(q(d.source));
+        source->setToolTip(q(d.source) + (d.licence.empty() ? "" : "\n" + tr("licence: ") + q(d.licence)));
+        domains_->setItem(r, 4, source);
+    }
+}
+
+void RunsPanel::showTokenCounts() {
+    const CorpusSummary& c = *workbench_->corpus();
+    for (int r = 0; r < domains_->rowCount() && r < static_cast<int>(c.domains.size()); ++r)
+        domains_->item(r, 2)->setText(QString::number(c.domains[static_cast<size_t>(r)].tokens));
+}
+
+void RunsPanel::showRuns() {
+    const int64_t keep = selectedRun();
+    const auto& runs = workbench_->runs();
+    QSignalBlocker block(runs_);
+    runs_->setRowCount(static_cast<int>(runs.size()));
+    // Newest first: the run just traced is at the top.
+    for (int r = 0; r < static_cast<int>(runs.size()); ++r) {
+        const auto& run = runs[runs.size() - 1 - static_cast<size_t>(r)];
+        auto* id = item(QString::number(run.run_id), true);
+        id->setData(Qt::UserRole, static_cast<qlonglong>(run.run_id));
+        runs_->setItem(r, 0, id);
+        auto* status = item(q(run.status));
+        if (run.status != "complete") status->setForeground(QColor("#9a6700"));
+        runs_->setItem(r, 1, status);
+        runs_->setItem(r, 2, item(q(run.model_name)));
+        runs_->setItem(r, 3, item(q(run.corpus_name)));
+        runs_->setItem(r, 4, item(QString::number(run.n_documents), true));
+        runs_->setItem(r, 5, item(QString::number(run.n_tokens), true));
+        runs_->setItem(r, 6, item(run.mask_spec.empty() ? tr("none") : q(run.mask_spec)));
+        // "2025-01-31T12:00:00Z" → local "2025-01-31 13:00"; the exact time in the tooltip.
+        const QDateTime started = QDateTime::fromString(q(run.started), Qt::ISODate);
+        auto* when = item(started.isValid() ? started.toLocalTime().toString("MM-dd hh:mm") : q(run.started));
+        when->setToolTip(tr("started %1%2").arg(q(run.started), run.finished.empty() ? QString() : tr(", finished ") + q(run.finished)));
+        runs_->setItem(r, 7, when);
+    }
+    block.unblock();
+    if (keep) selectRun(keep);
+    if (!selectedRun() && runs_->rowCount() > 0) runs_->selectRow(0);
+    else if (const int64_t id = selectedRun()) emit runSelected(id);  // its numbers may have grown
+}
+
+void RunsPanel::traceStarted() {
+    trace_->setEnabled(false);
+    cancel_->setEnabled(true);
+    progress_->setValue(0);
+    progress_text_->setText(tr("Reading and tokenizing the documents…"));
+}
+
+void RunsPanel::showProgress() {
+    const TraceStatus& s = workbench_->traceStatus();
+    progress_->setValue(s.tokens_total > 0 ? static_cast<int>(1000 * s.tokens_done / s.tokens_total) : 0);
+    progress_text_->setText(tr("run %1 · %2 / %3 tokens · %4 / %5 documents · %6 tokens/s · ETA %7 · %8")
+                                .arg(s.run_id)
+                                .arg(s.tokens_done)
+                                .arg(s.tokens_total)
+                                .arg(s.documents_done)
+                                .arg(s.documents_total)
+                                .arg(s.tokens_per_second(), 0, 'f', 0)
+                                .arg(duration(s.eta_seconds()))
+                                .arg(q(s.domain)));
+}
+
+void RunsPanel::traceFinished(bool ok, const QString& summary) {
+    trace_->setEnabled(workbench_->canTrace());
+    cancel_->setEnabled(false);
+    if (ok && workbench_->traceStatus().tokens_total > 0) progress_->setValue(
+        static_cast<int>(1000 * workbench_->traceStatus().tokens_done / workbench_->traceStatus().tokens_total));
+    progress_text_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
+    progress_text_->setText(summary);
+}
+
+}  // namespace moe::ui

@@ -1,0 +1,58 @@
+// The runs and corpora panel: the open corpus's domains (documents, tokens, size, source) to choose
+// from, a token budget per domain, Trace with progress (tokens/s, ETA) and Cancel, and the
+// runs of the open store with their status, to pick the run the heatmap shows.
+#pragma once
+
+#include <QLabel>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QWidget>
+
+namespace moe::ui {
+
+class Workbench;
+
+class RunsPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit RunsPanel(Workbench* workbench, QWidget* parent = nullptr);
+    QStringList checkedDomains() const;
+    qint64 tokenBudget() const;
+    void setTokenBudget(qint64 tokens);
+    int64_t selectedRun() const;  // 0: none
+    void selectRun(int64_t run_id);
+    QString progressText() const;
+    QString domainCell(int row, int column) const;  // the text shown in the domains table
+
+signals:
+    void runSelected(qint64 run_id);
+    void chooseCorpusRequested();
+
+public slots:
+    void startTrace();
+
+private:
+    void showCorpus();
+    void showTokenCounts();
+    void showRuns();
+    void showProgress();
+    void traceStarted();
+    void traceFinished(bool ok, const QString& summary);
+
+    Workbench* workbench_;
+    QLabel* corpus_path_;
+    QLabel* corpus_error_;
+    QTableWidget* domains_;
+    QSpinBox* budget_;
+    QPushButton* trace_;
+    QPushButton* cancel_;
+    QProgressBar* progress_;
+    QLabel* progress_text_;
+    QTableWidget* runs_;
+    QLabel* store_label_;
+    QLabel* store_error_;
+};
+
+}  // namespace moe::ui
