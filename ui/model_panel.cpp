@@ -13,7 +13,8 @@ namespace moe::ui {
 namespace {
 const char* const kFields[][2] = {
     {"architecture", "Architecture"}, {"layers", "Layers"},         {"routed", "Routed experts"},
-    {"shared", "Shared experts"},     {"topk", "Top-k"},            {"total", "Parameters"},
+    {"shared", "Shared experts"},     {"topk", "Top-k"},            {"router", "Router"},
+    {"attention", "Attention"},       {"total", "Parameters"},
     {"activated", "Activated"},       {"dtype", "Weights"},         {"backend", "Backend"},
     {"threads", "Threads"},           {"tokenizer", "Tokenizer"},
 };
@@ -108,6 +109,10 @@ void ModelPanel::showModel() {
     setField("routed", QString("%1 per MoE layer (FFN width %2)").arg(s.n_routed_experts).arg(s.expert_ffn));
     setField("shared", QString::number(s.n_shared_experts));
     setField("topk", QString::number(s.n_expert_used));
+    setField("router", q(s.router));
+    setField("attention", QString("%1, KV cache %2 per token")
+                              .arg(s.attention == "mla" ? tr("multi-head latent (MLA)") : tr("multi-head"),
+                                   q(format_bytes(s.kv_cache_bytes_per_token))));
     setField("total", q(format_count(s.total_params)));
     setField("activated", q(format_count(s.activated_params)) + tr(" per token"));
     setField("dtype", QString("%1, %2").arg(q(s.dtype), q(format_bytes(s.weight_bytes))));

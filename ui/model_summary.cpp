@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "engine/model_info.h"
+
 namespace moe::ui {
 
 ModelSummary summarize_model(const Model& model, const std::string& dir) {
@@ -11,9 +13,12 @@ ModelSummary summarize_model(const Model& model, const std::string& dir) {
     s.dir = dir;
     s.architecture = architecture_name(c.arch);
     s.model_type = c.model_type;
+    const ModelInfo info = model_info(c, &model, dir);
     s.layers = c.num_hidden_layers;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-        if (c.is_moe_layer(l)) s.moe_layers.push_back(l);
+    s.moe_layers = info.moe_layers;
+    s.router = info.router;
+    s.attention = info.attention;
+    s.kv_cache_bytes_per_token = info.kv_cache_bytes_per_token;
     s.n_routed_experts = c.n_routed_experts;
     s.n_shared_experts = c.n_shared_experts;
     s.n_expert_used = c.num_experts_per_tok;
@@ -21,11 +26,11 @@ ModelSummary summarize_model(const Model& model, const std::string& dir) {
     s.dense_ffn = c.intermediate_size;
     s.hidden_size = c.hidden_size;
     s.vocab_size = c.vocab_size;
-    s.total_params = c.total_params();
-    s.activated_params = c.activated_params();
-    s.dtype = model.dtype_summary();
-    s.weight_bytes = static_cast<int64_t>(model.tensors().weight_bytes());
-    s.threads = model.threads();
+    s.total_params = info.total_params;
+    s.activated_params = info.activated_params;
+    s.dtype = info.dtype;
+    s.weight_bytes = info.weight_bytes;
+    s.threads = info.threads;
     return s;
 }
 

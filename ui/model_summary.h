@@ -1,6 +1,5 @@
-// What the model panel shows about an opened model, read from the engine's own accessors
-// (ModelConfig's counts and parameter totals, Model::dtype_summary, threads, weight bytes) —
-// the same numbers `moewb info` prints. Presentation data only: nothing is computed here
+// What the model panel shows about an opened model: engine/model_info.h's ModelInfo (the
+// numbers `moewb info` prints) plus the config's counts. Presentation data only: nothing is computed here
 // that the engine does not already compute.
 #pragma once
 
@@ -25,6 +24,9 @@ struct ModelSummary {
     int64_t weight_bytes = 0;
     int threads = 0;
     std::string backend = "CPU";
+    std::string router;          // router_description()
+    std::string attention;       // "mha" | "mla"
+    int64_t kv_cache_bytes_per_token = 0;
     bool has_tokenizer = false;
     std::string tokenizer_problem;  // why tracing text is not possible, when it is not
 };

@@ -7,6 +7,7 @@
 #include "app/moewb/commands.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/model_info.h"
 
 namespace moewb {
 
@@ -26,42 +27,6 @@ bool has_weights(const std::string& dir) {
     return false;
 }
 
-// metadata.total_size of DIR/model.safetensors.index.json (a model too big for this
-// machine is often inspected with only config.json and the index at hand), or -1.
-int64_t index_total_size(const std::string& dir) {
-    const std::filesystem::path p = std::filesystem::path(dir) / "model.safetensors.index.json";
-    std::ifstream in(p);
-    if (!in) return -1;
-    try {
-        const nlohmann::json j = nlohmann::json::parse(in);
-        if (j.contains("metadata") && j["metadata"].contains("total_size") && j["metadata"]["total_size"].is_number())
-            return j["metadata"]["total_size"].get<int64_t>();
-    } catch (const nlohmann::json::exception& e) {
-        moe::throw_input_error(p.string(), std::string("not valid JSON: ") + e.what());
-    }
-    return -1;
-}
-
-// Bytes of the weights a config describes, from its parameter count and storage type:
-// BF16/F16 (2 bytes), F32 (4), or FP8 (1 byte per linear weight; embeddings, head and
-// routers stay BF16).
-int64_t estimated_weight_bytes(const moe::ModelConfig& c) {
-    if (c.fp8) {
-        const int64_t dense = c.vocab_size * c.hidden_size * (c.tie_word_embeddings ? 1 : 2) +
-                              c.n_moe_layers() * c.n_routed_experts * c.hidden_size;
-        return c.total_params() + dense;
-    }
-    return c.total_params() * (c.torch_dtype == "float32" ? 4 : 2);
-}
-
-// Tensors of V3's multi-token-prediction layers (layers at num_hidden_layers and above).
-int64_t mtp_tensors(const moe::Model& m) {
-    int64_t n = 0;
-    const std::string prefix = "model.layers." + std::to_string(m.config().num_hidden_layers) + ".";
-    for (const std::string& name : m.tensors().names()) n += name.compare(0, prefix.size(), prefix) == 0;
-    return n;
-}
-
 }  // namespace
 
 int cmd_info(int argc, char** argv) {
@@ -75,10 +40,8 @@ int cmd_info(int argc, char** argv) {
     if (args.has("--model") && has_weights(source)) model = open_model(args);
     else config_only = moe::load_model_config(source);
     const moe::ModelConfig& c = model ? model->config() : config_only;
-    const int64_t index_bytes = (!model && args.has("--model")) ? index_total_size(source) : -1;
-    std::vector<int64_t> moe_layers;
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-        if (c.is_moe_layer(i)) moe_layers.push_back(i);
+    const moe::ModelInfo info = moe::model_info(c, model.get(), args.has("--model") ? source : "");
+    const std::vector<int64_t>& moe_layers = info.moe_layers;
     nlohmann::json j = {
         {"model", source},
         {"architecture", moe::architecture_name(c.arch)},
@@ -87,7 +50,7 @@ int cmd_info(int argc, char** argv) {
         {"layers", c.num_hidden_layers},
         {"dense_layers", c.num_hidden_layers - static_cast<int64_t>(moe_layers.size())},
         {"moe_layers", moe_layers},
-        {"attention", c.is_mla() ? "mla" : "mha"},
+        {"attention", info.attention},
         {"attention_heads", c.num_attention_heads},
         {"kv_heads", c.num_key_value_heads},
         {"head_dim", c.head_dim},
@@ -96,23 +59,22 @@ int cmd_info(int argc, char** argv) {
         {"n_expert_used", c.num_experts_per_tok},
         {"expert_ffn", c.moe_intermediate_size},
         {"dense_ffn", c.intermediate_size},
-        {"router", moe::router_description(c)},
+        {"router", info.router},
         {"scoring_func", moe::scoring_func_name(c.scoring_func)},
         {"topk_method", moe::topk_method_name(c.topk_method)},
         {"n_group", c.n_group},
         {"topk_group", c.topk_group},
         {"routed_scaling_factor", c.routed_scaling_factor},
         {"norm_topk_prob", c.norm_topk_prob},
-        {"total_params", c.total_params()},
-        {"activated_params", c.activated_params()},
-        {"weights_present", model != nullptr},
-        {"dtype", model ? model->dtype_summary() : c.torch_dtype},
+        {"total_params", info.total_params},
+        {"activated_params", info.activated_params},
+        {"weights_present", info.weights_present},
+        {"dtype", info.dtype},
         {"fp8", c.fp8},
-        {"weight_bytes", model ? static_cast<int64_t>(model->tensors().weight_bytes())
-                               : (index_bytes >= 0 ? index_bytes : estimated_weight_bytes(c))},
-        {"weight_bytes_source", model ? "checkpoint" : (index_bytes >= 0 ? "index" : "estimate")},
-        {"kv_cache_values_per_token", c.num_hidden_layers * c.kv_cache_values_per_layer()},
-        {"kv_cache_bytes_per_token", c.num_hidden_layers * c.kv_cache_values_per_layer() * 4},
+        {"weight_bytes", info.weight_bytes},
+        {"weight_bytes_source", info.weight_bytes_source},
+        {"kv_cache_values_per_token", info.kv_cache_values_per_token},
+        {"kv_cache_bytes_per_token", info.kv_cache_bytes_per_token},
         {"max_position_embeddings", c.max_position_embeddings},
     };
     if (c.is_mla()) {
@@ -123,8 +85,8 @@ int cmd_info(int argc, char** argv) {
                     {"v_head_dim", c.v_head_dim},
                     {"softmax_scale", c.softmax_scale()}};
         j["rope_scaling"] = c.rope_scaling == moe::RopeScaling::yarn ? "yarn" : c.rope_scaling == moe::RopeScaling::linear ? "linear" : "none";
-        j["mtp_layers"] = c.num_nextn_predict_layers;
-        j["mtp_tensors_skipped"] = model ? mtp_tensors(*model) : 0;
+        j["mtp_layers"] = info.mtp_layers;
+        j["mtp_tensors_skipped"] = info.mtp_tensors_skipped;
     }
     if (args.has("--json")) {
         print_json(j);
@@ -146,24 +108,23 @@ int cmd_info(int argc, char** argv) {
                     (long long)c.num_attention_heads, (long long)c.num_key_value_heads, (long long)c.head_dim);
     std::printf("experts          %lld routed (ffn %lld) + %lld shared\n", (long long)c.n_routed_experts,
                 (long long)c.moe_intermediate_size, (long long)c.n_shared_experts);
-    std::printf("router           %s\n", moe::router_description(c).c_str());
+    std::printf("router           %s\n", info.router.c_str());
     std::printf("kv cache         %lld values per token (%.1f KB per token in f32)\n",
-                (long long)(c.num_hidden_layers * c.kv_cache_values_per_layer()),
-                c.num_hidden_layers * c.kv_cache_values_per_layer() * 4 / 1e3);
+                (long long)info.kv_cache_values_per_token, info.kv_cache_bytes_per_token / 1e3);
     if (c.num_nextn_predict_layers > 0)
         std::printf("mtp              %lld multi-token-prediction layer(s) after the last layer: not run%s\n",
                     (long long)c.num_nextn_predict_layers,
-                    model ? (" (" + std::to_string(mtp_tensors(*model)) + " tensors skipped)").c_str() : "");
+                    model ? (" (" + std::to_string(info.mtp_tensors_skipped) + " tensors skipped)").c_str() : "");
     std::printf("vocabulary       %lld\n", (long long)c.vocab_size);
-    std::printf("parameters       %.3f B total, %.3f B activated per token\n", c.total_params() / 1e9,
-                c.activated_params() / 1e9);
+    std::printf("parameters       %.3f B total, %.3f B activated per token\n", info.total_params / 1e9,
+                info.activated_params / 1e9);
     if (model)
         std::printf("weights          %s, %.1f MB\n", model->dtype_summary().c_str(),
                     model->tensors().weight_bytes() / 1e6);
     else
         std::printf("weights          not present (%s: %.1f GB; this much memory to run it)\n",
-                    index_bytes >= 0 ? "weight index total_size" : (c.fp8 ? "FP8 per config" : (c.torch_dtype + " per config").c_str()),
-                    j["weight_bytes"].get<int64_t>() / 1e9);
+                    info.weight_bytes_source == "index" ? "weight index total_size" : (info.dtype + " per config").c_str(),
+                    info.weight_bytes / 1e9);
     return 0;
 }
 
