@@ -110,18 +110,22 @@ uint8_t f32_to_f8_e4m3(float f) {
     if (std::isnan(f)) return 0x7f;
     const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
     const float a = std::fabs(f);
-    // The nearest of the 127 non-negative finite codes (ties to the even code), by search:
-    // used only to write test and benchmark checkpoints.
-    uint8_t best = 0;
-    float best_err = a;
-    for (uint8_t c = 1; c < 0x7f; ++c) {
-        const float err = std::fabs(e4m3_table().v[c] - a);
-        if (err < best_err || (err == best_err && (c & 1u) == 0)) {
-            best = c;
-            best_err = err;
-        }
+    if (a >= 448.0f) return static_cast<uint8_t>(sign | 0x7e);  // saturate (e4m3fn has no infinity)
+    int e = 0;
+    std::frexp(a, &e);  // a = m · 2^e, m in [0.5, 1)
+    int E = e - 1;      // a = 1.x · 2^E
+    if (a == 0.0f || E < -6) {
+        // Subnormal: multiples of 2^-9, rounded to nearest even; 8 · 2^-9 is the smallest normal.
+        const int n = static_cast<int>(std::nearbyint(std::ldexp(a, 9)));
+        return static_cast<uint8_t>(sign | n);  // n == 8 encodes 2^-6 as exponent 1, mantissa 0
     }
-    return static_cast<uint8_t>(sign | best);
+    int r = static_cast<int>(std::nearbyint((std::ldexp(a, -E) - 1.0f) * 8.0f));
+    if (r == 8) {
+        r = 0;
+        ++E;
+    }
+    const int code = ((E + 7) << 3) | r;
+    return static_cast<uint8_t>(sign | std::min(code, 0x7e));
 }
 
 int64_t TensorView::numel() const {

@@ -183,6 +183,17 @@ private slots:
         QVERIFY(std::isnan(moe::f8_e4m3_to_f32(0x7f)));
         QCOMPARE(moe::f32_to_f8_e4m3(1.0f), uint8_t(0x38));
         QCOMPARE(moe::f32_to_f8_e4m3(1000.0f), uint8_t(0x7e));  // saturates at 448
+        // Encoding is round-to-nearest-even: for every code, the midpoints to its neighbours
+        // and points just inside them land on the right code.
+        for (int c = 0; c < 0x7e; ++c) {
+            const float lo = moe::f8_e4m3_to_f32(static_cast<uint8_t>(c)), hi = moe::f8_e4m3_to_f32(static_cast<uint8_t>(c + 1));
+            const float mid = (lo + hi) / 2;
+            QCOMPARE(int(moe::f32_to_f8_e4m3(lo)), c);
+            QCOMPARE(int(moe::f32_to_f8_e4m3(std::nextafter(mid, lo))), c);
+            QCOMPARE(int(moe::f32_to_f8_e4m3(std::nextafter(mid, hi))), c + 1);
+            QCOMPARE(int(moe::f32_to_f8_e4m3(mid)), (c % 2 == 0) ? c : c + 1);  // ties to even
+            QCOMPARE(int(moe::f32_to_f8_e4m3(-lo)), c | 0x80);
+        }
     }
 };
 
