@@ -4,7 +4,8 @@
 // corpus's domains are counted in tokens with the model's tokenizer; the
 // heatmap view holds exactly the numbers analysis/expert_stats returns for the run, in every
 // measure and both orientations (in its grid and in the colour map's cells), and its hover
-// text names the cell's numbers.
+// text names the cell's numbers and a click opens the expert's detail; the statistics and
+// per-token CSV exports write files that parse; without GL the token routing inspector shows a placeholder.
 #include <QApplication>
 #include <QImage>
 #include <QLabel>
@@ -14,12 +15,15 @@
 #include <qcustomplot.h>
 
 #include "analysis/corpus_tokens.h"
+#include "analysis/csv_exports.h"
 #include "analysis/expert_stats.h"
 #include "engine/tokenizer.h"
 #include "engine/model_config.h"
 #include "tests/ui_test_support.h"
+#include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
 #include "ui/model_panel.h"
+#include "ui/routing_inspector.h"
 #include "ui/workbench.h"
 
 using namespace moe::ui;
@@ -282,6 +286,99 @@ private slots:
         QCOMPARE(finished.size(), 2);
         QVERIFY(!finished[1][0].toBool());
         QVERIFY(!wb.traceRunning());
+    }
+
+    // A click on a cell asks for that expert's detail: its share per domain as bars, the
+    // numbers of analysis/expert_stats.
+    void clickingACellOpensTheExpertDetail() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        HeatmapView view;
+        view.resize(900, 500);
+        view.show();
+        ExpertDetailView detail;
+        connect(&view, &HeatmapView::requestChanged, &wb, &Workbench::requestHeatmap);
+        connect(&wb, &Workbench::heatmapReady, &view, &HeatmapView::showGrid);
+        connect(&view, &HeatmapView::expertClicked, &wb, &Workbench::requestExpertDetail);
+        connect(&wb, &Workbench::expertDetailReady, &detail, &ExpertDetailView::showDetail);
+        QVERIFY(show(wb, view, HeatmapAxes::experts_by_layers, HeatmapMeasure::share));
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.plot()->replot();
+        const HeatmapGrid& g = *view.grid();
+        const int64_t row = g.n_rows - 1, expert = 7, layer = g.row_layers[size_t(row)];
+        const QPoint pos(int(view.plot()->xAxis->coordToPixel(double(expert))),
+                         int(view.plot()->yAxis->coordToPixel(double(row))));
+        QSignalSpy clicked(&view, &HeatmapView::expertClicked);
+        QTest::mouseClick(view.plot(), Qt::LeftButton, {}, pos);
+        QCOMPARE(clicked.size(), 1);
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(detail.detail().expert, expert);
+        QCOMPARE(detail.detail().layer, layer);
+        moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString());
+        std::vector<an::ExpertShare> want;
+        for (const an::ExpertShare& s : an::expert_shares(store, run_id_, layer))
+            if (s.expert == expert) want.push_back(s);
+        QCOMPARE(detail.detail().domains.size(), want.size());
+        QCOMPARE(want.size(), size_t(2));  // code and prose
+        auto* bars = qobject_cast<QCPBars*>(detail.chart()->plottable(0));
+        QVERIFY(bars);
+        QCOMPARE(bars->data()->size(), int(want.size()));
+        for (size_t i = 0; i < want.size(); ++i) {
+            QCOMPARE(bars->data()->at(int(i))->value, want[i].share);
+            QCOMPARE(detail.table()->item(int(i), 0)->text(), QString::fromStdString(want[i].domain));
+            QCOMPARE(detail.table()->item(int(i), 1)->text(), QString::number(want[i].count));
+        }
+        QVERIFY2(detail.title().contains(QString("Expert %1 of layer %2").arg(expert).arg(layer)), qPrintable(detail.title()));
+    }
+
+    // The statistics and per-token CSV exports (analysis/csv_exports) from the GUI's worker.
+    void csvExportsWriteFilesThatParse() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        QSignalSpy done(&wb, &Workbench::exportFinished);
+        const QString stats = fx_.tmp.filePath("stats.csv"), tokens = fx_.tmp.filePath("tokens.csv");
+        wb.exportStatsCsv(stats, run_id_);
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 30000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        wb.exportTokensCsv(tokens, run_id_);
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 2, 30000);
+        QVERIFY2(done[1][0].toBool(), qPrintable(done[1][1].toString()));
+        auto lines = [](const QString& path) {
+            QFile f(path);
+            if (!f.open(QIODevice::ReadOnly)) return QStringList();
+            return QString::fromUtf8(f.readAll()).split("\r\n", Qt::SkipEmptyParts);  // RFC 4180 line ends
+        };
+        const QStringList s = lines(stats);
+        QCOMPARE(s.value(0), QString(an::kStatsCsvHeader));
+        const int columns = int(QString(an::kStatsCsvHeader).count(',')) + 1;
+        moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString());
+        QCOMPARE(s.size() - 1, int(an::expert_shares(store, run_id_).size()));
+        for (const QString& line : s) QCOMPARE(int(line.count(',')) + 1, columns);
+        QVERIFY(done[0][1].toString().contains(QString("(%1 rows)").arg(s.size() - 1)));
+        const QStringList t = lines(tokens);
+        QCOMPARE(t.value(0), QString(an::kTokensCsvHeader));
+        QVERIFY(t.size() > 1);
+        // No run: a refusal in place, no file.
+        wb.exportTokensCsv(fx_.tmp.filePath("none.csv"), 0);
+        QCOMPARE(done.size(), 3);
+        QVERIFY(!done[2][0].toBool());
+    }
+
+    // The offscreen platform cannot host the inspector's OpenGL view: a placeholder says so,
+    // and the document chooser still works (the GL view is tested under xvfb-run).
+    void inspectorShowsAPlaceholderWithoutGl() {
+        Workbench wb;
+        QVERIFY(ui_test::open_all(wb, fx_));
+        RoutingInspector insp(&wb);
+        QVERIFY(insp.view() == nullptr);
+        auto* placeholder = insp.findChild<QLabel*>("inspectorPlaceholder");
+        QVERIFY(placeholder);
+        QVERIFY2(placeholder->text().contains("OpenGL"), qPrintable(placeholder->text()));
+        QVERIFY(run_id_ > 0);
+        insp.setRun(run_id_);
+        QVERIFY(wb.waitIdle(30000));
+        QVERIFY(insp.documentCount() > 0);
+        QVERIFY2(insp.message().isEmpty(), qPrintable(insp.message()));
     }
 };
 

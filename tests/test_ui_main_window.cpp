@@ -1,6 +1,7 @@
 // The main window on a real X server (xvfb-run): started on a model, a store with no runs and
 // a corpus, it traces the corpus by itself and shows the run's heatmap; keyboard shortcuts
-// switch the view; the Trace button of the runs panel starts another run; the layout, the
+// switch the view; the inspector shows the run's first document and the ablation panel's mask
+// is shown in the status bar; the Trace button of the runs panel starts another run; the layout, the
 // heatmap's choices and the recent models and stores are kept in QSettings for the next start.
 #include <QDockWidget>
 #include <QPushButton>
@@ -8,7 +9,11 @@
 #include <QtTest>
 
 #include "tests/ui_test_support.h"
+#include "ui/ablation_panel.h"
+#include "ui/expert_grid.h"
 #include "ui/heatmap_view.h"
+#include "ui/routing_inspector.h"
+#include "ui/routing_inspector_view.h"
 #include "ui/log_panel.h"
 #include "ui/main_window.h"
 #include "ui/model_panel.h"
@@ -60,6 +65,15 @@ private slots:
         QCOMPARE(w.runsPanel()->domainCell(0, 1), QString("4"));
         QVERIFY(wb->corpus()->domains[0].tokens > 0);
         QCOMPARE(w.runsPanel()->domainCell(0, 2), QString::number(wb->corpus()->domains[0].tokens));
+
+        // The token routing inspector shows the run's first document (GL under Xvfb); the
+        // ablation grid has a row per MoE layer, and its mask is shown in the status bar.
+        QVERIFY(w.inspector()->view());
+        QTRY_VERIFY_WITH_TIMEOUT(w.inspector()->view()->routing().n_tokens() > 0, 30000);
+        QCOMPARE(w.inspector()->view()->routing().run_id, wb->runs()[0].run_id);
+        QCOMPARE(w.ablationPanel()->grid()->rowCount(), 2);
+        w.ablationPanel()->setSpec("L1:4");
+        QCOMPARE(w.findChild<QLabel*>("maskLabel")->text(), QString("Mask: L1:4"));
 
         // Shortcuts: Ctrl+1 experts × layers, Ctrl+2 back.
         w.activateWindow();

@@ -4,3 +4,7 @@
 # platform; the main window runs on a real X server (xvfb-run), as on a desktop.
 moe_add_qtest(test_ui_heatmap LABELS ui SOURCES test_ui_heatmap.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_main_window LABELS ui XVFB SOURCES test_ui_main_window.cpp ui_test_support.h LIBS moe_ui)
+moe_add_qtest(test_ui_inspector LABELS ui XVFB SOURCES test_ui_inspector.cpp ui_test_support.h LIBS moe_ui)
+moe_add_qtest(test_ui_ablation LABELS ui SOURCES test_ui_ablation.cpp ui_test_support.h LIBS moe_ui)
+moe_add_qtest(test_ui_chat LABELS ui SOURCES test_ui_chat.cpp ui_test_support.h LIBS moe_ui)
+moe_add_qtest(test_ui_monkey LABELS ui XVFB SOURCES test_ui_monkey.cpp ui_test_support.h LIBS moe_ui)

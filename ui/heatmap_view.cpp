@@ -28,8 +28,11 @@ HeatmapView::HeatmapView(QWidget* parent)
     : QWidget(parent), axes_(new QComboBox(this)), measure_(new QComboBox(this)), picker_label_(new QLabel(this)),
       picker_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
     axes_->setObjectName("heatmapAxes");
-    axes_->addItem(tr("Experts × layers (one domain)"), static_cast<int>(HeatmapAxes::experts_by_layers));
-    axes_->addItem(tr("Experts × domains (one layer)"), static_cast<int>(HeatmapAxes::experts_by_domains));
+    // Short names (the picker beside says which domain or layer): the view shares the window with docks.
+    axes_->addItem(tr("Experts × layers"), static_cast<int>(HeatmapAxes::experts_by_layers));
+    axes_->addItem(tr("Experts × domains"), static_cast<int>(HeatmapAxes::experts_by_domains));
+    axes_->setItemData(0, tr("One domain: a row per MoE layer"), Qt::ToolTipRole);
+    axes_->setItemData(1, tr("One layer: a row per domain (the DeepSeekMoE paper's figure)"), Qt::ToolTipRole);
     measure_->setObjectName("heatmapMeasure");
     for (HeatmapMeasure m : {HeatmapMeasure::share, HeatmapMeasure::ratio_to_uniform, HeatmapMeasure::log_ratio,
                              HeatmapMeasure::mean_gate_weight})
@@ -40,6 +43,9 @@ HeatmapView::HeatmapView(QWidget* parent)
                           Qt::ToolTipRole);
     measure_->setItemData(3, tr("mean gate weight of the expert's selections; needs a run with gate weights"),
                           Qt::ToolTipRole);
+    // The measure combo may shorten its longest name: the heatmap shares the window with docks.
+    measure_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    measure_->setMinimumContentsLength(12);
     picker_->setObjectName("heatmapPicker");
     picker_->setMinimumContentsLength(10);
     picker_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
@@ -96,6 +102,7 @@ HeatmapView::HeatmapView(QWidget* parent)
     connect(measure_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(picker_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(plot_, &QCustomPlot::mouseMove, this, &HeatmapView::hover);
+    connect(plot_, &QCustomPlot::mousePress, this, &HeatmapView::click);
     fillPicker();
     showNotice(tr("Select a run to see which experts its tokens were routed to."));
 }
@@ -232,6 +239,12 @@ void HeatmapView::hover(QMouseEvent* event) {
     const QString text = toolTipAt(event->pos());
     if (text.isEmpty()) QToolTip::hideText();
     else QToolTip::showText(event->globalPosition().toPoint(), text, plot_);
+}
+
+void HeatmapView::click(QMouseEvent* event) {
+    if (event->button() != Qt::LeftButton) return;
+    if (const auto cell = cellAt(event->pos()))
+        emit expertClicked(grid_->request.run_id, grid_->row_layers[static_cast<size_t>(cell->first)], cell->second);
 }
 
 }  // namespace moe::ui

@@ -1,6 +1,6 @@
 // The heatmap view: a QCustomPlot colour map of one run — experts × layers for one domain,
 // or experts × domains for one layer — in a chosen measure, with a colour scale, and the
-// exact numbers of a cell on hover. It shows a HeatmapGrid (ui/heatmap_data.h) and asks for a
+// exact numbers of a cell on hover; a click on a cell asks for that expert's detail. It shows a HeatmapGrid (ui/heatmap_data.h) and asks for a
 // new one when a control changes; it computes nothing itself.
 #pragma once
 
@@ -41,6 +41,7 @@ public:
 
 signals:
     void requestChanged(const moe::ui::HeatmapRequest& request);
+    void expertClicked(qint64 run_id, qint64 layer, qint64 expert);  // a cell was clicked
 
 public slots:
     void showGrid(const moe::ui::HeatmapGrid& grid);
@@ -51,6 +52,7 @@ private:
     void controlsChanged();
     void fillPicker();
     void hover(QMouseEvent* event);
+    void click(QMouseEvent* event);
 
     int64_t run_id_ = 0;
     QComboBox* axes_;

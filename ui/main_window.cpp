@@ -5,6 +5,7 @@
 #include <QCloseEvent>
 #include <QDockWidget>
 #include <QFileDialog>
+#include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QScrollArea>
@@ -12,10 +13,14 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 
+#include "ui/ablation_panel.h"
+#include "ui/chat_panel.h"
+#include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
 #include "ui/log_panel.h"
 #include "ui/model_panel.h"
 #include "ui/recent_files.h"
+#include "ui/routing_inspector.h"
 #include "ui/runs_panel.h"
 #include "ui/workbench.h"
 
@@ -23,7 +28,9 @@ namespace moe::ui {
 
 MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), workbench_(new Workbench(this)), model_panel_(new ModelPanel(workbench_, this)),
-      runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)) {
+      runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)),
+      inspector_(new RoutingInspector(workbench_, this)), ablation_(new AblationPanel(workbench_, this)),
+      chat_(new ChatPanel(workbench_, this)), expert_detail_(new ExpertDetailView(this)) {
     setWindowTitle(tr("MoE Workbench"));
     setObjectName("mainWindow");
     setCentralWidget(heatmap_);
@@ -33,10 +40,17 @@ MainWindow::MainWindow(QWidget* parent)
     addDock(tr("Model"), "modelDock", model_panel_, Qt::LeftDockWidgetArea);
     addDock(tr("Runs and corpora"), "runsDock", runs_panel_, Qt::LeftDockWidgetArea, true);
     addDock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
-    resizeDocks({findChild<QDockWidget*>("modelDock")}, {450}, Qt::Horizontal);
-    resizeDocks({findChild<QDockWidget*>("logDock")}, {130}, Qt::Vertical);
+    QDockWidget* inspector_dock = addDock(tr("Token routing"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
+    // The ablation panel shares the right side with the inspector, as a tab behind it.
+    tabifyDockWidget(inspector_dock, addDock(tr("Ablation"), "ablationDock", ablation_, Qt::RightDockWidgetArea, true));
+    tabifyDockWidget(inspector_dock, addDock(tr("Chat"), "chatDock", chat_, Qt::RightDockWidgetArea));
+    inspector_dock->raise();
     buildMenus();
     statusBar()->showMessage(tr("Ready"));
+    // The current mask, visible whatever dock is shown.
+    mask_label_ = new QLabel(tr("Mask: none"), this);
+    mask_label_->setObjectName("maskLabel");
+    statusBar()->addPermanentWidget(mask_label_);
 
     connect(workbench_, &Workbench::logMessage, log_, &LogPanel::append);
     connect(workbench_, &Workbench::logMessage, this, [this](int level, const QString& m) {
@@ -45,7 +59,36 @@ MainWindow::MainWindow(QWidget* parent)
     connect(model_panel_, &ModelPanel::openRequested, this, &MainWindow::chooseModel);
     connect(runs_panel_, &RunsPanel::chooseCorpusRequested, this, &MainWindow::chooseCorpus);
     connect(runs_panel_, &RunsPanel::runSelected, heatmap_, [this](qint64 id) { heatmap_->setRun(id); });
+    connect(runs_panel_, &RunsPanel::runSelected, inspector_, &RoutingInspector::setRun);
+    connect(runs_panel_, &RunsPanel::runSelected, ablation_, &AblationPanel::setRun);
+    connect(ablation_, &AblationPanel::maskChanged, this, [this](const QString& spec) {
+        mask_label_->setText(spec.isEmpty() ? tr("Mask: none") : tr("Mask: %1").arg(spec));
+    });
+    connect(ablation_, &AblationPanel::maskChanged, chat_, &ChatPanel::showMaskSpec);
+    chat_->setMaskSource([this] { return ablation_->currentMask(); });
+    connect(chat_, &ChatPanel::inspectRequested, this, [this, inspector_dock](const TokenRouting& r) {
+        inspector_->showRouting(r);
+        inspector_dock->raise();
+    });
     connect(heatmap_, &HeatmapView::requestChanged, workbench_, &Workbench::requestHeatmap);
+    // A click on a heatmap cell opens that expert's detail in a window of its own.
+    expert_detail_->setWindowFlag(Qt::Tool);
+    expert_detail_->setWindowTitle(tr("Expert detail"));
+    expert_detail_->resize(560, 520);
+    connect(heatmap_, &HeatmapView::expertClicked, workbench_, &Workbench::requestExpertDetail);
+    connect(workbench_, &Workbench::expertDetailReady, this, [this](const ExpertDetail& d) {
+        expert_detail_->showDetail(d);
+        expert_detail_->setWindowTitle(tr("Expert %1 of layer %2 — run %3").arg(d.expert).arg(d.layer).arg(d.run_id));
+        expert_detail_->show();
+        expert_detail_->raise();
+    });
+    connect(workbench_, &Workbench::expertDetailFailed, this, [this](const QString& e) {
+        expert_detail_->showError(e);
+        expert_detail_->show();
+    });
+    connect(workbench_, &Workbench::exportFinished, this, [this](bool, const QString& m) {
+        statusBar()->showMessage(m, 10000);
+    });
     connect(workbench_, &Workbench::heatmapReady, heatmap_, &HeatmapView::showGrid);
     connect(workbench_, &Workbench::heatmapFailed, heatmap_, &HeatmapView::showError);
     connect(workbench_, &Workbench::modelOpened, this, [this] {
@@ -58,9 +101,14 @@ MainWindow::MainWindow(QWidget* parent)
     });
 
     // The layout as built is the one "Reset layout" returns to; then the saved one, if any.
+    // Dock sizes are laid out in the default window size, so that they are kept as given.
+    resize(1400, 860);
+    resizeDocks({findChild<QDockWidget*>("modelDock"), findChild<QDockWidget*>("inspectorDock")}, {450, 400},
+                Qt::Horizontal);
+    resizeDocks({findChild<QDockWidget*>("logDock")}, {130}, Qt::Vertical);
     default_state_ = saveState();
     QSettings settings;
-    if (!restoreGeometry(settings.value("mainWindow/geometry").toByteArray())) resize(1400, 860);
+    restoreGeometry(settings.value("mainWindow/geometry").toByteArray());
     restoreState(settings.value("mainWindow/state").toByteArray());
     heatmap_->setAxes(static_cast<HeatmapAxes>(
         settings.value("heatmap/axes", static_cast<int>(HeatmapAxes::experts_by_domains)).toInt()));
@@ -104,6 +152,8 @@ void MainWindow::buildMenus() {
     file->addAction(tr("Open &corpus…"), QKeySequence(Qt::CTRL | Qt::Key_K), this, &MainWindow::chooseCorpus);
     file->addSeparator();
     file->addAction(tr("&Export heatmap…"), QKeySequence(Qt::CTRL | Qt::Key_E), this, &MainWindow::exportHeatmap);
+    file->addAction(tr("Export &statistics CSV…"), this, &MainWindow::exportStatsCsv);
+    file->addAction(tr("Export &per-token CSV…"), this, &MainWindow::exportTokensCsv);
     file->addSeparator();
     file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
     connect(recent_models_, &RecentFiles::chosen, workbench_, &Workbench::openModel);
@@ -189,6 +239,25 @@ void MainWindow::exportHeatmap() {
     if (path.isEmpty()) return;
     if (heatmap_->exportImage(path)) log_->append(0, tr("heatmap written to %1").arg(path));
     else log_->append(2, tr("could not write the heatmap to %1 (give it a .png, .pdf or .jpg name)").arg(path));
+}
+
+void MainWindow::exportStatsCsv() {
+    const int64_t run = runs_panel_->selectedRun();
+    const QString path = QFileDialog::getSaveFileName(
+        this, run ? tr("Export the statistics of run %1").arg(run) : tr("Export the statistics of every run"),
+        run ? QString("stats-run%1.csv").arg(run) : QString("stats.csv"), tr("CSV (*.csv)"));
+    if (!path.isEmpty()) workbench_->exportStatsCsv(path, run);
+}
+
+void MainWindow::exportTokensCsv() {
+    const int64_t run = runs_panel_->selectedRun();
+    if (!run) {
+        statusBar()->showMessage(tr("Select a run to export its per-token routing"), 8000);
+        return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export the per-token routing of run %1").arg(run),
+                                                      QString("tokens-run%1.csv").arg(run), tr("CSV (*.csv)"));
+    if (!path.isEmpty()) workbench_->exportTokensCsv(path, run);
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

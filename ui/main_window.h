@@ -1,10 +1,13 @@
-// The main window: assembles the docks (model, runs and corpora, log) around the heatmap
+// The main window: assembles the docks (model, runs and corpora, token routing inspector,
+// ablation, chat, log) around the heatmap
 // view, wires their signals to the Workbench, and keeps menus, shortcuts, recent lists and
 // the saved layout (QSettings). Nothing else lives here.
 #pragma once
 
 #include <QMainWindow>
 #include <QString>
+
+class QLabel;
 
 namespace moe::ui {
 
@@ -13,6 +16,10 @@ class ModelPanel;
 class RunsPanel;
 class HeatmapView;
 class LogPanel;
+class RoutingInspector;
+class AblationPanel;
+class ChatPanel;
+class ExpertDetailView;
 class RecentFiles;
 
 struct StartOptions {
@@ -37,6 +44,10 @@ public:
     RunsPanel* runsPanel() const { return runs_panel_; }
     HeatmapView* heatmapView() const { return heatmap_; }
     LogPanel* logPanel() const { return log_; }
+    RoutingInspector* inspector() const { return inspector_; }
+    AblationPanel* ablationPanel() const { return ablation_; }
+    ChatPanel* chatPanel() const { return chat_; }
+    ExpertDetailView* expertDetail() const { return expert_detail_; }  // in its own window
 
     static QString defaultStorePath();  // AppDataLocation/workbench.db
 
@@ -45,6 +56,8 @@ public slots:
     void chooseStore();
     void chooseCorpus();
     void exportHeatmap();
+    void exportStatsCsv();
+    void exportTokensCsv();
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -59,6 +72,11 @@ private:
     RunsPanel* runs_panel_;
     HeatmapView* heatmap_;
     LogPanel* log_;
+    RoutingInspector* inspector_;
+    AblationPanel* ablation_;
+    ChatPanel* chat_;
+    ExpertDetailView* expert_detail_;
+    QLabel* mask_label_ = nullptr;
     RecentFiles* recent_models_ = nullptr;
     RecentFiles* recent_stores_ = nullptr;
     void maybeAutoTrace();

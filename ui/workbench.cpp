@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "analysis/corpus_tokens.h"
+#include "analysis/csv_exports.h"
 #include "analysis/fingerprint.h"
 #include "analysis/routing_store.h"
 #include "analysis/trace_runner.h"
@@ -369,6 +370,114 @@ void Workbench::requestHeatmap(const HeatmapRequest& request) {
             if (!r.ok()) emit heatmapFailed(r.error);
             else emit heatmapReady(*r.value);
         });
+}
+
+void Workbench::requestDocuments(qint64 run_id) {
+    const int generation = ++documents_generation_;
+    if (!store_ready_) return;
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<std::vector<an::DocumentEntry>>(
+        this, [p, run_id] { return an::RoutingStore::open(p, read_only()).documents(run_id); },
+        [this, generation, run_id](JobResult<std::vector<an::DocumentEntry>> r) {
+            jobDone();
+            if (generation != documents_generation_) return;
+            if (!r.ok()) {
+                emit logMessage(2, "reading the documents of run " + QString::number(run_id) + ": " + r.error);
+                emit tokenRoutingFailed(r.error);
+                return;
+            }
+            documents_ = std::move(*r.value);
+            emit documentsReady(run_id);
+        });
+}
+
+void Workbench::requestTokenRouting(qint64 run_id, qint64 doc_id) {
+    const int generation = ++routing_generation_;
+    if (!store_ready_) {
+        emit tokenRoutingFailed("no routing store is open");
+        return;
+    }
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<TokenRouting>(
+        this,
+        [p, run_id, doc_id] {
+            an::RoutingStore store = an::RoutingStore::open(p, read_only());
+            return load_token_routing(store, run_id, doc_id);
+        },
+        [this, generation](JobResult<TokenRouting> r) {
+            jobDone();
+            if (generation != routing_generation_) return;  // a newer request supersedes this one
+            if (!r.ok()) emit tokenRoutingFailed(r.error);
+            else emit tokenRoutingReady(*r.value);
+        });
+}
+
+void Workbench::requestExpertDetail(qint64 run_id, qint64 layer, qint64 expert) {
+    if (!store_ready_) {
+        emit expertDetailFailed("no routing store is open");
+        return;
+    }
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<ExpertDetail>(
+        this,
+        [p, run_id, layer, expert] {
+            an::RoutingStore store = an::RoutingStore::open(p, read_only());
+            return load_expert_detail(store, run_id, layer, expert);
+        },
+        [this](JobResult<ExpertDetail> r) {
+            jobDone();
+            if (!r.ok()) emit expertDetailFailed(r.error);
+            else emit expertDetailReady(*r.value);
+        });
+}
+
+namespace {
+enum class CsvKind { stats, tokens };
+}
+
+static void export_csv(Workbench* wb, const QString& store_path, const QString& path, qint64 run_id, CsvKind kind,
+                       const std::function<void()>& started, const std::function<void()>& done) {
+    started();
+    const std::string p = store_path.toStdString(), out = path.toStdString();
+    run_job<int64_t>(
+        wb,
+        [p, out, run_id, kind] {
+            an::RoutingStore store = an::RoutingStore::open(p, read_only());
+            return kind == CsvKind::stats
+                       ? an::write_stats_csv(store, run_id > 0 ? std::optional<int64_t>(run_id) : std::nullopt, std::nullopt, out)
+                       : an::write_tokens_csv(store, run_id, std::nullopt, out);
+        },
+        [wb, path, kind, done](JobResult<int64_t> r) {
+            done();
+            const QString what = kind == CsvKind::stats ? "statistics" : "per-token routing";
+            if (!r.ok()) {
+                emit wb->logMessage(2, "exporting the " + what + ": " + r.error);
+                emit wb->exportFinished(false, r.error);
+            } else {
+                const QString m = QString("%1 CSV written to %2 (%3 rows)").arg(what, path).arg(*r.value);
+                emit wb->logMessage(0, m);
+                emit wb->exportFinished(true, m);
+            }
+        });
+}
+
+void Workbench::exportStatsCsv(const QString& path, qint64 run_id) {
+    if (!store_ready_) {
+        emit exportFinished(false, "no routing store is open");
+        return;
+    }
+    export_csv(this, store_path_, path, run_id, CsvKind::stats, [this] { jobStarted(); }, [this] { jobDone(); });
+}
+
+void Workbench::exportTokensCsv(const QString& path, qint64 run_id) {
+    if (!store_ready_ || run_id <= 0) {
+        emit exportFinished(false, store_ready_ ? "select a run first" : "no routing store is open");
+        return;
+    }
+    export_csv(this, store_path_, path, run_id, CsvKind::tokens, [this] { jobStarted(); }, [this] { jobDone(); });
 }
 
 }  // namespace moe::ui

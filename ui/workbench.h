@@ -19,8 +19,10 @@
 
 #include "analysis/corpus.h"
 #include "analysis/store_types.h"
+#include "ui/expert_detail.h"
 #include "ui/heatmap_data.h"
 #include "ui/model_summary.h"
+#include "ui/token_routing.h"
 
 namespace moe {
 class Model;
@@ -68,6 +70,10 @@ public:
     bool traceRunning() const { return trace_running_; }
     const TraceStatus& traceStatus() const { return trace_status_; }
     QString lastTraceSummary() const { return last_trace_summary_; }
+    // The finished documents of the run last asked for with requestDocuments.
+    const std::vector<analysis::DocumentEntry>& documents() const { return documents_; }
+    std::shared_ptr<const Model> model() const { return model_; }
+    std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
     // Waits (processing events) until no job of this workbench is running; for tests and exit.
     bool waitIdle(int timeout_ms);
 
@@ -83,6 +89,12 @@ public slots:
     void startTrace(const QStringList& domains, qint64 max_tokens_per_domain);
     void cancelTrace();
     void requestHeatmap(const moe::ui::HeatmapRequest& request);
+    void requestDocuments(qint64 run_id);                   // → documentsReady
+    void requestTokenRouting(qint64 run_id, qint64 doc_id);  // → tokenRoutingReady / tokenRoutingFailed
+    void requestExpertDetail(qint64 run_id, qint64 layer, qint64 expert);  // → expertDetailReady / Failed
+    // analysis/csv_exports: the statistics of one run (0: every run), or a run's per-token routing.
+    void exportStatsCsv(const QString& path, qint64 run_id);  // → exportFinished
+    void exportTokensCsv(const QString& path, qint64 run_id);
 
 signals:
     void modelLoadingStarted(const QString& dir);
@@ -99,6 +111,12 @@ signals:
     void traceFinished(bool ok, const QString& summary);
     void heatmapReady(const moe::ui::HeatmapGrid& grid);
     void heatmapFailed(const QString& error);
+    void documentsReady(qint64 run_id);
+    void tokenRoutingReady(const moe::ui::TokenRouting& routing);
+    void tokenRoutingFailed(const QString& error);
+    void expertDetailReady(const moe::ui::ExpertDetail& detail);
+    void expertDetailFailed(const QString& error);
+    void exportFinished(bool ok, const QString& message);
     void logMessage(int level, const QString& message);
 
 private:
@@ -135,6 +153,9 @@ private:
     QString last_trace_summary_;
 
     int heatmap_generation_ = 0;
+    std::vector<analysis::DocumentEntry> documents_;
+    int documents_generation_ = 0;
+    int routing_generation_ = 0;
     int jobs_running_ = 0;
 };
 

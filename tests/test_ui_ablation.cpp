@@ -1,0 +1,200 @@
+// The ablation panel on the offscreen platform: clicking cells of the expert grid and the
+// quick actions build the expected SPEC, which ExpertMask::parse accepts; top-N is the mask
+// analysis/ablation.h builds from the run's counts; a mask saved as JSON loads back; an
+// evaluation on a worker thread fills the table and the Δloss chart with exactly the numbers
+// run_ablation returns, can be stored, and can be cancelled.
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QtTest>
+#include <qcustomplot.h>
+
+#include "analysis/ablation.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "tests/ui_test_support.h"
+#include "ui/ablation_panel.h"
+#include "ui/expert_grid.h"
+
+using namespace moe::ui;
+namespace an = moe::analysis;
+
+class TestUiAblation : public QObject {
+    Q_OBJECT
+    ui_test::Fixture fx_;
+    Workbench wb_;
+    AblationPanel* panel_ = nullptr;
+    int64_t run_id_ = 0;
+
+    void click(int row, int column) {
+        ExpertGrid* g = panel_->grid();
+        const QRect r = g->visualItemRect(g->item(row, column));
+        QVERIFY(!r.isEmpty());
+        QTest::mouseClick(g->viewport(), Qt::LeftButton, {}, r.center());
+    }
+    void press(const char* name) {
+        auto* b = panel_->findChild<QPushButton*>(name);
+        QVERIFY2(b, name);
+        QTest::mouseClick(b, Qt::LeftButton);
+    }
+    const moe::ModelConfig& cfg() const { return wb_.model()->config(); }
+
+private slots:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        QVERIFY(fx_.ok);
+        panel_ = new AblationPanel(&wb_);
+        panel_->resize(900, 900);
+        panel_->show();
+        QVERIFY(ui_test::open_all(wb_, fx_));
+        wb_.startTrace({}, 80);
+        QTRY_VERIFY_WITH_TIMEOUT(!wb_.traceRunning(), 120000);
+        QVERIFY(wb_.waitIdle(30000));
+        run_id_ = wb_.runs().back().run_id;
+    }
+    void cleanupTestCase() { delete panel_; }
+
+    void togglingExpertsBuildsTheSpec() {
+        // The tiny model: MoE layers 1 and 2, 16 routed experts, 2 shared.
+        QCOMPARE(panel_->maskState().layers(), (std::vector<int64_t>{1, 2}));
+        QCOMPARE(panel_->grid()->columnCount(), 17);
+        QCOMPARE(panel_->specText(), QString());
+        click(0, ExpertGrid::columnOfExpert(3));
+        click(1, ExpertGrid::columnOfExpert(5));
+        click(0, 0);  // layer 1's shared experts
+        QCOMPARE(panel_->specText(), QString("L1:3;L2:5;L1:shared"));
+        click(0, ExpertGrid::columnOfExpert(5));
+        QCOMPARE(panel_->specText(), QString("L1:3,5;L2:5;L1:shared"));
+        const moe::ExpertMask m = moe::ExpertMask::parse(panel_->specText().toStdString(), cfg(), moe::MaskMode::reroute);
+        QVERIFY(m.layer(1)->disabled[3] && m.layer(1)->disabled[5] && m.layer(1)->shared_off);
+        QVERIFY(m.layer(2)->disabled[5] && !m.layer(2)->disabled[3] && !m.layer(2)->shared_off);
+        QCOMPARE(m.layer(1)->n_disabled, int64_t(2));
+        QVERIFY(panel_->currentMask().has_value());
+        QVERIFY(panel_->maskError().isEmpty());
+        // A cell clicked again is on again; the grid shows what is off.
+        click(0, ExpertGrid::columnOfExpert(5));
+        QCOMPARE(panel_->specText(), QString("L1:3;L2:5;L1:shared"));
+        QVERIFY(panel_->grid()->item(0, ExpertGrid::columnOfExpert(3))->data(Qt::UserRole).toBool());
+        QVERIFY(!panel_->grid()->item(0, ExpertGrid::columnOfExpert(5))->data(Qt::UserRole).toBool());
+        press("sharedOff");
+        QCOMPARE(panel_->specText(), QString("L1:3;L2:5;*:shared"));
+        press("clearMask");
+        QCOMPARE(panel_->specText(), QString());
+        QVERIFY(!panel_->currentMask().has_value());
+        click(0, ExpertGrid::columnOfExpert(7));
+        click(1, ExpertGrid::columnOfExpert(7));
+        QCOMPARE(panel_->specText(), QString("*:7"));
+        // Typed SPEC: parsed by the engine, shown in the grid; a bad one is an error in place.
+        panel_->setSpec("L2:0,1;*:k=2");
+        QCOMPARE(panel_->specText(), QString("L2:0,1;*:k=2"));
+        QVERIFY(panel_->grid()->item(1, ExpertGrid::columnOfExpert(1))->data(Qt::UserRole).toBool());
+        panel_->setSpec("L0:3");  // layer 0 is dense
+        QVERIFY2(panel_->maskError().contains("L0"), qPrintable(panel_->maskError()));
+        QCOMPARE(panel_->maskState().spec(), std::string("L2:0,1;*:k=2"));
+        press("clearMask");
+        QVERIFY(panel_->maskError().isEmpty());
+    }
+
+    void quickActionsUseTheRunsCounts() {
+        panel_->setRun(run_id_);
+        panel_->findChild<QSpinBox*>("quickN")->setValue(3);
+        press("topN");
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+        const auto sel = an::expert_selections(store, run_id_, cfg());
+        const double f = 3.0 / 16.0;
+        const auto expected = an::routed_sweep(cfg(), sel, run_id_, std::span(&f, 1), {}, 0, moe::MaskMode::reroute);
+        const std::string want = MaskState::from_mask(expected[0].mask, cfg()).spec();
+        QTRY_COMPARE_WITH_TIMEOUT(panel_->specText(), QString::fromStdString(want), 10000);
+        QCOMPARE(panel_->maskState().n_experts_off(), int64_t(6));
+        press("bottomN");
+        const std::vector<std::string> least{"least-routed"};
+        const auto bottom = an::routed_sweep(cfg(), sel, run_id_, std::span(&f, 1), least, 0, moe::MaskMode::reroute);
+        QTRY_COMPARE_WITH_TIMEOUT(panel_->specText(), QString::fromStdString(MaskState::from_mask(bottom[1].mask, cfg()).spec()),
+                                  10000);
+        press("randomN");
+        QTRY_VERIFY_WITH_TIMEOUT(panel_->statusText().contains("random"), 10000);
+        QCOMPARE(panel_->maskState().n_experts_off(), int64_t(6));
+        // Too many for reroute (16 − 14 < k = 4): the analysis error, in place.
+        panel_->findChild<QSpinBox*>("quickN")->setValue(14);
+        press("randomN");
+        QTRY_VERIFY_WITH_TIMEOUT(!panel_->maskError().isEmpty(), 10000);
+        press("clearMask");
+    }
+
+    void maskRoundTripsThroughJson() {
+        panel_->setSpec("L1:2,9;L2:shared");
+        const QString path = fx_.tmp.filePath("mask.json");
+        QVERIFY(panel_->saveMask(path));
+        press("clearMask");
+        QVERIFY(panel_->loadMask(path));
+        QCOMPARE(panel_->specText(), QString("L1:2,9;L2:shared"));
+        QFile bad(fx_.tmp.filePath("bad.json"));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("{\"spec\": \"L1:99\"}");
+        bad.close();
+        QVERIFY(!panel_->loadMask(bad.fileName()));
+        QVERIFY2(panel_->maskError().contains("bad.json"), qPrintable(panel_->maskError()));
+        QCOMPARE(panel_->specText(), QString("L1:2,9;L2:shared"));
+    }
+
+    void evaluationFillsTheTable() {
+        panel_->setSpec("L1:3,5;*:shared");
+        panel_->setTokenBudget(60);
+        panel_->setDomainsChecked({"code", "prose"});
+        panel_->findChild<QCheckBox*>("ablationStore")->setChecked(true);
+        QSignalSpy done(panel_->jobs(), &AblationJobs::finished);
+        press("evaluate");
+        QVERIFY(panel_->jobs()->running());
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 120000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+
+        // The same evaluation, called directly.
+        an::AblationCondition c;
+        c.mask = moe::ExpertMask::parse("L1:3,5;*:shared", cfg(), moe::MaskMode::reroute);
+        an::AblationOptions opt;
+        opt.max_tokens = 60;
+        const an::AblationResult r = an::run_ablation(*wb_.model(), *wb_.tokenizer(), wb_.corpus()->corpus, std::span(&c, 1), opt);
+        const auto& domains = r.conditions[0].domains;
+        QTableWidget* t = panel_->resultsTable();
+        QCOMPARE(t->rowCount(), static_cast<int>(domains.size()) + 1);
+        for (int i = 0; i < static_cast<int>(domains.size()); ++i) {
+            const an::AblationScore& s = domains[static_cast<size_t>(i)];
+            QCOMPARE(t->item(i, 0)->text(), QString::fromStdString(s.domain));
+            QCOMPARE(t->item(i, 1)->text(), QString::number(s.tokens));
+            QCOMPARE(t->item(i, 2)->text(), QString::number(s.baseline_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 3)->text(), QString::number(s.ablated_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 4)->text(), QString::number(s.delta_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 5)->text(), QString::number(s.ppl_ratio(), 'f', 4));
+            QCOMPARE(t->item(i, 6)->text(), QString::number(s.mean_kl(), 'f', 4));
+            QCOMPARE(t->item(i, 7)->text(), QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %");
+        }
+        QCOMPARE(t->item(t->rowCount() - 1, 0)->text(), QString("all"));
+        QCOMPARE(t->item(t->rowCount() - 1, 1)->text(), QString::number(r.conditions[0].all.tokens));
+        // The chart: one bar per domain, its height the domain's Δloss.
+        auto* bars = qobject_cast<QCPBars*>(panel_->chart()->plottable(0));
+        QVERIFY(bars);
+        QCOMPARE(bars->data()->size(), static_cast<int>(domains.size()));
+        for (int i = 0; i < static_cast<int>(domains.size()); ++i)
+            QCOMPARE(bars->data()->at(i)->value, domains[static_cast<size_t>(i)].delta_loss());
+        // Stored as `moewb ablate --db` stores it.
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+        const auto stored = an::read_ablations(store);
+        QCOMPARE(stored.size(), size_t(1));
+        QCOMPARE(stored[0].mask_spec, std::string("L1:3,5;*:shared"));
+        QVERIFY(panel_->statusText().contains("stored as ablation"));
+    }
+
+    void evaluationCanBeCancelled() {
+        panel_->findChild<QCheckBox*>("ablationStore")->setChecked(false);
+        panel_->setTokenBudget(0);
+        QSignalSpy done(panel_->jobs(), &AblationJobs::finished);
+        press("evaluate");
+        panel_->jobs()->cancel();  // before the worker's first forward step ends
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 120000);
+        QVERIFY(panel_->jobs()->result()->stopped);
+        QVERIFY2(panel_->statusText().contains("cancelled"), qPrintable(panel_->statusText()));
+        QVERIFY(panel_->findChild<QPushButton*>("evaluate")->isEnabled());
+    }
+};
+
+QTEST_MAIN(TestUiAblation)
+#include "test_ui_ablation.moc"

@@ -1,0 +1,132 @@
+// The chat panel on the offscreen platform: a message typed and sent is answered on a worker
+// thread, the text streaming into the transcript, with exactly the tokens engine/generator.h
+// generate() gives for the chat template's prompt; a second turn carries the first; Stop ends
+// a long answer; the ablation mask is applied to the answer (rerouted experts never chosen);
+// "Inspect routing" hands the answer's routing to the inspector.
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QtTest>
+
+#include "engine/chat_template.h"
+#include "engine/generator.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "tests/ui_test_support.h"
+#include "ui/chat_panel.h"
+
+using namespace moe::ui;
+
+class TestUiChat : public QObject {
+    Q_OBJECT
+    ui_test::Fixture fx_;
+    Workbench wb_;
+    ChatPanel* panel_ = nullptr;
+
+    void type_and_send(const QString& text) {
+        auto* input = panel_->findChild<QLineEdit*>("chatInput");
+        input->setFocus();
+        QTest::keyClicks(input, text);
+        QTest::mouseClick(panel_->findChild<QPushButton*>("chatSend"), Qt::LeftButton);
+    }
+
+private slots:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        QVERIFY(fx_.ok);
+        QVERIFY(ui_test::open_all(wb_, fx_));
+        panel_ = new ChatPanel(&wb_);
+        panel_->resize(700, 600);
+        panel_->show();
+    }
+    void cleanupTestCase() { delete panel_; }
+
+    void aChatTurnStreamsTheGeneratorsTokens() {
+        panel_->setMaxTokens(6);
+        panel_->setTemperature(0);  // greedy: the same tokens as a direct call
+        QSignalSpy streamed(panel_->session(), &ChatSession::textStreamed);
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        type_and_send("Hello there");
+        QVERIFY(panel_->session()->running());
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        const moe::GenerateResult r = *panel_->session()->lastResult();  // a copy: the next turn replaces it
+        QVERIFY(!r.tokens.empty() && r.tokens.size() <= 6);
+
+        const moe::ChatTemplate tmpl = moe::chat_template_for(fx_.model_dir.toStdString(), wb_.model()->config());
+        const std::vector<int32_t> prompt =
+            wb_.tokenizer()->encode(moe::render_chat(tmpl, {{"user", "Hello there"}}, true), false);
+        moe::GenerateParams gp;
+        gp.max_new_tokens = 6;
+        gp.sampling.top_p = 0.95f;
+        if (auto eos = wb_.tokenizer()->token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
+        const moe::GenerateResult want = moe::generate(*wb_.model(), wb_.tokenizer().get(), prompt, gp, [](std::string_view) { return true; });
+        QCOMPARE(r.tokens, want.tokens);
+        QCOMPARE(r.prompt_tokens, static_cast<int64_t>(prompt.size()));
+        QCOMPARE(panel_->session()->partialAnswer(), QString::fromStdString(want.text));
+        QVERIFY(streamed.size() > 0);
+        QVERIFY2(panel_->transcript().contains("You: Hello there"), qPrintable(panel_->transcript()));
+        QVERIFY2(panel_->transcript().contains("Model: " + QString::fromStdString(want.text)), qPrintable(panel_->transcript()));
+        QCOMPARE(panel_->session()->messages().size(), size_t(2));
+
+        // A second turn: the conversation so far is part of its prompt.
+        type_and_send("And then?");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 2, 60000);
+        QVERIFY(done[1][0].toBool());
+        QCOMPARE(panel_->session()->messages().size(), size_t(4));
+        QVERIFY(panel_->session()->lastResult()->prompt_tokens > r.prompt_tokens + static_cast<int64_t>(r.tokens.size()));
+    }
+
+    void stopStopsALongAnswer() {
+        panel_->findChild<QPushButton*>("chatClear")->click();
+        panel_->setMaxTokens(100000);
+        panel_->setTemperature(1.0);
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        type_and_send("Tell me everything");
+        QTRY_VERIFY_WITH_TIMEOUT(panel_->session()->piecesReceived() >= 3, 60000);
+        auto* stop = panel_->findChild<QPushButton*>("chatStop");
+        QVERIFY(stop->isEnabled());
+        QTest::mouseClick(stop, Qt::LeftButton);
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QCOMPARE(panel_->session()->lastResult()->stop_reason, std::string("cancelled"));
+        QVERIFY(panel_->session()->lastResult()->tokens.size() < 100000);
+        QVERIFY(!stop->isEnabled());
+        QVERIFY(panel_->findChild<QPushButton*>("chatSend")->isEnabled());
+    }
+
+    void theMaskIsAppliedAndTheRoutingInspectable() {
+        // Experts 0..11 of layer 1 off (reroute): every token's layer-1 experts are 12..15.
+        const moe::ExpertMask mask =
+            moe::ExpertMask::parse("L1:0,1,2,3,4,5,6,7,8,9,10,11", wb_.model()->config(), moe::MaskMode::reroute);
+        panel_->setMaskSource([mask] { return std::optional<moe::ExpertMask>(mask); });
+        panel_->setApplyMask(true);
+        panel_->setMaxTokens(5);
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        QSignalSpy inspect(panel_, &ChatPanel::inspectRequested);
+        type_and_send("Masked");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QVERIFY(done[0][0].toBool());
+        const TokenRouting& routing = *panel_->session()->lastRouting();
+        const int64_t col = routing.column_of_layer(1);
+        QVERIFY(col >= 0);
+        const int64_t T = panel_->session()->lastResult()->prompt_tokens;
+        QCOMPARE(routing.n_tokens(), T + static_cast<int64_t>(panel_->session()->lastResult()->tokens.size()));
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t r = 0; r < 4; ++r) QVERIFY(routing.expert(t, col, r) >= 12);
+        QVERIFY(QString::fromStdString(routing.title).contains("L1:0,1,2"));
+        QTest::mouseClick(panel_->findChild<QPushButton*>("chatInspect"), Qt::LeftButton);
+        QCOMPARE(inspect.size(), 1);
+        // Without the mask the published routing picks some of experts 0..11 in layer 1.
+        panel_->setApplyMask(false);
+        type_and_send("Unmasked");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 2, 60000);
+        const TokenRouting& plain = *panel_->session()->lastRouting();
+        bool low = false;
+        for (int64_t t = 0; t < plain.n_tokens() - 1; ++t)
+            for (int64_t r = 0; r < 4; ++r) low = low || (plain.expert(t, col, r) >= 0 && plain.expert(t, col, r) < 12);
+        QVERIFY(low);
+    }
+};
+
+QTEST_MAIN(TestUiChat)
+#include "test_ui_chat.moc"

@@ -1,0 +1,93 @@
+// The ablation panel: the expert toggle grid (ui/expert_grid.h) with quick actions — shared
+// experts off in all layers, the top-N / bottom-N most selected experts per layer of the
+// selected run, random N (seeded), clear — the reroute/drop mode, the mask as its SPEC text
+// (editable; saved and loaded as JSON), and the evaluation of the mask on chosen domains
+// (ui/ablation_jobs.h) with progress and Cancel, its results per domain as a table and a bar
+// chart of Δloss. Presentation only: masks come from MaskState and analysis/, numbers from
+// run_ablation.
+#pragma once
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QWidget>
+#include <optional>
+
+#include "ui/ablation_jobs.h"
+#include "ui/mask_state.h"
+
+class QCustomPlot;
+class QCPBars;
+
+namespace moe::ui {
+
+class Workbench;
+class ExpertGrid;
+
+class AblationPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit AblationPanel(Workbench* workbench, QWidget* parent = nullptr);
+
+    AblationJobs* jobs() const { return jobs_; }
+    const MaskState& maskState() const { return mask_; }
+    QString specText() const { return spec_->text(); }
+    // The engine's mask of the grid (nullopt when nothing is off or it does not resolve).
+    std::optional<ExpertMask> currentMask() const;
+    QString maskError() const { return mask_error_->isHidden() ? QString() : mask_error_->text(); }
+    ExpertGrid* grid() const { return grid_; }
+    QTableWidget* resultsTable() const { return results_; }
+    QCustomPlot* chart() const { return chart_; }
+    QString statusText() const { return status_->text(); }
+    void setDomainsChecked(const QStringList& domains);
+    void setTokenBudget(qint64 tokens);
+    bool saveMask(const QString& path);
+    bool loadMask(const QString& path);
+
+signals:
+    void maskChanged(const QString& spec);
+
+public slots:
+    void setRun(qint64 run_id);  // the run top-N / bottom-N are taken from
+    void evaluate();
+    void setSpec(const QString& spec);  // as if typed into the SPEC field
+
+private:
+    void resetForModel();
+    void showCorpus();
+    void maskEdited();  // the grid or a quick action changed mask_
+    void toggle(int row, int column);
+    void quick(QuickMask kind);
+    void showResult();
+    void showMaskError(const QString& error);
+
+    Workbench* workbench_;
+    AblationJobs* jobs_;
+    MaskState mask_;
+    int64_t run_id_ = 0;
+    QLineEdit* spec_;
+    QLabel* mask_error_;
+    QComboBox* mode_;
+    QSpinBox* n_;
+    QSpinBox* seed_;
+    QLabel* run_label_;
+    ExpertGrid* grid_;
+    QListWidget* domains_;
+    QSpinBox* budget_;
+    QCheckBox* store_;
+    QPushButton* evaluate_;
+    QPushButton* cancel_;
+    QProgressBar* progress_;
+    QLabel* status_;
+    QTableWidget* results_;
+    QCustomPlot* chart_;
+    QCPBars* bars_ = nullptr;
+};
+
+}  // namespace moe::ui

@@ -1,0 +1,170 @@
+// ChatPanel; see chat_panel.h.
+#include "ui/chat_panel.h"
+
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QScrollBar>
+#include <QTextCursor>
+#include <QVBoxLayout>
+
+#include "ui/workbench.h"
+
+namespace moe::ui {
+
+ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
+    : QWidget(parent), workbench_(workbench), session_(new ChatSession(workbench, this)), view_(new QTextBrowser(this)),
+      input_(new QLineEdit(this)), send_(new QPushButton(tr("Send"), this)), stop_(new QPushButton(tr("Stop"), this)),
+      clear_(new QPushButton(tr("New chat"), this)), inspect_(new QPushButton(tr("Inspect routing"), this)),
+      style_(new QComboBox(this)), temperature_(new QDoubleSpinBox(this)), top_p_(new QDoubleSpinBox(this)),
+      max_tokens_(new QSpinBox(this)), seed_(new QSpinBox(this)), apply_mask_(new QCheckBox(tr("Apply the mask"), this)),
+      mask_label_(new QLabel(this)), status_(new QLabel(this)) {
+    view_->setObjectName("chatTranscript");
+    view_->setOpenLinks(false);
+    input_->setObjectName("chatInput");
+    input_->setPlaceholderText(tr("Message the model (Enter sends)"));
+    send_->setObjectName("chatSend");
+    stop_->setObjectName("chatStop");
+    stop_->setEnabled(false);
+    stop_->setToolTip(tr("Stop generating; the text so far stays"));
+    clear_->setObjectName("chatClear");
+    inspect_->setObjectName("chatInspect");
+    inspect_->setEnabled(false);
+    inspect_->setToolTip(tr("Show the last answer's tokens (prompt and generated) in the token routing inspector"));
+    style_->setObjectName("chatStyle");
+    style_->addItem(tr("Chat template"));
+    style_->addItem(tr("Plain completion"));
+    style_->setToolTip(tr("Chat: the conversation in the model's chat template. Plain: continue the text typed."));
+    temperature_->setObjectName("chatTemperature");
+    temperature_->setRange(0, 5);
+    temperature_->setSingleStep(0.1);
+    temperature_->setValue(0.7);
+    temperature_->setToolTip(tr("0: greedy"));
+    top_p_->setObjectName("chatTopP");
+    top_p_->setRange(0.01, 1);
+    top_p_->setSingleStep(0.05);
+    top_p_->setValue(0.95);
+    max_tokens_->setObjectName("chatMaxTokens");
+    max_tokens_->setRange(1, 100000);
+    max_tokens_->setValue(256);
+    seed_->setObjectName("chatSeed");
+    seed_->setRange(0, 1'000'000);
+    apply_mask_->setObjectName("chatApplyMask");
+    apply_mask_->setChecked(true);
+    apply_mask_->setToolTip(tr("Generate with the ablation panel's mask (taken when a message is sent)"));
+    mask_label_->setObjectName("chatMask");
+    mask_label_->setWordWrap(true);
+    status_->setObjectName("chatStatus");
+    status_->setWordWrap(true);
+    status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    showMaskSpec({});
+
+    // Short rows: the dock stays narrow beside the heatmap.
+    auto* settings = new QGridLayout;
+    settings->addWidget(style_, 0, 0, 1, 2);
+    settings->addWidget(apply_mask_, 0, 2, 1, 2);
+    settings->addWidget(new QLabel(tr("Temperature"), this), 1, 0);
+    settings->addWidget(temperature_, 1, 1);
+    settings->addWidget(new QLabel(tr("Top-p"), this), 1, 2);
+    settings->addWidget(top_p_, 1, 3);
+    settings->addWidget(new QLabel(tr("Max tokens"), this), 2, 0);
+    settings->addWidget(max_tokens_, 2, 1);
+    settings->addWidget(new QLabel(tr("Seed"), this), 2, 2);
+    settings->addWidget(seed_, 2, 3);
+    settings->setColumnStretch(1, 1);
+    settings->setColumnStretch(3, 1);
+    auto* input_row = new QHBoxLayout;
+    input_row->addWidget(input_, 1);
+    input_row->addWidget(send_);
+    input_row->addWidget(stop_);
+    auto* bottom_row = new QHBoxLayout;
+    bottom_row->addWidget(status_, 1);
+    bottom_row->addWidget(inspect_);
+    bottom_row->addWidget(clear_);
+
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(4, 4, 4, 4);
+    layout->addLayout(settings);
+    layout->addWidget(mask_label_);
+    layout->addWidget(view_, 1);
+    layout->addLayout(input_row);
+    layout->addLayout(bottom_row);
+
+    connect(input_, &QLineEdit::returnPressed, this, &ChatPanel::send);
+    connect(send_, &QPushButton::clicked, this, &ChatPanel::send);
+    connect(stop_, &QPushButton::clicked, session_, &ChatSession::stop);
+    connect(clear_, &QPushButton::clicked, this, [this] {
+        session_->clear();
+        view_->clear();
+        inspect_->setEnabled(false);
+        status_->clear();
+    });
+    connect(inspect_, &QPushButton::clicked, this, [this] {
+        if (session_->lastRouting()) emit inspectRequested(*session_->lastRouting());
+    });
+    connect(session_, &ChatSession::answerStarted, this, [this] {
+        send_->setEnabled(false);
+        stop_->setEnabled(true);
+        clear_->setEnabled(false);
+        status_->setStyleSheet(QString());
+        status_->setText(tr("Generating…"));
+        appendTurn(tr("Model"), QString(), "#1f6f3f");
+    });
+    connect(session_, &ChatSession::textStreamed, this, [this](const QString& piece) {
+        QTextCursor c(view_->document());
+        c.movePosition(QTextCursor::End);
+        c.insertText(piece);
+        view_->verticalScrollBar()->setValue(view_->verticalScrollBar()->maximum());
+    });
+    connect(session_, &ChatSession::answerFinished, this, &ChatPanel::answerFinished);
+}
+
+void ChatPanel::setMaxTokens(int n) { max_tokens_->setValue(n); }
+void ChatPanel::setTemperature(double t) { temperature_->setValue(t); }
+void ChatPanel::setApplyMask(bool on) { apply_mask_->setChecked(on); }
+
+void ChatPanel::showMaskSpec(const QString& spec) {
+    mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
+                                        : tr("Mask: <b>%1</b> (from the ablation panel)").arg(spec.toHtmlEscaped()));
+}
+
+void ChatPanel::appendTurn(const QString& who, const QString& text, const QString& colour) {
+    QTextCursor c(view_->document());
+    c.movePosition(QTextCursor::End);
+    if (!view_->document()->isEmpty()) c.insertBlock();
+    c.insertHtml(QString("<b style=\"color:%1\">%2:</b> ").arg(colour, who.toHtmlEscaped()));
+    QTextCharFormat plain;
+    c.setCharFormat(plain);
+    c.insertText(text);
+}
+
+void ChatPanel::send() {
+    if (session_->running()) {
+        status_->setText(tr("Still generating: Stop first, or wait for the answer."));
+        return;
+    }
+    const QString text = input_->text();
+    ChatSettings s;
+    s.use_template = style_->currentIndex() == 0;
+    s.sampling.temperature = static_cast<float>(temperature_->value());
+    s.sampling.top_p = static_cast<float>(top_p_->value());
+    s.sampling.seed = static_cast<uint64_t>(seed_->value());
+    s.max_new_tokens = max_tokens_->value();
+    std::optional<ExpertMask> mask;
+    if (apply_mask_->isChecked() && mask_source_) mask = mask_source_();
+    if (!text.trimmed().isEmpty() && workbench_->hasModel() && workbench_->tokenizer()) {
+        appendTurn(tr("You"), text, "#1a4f8b");
+        input_->clear();
+    }
+    session_->send(text, s, mask ? &*mask : nullptr);
+}
+
+void ChatPanel::answerFinished(bool ok, const QString& summary) {
+    send_->setEnabled(true);
+    stop_->setEnabled(false);
+    clear_->setEnabled(true);
+    inspect_->setEnabled(session_->lastRouting().has_value());
+    status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
+    status_->setText(summary);
+}
+
+}  // namespace moe::ui

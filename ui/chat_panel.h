@@ -1,0 +1,71 @@
+// The chat panel: a multi-turn chat with the model (its chat template, or plain completion),
+// the answer streaming into the transcript as it is generated, Stop, the sampling settings
+// (temperature, top-p, max tokens, seed) and the ablation panel's current mask applied to
+// each answer when "Apply the mask" is on. "Inspect routing" sends the last answer's tokens
+// to the token routing inspector. Presentation only: generation is ui/chat_session.h's job.
+#pragma once
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTextBrowser>
+#include <QWidget>
+#include <functional>
+#include <optional>
+
+#include "engine/expert_mask.h"
+#include "ui/chat_session.h"
+
+namespace moe::ui {
+
+class Workbench;
+
+class ChatPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit ChatPanel(Workbench* workbench, QWidget* parent = nullptr);
+
+    ChatSession* session() const { return session_; }
+    QString transcript() const { return view_->toPlainText(); }
+    QString statusText() const { return status_->text(); }
+    void setMaxTokens(int n);
+    void setTemperature(double t);
+    // Where the current mask comes from (the ablation panel); called at every send.
+    void setMaskSource(std::function<std::optional<ExpertMask>()> source) { mask_source_ = std::move(source); }
+    void setApplyMask(bool on);
+
+signals:
+    void inspectRequested(const moe::ui::TokenRouting& routing);
+
+public slots:
+    void send();
+    void showMaskSpec(const QString& spec);  // the mask the next answer would use
+
+private:
+    void appendTurn(const QString& who, const QString& text, const QString& colour);
+    void answerFinished(bool ok, const QString& summary);
+
+    Workbench* workbench_;
+    ChatSession* session_;
+    std::function<std::optional<ExpertMask>()> mask_source_;
+    QTextBrowser* view_;
+    QLineEdit* input_;
+    QPushButton* send_;
+    QPushButton* stop_;
+    QPushButton* clear_;
+    QPushButton* inspect_;
+    QComboBox* style_;
+    QDoubleSpinBox* temperature_;
+    QDoubleSpinBox* top_p_;
+    QSpinBox* max_tokens_;
+    QSpinBox* seed_;
+    QCheckBox* apply_mask_;
+    QLabel* mask_label_;
+    QLabel* status_;
+};
+
+}  // namespace moe::ui

@@ -1,0 +1,230 @@
+// ImGuiWidget; see imgui_widget.h. Pitfalls handled here (../shared/notes/qt-imgui-qcustomplot.md):
+// mouse tracking on, or moves never arrive; the widget's ImGuiContext made current in every
+// handler (CreateContext does not switch when one exists); io.DeltaTime > 0; no imgui.ini;
+// the GL context can be recreated (reparenting, a dock floated), so the renderer is shut
+// down on aboutToBeDestroyed and set up again in the next initializeGL.
+#include "ui/imgui_widget.h"
+
+#include <imgui.h>
+#include <backends/imgui_impl_opengl3.h>
+
+#include <QFile>
+#include <QGuiApplication>
+#include <QKeyEvent>
+#include <QOpenGLContext>
+#include <QWheelEvent>
+#include <algorithm>
+#include <cfloat>
+
+namespace moe::ui {
+
+namespace {
+
+// ImGui 1.86 reads keys from io.KeysDown[512] through io.KeyMap: every ImGuiKey used is
+// mapped to its own index, and Qt's key codes to those.
+int imgui_key(int qt_key) {
+    switch (qt_key) {
+    case Qt::Key_Tab: return ImGuiKey_Tab;
+    case Qt::Key_Left: return ImGuiKey_LeftArrow;
+    case Qt::Key_Right: return ImGuiKey_RightArrow;
+    case Qt::Key_Up: return ImGuiKey_UpArrow;
+    case Qt::Key_Down: return ImGuiKey_DownArrow;
+    case Qt::Key_PageUp: return ImGuiKey_PageUp;
+    case Qt::Key_PageDown: return ImGuiKey_PageDown;
+    case Qt::Key_Home: return ImGuiKey_Home;
+    case Qt::Key_End: return ImGuiKey_End;
+    case Qt::Key_Insert: return ImGuiKey_Insert;
+    case Qt::Key_Delete: return ImGuiKey_Delete;
+    case Qt::Key_Backspace: return ImGuiKey_Backspace;
+    case Qt::Key_Space: return ImGuiKey_Space;
+    case Qt::Key_Return: return ImGuiKey_Enter;
+    case Qt::Key_Enter: return ImGuiKey_KeyPadEnter;
+    case Qt::Key_Escape: return ImGuiKey_Escape;
+    case Qt::Key_A: return ImGuiKey_A;
+    case Qt::Key_C: return ImGuiKey_C;
+    case Qt::Key_V: return ImGuiKey_V;
+    case Qt::Key_X: return ImGuiKey_X;
+    case Qt::Key_Y: return ImGuiKey_Y;
+    case Qt::Key_Z: return ImGuiKey_Z;
+    default: return -1;
+    }
+}
+
+int imgui_button(Qt::MouseButton b) {
+    switch (b) {
+    case Qt::LeftButton: return 0;
+    case Qt::RightButton: return 1;
+    case Qt::MiddleButton: return 2;
+    default: return -1;
+    }
+}
+
+// Glyphs beyond ImGui's built-in ASCII font: Latin, Greek, Cyrillic, and the symbols the
+// inspector shows for whitespace tokens (⏎ ⇥ ␍ ∅).
+const ImWchar kGlyphRanges[] = {0x0020, 0x024F, 0x0370, 0x03FF, 0x0400, 0x04FF, 0x2000, 0x206F,
+                                0x2190, 0x21FF, 0x2200, 0x22FF, 0x2300, 0x23FF, 0x2400, 0x243F, 0};
+
+}  // namespace
+
+ImGuiWidget::ImGuiWidget(QWidget* parent) : QOpenGLWidget(parent) {
+    setMouseTracking(true);
+    setFocusPolicy(Qt::StrongFocus);
+    ImGuiContext* previous = ImGui::GetCurrentContext();
+    ctx_ = ImGui::CreateContext();
+    ImGui::SetCurrentContext(ctx_);
+    ImGuiIO& io = ImGui::GetIO();
+    io.IniFilename = nullptr;
+    io.LogFilename = nullptr;
+    for (int k = 0; k < ImGuiKey_COUNT; ++k) io.KeyMap[k] = k;
+    const char* font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+    if (QFile::exists(font)) io.Fonts->AddFontFromFileTTF(font, 13.0f, nullptr, kGlyphRanges);
+    else io.Fonts->AddFontDefault();
+    ImGui::StyleColorsDark();
+    ImGui::GetStyle().WindowRounding = 0;
+    ImGui::GetStyle().WindowBorderSize = 0;
+    if (previous) ImGui::SetCurrentContext(previous);
+    clock_.start();
+}
+
+ImGuiWidget::~ImGuiWidget() {
+    disconnect(context_gone_);  // the base class destroys the context after this object is gone
+    if (renderer_ready_ && context()) {
+        makeCurrent();
+        shutdownRenderer();
+        doneCurrent();
+    }
+    ImGui::DestroyContext(ctx_);
+}
+
+bool ImGuiWidget::glAvailable() {
+    const QString p = QGuiApplication::platformName();
+    return p != "offscreen" && p != "minimal";
+}
+
+void ImGuiWidget::makeImGuiCurrent() const { ImGui::SetCurrentContext(ctx_); }
+
+void ImGuiWidget::requestFrames(int n) {
+    pending_frames_ = std::max(pending_frames_, n);
+    update();
+}
+
+void ImGuiWidget::initializeGL() {
+    initializeOpenGLFunctions();
+    makeImGuiCurrent();
+    ImGui_ImplOpenGL3_Init(nullptr);
+    renderer_ready_ = true;
+    disconnect(context_gone_);
+    context_gone_ = connect(context(), &QOpenGLContext::aboutToBeDestroyed, this,
+            [this] {
+                makeCurrent();
+                shutdownRenderer();
+                doneCurrent();
+            },
+            Qt::DirectConnection);
+}
+
+void ImGuiWidget::shutdownRenderer() {
+    if (!renderer_ready_) return;
+    makeImGuiCurrent();
+    ImGui_ImplOpenGL3_Shutdown();
+    renderer_ready_ = false;
+}
+
+void ImGuiWidget::paintGL() {
+    makeImGuiCurrent();
+    ImGuiIO& io = ImGui::GetIO();
+    const qreal dpr = devicePixelRatioF();
+    io.DisplaySize = ImVec2(static_cast<float>(width()), static_cast<float>(height()));
+    io.DisplayFramebufferScale = ImVec2(static_cast<float>(dpr), static_cast<float>(dpr));
+    // ImGui asserts a positive step; frames come on demand, so the step is capped.
+    io.DeltaTime = std::clamp(static_cast<float>(clock_.restart()) / 1000.0f, 1e-4f, 0.5f);
+    ImGui_ImplOpenGL3_NewFrame();
+    ImGui::NewFrame();
+    drawImGui();
+    ImGui::Render();
+    glViewport(0, 0, static_cast<int>(width() * dpr), static_cast<int>(height() * dpr));
+    glClearColor(0.12f, 0.12f, 0.13f, 1.0f);
+    glClear(GL_COLOR_BUFFER_BIT);
+    ImDrawData* data = ImGui::GetDrawData();
+    last_vertices_ = data ? data->TotalVtxCount : 0;
+    ImGui_ImplOpenGL3_RenderDrawData(data);
+    for (GLenum e = glGetError(); e != GL_NO_ERROR; e = glGetError()) ++gl_errors_;
+    ++frames_;
+    if (pending_frames_ > 0) {
+        --pending_frames_;
+        update();
+    }
+}
+
+void ImGuiWidget::mouseMoveEvent(QMouseEvent* event) {
+    makeImGuiCurrent();
+    ImGui::GetIO().MousePos = ImVec2(static_cast<float>(event->position().x()), static_cast<float>(event->position().y()));
+    requestFrames();
+}
+
+void ImGuiWidget::mousePressEvent(QMouseEvent* event) {
+    makeImGuiCurrent();
+    if (const int b = imgui_button(event->button()); b >= 0) ImGui::GetIO().MouseDown[b] = true;
+    setModifiers(event->modifiers());
+    requestFrames();
+}
+
+void ImGuiWidget::mouseReleaseEvent(QMouseEvent* event) {
+    makeImGuiCurrent();
+    if (const int b = imgui_button(event->button()); b >= 0) ImGui::GetIO().MouseDown[b] = false;
+    requestFrames();
+}
+
+void ImGuiWidget::wheelEvent(QWheelEvent* event) {
+    makeImGuiCurrent();
+    ImGuiIO& io = ImGui::GetIO();
+    io.MouseWheel += static_cast<float>(event->angleDelta().y()) / 120.0f;
+    io.MouseWheelH += static_cast<float>(event->angleDelta().x()) / 120.0f;
+    event->accept();
+    requestFrames();
+}
+
+void ImGuiWidget::setModifiers(Qt::KeyboardModifiers m) {
+    ImGuiIO& io = ImGui::GetIO();
+    io.KeyCtrl = m & Qt::ControlModifier;
+    io.KeyShift = m & Qt::ShiftModifier;
+    io.KeyAlt = m & Qt::AltModifier;
+    io.KeySuper = m & Qt::MetaModifier;
+}
+
+void ImGuiWidget::setKey(QKeyEvent* event, bool down) {
+    makeImGuiCurrent();
+    ImGuiIO& io = ImGui::GetIO();
+    setModifiers(event->modifiers());
+    if (const int k = imgui_key(event->key()); k >= 0) io.KeysDown[k] = down;
+    if (down && !event->text().isEmpty() && event->text().at(0).isPrint())
+        io.AddInputCharactersUTF8(event->text().toUtf8().constData());
+    requestFrames();
+}
+
+void ImGuiWidget::keyPressEvent(QKeyEvent* event) {
+    setKey(event, true);
+    // Keys ImGui does not use go on to the window (shortcuts).
+    if (imgui_key(event->key()) < 0 && !ImGui::GetIO().WantTextInput) QOpenGLWidget::keyPressEvent(event);
+}
+
+void ImGuiWidget::keyReleaseEvent(QKeyEvent* event) { setKey(event, false); }
+
+void ImGuiWidget::leaveEvent(QEvent* event) {
+    makeImGuiCurrent();
+    ImGui::GetIO().MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
+    requestFrames();
+    QOpenGLWidget::leaveEvent(event);
+}
+
+void ImGuiWidget::focusOutEvent(QFocusEvent* event) {
+    makeImGuiCurrent();
+    ImGuiIO& io = ImGui::GetIO();
+    std::fill(std::begin(io.KeysDown), std::end(io.KeysDown), false);
+    std::fill(std::begin(io.MouseDown), std::end(io.MouseDown), false);
+    io.KeyCtrl = io.KeyShift = io.KeyAlt = io.KeySuper = false;
+    requestFrames();
+    QOpenGLWidget::focusOutEvent(event);
+}
+
+}  // namespace moe::ui

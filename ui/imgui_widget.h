@@ -1,0 +1,63 @@
+// A QOpenGLWidget that hosts one Dear ImGui context (ImGui 1.86 with its OpenGL 3 renderer):
+// it forwards Qt's mouse, wheel and key events into ImGui's input (the 1.86 API: MousePos,
+// MouseDown[], KeysDown[] through KeyMap) and draws a frame only when asked — after input,
+// a resize or update() — plus the few frames ImGui needs to settle (a tooltip appears the
+// frame after the hover), so an idle view costs no CPU. Subclasses draw in drawImGui().
+// Not usable on platforms without OpenGL (offscreen, minimal): check glAvailable() first.
+#pragma once
+
+#include <QElapsedTimer>
+#include <QOpenGLFunctions>
+#include <QOpenGLWidget>
+
+struct ImGuiContext;
+
+namespace moe::ui {
+
+class ImGuiWidget : public QOpenGLWidget, protected QOpenGLFunctions {
+    Q_OBJECT
+public:
+    explicit ImGuiWidget(QWidget* parent = nullptr);
+    ~ImGuiWidget() override;
+
+    // Whether this process's Qt platform can host a QOpenGLWidget (not offscreen or minimal).
+    static bool glAvailable();
+
+    int framesDrawn() const { return frames_; }
+    int glErrors() const { return gl_errors_; }           // glGetError() codes seen after frames
+    int64_t lastVertexCount() const { return last_vertices_; }  // of the last frame's draw data
+    // Draws again now and for a few frames after (ImGui settles hover state and tooltips).
+    void requestFrames(int n = 2);
+
+protected:
+    virtual void drawImGui() = 0;  // between ImGui::NewFrame() and ImGui::Render()
+    ImGuiContext* imguiContext() const { return ctx_; }
+
+    void initializeGL() override;
+    void paintGL() override;
+    void mouseMoveEvent(QMouseEvent* event) override;
+    void mousePressEvent(QMouseEvent* event) override;
+    void mouseReleaseEvent(QMouseEvent* event) override;
+    void wheelEvent(QWheelEvent* event) override;
+    void keyPressEvent(QKeyEvent* event) override;
+    void keyReleaseEvent(QKeyEvent* event) override;
+    void leaveEvent(QEvent* event) override;
+    void focusOutEvent(QFocusEvent* event) override;
+
+private:
+    void makeImGuiCurrent() const;
+    void shutdownRenderer();
+    void setKey(QKeyEvent* event, bool down);
+    void setModifiers(Qt::KeyboardModifiers m);
+
+    ImGuiContext* ctx_ = nullptr;
+    bool renderer_ready_ = false;
+    int pending_frames_ = 0;
+    int frames_ = 0;
+    int gl_errors_ = 0;
+    int64_t last_vertices_ = 0;
+    QElapsedTimer clock_;
+    QMetaObject::Connection context_gone_;
+};
+
+}  // namespace moe::ui
