@@ -55,7 +55,8 @@ std::vector<ExpertShare> expert_shares(RoutingStore& store, int64_t run_id, std:
             }
             const double slots = static_cast<double>(t.tokens) * static_cast<double>(rl->k);
             s.share = slots > 0 ? static_cast<double>(s.count) / slots : 0.0;
-            s.ratio_to_uniform = s.share * static_cast<double>(rl->n_expert) / static_cast<double>(rl->k);
+            // Uniform routing selects each expert for k/E of the tokens, i.e. a share of 1/E.
+            s.ratio_to_uniform = s.share * static_cast<double>(rl->n_expert);
             if (s.gate_weight_sum && s.count > 0)
                 s.mean_gate_weight = *s.gate_weight_sum / static_cast<double>(s.count);
             out.push_back(std::move(s));

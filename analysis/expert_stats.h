@@ -28,7 +28,7 @@ struct ExpertShare {
     int64_t k = 0, n_expert = 0;
     int64_t count = 0;                       // times selected (any rank)
     double share = 0;                        // count / (tokens × k)
-    double ratio_to_uniform = 0;             // share / (k / E)
+    double ratio_to_uniform = 0;             // (count / tokens) / (k / E) = share · E
     std::optional<double> gate_weight_sum;   // nullopt: the run has no gate weights
     std::optional<double> mean_gate_weight;  // gate_weight_sum / count; nullopt also when count = 0
     int64_t rank0_count = 0;

@@ -65,8 +65,9 @@ void ExpertDetailView::showDetail(const ExpertDetail& d) {
     detail_ = d;
     title_->setStyleSheet(QString());
     const analysis::ExpertShare& first = d.domains.front();
-    const double uniform = first.n_expert > 0 ? static_cast<double>(first.k) / static_cast<double>(first.n_expert) : 0.0;
-    title_->setText(tr("<b>Expert %1 of layer %2</b> — run %3 (%4) · the dashed line is the uniform share k / E = %5")
+    // Shares of a layer sum to 1: a uniform router gives every expert 1 / E of the selections.
+    const double uniform = first.n_expert > 0 ? 1.0 / static_cast<double>(first.n_expert) : 0.0;
+    title_->setText(tr("<b>Expert %1 of layer %2</b> — run %3 (%4) · the dashed line is the uniform share 1 / E = %5")
                         .arg(d.expert)
                         .arg(d.layer)
                         .arg(d.run_id)

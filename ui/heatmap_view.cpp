@@ -38,7 +38,7 @@ HeatmapView::HeatmapView(QWidget* parent)
                              HeatmapMeasure::mean_gate_weight})
         measure_->addItem(tr(measure_name(m)), static_cast<int>(m));
     measure_->setItemData(0, tr("count / (tokens × k): the fraction of the layer's selections"), Qt::ToolTipRole);
-    measure_->setItemData(1, tr("share / (k / E): 1 is the uniform share, 2 twice it"), Qt::ToolTipRole);
+    measure_->setItemData(1, tr("(count / tokens) / (k / E): 1 is uniform routing, 2 twice it"), Qt::ToolTipRole);
     measure_->setItemData(2, tr("ln(share in the domain / share in all other domains), smoothed (α = ½); needs 2+ domains"),
                           Qt::ToolTipRole);
     measure_->setItemData(3, tr("mean gate weight of the expert's selections; needs a run with gate weights"),
