@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Takes a screenshot of moe-workbench's main window under Xvfb, the way a newcomer first sees
 # it: a fresh store, the bundled corpora (datasets/) traced on start, the heatmap of the run.
-# The model is the build's demo architecture (64 routed experts, top-6, 2 shared, random
-# weights) with the tiny-llm fixture tokenizer, so that it can trace text; a demo model with
-# its own tokenizer.json is used as it is.
+# The model is the embedded default (resources/models/default).
 # Usage: tools/screenshot.sh [build-dir] [out.png]   (default: build, docs/images/workbench.png)
 #   VIEW=domains|layers MEASURE=share|ratio|log-ratio|gate pick the heatmap (default: domains, share).
 set -euo pipefail
@@ -21,18 +19,7 @@ done
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-MODEL="$BUILD/demo-model"
-if [ ! -f "$MODEL/tokenizer.json" ]; then
-  MODEL="$WORK/model"
-  python3 - "$WORK/config.json" <<'PY'
-import json, sys
-c = json.load(open("resources/demo-config.json"))
-c["vocab_size"] = 958  # the tiny-llm fixture tokenizer's ids
-json.dump(c, open(sys.argv[1], "w"), indent=1)
-PY
-  "$MOEWB" make-random --config "$WORK/config.json" --out "$MODEL" --dtype bf16 --seed 7 >/dev/null
-  cp tests/fixtures/tokenizers/tiny-llm/tokenizer.json tests/fixtures/tokenizers/tiny-llm/tokenizer_config.json "$MODEL/"
-fi
+MODEL=resources/models/default
 
 # A fresh user: settings and the default store location in the work directory.
 export XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"

@@ -45,13 +45,15 @@ int main(int argc, char** argv) {
     parser.addOptions({model, db, corpus, no_auto_trace, auto_tokens});
     parser.process(app);
 
-    // Defaults: next to the executable first (build/app/moe-workbench → build/demo-model and
-    // <repo>/datasets), then the paths this build was configured with.
+    // Defaults: the embedded model and the corpora next to the executable first
+    // (build/app/moe-workbench → <repo>/resources/models/default and <repo>/datasets), then the
+    // paths this build was configured with.
     const QString exe_dir = QCoreApplication::applicationDirPath();
     moe::ui::StartOptions options;
     options.model_dir = parser.isSet(model)
                             ? parser.value(model)
-                            : first_existing({exe_dir + "/../demo-model/config.json", MOE_DEFAULT_MODEL_DIR "/config.json"})
+                            : first_existing({exe_dir + "/../../resources/models/default/config.json",
+                                              MOE_DEFAULT_MODEL_DIR "/config.json"})
                                   .section('/', 0, -2);
     options.store_path = parser.isSet(db) ? parser.value(db) : moe::ui::MainWindow::defaultStorePath();
     options.corpus_path = parser.isSet(corpus)

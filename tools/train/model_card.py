@@ -125,7 +125,7 @@ def heatmap_svg(rows, cols, values, path, title, vmax):
         out.append(f'<rect x="{x}" y="{y:.1f}" width="14" height="{ch * len(rows) / n + 0.5:.1f}" fill="{viridis(i / (n - 1))}"/>')
     out.append(f'<text x="{x + 18}" y="{T + 8}">{vmax:.2g}</text>')
     out.append(f'<text x="{x + 18}" y="{T + ch * len(rows)}">0</text>')
-    out.append(f'<text x="{x - 4}" y="{T - 6}">share ÷ k/E</text>')
+    out.append(f'<text x="{x - 4}" y="{T - 6}">× uniform</text>')
     out.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
@@ -203,7 +203,7 @@ def main():
                    "distinct_top_experts": len({v["top_expert"] for v in per.values()})}
         heatmap_svg(domains, list(range(E)), [ratio[(l, d)] for d in domains],
                     os.path.join(a.model, f"routing-layer{l}.svg"),
-                    f"Layer {l}: share of selections per routed expert ÷ uniform share k/E (test split)",
+                    f"Layer {l}: tokens selecting each routed expert, relative to uniform routing (k/E), test split",
                     vmax=max(4.0, max(max(ratio[(l, d)]) for d in domains)))
     results["specialisation"] = {"run_tokens_per_domain": a.trace_tokens, "layers": spec,
                                  "layers_meeting_bar": sum(v["all_domains_top_at_least_3x"] for v in spec.values()),
@@ -243,9 +243,10 @@ def write_card(res, cfg, log, manifest, layers, path):
     args = start["args"]
     trains = [r for r in log if r.get("type") == "train"]
     last = trains[-1]
-    steps = last["step"]
+    tests = [r for r in log if r.get("type") == "test"]
+    steps = tests[-1]["step"] if tests else last["step"]  # where training stopped (the export's step)
     minutes = last["time"] / 60
-    tokens = last.get("tokens", steps * start["tokens_per_step"])
+    tokens = steps * start["tokens_per_step"]
     test = res["test"]
     spec = res["specialisation"]
     L = []
@@ -316,9 +317,10 @@ def write_card(res, cfg, log, manifest, layers, path):
     w("## Routing")
     w("")
     w(f"`moewb trace` over the test split ({spec['run_tokens_per_domain']:,} tokens per domain), `moewb stats`: for each")
-    w("MoE layer and domain the expert the domain selects most and its share relative to the uniform share")
-    w(f"k/E = {cfg['num_experts_per_tok']}/{cfg['n_routed_experts']}. Bar: in most layers every domain's top expert")
-    w(f"gets at least 3× the uniform share — met in {spec['layers_meeting_bar']} of {spec['moe_layers']} MoE layers.")
+    w("MoE layer and domain the expert the domain selects most, and how often it is selected relative to")
+    w(f"uniform routing (`ratio_to_uniform`: the fraction of the domain's tokens that select it ÷ k/E =")
+    w(f"{cfg['num_experts_per_tok']}/{cfg['n_routed_experts']}). Bar: in most layers every domain's top expert gets at least")
+    w(f"3× the uniform share — met in {spec['layers_meeting_bar']} of {spec['moe_layers']} MoE layers.")
     w("")
     doms = list(next(iter(spec["layers"].values()))["domains"].keys())
     w("| layer | " + " | ".join(doms) + " | distinct top experts |")
