@@ -175,6 +175,26 @@ private slots:
                 QVERIFY2(std::abs(y[i] - ref[i]) <= 1e-4 * std::max(1.0, std::abs(ref[i])), qPrintable(QString::number(i)));
         }
         moe::cpu::force_generic_kernels(false);
+        // Widening is the same to the bit in every kernel family, for every code but NaN.
+        {
+            std::vector<uint8_t> codes;
+            for (int c = 0; c < 256; ++c)
+                if ((c & 0x7f) != 0x7f) codes.push_back(static_cast<uint8_t>(c));
+            while (codes.size() < 256) codes.push_back(0x38);
+            const float sc[2] = {0.37f, 1.0e-3f};
+            moe::TensorView cw{"c", moe::DType::f8_e4m3, {1, 256}, codes.data(), codes.size()};
+            moe::TensorView cs{"c_scale_inv", moe::DType::f32, {1, 2}, sc, sizeof sc};
+            const auto cm = moe::cpu::WeightMatrix::of_fp8(cw, cs);
+            std::vector<float> fast(256), slow(256);
+            moe::cpu::widen_row(cm, 0, fast.data());
+            moe::cpu::force_generic_kernels(true);
+            moe::cpu::widen_row(cm, 0, slow.data());
+            moe::cpu::force_generic_kernels(false);
+            for (int i = 0; i < 256; ++i) {
+                QCOMPARE(fast[i], slow[i]);
+                QCOMPARE(slow[i], moe::f8_e4m3_to_f32(codes[i]) * sc[i / 128]);
+            }
+        }
         // e4m3 decoding: a few exact values.
         QCOMPARE(moe::f8_e4m3_to_f32(0x38), 1.0f);
         QCOMPARE(moe::f8_e4m3_to_f32(0x7e), 448.0f);
