@@ -6,6 +6,8 @@
 // thread once the writer has committed what was finished.
 #include "analysis/capture.h"
 
+#include "analysis/run_resume.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -210,21 +212,13 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
                      "|gen_tokens=" + std::to_string(opt.gen_tokens) + "|source=" + engine_name;
     spec.layers = moe_layers(cfg);
 
-    if (!opt.new_run) {
-        if (auto id = store.find_run(model_id, spec.trace_key, "incomplete")) {
-            result.run_id = *id;
-            result.resumed = true;
-        } else if (auto done = store.find_run(model_id, spec.trace_key, "complete")) {
-            result.run_id = *done;
-            result.already_complete = result.complete = true;
-            return result;
-        }
+    const RunResume resume = RunResume::start(store, spec, opt.new_run);
+    result.run_id = resume.run_id();
+    result.resumed = resume.resumed();
+    if (resume.already_complete()) {
+        result.already_complete = result.complete = true;
+        return result;
     }
-    if (!result.run_id) result.run_id = store.create_run(spec);
-
-    std::map<std::tuple<int64_t, std::string, std::string>, std::string> finished;
-    for (const DocumentKey& k : store.finished_documents(result.run_id))
-        finished[{k.domain_id, k.split, k.name}] = k.text_hash;
 
     std::vector<WorkItem> work;
     CaptureProgress progress;
@@ -232,11 +226,7 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
     for (size_t di = 0; di < corpus.domains.size(); ++di) {
         const CorpusDomain& dom = corpus.domains[di];
         for (TokenizedDocument& td : tokenize_domain(dom, tokenizer, opt.max_tokens)) {
-            if (auto it = finished.find({domain_ids[di], corpus.split, td.id}); it != finished.end()) {
-                if (it->second != td.text_hash)
-                    throw_input_error(dom.file, "document '" + td.id + "' changed since run " +
-                                                    std::to_string(result.run_id) +
-                                                    " captured it; capture it as a new run (--new-run)");
+            if (resume.finished(domain_ids[di], corpus.split, td.id, td.text_hash, dom.file, "captured")) {
                 ++result.documents_skipped;
                 continue;
             }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/capture.h"
+#include "analysis/run_resume.h"
 #include "analysis/fingerprint.h"
 #include "engine/error.h"
 
@@ -105,20 +106,13 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
     spec.trace_key = "import|responses=" + abs.string() + "|domain=" + opt.domain + "|source=" + result.engine;
     for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
         if (cfg.is_moe_layer(l)) spec.layers.push_back({l, cfg.n_routed_experts, cfg.num_experts_per_tok});
-    if (!opt.new_run) {
-        if (auto id = store.find_run(model_id, spec.trace_key, "incomplete")) {
-            result.run_id = *id;
-            result.resumed = true;
-        } else if (auto done = store.find_run(model_id, spec.trace_key, "complete")) {
-            result.run_id = *done;
-            result.already_complete = result.complete = true;
-            return result;
-        }
+    const RunResume resume = RunResume::start(store, spec, opt.new_run);
+    result.run_id = resume.run_id();
+    result.resumed = resume.resumed();
+    if (resume.already_complete()) {
+        result.already_complete = result.complete = true;
+        return result;
     }
-    if (!result.run_id) result.run_id = store.create_run(spec);
-    std::map<std::tuple<int64_t, std::string, std::string>, std::string> finished;
-    for (const DocumentKey& k : store.finished_documents(result.run_id))
-        finished[{k.domain_id, k.split, k.name}] = k.text_hash;
     std::map<std::string, int64_t> domain_ids;
 
     TraceWriter writer(store, result.run_id, opt.writer);
@@ -168,10 +162,7 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
         h.update(pr.output_ids.data(), pr.output_ids.size() * 4);
         const std::string hash = h.hex();
 
-        if (auto it = finished.find({domain_id, spec.split, name}); it != finished.end()) {
-            if (it->second != hash)
-                throw_input_error(where, "response '" + name + "' differs from the one run " + std::to_string(result.run_id) +
-                                             " imported; import it as a new run (--new-run)");
+        if (resume.finished(domain_id, spec.split, name, hash, where, "imported")) {
             ++result.documents_skipped;
         } else {
             auto doc = std::make_unique<DocumentRouting>();

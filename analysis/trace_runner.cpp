@@ -9,6 +9,7 @@
 #include "analysis/corpus_tokens.h"
 #include "analysis/document_collector.h"
 #include "analysis/fingerprint.h"
+#include "analysis/run_resume.h"
 #include "engine/error.h"
 
 namespace moe::analysis {
@@ -78,22 +79,13 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     spec.trace_key = trace_key(corpus, opt, context);
     spec.layers = run_layers(cfg, opt.mask);
 
-    if (!opt.new_run) {
-        if (auto id = store.find_run(model_id, spec.trace_key, "incomplete")) {
-            result.run_id = *id;
-            result.resumed = true;
-        } else if (auto done = store.find_run(model_id, spec.trace_key, "complete")) {
-            result.run_id = *done;
-            result.already_complete = result.complete = true;
-            return result;
-        }
+    const RunResume resume = RunResume::start(store, spec, opt.new_run);
+    result.run_id = resume.run_id();
+    result.resumed = resume.resumed();
+    if (resume.already_complete()) {
+        result.already_complete = result.complete = true;
+        return result;
     }
-    if (!result.run_id) result.run_id = store.create_run(spec);
-
-    // Documents already finished in this run, by (domain, split, name) -> text hash.
-    std::map<std::tuple<int64_t, std::string, std::string>, std::string> finished;
-    for (const DocumentKey& k : store.finished_documents(result.run_id))
-        finished[{k.domain_id, k.split, k.name}] = k.text_hash;
 
     // The work list, in corpus order. The token budget counts finished documents too, so a
     // resumed trace cuts the same documents as an uninterrupted one.
@@ -103,11 +95,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     for (size_t di = 0; di < corpus.domains.size(); ++di) {
         const CorpusDomain& dom = corpus.domains[di];
         for (TokenizedDocument& td : tokenize_domain(dom, tokenizer, opt.max_tokens)) {
-            if (auto it = finished.find({domain_ids[di], corpus.split, td.id}); it != finished.end()) {
-                if (it->second != td.text_hash)
-                    throw_input_error(dom.file, "document '" + td.id + "' changed since run " +
-                                                    std::to_string(result.run_id) +
-                                                    " traced it; trace it as a new run (--new-run)");
+            if (resume.finished(domain_ids[di], corpus.split, td.id, td.text_hash, dom.file, "traced")) {
                 ++result.documents_skipped;
                 continue;
             }
