@@ -183,6 +183,46 @@ private slots:
         QVERIFY(panel_->statusText().contains("stored as ablation"));
     }
 
+    void topRoutedSweepIsPlotted() {
+        // The sweep of the run, in the panel, equals `routed_sweep` + `run_ablation` called
+        // directly: one table row per condition, one line per kind of condition.
+        panel_->setRun(run_id_);
+        panel_->setTokenBudget(40);
+        panel_->setDomainsChecked({"code", "prose"});
+        panel_->findChild<QCheckBox*>("ablationStore")->setChecked(false);
+        panel_->setSweepFractions("0.125,0.25");
+        QSignalSpy done(panel_->jobs(), &AblationJobs::finished);
+        press("sweep");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 120000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+        const auto sel = an::expert_selections(store, run_id_, cfg());
+        const std::vector<double> f{0.125, 0.25};
+        const std::vector<std::string> controls{"least-routed", "random"};
+        const int seed = panel_->findChild<QSpinBox*>("quickSeed") ? panel_->findChild<QSpinBox*>("quickSeed")->value() : 0;
+        const auto conds = an::routed_sweep(cfg(), sel, run_id_, f, controls, static_cast<uint64_t>(seed), moe::MaskMode::reroute);
+        an::Corpus corpus = wb_.corpus()->corpus;
+        std::erase_if(corpus.domains, [](const an::CorpusDomain& d) { return d.name != "code" && d.name != "prose"; });
+        an::AblationOptions opt;
+        opt.max_tokens = 40;
+        const an::AblationResult r = an::run_ablation(*wb_.model(), *wb_.tokenizer(), corpus, conds, opt);
+        QTableWidget* t = panel_->resultsTable();
+        QCOMPARE(t->rowCount(), 6);
+        for (int i = 0; i < 6; ++i) {
+            QCOMPARE(t->item(i, 0)->toolTip(), QString::fromStdString(conds[static_cast<size_t>(i)].mask.spec()));
+            QCOMPARE(t->item(i, 4)->text(), QString::number(r.conditions[static_cast<size_t>(i)].all.delta_loss(), 'f', 4));
+        }
+        QCustomPlot* plot = panel_->sweepChart();
+        QVERIFY(plot->isVisibleTo(panel_));
+        QCOMPARE(plot->graphCount(), 3);
+        for (int g = 0; g < 3; ++g) QCOMPARE(plot->graph(g)->data()->size(), 2);
+        // A bad fraction is refused in place.
+        panel_->setSweepFractions("0.1,2");
+        press("sweep");
+        QVERIFY2(panel_->statusText().contains("'2'"), qPrintable(panel_->statusText()));
+    }
+
     void evaluationCanBeCancelled() {
         panel_->findChild<QCheckBox*>("ablationStore")->setChecked(false);
         panel_->setTokenBudget(0);

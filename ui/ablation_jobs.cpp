@@ -33,36 +33,76 @@ bool AblationJobs::waitIdle(int timeout_ms) {
     return jobs_ == 0;
 }
 
-void AblationJobs::start(const ExpertMask& mask, const QStringList& domains, qint64 max_tokens, bool store) {
-    QString problem;
-    if (running_) problem = tr("an evaluation is already running");
-    else if (!workbench_->hasModel()) problem = tr("open a model first");
-    else if (!workbench_->canTrace()) problem = tr("this model cannot evaluate text: it has no usable tokenizer");
-    else if (!workbench_->corpus()) problem = tr("open a corpus first");
-    else if (store && !workbench_->hasStore()) problem = tr("open a routing store to keep the results in");
-    else if (mask.empty()) problem = tr("the mask switches nothing off: toggle experts first");
-    an::Corpus corpus;
-    if (problem.isEmpty()) {
-        corpus = workbench_->corpus()->corpus;
-        if (!domains.isEmpty()) {
-            corpus.domains.clear();
-            for (const an::CorpusDomain& d : workbench_->corpus()->corpus.domains)
-                if (domains.contains(QString::fromStdString(d.name))) corpus.domains.push_back(d);
-        }
-        if (corpus.domains.empty()) problem = tr("choose at least one domain");
+QString AblationJobs::check(const QStringList& domains, bool store, an::Corpus& corpus) const {
+    if (running_) return tr("an evaluation is already running");
+    if (!workbench_->hasModel()) return tr("open a model first");
+    if (!workbench_->canTrace()) return tr("this model cannot evaluate text: it has no usable tokenizer");
+    if (!workbench_->corpus()) return tr("open a corpus first");
+    if (store && !workbench_->hasStore()) return tr("open a routing store to keep the results in");
+    corpus = workbench_->corpus()->corpus;
+    if (!domains.isEmpty()) {
+        corpus.domains.clear();
+        for (const an::CorpusDomain& d : workbench_->corpus()->corpus.domains)
+            if (domains.contains(QString::fromStdString(d.name))) corpus.domains.push_back(d);
     }
+    if (corpus.domains.empty()) return tr("choose at least one domain");
+    return {};
+}
+
+void AblationJobs::start(const ExpertMask& mask, const QStringList& domains, qint64 max_tokens, bool store) {
+    an::Corpus corpus;
+    QString problem = check(domains, store, corpus);
+    if (problem.isEmpty() && mask.empty()) problem = tr("the mask switches nothing off: toggle experts first");
     if (!problem.isEmpty()) {
         emit finished(false, problem);
         return;
     }
+    launch(
+        [mask](const Model&) {
+            an::AblationCondition c;
+            c.mask = mask;
+            return std::vector<an::AblationCondition>{c};
+        },
+        std::move(corpus), max_tokens, store,
+        tr("mask %1 (%2)").arg(QString::fromStdString(mask.spec()), mask_mode_name(mask.mode())));
+}
+
+void AblationJobs::startSweep(qint64 run_id, const QList<double>& fractions, quint64 seed, MaskMode mode,
+                              const QStringList& domains, qint64 max_tokens, bool store) {
+    an::Corpus corpus;
+    QString problem = check(domains, store, corpus);
+    if (problem.isEmpty() && (!workbench_->hasStore() || run_id <= 0))
+        problem = tr("select a trace run in the runs panel: the sweep ranks experts by its counts");
+    if (problem.isEmpty() && fractions.isEmpty()) problem = tr("give at least one fraction");
+    if (!problem.isEmpty()) {
+        emit finished(false, problem);
+        return;
+    }
+    const std::string store_path = workbench_->storePath().toStdString();
+    const std::vector<double> f(fractions.begin(), fractions.end());
+    launch(
+        [=](const Model& model) {
+            an::StoreOptions o;
+            o.read_only = true;
+            o.create = false;
+            an::RoutingStore s = an::RoutingStore::open(store_path, o);
+            const auto selections = an::expert_selections(s, run_id, model.config());
+            const std::vector<std::string> controls{"least-routed", "random"};
+            return an::routed_sweep(model.config(), selections, run_id, f, controls, seed, mode);
+        },
+        std::move(corpus), max_tokens, store, tr("the top-routed sweep of run %1").arg(run_id));
+}
+
+void AblationJobs::launch(std::function<std::vector<an::AblationCondition>(const Model&)> build, an::Corpus corpus,
+                          qint64 max_tokens, bool store, const QString& what) {
     running_ = true;
     ++jobs_;
     progress_ = {};
     control_ = std::make_shared<Control>();
     control_->target = this;
     emit started();
-    emit workbench_->logMessage(0, tr("evaluating mask %1 (%2) on %3 domain(s), %4 tokens per domain")
-                                       .arg(QString::fromStdString(mask.spec()), mask_mode_name(mask.mode()))
+    emit workbench_->logMessage(0, tr("evaluating %1 on %2 domain(s), %3 tokens per domain")
+                                       .arg(what)
                                        .arg(corpus.domains.size())
                                        .arg(max_tokens > 0 ? QString::number(max_tokens) : tr("all")));
     auto model = workbench_->model();
@@ -73,8 +113,7 @@ void AblationJobs::start(const ExpertMask& mask, const QStringList& domains, qin
     run_job<an::AblationResult>(
         this,
         [=] {
-            an::AblationCondition c;
-            c.mask = mask;
+            const std::vector<an::AblationCondition> conditions = build(*model);
             an::AblationOptions opt;
             opt.max_tokens = max_tokens;
             auto last_post = std::make_shared<std::chrono::steady_clock::time_point>();
@@ -94,7 +133,7 @@ void AblationJobs::start(const ExpertMask& mask, const QStringList& domains, qin
                 }
                 return !control->cancel.load();
             };
-            an::AblationResult r = an::run_ablation(*model, *tokenizer, corpus, std::span(&c, 1), opt);
+            an::AblationResult r = an::run_ablation(*model, *tokenizer, corpus, conditions, opt);
             if (!store_path.empty() && !r.stopped) {
                 an::RoutingStore s = an::RoutingStore::open(store_path);
                 an::store_ablation(s, an::describe_model(*model, tokenizer.get(), dir), corpus, "cpu",
@@ -112,13 +151,16 @@ void AblationJobs::start(const ExpertMask& mask, const QStringList& domains, qin
             }
             result_ = std::move(*r.value);
             const an::AblationScore& all = result_->conditions.front().all;
-            QString summary = tr("%1 tokens: Δloss %2 nats, perplexity ×%3, KL %4, top-1 agreement %5% in %6 s")
-                                  .arg(all.tokens)
-                                  .arg(all.delta_loss(), 0, 'f', 4)
-                                  .arg(all.ppl_ratio(), 0, 'f', 3)
-                                  .arg(all.mean_kl(), 0, 'f', 4)
-                                  .arg(100.0 * all.top1_agreement(), 0, 'f', 1)
-                                  .arg(result_->seconds, 0, 'f', 1);
+            QString summary =
+                result_->conditions.size() > 1
+                    ? tr("%1 conditions on %2 tokens in %3 s").arg(result_->conditions.size()).arg(all.tokens).arg(result_->seconds, 0, 'f', 1)
+                    : tr("%1 tokens: Δloss %2 nats, perplexity ×%3, KL %4, top-1 agreement %5% in %6 s")
+                          .arg(all.tokens)
+                          .arg(all.delta_loss(), 0, 'f', 4)
+                          .arg(all.ppl_ratio(), 0, 'f', 3)
+                          .arg(all.mean_kl(), 0, 'f', 4)
+                          .arg(100.0 * all.top1_agreement(), 0, 'f', 1)
+                          .arg(result_->seconds, 0, 'f', 1);
             if (result_->stopped) summary += tr(" — cancelled: partial results, not stored");
             else if (result_->conditions.front().ablation_id)
                 summary += tr(" — stored as ablation %1").arg(result_->conditions.front().ablation_id);

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 
 #include "analysis/ablation.h"
@@ -40,6 +41,11 @@ public slots:
     void cancel();
     // n experts per MoE layer: the most or least selected in `run_id`, or random with `seed`.
     void requestQuickMask(moe::ui::QuickMask kind, int n, qint64 run_id, quint64 seed, moe::MaskMode mode);
+    // The top-routed sweep (`moewb ablate --sweep top-routed`): for each fraction, the most
+    // selected experts of `run_id` switched off in every MoE layer, with the least-routed and
+    // random (seeded) controls; one baseline for all conditions.
+    void startSweep(qint64 run_id, const QList<double>& fractions, quint64 seed, moe::MaskMode mode,
+                    const QStringList& domains, qint64 max_tokens, bool store);
 
 signals:
     void started();
@@ -49,6 +55,12 @@ signals:
     void quickMaskFailed(const QString& error);
 
 private:
+    // Checks what every evaluation needs and picks the domains; "" when all is well.
+    QString check(const QStringList& domains, bool store, analysis::Corpus& corpus) const;
+    // Runs the conditions `build` makes (on the worker) against one baseline.
+    void launch(std::function<std::vector<analysis::AblationCondition>(const Model&)> build, analysis::Corpus corpus,
+                qint64 max_tokens, bool store, const QString& what);
+
     Workbench* workbench_;
     bool running_ = false;
     int jobs_ = 0;

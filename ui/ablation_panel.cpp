@@ -12,6 +12,7 @@
 #include <QHeaderView>
 #include <QSaveFile>
 #include <QVBoxLayout>
+#include <map>
 
 #include "engine/error.h"
 #include "engine/model.h"
@@ -50,7 +51,8 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
       domains_(new QListWidget(this)), budget_(new QSpinBox(this)), store_(new QCheckBox(tr("Keep in the store"), this)),
       evaluate_(new QPushButton(tr("Evaluate"), this)), cancel_(new QPushButton(tr("Cancel"), this)),
       progress_(new QProgressBar(this)), status_(new QLabel(this)), results_(new QTableWidget(this)),
-      chart_(new QCustomPlot(this)) {
+      chart_(new QCustomPlot(this)), fractions_(new QLineEdit(QStringLiteral("0.0625,0.125,0.25"), this)),
+      sweep_(new QPushButton(tr("Sweep"), this)), sweep_chart_(new QCustomPlot(this)) {
     // --- the mask ---
     auto* mask_box = new QGroupBox(tr("Mask"), this);
     spec_->setObjectName("maskSpec");
@@ -155,6 +157,16 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     eval_layout->addWidget(domains_);
     eval_layout->addLayout(eval_row);
     eval_layout->addLayout(eval_row2);
+    fractions_->setObjectName("sweepFractions");
+    fractions_->setToolTip(tr("Fractions of the routed experts switched off in every MoE layer (comma-separated)"));
+    sweep_->setObjectName("sweep");
+    sweep_->setToolTip(tr("The top-routed sweep of the selected run: at each fraction the most selected experts "
+                          "off, against the least selected and random ones (moewb ablate --sweep top-routed)"));
+    auto* sweep_row = new QHBoxLayout;
+    sweep_row->addWidget(new QLabel(tr("Fractions:"), eval_box));
+    sweep_row->addWidget(fractions_, 1);
+    sweep_row->addWidget(sweep_);
+    eval_layout->addLayout(sweep_row);
     eval_layout->addWidget(progress_);
     eval_layout->addWidget(status_);
 
@@ -180,6 +192,15 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     auto* results_layout = new QVBoxLayout(results_box);
     results_layout->addWidget(results_);
     results_layout->addWidget(chart_, 1);
+    sweep_chart_->setObjectName("sweepChart");
+    sweep_chart_->setMinimumHeight(170);
+    sweep_chart_->xAxis->setLabel(tr("fraction of routed experts switched off"));
+    sweep_chart_->yAxis->setLabel(tr("Δloss, all domains (nats)"));
+    sweep_chart_->legend->setVisible(true);
+    sweep_chart_->legend->setFont(QFont(font().family(), font().pointSize() - 1));
+    sweep_chart_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignLeft);
+    sweep_chart_->hide();
+    results_layout->addWidget(sweep_chart_, 1);
 
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
@@ -224,8 +245,10 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
         status_->setText(tr("Routed experts off: %1.").arg(what));
     });
     connect(jobs_, &AblationJobs::quickMaskFailed, this, &AblationPanel::showMaskError);
+    connect(sweep_, &QPushButton::clicked, this, &AblationPanel::sweep);
     connect(jobs_, &AblationJobs::started, this, [this] {
         evaluate_->setEnabled(false);
+        sweep_->setEnabled(false);
         cancel_->setEnabled(true);
         progress_->setValue(0);
         status_->setStyleSheet(QString());
@@ -245,7 +268,11 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
         cancel_->setEnabled(false);
         status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
         status_->setText(summary);
-        if (ok) showResult();
+        sweep_->setEnabled(true);
+        if (ok) {
+            if (jobs_->result()->conditions.size() > 1) showSweep();
+            else showResult();
+        }
     });
     connect(workbench_, &Workbench::modelOpened, this, &AblationPanel::resetForModel);
     connect(workbench_, &Workbench::corpusOpened, this, &AblationPanel::showCorpus);
@@ -359,7 +386,73 @@ void AblationPanel::evaluate() {
     jobs_->start(*mask, domains, budget_->value(), store_->isChecked());
 }
 
+void AblationPanel::sweep() {
+    QStringList domains;
+    for (int i = 0; i < domains_->count(); ++i)
+        if (domains_->item(i)->checkState() == Qt::Checked) domains << domains_->item(i)->text();
+    QList<double> fractions;
+    for (const QString& part : fractions_->text().split(',', Qt::SkipEmptyParts)) {
+        bool ok = false;
+        const double f = part.trimmed().toDouble(&ok);
+        if (!ok || !(f > 0 && f < 1)) {
+            status_->setStyleSheet("color: #b3261e");
+            status_->setText(tr("'%1' is not a fraction between 0 and 1.").arg(part.trimmed()));
+            return;
+        }
+        fractions << f;
+    }
+    jobs_->startSweep(run_id_, fractions, static_cast<quint64>(seed_->value()), static_cast<MaskMode>(mode_->currentData().toInt()),
+                      domains, budget_->value(), store_->isChecked());
+}
+
+void AblationPanel::showSweep() {
+    // One table row per condition (its all-domain scores), and one line per kind of condition.
+    const an::AblationResult& r = *jobs_->result();
+    results_->setRowCount(static_cast<int>(r.conditions.size()));
+    std::map<std::string, std::pair<QVector<double>, QVector<double>>> lines;  // control -> (fraction, Δloss)
+    for (int i = 0; i < static_cast<int>(r.conditions.size()); ++i) {
+        const an::AblationConditionResult& c = r.conditions[static_cast<size_t>(i)];
+        const std::string kind = c.condition.control.empty() ? "most routed" : c.condition.control;
+        const double f = c.condition.value.value_or(0.0);
+        const an::AblationScore& s = c.all;
+        results_->setItem(i, 0, cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
+        results_->item(i, 0)->setToolTip(q(c.condition.mask.spec()));
+        results_->setItem(i, 1, cell(QString::number(s.tokens)));
+        results_->setItem(i, 2, cell(QString::number(s.baseline_loss(), 'f', 4)));
+        results_->setItem(i, 3, cell(QString::number(s.ablated_loss(), 'f', 4)));
+        results_->setItem(i, 4, cell(QString::number(s.delta_loss(), 'f', 4)));
+        results_->setItem(i, 5, cell(QString::number(s.ppl_ratio(), 'f', 4)));
+        results_->setItem(i, 6, cell(QString::number(s.mean_kl(), 'f', 4)));
+        results_->setItem(i, 7, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+        lines[kind].first << f;
+        lines[kind].second << s.delta_loss();
+    }
+    sweep_chart_->clearGraphs();
+    const std::map<std::string, QColor> colors{{"most routed", QColor("#d6604d")},
+                                               {"least-routed", QColor("#4393c3")},
+                                               {"random", QColor("#7f7f7f")}};
+    double hi = 0;
+    for (const auto& [kind, xy] : lines) {
+        QCPGraph* g = sweep_chart_->addGraph();
+        g->setName(q(kind));
+        g->setData(xy.first, xy.second, true);
+        const auto color = colors.count(kind) ? colors.at(kind) : QColor("#333");
+        g->setPen(QPen(color, 2));
+        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, color, 6));
+        for (double v : xy.second) hi = std::max(hi, v);
+    }
+    sweep_chart_->xAxis->setRange(0, 0.3);
+    sweep_chart_->rescaleAxes();
+    sweep_chart_->xAxis->setRange(0, sweep_chart_->xAxis->range().upper * 1.1);
+    sweep_chart_->yAxis->setRange(std::min(0.0, sweep_chart_->yAxis->range().lower), std::max(hi * 1.15, 1e-6));
+    chart_->hide();
+    sweep_chart_->show();
+    sweep_chart_->replot();
+}
+
 void AblationPanel::showResult() {
+    sweep_chart_->hide();
+    chart_->show();
     const an::AblationResult& r = *jobs_->result();
     const an::AblationConditionResult& c = r.conditions.front();
     std::vector<an::AblationScore> rows = c.domains;

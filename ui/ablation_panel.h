@@ -3,7 +3,9 @@
 // selected run, random N (seeded), clear — the reroute/drop mode, the mask as its SPEC text
 // (editable; saved and loaded as JSON), and the evaluation of the mask on chosen domains
 // (ui/ablation_jobs.h) with progress and Cancel, its results per domain as a table and a bar
-// chart of Δloss. Presentation only: masks come from MaskState and analysis/, numbers from
+// chart of Δloss; and the top-routed sweep of the selected run (most, least and random
+// experts switched off at several fractions) as a table and a line plot of Δloss against the
+// fraction, like the DeepSeekMoE paper's figure. Presentation only: masks come from MaskState and analysis/, numbers from
 // run_ablation.
 #pragma once
 
@@ -44,6 +46,8 @@ public:
     ExpertGrid* grid() const { return grid_; }
     QTableWidget* resultsTable() const { return results_; }
     QCustomPlot* chart() const { return chart_; }
+    QCustomPlot* sweepChart() const { return sweep_chart_; }
+    void setSweepFractions(const QString& text) { fractions_->setText(text); }
     QString statusText() const { return status_->text(); }
     void setDomainsChecked(const QStringList& domains);
     void setTokenBudget(qint64 tokens);
@@ -56,6 +60,7 @@ signals:
 public slots:
     void setRun(qint64 run_id);  // the run top-N / bottom-N are taken from
     void evaluate();
+    void sweep();  // the top-routed sweep of the selected run
     void setSpec(const QString& spec);  // as if typed into the SPEC field
 
 private:
@@ -65,6 +70,7 @@ private:
     void toggle(int row, int column);
     void quick(QuickMask kind);
     void showResult();
+    void showSweep();
     void showMaskError(const QString& error);
 
     Workbench* workbench_;
@@ -88,6 +94,9 @@ private:
     QTableWidget* results_;
     QCustomPlot* chart_;
     QCPBars* bars_ = nullptr;
+    QLineEdit* fractions_;
+    QPushButton* sweep_;
+    QCustomPlot* sweep_chart_;
 };
 
 }  // namespace moe::ui
