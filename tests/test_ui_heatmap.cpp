@@ -17,6 +17,10 @@
 #include "analysis/corpus_tokens.h"
 #include "analysis/csv_exports.h"
 #include "analysis/expert_stats.h"
+#include "analysis/fingerprint.h"
+#include "analysis/trace_runner.h"
+#include "engine/expert_mask.h"
+#include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "engine/model_config.h"
 #include "tests/ui_test_support.h"
@@ -244,10 +248,56 @@ private slots:
         QVERIFY(!view.exportImage(fx_.tmp.filePath("heatmap.svg")));
     }
 
+    void differenceOfTwoRuns() {
+        // A second run of the same documents with experts 0 and 1 of layer 1 switched off; the
+        // difference grid is run 1's share minus the second run's, cell by cell.
+        QVERIFY(run_id_);
+        auto model = moe::load_model(fx_.model_dir.toStdString());
+        const moe::Tokenizer tok = moe::Tokenizer::load_dir(fx_.model_dir.toStdString());
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+        const an::RunInfo first = store.run(run_id_);
+        const moe::ExpertMask mask = moe::ExpertMask::parse("L1:0,1", model->config(), moe::MaskMode::reroute);
+        an::TraceOptions opt;
+        opt.mask = &mask;
+        opt.max_tokens = first.max_tokens;
+        const an::TraceResult b = an::run_trace(store, *model, an::describe_model(*model, &tok, fx_.model_dir.toStdString()),
+                                                tok, an::open_corpus(fx_.corpus_dir.toStdString(), "test", std::nullopt), opt);
+        QVERIFY(b.complete);
+        HeatmapRequest req;
+        req.run_id = run_id_;
+        req.axes = HeatmapAxes::experts_by_domains;
+        req.measure = HeatmapMeasure::share;
+        req.layer = 1;
+        const HeatmapGrid a = load_heatmap(store, req);
+        req.minus_run_id = b.run_id;
+        const HeatmapGrid d = load_heatmap(store, req);
+        req.run_id = b.run_id;
+        req.minus_run_id.reset();
+        const HeatmapGrid g = load_heatmap(store, req);
+        QVERIFY(d.diverging);
+        QCOMPARE(d.n_rows, a.n_rows);
+        for (int64_t r = 0; r < d.n_rows; ++r)
+            for (int64_t e = 0; e < d.n_cols; ++e) {
+                QVERIFY(d.at(r, e).present);
+                QCOMPARE(d.at(r, e).value, a.at(r, e).value - g.at(r, e).value);
+                if (e < 2) QCOMPARE(g.at(r, e).value, 0.0);  // switched off in the second run
+            }
+        QVERIFY(QString::fromStdString(d.describe(0, 0)).contains(QString("run %1").arg(b.run_id)));
+        // The view asks for the difference when another run is picked.
+        HeatmapView view;
+        view.setRun(run_id_);
+        view.setRuns({{run_id_, "first"}, {b.run_id, "masked"}});
+        view.setMinusRun(b.run_id);
+        QCOMPARE(view.currentRequest().minus_run_id.value_or(0), b.run_id);
+        view.setMinusRun(0);
+        QVERIFY(!view.currentRequest().minus_run_id);
+    }
+
     void cancelLeavesAnIncompleteRun() {
         Workbench wb;
         QVERIFY(ui_test::open_all(wb, fx_));
         QSignalSpy finished(&wb, &Workbench::traceFinished);
+        const size_t runs_before = wb.runs().size();
         // Cancelled at once (a different budget: a new trace): the worker sees the request at
         // its first progress report, before or after a few documents, never after the last.
         wb.startTrace({"prose"}, 0);
@@ -255,7 +305,7 @@ private slots:
         QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, 120000);
         QVERIFY(wb.waitIdle(30000));
         QVERIFY2(wb.lastTraceSummary().contains("cancelled"), qPrintable(wb.lastTraceSummary()));
-        QCOMPARE(wb.runs().size(), size_t(2));
+        QCOMPARE(wb.runs().size(), runs_before + 1);
         QCOMPARE(wb.runs().back().status, std::string("incomplete"));
         QVERIFY(wb.runs().back().n_documents < 4);
     }

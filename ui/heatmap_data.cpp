@@ -56,14 +56,60 @@ std::string HeatmapGrid::describe(int64_t row, int64_t col) const {
         s += "mean gate weight: not selected\n";
     }
     if (c.rest_share) {
-        std::snprintf(buf, sizeof buf, "log-ratio %+.4g  (share in the other domains %.6g)\n", c.value, *c.rest_share);
+        std::snprintf(buf, sizeof buf, "log-ratio %+.4g  (share in the other domains %.6g)\n",
+                      c.minus_value ? c.value + *c.minus_value : c.value, *c.rest_share);
+        s += buf;
+    }
+    if (c.minus_value) {
+        std::snprintf(buf, sizeof buf, "%s: %+.6g  (this run %.6g, run %lld %.6g)\n", measure_name(request.measure),
+                      c.value, c.value + *c.minus_value, static_cast<long long>(request.minus_run_id.value_or(0)),
+                      *c.minus_value);
         s += buf;
     }
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
 }
 
+static HeatmapGrid load_single(an::RoutingStore& store, const HeatmapRequest& request);
+
 HeatmapGrid load_heatmap(an::RoutingStore& store, const HeatmapRequest& request) {
+    if (!request.minus_run_id) return load_single(store, request);
+    // The difference of two runs: the first run's grid resolves domain and layer; the other's
+    // cells are matched by domain, layer and expert.
+    HeatmapRequest own = request;
+    own.minus_run_id.reset();
+    HeatmapGrid g = load_single(store, own);
+    HeatmapRequest other = g.request;
+    other.run_id = *request.minus_run_id;
+    const HeatmapGrid b = load_single(store, other);
+    if (std::find(b.domains.begin(), b.domains.end(), g.request.axes == HeatmapAxes::experts_by_layers
+                                                          ? g.request.domain
+                                                          : b.domains.front()) == b.domains.end() ||
+        (g.request.layer && std::find(b.layers.begin(), b.layers.end(), *g.request.layer) == b.layers.end()))
+        throw_input_error("run " + std::to_string(other.run_id), "has no tokens of this domain or layer to compare with");
+    for (int64_t r = 0; r < g.n_rows; ++r) {
+        int64_t rb = -1;
+        for (int64_t i = 0; i < b.n_rows; ++i)
+            if (b.row_domains[static_cast<size_t>(i)] == g.row_domains[static_cast<size_t>(r)] &&
+                b.row_layers[static_cast<size_t>(i)] == g.row_layers[static_cast<size_t>(r)])
+                rb = i;
+        for (int64_t e = 0; e < g.n_cols; ++e) {
+            HeatmapCell& c = g.cells[static_cast<size_t>(r * g.n_cols + e)];
+            if (rb < 0 || e >= b.n_cols || !b.at(rb, e).present || !c.present) {
+                c.present = false;
+                continue;
+            }
+            c.minus_value = b.at(rb, e).value;
+            c.value = c.value - *c.minus_value;
+        }
+    }
+    g.request.minus_run_id = request.minus_run_id;
+    g.run_label += "  −  run " + std::to_string(other.run_id);
+    g.diverging = true;
+    return g;
+}
+
+static HeatmapGrid load_single(an::RoutingStore& store, const HeatmapRequest& request) {
     const an::RunInfo run = store.run(request.run_id);
     HeatmapGrid g;
     g.request = request;

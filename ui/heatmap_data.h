@@ -22,7 +22,7 @@ enum class HeatmapAxes {
 
 enum class HeatmapMeasure {
     share,             // count / (tokens × k)
-    ratio_to_uniform,  // share / (k / E)
+    ratio_to_uniform,  // (count / tokens) / (k / E) = share · E
     log_ratio,         // ln of the domain's smoothed share over the rest's (α = ½)
     mean_gate_weight,  // gate weight sum / count
 };
@@ -36,6 +36,9 @@ struct HeatmapRequest {
     HeatmapMeasure measure = HeatmapMeasure::share;
     std::string domain;  // experts_by_layers; empty: the run's first domain
     std::optional<int64_t> layer;  // experts_by_domains; empty: the run's first MoE layer
+    // Set: each cell is run_id's value minus this run's (same domain, layer and expert; e.g. an
+    // ablated trace against the baseline), shown with the diverging map.
+    std::optional<int64_t> minus_run_id;
 };
 
 struct HeatmapCell {
@@ -48,6 +51,7 @@ struct HeatmapCell {
     double ratio_to_uniform = 0;
     std::optional<double> mean_gate_weight;
     std::optional<double> rest_share;  // log_ratio: the share in all other domains pooled
+    std::optional<double> minus_value;  // a difference grid: the other run's value (value = own − it)
 };
 
 struct HeatmapGrid {

@@ -26,7 +26,7 @@ double expert_tick_step(int64_t n) {
 
 HeatmapView::HeatmapView(QWidget* parent)
     : QWidget(parent), axes_(new QComboBox(this)), measure_(new QComboBox(this)), picker_label_(new QLabel(this)),
-      picker_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
+      picker_(new QComboBox(this)), minus_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
     axes_->setObjectName("heatmapAxes");
     // Short names (the picker beside says which domain or layer): the view shares the window with docks.
     axes_->addItem(tr("Experts × layers"), static_cast<int>(HeatmapAxes::experts_by_layers));
@@ -46,6 +46,10 @@ HeatmapView::HeatmapView(QWidget* parent)
     // The measure combo may shorten its longest name: the heatmap shares the window with docks.
     measure_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     measure_->setMinimumContentsLength(12);
+    minus_->setObjectName("heatmapMinusRun");
+    minus_->setToolTip(tr("Subtract another run's values (same domain, layer and expert), e.g. an ablated trace "
+                          "minus its baseline; shown with the diverging colour map"));
+    minus_->addItem(tr("nothing"), 0LL);
     picker_->setObjectName("heatmapPicker");
     picker_->setMinimumContentsLength(10);
     picker_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
@@ -64,6 +68,9 @@ HeatmapView::HeatmapView(QWidget* parent)
     controls->addSpacing(8);
     controls->addWidget(picker_label_);
     controls->addWidget(picker_);
+    controls->addSpacing(8);
+    controls->addWidget(new QLabel(tr("Minus:"), this));
+    controls->addWidget(minus_);
     controls->addStretch(1);
 
     // The plot: cells at integer coordinates (expert, row), a colour scale on the right.
@@ -101,6 +108,7 @@ HeatmapView::HeatmapView(QWidget* parent)
     });
     connect(measure_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(picker_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
+    connect(minus_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(plot_, &QCustomPlot::mouseMove, this, &HeatmapView::hover);
     connect(plot_, &QCustomPlot::mousePress, this, &HeatmapView::click);
     fillPicker();
@@ -115,9 +123,23 @@ void HeatmapView::setRun(int64_t run_id) {
 void HeatmapView::setAxes(HeatmapAxes axes) { axes_->setCurrentIndex(axes_->findData(static_cast<int>(axes))); }
 void HeatmapView::setMeasure(HeatmapMeasure m) { measure_->setCurrentIndex(measure_->findData(static_cast<int>(m))); }
 
+void HeatmapView::setRuns(const QList<QPair<qint64, QString>>& runs) {
+    const qlonglong keep = minus_->currentData().toLongLong();
+    const bool was_filling = filling_;
+    filling_ = true;
+    minus_->clear();
+    minus_->addItem(tr("nothing"), 0LL);
+    for (const auto& [id, label] : runs) minus_->addItem(label, static_cast<qlonglong>(id));
+    minus_->setCurrentIndex(std::max(0, minus_->findData(keep)));
+    filling_ = was_filling;
+}
+
+void HeatmapView::setMinusRun(qint64 run_id) { minus_->setCurrentIndex(std::max(0, minus_->findData(static_cast<qlonglong>(run_id)))); }
+
 HeatmapRequest HeatmapView::currentRequest() const {
     HeatmapRequest r;
     r.run_id = run_id_;
+    if (const qlonglong m = minus_->currentData().toLongLong(); m > 0 && m != run_id_) r.minus_run_id = m;
     r.axes = static_cast<HeatmapAxes>(axes_->currentData().toInt());
     r.measure = static_cast<HeatmapMeasure>(measure_->currentData().toInt());
     if (picker_->currentIndex() >= 0) {
@@ -204,7 +226,8 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
         map_->setGradient(viridis_gradient());
         map_->setDataRange(QCPRange(std::min(0.0, grid.min_value()), std::max(grid.max_value(), 1e-9)));
     }
-    scale_->axis()->setLabel(tr(measure_name(grid.request.measure)));
+    scale_->axis()->setLabel(grid.request.minus_run_id ? tr("Δ %1").arg(tr(measure_name(grid.request.measure)))
+                                                      : tr(measure_name(grid.request.measure)));
 
     plot_->xAxis->setRange(-0.5, static_cast<double>(grid.n_cols) - 0.5);
     plot_->yAxis->setRange(-0.5, static_cast<double>(grid.n_rows) - 0.5);

@@ -27,6 +27,9 @@ public:
     HeatmapRequest currentRequest() const;
     void setAxes(HeatmapAxes axes);
     void setMeasure(HeatmapMeasure measure);
+    // The runs the "minus run" picker offers (id, label); the picked one is subtracted.
+    void setRuns(const QList<QPair<qint64, QString>>& runs);
+    void setMinusRun(qint64 run_id);  // 0: none
     const std::optional<HeatmapGrid>& grid() const { return grid_; }
     QCustomPlot* plot() const { return plot_; }
     QCPColorMap* colorMap() const { return map_; }
@@ -59,6 +62,7 @@ private:
     QComboBox* measure_;
     QLabel* picker_label_;
     QComboBox* picker_;  // the domain (experts × layers) or the layer (experts × domains)
+    QComboBox* minus_;   // another run to subtract, or none
     QLabel* title_;
     QLabel* message_;
     QCustomPlot* plot_;

@@ -59,6 +59,15 @@ MainWindow::MainWindow(QWidget* parent)
     connect(model_panel_, &ModelPanel::openRequested, this, &MainWindow::chooseModel);
     connect(runs_panel_, &RunsPanel::chooseCorpusRequested, this, &MainWindow::chooseCorpus);
     connect(runs_panel_, &RunsPanel::runSelected, heatmap_, [this](qint64 id) { heatmap_->setRun(id); });
+    connect(workbench_, &Workbench::runsChanged, heatmap_, [this] {
+        QList<QPair<qint64, QString>> runs;
+        for (const analysis::RunInfo& r : workbench_->runs())
+            runs.append({r.run_id, tr("run %1 (%2%3)")
+                                       .arg(r.run_id)
+                                       .arg(QString::fromStdString(r.corpus_name))
+                                       .arg(r.mask_spec.empty() ? QString() : ", mask " + QString::fromStdString(r.mask_spec))});
+        heatmap_->setRuns(runs);
+    });
     connect(runs_panel_, &RunsPanel::runSelected, inspector_, &RoutingInspector::setRun);
     connect(runs_panel_, &RunsPanel::runSelected, ablation_, &AblationPanel::setRun);
     connect(ablation_, &AblationPanel::maskChanged, this, [this](const QString& spec) {
