@@ -13,7 +13,10 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 
+#include <QPainter>
+
 #include "ui/ablation_panel.h"
+#include "ui/color_maps.h"
 #include "ui/chat_panel.h"
 #include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
@@ -26,12 +29,41 @@
 
 namespace moe::ui {
 
+namespace {
+
+// The application icon: a small experts-by-layers heatmap in the viridis map, drawn here so
+// that no image file needs to be installed.
+QIcon app_icon() {
+    QIcon icon;
+    QCPColorGradient g = viridis_gradient();  // color() is not const
+    for (int size : {16, 32, 64, 128, 256}) {
+        QPixmap pm(size, size);
+        pm.fill(Qt::transparent);
+        QPainter p(&pm);
+        p.setRenderHint(QPainter::Antialiasing, false);
+        constexpr int n = 4;
+        const double cell = size / static_cast<double>(n);
+        for (int r = 0; r < n; ++r)
+            for (int c = 0; c < n; ++c) {
+                // A diagonal of "specialised" experts over a cooler background.
+                const double v = (r == c) ? 0.95 : (std::abs(r - c) == 1 ? 0.45 : 0.12 + 0.05 * ((r * 3 + c) % 3));
+                p.fillRect(QRectF(c * cell, r * cell, cell - std::max(1.0, size / 64.0), cell - std::max(1.0, size / 64.0)),
+                           QColor::fromRgb(g.color(v, QCPRange(0, 1))));
+            }
+        icon.addPixmap(pm);
+    }
+    return icon;
+}
+
+}  // namespace
+
 MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), workbench_(new Workbench(this)), model_panel_(new ModelPanel(workbench_, this)),
       runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)),
       inspector_(new RoutingInspector(workbench_, this)), ablation_(new AblationPanel(workbench_, this)),
       chat_(new ChatPanel(workbench_, this)), expert_detail_(new ExpertDetailView(this)) {
     setWindowTitle(tr("MoE Workbench"));
+    setWindowIcon(app_icon());
     setObjectName("mainWindow");
     setCentralWidget(heatmap_);
     setDockNestingEnabled(true);
