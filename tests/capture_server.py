@@ -11,6 +11,13 @@ same routing. After every good answer, --counts FILE holds the expected aggregat
 answered rows: per checkpoint layer and expert, times selected and times at rank 0.
 --mode makes bad answers: wrong_rows, bad_expert, dense_nonzero, truncated, fail_once (HTTP
 500 once, then good), no_feature (no routing field), hang (answers after 30 s).
+
+For tests/test_ui_chat_server.cpp it also speaks the OpenAI-compatible streaming chat of both
+engines: POST /v1/chat/completions (and /v1/completions) with "stream": true answers
+server-sent events ("data: {chunk}" lines, then "data: [DONE]"), one word of a fixed text per
+chunk, max_tokens chunks, --chat-delay seconds apart; it never routes (the routing comes from
+/generate or a non-streaming /v1/completions). --routing-log FILE appends, per routing
+answer, {"prompt_ids", "moe_layers", "ids": [rows][moe layer][k]} as sent.
 """
 import argparse
 import base64
@@ -35,6 +42,8 @@ def main():
     ap.add_argument("--dtype", default="int32")
     ap.add_argument("--split-prompt", action="store_true", help="vLLM: prompt rows in prompt_routed_experts")
     ap.add_argument("--counts")
+    ap.add_argument("--chat-delay", type=float, default=0.0)
+    ap.add_argument("--routing-log")
     ap.add_argument("--save", help="append {id, prompt_ids, response} per good answer (for moewb import)")
     a = ap.parse_args()
 
@@ -99,9 +108,54 @@ def main():
             else:
                 self.send(404, {"detail": "Not Found"})
 
+        def stream_chat(self, req, chat):
+            model = req.get("model")
+            if a.engine == "vllm" and model != "test-model":
+                self.send(404, {"object": "error", "message": "The model `%s` does not exist." % model,
+                                "type": "NotFoundError", "code": 404})
+                return
+            words = "The stand-in server answers: experts route every token .".split(" ")
+            n = int(req.get("max_tokens") or 16)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            obj = "chat.completion.chunk" if chat else "text_completion"
+
+            def event(piece, finish):
+                choice = {"index": 0, "finish_reason": finish, "logprobs": None}
+                if chat:
+                    choice["delta"] = {"content": piece} if piece is not None else {}
+                else:
+                    choice["text"] = piece or ""
+                chunk = {"id": "chat-test", "object": obj, "created": 0, "model": model, "choices": [choice]}
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self.wfile.flush()
+
+            try:
+                if chat:
+                    chunk = {"id": "chat-test", "object": obj, "created": 0, "model": model,
+                             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                          "finish_reason": None}]}
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                for i in range(n):
+                    event((" " if i else "") + words[i % len(words)], None)
+                    if a.chat_delay:
+                        time.sleep(a.chat_delay)
+                event(None, "length")
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading (Stop)
+
         def do_POST(self):
             n = int(self.headers.get("Content-Length", 0))
             req = json.loads(self.rfile.read(n))
+            if self.path == "/v1/chat/completions" or (self.path == "/v1/completions" and req.get("stream")):
+                self.stream_chat(req, self.path == "/v1/chat/completions")
+                return
             want = "/generate" if a.engine == "sglang" else "/v1/completions"
             if self.path != want:
                 self.send(404, {"detail": "Not Found"})
@@ -157,6 +211,10 @@ def main():
                         s = npy_b64(payload)
                         choice["routed_experts"] = s[:-5] if a.mode == "truncated" else s
             with lock:
+                if a.routing_log and a.mode != "no_feature":
+                    with open(a.routing_log, "a") as f:
+                        f.write(json.dumps({"prompt_ids": prompt, "moe_layers": moe_layers,
+                                            "ids": ids.tolist()}) + "\n")
                 if a.mode in ("ok", "fail_once"):
                     for m, l in enumerate(moe_layers):
                         counts[l] += np.bincount(ids[:, m, :].ravel(), minlength=E)

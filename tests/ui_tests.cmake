@@ -7,4 +7,5 @@ moe_add_qtest(test_ui_main_window LABELS ui XVFB SOURCES test_ui_main_window.cpp
 moe_add_qtest(test_ui_inspector LABELS ui XVFB SOURCES test_ui_inspector.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_ablation LABELS ui SOURCES test_ui_ablation.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_chat LABELS ui SOURCES test_ui_chat.cpp ui_test_support.h LIBS moe_ui)
+moe_add_qtest(test_ui_chat_server LABELS ui SOURCES test_ui_chat_server.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_monkey LABELS ui XVFB SOURCES test_ui_monkey.cpp ui_test_support.h LIBS moe_ui)

@@ -15,7 +15,9 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), session_(new ChatSession(workbench, this)), view_(new QTextBrowser(this)),
       input_(new QLineEdit(this)), send_(new QPushButton(tr("Send"), this)), stop_(new QPushButton(tr("Stop"), this)),
       clear_(new QPushButton(tr("New chat"), this)), inspect_(new QPushButton(tr("Inspect routing"), this)),
-      style_(new QComboBox(this)), temperature_(new QDoubleSpinBox(this)), top_p_(new QDoubleSpinBox(this)),
+      style_(new QComboBox(this)), backend_(new QComboBox(this)), server_row_(new QWidget(this)),
+      server_url_(new QLineEdit(this)), server_engine_(new QComboBox(this)), served_model_(new QLineEdit(this)),
+      temperature_(new QDoubleSpinBox(this)), top_p_(new QDoubleSpinBox(this)),
       max_tokens_(new QSpinBox(this)), seed_(new QSpinBox(this)), apply_mask_(new QCheckBox(tr("Apply the mask"), this)),
       mask_label_(new QLabel(this)), status_(new QLabel(this)) {
     view_->setObjectName("chatTranscript");
@@ -34,6 +36,27 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     style_->addItem(tr("Chat template"));
     style_->addItem(tr("Plain completion"));
     style_->setToolTip(tr("Chat: the conversation in the model's chat template. Plain: continue the text typed."));
+    backend_->setObjectName("chatBackend");
+    backend_->addItem(tr("Local model"));
+    backend_->addItem(tr("Server"));
+    backend_->setToolTip(tr("Server: a SGLang or vLLM server answers (OpenAI-compatible chat, streamed); its routing "
+                            "is asked for after each answer (start it with --enable-return-routed-experts)"));
+    server_url_->setObjectName("chatServerUrl");
+    server_url_->setPlaceholderText(tr("http://gpu-node:30000"));
+    server_engine_->setObjectName("chatServerEngine");
+    server_engine_->addItem("sglang");
+    server_engine_->addItem("vllm");
+    served_model_->setObjectName("chatServedModel");
+    served_model_->setPlaceholderText(tr("served model name"));
+    served_model_->setToolTip(tr("The \"model\" of the requests (vLLM: an id of GET /v1/models; SGLang: optional)"));
+    {
+        auto* row = new QHBoxLayout(server_row_);
+        row->setContentsMargins(0, 0, 0, 0);
+        row->addWidget(server_url_, 2);
+        row->addWidget(server_engine_);
+        row->addWidget(served_model_, 1);
+    }
+    server_row_->setVisible(false);
     temperature_->setObjectName("chatTemperature");
     temperature_->setRange(0, 5);
     temperature_->setSingleStep(0.1);
@@ -60,8 +83,10 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
 
     // Short rows: the dock stays narrow beside the heatmap.
     auto* settings = new QGridLayout;
-    settings->addWidget(style_, 0, 0, 1, 2);
-    settings->addWidget(apply_mask_, 0, 2, 1, 2);
+    settings->addWidget(backend_, 0, 0, 1, 2);
+    settings->addWidget(style_, 0, 2, 1, 2);
+    settings->addWidget(server_row_, 3, 0, 1, 4);
+    settings->addWidget(apply_mask_, 4, 0, 1, 4);
     settings->addWidget(new QLabel(tr("Temperature"), this), 1, 0);
     settings->addWidget(temperature_, 1, 1);
     settings->addWidget(new QLabel(tr("Top-p"), this), 1, 2);
@@ -89,6 +114,11 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     layout->addLayout(input_row);
     layout->addLayout(bottom_row);
 
+    connect(backend_, &QComboBox::currentIndexChanged, this, [this](int i) {
+        server_row_->setVisible(i == 1);
+        apply_mask_->setEnabled(i == 0);
+    });
+    connect(session_, &ChatSession::progress, this, [this](const QString& s) { status_->setText(s); });
     connect(input_, &QLineEdit::returnPressed, this, &ChatPanel::send);
     connect(send_, &QPushButton::clicked, this, &ChatPanel::send);
     connect(stop_, &QPushButton::clicked, session_, &ChatSession::stop);
@@ -122,6 +152,15 @@ void ChatPanel::setMaxTokens(int n) { max_tokens_->setValue(n); }
 void ChatPanel::setTemperature(double t) { temperature_->setValue(t); }
 void ChatPanel::setApplyMask(bool on) { apply_mask_->setChecked(on); }
 
+void ChatPanel::setServer(const QString& url, const QString& engine, const QString& served_model) {
+    server_url_->setText(url);
+    server_engine_->setCurrentText(engine);
+    served_model_->setText(served_model);
+    backend_->setCurrentIndex(1);
+}
+
+void ChatPanel::setLocal() { backend_->setCurrentIndex(0); }
+
 void ChatPanel::showMaskSpec(const QString& spec) {
     mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
                                         : tr("Mask: <b>%1</b> (from the ablation panel)").arg(spec.toHtmlEscaped()));
@@ -150,7 +189,15 @@ void ChatPanel::send() {
     s.sampling.seed = static_cast<uint64_t>(seed_->value());
     s.max_new_tokens = max_tokens_->value();
     std::optional<ExpertMask> mask;
-    if (apply_mask_->isChecked() && mask_source_) mask = mask_source_();
+    if (backend_->currentIndex() == 1) {
+        ChatServer server;
+        server.url = server_url_->text().trimmed().toStdString();
+        server.engine = server_engine_->currentIndex() == 1 ? analysis::CaptureEngine::vllm : analysis::CaptureEngine::sglang;
+        server.served_model = served_model_->text().trimmed().toStdString();
+        s.server = server;
+    } else if (apply_mask_->isChecked() && mask_source_) {
+        mask = mask_source_();
+    }
     if (!text.trimmed().isEmpty() && workbench_->hasModel() && workbench_->tokenizer()) {
         appendTurn(tr("You"), text, "#1a4f8b");
         input_->clear();
@@ -165,6 +212,8 @@ void ChatPanel::answerFinished(bool ok, const QString& summary) {
     inspect_->setEnabled(session_->lastRouting().has_value());
     status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
     status_->setText(summary);
+    // A server's answer: its routing goes to the inspector at once.
+    if (ok && session_->lastFromServer() && session_->lastRouting()) emit inspectRequested(*session_->lastRouting());
 }
 
 }  // namespace moe::ui

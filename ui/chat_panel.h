@@ -2,7 +2,10 @@
 // the answer streaming into the transcript as it is generated, Stop, the sampling settings
 // (temperature, top-p, max tokens, seed) and the ablation panel's current mask applied to
 // each answer when "Apply the mask" is on. "Inspect routing" sends the last answer's tokens
-// to the token routing inspector. Presentation only: generation is ui/chat_session.h's job.
+// to the token routing inspector. "Server" instead of "Local model" sends the chat to a
+// SGLang / vLLM server (URL, engine, served model name); after each of its answers the
+// routing the server returned is shown in the inspector (the mask is not applied there).
+// Presentation only: generation and the requests are ui/chat_session.h's job.
 #pragma once
 
 #include <QCheckBox>
@@ -37,6 +40,9 @@ public:
     // Where the current mask comes from (the ablation panel); called at every send.
     void setMaskSource(std::function<std::optional<ExpertMask>()> source) { mask_source_ = std::move(source); }
     void setApplyMask(bool on);
+    // Chat with a server (engine "sglang" | "vllm") instead of the local model, or back.
+    void setServer(const QString& url, const QString& engine, const QString& served_model);
+    void setLocal();
 
 signals:
     void inspectRequested(const moe::ui::TokenRouting& routing);
@@ -59,6 +65,11 @@ private:
     QPushButton* clear_;
     QPushButton* inspect_;
     QComboBox* style_;
+    QComboBox* backend_;
+    QWidget* server_row_;
+    QLineEdit* server_url_;
+    QComboBox* server_engine_;
+    QLineEdit* served_model_;
     QDoubleSpinBox* temperature_;
     QDoubleSpinBox* top_p_;
     QSpinBox* max_tokens_;
