@@ -42,6 +42,17 @@ QTableWidgetItem* cell(const QString& text, bool right = true) {
     if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
     return it;
 }
+
+// Columns 1..7 of a results row: tokens, baseline and ablated loss, Δloss, ppl ratio, KL, top-1.
+void fill_scores(QTableWidget* t, int row, const moe::analysis::AblationScore& s) {
+    t->setItem(row, 1, cell(QString::number(s.tokens)));
+    t->setItem(row, 2, cell(QString::number(s.baseline_loss(), 'f', 4)));
+    t->setItem(row, 3, cell(QString::number(s.ablated_loss(), 'f', 4)));
+    t->setItem(row, 4, cell(QString::number(s.delta_loss(), 'f', 4)));
+    t->setItem(row, 5, cell(QString::number(s.ppl_ratio(), 'f', 4)));
+    t->setItem(row, 6, cell(QString::number(s.mean_kl(), 'f', 4)));
+    t->setItem(row, 7, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+}
 }  // namespace
 
 AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
@@ -417,13 +428,7 @@ void AblationPanel::showSweep() {
         const an::AblationScore& s = c.all;
         results_->setItem(i, 0, cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
         results_->item(i, 0)->setToolTip(q(c.condition.mask.spec()));
-        results_->setItem(i, 1, cell(QString::number(s.tokens)));
-        results_->setItem(i, 2, cell(QString::number(s.baseline_loss(), 'f', 4)));
-        results_->setItem(i, 3, cell(QString::number(s.ablated_loss(), 'f', 4)));
-        results_->setItem(i, 4, cell(QString::number(s.delta_loss(), 'f', 4)));
-        results_->setItem(i, 5, cell(QString::number(s.ppl_ratio(), 'f', 4)));
-        results_->setItem(i, 6, cell(QString::number(s.mean_kl(), 'f', 4)));
-        results_->setItem(i, 7, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+        fill_scores(results_, i, s);
         lines[kind].first << f;
         lines[kind].second << s.delta_loss();
     }
@@ -463,13 +468,7 @@ void AblationPanel::showResult() {
     for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
         const an::AblationScore& s = rows[static_cast<size_t>(i)];
         results_->setItem(i, 0, cell(q(s.domain), false));
-        results_->setItem(i, 1, cell(QString::number(s.tokens)));
-        results_->setItem(i, 2, cell(QString::number(s.baseline_loss(), 'f', 4)));
-        results_->setItem(i, 3, cell(QString::number(s.ablated_loss(), 'f', 4)));
-        results_->setItem(i, 4, cell(QString::number(s.delta_loss(), 'f', 4)));
-        results_->setItem(i, 5, cell(QString::number(s.ppl_ratio(), 'f', 4)));
-        results_->setItem(i, 6, cell(QString::number(s.mean_kl(), 'f', 4)));
-        results_->setItem(i, 7, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+        fill_scores(results_, i, s);
         if (i + 1 < static_cast<int>(rows.size())) {
             keys << i;
             values << s.delta_loss();
