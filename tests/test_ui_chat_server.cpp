@@ -235,6 +235,50 @@ private slots:
         QVERIFY2(done[3][0].toBool(), qPrintable(done[3][1].toString()));
         QVERIFY(!panel_->session()->lastFromServer());
     }
+
+    void aConfigOnlyDirectoryChatsWithItsServer() {
+        // A model too big for this machine is held as config.json and the tokenizer only: it
+        // opens (no weights: tracing and local chat say why), and the server chat works with
+        // its routing in the inspector.
+        const QString dir = fx_.tmp.filePath("config-only");
+        QDir().mkpath(dir);
+        for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
+            if (QFile::exists(fx_.model_dir + "/" + f)) QVERIFY(QFile::copy(fx_.model_dir + "/" + f, dir + "/" + f));
+        Workbench wb;
+        wb.openModel(dir);
+        QTRY_VERIFY_WITH_TIMEOUT(wb.hasModelConfig(), 30000);
+        QVERIFY(wb.waitIdle(30000));
+        QVERIFY(!wb.hasModel());
+        QVERIFY(!wb.canTrace());
+        QVERIFY(wb.tokenizer());
+        QVERIFY(!wb.modelSummary().weights_present);
+        ChatPanel panel(&wb);
+        connect(&panel, &ChatPanel::inspectRequested, this, [this](const TokenRouting& r) { inspected_.push_back(r); });
+        QSignalSpy done(panel.session(), &ChatSession::answerFinished);
+        panel.resize(700, 600);
+        panel.show();
+        auto send = [&](const QString& text) {
+            auto* input = panel.findChild<QLineEdit*>("chatInput");
+            input->setFocus();
+            QTest::keyClicks(input, text);
+            QTest::mouseClick(panel.findChild<QPushButton*>("chatSend"), Qt::LeftButton);
+        };
+        panel.setLocal();
+        send("Hi");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 10000);
+        QVERIFY(!done[0][0].toBool());
+        QVERIFY2(done[0][1].toString().contains("no weights"), qPrintable(done[0][1].toString()));
+        const QString url = start("sglang");
+        QVERIFY(!url.isEmpty());
+        panel.setServer(url, "sglang", "");
+        panel.setMaxTokens(8);
+        send("Hello server");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 2, 30000);
+        QVERIFY2(done[1][0].toBool(), qPrintable(done[1][1].toString()));
+        QTRY_COMPARE_WITH_TIMEOUT(inspected_.size(), size_t(1), 30000);
+        QCOMPARE(inspected_[0].k, wb.modelConfig()->num_experts_per_tok);
+        QVERIFY(panel.session()->waitIdle(30000));
+    }
 };
 
 QTEST_MAIN(TestUiChatServer)

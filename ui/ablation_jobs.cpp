@@ -35,7 +35,9 @@ bool AblationJobs::waitIdle(int timeout_ms) {
 
 QString AblationJobs::check(const QStringList& domains, bool store, an::Corpus& corpus) const {
     if (running_) return tr("an evaluation is already running");
-    if (!workbench_->hasModel()) return tr("open a model first");
+    if (!workbench_->hasModel())
+        return workbench_->hasModelConfig() ? tr("this model directory has no weights: nothing to evaluate here")
+                                            : tr("open a model first");
     if (!workbench_->canTrace()) return tr("this model cannot evaluate text: it has no usable tokenizer");
     if (!workbench_->corpus()) return tr("open a corpus first");
     if (store && !workbench_->hasStore()) return tr("open a routing store to keep the results in");

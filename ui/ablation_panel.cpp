@@ -248,7 +248,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     connect(cancel_, &QPushButton::clicked, jobs_, &AblationJobs::cancel);
     connect(jobs_, &AblationJobs::quickMaskReady, this, [this](const ExpertMask& m, const QString& what) {
         if (!workbench_->hasModel()) return;
-        const MaskState picked = MaskState::from_mask(m, workbench_->model()->config());
+        const MaskState picked = MaskState::from_mask(m, *workbench_->modelConfig());
         for (size_t r = 0; r < mask_.layers().size(); ++r)
             for (int64_t e = 0; e < mask_.n_experts(); ++e) mask_.set_expert_off(r, e, picked.expert_off(r, e));
         maskEdited();
@@ -291,7 +291,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
 }
 
 void AblationPanel::resetForModel() {
-    mask_ = MaskState(workbench_->model()->config());
+    mask_ = MaskState(*workbench_->modelConfig());
     mask_.set_mode(static_cast<MaskMode>(mode_->currentData().toInt()));
     n_->setMaximum(static_cast<int>(std::max<int64_t>(1, mask_.n_experts() - 1)));
     maskEdited();
@@ -327,7 +327,7 @@ void AblationPanel::showMaskError(const QString& error) {
 std::optional<ExpertMask> AblationPanel::currentMask() const {
     if (!workbench_->hasModel() || mask_.empty()) return std::nullopt;
     try {
-        return mask_.to_mask(workbench_->model()->config());
+        return mask_.to_mask(*workbench_->modelConfig());
     } catch (const Error&) {
         return std::nullopt;
     }
@@ -340,7 +340,7 @@ void AblationPanel::maskEdited() {
     QString error;
     if (workbench_->hasModel() && !mask_.empty()) {
         try {
-            mask_.to_mask(workbench_->model()->config());
+            mask_.to_mask(*workbench_->modelConfig());
         } catch (const Error& e) {
             error = QString::fromUtf8(e.what());
         }
@@ -356,7 +356,7 @@ void AblationPanel::setSpec(const QString& spec) {
     }
     try {
         mask_ = MaskState::from_spec(spec.trimmed().toStdString(), static_cast<MaskMode>(mode_->currentData().toInt()),
-                                     workbench_->model()->config());
+                                     *workbench_->modelConfig());
         maskEdited();
     } catch (const Error& e) {
         spec_->setText(spec);
@@ -513,7 +513,7 @@ bool AblationPanel::loadMask(const QString& path) {
         return false;
     }
     try {
-        mask_ = MaskState::from_json(f.readAll().toStdString(), workbench_->model()->config(), path.toStdString());
+        mask_ = MaskState::from_json(f.readAll().toStdString(), *workbench_->modelConfig(), path.toStdString());
     } catch (const Error& e) {
         showMaskError(QString::fromUtf8(e.what()));
         return false;

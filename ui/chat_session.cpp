@@ -61,7 +61,9 @@ void ChatSession::stop() {
 void ChatSession::send(const QString& text, const ChatSettings& settings, const ExpertMask* mask) {
     QString problem;
     if (running_) problem = tr("an answer is still being generated: Stop it first");
-    else if (!workbench_->hasModel()) problem = tr("open a model first");
+    else if (!workbench_->hasModelConfig()) problem = tr("open a model first");
+    else if (!settings.server && !workbench_->hasModel())
+        problem = tr("this model directory has no weights: chat with a server that runs it instead");
     else if (!workbench_->tokenizer()) problem = tr("this model has no usable tokenizer: it cannot chat");
     else if (text.trimmed().isEmpty()) problem = tr("type a message first");
     if (!problem.isEmpty()) {
@@ -326,7 +328,7 @@ void ChatSession::serverStreamFinished() {
 
     // The conversation as token ids: the prompt in the model directory's chat template (or
     // the plain text with BOS) and the answer, tokenized on a worker thread.
-    auto model = workbench_->model();
+    auto config = workbench_->modelConfig();
     auto tokenizer = workbench_->tokenizer();
     const std::string dir = workbench_->modelSummary().dir;
     std::vector<ChatMessage> prompt_turns(messages_.begin(), messages_.end() - 1);
@@ -344,7 +346,7 @@ void ChatSession::serverStreamFinished() {
             if (plain) {
                 out.ids = tokenizer->encode(prompt_turns.back().content);
             } else {
-                const ChatTemplate tmpl = chat_template_for(dir, model->config());
+                const ChatTemplate tmpl = chat_template_for(dir, *config);
                 out.ids = tokenizer->encode(render_chat(tmpl, prompt_turns, true), /*add_special=*/false);
             }
             out.n_prompt = static_cast<int64_t>(out.ids.size());
@@ -407,7 +409,7 @@ void ChatSession::requestServerRouting(std::vector<int32_t> ids, int64_t n_promp
             return;
         }
         // Decoded and checked on a worker thread (analysis/capture_decode.h).
-        auto model = workbench_->model();
+        auto config = workbench_->modelConfig();
         auto tokenizer = workbench_->tokenizer();
         const analysis::CaptureEngine engine = server_.engine;
         const std::string where = (serverWhere() + ", chat routing").toStdString();
@@ -418,7 +420,7 @@ void ChatSession::requestServerRouting(std::vector<int32_t> ids, int64_t n_promp
         run_job<TokenRouting>(
             this,
             [=] {
-                const ModelConfig& cfg = model->config();
+                const ModelConfig& cfg = *config;
                 const auto T = static_cast<int64_t>(ids.size());
                 analysis::ParsedResponse pr = analysis::parse_engine_response(engine, text, T, cfg, where);
                 const analysis::LayerAxis axis =

@@ -115,7 +115,12 @@ void ModelPanel::showModel() {
                                    q(format_bytes(s.kv_cache_bytes_per_token))));
     setField("total", q(format_count(s.total_params)));
     setField("activated", q(format_count(s.activated_params)) + tr(" per token"));
-    setField("dtype", QString("%1, %2").arg(q(s.dtype), q(format_bytes(s.weight_bytes))));
+    if (s.weights_present)
+        setField("dtype", QString("%1, %2").arg(q(s.dtype), q(format_bytes(s.weight_bytes))));
+    else
+        setField("dtype", tr("not in this directory (config and tokenizer only): %1, %2 to run it — chat with a "
+                             "server that runs it")
+                              .arg(q(s.dtype), q(format_bytes(s.weight_bytes))));
     setField("backend", q(s.backend));
     setField("threads", QString::number(s.threads));
     if (s.tokenizer_problem.empty()) {

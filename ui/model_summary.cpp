@@ -7,13 +7,14 @@
 
 namespace moe::ui {
 
-ModelSummary summarize_model(const Model& model, const std::string& dir) {
-    const ModelConfig& c = model.config();
+namespace {
+
+ModelSummary summarize(const ModelConfig& c, const Model* model, const std::string& dir) {
     ModelSummary s;
     s.dir = dir;
     s.architecture = architecture_name(c.arch);
     s.model_type = c.model_type;
-    const ModelInfo info = model_info(c, &model, dir);
+    const ModelInfo info = model_info(c, model, dir);
     s.layers = c.num_hidden_layers;
     s.moe_layers = info.moe_layers;
     s.router = info.router;
@@ -31,8 +32,15 @@ ModelSummary summarize_model(const Model& model, const std::string& dir) {
     s.dtype = info.dtype;
     s.weight_bytes = info.weight_bytes;
     s.threads = info.threads;
+    s.weights_present = info.weights_present;
     return s;
 }
+
+}  // namespace
+
+ModelSummary summarize_model(const Model& model, const std::string& dir) { return summarize(model.config(), &model, dir); }
+
+ModelSummary summarize_config(const ModelConfig& config, const std::string& dir) { return summarize(config, nullptr, dir); }
 
 namespace {
 std::string scaled(double v, const char* const* units, int n_units, double step) {

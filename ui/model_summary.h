@@ -27,11 +27,15 @@ struct ModelSummary {
     std::string router;          // router_description()
     std::string attention;       // "mha" | "mla"
     int64_t kv_cache_bytes_per_token = 0;
+    bool weights_present = true;
     bool has_tokenizer = false;
     std::string tokenizer_problem;  // why tracing text is not possible, when it is not
 };
 
 ModelSummary summarize_model(const Model& model, const std::string& dir);
+// A directory with config.json (and the tokenizer) but no weights: weights_present false,
+// weight bytes from the index or estimated (engine/model_info.h).
+ModelSummary summarize_config(const ModelConfig& config, const std::string& dir);
 
 // "16.4 B", "245.1 M", "12.3 k", "512"
 std::string format_count(int64_t n);

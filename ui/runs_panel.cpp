@@ -155,6 +155,9 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
         trace_->setToolTip(workbench_->canTrace()
                                ? tr("Trace the checked domains into the store (Ctrl+T). The same trace run again "
                                     "resumes an incomplete run.")
+                           : !workbench_->hasModel()
+                               ? tr("This model directory has no weights: its routing is captured from a server "
+                                    "(moewb capture)")
                                : tr("This model cannot trace text: %1")
                                      .arg(q(workbench_->modelSummary().tokenizer_problem)));
     });

@@ -37,7 +37,8 @@ an::StoreOptions read_only() {
 }
 
 struct LoadedModel {
-    std::shared_ptr<const Model> model;
+    std::shared_ptr<const Model> model;  // null: the directory has no weights (config only)
+    std::shared_ptr<const ModelConfig> config;
     std::shared_ptr<const Tokenizer> tokenizer;
     ModelSummary summary;
 };
@@ -78,8 +79,18 @@ void Workbench::openModel(const QString& dir) {
         [d] {
             if (!std::filesystem::is_directory(d)) throw_input_error(d, "is not a directory");
             LoadedModel m;
-            m.model = std::shared_ptr<const Model>(load_model(d));
-            m.summary = summarize_model(*m.model, d);
+            bool has_weights = false;
+            for (const auto& e : std::filesystem::directory_iterator(d))
+                has_weights |= e.path().extension() == ".safetensors";
+            if (has_weights) {
+                m.model = std::shared_ptr<const Model>(load_model(d));
+                m.config = std::make_shared<const ModelConfig>(m.model->config());
+                m.summary = summarize_model(*m.model, d);
+            } else {
+                // config.json and the tokenizer only: what it is, and a server's chat.
+                m.config = std::make_shared<const ModelConfig>(load_model_config(d));
+                m.summary = summarize_config(*m.config, d);
+            }
             // The tokenizer is needed to trace text, not to look at the model: a model without
             // one opens, and the panel says why tracing is off.
             if (!std::filesystem::exists(std::filesystem::path(d) / "tokenizer.json")) {
@@ -108,6 +119,7 @@ void Workbench::openModel(const QString& dir) {
                 return;
             }
             model_ = r.value->model;
+            config_ = r.value->config;
             tokenizer_ = r.value->summary.tokenizer_problem.empty() ? r.value->tokenizer : nullptr;
             summary_ = r.value->summary;
             emit logMessage(0, QString("model %1: %2, %3 layers, %4 routed + %5 shared experts, top-%6, %7")

@@ -59,7 +59,11 @@ public:
     explicit Workbench(QObject* parent = nullptr);
     ~Workbench() override;
 
-    bool hasModel() const { return model_ != nullptr; }
+    bool hasModel() const { return model_ != nullptr; }  // weights loaded: traces, ablations, local chat
+    // A model directory is open: with its weights, or only config.json and the tokenizer (a
+    // model too big for this machine, whose server the chat can talk to).
+    bool hasModelConfig() const { return config_ != nullptr; }
+    std::shared_ptr<const ModelConfig> modelConfig() const { return config_; }
     bool canTrace() const { return model_ && tokenizer_; }
     const ModelSummary& modelSummary() const { return summary_; }
     bool modelLoading() const { return model_loading_; }
@@ -72,7 +76,7 @@ public:
     QString lastTraceSummary() const { return last_trace_summary_; }
     // The finished documents of the run last asked for with requestDocuments.
     const std::vector<analysis::DocumentEntry>& documents() const { return documents_; }
-    std::shared_ptr<const Model> model() const { return model_; }
+    std::shared_ptr<const Model> model() const { return model_; }  // null for a config-only directory
     std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
     // Waits (processing events) until no job of this workbench is running; for tests and exit.
     bool waitIdle(int timeout_ms);
@@ -126,6 +130,8 @@ private:
     void jobDone() { --jobs_running_; }
 
     std::shared_ptr<const Model> model_;
+
+    std::shared_ptr<const ModelConfig> config_;
     std::shared_ptr<const Tokenizer> tokenizer_;
     ModelSummary summary_;
     bool model_loading_ = false;
