@@ -5,6 +5,8 @@
 // "Inspect routing" hands the answer's routing to the inspector.
 #include <QLineEdit>
 #include <QPushButton>
+#include <QDir>
+#include <QFile>
 #include <QSignalSpy>
 #include <QtTest>
 
@@ -125,6 +127,39 @@ private slots:
         for (int64_t t = 0; t < plain.n_tokens() - 1; ++t)
             for (int64_t r = 0; r < 4; ++r) low = low || (plain.expert(t, col, r) >= 0 && plain.expert(t, col, r) < 12);
         QVERIFY(low);
+    }
+
+    void aThinkingModelsThinkingIsShownAsSuch() {
+        // A model whose template is R1's: the prompt opens the thinking section, so the streamed
+        // text is shown under [thinking], grey and italic, until </think>.
+        const QString dir = fx_.tmp.filePath("r1-model");
+        QDir().mkpath(dir);
+        for (const QString& f : QDir(fx_.model_dir).entryList(QDir::Files)) QVERIFY(QFile::copy(fx_.model_dir + "/" + f, dir + "/" + f));
+        {
+            QFile cfg(dir + "/tokenizer_config.json");
+            QFile::remove(dir + "/tokenizer_config.json");
+            QVERIFY(cfg.open(QIODevice::WriteOnly));
+            cfg.write(R"({"chat_template": "{% set c = m.split('</think>')[-1] %}{{'<｜Assistant｜><think>\\n'}}"})");
+        }
+        Workbench wb;
+        wb.openModel(dir);
+        QTRY_VERIFY_WITH_TIMEOUT(wb.hasModel(), 30000);
+        QVERIFY(wb.waitIdle(30000));
+        QCOMPARE(moe::chat_template_for(dir.toStdString(), wb.model()->config()).style, moe::ChatStyle::deepseek_r1);
+        ChatPanel panel(&wb);
+        panel.resize(700, 600);
+        panel.show();
+        panel.setMaxTokens(6);
+        QSignalSpy done(panel.session(), &ChatSession::answerFinished);
+        auto* input = panel.findChild<QLineEdit*>("chatInput");
+        input->setFocus();
+        QTest::keyClicks(input, "Why?");
+        QTest::mouseClick(panel.findChild<QPushButton*>("chatSend"), Qt::LeftButton);
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        const QString t = panel.transcript();
+        QVERIFY2(t.contains("Model: [thinking] "), qPrintable(t));
+        QVERIFY2(t.endsWith(QString::fromStdString(panel.session()->lastResult()->text)), qPrintable(t));
     }
 };
 

@@ -7,6 +7,7 @@
 #include <QTextCursor>
 #include <QVBoxLayout>
 
+#include "engine/error.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
@@ -138,12 +139,11 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
         status_->setStyleSheet(QString());
         status_->setText(tr("Generating…"));
         appendTurn(tr("Model"), QString(), "#1f6f3f");
+        splitter_.emplace(next_opens_thinking_);
+        shown_ = -1;
     });
     connect(session_, &ChatSession::textStreamed, this, [this](const QString& piece) {
-        QTextCursor c(view_->document());
-        c.movePosition(QTextCursor::End);
-        c.insertText(piece);
-        view_->verticalScrollBar()->setValue(view_->verticalScrollBar()->maximum());
+        if (splitter_) showPieces(splitter_->push(piece.toStdString()));
     });
     connect(session_, &ChatSession::answerFinished, this, &ChatPanel::answerFinished);
 }
@@ -198,14 +198,51 @@ void ChatPanel::send() {
     } else if (apply_mask_->isChecked() && mask_source_) {
         mask = mask_source_();
     }
-    if (!text.trimmed().isEmpty() && workbench_->hasModel() && workbench_->tokenizer()) {
+    // R1's template opens the thinking section in the prompt: the stream starts inside it.
+    next_opens_thinking_ = false;
+    if (s.use_template && !s.server && workbench_->hasModelConfig()) {
+        try {
+            next_opens_thinking_ =
+                chat_template_for(workbench_->modelSummary().dir, *workbench_->modelConfig()).opens_thinking();
+        } catch (const Error&) {
+            // a broken tokenizer_config.json: the session reports it when it renders the prompt
+        }
+    }
+    if (!text.trimmed().isEmpty() && workbench_->hasModelConfig() && (workbench_->hasModel() || s.server) &&
+        workbench_->tokenizer()) {
         appendTurn(tr("You"), text, "#1a4f8b");
         input_->clear();
     }
     session_->send(text, s, mask ? &*mask : nullptr);
 }
 
+void ChatPanel::showPieces(const std::vector<ThinkingSplitter::Piece>& pieces) {
+    QTextCursor c(view_->document());
+    c.movePosition(QTextCursor::End);
+    for (const auto& p : pieces) {
+        const int kind = p.thinking ? 1 : 0;
+        if (kind != shown_ && (p.thinking || shown_ == 1)) {
+            // A heading where the thinking starts and where the answer follows it.
+            if (shown_ != -1) c.insertBlock();
+            QTextCharFormat head;
+            head.setFontItalic(true);
+            head.setForeground(QColor("#6b6b6b"));
+            c.insertText(p.thinking ? tr("[thinking] ") : tr("[answer] "), head);
+        }
+        shown_ = kind;
+        QTextCharFormat f;
+        if (p.thinking) {
+            f.setForeground(QColor("#6b6b6b"));
+            f.setFontItalic(true);
+        }
+        c.insertText(QString::fromStdString(p.text), f);
+    }
+    view_->verticalScrollBar()->setValue(view_->verticalScrollBar()->maximum());
+}
+
 void ChatPanel::answerFinished(bool ok, const QString& summary) {
+    if (splitter_) showPieces(splitter_->finish());
+    splitter_.reset();
     send_->setEnabled(true);
     stop_->setEnabled(false);
     clear_->setEnabled(true);

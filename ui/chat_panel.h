@@ -20,6 +20,7 @@
 #include <functional>
 #include <optional>
 
+#include "engine/chat_template.h"
 #include "engine/expert_mask.h"
 #include "ui/chat_session.h"
 
@@ -54,9 +55,15 @@ public slots:
 private:
     void appendTurn(const QString& who, const QString& text, const QString& colour);
     void answerFinished(bool ok, const QString& summary);
+    void showPieces(const std::vector<ThinkingSplitter::Piece>& pieces);
 
     Workbench* workbench_;
     ChatSession* session_;
+    // A thinking model's answer (R1) is split into its thinking, shown grey under a heading,
+    // and the answer; set up per answer.
+    std::optional<ThinkingSplitter> splitter_;
+    bool next_opens_thinking_ = false;
+    int shown_ = -1;  // -1 nothing of this answer yet, 0 answer, 1 thinking
     std::function<std::optional<ExpertMask>()> mask_source_;
     QTextBrowser* view_;
     QLineEdit* input_;
