@@ -129,6 +129,41 @@ private slots:
         QVERIFY(low);
     }
 
+    void theUnmaskedAnswerIsShownBeside() {
+        // With a mask and "also without the mask": two answers to the same turn, the first with
+        // the mask, the second without, each equal to a direct greedy generation.
+        panel_->findChild<QPushButton*>("chatClear")->click();
+        const moe::ExpertMask mask = moe::ExpertMask::parse("*:shared", wb_.model()->config(), moe::MaskMode::reroute);
+        panel_->setMaskSource([mask] { return std::optional<moe::ExpertMask>(mask); });
+        panel_->setApplyMask(true);
+        panel_->setCompare(true);
+        panel_->setTemperature(0);
+        panel_->setMaxTokens(5);
+        QVERIFY(panel_->twinShown());
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        QSignalSpy twin_done(panel_->twin(), &ChatSession::answerFinished);
+        type_and_send("Compare");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QTRY_COMPARE_WITH_TIMEOUT(twin_done.size(), 1, 60000);
+        QVERIFY(done[0][0].toBool() && twin_done[0][0].toBool());
+        const moe::ChatTemplate tmpl = moe::chat_template_for(fx_.model_dir.toStdString(), wb_.model()->config());
+        const std::vector<int32_t> prompt = wb_.tokenizer()->encode(moe::render_chat(tmpl, {{"user", "Compare"}}, true), false);
+        auto direct = [&](const moe::ExpertMask* m) {
+            moe::GenerateParams gp;
+            gp.max_new_tokens = 5;
+            gp.sampling.temperature = 0;
+            gp.mask = m;
+            if (auto eos = wb_.tokenizer()->token_id(tmpl.eos)) gp.eos_ids.push_back(*eos);
+            return moe::generate(*wb_.model(), wb_.tokenizer().get(), prompt, gp, [](std::string_view) { return true; }).tokens;
+        };
+        QCOMPARE(panel_->session()->lastResult()->tokens, direct(&mask));
+        QCOMPARE(panel_->twin()->lastResult()->tokens, direct(nullptr));
+        QVERIFY2(panel_->twinTranscript().contains("Without the mask:"), qPrintable(panel_->twinTranscript()));
+        panel_->setCompare(false);
+        QVERIFY(!panel_->twinShown());
+        panel_->setApplyMask(false);
+    }
+
     void aThinkingModelsThinkingIsShownAsSuch() {
         // A model whose template is R1's: the prompt opens the thinking section, so the streamed
         // text is shown under [thinking], grey and italic, until </think>.

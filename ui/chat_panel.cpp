@@ -14,6 +14,8 @@ namespace moe::ui {
 
 ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), session_(new ChatSession(workbench, this)), view_(new QTextBrowser(this)),
+      twin_(new ChatSession(workbench, this)), twin_view_(new QTextBrowser(this)),
+      compare_(new QCheckBox(tr("Also without the mask, side by side"), this)),
       input_(new QLineEdit(this)), send_(new QPushButton(tr("Send"), this)), stop_(new QPushButton(tr("Stop"), this)),
       clear_(new QPushButton(tr("New chat"), this)), inspect_(new QPushButton(tr("Inspect routing"), this)),
       style_(new QComboBox(this)), backend_(new QComboBox(this)), server_row_(new QWidget(this)),
@@ -22,6 +24,11 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
       max_tokens_(new QSpinBox(this)), seed_(new QSpinBox(this)), apply_mask_(new QCheckBox(tr("Apply the mask"), this)),
       mask_label_(new QLabel(this)), status_(new QLabel(this)) {
     view_->setObjectName("chatTranscript");
+    twin_view_->setObjectName("chatTwinTranscript");
+    twin_view_->setToolTip(tr("The same conversation without the mask"));
+    twin_view_->hide();
+    compare_->setObjectName("chatCompare");
+    compare_->setToolTip(tr("With a mask: generate each answer a second time without it and show it beside"));
     view_->setOpenLinks(false);
     input_->setObjectName("chatInput");
     input_->setPlaceholderText(tr("Message the model (Enter sends)"));
@@ -87,7 +94,8 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     settings->addWidget(backend_, 0, 0, 1, 2);
     settings->addWidget(style_, 0, 2, 1, 2);
     settings->addWidget(server_row_, 3, 0, 1, 4);
-    settings->addWidget(apply_mask_, 4, 0, 1, 4);
+    settings->addWidget(apply_mask_, 4, 0, 1, 2);
+    settings->addWidget(compare_, 4, 2, 1, 2);
     settings->addWidget(new QLabel(tr("Temperature"), this), 1, 0);
     settings->addWidget(temperature_, 1, 1);
     settings->addWidget(new QLabel(tr("Top-p"), this), 1, 2);
@@ -111,7 +119,10 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     layout->setContentsMargins(4, 4, 4, 4);
     layout->addLayout(settings);
     layout->addWidget(mask_label_);
-    layout->addWidget(view_, 1);
+    auto* views = new QHBoxLayout;
+    views->addWidget(view_, 1);
+    views->addWidget(twin_view_, 1);
+    layout->addLayout(views, 1);
     layout->addLayout(input_row);
     layout->addLayout(bottom_row);
 
@@ -123,9 +134,25 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     connect(input_, &QLineEdit::returnPressed, this, &ChatPanel::send);
     connect(send_, &QPushButton::clicked, this, &ChatPanel::send);
     connect(stop_, &QPushButton::clicked, session_, &ChatSession::stop);
+    connect(stop_, &QPushButton::clicked, twin_, &ChatSession::stop);
+    connect(compare_, &QCheckBox::toggled, this, [this](bool on) { twin_view_->setVisible(on); });
+    connect(twin_, &ChatSession::answerStarted, this, [this] {
+        QTextCursor c(twin_view_->document());
+        c.movePosition(QTextCursor::End);
+        if (!twin_view_->document()->isEmpty()) c.insertBlock();
+        c.insertHtml(QString("<b style=\"color:#1f6f3f\">%1</b> ").arg(tr("Without the mask:").toHtmlEscaped()));
+        c.setCharFormat(QTextCharFormat());
+    });
+    connect(twin_, &ChatSession::textStreamed, this, [this](const QString& piece) {
+        QTextCursor c(twin_view_->document());
+        c.movePosition(QTextCursor::End);
+        c.insertText(piece);
+    });
     connect(clear_, &QPushButton::clicked, this, [this] {
         session_->clear();
         view_->clear();
+        twin_->clear();
+        twin_view_->clear();
         inspect_->setEnabled(false);
         status_->clear();
     });
@@ -161,6 +188,8 @@ void ChatPanel::setServer(const QString& url, const QString& engine, const QStri
 
 void ChatPanel::setLocal() { backend_->setCurrentIndex(0); }
 
+void ChatPanel::setCompare(bool on) { compare_->setChecked(on); }
+
 void ChatPanel::showMaskSpec(const QString& spec) {
     mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
                                         : tr("Mask: <b>%1</b> (from the ablation panel)").arg(spec.toHtmlEscaped()));
@@ -177,7 +206,7 @@ void ChatPanel::appendTurn(const QString& who, const QString& text, const QStrin
 }
 
 void ChatPanel::send() {
-    if (session_->running()) {
+    if (session_->running() || twin_->running()) {
         status_->setText(tr("Still generating: Stop first, or wait for the answer."));
         return;
     }
@@ -214,6 +243,8 @@ void ChatPanel::send() {
         input_->clear();
     }
     session_->send(text, s, mask ? &*mask : nullptr);
+    // The twin answers the same turn without the mask (its own conversation, kept in step).
+    if (compare_->isChecked() && !s.server && mask && !mask->empty() && session_->running()) twin_->send(text, s, nullptr);
 }
 
 void ChatPanel::showPieces(const std::vector<ThinkingSplitter::Piece>& pieces) {

@@ -34,6 +34,11 @@ public:
     explicit ChatPanel(Workbench* workbench, QWidget* parent = nullptr);
 
     ChatSession* session() const { return session_; }
+    // The unmasked twin of each masked answer, shown beside it when "also without the mask" is on.
+    ChatSession* twin() const { return twin_; }
+    QString twinTranscript() const { return twin_view_->toPlainText(); }
+    bool twinShown() const { return twin_view_->isVisibleTo(this); }
+    void setCompare(bool on);
     QString transcript() const { return view_->toPlainText(); }
     QString statusText() const { return status_->text(); }
     void setMaxTokens(int n);
@@ -66,6 +71,9 @@ private:
     int shown_ = -1;  // -1 nothing of this answer yet, 0 answer, 1 thinking
     std::function<std::optional<ExpertMask>()> mask_source_;
     QTextBrowser* view_;
+    ChatSession* twin_;
+    QTextBrowser* twin_view_;
+    QCheckBox* compare_;
     QLineEdit* input_;
     QPushButton* send_;
     QPushButton* stop_;
