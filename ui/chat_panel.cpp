@@ -15,7 +15,7 @@ namespace moe::ui {
 ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), session_(new ChatSession(workbench, this)), view_(new QTextBrowser(this)),
       twin_(new ChatSession(workbench, this)), twin_view_(new QTextBrowser(this)),
-      compare_(new QCheckBox(tr("Also without the mask, side by side"), this)),
+      compare_(new QCheckBox(tr("Also without the mask"), this)),
       input_(new QLineEdit(this)), send_(new QPushButton(tr("Send"), this)), stop_(new QPushButton(tr("Stop"), this)),
       clear_(new QPushButton(tr("New chat"), this)), inspect_(new QPushButton(tr("Inspect routing"), this)),
       style_(new QComboBox(this)), backend_(new QComboBox(this)), server_row_(new QWidget(this)),
@@ -94,8 +94,8 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     settings->addWidget(backend_, 0, 0, 1, 2);
     settings->addWidget(style_, 0, 2, 1, 2);
     settings->addWidget(server_row_, 3, 0, 1, 4);
-    settings->addWidget(apply_mask_, 4, 0, 1, 2);
-    settings->addWidget(compare_, 4, 2, 1, 2);
+    settings->addWidget(apply_mask_, 4, 0, 1, 4);
+    settings->addWidget(compare_, 5, 0, 1, 4);
     settings->addWidget(new QLabel(tr("Temperature"), this), 1, 0);
     settings->addWidget(temperature_, 1, 1);
     settings->addWidget(new QLabel(tr("Top-p"), this), 1, 2);
