@@ -3,7 +3,10 @@
 // bit-identical across row splits), the weighted row sum, RMSNorm, RoPE, SiLU, softmax.
 #include <QtTest>
 
+#include <atomic>
 #include <cmath>
+#include <thread>
+#include <vector>
 #include <random>
 
 #include "engine/cpu/matmul.h"
@@ -94,6 +97,23 @@ private slots:
         moe::cpu::matmul(x.data(), T, K, m, a.data(), N, one);
         moe::cpu::matmul(x.data(), T, K, m, b.data(), N, two);
         QVERIFY(a == b);
+    }
+    void parallel_for_from_two_threads() {
+        // Two threads using one pool at once (the GUI runs a chat and an ablation on one model):
+        // each loop still runs every task exactly once.
+        moe::cpu::ThreadPool pool(3);
+        std::atomic<bool> ok{true};
+        auto work = [&](int salt) {
+            for (int rep = 0; rep < 300; ++rep) {
+                std::vector<int> hits(64, 0);
+                pool.parallel_for(64, [&](int64_t t, int) { hits[static_cast<size_t>(t)] += 1 + salt * 0; });
+                for (int h : hits) ok = ok && h == 1;
+            }
+        };
+        std::thread a(work, 1), b(work, 2);
+        a.join();
+        b.join();
+        QVERIFY(ok.load());
     }
     void weighted_row_sum_matches_reference() {
         std::mt19937 rng(9);

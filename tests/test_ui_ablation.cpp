@@ -217,6 +217,14 @@ private slots:
         QVERIFY(plot->isVisibleTo(panel_));
         QCOMPARE(plot->graphCount(), 3);
         for (int g = 0; g < 3; ++g) QCOMPARE(plot->graph(g)->data()->size(), 2);
+        // The plot shown exports; an unknown suffix is refused.
+        const QString svg = fx_.tmp.filePath("sweep.svg");
+        QVERIFY(panel_->exportChart(svg));
+        QFile sf(svg);
+        QVERIFY(sf.open(QIODevice::ReadOnly));
+        QVERIFY(sf.readAll().contains("<svg"));
+        QVERIFY(panel_->exportChart(fx_.tmp.filePath("sweep.png")));
+        QVERIFY(!panel_->exportChart(fx_.tmp.filePath("sweep.bmpx")));
         // A bad fraction is refused in place.
         panel_->setSweepFractions("0.1,2");
         press("sweep");

@@ -235,7 +235,7 @@ private slots:
         QVERIFY2(tip.contains(QString("%1 of %2").arg(c.count).arg(c.tokens)), qPrintable(tip));
         QVERIFY(view.toolTipAt(QPoint(1, 1)).isEmpty());  // outside the map
 
-        // Export: a PNG that reads back at the size asked, a PDF, and a refusal of other suffixes.
+        // Export: a PNG that reads back at the size asked, a PDF, an SVG, and a refusal of other suffixes.
         const QString png = fx_.tmp.filePath("heatmap.png"), pdf = fx_.tmp.filePath("heatmap.pdf");
         QVERIFY(view.exportImage(png));
         const QImage image(png);
@@ -245,7 +245,13 @@ private slots:
         QFile f(pdf);
         QVERIFY(f.open(QIODevice::ReadOnly));
         QVERIFY(f.read(5) == "%PDF-");
-        QVERIFY(!view.exportImage(fx_.tmp.filePath("heatmap.svg")));
+        const QString svg = fx_.tmp.filePath("heatmap.svg");
+        QVERIFY(view.exportImage(svg));
+        QFile sf(svg);
+        QVERIFY(sf.open(QIODevice::ReadOnly));
+        const QByteArray text = sf.readAll();
+        QVERIFY(text.contains("<svg") && text.contains("</svg>"));
+        QVERIFY(!view.exportImage(fx_.tmp.filePath("heatmap.tiff")));
     }
 
     void differenceOfTwoRuns() {

@@ -122,12 +122,14 @@ private slots:
 
         // Everything ends soundly: the answer stops, the trace finishes, the GL view drew cleanly.
         chat->session()->stop();
+        chat->twin()->stop();  // the unmasked twin, when a click turned the comparison on
         wb->cancelTrace();
         w.ablationPanel()->jobs()->cancel();
         QTRY_VERIFY_WITH_TIMEOUT(!chat->session()->running() && !wb->traceRunning() && !w.ablationPanel()->jobs()->running(),
                                  120000);
         QVERIFY(w.ablationPanel()->jobs()->waitIdle(30000));
         QVERIFY(chat->session()->waitIdle(30000));
+        QVERIFY(chat->twin()->waitIdle(30000));
         QVERIFY(wb->waitIdle(30000));
         QVERIFY(w.isVisible());
         if (RoutingInspectorView* v = w.inspector()->view()) QCOMPARE(v->glErrors(), 0);

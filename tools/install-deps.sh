@@ -11,7 +11,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # the GUI (moe-workbench): Qt 6 OpenGL widgets, QCustomPlot for Qt 6, Dear ImGui; its tests
   # and tools/screenshot.sh run under Xvfb and ImageMagick takes the screenshot
-  libqt6opengl6-dev libqcustomplot-dev libqcustomplot2.1-qt6 libimgui-dev xvfb xauth imagemagick
+  libqt6opengl6-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libimgui-dev xvfb xauth imagemagick
 )
 # node and npm fetch the reference tokenizer the tests compare against; a machine that
 # already has them (from any source) keeps its own.

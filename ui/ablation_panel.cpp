@@ -17,6 +17,7 @@
 #include "engine/error.h"
 #include "engine/model.h"
 #include "ui/expert_grid.h"
+#include "ui/plot_export.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
@@ -212,6 +213,21 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     sweep_chart_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignLeft);
     sweep_chart_->hide();
     results_layout->addWidget(sweep_chart_, 1);
+    auto* export_chart = new QPushButton(tr("Export chart…"), this);
+    export_chart->setObjectName("exportAblationChart");
+    export_chart->setToolTip(tr("Write the chart shown above as PNG, SVG, PDF or JPEG"));
+    auto* export_row = new QHBoxLayout;
+    export_row->addStretch(1);
+    export_row->addWidget(export_chart);
+    results_layout->addLayout(export_row);
+    connect(export_chart, &QPushButton::clicked, this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export chart"), QString(), plot_file_filter());
+        if (path.isEmpty()) return;
+        const bool ok = exportChart(path);
+        status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
+        status_->setText(ok ? tr("Chart written to %1").arg(path)
+                            : tr("Could not write the chart to %1 (give it a .png, .svg, .pdf or .jpg name)").arg(path));
+    });
 
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
@@ -395,6 +411,10 @@ void AblationPanel::evaluate() {
         return;
     }
     jobs_->start(*mask, domains, budget_->value(), store_->isChecked());
+}
+
+bool AblationPanel::exportChart(const QString& path) {
+    return save_plot(sweep_chart_->isVisibleTo(this) ? sweep_chart_ : chart_, path, 1000);
 }
 
 void AblationPanel::sweep() {

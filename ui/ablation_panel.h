@@ -48,6 +48,8 @@ public:
     QCustomPlot* chart() const { return chart_; }
     QCustomPlot* sweepChart() const { return sweep_chart_; }
     void setSweepFractions(const QString& text) { fractions_->setText(text); }
+    // Writes the chart shown (the Δloss bars or the sweep plot); see ui/plot_export.h.
+    bool exportChart(const QString& path);
     QString statusText() const { return status_->text(); }
     void setDomainsChecked(const QStringList& domains);
     void setTokenBudget(qint64 tokens);

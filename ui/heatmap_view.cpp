@@ -1,6 +1,8 @@
 // HeatmapView; see heatmap_view.h.
 #include "ui/heatmap_view.h"
 
+#include "ui/plot_export.h"
+
 #include <qcustomplot.h>
 
 #include <QFileInfo>
@@ -276,13 +278,8 @@ namespace moe::ui {
 
 bool HeatmapView::exportImage(const QString& path) {
     if (!grid_ || plot_->isHidden()) return false;
-    const QString suffix = QFileInfo(path).suffix().toLower();
     // At least 1200 px wide, so that a figure made from the export reads well.
-    const int w = std::max(plot_->width(), 1200), h = std::max(plot_->height() * w / std::max(plot_->width(), 1), 500);
-    if (suffix == "png") return plot_->savePng(path, w, h);
-    if (suffix == "jpg" || suffix == "jpeg") return plot_->saveJpg(path, w, h);
-    if (suffix == "pdf") return plot_->savePdf(path, w, h);
-    return false;
+    return save_plot(plot_, path, 1200);
 }
 
 }  // namespace moe::ui

@@ -21,6 +21,7 @@
 #include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
 #include "ui/log_panel.h"
+#include "ui/plot_export.h"
 #include "ui/model_panel.h"
 #include "ui/recent_files.h"
 #include "ui/routing_inspector.h"
@@ -276,10 +277,10 @@ void MainWindow::exportHeatmap() {
         return;
     }
     const QString path = QFileDialog::getSaveFileName(this, tr("Export the heatmap"), QString(),
-                                                      tr("PNG image (*.png);;PDF (*.pdf);;JPEG image (*.jpg)"));
+                                                      plot_file_filter());
     if (path.isEmpty()) return;
     if (heatmap_->exportImage(path)) log_->append(0, tr("heatmap written to %1").arg(path));
-    else log_->append(2, tr("could not write the heatmap to %1 (give it a .png, .pdf or .jpg name)").arg(path));
+    else log_->append(2, tr("could not write the heatmap to %1 (give it a .png, .svg, .pdf or .jpg name)").arg(path));
 }
 
 void MainWindow::exportStatsCsv() {

@@ -63,6 +63,9 @@ void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t,
         for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
         return;
     }
+    // Callers on different threads (a forward step and, say, the ablation evaluator's scoring
+    // of another job on the same model) take turns: one loop uses the workers at a time.
+    std::lock_guard<std::mutex> turn(run_mutex_);
     fn_ = &fn;
     n_tasks_ = n_tasks;
     next_task_.store(0, std::memory_order_relaxed);

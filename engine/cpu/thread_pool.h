@@ -23,8 +23,8 @@ public:
     ThreadPool& operator=(const ThreadPool&) = delete;
 
     int size() const { return n_threads_; }
-    // Runs fn(task, thread) for task in [0, n_tasks); returns when all are done.
-    // Not reentrant: fn must not call parallel_for.
+    // Runs fn(task, thread) for task in [0, n_tasks); returns when all are done. Calls from
+    // several threads are serialised. Not reentrant: fn must not call parallel_for.
     void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
 
 private:
@@ -40,6 +40,7 @@ private:
     std::atomic<uint64_t> generation_{0};  // bumped once per parallel_for
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
+    std::mutex run_mutex_;  // one parallel_for at a time
     std::condition_variable wake_;
     std::atomic<int> sleeping_{0};
 };

@@ -1,0 +1,38 @@
+// Plot files; see plot_export.h.
+#include "ui/plot_export.h"
+
+#include <QFileInfo>
+#include <QSvgGenerator>
+#include <algorithm>
+#include <qcustomplot.h>
+
+namespace moe::ui {
+
+bool save_plot(QCustomPlot* plot, const QString& path, int min_width) {
+    const QString suffix = QFileInfo(path).suffix().toLower();
+    const int w = std::max(plot->width(), min_width);
+    const int h = std::max(plot->height() * w / std::max(plot->width(), 1), 400);
+    if (suffix == "png") return plot->savePng(path, w, h);
+    if (suffix == "jpg" || suffix == "jpeg") return plot->saveJpg(path, w, h);
+    if (suffix == "pdf") return plot->savePdf(path, w, h);
+    if (suffix == "svg") {
+        // Vector output at the plot's own size (fonts and lines stay as drawn on screen).
+        QSvgGenerator svg;
+        svg.setFileName(path);
+        svg.setSize(plot->size());
+        svg.setViewBox(QRect(QPoint(0, 0), plot->size()));
+        svg.setTitle(plot->objectName());
+        QCPPainter painter;
+        if (!painter.begin(&svg)) return false;
+        plot->toPainter(&painter, plot->width(), plot->height());
+        painter.end();
+        return QFileInfo(path).size() > 0;
+    }
+    return false;
+}
+
+QString plot_file_filter() {
+    return QObject::tr("PNG image (*.png);;SVG (*.svg);;PDF (*.pdf);;JPEG image (*.jpg)");
+}
+
+}  // namespace moe::ui
