@@ -191,16 +191,8 @@ int cmd_ablate(int argc, char** argv) {
         bar.update(p.seconds, p.tokens_done, p.tokens_total, "tok", p.domain);
         return !InterruptGuard::interrupted();
     };
-    an::AblationResult r;
-    {
-        InterruptGuard guard;
-        try {
-            r = an::run_ablation(*model, tokenizer, corpus, conditions, opt);
-        } catch (...) {
-            bar.done();
-            throw;
-        }
-    }
+    an::AblationResult r =
+        run_interruptible(bar, [&] { return an::run_ablation(*model, tokenizer, corpus, conditions, opt); });
     bar.update(last.seconds, last.tokens_done, last.tokens_total, "tok", last.domain, true);
     bar.done();
     if (r.stopped) {

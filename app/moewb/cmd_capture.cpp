@@ -79,17 +79,10 @@ int cmd_capture(int argc, char** argv) {
         draw(p, false);
         return !InterruptGuard::interrupted();
     };
-    moe::analysis::CaptureResult r;
-    {
-        InterruptGuard guard;
-        try {
-            r = moe::analysis::run_capture(store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
-                                           tokenizer, corpus, opt);
-        } catch (...) {
-            bar.done();
-            throw;
-        }
-    }
+    const moe::analysis::CaptureResult r = run_interruptible(bar, [&] {
+        return moe::analysis::run_capture(store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
+                                          tokenizer, corpus, opt);
+    });
     if (!r.already_complete) draw(last, true);
     bar.done();
 

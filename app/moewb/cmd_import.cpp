@@ -52,17 +52,10 @@ int cmd_import(int argc, char** argv) {
         bar.update(p.seconds, p.tokens_done, 0, "tok", std::to_string(p.documents_done) + " docs  " + p.domain);
         return !InterruptGuard::interrupted();
     };
-    moe::analysis::ImportResult r;
-    {
-        InterruptGuard guard;
-        try {
-            r = moe::analysis::run_import(store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
-                                          responses, opt);
-        } catch (...) {
-            bar.done();
-            throw;
-        }
-    }
+    const moe::analysis::ImportResult r = run_interruptible(bar, [&] {
+        return moe::analysis::run_import(store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
+                                         responses, opt);
+    });
     bar.done();
     const char* status = r.complete ? "complete" : "incomplete";
     if (args.has("--json")) {

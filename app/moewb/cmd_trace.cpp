@@ -71,17 +71,10 @@ int cmd_trace(int argc, char** argv) {
 
     // First Ctrl-C: finish the current document and stop; a second ends the process at once
     // (the store stays consistent: every transaction is whole).
-    moe::analysis::TraceResult r;
-    {
-        InterruptGuard guard;
-        try {
-            r = moe::analysis::run_trace(store, *model, moe::analysis::describe_model(*model, &tokenizer, dir),
-                                         tokenizer, corpus, opt);
-        } catch (...) {
-            bar.done();
-            throw;
-        }
-    }
+    const moe::analysis::TraceResult r = run_interruptible(bar, [&] {
+        return moe::analysis::run_trace(store, *model, moe::analysis::describe_model(*model, &tokenizer, dir),
+                                        tokenizer, corpus, opt);
+    });
     if (!r.already_complete) draw(last, true);
     bar.done();
 

@@ -33,4 +33,17 @@ public:
     static bool interrupted();
 };
 
+// Runs `job` with Ctrl-C handled (InterruptGuard) and returns what it returns; when it
+// throws, the progress line is ended before the error is reported.
+template <class Job>
+auto run_interruptible(ProgressBar& bar, Job&& job) {
+    InterruptGuard guard;
+    try {
+        return job();
+    } catch (...) {
+        bar.done();
+        throw;
+    }
+}
+
 }  // namespace moewb
