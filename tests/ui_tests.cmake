@@ -9,3 +9,5 @@ moe_add_qtest(test_ui_ablation LABELS ui SOURCES test_ui_ablation.cpp ui_test_su
 moe_add_qtest(test_ui_chat LABELS ui SOURCES test_ui_chat.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_chat_server LABELS ui SOURCES test_ui_chat_server.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_monkey LABELS ui XVFB SOURCES test_ui_monkey.cpp ui_test_support.h LIBS moe_ui)
+# The monkey holds the event loop to a 100 ms stall bound: it runs alone, not beside other suites.
+set_tests_properties(test_ui_monkey PROPERTIES RUN_SERIAL TRUE)
