@@ -297,6 +297,51 @@ private slots:
         QCOMPARE(view.currentRequest().minus_run_id.value_or(0), b.run_id);
         view.setMinusRun(0);
         QVERIFY(!view.currentRequest().minus_run_id);
+
+        // Side by side: both runs' grids, unchanged, one colour range over both.
+        req.run_id = run_id_;
+        req.beside_run_id = b.run_id;
+        const HeatmapGrid sb = load_heatmap(store, req);
+        QCOMPARE(sb.beside.size(), size_t(1));
+        QVERIFY(!sb.diverging);
+        for (int64_t r = 0; r < sb.n_rows; ++r)
+            for (int64_t e = 0; e < sb.n_cols; ++e) {
+                QCOMPARE(sb.at(r, e).value, a.at(r, e).value);
+                QCOMPARE(sb.beside[0].at(r, e).value, g.at(r, e).value);
+            }
+        QCOMPARE(sb.max_value(), std::max(a.max_value(), g.max_value()));
+        req.minus_run_id = b.run_id;
+        QVERIFY_THROWS_EXCEPTION(moe::Error, load_heatmap(store, req));  // not both
+        req.minus_run_id.reset();
+        view.setMinusRun(b.run_id);
+        view.setSideBySide(true);
+        QCOMPARE(view.currentRequest().beside_run_id.value_or(0), b.run_id);
+        QVERIFY(!view.currentRequest().minus_run_id);
+        // Drawn: the second map holds the other run's cells; a hover and a click on it name
+        // that run; back to one map when the comparison is cleared.
+        view.resize(1000, 420);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.showGrid(sb);
+        view.plot()->replot();
+        QVERIFY(view.besideShown());
+        QCPColorMap* m2 = view.besideMap();
+        QCOMPARE(m2->data()->cell(0, 0), g.at(0, 0).value);
+        QCOMPARE(m2->dataRange().upper, view.colorMap()->dataRange().upper);
+        QCPAxisRect* r2 = m2->keyAxis()->axisRect();
+        const QPoint pos(int(m2->keyAxis()->coordToPixel(1.0)), int(m2->valueAxis()->coordToPixel(0.0)));
+        QVERIFY(r2->rect().contains(pos));
+        QCOMPARE(view.runAt(pos).value_or(0), b.run_id);
+        QCOMPARE(view.cellAt(pos)->second, int64_t(1));
+        QVERIFY(view.toolTipAt(pos).startsWith(QString("run %1").arg(b.run_id)));
+        QSignalSpy clicked(&view, &HeatmapView::expertClicked);
+        QTest::mouseClick(view.plot(), Qt::LeftButton, {}, pos);
+        QCOMPARE(clicked.size(), 1);
+        QCOMPARE(clicked[0][0].toLongLong(), b.run_id);
+        QCOMPARE(clicked[0][2].toLongLong(), 1LL);
+        view.showGrid(a);
+        QVERIFY(!view.besideShown());
+        view.plot()->replot();
     }
 
     void cancelLeavesAnIncompleteRun() {
@@ -385,6 +430,47 @@ private slots:
             QCOMPARE(detail.table()->item(int(i), 1)->text(), QString::number(want[i].count));
         }
         QVERIFY2(detail.title().contains(QString("Expert %1 of layer %2").arg(expert).arg(layer)), qPrintable(detail.title()));
+
+        // Top tokens: analysis' vocabulary specialisation of that expert (routed there ≥ 2 times).
+        const an::ExpertVocabulary* vocab = nullptr;
+        const std::vector<an::ExpertVocabulary> vocabs = an::vocabulary_specialisation(store, run_id_, layer, std::nullopt, 15, 2);
+        for (const an::ExpertVocabulary& v : vocabs)
+            if (v.expert == expert) vocab = &v;
+        QVERIFY(vocab);
+        QVERIFY(!vocab->top.empty());
+        QCOMPARE(detail.detail().selections, vocab->selections);
+        QCOMPARE(detail.tokensTable()->rowCount(), int(vocab->top.size()));
+        for (size_t i = 0; i < vocab->top.size(); ++i) {
+            QCOMPARE(detail.detail().top_tokens[i].token_id, vocab->top[i].token_id);
+            QCOMPARE(detail.tokensTable()->item(int(i), 1)->text(), QString::number(vocab->top[i].with_expert));
+        }
+        // Co-activated experts: counted here from the per-token rows, against analysis' pairs.
+        std::vector<int64_t> together(64, 0);
+        int64_t mine = 0;
+        store.for_each_document(run_id_, {}, [&](const an::StoredDocument& doc) {
+            const an::StoredLayer* l = doc.layer(layer);
+            for (size_t t = 0; l && t < doc.token_ids.size(); ++t) {
+                const auto first = l->experts.begin() + std::ptrdiff_t(t) * l->k, last = first + l->k;
+                if (std::find(first, last, uint16_t(expert)) == last) continue;
+                ++mine;
+                for (auto e = first; e != last; ++e)
+                    if (*e != expert) ++together[*e];
+            }
+            return true;
+        });
+        QCOMPARE(mine, vocab->selections);
+        const auto& co = detail.detail().coactivated;
+        QVERIFY(!co.empty());
+        QCOMPARE(detail.coactivatedTable()->rowCount(), int(co.size()));
+        for (size_t i = 0; i < co.size(); ++i) {
+            QCOMPARE(co[i].together, together[size_t(co[i].expert)]);
+            if (i > 0) QVERIFY(co[i - 1].together >= co[i].together);
+            QCOMPARE(co[i].p_with, double(co[i].together) / double(mine));
+        }
+        // Nothing left out beats the last one shown.
+        for (int64_t e = 0; e < 64; ++e)
+            if (e != expert && std::none_of(co.begin(), co.end(), [&](const auto& c) { return c.expert == e; }))
+                QVERIFY(together[size_t(e)] <= co.back().together);
     }
 
     // The statistics and per-token CSV exports (analysis/csv_exports) from the GUI's worker.

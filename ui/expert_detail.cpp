@@ -4,7 +4,9 @@
 #include <qcustomplot.h>
 
 #include <QHeaderView>
+#include <QTabWidget>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "engine/error.h"
 
@@ -28,11 +30,34 @@ ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, i
     if (d.domains.empty())
         throw_input_error("run " + std::to_string(run_id),
                           "has no expert " + std::to_string(expert) + " in layer " + std::to_string(layer));
+    for (analysis::ExpertVocabulary& v : analysis::vocabulary_specialisation(store, run_id, layer, std::nullopt, kDetailTopTokens, 2))
+        if (v.expert == expert) {
+            d.selections = v.selections;
+            d.top_tokens = std::move(v.top);
+        }
+    for (const analysis::Coactivation& c : analysis::coactivation(store, run_id, layer)) {
+        if (c.domain != analysis::kAllDomains || expert >= c.n_expert) continue;
+        const int64_t mine = c.selected[static_cast<size_t>(expert)];
+        for (int64_t e = 0; e < c.n_expert; ++e) {
+            if (e == expert || c.pair(expert, e) == 0) continue;
+            d.coactivated.push_back({e, c.pair(expert, e), mine > 0 ? static_cast<double>(c.pair(expert, e)) / static_cast<double>(mine) : 0.0,
+                                     c.pair_lift(expert, e)});
+        }
+    }
+    std::sort(d.coactivated.begin(), d.coactivated.end(), [](const CoactivatedExpert& a, const CoactivatedExpert& b) {
+        return a.together != b.together ? a.together > b.together : a.expert < b.expert;
+    });
+    if (d.coactivated.size() > kDetailCoactivated) d.coactivated.resize(kDetailCoactivated);
     return d;
 }
 
 ExpertDetailView::ExpertDetailView(QWidget* parent)
-    : QWidget(parent), title_(new QLabel(this)), chart_(new QCustomPlot(this)), table_(new QTableWidget(this)) {
+    : QWidget(parent),
+      title_(new QLabel(this)),
+      chart_(new QCustomPlot(this)),
+      table_(new QTableWidget(this)),
+      tokens_(new QTableWidget(this)),
+      coactivated_(new QTableWidget(this)) {
     setObjectName("expertDetail");
     title_->setObjectName("expertDetailTitle");
     title_->setWordWrap(true);
@@ -47,13 +72,28 @@ ExpertDetailView::ExpertDetailView(QWidget* parent)
     table_->setColumnCount(6);
     table_->setHorizontalHeaderLabels({tr("Domain"), tr("Selected"), tr("Tokens"), tr("Share"), tr("Ratio to uniform"),
                                        tr("Mean gate weight")});
-    table_->verticalHeader()->hide();
-    table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-    table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    tokens_->setObjectName("expertDetailTokens");
+    tokens_->setColumnCount(5);
+    tokens_->setHorizontalHeaderLabels({tr("Token"), tr("Routed here"), tr("Occurrences"), tr("P(token | expert)"), tr("Enrichment")});
+    tokens_->horizontalHeaderItem(4)->setToolTip(tr("P(token | expert) / P(token): how much more often the token comes here than its frequency in the run"));
+    coactivated_->setObjectName("expertDetailCoactivated");
+    coactivated_->setColumnCount(4);
+    coactivated_->setHorizontalHeaderLabels({tr("Expert"), tr("Tokens together"), tr("P(with | this)"), tr("Lift")});
+    coactivated_->horizontalHeaderItem(3)->setToolTip(tr("P(both) / (P(this) P(other)): 1 when they are chosen independently"));
+    for (QTableWidget* t : {table_, tokens_, coactivated_}) {
+        t->verticalHeader()->hide();
+        t->setEditTriggers(QAbstractItemView::NoEditTriggers);
+        t->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    }
+    auto* tabs = new QTabWidget(this);
+    tabs->setObjectName("expertDetailTabs");
+    tabs->addTab(table_, tr("By domain"));
+    tabs->addTab(tokens_, tr("Top tokens"));
+    tabs->addTab(coactivated_, tr("Co-activated experts"));
     auto* layout = new QVBoxLayout(this);
     layout->addWidget(title_);
     layout->addWidget(chart_, 3);
-    layout->addWidget(table_, 2);
+    layout->addWidget(tabs, 2);
 }
 
 void ExpertDetailView::showError(const QString& error) {
@@ -89,6 +129,27 @@ void ExpertDetailView::showDetail(const ExpertDetail& d) {
         table_->setItem(i, 3, cell(QString::number(s.share, 'f', 4)));
         table_->setItem(i, 4, cell(QString::number(s.ratio_to_uniform, 'f', 3)));
         table_->setItem(i, 5, cell(s.mean_gate_weight ? QString::number(*s.mean_gate_weight, 'f', 4) : tr("—")));
+    }
+    tokens_->setRowCount(static_cast<int>(d.top_tokens.size()));
+    for (int i = 0; i < static_cast<int>(d.top_tokens.size()); ++i) {
+        const analysis::TokenEnrichment& t = d.top_tokens[static_cast<size_t>(i)];
+        // The token as text, with its whitespace made visible; the id where the text is unknown.
+        QString text = q(t.text);
+        text.replace(' ', QChar(0x2423)).replace('\n', QChar(0x21B5)).replace('\t', QChar(0x2192));
+        tokens_->setItem(i, 0, cell(text.isEmpty() ? tr("#%1").arg(t.token_id) : text, false));
+        tokens_->item(i, 0)->setToolTip(tr("token id %1").arg(t.token_id));
+        tokens_->setItem(i, 1, cell(QString::number(t.with_expert)));
+        tokens_->setItem(i, 2, cell(QString::number(t.occurrences)));
+        tokens_->setItem(i, 3, cell(QString::number(t.p_token_given_expert, 'f', 4)));
+        tokens_->setItem(i, 4, cell(QString::number(t.enrichment, 'f', 2)));
+    }
+    coactivated_->setRowCount(static_cast<int>(d.coactivated.size()));
+    for (int i = 0; i < static_cast<int>(d.coactivated.size()); ++i) {
+        const CoactivatedExpert& c = d.coactivated[static_cast<size_t>(i)];
+        coactivated_->setItem(i, 0, cell(QString::number(c.expert)));
+        coactivated_->setItem(i, 1, cell(QString::number(c.together)));
+        coactivated_->setItem(i, 2, cell(QString::number(c.p_with, 'f', 4)));
+        coactivated_->setItem(i, 3, cell(QString::number(c.lift, 'f', 2)));
     }
     bars_->setData(keys, values);
     chart_->xAxis->setTicker(ticks);

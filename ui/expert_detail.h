@@ -1,7 +1,9 @@
 // Expert detail: one routed expert of one MoE layer in a run — its share of the layer's
 // selections in each domain as bars, against the uniform share k / E, with the counts, ratio
-// to uniform and mean gate weight of each domain in a table. The numbers are analysis/
-// expert_stats rows (expert_shares), copied; load_expert_detail has no Qt and runs on a worker.
+// to uniform and mean gate weight of each domain in a table; the tokens routed to it most
+// (by enrichment over their frequency in the run) and the experts selected together with it
+// most often. The numbers are analysis/ rows (expert_shares, vocabulary_specialisation,
+// coactivation over all domains), copied; load_expert_detail has no Qt and runs on a worker.
 #pragma once
 
 #include <QLabel>
@@ -11,16 +13,30 @@
 #include <vector>
 
 #include "analysis/expert_stats.h"
+#include "analysis/token_stats.h"
 
 class QCustomPlot;
 class QCPBars;
 
 namespace moe::ui {
 
+// Another expert of the layer selected for the same tokens (all domains pooled).
+struct CoactivatedExpert {
+    int64_t expert = 0;
+    int64_t together = 0;     // tokens whose top-k holds both
+    double p_with = 0;        // together / tokens that select this expert
+    double lift = 0;          // P(both) / (P(this) P(other)); 1 = independent
+};
+
 struct ExpertDetail {
     int64_t run_id = 0, layer = 0, expert = 0;
-    std::vector<analysis::ExpertShare> domains;  // one row per domain of the run, by name
+    std::vector<analysis::ExpertShare> domains;         // one row per domain of the run, by name
+    int64_t selections = 0;                             // tokens that select the expert, all domains
+    std::vector<analysis::TokenEnrichment> top_tokens;  // routed to it at least twice, most enriched first
+    std::vector<CoactivatedExpert> coactivated;         // most often together first
 };
+
+inline constexpr size_t kDetailTopTokens = 15, kDetailCoactivated = 10;
 
 ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert);
 
@@ -31,6 +47,8 @@ public:
     const ExpertDetail& detail() const { return detail_; }
     QCustomPlot* chart() const { return chart_; }
     QTableWidget* table() const { return table_; }
+    QTableWidget* tokensTable() const { return tokens_; }
+    QTableWidget* coactivatedTable() const { return coactivated_; }
     QString title() const { return title_->text(); }
 
 public slots:
@@ -43,6 +61,8 @@ private:
     QCustomPlot* chart_;
     QCPBars* bars_;
     QTableWidget* table_;
+    QTableWidget* tokens_;
+    QTableWidget* coactivated_;
 };
 
 }  // namespace moe::ui

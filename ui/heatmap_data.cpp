@@ -24,17 +24,24 @@ const char* measure_name(HeatmapMeasure m) {
 
 bool measure_is_diverging(HeatmapMeasure m) { return m == HeatmapMeasure::log_ratio; }
 
+static void value_range(const HeatmapGrid& g, double& lo, double& hi) {
+    for (const HeatmapCell& c : g.cells)
+        if (c.present && std::isfinite(c.value)) {
+            lo = std::min(lo, c.value);
+            hi = std::max(hi, c.value);
+        }
+    for (const HeatmapGrid& b : g.beside) value_range(b, lo, hi);
+}
+
 double HeatmapGrid::min_value() const {
-    double lo = INFINITY;
-    for (const HeatmapCell& c : cells)
-        if (c.present && std::isfinite(c.value)) lo = std::min(lo, c.value);
+    double lo = INFINITY, hi = -INFINITY;
+    value_range(*this, lo, hi);
     return std::isfinite(lo) ? lo : 0.0;
 }
 
 double HeatmapGrid::max_value() const {
-    double hi = -INFINITY;
-    for (const HeatmapCell& c : cells)
-        if (c.present && std::isfinite(c.value)) hi = std::max(hi, c.value);
+    double lo = INFINITY, hi = -INFINITY;
+    value_range(*this, lo, hi);
     return std::isfinite(hi) ? hi : 0.0;
 }
 
@@ -72,21 +79,39 @@ std::string HeatmapGrid::describe(int64_t row, int64_t col) const {
 
 static HeatmapGrid load_single(an::RoutingStore& store, const HeatmapRequest& request);
 
+// The other run's grid for the domain and layer `g` resolved; refused when it has none of them.
+static HeatmapGrid load_other(an::RoutingStore& store, const HeatmapGrid& g, int64_t other_run) {
+    HeatmapRequest other = g.request;
+    other.run_id = other_run;
+    other.minus_run_id.reset();
+    other.beside_run_id.reset();
+    HeatmapGrid b = load_single(store, other);
+    if (std::find(b.domains.begin(), b.domains.end(), g.request.axes == HeatmapAxes::experts_by_layers
+                                                          ? g.request.domain
+                                                          : b.domains.front()) == b.domains.end() ||
+        (g.request.layer && std::find(b.layers.begin(), b.layers.end(), *g.request.layer) == b.layers.end()))
+        throw_input_error("run " + std::to_string(other_run), "has no tokens of this domain or layer to compare with");
+    return b;
+}
+
 HeatmapGrid load_heatmap(an::RoutingStore& store, const HeatmapRequest& request) {
+    if (request.minus_run_id && request.beside_run_id)
+        throw_input_error("heatmap request", "either a run to subtract or a run to show beside, not both");
+    if (request.beside_run_id) {
+        HeatmapRequest own = request;
+        own.beside_run_id.reset();
+        HeatmapGrid g = load_single(store, own);
+        g.beside.push_back(load_other(store, g, *request.beside_run_id));
+        g.request.beside_run_id = request.beside_run_id;
+        return g;
+    }
     if (!request.minus_run_id) return load_single(store, request);
     // The difference of two runs: the first run's grid resolves domain and layer; the other's
     // cells are matched by domain, layer and expert.
     HeatmapRequest own = request;
     own.minus_run_id.reset();
     HeatmapGrid g = load_single(store, own);
-    HeatmapRequest other = g.request;
-    other.run_id = *request.minus_run_id;
-    const HeatmapGrid b = load_single(store, other);
-    if (std::find(b.domains.begin(), b.domains.end(), g.request.axes == HeatmapAxes::experts_by_layers
-                                                          ? g.request.domain
-                                                          : b.domains.front()) == b.domains.end() ||
-        (g.request.layer && std::find(b.layers.begin(), b.layers.end(), *g.request.layer) == b.layers.end()))
-        throw_input_error("run " + std::to_string(other.run_id), "has no tokens of this domain or layer to compare with");
+    const HeatmapGrid b = load_other(store, g, *request.minus_run_id);
     for (int64_t r = 0; r < g.n_rows; ++r) {
         int64_t rb = -1;
         for (int64_t i = 0; i < b.n_rows; ++i)
@@ -104,7 +129,7 @@ HeatmapGrid load_heatmap(an::RoutingStore& store, const HeatmapRequest& request)
         }
     }
     g.request.minus_run_id = request.minus_run_id;
-    g.run_label += "  −  run " + std::to_string(other.run_id);
+    g.run_label += "  −  run " + std::to_string(*request.minus_run_id);
     g.diverging = true;
     return g;
 }

@@ -39,6 +39,9 @@ struct HeatmapRequest {
     // Set: each cell is run_id's value minus this run's (same domain, layer and expert; e.g. an
     // ablated trace against the baseline), shown with the diverging map.
     std::optional<int64_t> minus_run_id;
+    // Set: this run's grid of the same domain or layer is loaded too (HeatmapGrid::beside) and
+    // drawn next to the first on one colour scale. Not together with minus_run_id.
+    std::optional<int64_t> beside_run_id;
 };
 
 struct HeatmapCell {
@@ -65,8 +68,9 @@ struct HeatmapGrid {
     int64_t n_rows = 0, n_cols = 0;        // n_cols: the largest E
     std::vector<HeatmapCell> cells;        // [n_rows, n_cols]
     bool diverging = false;
+    std::vector<HeatmapGrid> beside;       // request.beside_run_id: that run's grid (one)
     const HeatmapCell& at(int64_t row, int64_t col) const { return cells[static_cast<size_t>(row * n_cols + col)]; }
-    double min_value() const;  // over present, finite cells; 0 when none
+    double min_value() const;  // over present, finite cells (and those of `beside`); 0 when none
     double max_value() const;
     // The hover text of a cell: row, expert, the measure and the counts behind it.
     std::string describe(int64_t row, int64_t col) const;

@@ -28,7 +28,7 @@ double expert_tick_step(int64_t n) {
 
 HeatmapView::HeatmapView(QWidget* parent)
     : QWidget(parent), axes_(new QComboBox(this)), measure_(new QComboBox(this)), picker_label_(new QLabel(this)),
-      picker_(new QComboBox(this)), minus_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
+      picker_(new QComboBox(this)), minus_(new QComboBox(this)), compare_(new QComboBox(this)), title_(new QLabel(this)), message_(new QLabel(this)), plot_(new QCustomPlot(this)) {
     axes_->setObjectName("heatmapAxes");
     // Short names (the picker beside says which domain or layer): the view shares the window with docks.
     axes_->addItem(tr("Experts × layers"), static_cast<int>(HeatmapAxes::experts_by_layers));
@@ -49,9 +49,14 @@ HeatmapView::HeatmapView(QWidget* parent)
     measure_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     measure_->setMinimumContentsLength(12);
     minus_->setObjectName("heatmapMinusRun");
-    minus_->setToolTip(tr("Subtract another run's values (same domain, layer and expert), e.g. an ablated trace "
-                          "minus its baseline; shown with the diverging colour map"));
+    minus_->setToolTip(tr("Another run to compare with: subtracted (same domain, layer and expert, e.g. an ablated "
+                          "trace minus its baseline, on the diverging colour map) or drawn beside on the same scale"));
     minus_->addItem(tr("nothing"), 0LL);
+    compare_->setObjectName("heatmapCompareMode");
+    compare_->addItem(tr("minus"), false);
+    compare_->addItem(tr("beside"), true);
+    compare_->setItemData(0, tr("This run's values minus the other run's"), Qt::ToolTipRole);
+    compare_->setItemData(1, tr("The other run's map beside this one, on the same colour scale"), Qt::ToolTipRole);
     picker_->setObjectName("heatmapPicker");
     picker_->setMinimumContentsLength(10);
     picker_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
@@ -71,7 +76,8 @@ HeatmapView::HeatmapView(QWidget* parent)
     controls->addWidget(picker_label_);
     controls->addWidget(picker_);
     controls->addSpacing(8);
-    controls->addWidget(new QLabel(tr("Minus:"), this));
+    controls->addWidget(new QLabel(tr("Compare:"), this));
+    controls->addWidget(compare_);
     controls->addWidget(minus_);
     controls->addStretch(1);
 
@@ -93,9 +99,22 @@ HeatmapView::HeatmapView(QWidget* parent)
     scale_->setType(QCPAxis::atRight);
     scale_->setBarWidth(14);
     map_->setColorScale(scale_);
-    auto* margins = new QCPMarginGroup(plot_);
-    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-    scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
+    margins_ = new QCPMarginGroup(plot_);
+    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins_);
+    scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins_);
+    // The run beside: its own axes and map, the same colour scale; out of the layout until shown.
+    rect2_ = new QCPAxisRect(plot_);
+    rect2_->setupFullAxesBox(true);
+    rect2_->axis(QCPAxis::atTop)->setTickLabels(false);
+    rect2_->axis(QCPAxis::atRight)->setTickLabels(false);
+    rect2_->axis(QCPAxis::atBottom)->grid()->setVisible(false);
+    rect2_->axis(QCPAxis::atLeft)->grid()->setVisible(false);
+    rect2_->axis(QCPAxis::atLeft)->setRangeReversed(true);
+    rect2_->setMarginGroup(QCP::msBottom | QCP::msTop, margins_);
+    map2_ = new QCPColorMap(rect2_->axis(QCPAxis::atBottom), rect2_->axis(QCPAxis::atLeft));
+    map2_->setInterpolate(false);
+    map2_->setTightBoundary(false);
+    map2_->setColorScale(scale_);
     plot_->setVisible(false);
 
     auto* layout = new QVBoxLayout(this);
@@ -111,11 +130,21 @@ HeatmapView::HeatmapView(QWidget* parent)
     connect(measure_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(picker_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(minus_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
+    connect(compare_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(plot_, &QCustomPlot::mouseMove, this, &HeatmapView::hover);
     connect(plot_, &QCustomPlot::mousePress, this, &HeatmapView::click);
     fillPicker();
     showNotice(tr("Select a run to see which experts its tokens were routed to."));
 }
+
+HeatmapView::~HeatmapView() {
+    // A layout element the plot's layout does not hold is not deleted with the plot.
+    if (!besideShown()) delete rect2_;
+}
+
+bool HeatmapView::besideShown() const { return plot_->plotLayout()->hasElement(0, 2) && plot_->plotLayout()->element(0, 1) == rect2_; }
+
+void HeatmapView::setSideBySide(bool beside) { compare_->setCurrentIndex(beside ? 1 : 0); }
 
 void HeatmapView::setRun(int64_t run_id) {
     run_id_ = run_id;
@@ -141,7 +170,10 @@ void HeatmapView::setMinusRun(qint64 run_id) { minus_->setCurrentIndex(std::max(
 HeatmapRequest HeatmapView::currentRequest() const {
     HeatmapRequest r;
     r.run_id = run_id_;
-    if (const qlonglong m = minus_->currentData().toLongLong(); m > 0 && m != run_id_) r.minus_run_id = m;
+    if (const qlonglong m = minus_->currentData().toLongLong(); m > 0 && m != run_id_) {
+        if (compare_->currentData().toBool()) r.beside_run_id = m;
+        else r.minus_run_id = m;
+    }
     r.axes = static_cast<HeatmapAxes>(axes_->currentData().toInt());
     r.measure = static_cast<HeatmapMeasure>(measure_->currentData().toInt());
     if (picker_->currentIndex() >= 0) {
@@ -209,17 +241,27 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
                         .arg(tr(measure_name(grid.request.measure)),
                              by_layers ? tr("domain %1").arg(q(grid.request.domain))
                                        : tr("layer %1").arg(grid.request.layer.value_or(0)),
-                             q(grid.run_label).toHtmlEscaped()));
+                             (q(grid.run_label) + (grid.beside.empty() ? QString()
+                                                                      : tr(" — beside: %1").arg(q(grid.beside.front().run_label))))
+                                 .toHtmlEscaped()));
 
-    // Cell (expert e, row r) at coordinates (e, r): the key axis runs over experts.
-    map_->data()->setSize(static_cast<int>(grid.n_cols), static_cast<int>(grid.n_rows));
-    map_->data()->setRange(QCPRange(0, static_cast<double>(grid.n_cols - 1)),
-                           QCPRange(0, static_cast<double>(grid.n_rows - 1)));
-    for (int64_t r = 0; r < grid.n_rows; ++r)
-        for (int64_t e = 0; e < grid.n_cols; ++e) {
-            const HeatmapCell& c = grid.at(r, e);
-            map_->data()->setCell(static_cast<int>(e), static_cast<int>(r), c.present ? c.value : NAN);
-        }
+    // The run beside, in the layout between the first map and the colour scale while shown.
+    QCPLayoutGrid* layout = plot_->plotLayout();
+    if (!grid.beside.empty() && !besideShown()) {
+        layout->take(scale_);
+        layout->simplify();
+        layout->addElement(0, 1, rect2_);
+        layout->addElement(0, 2, scale_);
+    } else if (grid.beside.empty() && besideShown()) {
+        layout->take(rect2_);
+        layout->take(scale_);
+        layout->simplify();
+        layout->addElement(0, 1, scale_);
+    }
+    drawGrid(plot_->axisRect(), map_, grid);
+    if (!grid.beside.empty()) drawGrid(rect2_, map2_, grid.beside.front());
+    plot_->xAxis->setLabel(grid.beside.empty() ? tr("expert") : tr("expert — run %1").arg(grid.request.run_id));
+    // One colour range for both maps (min_value and max_value cover the run beside).
     if (grid.diverging) {
         const double m = std::max({std::abs(grid.min_value()), std::abs(grid.max_value()), 1e-9});
         map_->setGradient(diverging_gradient());
@@ -230,34 +272,73 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
     }
     scale_->axis()->setLabel(grid.request.minus_run_id ? tr("Δ %1").arg(tr(measure_name(grid.request.measure)))
                                                       : tr(measure_name(grid.request.measure)));
+    plot_->replot();
+}
 
-    plot_->xAxis->setRange(-0.5, static_cast<double>(grid.n_cols) - 0.5);
-    plot_->yAxis->setRange(-0.5, static_cast<double>(grid.n_rows) - 0.5);
+// Cell (expert e, row r) at coordinates (e, r): the key axis runs over experts.
+void HeatmapView::drawGrid(QCPAxisRect* rect, QCPColorMap* map, const HeatmapGrid& grid) {
+    const bool by_layers = grid.request.axes == HeatmapAxes::experts_by_layers;
+    map->data()->setSize(static_cast<int>(grid.n_cols), static_cast<int>(grid.n_rows));
+    map->data()->setRange(QCPRange(0, static_cast<double>(grid.n_cols - 1)),
+                          QCPRange(0, static_cast<double>(grid.n_rows - 1)));
+    for (int64_t r = 0; r < grid.n_rows; ++r)
+        for (int64_t e = 0; e < grid.n_cols; ++e) {
+            const HeatmapCell& c = grid.at(r, e);
+            map->data()->setCell(static_cast<int>(e), static_cast<int>(r), c.present ? c.value : NAN);
+        }
+    QCPAxis* x = rect->axis(QCPAxis::atBottom);
+    QCPAxis* y = rect->axis(QCPAxis::atLeft);
+    x->setRange(-0.5, static_cast<double>(grid.n_cols) - 0.5);
+    y->setRange(-0.5, static_cast<double>(grid.n_rows) - 0.5);
     auto xt = QSharedPointer<QCPAxisTickerFixed>::create();
     xt->setTickStep(expert_tick_step(grid.n_cols));
     xt->setScaleStrategy(QCPAxisTickerFixed::ssNone);
-    plot_->xAxis->setTicker(xt);
+    x->setTicker(xt);
+    x->setLabel(tr("expert — run %1").arg(grid.request.run_id));
     auto yt = QSharedPointer<QCPAxisTickerText>::create();
     for (int64_t r = 0; r < grid.n_rows; ++r)
         yt->addTick(static_cast<double>(r), by_layers ? QString::number(grid.row_layers[static_cast<size_t>(r)])
                                                       : q(grid.row_labels[static_cast<size_t>(r)]));
-    plot_->yAxis->setTicker(yt);
-    plot_->yAxis->setLabel(by_layers ? tr("layer") : tr("domain"));
-    plot_->replot();
+    y->setTicker(yt);
+    y->setLabel(by_layers ? tr("layer") : tr("domain"));
+}
+
+std::optional<HeatmapView::Hit> HeatmapView::hit(const QPoint& pos) const {
+    if (!grid_ || plot_->isHidden()) return std::nullopt;
+    const HeatmapGrid* g = nullptr;
+    QCPAxisRect* rect = nullptr;
+    if (plot_->axisRect()->rect().contains(pos)) {
+        g = &*grid_;
+        rect = plot_->axisRect();
+    } else if (!grid_->beside.empty() && besideShown() && rect2_->rect().contains(pos)) {
+        g = &grid_->beside.front();
+        rect = rect2_;
+    } else {
+        return std::nullopt;
+    }
+    const double x = rect->axis(QCPAxis::atBottom)->pixelToCoord(pos.x()), y = rect->axis(QCPAxis::atLeft)->pixelToCoord(pos.y());
+    const auto e = static_cast<int64_t>(std::floor(x + 0.5)), r = static_cast<int64_t>(std::floor(y + 0.5));
+    if (e < 0 || e >= g->n_cols || r < 0 || r >= g->n_rows || !g->at(r, e).present) return std::nullopt;
+    return Hit{g, r, e};
 }
 
 std::optional<std::pair<int64_t, int64_t>> HeatmapView::cellAt(const QPoint& pos) const {
-    if (!grid_ || plot_->isHidden() || !plot_->axisRect()->rect().contains(pos)) return std::nullopt;
-    const double x = plot_->xAxis->pixelToCoord(pos.x()), y = plot_->yAxis->pixelToCoord(pos.y());
-    const auto e = static_cast<int64_t>(std::floor(x + 0.5)), r = static_cast<int64_t>(std::floor(y + 0.5));
-    if (e < 0 || e >= grid_->n_cols || r < 0 || r >= grid_->n_rows || !grid_->at(r, e).present) return std::nullopt;
-    return std::make_pair(r, e);
+    const auto h = hit(pos);
+    if (!h) return std::nullopt;
+    return std::make_pair(h->row, h->col);
+}
+
+std::optional<int64_t> HeatmapView::runAt(const QPoint& pos) const {
+    const auto h = hit(pos);
+    if (!h) return std::nullopt;
+    return h->grid->request.run_id;
 }
 
 QString HeatmapView::toolTipAt(const QPoint& pos) const {
-    const auto cell = cellAt(pos);
-    if (!cell) return {};
-    return q(grid_->describe(cell->first, cell->second));
+    const auto h = hit(pos);
+    if (!h) return {};
+    const QString text = q(h->grid->describe(h->row, h->col));
+    return grid_->beside.empty() ? text : tr("run %1\n%2").arg(h->grid->request.run_id).arg(text);
 }
 
 void HeatmapView::hover(QMouseEvent* event) {
@@ -268,8 +349,8 @@ void HeatmapView::hover(QMouseEvent* event) {
 
 void HeatmapView::click(QMouseEvent* event) {
     if (event->button() != Qt::LeftButton) return;
-    if (const auto cell = cellAt(event->pos()))
-        emit expertClicked(grid_->request.run_id, grid_->row_layers[static_cast<size_t>(cell->first)], cell->second);
+    if (const auto h = hit(event->pos()))
+        emit expertClicked(h->grid->request.run_id, h->grid->row_layers[static_cast<size_t>(h->row)], h->col);
 }
 
 }  // namespace moe::ui
