@@ -2,7 +2,8 @@
 // thread, the text streaming into the transcript, with exactly the tokens engine/generator.h
 // generate() gives for the chat template's prompt; a second turn carries the first; Stop ends
 // a long answer; the ablation mask is applied to the answer (rerouted experts never chosen);
-// "Inspect routing" hands the answer's routing to the inspector.
+// "Inspect routing" hands the answer's routing to the inspector, and a click on a generated
+// token of the transcript hands it with that token's row.
 #include <QLineEdit>
 #include <QPushButton>
 #include <QDir>
@@ -127,6 +128,64 @@ private slots:
         for (int64_t t = 0; t < plain.n_tokens() - 1; ++t)
             for (int64_t r = 0; r < 4; ++r) low = low || (plain.expert(t, col, r) >= 0 && plain.expert(t, col, r) < 12);
         QVERIFY(low);
+    }
+
+    // Each generated token of a finished answer is marked in the transcript; a click on one
+    // sends the answer's routing with that token's row.
+    void aClickedTokenGoesToTheInspector() {
+        panel_->findChild<QPushButton*>("chatClear")->click();
+        panel_->setApplyMask(false);
+        panel_->setMaxTokens(12);
+        panel_->setTemperature(0);
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        QSignalSpy token(panel_, &ChatPanel::inspectTokenRequested);
+        type_and_send("Hello there");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        QVERIFY(done[0][0].toBool());
+        const TokenRouting routing = *panel_->session()->lastRouting();
+        const moe::GenerateResult r = *panel_->session()->lastResult();
+        const int answer = panel_->answers();
+        QVERIFY(answer >= 1);
+        const QString doc = panel_->transcriptView()->document()->toPlainText();
+        int marked = 0, expected = 0, last_pos = -1;
+        for (size_t i = 0; i < r.tokens.size(); ++i) {
+            const std::string piece = wb_.tokenizer()->token_text(r.tokens[i]);
+            const int64_t row = r.prompt_tokens + int64_t(i);
+            const int pos = panel_->transcriptPosition(answer, row);
+            // A token whose text is whole UTF-8 and part of the answer's text is marked, in order.
+            const QString text = QString::fromUtf8(piece.data(), qsizetype(piece.size()));
+            if (!piece.empty() && text.toUtf8() == QByteArray(piece.data(), qsizetype(piece.size())) &&
+                r.text.find(piece) != std::string::npos)
+                ++expected;
+            if (pos < 0) continue;
+            ++marked;
+            QVERIFY(pos > last_pos);
+            last_pos = pos;
+            QVERIFY2(doc.mid(pos).startsWith(text) || !text.toUtf8().startsWith(QByteArray(piece.data(), 1)),
+                     qPrintable(QString("row %1: %2 vs %3").arg(row).arg(doc.mid(pos, 10), text)));
+            QCOMPARE(panel_->tokenAt(pos)->second, row);
+        }
+        qInfo("%d of %zu generated tokens marked (%d expected)", marked, r.tokens.size(), expected);
+        QVERIFY2(marked >= 1 && marked >= expected - 1, qPrintable(QString("%1 of %2 marked").arg(marked).arg(expected)));
+        // A real click on the first marked token's character.
+        int64_t row = -1;
+        int pos = -1;
+        for (size_t i = 0; i < r.tokens.size() && pos < 0; ++i) {
+            row = r.prompt_tokens + int64_t(i);
+            pos = panel_->transcriptPosition(answer, row);
+        }
+        QTextBrowser* view = panel_->transcriptView();
+        QTextCursor c(view->document());
+        c.setPosition(pos);
+        const QPoint at = view->cursorRect(c).center() + QPoint(2, 0);
+        QCOMPARE(panel_->characterAt(at), pos);
+        QTest::mouseClick(view->viewport(), Qt::LeftButton, {}, at);
+        QCOMPARE(token.size(), 1);
+        QCOMPARE(token[0][1].toLongLong(), row);
+        QCOMPARE(token[0][0].value<TokenRouting>().token_ids, routing.token_ids);
+        // Not on a token (the "You:" heading): nothing.
+        QVERIFY(!panel_->inspectTokenAt(1));
+        QCOMPARE(token.size(), 1);
     }
 
     void theUnmaskedAnswerIsShownBeside() {

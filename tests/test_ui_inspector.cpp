@@ -95,6 +95,39 @@ private slots:
         const QColor px = img.pixelColor(c);
         QVERIFY2(px.red() > 200 && px.blue() < 80, qPrintable(px.name()));
         QCOMPARE(view->glErrors(), 0);
+
+        // A token sent from elsewhere (a chat answer's token clicked): its row framed and its
+        // experts in every layer written out.
+        view->setHighlightExpert(-1);
+        const TokenRouting shown = view->routing();
+        insp.showToken(shown, row);
+        QCOMPARE(view->markedRow(), row);
+        QVERIFY(wait_frames(view, 2));
+        QCOMPARE(view->glErrors(), 0);
+        const QString token_text = insp.hoverText();
+        QVERIFY2(token_text.startsWith(QString("token %1 ").arg(row)), qPrintable(token_text));
+        for (const an::StoredLayer& l : doc.layers) {
+            QStringList experts;
+            for (int64_t r = 0; r < l.k; ++r) experts << QString::number(l.experts[static_cast<size_t>(row * l.k + r)]);
+            QVERIFY2(token_text.contains(QString("L%1: %2").arg(l.layer).arg(experts.join(' '))), qPrintable(token_text));
+        }
+        // The frame is drawn: orange pixels along the row, gone when the mark is cleared.
+        auto orange_in_row = [&] {
+            const QImage img = view->grabFramebuffer();
+            const int y = view->cellCenter(row, 0).y() * view->devicePixelRatio();
+            int n = 0;
+            for (int yy = std::max(0, y - 12); yy < std::min(img.height(), y + 12); ++yy)
+                for (int x = 0; x < img.width(); ++x) {
+                    const QColor c = img.pixelColor(x, yy);
+                    n += c.red() > 230 && c.green() > 110 && c.green() < 170 && c.blue() < 40;
+                }
+            return n;
+        };
+        const int framed = orange_in_row();
+        view->setMarkedRow(-1);
+        QVERIFY(wait_frames(view, 2));
+        const int plain = orange_in_row();
+        QVERIFY2(framed > plain + 100, qPrintable(QString("%1 vs %2").arg(framed).arg(plain)));
     }
 
     void largeDocumentDrawsOnlyVisibleRows() {

@@ -3,14 +3,33 @@
 
 #include <QGridLayout>
 #include <QHBoxLayout>
+#include <QAbstractTextDocumentLayout>
+#include <QMouseEvent>
 #include <QScrollBar>
+#include <QTextBlock>
 #include <QTextCursor>
 #include <QVBoxLayout>
 
 #include "engine/error.h"
+#include "engine/tokenizer.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
+
+namespace {
+// Character properties of the transcript: the answer a piece of text belongs to (1, 2, …),
+// and, once the answer is finished, the routing row of the generated token it came from.
+constexpr int kAnswerProperty = QTextFormat::UserProperty + 1;
+constexpr int kTokenRowProperty = QTextFormat::UserProperty + 2;
+
+// The format of the character at `position` (the one after the cursor there).
+QTextCharFormat format_at(QTextDocument* doc, int position) {
+    QTextCursor c(doc);
+    c.setPosition(position);
+    c.setPosition(position + 1, QTextCursor::KeepAnchor);
+    return c.charFormat();
+}
+}  // namespace
 
 ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), session_(new ChatSession(workbench, this)), view_(new QTextBrowser(this)),
@@ -30,6 +49,9 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     compare_->setObjectName("chatCompare");
     compare_->setToolTip(tr("With a mask: generate each answer a second time without it and show it beside"));
     view_->setOpenLinks(false);
+    view_->setToolTip(tr("Click a token of an answer to see its routing in the inspector"));
+    view_->viewport()->installEventFilter(this);
+    view_->viewport()->setMouseTracking(true);
     input_->setObjectName("chatInput");
     input_->setPlaceholderText(tr("Message the model (Enter sends)"));
     send_->setObjectName("chatSend");
@@ -151,6 +173,7 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     connect(clear_, &QPushButton::clicked, this, [this] {
         session_->clear();
         view_->clear();
+        answer_routing_.clear();
         twin_->clear();
         twin_view_->clear();
         inspect_->setEnabled(false);
@@ -166,6 +189,7 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
         status_->setStyleSheet(QString());
         status_->setText(tr("Generating…"));
         appendTurn(tr("Model"), QString(), "#1f6f3f");
+        ++answer_no_;
         splitter_.emplace(next_opens_thinking_);
         shown_ = -1;
     });
@@ -262,6 +286,7 @@ void ChatPanel::showPieces(const std::vector<ThinkingSplitter::Piece>& pieces) {
         }
         shown_ = kind;
         QTextCharFormat f;
+        f.setProperty(kAnswerProperty, answer_no_);
         if (p.thinking) {
             f.setForeground(QColor("#6b6b6b"));
             f.setFontItalic(true);
@@ -278,10 +303,117 @@ void ChatPanel::answerFinished(bool ok, const QString& summary) {
     stop_->setEnabled(false);
     clear_->setEnabled(true);
     inspect_->setEnabled(session_->lastRouting().has_value());
+    if (session_->lastRouting() && session_->lastResult()) {
+        answer_routing_[answer_no_] = *session_->lastRouting();
+        tagTokens(answer_no_, *session_->lastRouting(), session_->lastResult()->tokens);
+    }
     status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
     status_->setText(summary);
     // A server's answer: its routing goes to the inspector at once.
     if (ok && session_->lastFromServer() && session_->lastRouting()) emit inspectRequested(*session_->lastRouting());
+}
+
+// Finds each generated token's text in the answer as shown and marks those characters with the
+// token's routing row. The answer shown is the generated text less what the engine or the
+// thinking splitter held back (a stop string, the <think> markers): tokens whose bytes are not
+// at the next place in it are passed over, looked for a few bytes on (text shown with a
+// replacement character for a token that split a UTF-8 sequence), else left unmarked.
+void ChatPanel::tagTokens(int answer, const TokenRouting& routing, const std::vector<int32_t>& generated) {
+    const std::shared_ptr<const Tokenizer> tokenizer = workbench_->tokenizer();
+    if (!tokenizer || generated.empty()) return;
+    const int64_t first_row = routing.n_tokens() - static_cast<int64_t>(generated.size());
+    if (first_row < 0) return;
+    // The answer's characters in the transcript, in order: document positions and UTF-8 bytes.
+    QTextDocument* doc = view_->document();
+    std::vector<int> doc_pos;  // per UTF-16 unit of the shown answer
+    QString shown;
+    for (QTextBlock b = doc->begin(); b.isValid(); b = b.next()) {
+        for (auto it = b.begin(); !it.atEnd(); ++it) {
+            const QTextFragment f = it.fragment();
+            if (!f.isValid() || f.charFormat().property(kAnswerProperty).toInt() != answer) continue;
+            shown += f.text();
+            for (int i = 0; i < f.length(); ++i) doc_pos.push_back(f.position() + i);
+        }
+    }
+    if (shown.isEmpty()) return;
+    std::vector<int> unit_of_byte;  // the UTF-16 unit each UTF-8 byte of `shown` belongs to
+    std::string bytes;
+    for (int i = 0; i < shown.size(); ++i) {
+        const bool pair = shown[i].isHighSurrogate() && i + 1 < shown.size();
+        const QByteArray u = QString(shown.constData() + i, pair ? 2 : 1).toUtf8();
+        bytes.append(u.constData(), static_cast<size_t>(u.size()));
+        unit_of_byte.insert(unit_of_byte.end(), static_cast<size_t>(u.size()), i);
+        if (pair) ++i;
+    }
+    constexpr size_t kLookAhead = 8;
+    size_t at = 0;
+    QTextCursor c(doc);
+    for (size_t t = 0; t < generated.size() && at < bytes.size(); ++t) {
+        const std::string piece = tokenizer->token_text(generated[t]);
+        if (piece.empty()) continue;
+        const size_t found = bytes.find(piece, at);
+        if (found == std::string::npos || found > at + kLookAhead) continue;
+        const int u0 = unit_of_byte[found], u1 = unit_of_byte[found + piece.size() - 1];
+        const int p0 = doc_pos[static_cast<size_t>(u0)];
+        const int p1 = doc_pos[static_cast<size_t>(u1)] + ((shown[u1].isHighSurrogate()) ? 2 : 1);
+        QTextCharFormat f;
+        f.setProperty(kTokenRowProperty, static_cast<qlonglong>(first_row + static_cast<int64_t>(t)));
+        c.setPosition(p0);
+        c.setPosition(p1, QTextCursor::KeepAnchor);
+        c.mergeCharFormat(f);
+        at = found + piece.size();
+    }
+}
+
+std::optional<std::pair<int, int64_t>> ChatPanel::tokenAt(int position) const {
+    if (position < 0 || position >= view_->document()->characterCount() - 1) return std::nullopt;
+    const QTextCharFormat f = format_at(view_->document(), position);
+    const int answer = f.property(kAnswerProperty).toInt();
+    if (!answer || !f.hasProperty(kTokenRowProperty)) return std::nullopt;
+    return std::make_pair(answer, f.property(kTokenRowProperty).toLongLong());
+}
+
+int ChatPanel::transcriptPosition(int answer, int64_t row) const {
+    QTextDocument* doc = view_->document();
+    for (QTextBlock b = doc->begin(); b.isValid(); b = b.next())
+        for (auto it = b.begin(); !it.atEnd(); ++it) {
+            const QTextCharFormat f = it.fragment().charFormat();
+            if (f.property(kAnswerProperty).toInt() == answer && f.hasProperty(kTokenRowProperty) &&
+                f.property(kTokenRowProperty).toLongLong() == row)
+                return it.fragment().position();
+        }
+    return -1;
+}
+
+int ChatPanel::characterAt(const QPoint& viewport_pos) const {
+    const QPoint doc_pos = viewport_pos + QPoint(view_->horizontalScrollBar()->value(), view_->verticalScrollBar()->value());
+    return view_->document()->documentLayout()->hitTest(doc_pos, Qt::ExactHit);
+}
+
+bool ChatPanel::inspectTokenAt(int position) {
+    const auto token = tokenAt(position);
+    if (!token) return false;
+    const auto r = answer_routing_.find(token->first);
+    if (r == answer_routing_.end()) return false;
+    emit inspectTokenRequested(r->second, token->second);
+    return true;
+}
+
+// Clicks on the transcript: a token of a finished answer goes to the inspector; the pointer
+// turns into a hand over such tokens.
+bool ChatPanel::eventFilter(QObject* watched, QEvent* event) {
+    if (watched == view_->viewport()) {
+        if (event->type() == QEvent::MouseButtonRelease) {
+            auto* m = static_cast<QMouseEvent*>(event);
+            if (m->button() == Qt::LeftButton && !view_->textCursor().hasSelection())
+                inspectTokenAt(characterAt(m->position().toPoint()));
+        } else if (event->type() == QEvent::MouseMove) {
+            auto* m = static_cast<QMouseEvent*>(event);
+            const bool over = tokenAt(characterAt(m->position().toPoint())).has_value();
+            view_->viewport()->setCursor(over ? Qt::PointingHandCursor : Qt::IBeamCursor);
+        }
+    }
+    return QWidget::eventFilter(watched, event);
 }
 
 }  // namespace moe::ui

@@ -2,7 +2,8 @@
 // the answer streaming into the transcript as it is generated, Stop, the sampling settings
 // (temperature, top-p, max tokens, seed) and the ablation panel's current mask applied to
 // each answer when "Apply the mask" is on. "Inspect routing" sends the last answer's tokens
-// to the token routing inspector. "Server" instead of "Local model" sends the chat to a
+// to the token routing inspector; a click on a token of a finished answer sends that answer's
+// tokens with the clicked one marked. "Server" instead of "Local model" sends the chat to a
 // SGLang / vLLM server (URL, engine, served model name); after each of its answers the
 // routing the server returned is shown in the inspector (the mask is not applied there).
 // Presentation only: generation and the requests are ui/chat_session.h's job.
@@ -18,6 +19,7 @@
 #include <QTextBrowser>
 #include <QWidget>
 #include <functional>
+#include <map>
 #include <optional>
 
 #include "engine/chat_template.h"
@@ -50,8 +52,20 @@ public:
     void setServer(const QString& url, const QString& engine, const QString& served_model);
     void setLocal();
 
+    // The transcript position of an answer's generated token (`row`: its row in the answer's
+    // routing); -1 when not shown. tokenRowAt: the reverse, for a transcript position.
+    int transcriptPosition(int answer, int64_t row) const;
+    std::optional<std::pair<int, int64_t>> tokenAt(int position) const;  // (answer, row)
+    int answers() const { return answer_no_; }
+    // Sends what a click at that transcript position would (false: no token there).
+    bool inspectTokenAt(int position);
+    // The transcript position of the character under a point of its viewport; -1: none.
+    int characterAt(const QPoint& viewport_pos) const;
+    QTextBrowser* transcriptView() const { return view_; }
+
 signals:
     void inspectRequested(const moe::ui::TokenRouting& routing);
+    void inspectTokenRequested(const moe::ui::TokenRouting& routing, qint64 row);
 
 public slots:
     void send();
@@ -61,6 +75,8 @@ private:
     void appendTurn(const QString& who, const QString& text, const QString& colour);
     void answerFinished(bool ok, const QString& summary);
     void showPieces(const std::vector<ThinkingSplitter::Piece>& pieces);
+    void tagTokens(int answer, const TokenRouting& routing, const std::vector<int32_t>& generated);
+    bool eventFilter(QObject* watched, QEvent* event) override;
 
     Workbench* workbench_;
     ChatSession* session_;
@@ -69,6 +85,8 @@ private:
     std::optional<ThinkingSplitter> splitter_;
     bool next_opens_thinking_ = false;
     int shown_ = -1;  // -1 nothing of this answer yet, 0 answer, 1 thinking
+    int answer_no_ = 0;  // answers of this chat so far; the one being written
+    std::map<int, TokenRouting> answer_routing_;  // by answer, once finished
     std::function<std::optional<ExpertMask>()> mask_source_;
     QTextBrowser* view_;
     ChatSession* twin_;

@@ -52,6 +52,9 @@ HeatmapView::HeatmapView(QWidget* parent)
     minus_->setToolTip(tr("Another run to compare with: subtracted (same domain, layer and expert, e.g. an ablated "
                           "trace minus its baseline, on the diverging colour map) or drawn beside on the same scale"));
     minus_->addItem(tr("nothing"), 0LL);
+    // Run labels are long: the picker shortens them (the tooltip and the title show them whole).
+    minus_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    minus_->setMinimumContentsLength(10);
     compare_->setObjectName("heatmapCompareMode");
     compare_->addItem(tr("minus"), false);
     compare_->addItem(tr("beside"), true);
@@ -75,11 +78,14 @@ HeatmapView::HeatmapView(QWidget* parent)
     controls->addSpacing(8);
     controls->addWidget(picker_label_);
     controls->addWidget(picker_);
-    controls->addSpacing(8);
-    controls->addWidget(new QLabel(tr("Compare:"), this));
-    controls->addWidget(compare_);
-    controls->addWidget(minus_);
     controls->addStretch(1);
+    // The title, and on its right the comparison with another run.
+    auto* title_row = new QHBoxLayout;
+    title_->setWordWrap(true);
+    title_row->addWidget(title_, 1);
+    title_row->addWidget(new QLabel(tr("Compare:"), this));
+    title_row->addWidget(compare_);
+    title_row->addWidget(minus_);
 
     // The plot: cells at integer coordinates (expert, row), a colour scale on the right.
     plot_->setObjectName("heatmapPlot");
@@ -119,7 +125,7 @@ HeatmapView::HeatmapView(QWidget* parent)
 
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(controls);
-    layout->addWidget(title_);
+    layout->addLayout(title_row);
     layout->addWidget(message_, 1);
     layout->addWidget(plot_, 20);
 

@@ -112,6 +112,10 @@ MainWindow::MainWindow(QWidget* parent)
         inspector_->showRouting(r);
         inspector_dock->raise();
     });
+    connect(chat_, &ChatPanel::inspectTokenRequested, this, [this, inspector_dock](const TokenRouting& r, qint64 row) {
+        inspector_->showToken(r, row);
+        inspector_dock->raise();
+    });
     connect(heatmap_, &HeatmapView::requestChanged, workbench_, &Workbench::requestHeatmap);
     // A click on a heatmap cell opens that expert's detail in a window of its own.
     expert_detail_->setWindowFlag(Qt::Tool);

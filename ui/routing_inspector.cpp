@@ -142,6 +142,27 @@ void RoutingInspector::showRouting(const TokenRouting& routing) {
     if (view_) view_->setRouting(routing);
 }
 
+void RoutingInspector::showToken(const TokenRouting& routing, qint64 row) {
+    showRouting(routing);
+    if (row < 0 || row >= routing.n_tokens()) return;
+    if (view_) {
+        view_->scrollToRow(std::max<qint64>(row - 3, 0));
+        view_->setMarkedRow(row);
+    }
+    // Its k experts in each layer, rank order.
+    QStringList layers;
+    for (int64_t l = 0; l < routing.n_layers(); ++l) {
+        QStringList experts;
+        for (int64_t r = 0; r < routing.layer_k[static_cast<size_t>(l)]; ++r)
+            experts << QString::number(routing.expert(row, l, r));
+        layers << tr("L%1: %2").arg(routing.layers[static_cast<size_t>(l)]).arg(experts.join(' '));
+    }
+    hover_->setText(tr("token %1 %2 — %3")
+                        .arg(row)
+                        .arg(q("“" + routing.token_texts[static_cast<size_t>(row)] + "”"))
+                        .arg(layers.join("  ·  ")));
+}
+
 void RoutingInspector::showHover(qint64 row, qint64 column) {
     if (row < 0 || !view_) {
         hover_->clear();

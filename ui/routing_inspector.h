@@ -34,6 +34,8 @@ public slots:
     void setRun(qint64 run_id);
     // Shows tokens that did not come from the store (a chat answer).
     void showRouting(const moe::ui::TokenRouting& routing);
+    // The same, scrolled to one token, its row framed and its experts in every layer written out.
+    void showToken(const moe::ui::TokenRouting& routing, qint64 row);
 
 private:
     void showDocuments(qint64 run_id);

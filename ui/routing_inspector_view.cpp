@@ -37,6 +37,12 @@ void RoutingInspectorView::setRouting(const TokenRouting& routing) {
     routing_ = routing;
     hovered_.reset();
     scroll_to_ = 0;
+    marked_ = -1;
+    requestFrames();
+}
+
+void RoutingInspectorView::setMarkedRow(int64_t row) {
+    marked_ = row;
     requestFrames();
 }
 
@@ -134,6 +140,9 @@ void RoutingInspectorView::drawImGui() {
                         dl->AddRect(ImVec2(a.x - 1, a.y - 1), ImVec2(b.x + 1, b.y + 1), IM_COL32(255, 255, 255, 255));
                     }
                 }
+                if (row == marked_)
+                    dl->AddRect(ImVec2(p.x, p.y), ImVec2(p.x + label_w_ + cell_w_ * static_cast<float>(L) - 1, p.y + row_h_ - 1),
+                                IM_COL32(255, 140, 0, 255), 0.0f, 0, 2.0f);
                 ImGui::Dummy(ImVec2(label_w_ + cell_w_ * static_cast<float>(L), row_h_));
             }
         }

@@ -31,6 +31,9 @@ public:
     // The centre of a cell in widget coordinates, as laid out in the last frame (scroll included).
     QPoint cellCenter(int64_t row, int64_t column) const;
     void scrollToRow(int64_t row);
+    // A row drawn with a frame across its label and cells (a token clicked in the chat); -1: none.
+    void setMarkedRow(int64_t row);
+    int64_t markedRow() const { return marked_; }
 
 signals:
     void cellHovered(qint64 row, qint64 column);  // -1, -1: none
@@ -48,6 +51,7 @@ private:
     // Layout of the last frame: where row 0 of the grid starts, the label column, the cells.
     float origin_x_ = 0, origin_y_ = 0, label_w_ = 150, cell_w_ = 14, row_h_ = 16;
     int64_t scroll_to_ = -1;
+    int64_t marked_ = -1;
 };
 
 }  // namespace moe::ui
