@@ -127,7 +127,7 @@ private slots:
 
         // The inspector got the routing, once, without having to ask.
         QCOMPARE(inspected_.size(), size_t(1));
-        const TokenRouting& r = inspected_[0];
+        const TokenRouting r = inspected_[0];  // a copy: the next answer grows the vector
         // The ids sent: the chat template's prompt and the answer, tokenized here.
         const moe::ChatTemplate tmpl = moe::chat_template_for(fx_.model_dir.toStdString(), wb_.model()->config());
         std::vector<int32_t> want = wb_.tokenizer()->encode(moe::render_chat(tmpl, {{"user", "Hello server"}}, true), false);
