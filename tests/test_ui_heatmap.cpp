@@ -431,6 +431,13 @@ private slots:
         }
         QVERIFY2(detail.title().contains(QString("Expert %1 of layer %2").arg(expert).arg(layer)), qPrintable(detail.title()));
 
+        // The chart exports as a PNG that loads, at least 900 px wide.
+        const QString png = fx_.tmp.filePath("expert.png");
+        QVERIFY(detail.exportChart(png));
+        QImage img(png);
+        QVERIFY(!img.isNull() && img.width() >= 900);
+        QVERIFY(!detail.exportChart(fx_.tmp.filePath("expert.tiff")));
+
         // Top tokens: analysis' vocabulary specialisation of that expert (routed there ≥ 2 times).
         const an::ExpertVocabulary* vocab = nullptr;
         const std::vector<an::ExpertVocabulary> vocabs = an::vocabulary_specialisation(store, run_id_, layer, std::nullopt, 15, 2);

@@ -3,12 +3,16 @@
 
 #include <qcustomplot.h>
 
+#include <QFileDialog>
+#include <QHBoxLayout>
 #include <QHeaderView>
+#include <QPushButton>
 #include <QTabWidget>
 #include <QVBoxLayout>
 #include <algorithm>
 
 #include "engine/error.h"
+#include "ui/plot_export.h"
 
 namespace moe::ui {
 
@@ -90,10 +94,26 @@ ExpertDetailView::ExpertDetailView(QWidget* parent)
     tabs->addTab(table_, tr("By domain"));
     tabs->addTab(tokens_, tr("Top tokens"));
     tabs->addTab(coactivated_, tr("Co-activated experts"));
+    auto* export_chart = new QPushButton(tr("Export chart…"), this);
+    export_chart->setObjectName("exportExpertChart");
+    export_chart->setToolTip(tr("Write the bar chart as PNG, SVG, PDF or JPEG"));
+    connect(export_chart, &QPushButton::clicked, this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export chart"), QString(), plot_file_filter());
+        if (!path.isEmpty() && !exportChart(path))
+            showError(tr("could not write the chart to %1 (give it a .png, .svg, .pdf or .jpg name)").arg(path));
+    });
+    auto* top = new QHBoxLayout;
+    top->addWidget(title_, 1);
+    top->addWidget(export_chart, 0, Qt::AlignTop);
     auto* layout = new QVBoxLayout(this);
-    layout->addWidget(title_);
+    layout->addLayout(top);
     layout->addWidget(chart_, 3);
     layout->addWidget(tabs, 2);
+}
+
+bool ExpertDetailView::exportChart(const QString& path) {
+    if (detail_.domains.empty()) return false;
+    return save_plot(chart_, path, 900);
 }
 
 void ExpertDetailView::showError(const QString& error) {

@@ -50,6 +50,9 @@ public:
     QTableWidget* tokensTable() const { return tokens_; }
     QTableWidget* coactivatedTable() const { return coactivated_; }
     QString title() const { return title_->text(); }
+    // Writes the bar chart as shown to a .png, .svg, .pdf or .jpg file (false: nothing shown,
+    // an unknown suffix or a file that cannot be written).
+    bool exportChart(const QString& path);
 
 public slots:
     void showDetail(const moe::ui::ExpertDetail& detail);
