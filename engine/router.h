@@ -1,6 +1,7 @@
 // The routers of the DeepSeek MoE family as one pure per-token function: router logits ->
 // scores over all routed experts -> masked, possibly group-limited selection -> gate weights.
-// The same function decides on every backend (CUDA uses it as __host__ __device__ later).
+// The same function decides on every backend: route_topk wraps engine/router_core.h, which
+// compiles as __host__ __device__ for the CUDA backend.
 //   DeepSeekMoE 16B, V2-Lite: softmax scores, greedy top-k.
 //   V2 (group_limited_greedy): a group's score is its best eligible expert's score; only
 //     experts of the topk_group best groups keep their score, the others score 0.0 (as the

@@ -1,6 +1,7 @@
 # Engine suites (see tests/CMakeLists.txt for moe_add_qtest).
 moe_add_qtest(test_golden LABELS unit SOURCES test_golden.cpp)
 moe_add_qtest(test_router LABELS unit SOURCES test_router.cpp)
+moe_add_qtest(test_dispatch LABELS unit SOURCES test_dispatch.cpp)
 moe_add_qtest(test_forward LABELS unit SOURCES test_forward.cpp)
 moe_add_qtest(test_generation LABELS unit SOURCES test_generation.cpp)
 moe_add_qtest(test_kernels LABELS unit SOURCES test_kernels.cpp)

@@ -68,6 +68,39 @@ private slots:
         for (double q : p) h -= q * std::log(q);
         QVERIFY(std::abs(r.stats.entropy - h) < 1e-6);
     }
+    // Many random tokens with frequent ties, masks and skip-top against a sort-based
+    // reference: the selections of engine/router_core.h equal a full sort by the tie rule.
+    void selection_equals_a_full_sort_by_the_tie_rule() {
+        uint64_t state = 12345;
+        auto next = [&] {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            return static_cast<uint32_t>(state >> 33);
+        };
+        for (int trial = 0; trial < 2000; ++trial) {
+            const int64_t E = 1 + next() % 40;
+            std::vector<float> logits(static_cast<size_t>(E));
+            for (float& l : logits) l = static_cast<float>(next() % 5);  // 5 values: many ties
+            std::vector<uint8_t> excluded(static_cast<size_t>(E), 0);
+            int64_t eligible = E;
+            for (auto& x : excluded)
+                if (eligible > 1 && next() % 4 == 0) {
+                    x = 1;
+                    --eligible;
+                }
+            const int64_t skip = std::min<int64_t>(next() % 3, eligible - 1);
+            const int64_t k = 1 + next() % static_cast<uint32_t>(eligible - skip);
+            const Routed r = route(logits, k, false, excluded, skip);
+            // Reference: eligible experts sorted by (probability desc, index asc); drop `skip`.
+            std::vector<int32_t> ids;
+            for (int32_t e = 0; e < E; ++e)
+                if (!excluded[static_cast<size_t>(e)]) ids.push_back(e);
+            std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+                return logits[size_t(a)] != logits[size_t(b)] ? logits[size_t(a)] > logits[size_t(b)] : a < b;
+            });
+            const std::vector<int32_t> want(ids.begin() + skip, ids.begin() + skip + k);
+            QCOMPARE(r.experts, want);
+        }
+    }
     void ties_go_to_the_lower_index() {
         Routed r = route({1, 1, 1, 0}, 2);
         QCOMPARE(r.experts, (std::vector<int32_t>{0, 1}));

@@ -6,6 +6,7 @@
 
 #include "engine/cpu/arena.h"
 #include "engine/cpu/thread_pool.h"
+#include "engine/moe_dispatch.h"
 #include "engine/router.h"
 
 namespace moe::cpu {
@@ -91,27 +92,17 @@ void moe_forward(const MoeWeights& w, const MoeCall& call, const float* x, int64
     }
 
     // 2. Group (token, rank) slots by expert: counting sort, stable in token order.
-    std::vector<int64_t> count(static_cast<size_t>(E + 1), 0);
-    for (int64_t s = 0; s < T * k; ++s) {
-        const int32_t e = experts[static_cast<size_t>(s)];
-        if (drop && li->disabled[static_cast<size_t>(e)]) continue;
-        ++count[static_cast<size_t>(e) + 1];
-    }
-    for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
+    const uint8_t* dropped = drop ? li->disabled.data() : nullptr;
+    std::vector<int64_t> count(static_cast<size_t>(E + 1)), cursor(static_cast<size_t>(E));
+    dispatch::expert_offsets(experts.data(), T * k, dropped, E, count.data());
     const int64_t n_slots = count[static_cast<size_t>(E)];
-    std::vector<int64_t> slot_row(static_cast<size_t>(T * k), -1);           // [T, k] -> row in gathered
+    std::vector<int64_t> slot_row(static_cast<size_t>(T * k));  // [T, k] -> row in gathered, -1: dropped
+    dispatch::slot_rows(experts.data(), T * k, dropped, count.data(), E, cursor.data(), slot_row.data());
     float* gathered = arena.alloc<float>(static_cast<size_t>(n_slots * H));  // [n_slots, H]
     float* results = arena.alloc<float>(static_cast<size_t>(n_slots * H));   // [n_slots, H]
-    {
-        std::vector<int64_t> fill(count.begin(), count.end() - 1);
-        for (int64_t s = 0; s < T * k; ++s) {
-            const int32_t e = experts[static_cast<size_t>(s)];
-            if (drop && li->disabled[static_cast<size_t>(e)]) continue;
-            const int64_t row = fill[static_cast<size_t>(e)]++;
-            slot_row[static_cast<size_t>(s)] = row;
+    for (int64_t s = 0; s < T * k; ++s)
+        if (const int64_t row = slot_row[static_cast<size_t>(s)]; row >= 0)
             std::memcpy(gathered + row * H, x + (s / k) * H, static_cast<size_t>(H) * sizeof(float));
-        }
-    }
 
     // 3. All experts with tokens, and the shared unit, in one set of parallel loops.
     std::vector<FfnUnit> units;

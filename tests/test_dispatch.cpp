@@ -1,0 +1,86 @@
+// Unit tests of engine/moe_dispatch.h, the MoE dispatch index arithmetic shared by the CPU
+// and CUDA backends: expert offsets, stable gathered rows (with dropped slots), their
+// inverse, and the tiles of a grouped GEMM — against direct counting on random batches.
+#include <QtTest>
+
+#include <vector>
+
+#include "engine/moe_dispatch.h"
+
+namespace d = moe::dispatch;
+
+class DispatchTest : public QObject {
+    Q_OBJECT
+private slots:
+    void rows_are_a_stable_counting_sort() {
+        uint64_t state = 99;
+        auto next = [&] {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            return static_cast<uint32_t>(state >> 33);
+        };
+        for (int trial = 0; trial < 300; ++trial) {
+            const int64_t E = 1 + next() % 70, T = next() % 50, k = 1 + next() % 8;
+            std::vector<int32_t> experts(static_cast<size_t>(T * k));
+            for (auto& e : experts) e = static_cast<int32_t>(next() % static_cast<uint32_t>(E));
+            std::vector<uint8_t> dropped(static_cast<size_t>(E), 0);
+            const bool drop = trial % 2 == 1;
+            for (auto& x : dropped) x = drop && next() % 3 == 0;
+            const uint8_t* dr = drop ? dropped.data() : nullptr;
+
+            std::vector<int64_t> offsets(static_cast<size_t>(E + 1)), cursor(static_cast<size_t>(E)),
+                rows(static_cast<size_t>(T * k));
+            d::expert_offsets(experts.data(), T * k, dr, E, offsets.data());
+            d::slot_rows(experts.data(), T * k, dr, offsets.data(), E, cursor.data(), rows.data());
+            // Offsets: prefix sums of the kept slots per expert.
+            int64_t total = 0;
+            for (int64_t e = 0; e < E; ++e) {
+                QCOMPARE(offsets[size_t(e)], total);
+                for (int64_t s = 0; s < T * k; ++s) total += experts[size_t(s)] == e && !(drop && dropped[size_t(e)]);
+            }
+            QCOMPARE(offsets[size_t(E)], total);
+            // Rows: -1 exactly for dropped slots; the rest a permutation of [0, total), each in
+            // its expert's range, increasing in slot order within an expert.
+            std::vector<int> seen(static_cast<size_t>(total), 0);
+            std::vector<int64_t> last(static_cast<size_t>(E), -1);
+            for (int64_t s = 0; s < T * k; ++s) {
+                const int32_t e = experts[size_t(s)];
+                if (drop && dropped[size_t(e)]) {
+                    QCOMPARE(rows[size_t(s)], int64_t(-1));
+                    continue;
+                }
+                const int64_t r = rows[size_t(s)];
+                QVERIFY(r >= offsets[size_t(e)] && r < offsets[size_t(e) + 1]);
+                QVERIFY(r > last[size_t(e)]);
+                last[size_t(e)] = r;
+                ++seen[size_t(r)];
+            }
+            for (int c : seen) QCOMPARE(c, 1);
+            // The inverse.
+            std::vector<int64_t> row_slot(static_cast<size_t>(total), -1);
+            d::row_slots(rows.data(), T * k, row_slot.data());
+            for (int64_t r = 0; r < total; ++r) QCOMPARE(rows[size_t(row_slot[size_t(r)])], r);
+
+            // Tiles: every row in exactly one tile of its expert, at most tile_m rows each.
+            for (int64_t tile_m : {int64_t(1), int64_t(4), int64_t(16), int64_t(128)}) {
+                std::vector<int64_t> tiles(static_cast<size_t>(E + 1));
+                d::expert_tiles(offsets.data(), E, tile_m, tiles.data());
+                std::vector<int> covered(static_cast<size_t>(total), 0);
+                int64_t prev_expert = -1;
+                for (int64_t i = 0; i < tiles[size_t(E)]; ++i) {
+                    const d::Tile t = d::tile_at(offsets.data(), tiles.data(), E, tile_m, i);
+                    QVERIFY(t.expert >= prev_expert && t.expert < E);
+                    prev_expert = t.expert;
+                    QVERIFY(t.rows >= 1 && t.rows <= tile_m);
+                    QVERIFY(t.row0 >= offsets[size_t(t.expert)] && t.row0 + t.rows <= offsets[size_t(t.expert) + 1]);
+                    for (int64_t r = t.row0; r < t.row0 + t.rows; ++r) ++covered[size_t(r)];
+                }
+                for (int c : covered) QCOMPARE(c, 1);
+                QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, tiles[size_t(E)]).expert, int64_t(-1));
+                QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, -1).expert, int64_t(-1));
+            }
+        }
+    }
+};
+
+QTEST_APPLESS_MAIN(DispatchTest)
+#include "test_dispatch.moc"
