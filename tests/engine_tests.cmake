@@ -7,3 +7,7 @@ moe_add_qtest(test_generation LABELS unit SOURCES test_generation.cpp)
 moe_add_qtest(test_kernels LABELS unit SOURCES test_kernels.cpp)
 moe_add_qtest(test_config LABELS unit SOURCES test_config.cpp)
 moe_add_qtest(test_v2v3_input LABELS unit SOURCES test_v2v3_input.cpp)
+# CPU vs CUDA parity (label gpu): built with the CUDA backend; skipped without a GPU.
+if(TARGET moe_cuda)
+  moe_add_qtest(test_cuda_router LABELS gpu SOURCES test_cuda_router.cpp LIBS moe_cuda)
+endif()

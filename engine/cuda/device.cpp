@@ -1,0 +1,41 @@
+// DeviceInfo and error checks; see device.h.
+#include "engine/cuda/device.h"
+
+#include <cuda_runtime_api.h>
+
+#include "engine/error.h"
+
+namespace moe::cuda {
+
+void check(int status, const char* what) {
+    const auto e = static_cast<cudaError_t>(status);
+    if (e != cudaSuccess) throw Error(ErrorKind::failure, std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+
+std::optional<DeviceInfo> first_device(std::string* why) {
+    int n = 0;
+    if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess || n == 0) {
+        if (why) *why = e != cudaSuccess ? std::string("no CUDA device: ") + cudaGetErrorString(e) : "no CUDA device";
+        return std::nullopt;
+    }
+    cudaDeviceProp prop{};
+    if (const cudaError_t e = cudaGetDeviceProperties(&prop, 0); e != cudaSuccess) {
+        if (why) *why = std::string("CUDA device 0: ") + cudaGetErrorString(e);
+        return std::nullopt;
+    }
+    DeviceInfo d;
+    d.name = prop.name;
+    d.cc_major = prop.major;
+    d.cc_minor = prop.minor;
+    d.multiprocessors = prop.multiProcessorCount;
+    std::size_t free_b = 0, total_b = 0;
+    if (cudaSetDevice(0) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        d.free_bytes = free_b;
+        d.total_bytes = total_b;
+    } else {
+        d.total_bytes = prop.totalGlobalMem;
+    }
+    return d;
+}
+
+}  // namespace moe::cuda

@@ -1,0 +1,26 @@
+// The CUDA device this process would run on: whether there is one, what it is, how much
+// memory it has free. Host code only; no CUDA types in this header.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace moe::cuda {
+
+struct DeviceInfo {
+    int index = 0;
+    std::string name;                 // "NVIDIA H100 80GB HBM3"
+    int cc_major = 0, cc_minor = 0;   // compute capability
+    int multiprocessors = 0;
+    std::size_t total_bytes = 0, free_bytes = 0;
+};
+
+// Device 0, or nullopt with the reason in `why` (no driver, no device, the driver's error).
+std::optional<DeviceInfo> first_device(std::string* why = nullptr);
+
+// Throws moe::Error naming the operation and the CUDA error when `status` (a cudaError_t) is
+// not success.
+void check(int status, const char* what);
+
+}  // namespace moe::cuda

@@ -1,0 +1,117 @@
+// The router on the device; see router_kernels.h.
+#include "engine/cuda/router_kernels.h"
+
+#include <cuda_runtime.h>
+
+#include "engine/cuda/device.h"
+#include "engine/error.h"
+#include "engine/router_core.h"
+
+namespace moe::cuda {
+
+namespace {
+
+// Per-token scratch in global memory: score, select [E] floats; order [E]; groups [4·G].
+struct ScratchLayout {
+    int64_t E, G;
+    __host__ __device__ int64_t bytes_per_token() const { return (2 * E + E + 4 * G) * 4; }
+};
+
+__global__ void route_kernel(const float* logits, int64_t n_tokens, router_core::Args a, const uint64_t* keys,
+                             unsigned char* scratch, ScratchLayout layout, int32_t* experts, float* weights,
+                             float* entropy, float* mass, float* margin) {
+    const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (t >= n_tokens) return;
+    const int64_t E = layout.E, G = layout.G;
+    auto* base = reinterpret_cast<float*>(scratch + t * layout.bytes_per_token());
+    router_core::Scratch s;
+    s.score = base;
+    s.select = base + E;
+    s.order = reinterpret_cast<int32_t*>(base + 2 * E);
+    s.group_best = base + 3 * E;
+    s.group_second = base + 3 * E + G;
+    s.group_count = reinterpret_cast<int32_t*>(base + 3 * E + 2 * G);
+    s.group_order = reinterpret_cast<int32_t*>(base + 3 * E + 3 * G);
+    if (keys) a.random_key = keys[t];
+    router_core::Stats st;
+    router_core::route(logits + t * E, a, s, experts + t * a.k, weights + t * a.k, &st, nullptr, nullptr);
+    entropy[t] = st.entropy;
+    mass[t] = st.selected_mass;
+    margin[t] = st.margin;
+}
+
+// Device memory freed on scope exit.
+template <typename T>
+struct Buffer {
+    T* ptr = nullptr;
+    explicit Buffer(size_t n) {
+        if (n) check(cudaMalloc(&ptr, n * sizeof(T)), "allocating router buffers");
+    }
+    ~Buffer() { cudaFree(ptr); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+};
+
+template <typename T>
+void upload(Buffer<T>& b, const T* src, size_t n) {
+    if (n) check(cudaMemcpy(b.ptr, src, n * sizeof(T), cudaMemcpyHostToDevice), "copying to the device");
+}
+
+template <typename T>
+void download(std::vector<T>& dst, const Buffer<T>& b, size_t n) {
+    dst.resize(n);
+    if (n) check(cudaMemcpy(dst.data(), b.ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "copying from the device");
+}
+
+}  // namespace
+
+RoutedBatch route_tokens(const float* logits, int64_t n_tokens, const RouterParams& p,
+                         const std::vector<uint64_t>& random_keys) {
+    const int64_t E = p.n_expert, k = p.k, G = p.n_group > 0 ? p.n_group : 1;
+    if (k < 1 || k > E) throw Error(ErrorKind::input, "router: k must be in 1..E");
+    if (p.skip_random > 0 && static_cast<int64_t>(random_keys.size()) != n_tokens)
+        throw Error(ErrorKind::input, "router: skip-random needs one key per token");
+    router_core::Args a;
+    a.n_expert = static_cast<int32_t>(E);
+    a.k = static_cast<int32_t>(k);
+    a.norm_topk_prob = p.norm_topk_prob;
+    a.sigmoid = p.scoring == ScoringFunc::sigmoid;
+    a.method = p.method == TopkMethod::greedy ? 0 : p.method == TopkMethod::group_limited_greedy ? 1 : 2;
+    a.n_group = static_cast<int32_t>(G);
+    a.topk_group = static_cast<int32_t>(p.topk_group);
+    a.skip_top = static_cast<int32_t>(p.skip_top);
+    a.skip_random = static_cast<int32_t>(p.skip_random);
+    a.routed_scaling_factor = p.routed_scaling_factor;
+
+    const size_t T = static_cast<size_t>(n_tokens), ne = static_cast<size_t>(E), nk = static_cast<size_t>(k);
+    Buffer<float> d_logits(T * ne), d_weights(T * nk), d_entropy(T), d_mass(T), d_margin(T), d_bias(p.bias ? ne : 0);
+    Buffer<int32_t> d_experts(T * nk);
+    Buffer<uint8_t> d_excluded(p.excluded ? ne : 0);
+    Buffer<uint64_t> d_keys(p.skip_random > 0 ? T : 0);
+    const ScratchLayout layout{E, G};
+    Buffer<unsigned char> d_scratch(T * static_cast<size_t>(layout.bytes_per_token()));
+    upload(d_logits, logits, T * ne);
+    if (p.bias) upload(d_bias, p.bias, ne);
+    if (p.excluded) upload(d_excluded, p.excluded, ne);
+    if (p.skip_random > 0) upload(d_keys, random_keys.data(), T);
+    a.bias = d_bias.ptr;
+    a.excluded = d_excluded.ptr;
+
+    RoutedBatch out;
+    if (T > 0) {
+        constexpr int kThreads = 128;
+        const unsigned blocks = static_cast<unsigned>((T + kThreads - 1) / kThreads);
+        route_kernel<<<blocks, kThreads>>>(d_logits.ptr, n_tokens, a, d_keys.ptr, d_scratch.ptr, layout, d_experts.ptr,
+                                           d_weights.ptr, d_entropy.ptr, d_mass.ptr, d_margin.ptr);
+        check(cudaGetLastError(), "launching the router kernel");
+        check(cudaDeviceSynchronize(), "running the router kernel");
+    }
+    download(out.experts, d_experts, T * nk);
+    download(out.weights, d_weights, T * nk);
+    download(out.entropy, d_entropy, T);
+    download(out.selected_mass, d_mass, T);
+    download(out.margin, d_margin, T);
+    return out;
+}
+
+}  // namespace moe::cuda
