@@ -155,9 +155,18 @@ private slots:
                     r.experts.push_back(static_cast<int32_t>((t * 7 + l * 3 + k * 11) % 64));
                     r.gate_weights.push_back(0.1f);
                 }
+        r.token_texts[1] = "中文";  // Chinese and full-width characters: glyphs added on demand
+        r.token_texts[2] = "<｜begin▁of▁sentence｜>";
         view.setRouting(r);
         QVERIFY(wait_frames(&view, 3));
         QCOMPARE(view.glErrors(), 0);
+        QVERIFY(view.hasGlyph(U'▁'));  // the base font's block elements
+        if (ImGuiWidget::extraFontPath().isEmpty()) {
+            qWarning("no CJK font installed (fonts-wqy-microhei): Chinese tokens draw as '?'");
+        } else {
+            QVERIFY(view.hasGlyph(U'中') && view.hasGlyph(U'文') && view.hasGlyph(U'｜'));
+            QVERIFY(!view.hasGlyph(U'日'));  // not in any token: not in the atlas
+        }
         // All 108,000 cells would be 432,000 vertices; a screenful is a few thousand.
         QVERIFY2(view.lastVertexCount() < 60000, qPrintable(QString::number(view.lastVertexCount())));
 

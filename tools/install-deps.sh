@@ -12,6 +12,8 @@ PACKAGES=(
   # the GUI (moe-workbench): Qt 6 OpenGL widgets, QCustomPlot for Qt 6, Dear ImGui; its tests
   # and tools/screenshot.sh run under Xvfb and ImageMagick takes the screenshot
   libqt6opengl6-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6 libimgui-dev xvfb xauth imagemagick
+  # fonts of the token routing inspector (ImGui): DejaVu Sans, and a CJK font for Chinese tokens
+  fonts-dejavu-core fonts-wqy-microhei
 )
 # node and npm fetch the reference tokenizer the tests compare against; a machine that
 # already has them (from any source) keeps its own.

@@ -61,8 +61,16 @@ int imgui_button(Qt::MouseButton b) {
 
 // Glyphs beyond ImGui's built-in ASCII font: Latin, Greek, Cyrillic, and the symbols the
 // inspector shows for whitespace tokens (⏎ ⇥ ␍ ∅).
-const ImWchar kGlyphRanges[] = {0x0020, 0x024F, 0x0370, 0x03FF, 0x0400, 0x04FF, 0x2000, 0x206F,
-                                0x2190, 0x21FF, 0x2200, 0x22FF, 0x2300, 0x23FF, 0x2400, 0x243F, 0};
+const ImWchar kGlyphRanges[] = {0x0020, 0x024F, 0x0370, 0x03FF, 0x0400, 0x04FF, 0x2000, 0x206F, 0x2190, 0x21FF,
+                                0x2200, 0x22FF, 0x2300, 0x23FF, 0x2400, 0x243F, 0x2580, 0x259F, 0};
+const char* kBaseFont = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+constexpr float kFontSize = 13.0f;
+
+bool in_base_ranges(char32_t c) {
+    for (int i = 0; kGlyphRanges[i]; i += 2)
+        if (c >= kGlyphRanges[i] && c <= kGlyphRanges[i + 1]) return true;
+    return false;
+}
 
 }  // namespace
 
@@ -76,9 +84,7 @@ ImGuiWidget::ImGuiWidget(QWidget* parent) : QOpenGLWidget(parent) {
     io.IniFilename = nullptr;
     io.LogFilename = nullptr;
     for (int k = 0; k < ImGuiKey_COUNT; ++k) io.KeyMap[k] = k;
-    const char* font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-    if (QFile::exists(font)) io.Fonts->AddFontFromFileTTF(font, 13.0f, nullptr, kGlyphRanges);
-    else io.Fonts->AddFontDefault();
+    buildFonts();
     ImGui::StyleColorsDark();
     ImGui::GetStyle().WindowRounding = 0;
     ImGui::GetStyle().WindowBorderSize = 0;
@@ -103,6 +109,63 @@ bool ImGuiWidget::glAvailable() {
 
 void ImGuiWidget::makeImGuiCurrent() const { ImGui::SetCurrentContext(ctx_); }
 
+QString ImGuiWidget::extraFontPath() {
+    // Debian's CJK fonts, smallest first: fonts-wqy-microhei (installed by tools/install-deps.sh),
+    // fonts-wqy-zenhei, fonts-noto-cjk, fonts-droid-fallback.
+    for (const char* f : {"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+                          "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+                          "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"})
+        if (QFile::exists(f)) return f;
+    return {};
+}
+
+// The atlas: the base font, and the extra characters merged into it from the CJK font.
+void ImGuiWidget::buildFonts() {
+    ImFontAtlas* atlas = ImGui::GetIO().Fonts;
+    atlas->Clear();
+    if (QFile::exists(kBaseFont)) atlas->AddFontFromFileTTF(kBaseFont, kFontSize, nullptr, kGlyphRanges);
+    else atlas->AddFontDefault();
+    const QString extra = extraFontPath();
+    extra_ranges_.clear();
+    if (!extra.isEmpty() && !extra_chars_.isEmpty()) {
+        QList<char32_t> chars(extra_chars_.begin(), extra_chars_.end());
+        std::sort(chars.begin(), chars.end());
+        for (char32_t c : chars) {  // runs of consecutive characters as [first, last] pairs
+            if (!extra_ranges_.isEmpty() && extra_ranges_.back() + 1 == static_cast<ImWchar>(c)) extra_ranges_.back() = static_cast<ImWchar>(c);
+            else extra_ranges_ << static_cast<ImWchar>(c) << static_cast<ImWchar>(c);
+        }
+        extra_ranges_ << 0;
+        ImFontConfig cfg;
+        cfg.MergeMode = true;
+        cfg.OversampleH = 1;  // small atlas: thousands of CJK glyphs at one size
+        atlas->AddFontFromFileTTF(extra.toUtf8().constData(), kFontSize, &cfg, extra_ranges_.data());
+    }
+    atlas->Build();
+}
+
+void ImGuiWidget::addGlyphs(const QString& text) {
+    bool added = false;
+    for (char32_t c : text.toUcs4()) {
+        if (c < 0x20 || c > 0xFFFF || in_base_ranges(c) || extra_chars_.contains(c)) continue;
+        if (extra_chars_.size() >= kMaxExtraGlyphs) break;
+        extra_chars_.insert(c);
+        added = true;
+    }
+    if (added) {
+        fonts_dirty_ = true;
+        requestFrames();
+    }
+}
+
+bool ImGuiWidget::hasGlyph(char32_t c) const {
+    ImGuiContext* previous = ImGui::GetCurrentContext();
+    ImGui::SetCurrentContext(ctx_);
+    const ImFont* font = ImGui::GetIO().Fonts->Fonts.empty() ? nullptr : ImGui::GetIO().Fonts->Fonts[0];
+    const bool has = font && c <= 0xFFFF && font->FindGlyphNoFallback(static_cast<ImWchar>(c)) != nullptr;
+    ImGui::SetCurrentContext(previous);
+    return has;
+}
+
 void ImGuiWidget::requestFrames(int n) {
     pending_frames_ = std::max(pending_frames_, n);
     update();
@@ -113,6 +176,7 @@ void ImGuiWidget::initializeGL() {
     makeImGuiCurrent();
     ImGui_ImplOpenGL3_Init(nullptr);
     renderer_ready_ = true;
+    device_objects_ = false;
     disconnect(context_gone_);
     context_gone_ = connect(context(), &QOpenGLContext::aboutToBeDestroyed, this,
             [this] {
@@ -138,7 +202,18 @@ void ImGuiWidget::paintGL() {
     io.DisplayFramebufferScale = ImVec2(static_cast<float>(dpr), static_cast<float>(dpr));
     // ImGui asserts a positive step; frames come on demand, so the step is capped.
     io.DeltaTime = std::clamp(static_cast<float>(clock_.restart()) / 1000.0f, 1e-4f, 0.5f);
+    if (fonts_dirty_) {
+        // New characters: rebuild the atlas; its texture is remade unless the renderer has not
+        // made one yet (it does on its first frame).
+        fonts_dirty_ = false;
+        buildFonts();
+        if (device_objects_) {
+            ImGui_ImplOpenGL3_DestroyFontsTexture();
+            ImGui_ImplOpenGL3_CreateFontsTexture();
+        }
+    }
     ImGui_ImplOpenGL3_NewFrame();
+    device_objects_ = true;  // the first NewFrame of a context makes the shaders and the font texture
     ImGui::NewFrame();
     drawImGui();
     ImGui::Render();

@@ -4,11 +4,17 @@
 // a resize or update() — plus the few frames ImGui needs to settle (a tooltip appears the
 // frame after the hover), so an idle view costs no CPU. Subclasses draw in drawImGui().
 // Not usable on platforms without OpenGL (offscreen, minimal): check glAvailable() first.
+// Text: DejaVu Sans for Latin, Greek, Cyrillic and symbols; characters beyond those (the CJK of
+// Chinese tokens, full-width forms) are added on demand from a system CJK font (addGlyphs).
 #pragma once
+
+#include <imgui.h>
 
 #include <QElapsedTimer>
 #include <QOpenGLFunctions>
 #include <QOpenGLWidget>
+#include <QSet>
+#include <QVector>
 
 struct ImGuiContext;
 
@@ -28,6 +34,15 @@ public:
     int64_t lastVertexCount() const { return last_vertices_; }  // of the last frame's draw data
     // Draws again now and for a few frames after (ImGui settles hover state and tooltips).
     void requestFrames(int n = 2);
+    // Makes the characters of `text` drawable: those beyond the base font's ranges (CJK,
+    // full-width forms, …) are added to the font atlas from a system CJK font before the next
+    // frame. The atlas only grows (up to kMaxExtraGlyphs characters).
+    void addGlyphs(const QString& text);
+    // Whether the current atlas has a glyph for the character (after a frame is drawn).
+    bool hasGlyph(char32_t c) const;
+    // The font file the extra glyphs come from, or "" when none of the known ones is installed.
+    static QString extraFontPath();
+    static constexpr int kMaxExtraGlyphs = 30000;
 
 protected:
     virtual void drawImGui() = 0;  // between ImGui::NewFrame() and ImGui::Render()
@@ -49,6 +64,7 @@ private:
     void shutdownRenderer();
     void setKey(QKeyEvent* event, bool down);
     void setModifiers(Qt::KeyboardModifiers m);
+    void buildFonts();
 
     ImGuiContext* ctx_ = nullptr;
     bool renderer_ready_ = false;
@@ -58,6 +74,10 @@ private:
     int64_t last_vertices_ = 0;
     QElapsedTimer clock_;
     QMetaObject::Connection context_gone_;
+    QSet<char32_t> extra_chars_;     // characters beyond the base ranges asked for so far
+    QVector<ImWchar> extra_ranges_;  // their ranges for the atlas (kept alive while it is built)
+    bool fonts_dirty_ = false;
+    bool device_objects_ = false;  // this GL context's ImGui objects exist (after its first frame)
 };
 
 }  // namespace moe::ui

@@ -35,6 +35,7 @@ RoutingInspectorView::RoutingInspectorView(QWidget* parent) : ImGuiWidget(parent
 
 void RoutingInspectorView::setRouting(const TokenRouting& routing) {
     routing_ = routing;
+    for (const std::string& t : routing_.token_texts) addGlyphs(QString::fromStdString(t));
     hovered_.reset();
     scroll_to_ = 0;
     marked_ = -1;
