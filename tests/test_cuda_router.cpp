@@ -14,6 +14,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/router_kernels.h"
 #include "engine/router.h"
+#include "tests/test_support.h"
 
 class CudaRouterTest : public QObject {
     Q_OBJECT
@@ -42,11 +43,8 @@ private slots:
             {"v2", 160, 6, 8, 3, moe::ScoringFunc::softmax, moe::TopkMethod::group_limited_greedy, false, false, 16.0f},
             {"v3", 256, 8, 8, 4, moe::ScoringFunc::sigmoid, moe::TopkMethod::noaux_tc, true, true, 2.5f},
         };
-        uint64_t state = 7;
-        auto next = [&] {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            return static_cast<uint32_t>(state >> 33);
-        };
+        test_support::Lcg rng{7};
+        auto next = [&] { return rng.next(); };
         for (const Case& c : cases)
             for (int mask = 0; mask < 4; ++mask) {
                 const int64_t T = 2048;

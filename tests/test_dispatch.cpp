@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/moe_dispatch.h"
+#include "tests/test_support.h"
 
 namespace d = moe::dispatch;
 
@@ -13,11 +14,8 @@ class DispatchTest : public QObject {
     Q_OBJECT
 private slots:
     void rows_are_a_stable_counting_sort() {
-        uint64_t state = 99;
-        auto next = [&] {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            return static_cast<uint32_t>(state >> 33);
-        };
+        test_support::Lcg rng{99};
+        auto next = [&] { return rng.next(); };
         for (int trial = 0; trial < 300; ++trial) {
             const int64_t E = 1 + next() % 70, T = next() % 50, k = 1 + next() % 8;
             std::vector<int32_t> experts(static_cast<size_t>(T * k));

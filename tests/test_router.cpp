@@ -11,6 +11,7 @@
 #include "engine/expert_mask.h"
 #include "engine/model_config.h"
 #include "engine/router.h"
+#include "tests/test_support.h"
 
 namespace {
 
@@ -71,11 +72,8 @@ private slots:
     // Many random tokens with frequent ties, masks and skip-top against a sort-based
     // reference: the selections of engine/router_core.h equal a full sort by the tie rule.
     void selection_equals_a_full_sort_by_the_tie_rule() {
-        uint64_t state = 12345;
-        auto next = [&] {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            return static_cast<uint32_t>(state >> 33);
-        };
+        test_support::Lcg rng{12345};
+        auto next = [&] { return rng.next(); };
         for (int trial = 0; trial < 2000; ++trial) {
             const int64_t E = 1 + next() % 40;
             std::vector<float> logits(static_cast<size_t>(E));

@@ -1,6 +1,7 @@
 // Small helpers shared by the test suites: where the fixtures are, and reading files.
 #pragma once
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -22,5 +23,15 @@ inline std::string read_text(const std::string& path) {
 }
 
 inline nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(read_text(path)); }
+
+// A 64-bit LCG: the same pseudo-random numbers on every machine, for generated test inputs.
+struct Lcg {
+    uint64_t s;
+    uint32_t next() {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        return static_cast<uint32_t>(s >> 33);
+    }
+    uint32_t next(uint32_t n) { return next() % n; }
+};
 
 }  // namespace test_support

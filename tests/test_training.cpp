@@ -55,14 +55,8 @@ Run python(const QStringList& args, int timeout_ms = 120000) {
 
 QString script(const char* name) { return QString(MOE_SOURCE_DIR) + "/tools/train/" + name; }
 
-// Deterministic pseudo-random text (a 64-bit LCG), so the corpus needs no files.
-struct Lcg {
-    uint64_t s;
-    uint32_t next(uint32_t n) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        return static_cast<uint32_t>(s >> 33) % n;
-    }
-};
+// Deterministic pseudo-random text, so the corpus needs no files.
+using test_support::Lcg;
 
 std::string make_document(const std::string& domain, Lcg& r) {
     static const std::vector<std::string> words = {
