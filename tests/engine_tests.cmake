@@ -10,4 +10,5 @@ moe_add_qtest(test_v2v3_input LABELS unit SOURCES test_v2v3_input.cpp)
 # CPU vs CUDA parity (label gpu): built with the CUDA backend; skipped without a GPU.
 if(TARGET moe_cuda)
   moe_add_qtest(test_cuda_router LABELS gpu SOURCES test_cuda_router.cpp LIBS moe_cuda)
+  moe_add_qtest(test_cuda_dispatch LABELS gpu SOURCES test_cuda_dispatch.cpp LIBS moe_cuda)
 endif()

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/device.h"
+#include "engine/cuda/device_buffer.h"
 #include "engine/error.h"
 #include "engine/router_core.h"
 
@@ -38,29 +39,6 @@ __global__ void route_kernel(const float* logits, int64_t n_tokens, router_core:
     entropy[t] = st.entropy;
     mass[t] = st.selected_mass;
     margin[t] = st.margin;
-}
-
-// Device memory freed on scope exit.
-template <typename T>
-struct Buffer {
-    T* ptr = nullptr;
-    explicit Buffer(size_t n) {
-        if (n) check(cudaMalloc(&ptr, n * sizeof(T)), "allocating router buffers");
-    }
-    ~Buffer() { cudaFree(ptr); }
-    Buffer(const Buffer&) = delete;
-    Buffer& operator=(const Buffer&) = delete;
-};
-
-template <typename T>
-void upload(Buffer<T>& b, const T* src, size_t n) {
-    if (n) check(cudaMemcpy(b.ptr, src, n * sizeof(T), cudaMemcpyHostToDevice), "copying to the device");
-}
-
-template <typename T>
-void download(std::vector<T>& dst, const Buffer<T>& b, size_t n) {
-    dst.resize(n);
-    if (n) check(cudaMemcpy(dst.data(), b.ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "copying from the device");
 }
 
 }  // namespace

@@ -1,0 +1,31 @@
+// The MoE layer's dispatch on the device: the (token, rank) slots grouped by expert exactly as
+// engine/moe_dispatch.h defines it (expert offsets, rows stable in slot order, dropped slots
+// without a row, the inverse), the gather of token rows into the grouped matrix, and the
+// weighted combine back per token in rank order (the CPU backend's summation order). This
+// host interface copies in and out; the forward pass will call the kernels on device buffers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moe::cuda {
+
+struct DispatchResult {
+    std::vector<int64_t> offsets;   // [E+1]
+    std::vector<int64_t> rows;      // [T·k], -1: dropped
+    std::vector<int64_t> row_slot;  // [offsets[E]]
+};
+
+// experts [T·k]; dropped [E] or empty. Throws moe::Error on a CUDA failure.
+DispatchResult dispatch_slots(const std::vector<int32_t>& experts, int64_t n_expert, const std::vector<uint8_t>& dropped);
+
+// gathered[r] = x[row_slot[r] / k] (rows of width H).
+std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot);
+
+// out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] (r ascending, dropped slots
+// skipped); base may be empty (zeros).
+std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,
+                                const std::vector<int64_t>& rows, const std::vector<float>& weights,
+                                const std::vector<float>& base);
+
+}  // namespace moe::cuda
