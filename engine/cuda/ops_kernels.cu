@@ -1,0 +1,98 @@
+// Row-wise and elementwise operations on the device; see ops_kernels.h.
+#include "engine/cuda/ops_kernels.h"
+
+#include <cuda_runtime.h>
+
+#include "engine/cuda/device.h"
+#include "engine/cuda/device_buffer.h"
+
+namespace moe::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// One block per row: the sum of squares in double (as the CPU), then y = (x · scale) · w.
+__global__ void rms_norm_kernel(const float* x, const float* w, int64_t n, float eps, float* y) {
+    __shared__ double partial[kThreads];
+    const float* xr = x + blockIdx.x * n;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
+    partial[threadIdx.x] = ss;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+        __syncthreads();
+    }
+    const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(n) + eps));
+    float* yr = y + blockIdx.x * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
+}
+
+// One block per (token, head): out = x·cos(emb) + rotate_half(x)·sin(emb), no fused multiply-add.
+__global__ void rope_halves_kernel(float* x, int64_t n_heads, int64_t hd, int64_t ld, const float* cos_t,
+                                   const float* sin_t) {
+    const int64_t t = blockIdx.x / n_heads, h = blockIdx.x % n_heads, half = hd / 2;
+    float* v = x + t * ld + h * hd;
+    const float* c = cos_t + t * half;
+    const float* s = sin_t + t * half;
+    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
+        const float x1 = v[j], x2 = v[j + half];
+        v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
+        v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
+    }
+}
+
+__global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, float* h) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) h[i] = __fmul_rn(__fdiv_rn(g[i], __fadd_rn(1.0f, expf(-g[i]))), u[i]);
+}
+
+void finish(const char* what) {
+    check(cudaGetLastError(), what);
+    check(cudaDeviceSynchronize(), what);
+}
+
+}  // namespace
+
+std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int64_t T, int64_t n, float eps) {
+    Buffer<float> d_x(x.size()), d_w(w.size()), d_y(x.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_w, w.data(), w.size());
+    if (T > 0) {
+        rms_norm_kernel<<<static_cast<unsigned>(T), kThreads>>>(d_x.ptr, d_w.ptr, n, eps, d_y.ptr);
+        finish("RMSNorm");
+    }
+    std::vector<float> y;
+    download(y, d_y, x.size());
+    return y;
+}
+
+void apply_rope_halves(std::vector<float>& x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld,
+                       const cpu::RopeTables& tables) {
+    Buffer<float> d_x(x.size()), d_cos(tables.cos.size()), d_sin(tables.sin.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_cos, tables.cos.data(), tables.cos.size());
+    upload(d_sin, tables.sin.data(), tables.sin.size());
+    if (T > 0 && n_heads > 0) {
+        rope_halves_kernel<<<static_cast<unsigned>(T * n_heads), 64>>>(d_x.ptr, n_heads, hd, ld, d_cos.ptr, d_sin.ptr);
+        finish("rotary embedding");
+    }
+    download(x, d_x, x.size());
+}
+
+std::vector<float> silu_mul(const std::vector<float>& g, const std::vector<float>& u) {
+    const int64_t n = static_cast<int64_t>(g.size());
+    Buffer<float> d_g(g.size()), d_u(u.size()), d_h(g.size());
+    upload(d_g, g.data(), g.size());
+    upload(d_u, u.data(), u.size());
+    if (n > 0) {
+        silu_mul_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads>>>(d_g.ptr, d_u.ptr, n, d_h.ptr);
+        finish("SiLU-gated product");
+    }
+    std::vector<float> h;
+    download(h, d_h, g.size());
+    return h;
+}
+
+}  // namespace moe::cuda
