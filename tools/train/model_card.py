@@ -294,7 +294,8 @@ def write_card(res, cfg, log, manifest, layers, path):
     w("")
     w(f"AdamW (β = 0.9, 0.95, weight decay {args['weight_decay']}), learning rate {args['lr']} with {args['warmup']} "
       f"warmup steps and cosine decay to {args['min_lr']} over {args['steps']} planned steps, gradient clipping "
-      f"{args['grad_clip']}, the DeepSeekMoE expert-level balance loss (α = {start['shape']['aux_loss_alpha']}), seed "
+      f"{args['grad_clip']}, the DeepSeekMoE expert-level balance loss (α = {start['shape']['aux_loss_alpha']}, "
+      f"{'per sequence' if start['shape'].get('seq_aux', True) else 'over each step’s tokens'}), seed "
       f"{args['seed']}, {start['tokens_per_step']} tokens per step, CPU (2 cores), f32. This model: {steps} steps, "
       f"{tokens / 1e6:.1f} M tokens, {minutes:.0f} minutes; final training loss {last['loss']:.3f}.")
     w("")
