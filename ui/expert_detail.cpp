@@ -28,7 +28,10 @@ QTableWidgetItem* cell(const QString& text, bool right = true) {
 }  // namespace
 
 ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert) {
-    ExpertDetail d{run_id, layer, expert, {}};
+    ExpertDetail d;
+    d.run_id = run_id;
+    d.layer = layer;
+    d.expert = expert;
     for (const analysis::ExpertShare& s : analysis::expert_shares(store, run_id, layer))
         if (s.expert == expert) d.domains.push_back(s);
     if (d.domains.empty())
