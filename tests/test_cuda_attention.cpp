@@ -10,15 +10,14 @@
 
 #include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
 class CudaAttentionTest : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        std::string why;
-        if (!moe::cuda::first_device(&why))
-            QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
     }
 
     void attentionMatchesTheDefinition() {

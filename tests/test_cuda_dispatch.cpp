@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "engine/cuda/dispatch_kernels.h"
 #include "engine/moe_dispatch.h"
 #include "tests/test_support.h"
@@ -16,9 +17,7 @@ class CudaDispatchTest : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        std::string why;
-        if (!moe::cuda::first_device(&why))
-            QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
     }
 
     void dispatchMatchesTheCpu() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "engine/cuda/gemm.h"
 #include "engine/tensor.h"
 #include "tests/test_support.h"
@@ -17,9 +18,7 @@ class CudaGemmTest : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        std::string why;
-        if (!moe::cuda::first_device(&why))
-            QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
     }
 
     void bf16GemmMatchesAnExactSum() {

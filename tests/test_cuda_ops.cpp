@@ -10,6 +10,7 @@
 
 #include "engine/cpu/ops.h"
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "engine/cuda/ops_kernels.h"
 #include "tests/test_support.h"
 
@@ -31,9 +32,7 @@ class CudaOpsTest : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        std::string why;
-        if (!moe::cuda::first_device(&why))
-            QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
     }
 
     void rmsNorm() {

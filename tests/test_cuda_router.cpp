@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "engine/cuda/router_kernels.h"
 #include "engine/router.h"
 #include "tests/test_support.h"
@@ -30,9 +31,8 @@ class CudaRouterTest : public QObject {
 
 private slots:
     void initTestCase() {
-        std::string why;
-        const auto dev = moe::cuda::first_device(&why);
-        if (!dev) QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
+        const auto dev = moe::cuda::first_device();
         qInfo("device: %s (compute %d.%d, %zu MiB free)", dev->name.c_str(), dev->cc_major, dev->cc_minor,
               dev->free_bytes >> 20);
     }

@@ -9,6 +9,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/cuda/device.h"
+#include "tests/cuda_test_support.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/error.h"
 #include "tests/test_support.h"
@@ -17,9 +18,7 @@ class CudaWeightsTest : public QObject {
     Q_OBJECT
 private slots:
     void initTestCase() {
-        std::string why;
-        if (!moe::cuda::first_device(&why))
-            QSKIP(qPrintable(QString::fromStdString(why) + " — the CUDA parity tests need a GPU"));
+        MOE_SKIP_WITHOUT_GPU();
     }
 
     void tensorsComeBackByteForByte() {
