@@ -12,6 +12,18 @@ void check(int status, const char* what) {
     if (e != cudaSuccess) throw Error(ErrorKind::failure, std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
 }
 
+void* device_alloc(std::size_t bytes) {
+    void* p = nullptr;
+    if (bytes) check(cudaMalloc(&p, bytes), "allocating device memory");
+    return p;
+}
+
+void device_free(void* p) { cudaFree(p); }
+
+void copy_to_device(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copying to the device");
+}
+
 std::optional<DeviceInfo> first_device(std::string* why) {
     int n = 0;
     if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess || n == 0) {

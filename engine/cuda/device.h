@@ -23,4 +23,9 @@ std::optional<DeviceInfo> first_device(std::string* why = nullptr);
 // not success.
 void check(int status, const char* what);
 
+// Device memory for host code compiled without the CUDA headers (tests, the model's setup).
+void* device_alloc(std::size_t bytes);
+void device_free(void* p);
+void copy_to_device(void* dst, const void* src, std::size_t bytes);
+
 }  // namespace moe::cuda

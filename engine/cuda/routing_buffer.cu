@@ -1,0 +1,124 @@
+// RoutingBuffer; see routing_buffer.h.
+#include "engine/cuda/routing_buffer.h"
+
+#include <cuda_runtime.h>
+
+#include "engine/cuda/device.h"
+#include "engine/error.h"
+
+namespace moe::cuda {
+
+// A layer's slot: experts [max_tokens, k_max] int32, then weights [max_tokens, k_max], then
+// entropy, mass, margin [max_tokens] f32 each. A step of T tokens with k experts uses the
+// first T·k (or T) entries of each part.
+std::size_t RoutingBuffer::slot_bytes() const {
+    const auto tk = static_cast<std::size_t>(max_tokens_ * k_max_), t = static_cast<std::size_t>(max_tokens_);
+    return tk * sizeof(int32_t) + tk * sizeof(float) + 3 * t * sizeof(float);
+}
+
+RoutingBuffer::RoutingBuffer(std::vector<int64_t> layers, int64_t max_tokens, int64_t k_max)
+    : max_tokens_(max_tokens), k_max_(k_max) {
+    for (int64_t l : layers) {
+        Layer x;
+        x.layer = l;
+        layers_.push_back(x);
+    }
+    device_bytes_ = slot_bytes() * layers_.size();
+    if (device_bytes_) {
+        check(cudaMalloc(&device_, device_bytes_), "allocating the routing buffer");
+        check(cudaMallocHost(&host_, device_bytes_), "allocating the pinned routing buffer");
+    }
+    cudaEvent_t e = nullptr;
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating the routing event");
+    copied_ = e;
+}
+
+RoutingBuffer::~RoutingBuffer() {
+    if (copied_) cudaEventDestroy(static_cast<cudaEvent_t>(copied_));
+    cudaFreeHost(host_);
+    cudaFree(device_);
+}
+
+void RoutingBuffer::begin(int64_t pos0, int64_t n_tokens, TokenSource source) {
+    if (n_tokens < 0 || n_tokens > max_tokens_)
+        throw Error(ErrorKind::input, "routing buffer: a step of " + std::to_string(n_tokens) + " tokens (room for " +
+                                          std::to_string(max_tokens_) + ")");
+    pos0_ = pos0;
+    n_tokens_ = n_tokens;
+    source_ = source;
+    flushed_ = false;
+    for (Layer& l : layers_) l.recorded = false;
+}
+
+void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, const float* d_weights,
+                           const float* d_entropy, const float* d_mass, const float* d_margin, GateWeightKind kind,
+                           bool shared_off, float weight_scale, void* stream) {
+    size_t i = 0;
+    while (i < layers_.size() && layers_[i].layer != layer) ++i;
+    if (i == layers_.size()) throw Error(ErrorKind::input, "routing buffer: layer " + std::to_string(layer) + " is not a MoE layer");
+    if (k < 1 || k > k_max_) throw Error(ErrorKind::input, "routing buffer: k " + std::to_string(k) + " out of range");
+    Layer& l = layers_[i];
+    l.k = k;
+    l.kind = kind;
+    l.shared_off = shared_off;
+    l.weight_scale = weight_scale;
+    l.has_weights = d_weights != nullptr;
+    l.has_entropy = d_entropy != nullptr;
+    l.has_mass = d_mass != nullptr;
+    l.has_margin = d_margin != nullptr;
+    l.recorded = true;
+    const auto s = static_cast<cudaStream_t>(stream);
+    const auto tk = static_cast<std::size_t>(n_tokens_ * k), t = static_cast<std::size_t>(n_tokens_);
+    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
+    unsigned char* base = device_ + i * slot_bytes();
+    auto* experts = reinterpret_cast<int32_t*>(base);
+    auto* weights = reinterpret_cast<float*>(experts + slot_tk);
+    float* entropy = weights + slot_tk;
+    float* mass = entropy + slot_t;
+    float* margin = mass + slot_t;
+    check(cudaMemcpyAsync(experts, d_experts, tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, s), "recording routing");
+    if (d_weights) check(cudaMemcpyAsync(weights, d_weights, tk * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
+    if (d_entropy) check(cudaMemcpyAsync(entropy, d_entropy, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
+    if (d_mass) check(cudaMemcpyAsync(mass, d_mass, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
+    if (d_margin) check(cudaMemcpyAsync(margin, d_margin, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
+}
+
+void RoutingBuffer::flush(void* stream) {
+    const auto s = static_cast<cudaStream_t>(stream);
+    if (device_bytes_) check(cudaMemcpyAsync(host_, device_, device_bytes_, cudaMemcpyDeviceToHost, s), "copying routing to the host");
+    check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");
+    flushed_ = true;
+}
+
+void RoutingBuffer::deliver(RoutingObserver& observer) {
+    if (!flushed_) throw Error(ErrorKind::input, "routing buffer: deliver before flush");
+    check(cudaEventSynchronize(static_cast<cudaEvent_t>(copied_)), "waiting for the routing copy");
+    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const Layer& l = layers_[i];
+        if (!l.recorded) continue;
+        const unsigned char* base = host_ + i * slot_bytes();
+        const auto* experts = reinterpret_cast<const int32_t*>(base);
+        const auto* weights = reinterpret_cast<const float*>(experts + slot_tk);
+        const float* entropy = weights + slot_tk;
+        const float* mass = entropy + slot_t;
+        const float* margin = mass + slot_t;
+        RoutingBatch b;
+        b.layer = l.layer;
+        b.pos0 = pos0_;
+        b.n_tokens = n_tokens_;
+        b.k = l.k;
+        b.source = source_;
+        b.weight_kind = l.kind;
+        b.shared_off = l.shared_off;
+        b.experts = experts;
+        b.gate_weights = l.has_weights ? weights : nullptr;
+        b.entropy = l.has_entropy ? entropy : nullptr;
+        b.selected_mass = l.has_mass ? mass : nullptr;
+        b.margin = l.has_margin ? margin : nullptr;
+        b.weight_scale = l.weight_scale;
+        observer.on_routing(b);
+    }
+}
+
+}  // namespace moe::cuda
