@@ -35,14 +35,6 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string read_file_or_empty(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 std::string trim_slash(std::string s) {
     while (!s.empty() && s.back() == '/') s.pop_back();
     return s;
@@ -125,20 +117,7 @@ struct WorkItem {
 }  // namespace
 
 ModelRecord describe_capture_model(const ModelConfig& c, const Tokenizer& tokenizer, const std::string& dir) {
-    namespace fs = std::filesystem;
-    ModelRecord r;
-    std::error_code ec;
-    const fs::path p = fs::weakly_canonical(fs::absolute(dir), ec);
-    r.path = p.string();
-    r.name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
-    r.architecture = c.model_type;
-    const fs::path cfg_path = fs::is_directory(p) ? p / "config.json" : p;
-    r.config_json = read_file_or_empty(cfg_path.string());
-    r.n_layers = c.num_hidden_layers;
-    r.n_routed_experts = c.n_routed_experts;
-    r.n_shared_experts = c.n_shared_experts;
-    r.num_experts_per_tok = c.num_experts_per_tok;
-    r.vocab_size = c.vocab_size;
+    ModelRecord r = model_record_from_config(c, dir);
     Hasher h;
     h.update(std::string_view("moe-workbench capture model fingerprint 1"));
     h.update(r.config_json);

@@ -25,14 +25,6 @@ uint64_t finalize(uint64_t z) {  // splitmix64's finaliser
     return z ^ (z >> 31);
 }
 
-std::string read_file_or_empty(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 std::string config_as_json(const ModelConfig& c) {
     nlohmann::json j = {{"model_type", c.model_type},
                         {"vocab_size", c.vocab_size},
@@ -98,26 +90,38 @@ std::string text_hash(std::string_view text) {
     return Hasher().update(text).hex();
 }
 
-ModelRecord describe_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir) {
+std::string read_file_or_empty(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+ModelRecord model_record_from_config(const ModelConfig& c, const std::string& dir) {
     namespace fs = std::filesystem;
-    const ModelConfig& c = model.config();
     ModelRecord r;
     if (dir.empty()) {
         r.name = "in-memory";
     } else {
         std::error_code ec;
-        fs::path p = fs::weakly_canonical(fs::absolute(dir), ec);
+        const fs::path p = fs::weakly_canonical(fs::absolute(dir), ec);
         r.path = p.string();
         r.name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
+        r.config_json = read_file_or_empty((fs::is_directory(p) ? p / "config.json" : p).string());
     }
-    r.architecture = c.model_type;
-    r.config_json = dir.empty() ? std::string() : read_file_or_empty((fs::path(dir) / "config.json").string());
     if (r.config_json.empty()) r.config_json = config_as_json(c);
+    r.architecture = c.model_type;
     r.n_layers = c.num_hidden_layers;
     r.n_routed_experts = c.n_routed_experts;
     r.n_shared_experts = c.n_shared_experts;
     r.num_experts_per_tok = c.num_experts_per_tok;
     r.vocab_size = c.vocab_size;
+    return r;
+}
+
+ModelRecord describe_model(const Model& model, const Tokenizer* tokenizer, const std::string& dir) {
+    ModelRecord r = model_record_from_config(model.config(), dir);
 
     Hasher h;
     h.update(std::string_view("moe-workbench model fingerprint 1"));

@@ -29,6 +29,12 @@ private:
 };
 
 std::string text_hash(std::string_view text);  // Hasher over the text, as hex
+std::string read_file_or_empty(const std::string& path);  // the file's bytes; "" when unreadable
+
+// The config part of a model's record: name and path from `dir` (a model directory, or its
+// config file; empty: "in-memory"), the architecture, the config's text (the file's when
+// present, else the parsed fields as JSON) and the expert counts. No fingerprint.
+ModelRecord model_record_from_config(const ModelConfig& config, const std::string& dir);
 
 // Describes a model for the store: name and path from `dir` (empty: "in-memory"), the
 // config (DIR/config.json's text when present, else the parsed fields as JSON), the
