@@ -40,13 +40,6 @@ std::string trim_slash(std::string s) {
     return s;
 }
 
-std::vector<RunLayer> moe_layers(const ModelConfig& c) {
-    std::vector<RunLayer> out;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-        if (c.is_moe_layer(l)) out.push_back({l, c.n_routed_experts, c.num_experts_per_tok});
-    return out;
-}
-
 // The server's version: SGLang's /get_server_info ("version"), else /version (both engines).
 std::string probe_version(HttpClient& http, const std::string& base, CaptureEngine engine, double timeout) {
     std::vector<std::string> paths;
@@ -189,15 +182,10 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
     spec.trace_key = "capture|corpus=" + corpus.path + "|split=" + corpus.split + "|domains=" + domains +
                      "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
                      "|gen_tokens=" + std::to_string(opt.gen_tokens) + "|source=" + engine_name;
-    spec.layers = moe_layers(cfg);
+    spec.layers = run_layers(cfg);
 
     const RunResume resume = RunResume::start(store, spec, opt.new_run);
-    result.run_id = resume.run_id();
-    result.resumed = resume.resumed();
-    if (resume.already_complete()) {
-        result.already_complete = result.complete = true;
-        return result;
-    }
+    if (resume.report_into(result)) return result;
 
     std::vector<WorkItem> work;
     CaptureProgress progress;

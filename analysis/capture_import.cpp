@@ -104,15 +104,9 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
     spec.has_entropy = false;
     spec.split = "import";
     spec.trace_key = "import|responses=" + abs.string() + "|domain=" + opt.domain + "|source=" + result.engine;
-    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
-        if (cfg.is_moe_layer(l)) spec.layers.push_back({l, cfg.n_routed_experts, cfg.num_experts_per_tok});
+    spec.layers = run_layers(cfg);
     const RunResume resume = RunResume::start(store, spec, opt.new_run);
-    result.run_id = resume.run_id();
-    result.resumed = resume.resumed();
-    if (resume.already_complete()) {
-        result.already_complete = result.complete = true;
-        return result;
-    }
+    if (resume.report_into(result)) return result;
     std::map<std::string, int64_t> domain_ids;
 
     TraceWriter writer(store, result.run_id, opt.writer);

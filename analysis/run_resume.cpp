@@ -32,4 +32,14 @@ bool RunResume::finished(int64_t domain_id, const std::string& split, const std:
     return true;
 }
 
+std::vector<RunLayer> run_layers(const ModelConfig& c, const ExpertMask* mask) {
+    std::vector<RunLayer> out;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+        if (!c.is_moe_layer(l)) continue;
+        const LayerIntervention* iv = mask ? mask->layer(l) : nullptr;
+        out.push_back({l, c.n_routed_experts, iv ? iv->k : c.num_experts_per_tok});
+    }
+    return out;
+}
+
 }  // namespace moe::analysis

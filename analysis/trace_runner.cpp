@@ -23,16 +23,6 @@ struct WorkItem {
     std::string domain;
 };
 
-std::vector<RunLayer> run_layers(const ModelConfig& c, const ExpertMask* mask) {
-    std::vector<RunLayer> out;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-        if (!c.is_moe_layer(l)) continue;
-        const LayerIntervention* iv = mask ? mask->layer(l) : nullptr;
-        out.push_back({l, c.n_routed_experts, iv ? iv->k : c.num_experts_per_tok});
-    }
-    return out;
-}
-
 std::string trace_key(const Corpus& corpus, const TraceOptions& opt, int64_t context) {
     std::string domains;
     for (const auto& d : corpus.domains) domains += d.name + ";";
@@ -80,12 +70,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     spec.layers = run_layers(cfg, opt.mask);
 
     const RunResume resume = RunResume::start(store, spec, opt.new_run);
-    result.run_id = resume.run_id();
-    result.resumed = resume.resumed();
-    if (resume.already_complete()) {
-        result.already_complete = result.complete = true;
-        return result;
-    }
+    if (resume.report_into(result)) return result;
 
     // The work list, in corpus order. The token budget counts finished documents too, so a
     // resumed trace cuts the same documents as an uninterrupted one.
