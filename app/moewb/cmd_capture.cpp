@@ -104,8 +104,7 @@ int cmd_capture(int argc, char** argv) {
                     {"seconds", r.seconds},
                     {"tokens_per_second", r.seconds > 0 ? static_cast<double>(r.tokens_captured) / r.seconds : 0.0}});
     } else if (r.already_complete) {
-        std::printf("run %lld: this capture is already complete in %s (use --new-run for another run)\n",
-                    static_cast<long long>(r.run_id), db_path.c_str());
+        print_already_complete(r.run_id, "capture", db_path);
     } else {
         std::printf("run %lld %s: %lld documents (%lld tokens) captured from %s%s in %.1f s%s, %lld finished before\n",
                     static_cast<long long>(r.run_id), status, static_cast<long long>(r.documents_captured),
@@ -113,13 +112,7 @@ int cmd_capture(int argc, char** argv) {
                     r.server_version.empty() ? "" : (" " + r.server_version).c_str(), r.seconds,
                     r.resumed ? " (resumed)" : "", static_cast<long long>(r.documents_skipped));
     }
-    if (r.stopped && !r.complete) {
-        std::fprintf(stderr,
-                     "moewb capture: interrupted; run %lld is incomplete. Run the same command again to resume.\n",
-                     static_cast<long long>(r.run_id));
-        return 130;
-    }
-    return 0;
+    return resumable_exit("capture", r.run_id, r.stopped, r.complete);
 }
 
 }  // namespace moewb

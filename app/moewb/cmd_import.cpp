@@ -71,20 +71,14 @@ int cmd_import(int argc, char** argv) {
                     {"tokens_imported", r.tokens_imported},
                     {"seconds", r.seconds}});
     } else if (r.already_complete) {
-        std::printf("run %lld: this import is already complete in %s (use --new-run for another run)\n",
-                    static_cast<long long>(r.run_id), db_path.c_str());
+        print_already_complete(r.run_id, "import", db_path);
     } else {
         std::printf("run %lld %s: %lld %s responses (%lld tokens) imported in %.1f s%s, %lld finished before\n",
                     static_cast<long long>(r.run_id), status, static_cast<long long>(r.documents_imported),
                     r.engine.c_str(), static_cast<long long>(r.tokens_imported), r.seconds,
                     r.resumed ? " (resumed)" : "", static_cast<long long>(r.documents_skipped));
     }
-    if (r.stopped && !r.complete) {
-        std::fprintf(stderr, "moewb import: interrupted; run %lld is incomplete. Run the same command again to resume.\n",
-                     static_cast<long long>(r.run_id));
-        return 130;
-    }
-    return 0;
+    return resumable_exit("import", r.run_id, r.stopped, r.complete);
 }
 
 }  // namespace moewb

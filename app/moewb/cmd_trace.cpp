@@ -96,21 +96,14 @@ int cmd_trace(int argc, char** argv) {
                       {"producer_wait_s", r.writer.producer_wait_s},
                       {"write_s", r.writer.write_s}}}});
     } else if (r.already_complete) {
-        std::printf("run %lld: this trace is already complete in %s (use --new-run for another run)\n",
-                    static_cast<long long>(r.run_id), db_path.c_str());
+        print_already_complete(r.run_id, "trace", db_path);
     } else {
         std::printf("run %lld %s: %lld documents (%lld tokens) traced in %.1f s%s, %lld finished before\n",
                     static_cast<long long>(r.run_id), status, static_cast<long long>(r.documents_traced),
                     static_cast<long long>(r.tokens_traced), r.seconds, r.resumed ? " (resumed)" : "",
                     static_cast<long long>(r.documents_skipped));
     }
-    if (r.stopped && !r.complete) {
-        std::fprintf(stderr,
-                     "moewb trace: interrupted; run %lld is incomplete. Run the same command again to resume.\n",
-                     static_cast<long long>(r.run_id));
-        return 130;
-    }
-    return 0;
+    return resumable_exit("trace", r.run_id, r.stopped, r.complete);
 }
 
 }  // namespace moewb

@@ -74,4 +74,16 @@ bool InterruptGuard::interrupted() {
     return g_interrupted != 0;
 }
 
+void print_already_complete(int64_t run_id, const char* job, const std::string& db_path) {
+    std::printf("run %lld: this %s is already complete in %s (use --new-run for another run)\n",
+                static_cast<long long>(run_id), job, db_path.c_str());
+}
+
+int resumable_exit(const char* job, int64_t run_id, bool stopped, bool complete) {
+    if (!stopped || complete) return 0;
+    std::fprintf(stderr, "moewb %s: interrupted; run %lld is incomplete. Run the same command again to resume.\n", job,
+                 static_cast<long long>(run_id));
+    return 130;
+}
+
 }  // namespace moewb

@@ -33,6 +33,12 @@ public:
     static bool interrupted();
 };
 
+// A resumable job's (trace, capture, import) closing words: that the run was already
+// complete (stdout), and its exit code — 130 with a note on stderr when Ctrl-C left the run
+// incomplete, else 0. `job` is "trace", "capture" or "import".
+void print_already_complete(int64_t run_id, const char* job, const std::string& db_path);
+int resumable_exit(const char* job, int64_t run_id, bool stopped, bool complete);
+
 // Runs `job` with Ctrl-C handled (InterruptGuard) and returns what it returns; when it
 // throws, the progress line is ended before the error is reported.
 template <class Job>
