@@ -20,18 +20,10 @@ namespace an = moe::analysis;
 AblationJobs::AblationJobs(Workbench* workbench, QObject* parent) : QObject(parent), workbench_(workbench) {}
 
 AblationJobs::~AblationJobs() {
-    if (control_) {
-        std::lock_guard lock(control_->mutex);
-        control_->cancel = true;
-        control_->target = nullptr;
-    }
+    if (control_) control_->detach();
 }
 
-bool AblationJobs::waitIdle(int timeout_ms) {
-    QDeadlineTimer deadline(timeout_ms);
-    while (jobs_ > 0 && !deadline.hasExpired()) QCoreApplication::processEvents(QEventLoop::AllEvents, 20);
-    return jobs_ == 0;
-}
+bool AblationJobs::waitIdle(int timeout_ms) { return wait_for_jobs(jobs_, timeout_ms); }
 
 QString AblationJobs::check(const QStringList& domains, bool store, an::Corpus& corpus) const {
     if (running_) return tr("an evaluation is already running");
@@ -133,7 +125,7 @@ void AblationJobs::launch(std::function<std::vector<an::AblationCondition>(const
                             },
                             Qt::QueuedConnection);
                 }
-                return !control->cancel.load();
+                return !control->stop.load();
             };
             an::AblationResult r = an::run_ablation(*model, *tokenizer, corpus, conditions, opt);
             if (!store_path.empty() && !r.stopped) {
@@ -172,7 +164,7 @@ void AblationJobs::launch(std::function<std::vector<an::AblationCondition>(const
 }
 
 void AblationJobs::cancel() {
-    if (running_ && control_) control_->cancel = true;
+    if (running_ && control_) control_->stop = true;
 }
 
 void AblationJobs::requestQuickMask(QuickMask kind, int n, qint64 run_id, quint64 seed, MaskMode mode) {

@@ -6,6 +6,8 @@
 // Results and errors come back as signals on the GUI thread; nothing is computed here.
 #pragma once
 
+#include "ui/job.h"
+
 #include <QObject>
 #include <QStringList>
 #include <atomic>
@@ -67,11 +69,7 @@ private:
     analysis::AblationProgress progress_;
     std::optional<analysis::AblationResult> result_;
     // Shared with the running evaluation's worker (as Workbench's trace control).
-    struct Control {
-        std::atomic<bool> cancel{false};
-        std::mutex mutex;
-        AblationJobs* target = nullptr;
-    };
+    using Control = JobControl<AblationJobs>;
     std::shared_ptr<Control> control_;
 };
 

@@ -28,18 +28,10 @@ struct Answer {
 ChatSession::ChatSession(Workbench* workbench, QObject* parent) : QObject(parent), workbench_(workbench) {}
 
 ChatSession::~ChatSession() {
-    if (control_) {
-        std::lock_guard lock(control_->mutex);
-        control_->stop = true;
-        control_->target = nullptr;
-    }
+    if (control_) control_->detach();
 }
 
-bool ChatSession::waitIdle(int timeout_ms) {
-    QDeadlineTimer deadline(timeout_ms);
-    while (jobs_ > 0 && !deadline.hasExpired()) QCoreApplication::processEvents(QEventLoop::AllEvents, 20);
-    return jobs_ == 0;
-}
+bool ChatSession::waitIdle(int timeout_ms) { return wait_for_jobs(jobs_, timeout_ms); }
 
 void ChatSession::clear() {
     if (running_) return;

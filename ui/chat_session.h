@@ -15,6 +15,8 @@
 // /v1/completions with max_tokens 1), decoded by analysis/capture_decode.h on a worker thread.
 #pragma once
 
+#include "ui/job.h"
+
 #include <QByteArray>
 #include <QElapsedTimer>
 #include <QNetworkAccessManager>
@@ -98,11 +100,7 @@ private:
     int jobs_ = 0;
     std::optional<GenerateResult> last_;
     std::optional<TokenRouting> routing_;
-    struct Control {
-        std::atomic<bool> stop{false};
-        std::mutex mutex;
-        ChatSession* target = nullptr;
-    };
+    using Control = JobControl<ChatSession>;
     std::shared_ptr<Control> control_;
 
     // The server answer in flight.

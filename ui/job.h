@@ -9,8 +9,10 @@
 #include <QObject>
 #include <QString>
 #include <QtConcurrent/QtConcurrentRun>
+#include <atomic>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -44,5 +46,24 @@ void run_job(QObject* context, std::function<T()> work, std::function<void(JobRe
         return r;
     }));
 }
+
+// Shared between a GUI object and the worker it started: the request to stop, and the object
+// the worker posts its progress to. The owner's destructor detaches it (under the mutex), so
+// the worker stops at its next check and never posts to a dead object.
+template <class Target>
+struct JobControl {
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    Target* target = nullptr;
+    void detach() {
+        std::lock_guard lock(mutex);
+        stop = true;
+        target = nullptr;
+    }
+};
+
+// Processes events until the counter of running jobs is 0 or the timeout passes; whether
+// it reached 0 (tests, shutdown).
+bool wait_for_jobs(const int& jobs, int timeout_ms);
 
 }  // namespace moe::ui

@@ -54,18 +54,10 @@ double TraceStatus::eta_seconds() const {
 Workbench::Workbench(QObject* parent) : QObject(parent) {}
 
 Workbench::~Workbench() {
-    if (trace_control_) {
-        std::lock_guard lock(trace_control_->mutex);
-        trace_control_->cancel = true;
-        trace_control_->target = nullptr;
-    }
+    if (trace_control_) trace_control_->detach();
 }
 
-bool Workbench::waitIdle(int timeout_ms) {
-    QDeadlineTimer deadline(timeout_ms);
-    while (jobs_running_ > 0 && !deadline.hasExpired()) QCoreApplication::processEvents(QEventLoop::AllEvents, 20);
-    return jobs_running_ == 0;
-}
+bool Workbench::waitIdle(int timeout_ms) { return wait_for_jobs(jobs_running_, timeout_ms); }
 
 void Workbench::openModel(const QString& dir) {
     const int generation = ++model_generation_;
@@ -288,7 +280,7 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
         return;
     }
     trace_running_ = true;
-    trace_control_ = std::make_shared<TraceControl>();
+    trace_control_ = std::make_shared<Control>();
     trace_control_->target = this;
     trace_status_ = {};
     live_refresh_.invalidate();
@@ -323,7 +315,7 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
                     if (Workbench* target = control->target)
                         QMetaObject::invokeMethod(target, [target, s] { target->postTraceStatus(s); }, Qt::QueuedConnection);
                 }
-                return !control->cancel.load();
+                return !control->stop.load();
             };
             return an::run_trace(store, *model, an::describe_model(*model, tokenizer.get(), dir), *tokenizer, corpus, opt);
         },
@@ -357,7 +349,7 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
 
 void Workbench::cancelTrace() {
     if (trace_running_ && trace_control_) {
-        trace_control_->cancel = true;
+        trace_control_->stop = true;
         emit logMessage(1, "cancelling the trace after the current document");
     }
 }

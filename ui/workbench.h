@@ -7,6 +7,8 @@
 // is finished and the run stays incomplete, to be resumed by the same trace.
 #pragma once
 
+#include "ui/job.h"
+
 #include <QElapsedTimer>
 #include <QObject>
 #include <QString>
@@ -148,12 +150,8 @@ private:
     bool trace_running_ = false;
     // Shared with the running trace's worker: its cancel flag, and this object while it lives
     // (the destructor clears it under the mutex, so the worker never posts to a dead object).
-    struct TraceControl {
-        std::atomic<bool> cancel{false};
-        std::mutex mutex;
-        Workbench* target = nullptr;
-    };
-    std::shared_ptr<TraceControl> trace_control_;
+    using Control = JobControl<Workbench>;
+    std::shared_ptr<Control> trace_control_;
     TraceStatus trace_status_;
     QElapsedTimer live_refresh_;  // since the runs were last read during a trace
     QString last_trace_summary_;
