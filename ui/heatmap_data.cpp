@@ -178,13 +178,19 @@ static HeatmapGrid load_single(an::RoutingStore& store, const HeatmapRequest& re
         return -1;
     };
 
+    // The cell of a statistics row; null when the grid has no such row or expert.
+    auto cell_of = [&](const std::string& domain, int64_t layer, int64_t expert) -> HeatmapCell* {
+        const int64_t r = row_of(domain, layer);
+        if (r < 0 || expert < 0 || expert >= g.n_cols) return nullptr;
+        return &g.cells[static_cast<size_t>(r * g.n_cols + expert)];
+    };
     const std::optional<int64_t> layer_filter = by_layers ? std::nullopt : g.request.layer;
     const std::optional<int64_t> domain_filter =
         by_layers ? std::optional<int64_t>(domain_ids.at(g.request.domain)) : std::nullopt;
     for (const an::ExpertShare& s : an::expert_shares(store, run.run_id, layer_filter, domain_filter)) {
-        const int64_t r = row_of(s.domain, s.layer);
-        if (r < 0 || s.expert < 0 || s.expert >= g.n_cols) continue;
-        HeatmapCell& c = g.cells[static_cast<size_t>(r * g.n_cols + s.expert)];
+        HeatmapCell* cell = cell_of(s.domain, s.layer, s.expert);
+        if (!cell) continue;
+        HeatmapCell& c = *cell;
         c.present = true;
         c.count = s.count;
         c.tokens = s.tokens;
@@ -201,9 +207,9 @@ static HeatmapGrid load_single(an::RoutingStore& store, const HeatmapRequest& re
     }
     if (request.measure == HeatmapMeasure::log_ratio) {
         for (const an::DomainLogRatio& lr : an::domain_log_ratios(store, run.run_id, 0.5, layer_filter)) {
-            const int64_t r = row_of(lr.domain, lr.layer);
-            if (r < 0 || lr.expert < 0 || lr.expert >= g.n_cols) continue;
-            HeatmapCell& c = g.cells[static_cast<size_t>(r * g.n_cols + lr.expert)];
+            HeatmapCell* cell = cell_of(lr.domain, lr.layer, lr.expert);
+            if (!cell) continue;
+            HeatmapCell& c = *cell;
             c.present = true;
             c.value = lr.log_ratio;
             c.rest_share = lr.rest_share;
