@@ -1,5 +1,6 @@
 // AblationPanel; see ablation_panel.h.
 #include "ui/ablation_panel.h"
+#include "ui/runs_panel.h"
 
 #include <qcustomplot.h>
 
@@ -139,11 +140,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     domains_->setWrapping(true);
     domains_->setMaximumHeight(fontMetrics().height() * 3 + 8);
     budget_->setObjectName("ablationBudget");
-    budget_->setRange(0, 100'000'000);
-    budget_->setSingleStep(500);
-    budget_->setValue(1000);
-    budget_->setSpecialValueText(tr("all"));
-    budget_->setSuffix(tr(" tokens"));
+    setup_token_budget(budget_, 500, 1000);
     budget_->setToolTip(tr("Tokens per domain (as a trace counts them); 0: all"));
     store_->setObjectName("ablationStore");
     store_->setToolTip(tr("Record the baseline and the ablation in the routing store (moewb ablate --db)"));

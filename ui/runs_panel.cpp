@@ -54,6 +54,14 @@ QLabel* error_label(QWidget* parent, const char* name) {
 }
 }  // namespace
 
+void setup_token_budget(QSpinBox* box, int step, int value) {
+    box->setRange(0, 100'000'000);
+    box->setSingleStep(step);
+    box->setValue(value);
+    box->setSpecialValueText(QObject::tr("all"));
+    box->setSuffix(QObject::tr(" tokens"));
+}
+
 RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), corpus_path_(new QLabel(tr("No corpus open"), this)),
       corpus_error_(error_label(this, "corpusError")), domains_(new QTableWidget(this)), budget_(new QSpinBox(this)),
@@ -76,11 +84,7 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     domains_->setMinimumHeight(domains_->horizontalHeader()->sizeHint().height() +
                                6 * domains_->verticalHeader()->defaultSectionSize() + 4);
     budget_->setObjectName("tokenBudget");
-    budget_->setRange(0, 100'000'000);
-    budget_->setSingleStep(1000);
-    budget_->setValue(4000);
-    budget_->setSpecialValueText(tr("all"));
-    budget_->setSuffix(tr(" tokens"));
+    setup_token_budget(budget_, 1000, 4000);
     budget_->setToolTip(tr("Tokens traced per domain (documents in file order, the last one cut); 0: all"));
     trace_->setObjectName("startTrace");
     trace_->setToolTip(tr("Trace the checked domains into the store (Ctrl+T). The same trace run again resumes an incomplete run."));

@@ -14,6 +14,10 @@ namespace moe::ui {
 
 class Workbench;
 
+// A tokens-per-domain budget box as the trace and the ablation panels show it: 0 to 100 M
+// tokens in steps of `step`, 0 shown as "all".
+void setup_token_budget(QSpinBox* box, int step, int value);
+
 class RunsPanel : public QWidget {
     Q_OBJECT
 public:
