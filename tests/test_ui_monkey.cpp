@@ -18,6 +18,7 @@
 #include <QTimer>
 #include <QtTest>
 #include <ctime>
+#include <map>
 
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
@@ -53,6 +54,8 @@ struct SlowEvent {
     double wall_ms = 0, cpu_ms = 0, runqueue_ms = 0;
 };
 std::vector<SlowEvent> g_slow_events;
+// Where the GUI thread's time went: wall time of top-level deliveries by receiver class and type.
+std::map<QString, std::pair<int, double>> g_time_by_kind;
 int g_windows_created = 0;  // native window surfaces created (a floated dock, a dialog)
 
 class TimedApplication : public QApplication {
@@ -67,11 +70,17 @@ public:
             static_cast<QPlatformSurfaceEvent*>(e)->surfaceEventType() == QPlatformSurfaceEvent::SurfaceCreated)
             ++g_windows_created;
         const qint64 rq0 = thread_runqueue_wait_ns();
-        const QString name = QString("%1 %2").arg(receiver->metaObject()->className(), receiver->objectName());
+        const QString cls = receiver->metaObject()->className();
+        const QString name = cls + " " + receiver->objectName();
         ++depth_;
-        const bool r = QApplication::notify(receiver, e);
+        const bool r = QApplication::notify(receiver, e);  // may delete the receiver
         --depth_;
         const double ms = static_cast<double>(t.nsecsElapsed()) / 1e6;
+        if (depth_ == 0) {
+            auto& k = g_time_by_kind[QString("%1 (type %2)").arg(cls).arg(type)];
+            ++k.first;
+            k.second += ms;
+        }
         if (ms > 25) g_slow_events.push_back({name, type, depth_, ms, thread_cpu_ms() - cpu0, (thread_runqueue_wait_ns() - rq0) / 1e6});
         return r;
     }
@@ -228,6 +237,11 @@ private slots:
             qInfo("monkey: slow event (type %d, depth %d) to %s: %.1f ms, %.1f ms GUI-thread CPU, %.1f ms waiting for a CPU",
                   g_slow_events[i].type, g_slow_events[i].depth, qPrintable(g_slow_events[i].receiver), g_slow_events[i].wall_ms,
                   g_slow_events[i].cpu_ms, g_slow_events[i].runqueue_ms);
+        std::vector<std::pair<double, QString>> kinds;
+        for (const auto& [kind, n_ms] : g_time_by_kind) kinds.push_back({n_ms.second, QString("%1 × %2").arg(n_ms.first).arg(kind)});
+        std::sort(kinds.rbegin(), kinds.rend());
+        for (size_t i = 0; i < std::min<size_t>(5, kinds.size()); ++i)
+            qInfo("monkey: GUI-thread time %.0f ms in %s", kinds[i].first, qPrintable(kinds[i].second));
         qInfo("monkey: longest gap between event-loop ticks %lld ms; longest stall (less waiting for a CPU) %lld ms, after %s; "
               "longest gap with a new window %lld ms",
               static_cast<long long>(longest_gap), static_cast<long long>(longest_stall), qPrintable(longest_stall_action),
@@ -237,6 +251,8 @@ private slots:
         else
             qInfo("monkey: the kernel does not report run-queue waits (/proc/thread-self/schedstat): the stall bound is not checked");
 
+        // The jobs went on while the window was used (they run at a lower priority than the GUI).
+        QVERIFY(chat->session()->piecesReceived() > 0);
         // Everything ends soundly: the answer stops, the trace finishes, the GL view drew cleanly.
         chat->session()->stop();
         chat->twin()->stop();  // the unmasked twin, when a click turned the comparison on

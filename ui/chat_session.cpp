@@ -50,6 +50,21 @@ void ChatSession::stop() {
     }
 }
 
+void ChatSession::takeStreamed(const std::shared_ptr<Control>& control) {
+    QString text;
+    int pieces = 0;
+    {
+        std::lock_guard lock(control->mutex);
+        text.swap(control->pending);
+        std::swap(pieces, control->pending_pieces);
+        control->queued = false;
+    }
+    if (control != control_ || text.isEmpty()) return;  // an earlier answer's, or nothing new
+    partial_ += text;
+    pieces_ += pieces;
+    emit textStreamed(text);
+}
+
 void ChatSession::send(const QString& text, const ChatSettings& settings, const ExpertMask* mask) {
     QString problem;
     if (running_) problem = tr("an answer is still being generated: Stop it first");
@@ -107,15 +122,12 @@ void ChatSession::send(const QString& text, const ChatSettings& settings, const 
             a.result = generate(*model, tokenizer.get(), prompt, gp, [control](std::string_view piece) {
                 const QString text = QString::fromUtf8(piece.data(), static_cast<qsizetype>(piece.size()));
                 std::lock_guard lock(control->mutex);
-                if (ChatSession* target = control->target)
-                    QMetaObject::invokeMethod(
-                        target,
-                        [target, text] {
-                            target->partial_ += text;
-                            ++target->pieces_;
-                            emit target->textStreamed(text);
-                        },
-                        Qt::QueuedConnection);
+                control->pending += text;
+                ++control->pending_pieces;
+                if (ChatSession* target = control->target; target && !control->queued) {
+                    control->queued = true;
+                    QMetaObject::invokeMethod(target, [target, control] { target->takeStreamed(control); }, Qt::QueuedConnection);
+                }
                 return !control->stop.load();
             });
             std::vector<int32_t> ids = prompt;

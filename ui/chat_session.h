@@ -100,8 +100,16 @@ private:
     int jobs_ = 0;
     std::optional<GenerateResult> last_;
     std::optional<TokenRouting> routing_;
-    using Control = JobControl<ChatSession>;
+    // The worker's pieces wait here until the GUI thread takes them: at most one delivery is
+    // queued at a time, so a fast generator costs the event loop one call per turn, not one
+    // per token.
+    struct Control : JobControl<ChatSession> {
+        QString pending;
+        int pending_pieces = 0;
+        bool queued = false;
+    };
     std::shared_ptr<Control> control_;
+    void takeStreamed(const std::shared_ptr<Control>& control);
 
     // The server answer in flight.
     bool last_from_server_ = false;

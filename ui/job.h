@@ -25,6 +25,12 @@ struct JobResult {
     bool ok() const { return value.has_value(); }
 };
 
+// Lowers the calling worker thread's scheduling priority (nice +10, Linux), once per thread.
+// Engine and store work then yields the CPU to the GUI thread, its GL driver threads and the
+// display server whenever the machine is busy, and runs at full speed when it is not; threads
+// a worker starts (a model's compute threads, created when a job loads it) inherit it.
+void lower_worker_priority();
+
 // Runs `work()` on a worker thread; `done(result)` runs on `context`'s thread (the GUI
 // thread) when it has finished, unless `context` has been destroyed by then.
 template <class T>
@@ -35,6 +41,7 @@ void run_job(QObject* context, std::function<T()> work, std::function<void(JobRe
         watcher->deleteLater();
     });
     watcher->setFuture(QtConcurrent::run([work = std::move(work)]() -> JobResult<T> {
+        lower_worker_priority();
         JobResult<T> r;
         try {
             r.value.emplace(work());
