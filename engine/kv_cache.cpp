@@ -13,6 +13,8 @@ void KvCache::reserve(int64_t positions) {
     capacity_ = cap;
 }
 
-size_t KvCache::bytes() const { return static_cast<size_t>(capacity_ * (k_dim_ + v_dim_)) * k_.size() * sizeof(float); }
+size_t KvCache::bytes() const {
+    return static_cast<size_t>(capacity_ * (k_dim_ + v_dim_)) * k_.size() * sizeof(float) + (backend_ ? backend_->bytes() : 0);
+}
 
 }  // namespace moe

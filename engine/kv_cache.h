@@ -2,10 +2,13 @@
 // [positions, v_dim], f32. Multi-head attention stores keys after RoPE and values
 // (k_dim = v_dim = nkv·hd); MLA stores one row per position holding the normalised latent
 // and the RoPE key (k_dim = kv_lora_rank + qk_rope_head_dim, v_dim = 0). Grows in chunks.
+// A backend that keeps the cache elsewhere (the CUDA backend: device memory) hangs its own
+// state on it; the length is kept here for every backend.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace moe {
@@ -24,14 +27,22 @@ public:
     void clear() { length_ = 0; }
     float* keys(int64_t layer) { return k_[layer].data(); }      // [capacity, k_dim]
     float* values(int64_t layer) { return v_[layer].data(); }    // [capacity, v_dim]; null when v_dim is 0
-    size_t bytes() const;
+    size_t bytes() const;  // host and backend memory held
     size_t bytes_per_position() const { return static_cast<size_t>(k_dim_ + v_dim_) * k_.size() * sizeof(float); }
+
+    struct BackendState {
+        virtual ~BackendState() = default;
+        virtual size_t bytes() const = 0;
+    };
+    BackendState* backend_state() const { return backend_.get(); }
+    void set_backend_state(std::unique_ptr<BackendState> s) { backend_ = std::move(s); }
 
 private:
     int64_t k_dim_ = 0, v_dim_ = 0;
     int64_t length_ = 0;
     int64_t capacity_ = 0;
     std::vector<std::vector<float>> k_, v_;
+    std::unique_ptr<BackendState> backend_;
 };
 
 }  // namespace moe

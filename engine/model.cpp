@@ -1,6 +1,8 @@
 // Model base, loading entry points and Session; see model.h.
 #include "engine/model.h"
 
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "engine/cpu/arena.h"
@@ -30,8 +32,40 @@ std::string Model::dtype_summary() const {
     return s + ")";
 }
 
+Backend parse_backend(const std::string& text) {
+    if (text == "cpu") return Backend::cpu;
+    if (text == "cuda") return Backend::cuda;
+    throw_input_error("--backend", "'" + text + "' is not a backend (cpu, cuda)");
+}
+
+const char* backend_name(Backend b) { return b == Backend::cuda ? "cuda" : "cpu"; }
+
+namespace {
+std::mutex g_backends_mutex;
+std::map<Backend, BackendFactory>& backends() {
+    static std::map<Backend, BackendFactory> m;
+    return m;
+}
+}  // namespace
+
+void register_backend(Backend b, BackendFactory factory) {
+    std::lock_guard lock(g_backends_mutex);
+    backends()[b] = factory;
+}
+
 std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
                                   const LoadOptions& opt) {
+    if (opt.backend != Backend::cpu) {
+        BackendFactory f = nullptr;
+        {
+            std::lock_guard lock(g_backends_mutex);
+            if (auto it = backends().find(opt.backend); it != backends().end()) f = it->second;
+        }
+        if (!f)
+            throw_input_error(std::string("backend ") + backend_name(opt.backend),
+                              "this build has no CUDA backend (the CUDA toolkit was not found when it was built)");
+        return f(config, std::move(tensors), opt);
+    }
     switch (config.arch) {
         case Architecture::deepseek_moe: return make_deepseek_moe(config, std::move(tensors), opt);
         case Architecture::deepseek_v2:

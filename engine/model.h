@@ -28,9 +28,16 @@ class Arena;
 // the expanded form for a fresh prefill and the absorbed one once positions are cached.
 enum class MlaMode { automatic, expanded, absorbed };
 
+// Where the forward pass runs. The CPU backend is always built; others are registered by the
+// programs linked with them (the CUDA backend: moe::cuda::register_backend()).
+enum class Backend { cpu, cuda };
+Backend parse_backend(const std::string& text);  // "cpu" | "cuda", else an input error
+const char* backend_name(Backend b);
+
 struct LoadOptions {
     int threads = 0;  // 0: every core the process may use
     MlaMode mla = MlaMode::automatic;
+    Backend backend = Backend::cpu;
 };
 
 struct ForwardOptions {
@@ -51,6 +58,14 @@ public:
     cpu::ThreadPool& pool() const { return *pool_; }
     int threads() const;
     std::string dtype_summary() const;  // "BF16", "F32", or "mixed (BF16, F32)"
+    virtual Backend backend() const { return Backend::cpu; }
+    // The device and its memory in use for weights, KV caches (those alive) and workspace;
+    // empty on the CPU backend.
+    struct DeviceMemory {
+        std::string device;
+        size_t weights = 0, kv_cache = 0, workspace = 0;
+    };
+    virtual DeviceMemory device_memory() const { return {}; }
 
     // Runs tokens `ids` at positions [cache.length(), cache.length()+T), appends their
     // keys/values to `cache`, and writes logits [T, V] (or [1, V]) into `logits`.
@@ -75,6 +90,11 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
 // Builds a model from a config and tensors already at hand (random weights, tests).
 std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
                                   const LoadOptions& opt = {});
+
+// A backend's model builder; register_backend makes make_model/load_model use it for `b`.
+using BackendFactory = std::unique_ptr<Model> (*)(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
+                                                  const LoadOptions& opt);
+void register_backend(Backend b, BackendFactory factory);
 
 // One sequence: a KV cache and its position.
 class Session {

@@ -6,13 +6,16 @@
 
 namespace moewb {
 
-std::set<std::string> model_value_flags() { return {"--model", "--threads", "--mask", "--mask-mode"}; }
+std::set<std::string> model_value_flags() { return {"--model", "--threads", "--mask", "--mask-mode", "--backend"}; }
 
-std::unique_ptr<moe::Model> open_model(const Args& args) {
+moe::LoadOptions load_options(const Args& args) {
     moe::LoadOptions opt;
     opt.threads = static_cast<int>(args.get_int("--threads", 0, 1, 1024));
-    return moe::load_model(args.require("--model"), opt);
+    opt.backend = moe::parse_backend(args.get_or("--backend", "cpu"));
+    return opt;
 }
+
+std::unique_ptr<moe::Model> open_model(const Args& args) { return moe::load_model(args.require("--model"), load_options(args)); }
 
 moe::ExpertMask mask_from_args(const Args& args, const moe::ModelConfig& config) {
     const moe::MaskMode mode = moe::parse_mask_mode(args.get_or("--mask-mode", "reroute"));

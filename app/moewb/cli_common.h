@@ -15,8 +15,10 @@
 namespace moewb {
 
 // Flags every model-running command accepts.
-std::set<std::string> model_value_flags();  // --model --threads --mask --mask-mode
+std::set<std::string> model_value_flags();  // --model --threads --mask --mask-mode --backend
 
+// --threads and --backend (cpu | cuda).
+moe::LoadOptions load_options(const Args& args);
 std::unique_ptr<moe::Model> open_model(const Args& args);
 moe::ExpertMask mask_from_args(const Args& args, const moe::ModelConfig& config);
 

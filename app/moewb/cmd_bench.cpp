@@ -1,4 +1,4 @@
-// moewb bench: prefill and decode speed of the CPU engine on a model directory or on
+// moewb bench: prefill and decode speed of the engine (CPU or CUDA backend) on a model directory or on
 // random weights of a config's true shapes, as JSON. Several configs and dtypes can be
 // measured side by side in one run (comma-separated lists).
 #include <sys/resource.h>
@@ -21,7 +21,7 @@ namespace {
 
 const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
-    "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N]\n"
+    "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--backend cpu|cuda]\n"
     "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
@@ -30,7 +30,8 @@ const char* kHelp =
     "with a routing observer attached and reports the speed ratio (1.0 = no cost).\n"
     "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
-    "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published.\n";
+    "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
+    "GPU 0 and adds device, device_weight_bytes and device_workspace_bytes.\n";
 
 // Copies every routing record into a preallocated buffer, as a store writer would.
 class CopyingObserver : public moe::RoutingObserver {
@@ -99,8 +100,9 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
     nlohmann::json j = {
         {"architecture", moe::architecture_name(c.arch)},
         {"dtype", model.dtype_summary()},
+        {"backend", moe::backend_name(model.backend())},
         {"threads", model.threads()},
-        {"kernel", moe::cpu::matmul_kernel_name()},
+        {"kernel", model.backend() == moe::Backend::cpu ? moe::cpu::matmul_kernel_name() : "cuBLAS + own kernels"},
         {"prompt_tokens", n_prompt},
         {"gen_tokens", n_gen},
         {"prefill_seconds", best_prefill},
@@ -114,6 +116,15 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         {"activated_params", c.activated_params()},
         {"peak_rss_bytes", peak_rss_bytes()},
     };
+    if (model.backend() != moe::Backend::cpu) {
+        // Device memory after the runs: weights, the KV caches still alive (none: the
+        // sessions are gone) and the workspace of the largest step.
+        const moe::Model::DeviceMemory m = model.device_memory();
+        j["device"] = m.device;
+        j["device_weight_bytes"] = m.weights;
+        j["device_workspace_bytes"] = m.workspace;
+        j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * 4;
+    }
     if (with_observer) {
         // The same runs with a routing observer copying every record: the cost of watching.
         CopyingObserver obs;
@@ -130,15 +141,14 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
 
 int cmd_bench(int argc, char** argv) {
     Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
-                           "--repeat", "--seed", "--layers"},
+                           "--repeat", "--seed", "--layers", "--backend"},
               {"--observer"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
     const int64_t n_gen = args.get_int("--gen-tokens", 128, 0, 1 << 20);
     const int repeat = static_cast<int>(args.get_int("--repeat", 1, 1, 100));
     const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, INT64_MAX));
-    moe::LoadOptions lo;
-    lo.threads = static_cast<int>(args.get_int("--threads", 0, 1, 1024));
+    const moe::LoadOptions lo = load_options(args);
     if (args.has("--model") == args.has("--random-config"))
         moe::throw_input_error("bench", "give exactly one of --model DIR or --random-config config.json");
 

@@ -7,6 +7,9 @@
 
 #include "app/moewb/commands.h"
 #include "engine/error.h"
+#ifdef MOE_HAVE_CUDA
+#include "engine/cuda/cuda_model.h"
+#endif
 
 namespace {
 
@@ -41,6 +44,9 @@ void print_usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef MOE_HAVE_CUDA
+    moe::cuda::register_backend();  // --backend cuda
+#endif
     if (argc < 2) {
         print_usage(stderr);
         return 2;

@@ -5,6 +5,7 @@
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/launch.h"
 #include "engine/error.h"
 
 namespace moe::cuda {
@@ -68,6 +69,28 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
 
 }  // namespace
 
+void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                       int64_t head_dim, int64_t pos0, float* out, cudaStream_t s) {
+    if (T <= 0) return;
+    const size_t shared = static_cast<size_t>(pos0 + T + head_dim) * sizeof(float);
+    // The opt-in limit is read once per process (device 0).
+    static const int max_shared = [] {
+        int device = 0, m = 0;
+        check(cudaGetDevice(&device), "attention: device");
+        check(cudaDeviceGetAttribute(&m, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
+        return m;
+    }();
+    if (shared > static_cast<size_t>(max_shared) - kThreads * sizeof(float))
+        throw Error(ErrorKind::input, "attention on the device: " + std::to_string(pos0 + T) +
+                                          " positions need more shared memory than the device has per block");
+    if (shared > 48 * 1024)
+        check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+              "attention: shared memory size");
+    attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(
+        q, k, v, n_heads, n_kv_heads, head_dim, pos0, 1.0f / sqrtf(static_cast<float>(head_dim)), out);
+    check(cudaGetLastError(), "launching attention");
+}
+
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0) {
@@ -79,22 +102,8 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     upload(d_q, q.data(), q.size());
     upload(d_k, k.data(), k.size());
     upload(d_v, v.data(), v.size());
-    if (T > 0) {
-        const size_t shared = static_cast<size_t>(pos0 + T + head_dim) * sizeof(float);
-        int device = 0, max_shared = 0;
-        check(cudaGetDevice(&device), "attention: device");
-        check(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
-        if (shared > static_cast<size_t>(max_shared) - kThreads * sizeof(float))
-            throw Error(ErrorKind::input, "causal_attention: " + std::to_string(pos0 + T) +
-                                              " positions need more shared memory than the device has per block");
-        check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-              "attention: shared memory size");
-        attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared>>>(
-            d_q.ptr, d_k.ptr, d_v.ptr, n_heads, n_kv_heads, head_dim, pos0, 1.0f / sqrtf(static_cast<float>(head_dim)),
-            d_out.ptr);
-        check(cudaGetLastError(), "launching attention");
-        check(cudaDeviceSynchronize(), "running attention");
-    }
+    launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr);
+    check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());
     return out;

@@ -7,6 +7,7 @@
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/launch.h"
 #include "engine/moe_dispatch.h"
 
 namespace moe::cuda {
@@ -54,9 +55,11 @@ __global__ void row_slot_kernel(const int64_t* rows, int64_t n_slots, int64_t* r
     if (s < n_slots && rows[s] >= 0) row_slot[rows[s]] = s;
 }
 
-// One block per gathered row.
-__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, float* gathered) {
+// One block per gathered row, for up to *n_rows rows.
+__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                              float* gathered) {
     const int64_t r = blockIdx.x;
+    if (r >= *n_rows) return;
     const float* src = x + (row_slot[r] / k) * H;
     float* dst = gathered + r * H;
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
@@ -87,6 +90,37 @@ void finish(const char* what) {
 
 }  // namespace
 
+namespace launch {
+
+void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, int64_t n_expert,
+              unsigned long long* counts, int64_t* offsets, int64_t* rows, int64_t* row_slot, cudaStream_t s) {
+    check(cudaMemsetAsync(counts, 0, static_cast<size_t>(n_expert + 1) * sizeof(unsigned long long), s),
+          "clearing the expert counts");
+    if (n_slots > 0) count_kernel<<<blocks_for(n_slots), kThreads, 0, s>>>(experts, n_slots, dropped, counts);
+    scan_kernel<<<1, 1, 0, s>>>(counts, n_expert, offsets);
+    if (n_slots > 0) {
+        rows_kernel<<<static_cast<unsigned>(n_expert), kThreads, 0, s>>>(experts, n_slots, dropped, offsets, rows);
+        row_slot_kernel<<<blocks_for(n_slots), kThreads, 0, s>>>(rows, n_slots, row_slot);
+    }
+    check(cudaGetLastError(), "launching the expert dispatch");
+}
+
+void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                 int64_t max_rows, float* gathered, cudaStream_t s) {
+    if (max_rows <= 0) return;
+    gather_kernel<<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, gathered);
+    check(cudaGetLastError(), "launching the row gather");
+}
+
+void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
+                  const float* base, float* out, cudaStream_t s) {
+    if (T <= 0) return;
+    combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(results, H, k, rows, weights, base, out);
+    check(cudaGetLastError(), "launching the weighted combine");
+}
+
+}  // namespace launch
+
 DispatchResult dispatch_slots(const std::vector<int32_t>& experts, int64_t n_expert, const std::vector<uint8_t>& dropped) {
     const int64_t n = static_cast<int64_t>(experts.size());
     const size_t E = static_cast<size_t>(n_expert);
@@ -96,26 +130,14 @@ DispatchResult dispatch_slots(const std::vector<int32_t>& experts, int64_t n_exp
     Buffer<int64_t> d_offsets(E + 1), d_rows(experts.size());
     upload(d_experts, experts.data(), experts.size());
     upload(d_dropped, dropped.data(), dropped.size());
-    check(cudaMemset(d_counts.ptr, 0, (E + 1) * sizeof(unsigned long long)), "clearing the expert counts");
-    if (n > 0) {
-        count_kernel<<<blocks_for(n), kThreads>>>(d_experts.ptr, n, d_dropped.ptr, d_counts.ptr);
-        finish("counting slots per expert");
-    }
-    scan_kernel<<<1, 1>>>(d_counts.ptr, n_expert, d_offsets.ptr);
-    finish("expert offsets");
-    if (n > 0) {
-        rows_kernel<<<static_cast<unsigned>(n_expert), kThreads>>>(d_experts.ptr, n, d_dropped.ptr, d_offsets.ptr, d_rows.ptr);
-        finish("assigning rows");
-    }
+    Buffer<int64_t> d_row_slot(experts.size());
+    launch::dispatch(d_experts.ptr, n, d_dropped.ptr, n_expert, d_counts.ptr, d_offsets.ptr, d_rows.ptr, d_row_slot.ptr,
+                     nullptr);
+    finish("dispatching slots");
     DispatchResult out;
     download(out.offsets, d_offsets, E + 1);
     download(out.rows, d_rows, experts.size());
     const size_t total = static_cast<size_t>(out.offsets.back());
-    Buffer<int64_t> d_row_slot(total);
-    if (n > 0) {
-        row_slot_kernel<<<blocks_for(n), kThreads>>>(d_rows.ptr, n, d_row_slot.ptr);
-        finish("inverting rows");
-    }
     download(out.row_slot, d_row_slot, total);
     return out;
 }
@@ -125,10 +147,11 @@ std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k
     Buffer<int64_t> d_row_slot(row_slot.size());
     upload(d_x, x.data(), x.size());
     upload(d_row_slot, row_slot.data(), row_slot.size());
-    if (!row_slot.empty()) {
-        gather_kernel<<<static_cast<unsigned>(row_slot.size()), kThreads>>>(d_x.ptr, H, k, d_row_slot.ptr, d_out.ptr);
-        finish("gathering rows");
-    }
+    const auto n_rows = static_cast<int64_t>(row_slot.size());
+    Buffer<int64_t> d_n_rows(1);
+    upload(d_n_rows, &n_rows, 1);
+    launch::gather_rows(d_x.ptr, H, k, d_row_slot.ptr, d_n_rows.ptr, n_rows, d_out.ptr, nullptr);
+    finish("gathering rows");
     std::vector<float> out;
     download(out, d_out, row_slot.size() * static_cast<size_t>(H));
     return out;
@@ -144,11 +167,9 @@ std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, in
     upload(d_weights, weights.data(), weights.size());
     upload(d_base, base.data(), base.size());
     upload(d_rows, rows.data(), rows.size());
-    if (T > 0) {
-        combine_kernel<<<static_cast<unsigned>(T), kThreads>>>(d_results.ptr, H, k, d_rows.ptr, d_weights.ptr,
-                                                               base.empty() ? nullptr : d_base.ptr, d_out.ptr);
-        finish("combining rows");
-    }
+    launch::combine_rows(d_results.ptr, H, T, k, d_rows.ptr, d_weights.ptr, base.empty() ? nullptr : d_base.ptr,
+                         d_out.ptr, nullptr);
+    finish("combining rows");
     std::vector<float> out;
     download(out, d_out, n_out);
     return out;

@@ -3,37 +3,93 @@
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <string>
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/launch.h"
 #include "engine/error.h"
 
 namespace moe::cuda {
 
 namespace {
 
-void check_cublas(cublasStatus_t s, const char* what) {
-    if (s != CUBLAS_STATUS_SUCCESS)
-        throw Error(ErrorKind::failure, std::string("cuBLAS: ") + what + ": status " + std::to_string(static_cast<int>(s)));
-}
-
-struct Handle {
-    cublasHandle_t h = nullptr;
-    Handle() { check_cublas(cublasCreate(&h), "creating a handle"); }
-    ~Handle() { cublasDestroy(h); }
-    Handle(const Handle&) = delete;
-    Handle& operator=(const Handle&) = delete;
-};
-
 __global__ void to_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* y) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }
 
+__global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __float2half_rn(x[i]);
+}
+
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
+
 }  // namespace
+
+namespace launch {
+
+void check_cublas(cublasStatus_t s, const char* what) {
+    if (s != CUBLAS_STATUS_SUCCESS)
+        throw Error(ErrorKind::failure, std::string("cuBLAS: ") + what + ": " + cublasGetStatusString(s));
+}
+
+void to_bf16(const float* x, int64_t n, void* y, cudaStream_t s) {
+    if (n <= 0) return;
+    to_bf16_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(y));
+    check(cudaGetLastError(), "rounding activations to BF16");
+}
+
+void to_f16(const float* x, int64_t n, void* y, cudaStream_t s) {
+    if (n <= 0) return;
+    to_f16_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__half*>(y));
+    check(cudaGetLastError(), "rounding activations to F16");
+}
+
+Blas::Blas(cudaStream_t s) : stream_(s) {
+    check_cublas(cublasCreate(&handle_), "creating a handle");
+    check_cublas(cublasSetStream(handle_, s), "binding the handle to a stream");
+}
+
+Blas::~Blas() { cublasDestroy(handle_); }
+
+void Blas::linear(const float* x, int64_t T, int64_t in, const void* w, DType w_type, int64_t out, float* y, int64_t ldy,
+                  void* xq) {
+    if (T <= 0 || out <= 0) return;
+    if (in <= 0) {
+        for (int64_t t = 0; t < T; ++t)
+            check(cudaMemsetAsync(y + t * ldy, 0, static_cast<size_t>(out) * sizeof(float), stream_), "clearing a product");
+        return;
+    }
+    cudaDataType_t type = CUDA_R_32F;
+    const void* b = x;
+    switch (w_type) {
+    case DType::bf16:
+        to_bf16(x, T * in, xq, stream_);
+        type = CUDA_R_16BF;
+        b = xq;
+        break;
+    case DType::f16:
+        to_f16(x, T * in, xq, stream_);
+        type = CUDA_R_16F;
+        b = xq;
+        break;
+    case DType::f32: break;
+    default: throw Error(ErrorKind::input, std::string("the CUDA backend has no GEMM for ") + dtype_name(w_type) + " weights");
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    // Column-major: y [out, T] = Wᵀ-view [out, in] · x-view [in, T]; W's rows are its columns.
+    check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
+                              static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type, static_cast<int>(in),
+                              &beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "GEMM");
+}
+
+}  // namespace launch
 
 std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<uint16_t>& w, int64_t T, int64_t in,
                                int64_t out) {
@@ -44,20 +100,9 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
     upload(d_x, x.data(), x.size());
     if (!w.empty()) check(cudaMemcpy(d_w.ptr, w.data(), w.size() * 2, cudaMemcpyHostToDevice), "copying weights to the device");
     std::vector<float> y;
-    if (T > 0 && out > 0 && in > 0) {
-        const int64_t n = T * in;
-        to_bf16_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(d_x.ptr, n, d_xb.ptr);
-        check(cudaGetLastError(), "rounding activations to BF16");
-        Handle h;
-        const float alpha = 1.0f, beta = 0.0f;
-        // Column-major: y [out, T] = Wᵀ-view [out, in] · x-view [in, T]; W's rows are its columns.
-        check_cublas(cublasGemmEx(h.h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
-                                  static_cast<int>(in), &alpha, d_w.ptr, CUDA_R_16BF, static_cast<int>(in), d_xb.ptr,
-                                  CUDA_R_16BF, static_cast<int>(in), &beta, d_y.ptr, CUDA_R_32F, static_cast<int>(out),
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "BF16 GEMM");
-        check(cudaDeviceSynchronize(), "running the GEMM");
-    }
+    launch::Blas blas(nullptr);
+    blas.linear(d_x.ptr, T, in, d_w.ptr, DType::bf16, out, d_y.ptr, out, d_xb.ptr);
+    check(cudaDeviceSynchronize(), "running the GEMM");
     download(y, d_y, static_cast<size_t>(T * out));
     return y;
 }

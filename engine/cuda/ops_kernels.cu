@@ -5,6 +5,7 @@
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/launch.h"
 
 namespace moe::cuda {
 
@@ -48,6 +49,13 @@ __global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, float
     if (i < n) h[i] = __fmul_rn(__fdiv_rn(g[i], __fadd_rn(1.0f, expf(-g[i]))), u[i]);
 }
 
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = __fadd_rn(x[i], y[i]);
+}
+
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
 void finish(const char* what) {
     check(cudaGetLastError(), what);
     check(cudaDeviceSynchronize(), what);
@@ -55,14 +63,41 @@ void finish(const char* what) {
 
 }  // namespace
 
+namespace launch {
+
+void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, cudaStream_t s) {
+    if (T <= 0) return;
+    rms_norm_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(x, w, n, eps, y);
+    check(cudaGetLastError(), "launching RMSNorm");
+}
+
+void rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, const float* cos, const float* sin,
+                 cudaStream_t s) {
+    if (T <= 0 || n_heads <= 0) return;
+    rope_halves_kernel<<<static_cast<unsigned>(T * n_heads), 64, 0, s>>>(x, n_heads, hd, ld, cos, sin);
+    check(cudaGetLastError(), "launching the rotary embedding");
+}
+
+void silu_mul(const float* g, const float* u, int64_t n, float* h, cudaStream_t s) {
+    if (n <= 0) return;
+    silu_mul_kernel<<<blocks_for(n), kThreads, 0, s>>>(g, u, n, h);
+    check(cudaGetLastError(), "launching the SiLU-gated product");
+}
+
+void add(float* x, const float* y, int64_t n, cudaStream_t s) {
+    if (n <= 0) return;
+    add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, y, n);
+    check(cudaGetLastError(), "launching a residual add");
+}
+
+}  // namespace launch
+
 std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int64_t T, int64_t n, float eps) {
     Buffer<float> d_x(x.size()), d_w(w.size()), d_y(x.size());
     upload(d_x, x.data(), x.size());
     upload(d_w, w.data(), w.size());
-    if (T > 0) {
-        rms_norm_kernel<<<static_cast<unsigned>(T), kThreads>>>(d_x.ptr, d_w.ptr, n, eps, d_y.ptr);
-        finish("RMSNorm");
-    }
+    launch::rms_norm(d_x.ptr, d_w.ptr, T, n, eps, d_y.ptr, nullptr);
+    finish("RMSNorm");
     std::vector<float> y;
     download(y, d_y, x.size());
     return y;
@@ -74,10 +109,8 @@ void apply_rope_halves(std::vector<float>& x, int64_t T, int64_t n_heads, int64_
     upload(d_x, x.data(), x.size());
     upload(d_cos, tables.cos.data(), tables.cos.size());
     upload(d_sin, tables.sin.data(), tables.sin.size());
-    if (T > 0 && n_heads > 0) {
-        rope_halves_kernel<<<static_cast<unsigned>(T * n_heads), 64>>>(d_x.ptr, n_heads, hd, ld, d_cos.ptr, d_sin.ptr);
-        finish("rotary embedding");
-    }
+    launch::rope_halves(d_x.ptr, T, n_heads, hd, ld, d_cos.ptr, d_sin.ptr, nullptr);
+    finish("rotary embedding");
     download(x, d_x, x.size());
 }
 
@@ -86,10 +119,8 @@ std::vector<float> silu_mul(const std::vector<float>& g, const std::vector<float
     Buffer<float> d_g(g.size()), d_u(u.size()), d_h(g.size());
     upload(d_g, g.data(), g.size());
     upload(d_u, u.data(), u.size());
-    if (n > 0) {
-        silu_mul_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads>>>(d_g.ptr, d_u.ptr, n, d_h.ptr);
-        finish("SiLU-gated product");
-    }
+    launch::silu_mul(d_g.ptr, d_u.ptr, n, d_h.ptr, nullptr);
+    finish("SiLU-gated product");
     std::vector<float> h;
     download(h, d_h, g.size());
     return h;

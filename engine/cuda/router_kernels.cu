@@ -5,6 +5,7 @@
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
+#include "engine/cuda/launch.h"
 #include "engine/error.h"
 #include "engine/router_core.h"
 
@@ -43,24 +44,47 @@ __global__ void route_kernel(const float* logits, int64_t n_tokens, router_core:
 
 }  // namespace
 
+namespace launch {
+
+router_core::Args router_args(const RouterParams& p) {
+    router_core::Args a;
+    a.n_expert = static_cast<int32_t>(p.n_expert);
+    a.k = static_cast<int32_t>(p.k);
+    a.norm_topk_prob = p.norm_topk_prob;
+    a.sigmoid = p.scoring == ScoringFunc::sigmoid;
+    a.method = p.method == TopkMethod::greedy ? 0 : p.method == TopkMethod::group_limited_greedy ? 1 : 2;
+    a.n_group = static_cast<int32_t>(p.n_group > 0 ? p.n_group : 1);
+    a.topk_group = static_cast<int32_t>(p.topk_group);
+    a.skip_top = static_cast<int32_t>(p.skip_top);
+    a.skip_random = static_cast<int32_t>(p.skip_random);
+    a.routed_scaling_factor = p.routed_scaling_factor;
+    a.excluded = p.excluded;
+    a.bias = p.bias;
+    return a;
+}
+
+int64_t route_scratch_bytes(int64_t T, int64_t E, int64_t G) { return T * ScratchLayout{E, G}.bytes_per_token(); }
+
+void route(const float* logits, int64_t T, const router_core::Args& a, const uint64_t* keys, void* scratch,
+           RouteOutputs out, cudaStream_t s) {
+    if (T <= 0) return;
+    constexpr int kThreads = 128;
+    const unsigned blocks = static_cast<unsigned>((T + kThreads - 1) / kThreads);
+    route_kernel<<<blocks, kThreads, 0, s>>>(logits, T, a, keys, static_cast<unsigned char*>(scratch),
+                                             ScratchLayout{a.n_expert, a.n_group}, out.experts, out.weights, out.entropy,
+                                             out.mass, out.margin);
+    check(cudaGetLastError(), "launching the router kernel");
+}
+
+}  // namespace launch
+
 RoutedBatch route_tokens(const float* logits, int64_t n_tokens, const RouterParams& p,
                          const std::vector<uint64_t>& random_keys) {
     const int64_t E = p.n_expert, k = p.k, G = p.n_group > 0 ? p.n_group : 1;
     if (k < 1 || k > E) throw Error(ErrorKind::input, "router: k must be in 1..E");
     if (p.skip_random > 0 && static_cast<int64_t>(random_keys.size()) != n_tokens)
         throw Error(ErrorKind::input, "router: skip-random needs one key per token");
-    router_core::Args a;
-    a.n_expert = static_cast<int32_t>(E);
-    a.k = static_cast<int32_t>(k);
-    a.norm_topk_prob = p.norm_topk_prob;
-    a.sigmoid = p.scoring == ScoringFunc::sigmoid;
-    a.method = p.method == TopkMethod::greedy ? 0 : p.method == TopkMethod::group_limited_greedy ? 1 : 2;
-    a.n_group = static_cast<int32_t>(G);
-    a.topk_group = static_cast<int32_t>(p.topk_group);
-    a.skip_top = static_cast<int32_t>(p.skip_top);
-    a.skip_random = static_cast<int32_t>(p.skip_random);
-    a.routed_scaling_factor = p.routed_scaling_factor;
-
+    router_core::Args a = launch::router_args(p);
     const size_t T = static_cast<size_t>(n_tokens), ne = static_cast<size_t>(E), nk = static_cast<size_t>(k);
     Buffer<float> d_logits(T * ne), d_weights(T * nk), d_entropy(T), d_mass(T), d_margin(T), d_bias(p.bias ? ne : 0);
     Buffer<int32_t> d_experts(T * nk);
@@ -76,14 +100,9 @@ RoutedBatch route_tokens(const float* logits, int64_t n_tokens, const RouterPara
     a.excluded = d_excluded.ptr;
 
     RoutedBatch out;
-    if (T > 0) {
-        constexpr int kThreads = 128;
-        const unsigned blocks = static_cast<unsigned>((T + kThreads - 1) / kThreads);
-        route_kernel<<<blocks, kThreads>>>(d_logits.ptr, n_tokens, a, d_keys.ptr, d_scratch.ptr, layout, d_experts.ptr,
-                                           d_weights.ptr, d_entropy.ptr, d_mass.ptr, d_margin.ptr);
-        check(cudaGetLastError(), "launching the router kernel");
-        check(cudaDeviceSynchronize(), "running the router kernel");
-    }
+    launch::route(d_logits.ptr, n_tokens, a, d_keys.ptr, d_scratch.ptr,
+                  {d_experts.ptr, d_weights.ptr, d_entropy.ptr, d_mass.ptr, d_margin.ptr}, nullptr);
+    check(cudaDeviceSynchronize(), "running the router kernel");
     download(out.experts, d_experts, T * nk);
     download(out.weights, d_weights, T * nk);
     download(out.entropy, d_entropy, T);

@@ -1,6 +1,8 @@
 // Shared pieces of the DeepSeek architectures; see deepseek_common.h.
 #include "engine/models/deepseek_common.h"
 
+#include <cmath>
+
 #include "engine/cpu/arena.h"
 #include "engine/cpu/ops.h"
 #include "engine/error.h"
@@ -138,6 +140,19 @@ void decoder_forward(const ModelConfig& c, int64_t T, int64_t pos0, const Forwar
     }
     const int64_t first = opt.all_logits ? 0 : T - 1;
     lm_head(x + first * H, T - first, H, final_norm, eps, head, c.vocab_size, logits, normed, pool);
+}
+
+cpu::RopeTables mha_rope_tables(const ModelConfig& c, int64_t pos0, int64_t T) {
+    double base = c.rope_theta, divisor = 1.0;
+    if (c.rope_scaling == RopeScaling::linear) divisor = c.rope_scaling_factor;
+    if (c.rope_scaling == RopeScaling::dynamic_ntk && pos0 + T > c.max_position_embeddings) {
+        // Dynamic NTK as published: θ grows with the sequence length once it exceeds
+        // max_position_embeddings (for all positions of the step; cached keys keep theirs).
+        const double f = c.rope_scaling_factor, hd = static_cast<double>(c.head_dim);
+        const double len = static_cast<double>(pos0 + T);
+        base = c.rope_theta * std::pow(f * len / static_cast<double>(c.max_position_embeddings) - (f - 1), hd / (hd - 2));
+    }
+    return cpu::make_rope_tables(pos0, T, c.head_dim, base, divisor);
 }
 
 void embed(const TensorView& table, std::span<const int32_t> ids, int64_t H, float* x) {

@@ -14,6 +14,7 @@
 #include "engine/cpu/ffn.h"
 #include "engine/cpu/matmul.h"
 #include "engine/cpu/moe_block.h"
+#include "engine/cpu/ops.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
 
@@ -64,6 +65,10 @@ void decoder_forward(const ModelConfig& c, int64_t T, int64_t pos0, const Forwar
                      const std::function<void(int64_t, const float*, float*)>& attention,
                      const std::vector<float>& final_norm, const cpu::WeightMatrix& head, std::vector<float>& logits,
                      cpu::ThreadPool& pool, cpu::Arena& arena);
+
+// The rotary tables of multi-head attention (DeepSeekMoE) for positions pos0 .. pos0+T-1:
+// rope_theta, with linear scaling or dynamic NTK as configured.
+cpu::RopeTables mha_rope_tables(const ModelConfig& c, int64_t pos0, int64_t T);
 
 // Embedding rows of `ids` into x [T, H].
 void embed(const TensorView& table, std::span<const int32_t> ids, int64_t H, float* x);

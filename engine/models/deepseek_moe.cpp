@@ -82,16 +82,7 @@ void DeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const Fo
     float* x = arena.alloc<float>(TH);  // [T, H] residual stream
     deepseek::embed(*embed_, ids, H, x);
 
-    double base = c.rope_theta, divisor = 1.0;
-    if (c.rope_scaling == RopeScaling::linear) divisor = c.rope_scaling_factor;
-    if (c.rope_scaling == RopeScaling::dynamic_ntk && pos0 + T > c.max_position_embeddings) {
-        // Dynamic NTK as published: θ grows with the sequence length once it exceeds
-        // max_position_embeddings (for all positions of the step; cached keys keep theirs).
-        const double f = c.rope_scaling_factor, hd = static_cast<double>(c.head_dim);
-        const double len = static_cast<double>(pos0 + T);
-        base = c.rope_theta * std::pow(f * len / static_cast<double>(c.max_position_embeddings) - (f - 1), hd / (hd - 2));
-    }
-    const cpu::RopeTables rope = cpu::make_rope_tables(pos0, T, c.head_dim, base, divisor);
+    const cpu::RopeTables rope = deepseek::mha_rope_tables(c, pos0, T);
 
     deepseek::decoder_forward(
         c, T, pos0, opt, x,

@@ -1,0 +1,27 @@
+// Launches of the forward pass's own kernels (see expert_kernels.cu): the embedding gather and
+// the experts of a small step as matrix-vector products over the slots, each slot reading
+// its expert's weights through device tables of pointers. For the .cu files.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace moe::cuda::launch {
+
+// x [T, H] = rows ids of table [V, H] (BF16, F16 or F32) widened to f32.
+void embed(const void* table, DType type, const int32_t* ids, int64_t T, int64_t H, float* x, cudaStream_t s);
+
+// For each slot s of T·k (token s / k, expert experts[s]; dropped slots skipped):
+// h[s] = silu(gate_e · x[t]) · (up_e · x[t]), width F; gate, up: [E] device pointers to [F, H].
+void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
+                    const void* const* gate, const void* const* up, DType type, int64_t F, float* h, cudaStream_t s);
+// out[s] = down_e · h[s], width H; down: [E] device pointers to [H, F].
+void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,
+                 const void* const* down, DType type, int64_t H, float* out, cudaStream_t s);
+// rows[s] = s, or -1 for a dropped slot (the combine's row of each slot when results are per slot).
+void slot_rows(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, int64_t* rows, cudaStream_t s);
+
+}  // namespace moe::cuda::launch

@@ -1,0 +1,87 @@
+// The CUDA backend's kernels as launches on device buffers and a stream, for the .cu files
+// (the forward pass and the host interfaces the parity tests call). Each returns once the
+// launch is enqueued; errors in the launch itself are thrown (moe::Error), errors while it
+// runs surface at the next synchronisation.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/router.h"
+#include "engine/router_core.h"
+#include "engine/tensor.h"
+
+namespace moe::cuda::launch {
+
+// y[t] = RMSNorm(x[t]) · w for T rows of n (sum of squares in double, as the CPU).
+void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, cudaStream_t s);
+// Rotary embedding, halves layout, in place on the first n_heads·hd of each row of x [T, ld];
+// cos, sin [T, hd/2] (cpu::make_rope_tables).
+void rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, const float* cos, const float* sin,
+                 cudaStream_t s);
+// h = silu(g) · u, n elements.
+void silu_mul(const float* g, const float* u, int64_t n, float* h, cudaStream_t s);
+// x += y, n elements.
+void add(float* x, const float* y, int64_t n, cudaStream_t s);
+
+// Causal attention of queries q [T, nh, hd] at positions pos0.. over keys and values
+// [pos0 + T, nkv, hd] -> out [T, nh, hd]. Throws when the positions need more shared memory
+// per block than the device has.
+void attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+               int64_t head_dim, int64_t pos0, float* out, cudaStream_t s);
+
+// The router: RouterParams as the kernel takes them (device pointers for excluded and bias
+// are set by the caller).
+router_core::Args router_args(const RouterParams& p);
+// Scratch bytes route() needs for T tokens.
+int64_t route_scratch_bytes(int64_t T, int64_t E, int64_t G);
+struct RouteOutputs {
+    int32_t* experts;  // [T, k]
+    float* weights;    // [T, k]
+    float* entropy;    // [T]
+    float* mass;       // [T]
+    float* margin;     // [T]
+};
+// logits [T, E]; keys [T] (skip-random) or null.
+void route(const float* logits, int64_t T, const router_core::Args& a, const uint64_t* keys, void* scratch,
+           RouteOutputs out, cudaStream_t s);
+
+// The dispatch of T·k slots (engine/moe_dispatch.h): counts [E+1] (scratch), offsets [E+1],
+// rows [n_slots] (-1: dropped), row_slot [n_slots] (the first offsets[E] entries are set).
+void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, int64_t n_expert,
+              unsigned long long* counts, int64_t* offsets, int64_t* rows, int64_t* row_slot, cudaStream_t s);
+// gathered[r] = x[row_slot[r] / k] for r < *n_rows (a device value); up to max_rows rows.
+void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                 int64_t max_rows, float* gathered, cudaStream_t s);
+// out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] in rank order (rows < 0
+// skipped); base may be null. out may be base.
+void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
+                  const float* base, float* out, cudaStream_t s);
+
+// cuBLAS bound to one stream. linear(): y [T, out] = x [T, in] · Wᵀ with W [out, in] as the
+// checkpoint stores it (BF16 or F16: x is rounded to that type, round to nearest even, into
+// `xq`, room for T·in of them, for the tensor cores; F32: x as it is, no TF32), products
+// accumulated in f32, y f32 with leading dimension ldy (≥ out).
+class Blas {
+public:
+    explicit Blas(cudaStream_t s);
+    ~Blas();
+    Blas(const Blas&) = delete;
+    Blas& operator=(const Blas&) = delete;
+    void linear(const float* x, int64_t T, int64_t in, const void* w, DType w_type, int64_t out, float* y, int64_t ldy,
+                void* xq);
+    cudaStream_t stream() const { return stream_; }
+
+private:
+    cudaStream_t stream_;
+    cublasHandle_t handle_ = nullptr;
+};
+void check_cublas(cublasStatus_t status, const char* what);
+
+// y = x rounded to BF16 / F16, n elements.
+void to_bf16(const float* x, int64_t n, void* y, cudaStream_t s);
+void to_f16(const float* x, int64_t n, void* y, cudaStream_t s);
+
+}  // namespace moe::cuda::launch
