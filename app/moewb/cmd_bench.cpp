@@ -12,6 +12,9 @@
 #include "engine/cpu/matmul.h"
 #include "engine/error.h"
 #include "engine/random_weights.h"
+#ifdef MOE_HAVE_CUDA
+#include "engine/cuda/device.h"
+#endif
 
 namespace moewb {
 
@@ -31,7 +34,9 @@ const char* kHelp =
     "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
-    "GPU 0 and adds device, device_weight_bytes and device_workspace_bytes.\n";
+    "GPU 0 and adds device, device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
+    "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
+    "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n";
 
 // Copies every routing record into a preallocated buffer, as a store writer would.
 class CopyingObserver : public moe::RoutingObserver {
@@ -57,6 +62,13 @@ int64_t peak_rss_bytes() {
     struct rusage ru {};
     getrusage(RUSAGE_SELF, &ru);
     return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+// Bytes per weight of a dtype summary ("BF16", "F32", ...; mixed: the widest).
+[[maybe_unused]] double dtype_bytes(const std::string& summary) {
+    if (summary.find("F32") != std::string::npos) return 4;
+    if (summary.find("F8") != std::string::npos && summary.find("16") == std::string::npos) return 1;
+    return 2;
 }
 
 struct Timing {
@@ -124,6 +136,25 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["device_weight_bytes"] = m.weights;
         j["device_workspace_bytes"] = m.workspace;
         j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * 4;
+#ifdef MOE_HAVE_CUDA
+        // How close to the hardware: decode against the time to read the weights a token uses
+        // once from device memory, prefill against the BF16 tensor-core peak (2 FLOPs per
+        // activated weight per token; attention's own products not counted).
+        if (const auto dev = moe::cuda::first_device()) {
+            const double bytes_per_token = static_cast<double>(c.activated_params()) * dtype_bytes(model.dtype_summary());
+            j["decode_weight_bytes_per_token"] = bytes_per_token;
+            j["device_memory_bandwidth"] = dev->memory_bandwidth;
+            if (dev->memory_bandwidth > 0 && n_gen > 0) {
+                j["decode_bandwidth_limit_tok_s"] = dev->memory_bandwidth / bytes_per_token;
+                j["decode_bandwidth_ratio"] = (static_cast<double>(n_gen) / best_decode) * bytes_per_token / dev->memory_bandwidth;
+            }
+            const double flops_per_token = 2.0 * static_cast<double>(c.activated_params());
+            j["prefill_flops_per_token"] = flops_per_token;
+            j["device_bf16_peak_flops"] = dev->bf16_peak_flops;
+            if (dev->bf16_peak_flops > 0)
+                j["prefill_peak_ratio"] = (static_cast<double>(n_prompt) / best_prefill) * flops_per_token / dev->bf16_peak_flops;
+        }
+#endif
     }
     if (with_observer) {
         // The same runs with a routing observer copying every record: the cost of watching.

@@ -40,6 +40,13 @@ std::optional<DeviceInfo> first_device(std::string* why) {
     d.cc_major = prop.major;
     d.cc_minor = prop.minor;
     d.multiprocessors = prop.multiProcessorCount;
+    int clock_khz = 0, mem_khz = 0, bus_bits = 0;
+    if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0) == cudaSuccess) d.clock_hz = clock_khz * 1e3;
+    if (cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0) == cudaSuccess)
+        d.memory_bandwidth = 2.0 * mem_khz * 1e3 * bus_bits / 8.0;
+    const int per_sm = d.cc_major == 9 && d.cc_minor == 0 ? 4096 : d.cc_major == 8 && d.cc_minor == 0 ? 2048 : 0;
+    d.bf16_peak_flops = per_sm * d.clock_hz * d.multiprocessors;
     std::size_t free_b = 0, total_b = 0;
     if (cudaSetDevice(0) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
         d.free_bytes = free_b;

@@ -14,6 +14,11 @@ struct DeviceInfo {
     int cc_major = 0, cc_minor = 0;   // compute capability
     int multiprocessors = 0;
     std::size_t total_bytes = 0, free_bytes = 0;
+    double clock_hz = 0;             // SM clock (the driver's maximum)
+    double memory_bandwidth = 0;     // bytes/s: 2 · memory clock · bus width (double data rate)
+    // Dense BF16 tensor-core peak (FLOP/s) at clock_hz: multiprocessors · clock · the FLOPs per
+    // clock per SM of the architecture (8.0: 2048; 9.0: 4096); 0 where not tabulated.
+    double bf16_peak_flops = 0;
 };
 
 // Device 0, or nullopt with the reason in `why` (no driver, no device, the driver's error).
