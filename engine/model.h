@@ -38,6 +38,7 @@ struct LoadOptions {
     int threads = 0;  // 0: every core the process may use
     MlaMode mla = MlaMode::automatic;
     Backend backend = Backend::cpu;
+    bool cuda_graphs = true;  // CUDA backend: replay decode steps from a captured graph
 };
 
 struct ForwardOptions {
@@ -66,6 +67,9 @@ public:
         size_t weights = 0, kv_cache = 0, workspace = 0;
     };
     virtual DeviceMemory device_memory() const { return {}; }
+    // Whether decode steps are replayed from CUDA graphs (false where they are not or could
+    // not be captured).
+    virtual bool uses_cuda_graphs() const { return false; }
 
     // Runs tokens `ids` at positions [cache.length(), cache.length()+T), appends their
     // keys/values to `cache`, and writes logits [T, V] (or [1, V]) into `logits`.

@@ -3,7 +3,8 @@
 // scaling, dense first layers) with every mask of their golden cases (reroute, drop, shared
 // off, k, skip-top), and the embedded default model; each as one prefill of the case's ids,
 // of those ids three times over (a step large enough for the grouped expert products), and
-// token-by-token decode through the device KV cache.
+// token-by-token decode through the device KV cache, replayed from CUDA graphs and launch by
+// launch.
 //
 // Tolerances. F32 weights: the products run in f32 (no TF32) in another summation order:
 // max |Δlogit| ≤ 1e-3 · max(1, max |logit|). BF16 weights: the device rounds activations to
@@ -78,7 +79,7 @@ private slots:
         QTest::addColumn<QString>("dir");
         QTest::addColumn<QString>("mask");
         QTest::addColumn<QString>("mode");
-        QTest::addColumn<QString>("form");  // prefill | long | decode
+        QTest::addColumn<QString>("form");  // prefill | long | decode (CUDA graphs) | decode-eager
         QTest::addColumn<QVariantList>("ids");
         for (const char* f : kFixtures) {
             const std::string dir = test_support::fixture_path(f);
@@ -86,7 +87,7 @@ private slots:
             for (const auto& c : golden["cases"]) {
                 QVariantList ids;
                 for (int32_t id : c["ids"].get<std::vector<int32_t>>()) ids << id;
-                for (const char* form : {"prefill", "long", "decode"})
+                for (const char* form : {"prefill", "long", "decode", "decode-eager"})
                     QTest::newRow((std::string(f) + "/" + c["name"].get<std::string>() + "/" + form).c_str())
                         << QString::fromStdString(dir) << QString::fromStdString(c["mask"].get<std::string>())
                         << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids;
@@ -97,7 +98,7 @@ private slots:
             std::mt19937 rng(7);
             for (int i = 0; i < 40; ++i) ids << static_cast<int32_t>(rng() % 4000);
             for (const char* mask : {"", "*:shared", "L1:0,1,2,3;*:k=3", "*:skip-top=1;*:skip-random=1@5"})
-                for (const char* form : {"prefill", "long", "decode"})
+                for (const char* form : {"prefill", "long", "decode", "decode-eager"})
                     QTest::newRow((std::string("embedded/") + mask + "/" + form).c_str())
                         << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form) << ids;
         }
@@ -119,12 +120,13 @@ private slots:
         cpu_opt.threads = 2;
         moe::LoadOptions gpu_opt;
         gpu_opt.backend = moe::Backend::cuda;
+        gpu_opt.cuda_graphs = form != "decode-eager";
         const auto cpu = moe::load_model(dir.toStdString(), cpu_opt);
         const auto gpu = moe::load_model(dir.toStdString(), gpu_opt);
         QCOMPARE(gpu->backend(), moe::Backend::cuda);
         const moe::ExpertMask m =
             moe::ExpertMask::parse(mask.toStdString(), cpu->config(), moe::parse_mask_mode(mode.toStdString()));
-        const bool decode = form == "decode";
+        const bool decode = form.startsWith("decode");
         const Run a = run(*cpu, tokens, m, decode);
         const Run b = run(*gpu, tokens, m, decode);
 

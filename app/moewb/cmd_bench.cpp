@@ -25,7 +25,8 @@ namespace {
 const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--backend cpu|cuda]\n"
-    "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n\n"
+    "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n"
+    "                   [--no-cuda-graphs]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
@@ -34,7 +35,8 @@ const char* kHelp =
     "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
-    "GPU 0 and adds device, device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
+    "GPU 0 (decode steps replayed from CUDA graphs unless --no-cuda-graphs) and adds device,\n"
+    "cuda_graphs, device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
     "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n";
 
@@ -133,6 +135,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         // sessions are gone) and the workspace of the largest step.
         const moe::Model::DeviceMemory m = model.device_memory();
         j["device"] = m.device;
+        j["cuda_graphs"] = model.uses_cuda_graphs();
         j["device_weight_bytes"] = m.weights;
         j["device_workspace_bytes"] = m.workspace;
         j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * 4;
@@ -173,13 +176,14 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
 int cmd_bench(int argc, char** argv) {
     Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
                            "--repeat", "--seed", "--layers", "--backend"},
-              {"--observer"});
+              {"--observer", "--no-cuda-graphs"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
     const int64_t n_gen = args.get_int("--gen-tokens", 128, 0, 1 << 20);
     const int repeat = static_cast<int>(args.get_int("--repeat", 1, 1, 100));
     const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, INT64_MAX));
-    const moe::LoadOptions lo = load_options(args);
+    moe::LoadOptions lo = load_options(args);
+    lo.cuda_graphs = !args.has("--no-cuda-graphs");
     if (args.has("--model") == args.has("--random-config"))
         moe::throw_input_error("bench", "give exactly one of --model DIR or --random-config config.json");
 

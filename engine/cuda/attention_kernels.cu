@@ -29,11 +29,13 @@ __device__ float block_reduce(float v, float* scratch, bool take_max) {
     return r;
 }
 
-// Block (t, h). Dynamic shared memory: scores [visible] + q [hd].
+// Block (t, h). Dynamic shared memory: scores [visible] + q [hd]. The first position is pos0,
+// or *d_pos when given (a step replayed from a CUDA graph).
 __global__ void attention_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
-                                 int64_t hd, int64_t pos0, float scale, float* out) {
+                                 int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* out) {
     extern __shared__ float shared[];
     __shared__ float scratch[kThreads];
+    if (d_pos) pos0 = *d_pos;
     const int64_t t = blockIdx.x / n_heads, h = blockIdx.x % n_heads, kvh = h / (n_heads / n_kv_heads);
     const int64_t visible = pos0 + t + 1;
     float* scores = shared;
@@ -67,12 +69,25 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
     }
 }
 
+// One block: row *d_pos of cache (rows of n) = src.
+__global__ void append_row_kernel(const float* src, int64_t n, float* cache, const int64_t* d_pos) {
+    float* dst = cache + *d_pos * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
 }  // namespace
 
+void launch::append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos, cudaStream_t s) {
+    append_row_kernel<<<1, 256, 0, s>>>(src, n, cache, d_pos);
+    check(cudaGetLastError(), "launching a KV cache append");
+}
+
 void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-                       int64_t head_dim, int64_t pos0, float* out, cudaStream_t s) {
+                       int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
+                       int64_t max_positions) {
     if (T <= 0) return;
-    const size_t shared = static_cast<size_t>(pos0 + T + head_dim) * sizeof(float);
+    const int64_t positions = d_pos ? max_positions : pos0 + T;
+    const size_t shared = static_cast<size_t>(positions + head_dim) * sizeof(float);
     // The opt-in limit is read once per process (device 0).
     static const int max_shared = [] {
         int device = 0, m = 0;
@@ -81,13 +96,13 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         return m;
     }();
     if (shared > static_cast<size_t>(max_shared) - kThreads * sizeof(float))
-        throw Error(ErrorKind::input, "attention on the device: " + std::to_string(pos0 + T) +
+        throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
                                           " positions need more shared memory than the device has per block");
     if (shared > 48 * 1024)
         check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
               "attention: shared memory size");
     attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(
-        q, k, v, n_heads, n_kv_heads, head_dim, pos0, 1.0f / sqrtf(static_cast<float>(head_dim)), out);
+        q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, 1.0f / sqrtf(static_cast<float>(head_dim)), out);
     check(cudaGetLastError(), "launching attention");
 }
 

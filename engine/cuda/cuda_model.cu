@@ -124,6 +124,10 @@ public:
                  std::vector<float>& logits) const override;
     KvCache make_cache() const override { return KvCache(0, config_.num_key_value_heads * config_.head_dim); }
     Backend backend() const override { return Backend::cuda; }
+    bool uses_cuda_graphs() const override {
+        std::lock_guard lock(forward_mutex_);
+        return use_graphs_ && !graphs_failed_;
+    }
     DeviceMemory device_memory() const override {
         std::lock_guard lock(forward_mutex_);
         return {device_name_, weights_->bytes() + aux_bytes_, kv_live_->load(), workspace_bytes_};
@@ -140,14 +144,32 @@ private:
         uint64_t* keys;
         unsigned long long* counts;
         int64_t *offsets, *rows, *row_slot;
-        float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin;
+        float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin, *k_new, *v_new;
         int32_t* ids;
+        int64_t* pos;
     };
+    static constexpr int64_t kSmallStep = 64;  // token-expert slots run as per-slot products
     Step carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const;
     void ensure_workspace(int64_t T, int64_t k) const;
     DeviceCache& device_cache(KvCache& cache, int64_t positions) const;
     void upload_mask(const ExpertMask* mask) const;
-    void feed_forward(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const ForwardOptions& opt, const Step& s,
+    struct HostInputs {
+        int32_t* ids;
+        int64_t* pos;
+        float *cos, *sin;
+        uint64_t* keys;
+        float* logits;
+        std::size_t bytes;
+    };
+    HostInputs carve_inputs(void* base, int64_t T) const;
+    bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
+    void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
+    void enqueue_layers(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
+                        bool device_pos) const;
+    bool decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt, const Step& s,
+                           std::vector<float>& logits) const;
+    void record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const;
+    void feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                       const launch::RouteOutputs& routed) const;
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
     void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
@@ -176,11 +198,17 @@ private:
     mutable std::size_t workspace_bytes_ = 0;
     mutable int64_t ws_tokens_ = 0, ws_k_ = 0;
     mutable PinnedMem pinned_;  // ids, rope tables, random keys of a step
-    mutable std::size_t pinned_bytes_ = 0;
     mutable std::unique_ptr<RoutingBuffer> routing_;
     mutable int64_t routing_tokens_ = 0;
     mutable std::string mask_uploaded_ = "";  // spec + mode of the mask in disabled_
     mutable std::vector<int64_t> offsets_host_;
+    // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
+    // changes; if capture fails, steps run launch by launch from then on.
+    bool use_graphs_ = true;
+    PinnedMem decode_pinned_;  // the graph's host inputs and logits
+    mutable cudaGraphExec_t graph_exec_ = nullptr;
+    mutable std::string graph_key_;
+    mutable bool graphs_failed_ = false;
 };
 
 CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSource> t, const LoadOptions& o)
@@ -324,10 +352,15 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     blas_ = std::make_unique<launch::Blas>(stream_);
+    use_graphs_ = o.cuda_graphs;
+    void* p = nullptr;
+    check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
+    decode_pinned_.reset(p);
 }
 
 CudaDeepseekMoe::~CudaDeepseekMoe() {
     if (stream_) cudaStreamSynchronize(stream_);
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     blas_.reset();
     routing_.reset();
     if (stream_) cudaStreamDestroy(stream_);
@@ -373,6 +406,9 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);
     s.ids = cv.take<int32_t>(t);
+    s.k_new = cv.take<float>(static_cast<size_t>(c.num_key_value_heads * c.head_dim));
+    s.v_new = cv.take<float>(static_cast<size_t>(c.num_key_value_heads * c.head_dim));
+    s.pos = cv.take<int64_t>(1);
     if (bytes) *bytes = cv.used();
     return s;
 }
@@ -390,15 +426,12 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
         workspace_bytes_ = bytes;
         ws_tokens_ = nt;
         ws_k_ = nk;
-        // Pinned: ids, rope tables, random keys.
-        const std::size_t pinned = static_cast<std::size_t>(nt) *
-                                   (sizeof(int32_t) + static_cast<std::size_t>(config_.head_dim) * sizeof(float) +
-                                    static_cast<std::size_t>(std::max<int64_t>(n_moe, 1)) * sizeof(uint64_t)) + 1024;
+        // Pinned: the step's host inputs and its logits.
+        const std::size_t pinned = carve_inputs(nullptr, nt).bytes;
         void* p = nullptr;
         pinned_.reset();
         check(cudaMallocHost(&p, pinned), "allocating pinned host memory");
         pinned_.reset(p);
-        pinned_bytes_ = pinned;
     }
     if (T > routing_tokens_ && n_moe > 0) {
         if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");
@@ -464,8 +497,8 @@ void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, c
     linear(f.down, s.ffn_h, T, out, f.down.out, s);
 }
 
-void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const ForwardOptions& opt,
-                                   const Step& s, const launch::RouteOutputs& routed) const {
+void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
+                                   const launch::RouteOutputs& routed) const {
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size;
     if (!L.is_moe) {
@@ -497,10 +530,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, int
     rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
     const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
     launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, routed, stream_);
-    if (opt.observer)
-        routing_->record(layer, k, routed.experts, routed.weights, routed.entropy, routed.mass, routed.margin,
-                         (c.norm_topk_prob && k > 1) ? GateWeightKind::renormalized : GateWeightKind::router_prob,
-                         li && li->shared_off, static_cast<float>(c.routed_scaling_factor), stream_);
+    if (opt.observer) record_routing(layer, opt, routed);
 
     // 2. The shared experts, the combine's base.
     const bool shared_on = m.has_shared && !(li && li->shared_off);
@@ -509,7 +539,6 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, int
     // 3. The routed experts.
     const uint8_t* dropped = drop ? layer_disabled : nullptr;
     const int64_t n_slots = T * k;
-    constexpr int64_t kSmallStep = 64;  // slots: per-slot products, no host round trip
     if (n_slots <= kSmallStep) {
         launch::expert_gate_up(s.normed, T, H, k, routed.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
                                stream_);
@@ -540,13 +569,109 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, int
     }
     // 4. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
     launch::combine_rows(s.results, H, T, k, s.rows, routed.weights, shared_on ? s.base : nullptr, s.branch, stream_);
-    (void)pos0;
+}
+
+void CudaDeepseekMoe::record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const {
+    const ModelConfig& c = config_;
+    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
+    const int64_t k = li ? li->k : c.num_experts_per_tok;
+    routing_->record(layer, k, routed.experts, routed.weights, routed.entropy, routed.mass, routed.margin,
+                     (c.norm_topk_prob && k > 1) ? GateWeightKind::renormalized : GateWeightKind::router_prob,
+                     li && li->shared_off, static_cast<float>(c.routed_scaling_factor), stream_);
+}
+
+void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
+                                     const ForwardOptions& opt, bool device_pos) const {
+    const ModelConfig& c = config_;
+    const int64_t H = c.hidden_size;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+    const int64_t qdim = nh * hd, kvdim = nkv * hd;
+    const launch::RouteOutputs routed{s.experts, s.weights, s.entropy, s.mass, s.margin};
+    launch::embed(embed_, embed_type_, s.ids, T, H, s.x, stream_);
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+        const Layer& L = layers_[static_cast<size_t>(i)];
+        launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
+        float* kc = dc.keys(i);
+        float* vc = dc.values(i);
+        linear(L.q, s.normed, T, s.q, qdim, s);
+        launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
+        if (device_pos) {
+            // One token at the position the device holds (*s.pos): the same launches at
+            // every position, as a CUDA graph replays them.
+            linear(L.k, s.normed, 1, s.k_new, kvdim, s);
+            linear(L.v, s.normed, 1, s.v_new, kvdim, s);
+            launch::rope_halves(s.k_new, 1, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+            launch::append_row(s.k_new, kvdim, kc, s.pos, stream_);
+            launch::append_row(s.v_new, kvdim, vc, s.pos, stream_);
+            launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity);
+        } else {
+            linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
+            linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
+            launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+            launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_);
+        }
+        linear(L.o, s.attn, T, s.branch, H, s);
+        launch::add(s.x, s.branch, T * H, stream_);
+        launch::rms_norm(s.x, L.ffn_norm, T, H, eps, s.normed, stream_);
+        feed_forward(L, i, T, opt, s, routed);
+        launch::add(s.x, s.branch, T * H, stream_);
+    }
+    const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
+    launch::rms_norm(s.x + first * H, final_norm_, n_out, H, eps, s.normed, stream_);
+    linear(head_, s.normed, n_out, s.logits, c.vocab_size, s);
+    if (opt.observer && routing_) routing_->flush(stream_);
+}
+
+// The step's host inputs: token ids, the rotary tables of its positions, and the per-token
+// keys of skip-random (layer-major, [n_moe, T]) into `h`; whether any key was needed.
+bool CudaDeepseekMoe::host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const {
+    const int64_t T = static_cast<int64_t>(ids.size());
+    const cpu::RopeTables rope = deepseek::mha_rope_tables(config_, pos0, T);
+    std::memcpy(h.ids, ids.data(), ids.size() * sizeof(int32_t));
+    std::memcpy(h.cos, rope.cos.data(), rope.cos.size() * sizeof(float));
+    std::memcpy(h.sin, rope.sin.data(), rope.sin.size() * sizeof(float));
+    *h.pos = pos0;
+    bool any_random = false;
+    for (size_t m = 0; opt.mask && m < moe_layers_.size(); ++m) {
+        const LayerIntervention* li = opt.mask->layer(moe_layers_[m]);
+        if (!li || li->skip_random <= 0) continue;
+        any_random = true;
+        for (int64_t t = 0; t < T; ++t)
+            h.keys[m * static_cast<size_t>(T) + static_cast<size_t>(t)] =
+                router_random_key(li->random_seed, moe_layers_[m], opt.random_stream, pos0 + t);
+    }
+    return any_random;
+}
+
+void CudaDeepseekMoe::copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const {
+    const auto t = static_cast<size_t>(T), half = static_cast<size_t>(config_.head_dim / 2);
+    check(cudaMemcpyAsync(s.ids, h.ids, t * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "copying token ids");
+    check(cudaMemcpyAsync(s.pos, h.pos, sizeof(int64_t), cudaMemcpyHostToDevice, stream_), "copying the position");
+    check(cudaMemcpyAsync(s.rope_cos, h.cos, t * half * sizeof(float), cudaMemcpyHostToDevice, stream_), "copying rope tables");
+    check(cudaMemcpyAsync(s.rope_sin, h.sin, t * half * sizeof(float), cudaMemcpyHostToDevice, stream_), "copying rope tables");
+    if (keys)
+        check(cudaMemcpyAsync(s.keys, h.keys, t * moe_layers_.size() * sizeof(uint64_t), cudaMemcpyHostToDevice, stream_),
+              "copying router keys");
+}
+
+CudaDeepseekMoe::HostInputs CudaDeepseekMoe::carve_inputs(void* base, int64_t T) const {
+    Carver pin(base);
+    HostInputs h;
+    h.ids = pin.take<int32_t>(static_cast<size_t>(T));
+    h.pos = pin.take<int64_t>(1);
+    h.cos = pin.take<float>(static_cast<size_t>(T * (config_.head_dim / 2)));
+    h.sin = pin.take<float>(static_cast<size_t>(T * (config_.head_dim / 2)));
+    h.keys = pin.take<uint64_t>(static_cast<size_t>(T) * std::max<size_t>(moe_layers_.size(), 1));
+    h.logits = pin.take<float>(static_cast<size_t>(T * config_.vocab_size));
+    h.bytes = pin.used();
+    return h;
 }
 
 void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
                               std::vector<float>& logits) const {
     const ModelConfig& c = config_;
-    const int64_t T = static_cast<int64_t>(ids.size()), H = c.hidden_size, V = c.vocab_size;
+    const int64_t T = static_cast<int64_t>(ids.size()), V = c.vocab_size;
     const int64_t pos0 = cache.length();
     std::lock_guard<std::mutex> lock(forward_mutex_);
     if (T == 0) {
@@ -561,69 +686,79 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
     upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
     DeviceCache& dc = device_cache(cache, pos0 + T);
     const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, nullptr);
-
-    // Host inputs of the step through pinned memory: ids, rope tables, random keys.
-    const cpu::RopeTables rope = deepseek::mha_rope_tables(c, pos0, T);
-    Carver pin(pinned_.get());
-    auto* h_ids = pin.take<int32_t>(static_cast<size_t>(T));
-    std::memcpy(h_ids, ids.data(), ids.size() * sizeof(int32_t));
-    auto* h_cos = pin.take<float>(rope.cos.size());
-    auto* h_sin = pin.take<float>(rope.sin.size());
-    std::memcpy(h_cos, rope.cos.data(), rope.cos.size() * sizeof(float));
-    std::memcpy(h_sin, rope.sin.data(), rope.sin.size() * sizeof(float));
-    check(cudaMemcpyAsync(s.ids, h_ids, ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "copying token ids");
-    check(cudaMemcpyAsync(s.rope_cos, h_cos, rope.cos.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "copying rope tables");
-    check(cudaMemcpyAsync(s.rope_sin, h_sin, rope.sin.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "copying rope tables");
-    bool any_random = false;
-    if (opt.mask) {
-        auto* h_keys = pin.take<uint64_t>(static_cast<size_t>(T) * std::max<size_t>(moe_layers_.size(), 1));
-        for (size_t m = 0; m < moe_layers_.size(); ++m) {
-            const LayerIntervention* li = opt.mask->layer(moe_layers_[m]);
-            if (!li || li->skip_random <= 0) continue;
-            any_random = true;
-            for (int64_t t = 0; t < T; ++t)
-                h_keys[m * static_cast<size_t>(T) + static_cast<size_t>(t)] =
-                    router_random_key(li->random_seed, moe_layers_[m], opt.random_stream, pos0 + t);
+    if (T == 1 && use_graphs_ && !graphs_failed_ && k_max <= kSmallStep) {
+        if (decode_with_graph(ids[0], pos0, dc, opt, s, logits)) {
+            cache.set_length(pos0 + 1);
+            return;
         }
-        if (any_random)
-            check(cudaMemcpyAsync(s.keys, h_keys, static_cast<size_t>(T) * moe_layers_.size() * sizeof(uint64_t),
-                                  cudaMemcpyHostToDevice, stream_),
-                  "copying router keys");
     }
-    if (opt.observer && routing_) routing_->begin(pos0, T, opt.source);
 
-    const float eps = static_cast<float>(c.rms_norm_eps);
-    const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
-    const int64_t qdim = nh * hd, kvdim = nkv * hd;
-    const launch::RouteOutputs routed{s.experts, s.weights, s.entropy, s.mass, s.margin};
-    launch::embed(embed_, embed_type_, s.ids, T, H, s.x, stream_);
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-        const Layer& L = layers_[static_cast<size_t>(i)];
-        launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
-        float* kc = dc.keys(i);
-        float* vc = dc.values(i);
-        linear(L.q, s.normed, T, s.q, qdim, s);
-        linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
-        linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
-        launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
-        launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
-        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_);
-        linear(L.o, s.attn, T, s.branch, H, s);
-        launch::add(s.x, s.branch, T * H, stream_);
-        launch::rms_norm(s.x, L.ffn_norm, T, H, eps, s.normed, stream_);
-        feed_forward(L, i, T, pos0, opt, s, routed);
-        launch::add(s.x, s.branch, T * H, stream_);
-    }
-    const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
-    launch::rms_norm(s.x + first * H, final_norm_, n_out, H, eps, s.normed, stream_);
-    linear(head_, s.normed, n_out, s.logits, V, s);
-    if (opt.observer && routing_) routing_->flush(stream_);
-    logits.resize(static_cast<size_t>(n_out * V));
-    check(cudaMemcpyAsync(logits.data(), s.logits, logits.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+    const HostInputs h = carve_inputs(pinned_.get(), T);
+    const bool keys = host_inputs(ids, pos0, opt, h);
+    copy_inputs(h, T, s, keys);
+    if (opt.observer && routing_) routing_->begin(pos0, T, opt.source);
+    enqueue_layers(T, pos0, s, dc, opt, false);
+    const int64_t n_out = opt.all_logits ? T : 1;
+    check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(n_out * V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
           "copying logits to the host");
     check(cudaStreamSynchronize(stream_), "running the forward step");
+    logits.assign(h.logits, h.logits + n_out * V);
     if (opt.observer && routing_) routing_->deliver(*opt.observer);
     cache.set_length(pos0 + T);
+}
+
+bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,
+                                        const Step& s, std::vector<float>& logits) const {
+    const int64_t V = config_.vocab_size;
+    const HostInputs h = carve_inputs(decode_pinned_.get(), 1);
+    const bool keys = host_inputs(std::span<const int32_t>(&id, 1), pos0, opt, h);
+    // A graph is bound to the buffers it was captured with and to the mask's launches.
+    const std::string key = mask_uploaded_ + "|" + (opt.observer ? "observed" : "") + "|" + (keys ? "keys" : "") + "|" +
+                            (opt.all_logits ? "all" : "last") + "|" + std::to_string(reinterpret_cast<uintptr_t>(dc.mem.get())) +
+                            "|" + std::to_string(dc.capacity) + "|" + std::to_string(reinterpret_cast<uintptr_t>(workspace_.get())) +
+                            "|" + std::to_string(reinterpret_cast<uintptr_t>(routing_.get()));
+    if (opt.observer && routing_) routing_->begin(pos0, 1, opt.source);
+    if (key != graph_key_) {
+        if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+        graph_exec_ = nullptr;
+        graph_key_.clear();
+        cudaGraph_t graph = nullptr;
+        try {
+            check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing a decode step");
+            copy_inputs(h, 1, s, keys);
+            enqueue_layers(1, pos0, s, dc, opt, true);
+            check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+                  "copying logits to the host");
+            check(cudaStreamEndCapture(stream_, &graph), "capturing a decode step");
+            check(cudaGraphInstantiate(&graph_exec_, graph, 0), "instantiating the decode graph");
+            cudaGraphDestroy(graph);
+        } catch (const Error&) {
+            // Not capturable here: this and later steps run launch by launch.
+            cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+            if (cudaStreamIsCapturing(stream_, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+                cudaGraph_t g = nullptr;
+                cudaStreamEndCapture(stream_, &g);
+                if (g) cudaGraphDestroy(g);
+            }
+            if (graph) cudaGraphDestroy(graph);
+            graph_exec_ = nullptr;
+            (void)cudaGetLastError();
+            graphs_failed_ = true;
+            return false;
+        }
+        graph_key_ = key;
+    } else if (opt.observer && routing_) {
+        // The replay makes the copies the capture recorded; the buffer is told what they hold.
+        routing_->set_replay(true);
+        for (int64_t layer : moe_layers_) record_routing(layer, opt, {s.experts, s.weights, s.entropy, s.mass, s.margin});
+        routing_->flush(stream_);
+        routing_->set_replay(false);
+    }
+    check(cudaGraphLaunch(graph_exec_, stream_), "launching the decode graph");
+    check(cudaStreamSynchronize(stream_), "running the decode graph");
+    logits.assign(h.logits, h.logits + V);
+    if (opt.observer && routing_) routing_->deliver(*opt.observer);
+    return true;
 }
 
 std::unique_ptr<Model> factory(const ModelConfig& config, std::shared_ptr<TensorSource> tensors, const LoadOptions& opt) {

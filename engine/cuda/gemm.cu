@@ -51,11 +51,17 @@ void to_f16(const float* x, int64_t n, void* y, cudaStream_t s) {
 }
 
 Blas::Blas(cudaStream_t s) : stream_(s) {
+    constexpr size_t kWorkspace = size_t(32) << 20;
     check_cublas(cublasCreate(&handle_), "creating a handle");
     check_cublas(cublasSetStream(handle_, s), "binding the handle to a stream");
+    check(cudaMalloc(&workspace_, kWorkspace), "allocating the cuBLAS workspace");
+    check_cublas(cublasSetWorkspace(handle_, workspace_, kWorkspace), "setting the cuBLAS workspace");
 }
 
-Blas::~Blas() { cublasDestroy(handle_); }
+Blas::~Blas() {
+    cublasDestroy(handle_);
+    cudaFree(workspace_);
+}
 
 void Blas::linear(const float* x, int64_t T, int64_t in, const void* w, DType w_type, int64_t out, float* y, int64_t ldy,
                   void* xq) {

@@ -27,10 +27,15 @@ void silu_mul(const float* g, const float* u, int64_t n, float* h, cudaStream_t 
 void add(float* x, const float* y, int64_t n, cudaStream_t s);
 
 // Causal attention of queries q [T, nh, hd] at positions pos0.. over keys and values
-// [pos0 + T, nkv, hd] -> out [T, nh, hd]. Throws when the positions need more shared memory
-// per block than the device has.
+// [pos0 + T, nkv, hd] -> out [T, nh, hd]. With d_pos, the first position is read on the
+// device (*d_pos, at most max_positions - T) and the launch is the same for every position:
+// what a CUDA graph replays. Throws when the positions need more shared memory per block
+// than the device has.
 void attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-               int64_t head_dim, int64_t pos0, float* out, cudaStream_t s);
+               int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos = nullptr,
+               int64_t max_positions = 0);
+// Row *d_pos of cache (rows of n floats) = src: a decode step's key or value into the cache.
+void append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos, cudaStream_t s);
 
 // The router: RouterParams as the kernel takes them (device pointers for excluded and bias
 // are set by the caller).
@@ -77,6 +82,7 @@ public:
 private:
     cudaStream_t stream_;
     cublasHandle_t handle_ = nullptr;
+    void* workspace_ = nullptr;  // cuBLAS's own, set once so that graph capture allocates nothing
 };
 void check_cublas(cublasStatus_t status, const char* what);
 

@@ -67,6 +67,7 @@ void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, c
     l.has_mass = d_mass != nullptr;
     l.has_margin = d_margin != nullptr;
     l.recorded = true;
+    if (replay_) return;
     const auto s = static_cast<cudaStream_t>(stream);
     const auto tk = static_cast<std::size_t>(n_tokens_ * k), t = static_cast<std::size_t>(n_tokens_);
     const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
@@ -84,6 +85,10 @@ void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, c
 }
 
 void RoutingBuffer::flush(void* stream) {
+    if (replay_) {
+        flushed_ = true;
+        return;
+    }
     const auto s = static_cast<cudaStream_t>(stream);
     if (device_bytes_) check(cudaMemcpyAsync(host_, device_, device_bytes_, cudaMemcpyDeviceToHost, s), "copying routing to the host");
     check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");

@@ -33,6 +33,9 @@ public:
                 void* stream);
     // Enqueues the one device-to-host copy of the step on `stream`.
     void flush(void* stream);
+    // Replay mode, for a step replayed from a CUDA graph that captured record() and flush():
+    // they then note what the step holds and enqueue nothing.
+    void set_replay(bool on) { replay_ = on; }
     // Waits for that copy and calls observer.on_routing for every recorded layer, in layer order.
     void deliver(RoutingObserver& observer);
 
@@ -55,6 +58,7 @@ private:
     void* copied_ = nullptr;         // cudaEvent_t of the step's copy
     std::size_t device_bytes_ = 0;
     bool flushed_ = false;
+    bool replay_ = false;
 };
 
 }  // namespace moe::cuda
