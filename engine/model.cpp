@@ -53,6 +53,12 @@ void register_backend(Backend b, BackendFactory factory) {
     backends()[b] = factory;
 }
 
+bool backend_available(Backend b) {
+    if (b == Backend::cpu) return true;
+    std::lock_guard lock(g_backends_mutex);
+    return backends().count(b) > 0;
+}
+
 std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
                                   const LoadOptions& opt) {
     if (opt.backend != Backend::cpu) {

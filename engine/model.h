@@ -99,6 +99,7 @@ std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<Ten
 using BackendFactory = std::unique_ptr<Model> (*)(const ModelConfig& config, std::shared_ptr<TensorSource> tensors,
                                                   const LoadOptions& opt);
 void register_backend(Backend b, BackendFactory factory);
+bool backend_available(Backend b);  // the CPU always; another once registered
 
 // One sequence: a KV cache and its position.
 class Session {

@@ -3,9 +3,11 @@
 // switch the view; the inspector shows the run's first document and the ablation panel's mask
 // is shown in the status bar; the Trace button of the runs panel starts another run; the layout, the
 // heatmap's choices and the recent models and stores are kept in QSettings for the next start.
+#include <QComboBox>
 #include <QDockWidget>
 #include <QPushButton>
 #include <QSettings>
+#include <QStandardItemModel>
 #include <QtTest>
 
 #include "tests/ui_test_support.h"
@@ -127,6 +129,40 @@ private slots:
         QVERIFY(wb->waitIdle(30000));
         QVERIFY(!wb->traceRunning());
         QCOMPARE(wb->runs().size(), size_t(2));
+        w.close();
+    }
+
+    void theBackendChoiceOpensTheModelThere() {
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        StartOptions o = options();
+        o.auto_trace = false;
+        w.start(o);
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        QCOMPARE(w.modelPanel()->fieldText("backend"), QString("CPU"));
+        auto* combo = w.findChild<QComboBox*>("modelBackend");
+        QVERIFY(combo);
+        QCOMPARE(combo->count(), 2);
+        auto* items = qobject_cast<QStandardItemModel*>(combo->model());
+        QVERIFY(items);
+        // This test is not linked with the CUDA backend: the choice is there, greyed out, with why.
+        QCOMPARE(moe::backend_available(moe::Backend::cuda), false);
+        QVERIFY(!items->item(1)->isEnabled());
+        QVERIFY(items->item(1)->toolTip().contains("no CUDA backend"));
+        // Chosen anyway (a script, a stale setting): the model is opened again there and the
+        // panel says why it cannot run, in place; the window goes on.
+        combo->setCurrentIndex(1);
+        QCOMPARE(wb->backend(), moe::Backend::cuda);
+        QTRY_VERIFY_WITH_TIMEOUT(!w.modelPanel()->errorText().isEmpty(), 60000);
+        QVERIFY2(w.modelPanel()->errorText().contains("no CUDA backend"), qPrintable(w.modelPanel()->errorText()));
+        combo->setCurrentIndex(0);
+        QTRY_VERIFY_WITH_TIMEOUT(w.modelPanel()->errorText().isEmpty() && wb->hasModel(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        QCOMPARE(wb->backend(), moe::Backend::cpu);
+        QCOMPARE(w.modelPanel()->fieldText("backend"), QString("CPU"));
         w.close();
     }
 };

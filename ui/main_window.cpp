@@ -239,6 +239,7 @@ void MainWindow::start(const StartOptions& options) {
     }
     if (!options.store_path.isEmpty()) workbench_->openStore(options.store_path);
     if (!options.corpus_path.isEmpty()) workbench_->openCorpus(options.corpus_path);
+    workbench_->setBackend(options.backend);
     if (!options.model_dir.isEmpty()) workbench_->openModel(options.model_dir);
 }
 

@@ -7,6 +7,8 @@
 #include <QMainWindow>
 #include <QString>
 
+#include "engine/model.h"
+
 class QLabel;
 
 namespace moe::ui {
@@ -30,6 +32,7 @@ struct StartOptions {
     // without knowing what a trace is); later starts find the run and trace nothing.
     bool auto_trace = true;
     qint64 auto_trace_tokens = 2000;  // per domain
+    Backend backend = Backend::cpu;   // where models run
 };
 
 class MainWindow : public QMainWindow {

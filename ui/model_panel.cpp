@@ -3,6 +3,7 @@
 
 #include <QFormLayout>
 #include <QHBoxLayout>
+#include <QStandardItemModel>
 #include <QVBoxLayout>
 
 #include "ui/model_summary.h"
@@ -35,7 +36,7 @@ QString layer_list(const std::vector<int64_t>& layers) {
 
 ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), path_(new QLabel(this)), status_(new QLabel(this)),
-      open_(new QPushButton(tr("Open model…"), this)), fields_box_(new QWidget(this)) {
+      open_(new QPushButton(tr("Open model…"), this)), backend_(new QComboBox(this)), fields_box_(new QWidget(this)) {
     path_->setObjectName("modelPath");
     path_->setWordWrap(true);
     path_->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -46,6 +47,20 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
     status_->hide();
     open_->setObjectName("openModel");
     open_->setToolTip(tr("Open a Hugging Face model directory (config.json, *.safetensors, tokenizer.json) — Ctrl+O"));
+
+    backend_->setObjectName("modelBackend");
+    backend_->addItem(tr("CPU"), static_cast<int>(Backend::cpu));
+    backend_->addItem(tr("CUDA GPU"), static_cast<int>(Backend::cuda));
+    backend_->setToolTip(tr("Where the model runs; changing it opens the model again there"));
+    if (!backend_available(Backend::cuda)) {
+        // Greyed out, with the reason, rather than hidden: the researcher sees why.
+        if (auto* m = qobject_cast<QStandardItemModel*>(backend_->model())) {
+            m->item(1)->setEnabled(false);
+            m->item(1)->setToolTip(tr("This build has no CUDA backend (the CUDA toolkit was not found when it was built)"));
+        }
+    }
+    backend_->setCurrentIndex(workbench_->backend() == Backend::cuda ? 1 : 0);
+    connect(backend_, &QComboBox::currentIndexChanged, this, &ModelPanel::backendChosen);
 
     auto* form = new QFormLayout(fields_box_);
     form->setContentsMargins(0, 0, 0, 0);
@@ -62,6 +77,7 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
 
     auto* top = new QHBoxLayout;
     top->addWidget(path_, 1);
+    top->addWidget(backend_);
     top->addWidget(open_);
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(top);
@@ -72,6 +88,10 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
 
     connect(open_, &QPushButton::clicked, this, &ModelPanel::openRequested);
     connect(workbench_, &Workbench::modelLoadingStarted, this, [this](const QString& dir) {
+        {
+            const QSignalBlocker block(backend_);
+            backend_->setCurrentIndex(workbench_->backend() == Backend::cuda ? 1 : 0);
+        }
         path_->setText(dir);
         status_->setStyleSheet("color: palette(text)");
         status_->setText(tr("Loading…"));
@@ -79,6 +99,17 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
     });
     connect(workbench_, &Workbench::modelOpened, this, &ModelPanel::showModel);
     connect(workbench_, &Workbench::modelFailed, this, &ModelPanel::showError);
+}
+
+void ModelPanel::backendChosen(int index) {
+    const auto b = static_cast<Backend>(backend_->itemData(index).toInt());
+    if (b == workbench_->backend()) return;
+    workbench_->setBackend(b);
+    const std::string dir = workbench_->modelSummary().dir;
+    const QString shown = path_->text();
+    // The open model (or the one that failed to open) again, on the chosen backend.
+    if (!dir.empty()) workbench_->openModel(QString::fromStdString(dir));
+    else if (!shown.isEmpty() && shown != tr("No model open")) workbench_->openModel(shown);
 }
 
 QString ModelPanel::errorText() const { return status_->property("error").toString(); }

@@ -3,6 +3,7 @@
 // shown in place (a bad directory leaves the panel saying why, the app keeps running).
 #pragma once
 
+#include <QComboBox>
 #include <QLabel>
 #include <QPushButton>
 #include <QWidget>
@@ -23,6 +24,7 @@ signals:
 
 private:
     void showModel();
+    void backendChosen(int index);
     void showError(const QString& dir, const QString& error);
     void setField(const QString& name, const QString& value);
 
@@ -30,6 +32,7 @@ private:
     QLabel* path_;
     QLabel* status_;
     QPushButton* open_;
+    QComboBox* backend_;  // where models run: CPU, CUDA GPU
     QWidget* fields_box_;
     std::vector<std::pair<QString, QLabel*>> fields_;
 };

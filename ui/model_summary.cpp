@@ -32,6 +32,10 @@ ModelSummary summarize(const ModelConfig& c, const Model* model, const std::stri
     s.dtype = info.dtype;
     s.weight_bytes = info.weight_bytes;
     s.threads = info.threads;
+    if (model && model->backend() == Backend::cuda) {
+        const Model::DeviceMemory m = model->device_memory();
+        s.backend = "CUDA: " + m.device + ", " + std::to_string(m.weights >> 20) + " MiB of weights on the device";
+    }
     s.weights_present = info.weights_present;
     return s;
 }

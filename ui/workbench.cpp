@@ -66,16 +66,18 @@ void Workbench::openModel(const QString& dir) {
     emit logMessage(0, "opening model " + dir);
     jobStarted();
     const std::string d = QDir::cleanPath(dir).toStdString();
+    LoadOptions lo;
+    lo.backend = backend_;
     run_job<LoadedModel>(
         this,
-        [d] {
+        [d, lo] {
             if (!std::filesystem::is_directory(d)) throw_input_error(d, "is not a directory");
             LoadedModel m;
             bool has_weights = false;
             for (const auto& e : std::filesystem::directory_iterator(d))
                 has_weights |= e.path().extension() == ".safetensors";
             if (has_weights) {
-                m.model = std::shared_ptr<const Model>(load_model(d));
+                m.model = std::shared_ptr<const Model>(load_model(d, lo));
                 m.config = std::make_shared<const ModelConfig>(m.model->config());
                 m.summary = summarize_model(*m.model, d);
             } else {

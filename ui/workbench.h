@@ -80,6 +80,9 @@ public:
     const std::vector<analysis::DocumentEntry>& documents() const { return documents_; }
     std::shared_ptr<const Model> model() const { return model_; }  // null for a config-only directory
     std::shared_ptr<const Tokenizer> tokenizer() const { return tokenizer_; }
+    // Where models run (moe::Backend); a model opened later is loaded there.
+    Backend backend() const { return backend_; }
+    void setBackend(Backend b) { backend_ = b; }
     // Waits (processing events) until no job of this workbench is running; for tests and exit.
     bool waitIdle(int timeout_ms);
 
@@ -137,7 +140,8 @@ private:
     std::shared_ptr<const Tokenizer> tokenizer_;
     ModelSummary summary_;
     bool model_loading_ = false;
-    int model_generation_ = 0;  // a later openModel supersedes an earlier one still loading
+    int model_generation_ = 0;
+    Backend backend_ = Backend::cpu;  // a later openModel supersedes an earlier one still loading
 
     QString store_path_;
     bool store_ready_ = false;

@@ -7,7 +7,11 @@
 #include <QFileInfo>
 #include <cstdio>
 
+#include "engine/error.h"
 #include "ui/main_window.h"
+#ifdef MOE_HAVE_CUDA
+#include "engine/cuda/cuda_model.h"
+#endif
 
 namespace {
 
@@ -21,6 +25,9 @@ QString first_existing(const QStringList& candidates) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef MOE_HAVE_CUDA
+    moe::cuda::register_backend();  // --backend cuda, and the model panel's choice
+#endif
     QApplication app(argc, argv);
     QApplication::setOrganizationName("MoE Workbench");
     QApplication::setApplicationName("moe-workbench");
@@ -42,7 +49,8 @@ int main(int argc, char** argv) {
     QCommandLineOption no_auto_trace("no-auto-trace", "Do not trace the corpus on start when the store has no runs.");
     QCommandLineOption auto_tokens("auto-trace-tokens", "Tokens per domain traced on start when the store has no runs "
                                                         "(default 2000).", "N", "2000");
-    parser.addOptions({model, db, corpus, no_auto_trace, auto_tokens});
+    QCommandLineOption backend("backend", "Where models run: cpu or cuda (default cpu).", "NAME", "cpu");
+    parser.addOptions({model, db, corpus, no_auto_trace, auto_tokens, backend});
     parser.process(app);
 
     // Defaults: the embedded model and the corpora next to the executable first
@@ -67,6 +75,13 @@ int main(int argc, char** argv) {
     if (!ok || options.auto_trace_tokens < 0) {
         std::fprintf(stderr, "moe-workbench: --auto-trace-tokens needs a number >= 0, not '%s'\n",
                      qPrintable(parser.value(auto_tokens)));
+        return 2;
+    }
+
+    try {
+        options.backend = moe::parse_backend(parser.value(backend).toStdString());
+    } catch (const moe::Error& e) {
+        std::fprintf(stderr, "moe-workbench: %s\n", e.what());
         return 2;
     }
 
