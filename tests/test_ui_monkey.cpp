@@ -8,6 +8,7 @@
 #include <QAbstractButton>
 #include <QDialog>
 #include <QDockWidget>
+#include <QDrag>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QLineEdit>
@@ -133,9 +134,12 @@ private slots:
         QVERIFY(chat->session()->running());
         wb->startTrace({}, 0);
 
-        // Modal dialogs opened by a click (file choosers, About) are closed again.
+        // Modal dialogs opened by a click (file choosers, About) are closed again, and so is a
+        // drag started by a drag across selected text (QDrag::exec waits for a real button
+        // release, which synthetic events never bring).
         QTimer closer;
         connect(&closer, &QTimer::timeout, [] {
+            QDrag::cancel();
             if (QWidget* m = QApplication::activeModalWidget()) m->close();
             for (QWidget* top : QApplication::topLevelWidgets())
                 if (auto* d = qobject_cast<QDialog*>(top); d && d->isVisible() && d->isModal()) d->reject();
