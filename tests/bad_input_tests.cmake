@@ -6,3 +6,6 @@ moe_add_qtest(test_bad_input LABELS unit SOURCES test_bad_input.cpp)
 add_dependencies(test_bad_input moewb)
 moe_add_qtest(test_cli_errors LABELS unit SOURCES test_cli_errors.cpp)
 add_dependencies(test_cli_errors moewb)
+if(TARGET moe_cuda)
+  target_link_libraries(test_cli_errors PRIVATE moe_cuda)  # whether a device is there: the --backend cuda case
+endif()

@@ -3,6 +3,9 @@
 #include <QProcess>
 
 #include "tests/checkpoint_damage.h"
+#ifdef MOE_HAVE_CUDA
+#include "engine/cuda/device.h"
+#endif
 
 class CliErrorTest : public QObject {
     Q_OBJECT
@@ -26,6 +29,15 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("--ids without value") << s << "none" << logits + QStringList{"--ids"} << "--ids";
     QTest::newRow("--threads 0") << s << "none" << logits + QStringList{"--ids", "1", "--threads", "0"}
                                  << "--threads";
+    QTest::newRow("bad --backend") << s << "none" << logits + QStringList{"--ids", "1", "--backend", "tpu"} << "tpu";
+#ifndef MOE_HAVE_CUDA
+    QTest::newRow("--backend cuda, no CUDA in the build") << s << "none" << logits + QStringList{"--ids", "1", "--backend", "cuda"}
+                                                          << "no CUDA backend";
+#else
+    if (!moe::cuda::first_device())
+        QTest::newRow("--backend cuda, no device") << s << "none" << logits + QStringList{"--ids", "1", "--backend", "cuda"}
+                                                   << "no CUDA device";
+#endif
     QTest::newRow("id out of range") << s << "none" << logits + QStringList{"--ids", "1,500"} << "500";
     QTest::newRow("bad --mask") << s << "none" << logits + QStringList{"--ids", "1", "--mask", "L0:1"} << "dense";
     QTest::newRow("bad --mask-mode") << s << "none" << logits + QStringList{"--ids", "1", "--mask-mode", "sideways"}
