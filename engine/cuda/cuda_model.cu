@@ -712,11 +712,13 @@ bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCa
     const int64_t V = config_.vocab_size;
     const HostInputs h = carve_inputs(decode_pinned_.get(), 1);
     const bool keys = host_inputs(std::span<const int32_t>(&id, 1), pos0, opt, h);
-    // A graph is bound to the buffers it was captured with and to the mask's launches.
+    // A graph is bound to the buffers it was captured with (addresses and the sizes that place
+    // the pieces in them) and to the mask's launches.
     const std::string key = mask_uploaded_ + "|" + (opt.observer ? "observed" : "") + "|" + (keys ? "keys" : "") + "|" +
                             (opt.all_logits ? "all" : "last") + "|" + std::to_string(reinterpret_cast<uintptr_t>(dc.mem.get())) +
                             "|" + std::to_string(dc.capacity) + "|" + std::to_string(reinterpret_cast<uintptr_t>(workspace_.get())) +
-                            "|" + std::to_string(reinterpret_cast<uintptr_t>(routing_.get()));
+                            "|" + std::to_string(reinterpret_cast<uintptr_t>(routing_.get())) + "|" +
+                            std::to_string(ws_tokens_) + "x" + std::to_string(ws_k_) + "|" + std::to_string(routing_tokens_);
     if (opt.observer && routing_) routing_->begin(pos0, 1, opt.source);
     if (key != graph_key_) {
         if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
