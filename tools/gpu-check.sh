@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CUDA backend on a machine with an NVIDIA GPU, in one go: builds (architecture of the GPU
+# at hand unless CMAKE_CUDA_ARCHITECTURES is set), runs the parity suites (ctest -L gpu), then
+# the benchmarks of docs/performance.md on random weights of DeepSeekMoE 16B's true shape —
+# `moewb bench --backend cuda` with and without CUDA graphs and the PyTorch eager peer when
+# torch is installed — writing each JSON into OUT-DIR.
+# Needs what tools/install-deps.sh installs (Qt Test runs the suites) and the CUDA toolkit.
+# Usage: tools/gpu-check.sh [build-dir] [out-dir] [config.json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD="${1:-build-gpu}"
+OUT="${2:-$BUILD/gpu-check}"
+CONFIG="${3:-../shared/configs/deepseek-moe-16b-base.json}"
+mkdir -p "$OUT"
+ARCH="${CMAKE_CUDA_ARCHITECTURES:-native}"
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$ARCH"
+cmake --build "$BUILD" -j "$(nproc)"
+MOEWB="$BUILD/app/moewb"
+if ! "$MOEWB" bench --backend cuda --model resources/models/default --prompt-tokens 4 --gen-tokens 1 >/dev/null 2>"$OUT/probe.err"; then
+    echo "gpu-check: the CUDA backend cannot run here: $(cat "$OUT/probe.err")" >&2
+    exit 2
+fi
+ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu.log"
+if [ ! -f "$CONFIG" ]; then
+    echo "gpu-check: $CONFIG not found: benchmarks skipped" >&2
+    exit 0
+fi
+"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+    | tee "$OUT/bench-cuda.json"
+"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
+    | tee "$OUT/bench-cuda-no-graphs.json"
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    python3 bench/torch_peer.py --random-config "$CONFIG" --device cuda --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
+        | tee "$OUT/bench-torch-peer.json"
+else
+    echo "gpu-check: no PyTorch with CUDA here: the peer is skipped" >&2
+fi
