@@ -30,20 +30,10 @@ namespace {
 
 namespace names = deepseek_names;
 
-std::string gib(std::size_t b) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0));
-    return buf;
-}
-
 // cudaMalloc, refused with the bytes needed and free when the device has too little.
 void* device_alloc_for(std::size_t bytes, const std::string& what) {
     if (!bytes) return nullptr;
-    std::size_t free_b = 0, total_b = 0;
-    check(cudaMemGetInfo(&free_b, &total_b), "reading free device memory");
-    if (bytes > free_b)
-        throw_input_error("backend cuda", what + " needs " + gib(bytes) + " of device memory; the device has " + gib(free_b) +
-                                              " free of " + gib(total_b));
+    require_device_memory(bytes, "backend cuda", what);
     void* p = nullptr;
     check(cudaMalloc(&p, bytes), ("allocating device memory for " + what).c_str());
     return p;

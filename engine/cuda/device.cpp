@@ -3,6 +3,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdio>
+
 #include "engine/error.h"
 
 namespace moe::cuda {
@@ -19,6 +21,19 @@ void* device_alloc(std::size_t bytes) {
 }
 
 void device_free(void* p) { cudaFree(p); }
+
+void require_device_memory(std::size_t bytes, const std::string& who, const std::string& what) {
+    std::size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "reading free device memory");
+    if (bytes <= free_b) return;
+    auto gib = [](std::size_t b) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0));
+        return std::string(buf);
+    };
+    throw_input_error(who, "needs " + gib(bytes) + " of device memory for " + what + "; the device has " + gib(free_b) +
+                               " free of " + gib(total_b));
+}
 
 void copy_to_device(void* dst, const void* src, std::size_t bytes) {
     if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copying to the device");

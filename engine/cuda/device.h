@@ -31,6 +31,9 @@ void check(int status, const char* what);
 // Device memory for host code compiled without the CUDA headers (tests, the model's setup).
 void* device_alloc(std::size_t bytes);
 void device_free(void* p);
+// Refuses (input error naming `who`) a need of `bytes` that the device's free memory cannot
+// meet: "`who`: needs X GiB of device memory for `what`; the device has Y GiB free of Z GiB".
+void require_device_memory(std::size_t bytes, const std::string& who, const std::string& what);
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 
 }  // namespace moe::cuda

@@ -14,12 +14,6 @@ namespace {
 
 constexpr std::size_t kAlign = 256;
 
-std::string gib(std::size_t b) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0));
-    return buf;
-}
-
 // Pinned host memory and the events that say when a half of it may be refilled.
 struct Staging {
     unsigned char* host = nullptr;
@@ -51,11 +45,7 @@ DeviceWeights::DeviceWeights(const TensorSource& source, const std::vector<std::
         tensors_[n] = t;
         total += (v->nbytes + kAlign - 1) / kAlign * kAlign;
     }
-    std::size_t free_b = 0, total_b = 0;
-    check(cudaMemGetInfo(&free_b, &total_b), "reading free device memory");
-    if (total > free_b)
-        throw_input_error(source.describe(), "needs " + gib(total) + " of device memory for its weights; the device has " +
-                                                 gib(free_b) + " free of " + gib(total_b));
+    require_device_memory(total, source.describe(), "its weights");
     if (total) check(cudaMalloc(&base_, total), "allocating device memory for the weights");
     bytes_ = total;
 
