@@ -21,6 +21,9 @@ public:
     virtual std::string describe() const = 0;  // for messages: the directory or "random weights"
     virtual std::string file_of(const std::string& name) const = 0;  // where a tensor lives
     virtual size_t weight_bytes() const = 0;
+    // Name, type and shape only; a source that makes its bytes on request (RandomTensors)
+    // answers without making them (data may then be null).
+    virtual const TensorView* info(const std::string& name) const { return find(name); }
 };
 
 class SafetensorsFile;

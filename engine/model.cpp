@@ -25,7 +25,7 @@ int Model::threads() const { return pool_->size(); }
 
 std::string Model::dtype_summary() const {
     std::set<std::string> seen;
-    for (const auto& name : tensors_->names()) seen.insert(dtype_name(tensors_->find(name)->dtype));
+    for (const auto& name : tensors_->names()) seen.insert(dtype_name(tensors_->info(name)->dtype));
     if (seen.size() == 1) return *seen.begin();
     std::string s = "mixed (";
     for (auto it = seen.begin(); it != seen.end(); ++it) s += (it == seen.begin() ? "" : ", ") + *it;

@@ -39,6 +39,11 @@ struct LoadOptions {
     MlaMode mla = MlaMode::automatic;
     Backend backend = Backend::cpu;
     bool cuda_graphs = true;  // CUDA backend: replay decode steps from a captured graph
+    // CUDA backend, BF16/F16 weights, steps of more than a few tokens: false (default) splits
+    // each activation into two BF16 parts for the tensor cores (as exact as the CPU's f32
+    // activations, twice the matrix work); true rounds it to one (the usual GPU practice,
+    // faster prefill, logits and near-tie routing further from the CPU's).
+    bool cuda_bf16_activations = false;
 };
 
 struct ForwardOptions {

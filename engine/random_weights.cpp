@@ -1,67 +1,83 @@
 // Random weight generation; see random_weights.h. Uses a counter-based generator
-// (splitmix64) so each tensor's values depend only on the seed and its name.
+// (splitmix64, engine/random_values.h) so each tensor's values depend only on the seed and
+// its name, and each element only on its index.
 #include "engine/random_weights.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include "engine/error.h"
 #include "engine/models/deepseek_names.h"
+#include "engine/random_values.h"
 
 namespace moe {
 
 namespace {
 
-uint64_t splitmix64(uint64_t& s) {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+// n values of a recipe into `out` (n · dtype_size bytes).
+void fill_values(int64_t n, DType dtype, float scale, float offset, uint64_t seed, uint8_t* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = random_values::value(seed, static_cast<uint64_t>(i), scale, offset);
+        switch (dtype) {
+            case DType::f32: std::memcpy(out + 4 * i, &v, 4); break;
+            case DType::bf16: {
+                const uint16_t h = random_values::to_bf16(v);
+                std::memcpy(out + 2 * i, &h, 2);
+                break;
+            }
+            case DType::f16: {
+                const uint16_t h = f32_to_f16(v);
+                std::memcpy(out + 2 * i, &h, 2);
+                break;
+            }
+            case DType::f8_e4m3:
+                MOE_ASSERT(false);  // FP8 weights are quantised from f32 by the recipe
+        }
+    }
 }
 
 std::vector<uint8_t> random_bytes(int64_t n, DType dtype, float scale, float offset, uint64_t seed) {
     std::vector<uint8_t> out(static_cast<size_t>(n) * dtype_size(dtype));
-    uint64_t s = seed;
-    for (int64_t i = 0; i < n; ++i) {
-        const uint64_t r = splitmix64(s);
-        // uniform in [-1, 1)
-        const float u = static_cast<float>(static_cast<double>(r >> 40) / static_cast<double>(1ull << 23)) - 1.0f;
-        const float v = offset + scale * u;
-        switch (dtype) {
-            case DType::f32: std::memcpy(out.data() + 4 * i, &v, 4); break;
-            case DType::bf16: {
-                uint16_t h = f32_to_bf16(v);
-                std::memcpy(out.data() + 2 * i, &h, 2);
-                break;
-            }
-            case DType::f16: {
-                uint16_t h = f32_to_f16(v);
-                std::memcpy(out.data() + 2 * i, &h, 2);
-                break;
-            }
-            case DType::f8_e4m3:
-                MOE_ASSERT(false);  // FP8 weights are quantised from f32 by add_fp8
-        }
-    }
+    fill_values(n, dtype, scale, offset, seed, out.data());
     return out;
 }
 
-}  // namespace
+int64_t numel_of(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
 
-std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType dtype, uint64_t seed) {
+// Every tensor of a config's random weights: a recipe (values made on request) or, for FP8
+// linears and their scales, bytes made at once.
+struct Item {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::optional<RandomRecipe> recipe;
+    std::vector<uint8_t> bytes;
+};
+
+std::vector<Item> random_items(const ModelConfig& c, DType dtype, uint64_t seed) {
     namespace names = deepseek_names;
-    auto out = std::make_shared<MemoryTensors>();
+    std::vector<Item> items;
+    struct Out {
+        std::vector<Item>& items;
+        void add(const std::string& name, DType t, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+            items.push_back(Item{name, t, std::move(shape), std::nullopt, std::move(bytes)});
+        }
+    } out_items{items};
+    Out* out = &out_items;
     const int64_t H = c.hidden_size, hd = c.head_dim, nh = c.num_attention_heads;
     // FP8 checkpoints (as V3 is published) keep embeddings, norms and routers in BF16.
     const bool fp8 = dtype == DType::f8_e4m3;
     const DType dense = fp8 ? DType::bf16 : dtype;
     auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, float offset) {
-        int64_t n = 1;
-        for (int64_t d : shape) n *= d;
         const uint64_t tseed = seed ^ std::hash<std::string>{}(name);
-        out->add(name, dense, shape, random_bytes(n, dense, scale, offset, tseed));
+        items.push_back(Item{name, dense, std::move(shape), RandomRecipe{scale, offset, tseed}, {}});
     };
     // Uniform on [-a, a] has variance a²/3: a = sqrt(3 / fan_in) gives variance 1/fan_in.
     auto linear = [&](const std::string& name, int64_t rows, int64_t cols) {
@@ -132,13 +148,72 @@ std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType d
         add(names::router(i), {c.n_routed_experts, H}, std::sqrt(3.0f / static_cast<float>(H)) * 4.0f, 0.0f);
         if (c.topk_method == TopkMethod::noaux_tc) {
             const uint64_t bseed = seed ^ std::hash<std::string>{}(names::router_bias(i));
-            out->add(names::router_bias(i), DType::f32, {c.n_routed_experts},
-                     random_bytes(c.n_routed_experts, DType::f32, 0.05f, 0.0f, bseed));
+            items.push_back(Item{names::router_bias(i), DType::f32, {c.n_routed_experts}, RandomRecipe{0.05f, 0.0f, bseed}, {}});
         }
         for (int64_t e = 0; e < c.n_routed_experts; ++e)
             mlp3([&](const char* p) { return names::expert(i, e, p); }, c.moe_intermediate_size);
         if (c.n_shared_experts > 0) mlp3([&](const char* p) { return names::shared(i, p); }, c.shared_width());
     }
+    return items;
+}
+
+}  // namespace
+
+std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType dtype, uint64_t seed) {
+    auto out = std::make_shared<MemoryTensors>();
+    for (Item& it : random_items(c, dtype, seed)) {
+        if (it.recipe)
+            it.bytes = random_bytes(numel_of(it.shape), it.dtype, it.recipe->scale, it.recipe->offset, it.recipe->seed);
+        out->add(it.name, it.dtype, std::move(it.shape), std::move(it.bytes));
+    }
+    return out;
+}
+
+RandomTensors::RandomTensors(const ModelConfig& config, DType dtype, uint64_t seed) {
+    for (Item& it : random_items(config, dtype, seed)) {
+        auto e = std::make_unique<Entry>();
+        e->view.name = it.name;
+        e->view.dtype = it.dtype;
+        e->view.shape = it.shape;
+        e->view.nbytes = static_cast<size_t>(numel_of(it.shape)) * dtype_size(it.dtype);
+        e->recipe = it.recipe;
+        if (!it.recipe) {
+            e->bytes = std::move(it.bytes);
+            e->view.data = e->bytes.data();
+        }
+        bytes_ += e->view.nbytes;
+        tensors_[it.name] = std::move(e);
+    }
+}
+
+const TensorView* RandomTensors::find(const std::string& name) const {
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end()) return nullptr;
+    Entry& e = *it->second;
+    std::lock_guard lock(mutex_);
+    if (!e.view.data) {
+        e.bytes.resize(e.view.nbytes);
+        fill_values(e.view.numel(), e.view.dtype, e.recipe->scale, e.recipe->offset, e.recipe->seed, e.bytes.data());
+        e.view.data = e.bytes.data();
+    }
+    return &e.view;
+}
+
+const TensorView* RandomTensors::shape_of(const std::string& name) const {
+    const auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second->view;
+}
+
+const RandomRecipe* RandomTensors::pending(const std::string& name) const {
+    const auto it = tensors_.find(name);
+    if (it == tensors_.end() || !it->second->recipe) return nullptr;
+    std::lock_guard lock(mutex_);
+    return it->second->view.data ? nullptr : &*it->second->recipe;
+}
+
+std::vector<std::string> RandomTensors::names() const {
+    std::vector<std::string> out;
+    for (const auto& [name, e] : tensors_) out.push_back(name);
     return out;
 }
 

@@ -6,7 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "engine/checkpoint.h"
 #include "engine/model_config.h"
@@ -14,5 +19,42 @@
 namespace moe {
 
 std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& config, DType dtype, uint64_t seed);
+
+// How a tensor's values are made (engine/random_values.h): element i is
+// random_values::value(seed, i, scale, offset), stored in the tensor's type.
+struct RandomRecipe {
+    float scale = 0, offset = 0;
+    uint64_t seed = 0;
+};
+
+// The same weights, each tensor made on its first find() (so a model that reads only some
+// of them, or a backend that makes them where it keeps them, never holds the rest on the
+// host). The CUDA backend generates a tensor still pending() on the device, from the same
+// recipe, into exactly these bytes. FP8 linears are made at construction.
+class RandomTensors : public TensorSource {
+public:
+    RandomTensors(const ModelConfig& config, DType dtype, uint64_t seed);
+    const TensorView* find(const std::string& name) const override;
+    std::vector<std::string> names() const override;
+    std::string describe() const override { return "random weights"; }
+    std::string file_of(const std::string&) const override { return "random weights"; }
+    size_t weight_bytes() const override { return bytes_; }
+
+    // Name, type and shape without making the bytes (data is null while pending).
+    const TensorView* shape_of(const std::string& name) const;
+    const TensorView* info(const std::string& name) const override { return shape_of(name); }
+    // The recipe of a tensor whose bytes are not made yet; null once made (or absent).
+    const RandomRecipe* pending(const std::string& name) const;
+
+private:
+    struct Entry {
+        TensorView view;
+        std::optional<RandomRecipe> recipe;
+        std::vector<uint8_t> bytes;
+    };
+    std::map<std::string, std::unique_ptr<Entry>> tensors_;
+    size_t bytes_ = 0;
+    mutable std::mutex mutex_;
+};
 
 }  // namespace moe

@@ -30,6 +30,8 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("--threads 0") << s << "none" << logits + QStringList{"--ids", "1", "--threads", "0"}
                                  << "--threads";
     QTest::newRow("bad --backend") << s << "none" << logits + QStringList{"--ids", "1", "--backend", "tpu"} << "tpu";
+    QTest::newRow("bad --activations") << s << "none" << logits + QStringList{"--ids", "1", "--activations", "fast"}
+                                       << "expected exact or bf16";
 #ifndef MOE_HAVE_CUDA
     QTest::newRow("--backend cuda, no CUDA in the build") << s << "none" << logits + QStringList{"--ids", "1", "--backend", "cuda"}
                                                           << "no CUDA backend";

@@ -1,7 +1,9 @@
 // CPU vs CUDA parity of causal attention (engine/cuda/attention_kernels.h) against a double
 // computation of the same definition (the CPU backend's: softmax(q·kᵀ/√hd) v over the visible
 // positions, grouped KV heads): the 16B's heads (16 × 128) for a 512-token prefill and for
-// decode at position 2047, and a grouped-KV case; every output within 1e-5 of the largest |v|.
+// decode at position 2047, grouped KV heads, small and odd shapes, the decode graph's launch
+// (position read on the device) and heads wider than the tiled kernel takes; every output
+// written (poisoned first) and within 1e-5 of the largest |v|.
 // Labelled gpu; without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -22,9 +24,13 @@ private slots:
 
     void attentionMatchesTheDefinition() {
         test_support::Lcg rng{5};
-        struct Case { int64_t T, pos0, nh, nkv, hd; };
-        for (const Case c : {Case{512, 0, 16, 16, 128}, Case{1, 2047, 16, 16, 128}, Case{64, 100, 8, 2, 64}}) {
-            const int64_t P = c.pos0 + c.T;
+        // Tiled prefill (head widths of 1-4 lanes' worth, partial tiles, an offset start),
+        // split decode (host and device position, the first position), and the wide-head path.
+        struct Case { int64_t T, pos0, nh, nkv, hd; bool device_pos; };
+        for (const Case c : {Case{512, 0, 16, 16, 128, false}, Case{1, 2047, 16, 16, 128, false}, Case{64, 100, 8, 2, 64, false},
+                             Case{5, 0, 4, 4, 16, false}, Case{100, 37, 6, 3, 96, false}, Case{1, 0, 4, 2, 32, false},
+                             Case{1, 700, 16, 16, 128, true}, Case{3, 10, 2, 1, 192, false}}) {
+            const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);  // device position: room beyond
             auto fill = [&](size_t n, float scale) {
                 std::vector<float> x(n);
                 for (auto& v : x) v = (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale;
@@ -32,7 +38,8 @@ private slots:
             };
             const auto q = fill(size_t(c.T * c.nh * c.hd), 2.0f), k = fill(size_t(P * c.nkv * c.hd), 2.0f),
                        v = fill(size_t(P * c.nkv * c.hd), 1.0f);
-            const auto got = moe::cuda::causal_attention(q, k, v, c.T, P, c.nh, c.nkv, c.hd, c.pos0);
+            const auto got = moe::cuda::causal_attention(q, k, v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos);
+            for (const float x : got) QVERIFY(std::isfinite(x));  // the output is poisoned with NaN first
             double worst = 0;
             const double scale = 1.0 / std::sqrt(double(c.hd));
             for (int64_t t = 0; t < c.T; t += std::max<int64_t>(1, c.T / 32))

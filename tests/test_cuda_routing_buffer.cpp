@@ -1,7 +1,8 @@
 // The CUDA backend's routing observer buffer (engine/cuda/routing_buffer.h): two MoE layers'
 // routing recorded from device memory during a step (one with k below the buffer's k_max, one
 // without gate weights), one copy to the host, and the RoutingBatch each layer is handed to
-// the observer carries exactly the recorded values, positions and kinds. Labelled gpu; without
+// the observer carries exactly the recorded values, positions and kinds; routing the router
+// wrote in place (slot()) is delivered as written. Labelled gpu; without
 // a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -80,6 +81,35 @@ private slots:
         QVERIFY(c.seen[1].b.weight_kind == moe::GateWeightKind::renormalized);
         QVERIFY_THROWS_EXCEPTION(moe::Error, buf.begin(0, 17, moe::TokenSource::prompt));  // more than its room
         for (void* p : {d_e1, d_w1, d_h1, d_e2}) moe::cuda::device_free(p);
+    }
+
+    void routingWrittenInPlaceIsDeliveredWithoutACopy() {
+        // The router writes into the layer's slot; record() is given those pointers and the
+        // delivery carries what was written there.
+        moe::cuda::RoutingBuffer buf({4}, 8, 6);
+        const int64_t T = 3, k = 6;
+        std::vector<int32_t> e(T * k);
+        std::vector<float> w(T * k), h(T);
+        for (int64_t i = 0; i < T * k; ++i) {
+            e[size_t(i)] = int32_t(60 - i);
+            w[size_t(i)] = 0.25f * float(i);
+        }
+        for (int64_t t = 0; t < T; ++t) h[size_t(t)] = 2.0f - float(t);
+        buf.begin(7, T, moe::TokenSource::prompt);
+        const auto sl = buf.slot(4);
+        moe::cuda::copy_to_device(sl.experts, e.data(), e.size() * sizeof(int32_t));
+        moe::cuda::copy_to_device(sl.weights, w.data(), w.size() * sizeof(float));
+        moe::cuda::copy_to_device(sl.entropy, h.data(), h.size() * sizeof(float));
+        buf.record(4, k, sl.experts, sl.weights, sl.entropy, nullptr, nullptr, moe::GateWeightKind::router_prob, false,
+                   1.0f, nullptr);
+        buf.flush(nullptr);
+        Collect c;
+        buf.deliver(c);
+        QCOMPARE(c.seen.size(), size_t(1));
+        QCOMPARE(c.seen[0].experts, e);
+        QCOMPARE(c.seen[0].weights, w);
+        QCOMPARE(c.seen[0].entropy, h);
+        QVERIFY_THROWS_EXCEPTION(moe::Error, buf.slot(5));  // not a MoE layer of the buffer
     }
 };
 

@@ -1,7 +1,8 @@
 // The weight upload (engine/cuda/device_weights.h): every tensor of a BF16 and a sharded F32 golden
 // checkpoint comes back from the device byte for byte, at 256-byte aligned offsets, through a
 // staging buffer smaller than the tensors (so chunks and both halves are exercised); asking
-// for more memory than the device has free is refused with both numbers. Labelled gpu;
+// for more memory than the device has free is refused with both numbers; random weights are
+// made on the device with the host's bytes. Labelled gpu;
 // without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -12,6 +13,8 @@
 #include "tests/cuda_test_support.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/error.h"
+#include "engine/model_config.h"
+#include "engine/random_weights.h"
 #include "tests/test_support.h"
 
 class CudaWeightsTest : public QObject {
@@ -37,6 +40,26 @@ private slots:
             }
             QCOMPARE(w.bytes(), sum);
             QVERIFY_THROWS_EXCEPTION(moe::Error, w.data("no.such.tensor"));
+        }
+    }
+
+    void randomWeightsAreMadeOnTheDeviceAsOnTheHost() {
+        // Random weights still pending are generated on the device; their bytes are the ones
+        // the host makes from the same recipe, and the host never makes them.
+        const moe::ModelConfig cfg = moe::load_model_config(test_support::fixture_path("bf16_tied"));
+        for (const moe::DType dt : {moe::DType::f32, moe::DType::bf16, moe::DType::f16}) {
+            const moe::RandomTensors lazy(cfg, dt, 7);
+            const moe::cuda::DeviceWeights w(lazy, {}, 4096);
+            const auto host = moe::make_random_tensors(cfg, dt, 7);
+            QCOMPARE(lazy.names().size(), host->names().size());
+            for (const std::string& n : host->names()) {
+                QVERIFY2(lazy.pending(n) != nullptr, qPrintable(QString::fromStdString(n) + " was made on the host"));
+                const moe::TensorView* v = host->find(n);
+                const auto back = w.download(n);
+                QCOMPARE(back.size(), v->nbytes);
+                QVERIFY2(std::memcmp(back.data(), v->data, v->nbytes) == 0,
+                         qPrintable(QString::fromStdString(n) + " differs (" + moe::dtype_name(dt) + ")"));
+            }
         }
     }
 

@@ -12,6 +12,8 @@
 
 #include "engine/expert_mask.h"
 #include "engine/model.h"
+#include "engine/model_config.h"
+#include "engine/random_weights.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -244,6 +246,38 @@ private slots:
         for (const auto& [layer, toks] : fast.rec.layers())
             for (size_t t = 0; t < toks.size(); ++t) QCOMPARE(plain.rec.layers().at(layer)[t].experts, toks[t].experts);
     }
+    void random_tensors_made_on_request_equal_the_made_ones() {
+        // RandomTensors makes each tensor on its first find(), with the bytes of
+        // make_random_tensors; shape_of() never makes it.
+        const moe::ModelConfig cfg = moe::load_model_config(test_support::fixture_path("bf16_tied"));
+        for (const moe::DType dt : {moe::DType::f32, moe::DType::bf16, moe::DType::f16, moe::DType::f8_e4m3}) {
+            const moe::RandomTensors lazy(cfg, dt, 5);
+            const auto made = moe::make_random_tensors(cfg, dt, 5);
+            {
+                // Types and shapes (what a model's type summary reads) make nothing.
+                auto src = std::make_shared<moe::RandomTensors>(cfg, dt, 5);
+                const moe::TensorSource& as_source = *src;
+                for (const std::string& n : src->names()) QCOMPARE(as_source.info(n)->dtype, made->find(n)->dtype);
+                if (dt != moe::DType::f8_e4m3)
+                    for (const std::string& n : src->names()) QVERIFY(src->pending(n) != nullptr);
+            }
+            QCOMPARE(lazy.names(), made->names());
+            QCOMPARE(lazy.weight_bytes(), made->weight_bytes());
+            for (const std::string& n : made->names()) {
+                const moe::TensorView* shape = lazy.shape_of(n);
+                QVERIFY(shape);
+                if (dt != moe::DType::f8_e4m3) QVERIFY(lazy.pending(n) != nullptr && shape->data == nullptr);
+                const moe::TensorView* a = lazy.find(n);
+                const moe::TensorView* b = made->find(n);
+                QCOMPARE(a->shape, b->shape);
+                QCOMPARE(a->dtype, b->dtype);
+                QCOMPARE(a->nbytes, b->nbytes);
+                QVERIFY(std::memcmp(a->data, b->data, a->nbytes) == 0);
+                QVERIFY(lazy.pending(n) == nullptr);
+            }
+        }
+    }
+
     void shared_off_changes_logits() {
         auto m = load("f32_sharded_gqa");
         const auto ids = test_ids(*m, 8);

@@ -4,14 +4,22 @@
 #include <cstdio>
 #include <iostream>
 
+#include "engine/error.h"
+
 namespace moewb {
 
-std::set<std::string> model_value_flags() { return {"--model", "--threads", "--mask", "--mask-mode", "--backend"}; }
+std::set<std::string> model_value_flags() {
+    return {"--model", "--threads", "--mask", "--mask-mode", "--backend", "--activations"};
+}
 
 moe::LoadOptions load_options(const Args& args) {
     moe::LoadOptions opt;
     opt.threads = static_cast<int>(args.get_int("--threads", 0, 1, 1024));
     opt.backend = moe::parse_backend(args.get_or("--backend", "cpu"));
+    const std::string activations = args.get_or("--activations", "exact");
+    if (activations != "exact" && activations != "bf16")
+        moe::throw_input_error("--activations", "'" + activations + "': expected exact or bf16");
+    opt.cuda_bf16_activations = activations == "bf16";
     return opt;
 }
 

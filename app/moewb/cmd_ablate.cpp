@@ -22,7 +22,7 @@ const char* kHelp =
     "usage: moewb ablate --model DIR --corpus PATH --mask SPEC [--mask-mode reroute|drop]\n"
     "                    [--db FILE] [--max-tokens N] [--json] [--csv OUT]\n"
     "       moewb ablate --model DIR --corpus PATH --sweep NAME [sweep options] [same options]\n"
-    "  common: [--domain NAME] [--split test] [--context N] [--threads N] [--backend cpu|cuda] [--quiet]\n\n"
+    "  common: [--domain NAME] [--split test] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--quiet]\n\n"
     "Runs the corpus's documents (as moewb trace reads them; --max-tokens N per domain) through\n"
     "the model as published and with the mask, window by window (--context, default the\n"
     "model's max_position_embeddings), and reports per domain: predicted tokens, baseline and\n"

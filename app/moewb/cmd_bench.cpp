@@ -26,7 +26,7 @@ const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--backend cpu|cuda]\n"
     "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n"
-    "                   [--no-cuda-graphs]\n\n"
+    "                   [--no-cuda-graphs] [--activations exact|bf16]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
@@ -35,10 +35,13 @@ const char* kHelp =
     "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
-    "GPU 0 (decode steps replayed from CUDA graphs unless --no-cuda-graphs) and adds device,\n"
+    "GPU 0 (random weights made there, never on the host; decode steps replayed from CUDA\n"
+    "graphs unless --no-cuda-graphs) and adds device,\n"
     "cuda_graphs, device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
-    "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n";
+    "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n"
+    "--activations bf16 rounds activations to BF16 for the tensor cores (one product per\n"
+    "linear layer) instead of splitting them in two (exact, the default; see docs/engine.md).\n";
 
 // Copies every routing record into a preallocated buffer, as a store writer would.
 class CopyingObserver : public moe::RoutingObserver {
@@ -175,7 +178,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
 
 int cmd_bench(int argc, char** argv) {
     Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
-                           "--repeat", "--seed", "--layers", "--backend"},
+                           "--repeat", "--seed", "--layers", "--backend", "--activations"},
               {"--observer", "--no-cuda-graphs"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
@@ -191,6 +194,7 @@ int cmd_bench(int argc, char** argv) {
     if (args.has("--model")) {
         auto model = moe::load_model(args.require("--model"), lo);
         auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
+        if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";
         j["model"] = args.require("--model");
         runs.push_back(j);
     } else {
@@ -207,8 +211,9 @@ int cmd_bench(int argc, char** argv) {
                 config.num_nextn_predict_layers = 0;
             }
             for (const auto& d : dtypes) {
-                auto model = moe::make_model(config, moe::make_random_tensors(config, parse_dtype_flag(d), seed), lo);
+                auto model = moe::make_model(config, std::make_shared<moe::RandomTensors>(config, parse_dtype_flag(d), seed), lo);
                 auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
+                if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";
                 j["random_config"] = path;
                 runs.push_back(j);
                 std::fprintf(stderr, "%s %s: prefill %.1f tok/s, decode %.1f tok/s\n", path.c_str(), d.c_str(),

@@ -17,7 +17,7 @@ namespace {
 
 const char* kHelp =
     "usage: moewb eval --model DIR (--text FILE | --ids 1,2,3) [--mask SPEC]\n"
-    "                  [--mask-mode reroute|drop] [--context N] [--threads N] [--backend cpu|cuda] [--json]\n\n"
+    "                  [--mask-mode reroute|drop] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--json]\n\n"
     "Tokenizes FILE (UTF-8; the tokenizer adds BOS as its config says), runs it through the\n"
     "model in windows of --context tokens (default: the model's max_position_embeddings)\n"
     "and reports the number of tokens, the mean loss in nats per predicted token and the\n"

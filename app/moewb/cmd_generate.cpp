@@ -19,7 +19,7 @@ const char* kHelp =
     "usage: moewb generate --model DIR (--prompt TEXT | --ids 1,2,3) [--chat] [--system TEXT]\n"
     "                      [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]\n"
     "                      [--repetition-penalty R] [--seed S] [--stop STR]\n"
-    "                      [--mask SPEC] [--mask-mode reroute|drop] [--threads N] [--backend cpu|cuda] [--stats]\n\n"
+    "                      [--mask SPEC] [--mask-mode reroute|drop] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--stats]\n\n"
     "Streams the generated text to stdout. --chat wraps the prompt in the model's chat\n"
     "template, recognised from tokenizer_config.json (deepseek-llm \"User: ...\\n\\nAssistant:\" for\n"
     "DeepSeekMoE 16B and V2; <｜User｜>/<｜Assistant｜> for V3; R1's thinking section shown under\n"

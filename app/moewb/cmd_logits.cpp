@@ -12,7 +12,7 @@ namespace {
 
 const char* kHelp =
     "usage: moewb logits --model DIR --ids 1,2,3 [--mask SPEC] [--mask-mode reroute|drop]\n"
-    "                    [--threads N] [--backend cpu|cuda] [--no-gate-weights]\n\n"
+    "                    [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--no-gate-weights]\n\n"
     "Runs the token ids (no BOS is added) through the model in one prefill and prints\n"
     "{\"shape\":[T,V],\"logits\":[[...],...],\"routing\":{\"<layer>\":[[e0,e1,...],...]},\n"
     " \"gate_weights\":{\"<layer>\":[[w0,w1,...],...]},\"gate_weight_kind\":...}\n"

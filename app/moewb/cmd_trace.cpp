@@ -20,7 +20,7 @@ namespace {
 const char* kHelp =
     "usage: moewb trace --model DIR --corpus PATH --db FILE [--domain NAME] [--split test]\n"
     "                   [--max-tokens N] [--context N] [--mask SPEC] [--mask-mode reroute|drop]\n"
-    "                   [--threads N] [--backend cpu|cuda] [--new-run] [--quiet] [--json]\n\n"
+    "                   [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--new-run] [--quiet] [--json]\n\n"
     "Traces the documents of a corpus through the model and stores, for every MoE layer and\n"
     "token, the selected experts, their gate weights and the router entropy in the routing\n"
     "store FILE (created when absent; see docs/store.md). PATH is a directory of domains\n"

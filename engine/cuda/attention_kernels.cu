@@ -13,6 +13,7 @@ namespace moe::cuda {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int64_t kMaxFlashHeadDim = 128;  // 4 output dimensions per lane
 
 __device__ float block_reduce(float v, float* scratch, bool take_max) {
     scratch[threadIdx.x] = v;
@@ -69,6 +70,222 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
     }
 }
 
+// --- Prefill: tiled ("flash") attention --------------------------------------------------
+// Block (query tile of kBQ, head): 4 warps of kRows query rows each. Key and value tiles of
+// kBK positions pass through shared memory; each lane owns one key of the tile for the scores
+// and ND output dimensions (lane + 32·i) for the sum, with a running maximum and sum per row.
+constexpr int kBQ = 64, kBK = 32, kWarpsF = 4, kRows = kBQ / kWarpsF;
+
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+int flash_ld(int64_t hd) { return static_cast<int>((hd + 3) / 4 * 4); }
+size_t flash_shared_bytes(int64_t hd) {
+    const int ld = flash_ld(hd);
+    return static_cast<size_t>(kBQ * ld + kBK * (ld + 4) + kBK * ld + kWarpsF * kRows * kBK) * sizeof(float);
+}
+
+template <int ND>
+__global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const float* q, const float* k, const float* v,
+                                                                       int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                                                                       int hd, int64_t pos0, float scale, float* out) {
+    extern __shared__ float4 shared4[];
+    float* shared = reinterpret_cast<float*>(shared4);
+    const int ld = (hd + 3) / 4 * 4, ldk = ld + 4;
+    float* qs = shared;             // [kBQ][ld]
+    float* ks = qs + kBQ * ld;      // [kBK][ldk]
+    float* vs = ks + kBK * ldk;     // [kBK][ld]
+    float* ps = vs + kBK * ld;      // [warps][kRows][kBK]
+    const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBQ, h = blockIdx.y;
+    const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int idx = threadIdx.x; idx < kBQ * ld; idx += blockDim.x) {
+        const int r = idx / ld, d = idx % ld;
+        qs[idx] = (q0 + r < T && d < hd) ? q[((q0 + r) * n_heads + h) * hd + d] : 0.0f;
+    }
+    float o[kRows][ND], m[kRows], l[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ND; ++i) o[r][i] = 0.0f;
+    }
+    const int row0 = warp * kRows;  // this warp's first row in the tile
+    const int64_t last_query = pos0 + min(q0 + kBQ, T) - 1;
+    const int64_t n_tiles = (last_query + kBK) / kBK;
+    float* pw = ps + warp * kRows * kBK;
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const int64_t k0 = tile * kBK;
+        __syncthreads();  // the previous tile is no longer read (and the queries are in)
+        for (int idx = threadIdx.x; idx < kBK * ld; idx += blockDim.x) {
+            const int j = idx / ld, d = idx % ld;
+            const bool in = k0 + j < P && d < hd;
+            const int64_t at = ((k0 + j) * n_kv_heads + kvh) * hd + d;
+            ks[j * ldk + d] = in ? k[at] : 0.0f;
+            vs[j * ld + d] = in ? v[at] : 0.0f;
+        }
+        __syncthreads();
+        float s[kRows];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) s[r] = 0.0f;
+        const float* krow = ks + lane * ldk;
+        for (int d = 0; d < ld; d += 4) {
+            const float4 kv = *reinterpret_cast<const float4*>(krow + d);
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
+                const float4 qv = *reinterpret_cast<const float4*>(qs + (row0 + r) * ld + d);
+                s[r] += kv.x * qv.x + kv.y * qv.y + kv.z * qv.z + kv.w * qv.w;
+            }
+        }
+        const int64_t key = k0 + lane;
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+            const int64_t qi = q0 + row0 + r;
+            const bool visible = qi < T && key <= pos0 + qi;
+            const float sr = visible ? s[r] * scale : -INFINITY;
+            const float m_new = fmaxf(m[r], warp_max(sr));
+            // A row with nothing visible yet (or past T) keeps m = -inf: nothing to add.
+            const float p = m_new == -INFINITY ? 0.0f : expf(sr - m_new);
+            const float alpha = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);
+            l[r] = l[r] * alpha + warp_sum(p);
+#pragma unroll
+            for (int i = 0; i < ND; ++i) o[r][i] *= alpha;
+            m[r] = m_new;
+            pw[r * kBK + lane] = p;
+        }
+        __syncwarp();
+        for (int j = 0; j < kBK; j += 4) {
+            float vv[4][ND];
+#pragma unroll
+            for (int c = 0; c < 4; ++c)
+#pragma unroll
+                for (int i = 0; i < ND; ++i) {
+                    const int d = lane + 32 * i;
+                    vv[c][i] = d < hd ? vs[(j + c) * ld + d] : 0.0f;
+                }
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
+                const float4 p4 = *reinterpret_cast<const float4*>(pw + r * kBK + j);
+#pragma unroll
+                for (int i = 0; i < ND; ++i) o[r][i] += p4.x * vv[0][i] + p4.y * vv[1][i] + p4.z * vv[2][i] + p4.w * vv[3][i];
+            }
+        }
+        __syncwarp();
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+        const int64_t qi = q0 + row0 + r;
+        if (qi >= T) continue;
+        const float inv = 1.0f / l[r];
+#pragma unroll
+        for (int i = 0; i < ND; ++i) {
+            const int d = lane + 32 * i;
+            if (d < hd) out[(qi * n_heads + h) * hd + d] = o[r][i] * inv;
+        }
+    }
+}
+
+// --- Decode: one query split over the positions ---------------------------------------------
+// Block (head, split): the split's share of the visible positions (ceil(visible / kSplits),
+// so the launch is the same at every position); its maximum, sum and unnormalised output go
+// to partials [nh][kSplits][hd + 2]; a second kernel merges the splits.
+constexpr int kSplits = 64, kDecodeThreads = 128;
+
+__global__ void decode_split_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
+                                    int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* partials) {
+    extern __shared__ float dsm[];
+    __shared__ float scratch[kDecodeThreads];
+    if (d_pos) pos0 = *d_pos;
+    const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
+    const int64_t visible = pos0 + 1, chunk = (visible + kSplits - 1) / kSplits;
+    const int64_t j0 = split * chunk, j1 = j0 + chunk < visible ? j0 + chunk : visible, n = j1 > j0 ? j1 - j0 : 0;
+    float* part = partials + (h * kSplits + split) * (hd + 2);
+    float* qs = dsm;        // [hd]
+    float* ss = dsm + hd;   // [chunk]
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
+    __syncthreads();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int64_t j = warp; j < n; j += warps) {
+        const float* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
+        float acc = 0.0f;
+        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * kr[d];
+        acc = warp_sum(acc);
+        if (lane == 0) ss[j] = acc * scale;
+    }
+    __syncthreads();
+    float local = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, ss[j]);
+    const float mx = block_reduce(local, scratch, true);
+    float lsum = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float p = expf(ss[j] - mx);
+        ss[j] = p;
+        lsum += p;
+    }
+    const float total = block_reduce(lsum, scratch, false);  // synchronises: ss holds the p
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int64_t j = 0; j < n; ++j) acc += ss[j] * v[((j0 + j) * n_kv_heads + kvh) * hd + d];
+        part[d] = acc;
+    }
+    if (threadIdx.x == 0) {
+        part[hd] = n > 0 ? mx : -INFINITY;
+        part[hd + 1] = total;
+    }
+}
+
+// Block per head: each split's weight exp(m_s - max) once, then every output dimension.
+__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) {
+    __shared__ float scratch[kDecodeThreads];
+    __shared__ float weight[kSplits];
+    const int64_t h = blockIdx.x;
+    const float* base = partials + h * kSplits * (hd + 2);
+    const bool mine = threadIdx.x < kSplits;
+    const float m = mine ? base[threadIdx.x * (hd + 2) + hd] : -INFINITY;
+    const float l = mine ? base[threadIdx.x * (hd + 2) + hd + 1] : 0.0f;
+    const float mx = block_reduce(m, scratch, true);
+    const float w = mine && l > 0.0f ? expf(m - mx) : 0.0f;
+    if (mine) weight[threadIdx.x] = w;
+    const float total = block_reduce(w * l, scratch, false);  // synchronises: weight is in
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int s = 0; s < kSplits; ++s) acc += base[s * (hd + 2) + d] * weight[s];
+        out[h * hd + d] = acc / total;
+    }
+}
+
+int max_shared_optin() {
+    static const int m = [] {
+        int device = 0, v = 0;
+        check(cudaGetDevice(&device), "attention: device");
+        check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
+        return v;
+    }();
+    return m;
+}
+
+template <int ND>
+void launch_flash(const float* q, const float* k, const float* v, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
+                  int64_t pos0, float scale, float* out, cudaStream_t s) {
+    const size_t shared = flash_shared_bytes(hd);
+    static bool raised = false;  // per instantiation, once
+    if (!raised) {
+        check(cudaFuncSetAttribute(flash_attention_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(flash_shared_bytes(kMaxFlashHeadDim))),
+              "attention: shared memory size");
+        raised = true;
+    }
+    const dim3 grid(static_cast<unsigned>((T + kBQ - 1) / kBQ), static_cast<unsigned>(nh));
+    flash_attention_kernel<ND><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
+}
+
 // One block: row *d_pos of cache (rows of n) = src.
 __global__ void append_row_kernel(const float* src, int64_t n, float* cache, const int64_t* d_pos) {
     float* dst = cache + *d_pos * n;
@@ -82,42 +299,74 @@ void launch::append_row(const float* src, int64_t n, float* cache, const int64_t
     check(cudaGetLastError(), "launching a KV cache append");
 }
 
+int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
+
 void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
-                       int64_t max_positions) {
+                       int64_t max_positions, float* partials) {
     if (T <= 0) return;
+    const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
+    if (T == 1 && partials) {
+        // Decode: the positions split over kSplits blocks per head, then merged.
+        const int64_t positions = d_pos ? max_positions : pos0 + 1;
+        const int64_t chunk = (positions + kSplits - 1) / kSplits;
+        const size_t shared = static_cast<size_t>(head_dim + chunk) * sizeof(float);
+        if (shared > static_cast<size_t>(max_shared_optin()) - kDecodeThreads * sizeof(float))
+            throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
+                                              " positions need more shared memory than the device has per block");
+        if (shared > 48 * 1024)
+            check(cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+                  "attention: shared memory size");
+        decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
+            q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
+        check(cudaGetLastError(), "launching attention");
+        decode_merge_kernel<<<static_cast<unsigned>(n_heads), kDecodeThreads, 0, s>>>(partials, head_dim, out);
+        check(cudaGetLastError(), "launching attention");
+        return;
+    }
+    if (!d_pos && head_dim <= kMaxFlashHeadDim) {
+        switch ((head_dim + 31) / 32) {
+            case 1: launch_flash<1>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            case 2: launch_flash<2>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            case 3: launch_flash<3>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            default: launch_flash<4>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+        }
+        check(cudaGetLastError(), "launching attention");
+        return;
+    }
+    // Otherwise (wider heads, or several queries at a device-held position): one block per
+    // (query, head) with every visible score in shared memory.
     const int64_t positions = d_pos ? max_positions : pos0 + T;
     const size_t shared = static_cast<size_t>(positions + head_dim) * sizeof(float);
-    // The opt-in limit is read once per process (device 0).
-    static const int max_shared = [] {
-        int device = 0, m = 0;
-        check(cudaGetDevice(&device), "attention: device");
-        check(cudaDeviceGetAttribute(&m, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
-        return m;
-    }();
-    if (shared > static_cast<size_t>(max_shared) - kThreads * sizeof(float))
+    if (shared > static_cast<size_t>(max_shared_optin()) - kThreads * sizeof(float))
         throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
                                           " positions need more shared memory than the device has per block");
     if (shared > 48 * 1024)
         check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
               "attention: shared memory size");
-    attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(
-        q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, 1.0f / sqrtf(static_cast<float>(head_dim)), out);
+    attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim,
+                                                                                   pos0, d_pos, scale, out);
     check(cudaGetLastError(), "launching attention");
 }
 
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
-                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0) {
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos) {
     if (n_kv_heads <= 0 || n_heads % n_kv_heads || pos0 + T > P ||
         static_cast<int64_t>(q.size()) != T * n_heads * head_dim ||
         static_cast<int64_t>(k.size()) != P * n_kv_heads * head_dim || k.size() != v.size())
         throw Error(ErrorKind::input, "causal_attention: inconsistent shapes");
     Buffer<float> d_q(q.size()), d_k(k.size()), d_v(v.size()), d_out(q.size());
+    Buffer<float> d_partials(static_cast<size_t>(launch::attention_partial_floats(n_heads, head_dim)));
+    Buffer<int64_t> d_pos(1);
     upload(d_q, q.data(), q.size());
     upload(d_k, k.data(), k.size());
     upload(d_v, v.data(), v.size());
-    launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr);
+    upload(d_pos, &pos0, 1);
+    // Poisoned: every output must be written.
+    check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
+    launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
+                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr);
     check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());

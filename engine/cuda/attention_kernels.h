@@ -1,10 +1,12 @@
 // Causal attention on the device, f32: softmax(q·kᵀ/√hd) v for queries at positions
 // pos0 .. pos0+T-1 over the cached keys and values of positions 0 .. pos0+T-1, grouped KV heads
-// (head h reads KV head h / (nh / nkv)). One thread block per (query, head): the scores of
-// the visible positions in shared memory, their maximum and sum reduced in the block, then
-// each output dimension summed over positions — exact (no running rescale), for prefill
-// (T > 1) and decode (T = 1) alike. This host interface copies in and out; the forward pass
-// will call the kernel on device buffers.
+// (head h reads KV head h / (nh / nkv)). Prefill (T > 1): tiled, flash-style — a block per
+// 64 queries and head, key and value tiles of 32 positions through shared memory, a running
+// maximum and sum per query, nothing of size T² kept. Decode (T = 1): the visible positions
+// split over 64 blocks per head (each its maximum, sum and partial output), then merged —
+// the same launch at every position, as a CUDA graph replays it. Heads wider than 128 take
+// one block per query and head with every score in shared memory. This host interface
+// copies in and out; the forward pass calls launch::attention on device buffers.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +14,10 @@
 
 namespace moe::cuda {
 
-// q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd].
+// q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd]. device_pos:
+// pos0 read on the device with room for P positions (the decode graph's launch).
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
-                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0);
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false);
 
 }  // namespace moe::cuda

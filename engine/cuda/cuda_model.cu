@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "engine/error.h"
 #include "engine/models/deepseek_common.h"
 #include "engine/models/deepseek_names.h"
+#include "engine/random_weights.h"
 #include "engine/router.h"
 
 namespace moe::cuda {
@@ -106,6 +108,25 @@ struct DeviceCache : KvCache::BackendState {
     float* values(int64_t layer) const { return static_cast<float*>(mem.get()) + (2 * layer + 1) * capacity * kv_dim; }
 };
 
+// The binder's view of random weights: a matrix still to be made is seen by name, type and
+// shape only (its bytes are made on the device); vectors are made on the host as read.
+class ShapesFirst : public TensorSource {
+public:
+    explicit ShapesFirst(const RandomTensors& r) : r_(r) {}
+    const TensorView* find(const std::string& name) const override {
+        const TensorView* v = r_.shape_of(name);
+        if (v && v->shape.size() >= 2 && r_.pending(name)) return v;
+        return r_.find(name);
+    }
+    std::vector<std::string> names() const override { return r_.names(); }
+    std::string describe() const override { return r_.describe(); }
+    std::string file_of(const std::string& name) const override { return r_.file_of(name); }
+    size_t weight_bytes() const override { return r_.weight_bytes(); }
+
+private:
+    const RandomTensors& r_;
+};
+
 class CudaDeepseekMoe : public Model {
 public:
     CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSource> t, const LoadOptions& o);
@@ -162,15 +183,20 @@ private:
     void feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                       const launch::RouteOutputs& routed) const;
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
+    // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
+    static constexpr int64_t kGemvTokens = 4;
     void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
-        blas_->linear(x, T, l.in, l.w, l.type, l.out, y, ldy, s.lowp);
+        if (T <= kGemvTokens)
+            launch::gemv(x, T, l.in, l.w, l.type, l.out, y, ldy, stream_);
+        else
+            blas_->linear(x, T, l.in, l.w, l.type, l.out, y, ldy, s.lowp);
     }
 
     std::string device_name_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<launch::Blas> blas_;
     std::unique_ptr<DeviceWeights> weights_;
-    DeviceMem aux_;  // f32 norms and router weights, expert pointer tables, mask arrays
+    DeviceMem aux_;  // f32 norms and router weights, expert pointer tables, mask arrays, attention splits
     std::size_t aux_bytes_ = 0;
     const void* embed_ = nullptr;
     DType embed_type_ = DType::bf16;
@@ -181,6 +207,7 @@ private:
     int64_t max_width_ = 0;            // widest feed-forward (dense, shared)
     int64_t max_in_ = 0;               // widest product input
     uint8_t* disabled_ = nullptr;      // [n_moe, E] device: the mask's switched-off experts
+    float* attn_partials_ = nullptr;   // a decode step's attention splits (launch::attention)
     std::shared_ptr<std::atomic<std::size_t>> kv_live_ = std::make_shared<std::atomic<std::size_t>>(0);
 
     // Grown on demand, never shrunk; a step no larger than an earlier one allocates nothing.
@@ -212,8 +239,11 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         throw_input_error(c.source, "model_type " + c.model_type +
                                         ": the CUDA backend runs DeepSeekMoE (model_type deepseek); this model runs on the CPU backend");
 
-    // Bind and check every tensor as the CPU backend does (names, shapes, types).
-    deepseek::WeightBinder b(*tensors_, c);
+    // Bind and check every tensor as the CPU backend does (names, shapes, types). Random
+    // weights' matrices are bound by shape only: DeviceWeights makes them on the device.
+    std::optional<ShapesFirst> shapes_first;
+    if (const auto* r = dynamic_cast<const RandomTensors*>(tensors_.get())) shapes_first.emplace(*r);
+    deepseek::WeightBinder b(shapes_first ? static_cast<const TensorSource&>(*shapes_first) : *tensors_, c);
     const int64_t H = c.hidden_size, V = c.vocab_size, hd = c.head_dim, E = c.n_routed_experts;
     const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
     std::vector<std::string> upload;
@@ -285,6 +315,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     for (size_t m = 0; m < moe_layers_.size(); ++m)
         for (int j = 0; j < 3; ++j) sizing.take<const void*>(static_cast<size_t>(E));
     sizing.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
+    sizing.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
     aux_bytes_ = sizing.used();
     aux_.reset(device_alloc_for(aux_bytes_, "the norms, routers and expert tables"));
     Carver carve(aux_.get());
@@ -340,8 +371,10 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         m.down_table = t3[2];
     }
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
+    attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     blas_ = std::make_unique<launch::Blas>(stream_);
+    blas_->set_split_activations(!o.cuda_bf16_activations);
     use_graphs_ = o.cuda_graphs;
     void* p = nullptr;
     check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
@@ -505,7 +538,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const uint8_t* layer_disabled = disabled_ + m.index * E;
 
     // 1. Router logits in f32 (the router weights widened, as the CPU computes them), routing.
-    blas_->linear(s.normed, T, H, m.router, DType::f32, E, s.router_logits, E, nullptr);
+    linear(Linear{m.router, DType::f32, E, H}, s.normed, T, s.router_logits, E, s);
     RouterParams rp;
     rp.n_expert = E;
     rp.k = k;
@@ -519,8 +552,15 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     rp.topk_group = c.topk_group;
     rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
     const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
-    launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, routed, stream_);
-    if (opt.observer) record_routing(layer, opt, routed);
+    // Observed: the router writes straight into this layer's part of the routing buffer.
+    launch::RouteOutputs where = routed;
+    if (opt.observer && routing_) {
+        const RoutingBuffer::Slot sl = routing_->slot(layer);
+        where = {sl.experts, sl.weights, sl.entropy, sl.mass, sl.margin};
+    }
+    launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, where, stream_);
+    if (opt.observer) record_routing(layer, opt, where);
+    const launch::RouteOutputs& routed_here = where;
 
     // 2. The shared experts, the combine's base.
     const bool shared_on = m.has_shared && !(li && li->shared_off);
@@ -530,12 +570,12 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const uint8_t* dropped = drop ? layer_disabled : nullptr;
     const int64_t n_slots = T * k;
     if (n_slots <= kSmallStep) {
-        launch::expert_gate_up(s.normed, T, H, k, routed.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
+        launch::expert_gate_up(s.normed, T, H, k, routed_here.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
                                stream_);
-        launch::expert_down(s.eh, n_slots, F, routed.experts, dropped, m.down_table, m.expert_type, H, s.results, stream_);
-        launch::slot_rows(routed.experts, dropped, n_slots, s.rows, stream_);
+        launch::expert_down(s.eh, n_slots, F, routed_here.experts, dropped, m.down_table, m.expert_type, H, s.results, stream_);
+        launch::slot_rows(routed_here.experts, dropped, n_slots, s.rows, stream_);
     } else {
-        launch::dispatch(routed.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
+        launch::dispatch(routed_here.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
         offsets_host_.resize(static_cast<size_t>(E + 1));
         check(cudaMemcpyAsync(offsets_host_.data(), s.offsets, static_cast<size_t>(E + 1) * sizeof(int64_t),
                               cudaMemcpyDeviceToHost, stream_),
@@ -558,7 +598,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         }
     }
     // 4. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
-    launch::combine_rows(s.results, H, T, k, s.rows, routed.weights, shared_on ? s.base : nullptr, s.branch, stream_);
+    launch::combine_rows(s.results, H, T, k, s.rows, routed_here.weights, shared_on ? s.base : nullptr, s.branch, stream_);
 }
 
 void CudaDeepseekMoe::record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const {
@@ -594,12 +634,12 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
             launch::rope_halves(s.k_new, 1, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
             launch::append_row(s.k_new, kvdim, kc, s.pos, stream_);
             launch::append_row(s.v_new, kvdim, vc, s.pos, stream_);
-            launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity);
+            launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_);
         } else {
             linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
             linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
             launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
-            launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_);
+            launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
         }
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);
@@ -743,10 +783,14 @@ bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCa
         // The replay makes the copies the capture recorded; the buffer is told what they hold.
         routing_->set_replay(true);
         for (int64_t layer : moe_layers_) record_routing(layer, opt, {s.experts, s.weights, s.entropy, s.mass, s.margin});
-        routing_->flush(stream_);
         routing_->set_replay(false);
     }
     check(cudaGraphLaunch(graph_exec_, stream_), "launching the decode graph");
+    if (opt.observer && routing_) {
+        routing_->set_replay(true);
+        routing_->flush(stream_);  // the event after the graph's copy
+        routing_->set_replay(false);
+    }
     check(cudaStreamSynchronize(stream_), "running the decode graph");
     logits.assign(h.logits, h.logits + V);
     if (opt.observer && routing_) routing_->deliver(*opt.observer);

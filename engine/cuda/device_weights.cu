@@ -1,12 +1,15 @@
 // DeviceWeights; see device_weights.h.
 #include "engine/cuda/device_weights.h"
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstring>
 
 #include "engine/cuda/device.h"
 #include "engine/error.h"
+#include "engine/random_values.h"
+#include "engine/random_weights.h"
 
 namespace moe::cuda {
 
@@ -33,13 +36,40 @@ struct Staging {
     }
 };
 
+// A random tensor made where it is kept (engine/random_values.h): the bytes the host makes.
+__global__ void random_fill_kernel(int64_t n, int dtype, float scale, float offset, uint64_t seed, void* out) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float v = random_values::value(seed, static_cast<uint64_t>(i), scale, offset);
+        if (dtype == 0) {
+            static_cast<float*>(out)[i] = v;
+        } else if (dtype == 1) {
+            static_cast<uint16_t*>(out)[i] = random_values::to_bf16(v);
+        } else {
+            static_cast<__half*>(out)[i] = __float2half_rn(v);
+        }
+    }
+}
+
+void random_fill(const TensorView& shape, const RandomRecipe& r, void* out, cudaStream_t s) {
+    const int dtype = shape.dtype == DType::f32 ? 0 : shape.dtype == DType::bf16 ? 1 : shape.dtype == DType::f16 ? 2 : -1;
+    if (dtype < 0) throw Error(ErrorKind::input, "random weights of type " + std::string(dtype_name(shape.dtype)) + " are made on the host");
+    const int64_t n = shape.numel();
+    if (n == 0) return;
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 65536));
+    random_fill_kernel<<<blocks, 256, 0, s>>>(n, dtype, r.scale, r.offset, r.seed, out);
+    check(cudaGetLastError(), "launching the random weight fill");
+}
+
 }  // namespace
 
 DeviceWeights::DeviceWeights(const TensorSource& source, const std::vector<std::string>& names, std::size_t staging_bytes) {
     const std::vector<std::string> wanted = names.empty() ? source.names() : names;
+    // Random weights still to be made are made here, on the device, not on the host.
+    const auto* random = dynamic_cast<const RandomTensors*>(&source);
     std::size_t total = 0;
     for (const std::string& n : wanted) {
-        const TensorView* v = source.find(n);
+        const TensorView* v = random ? random->shape_of(n) : source.find(n);
         if (!v) throw_input_error(source.describe(), "has no tensor " + n);
         DeviceTensor t{v->dtype, v->shape, total, v->nbytes};
         tensors_[n] = t;
@@ -56,8 +86,13 @@ DeviceWeights::DeviceWeights(const TensorSource& source, const std::vector<std::
     int turn = 0;
     bool used[2] = {false, false};
     for (const std::string& n : wanted) {
-        const TensorView* v = source.find(n);
         const DeviceTensor& t = tensors_.at(n);
+        if (const RandomRecipe* r = random ? random->pending(n) : nullptr;
+            r && random->shape_of(n)->dtype != DType::f8_e4m3) {
+            random_fill(*random->shape_of(n), *r, base_ + t.offset, st.stream);
+            continue;
+        }
+        const TensorView* v = source.find(n);
         const auto* src = static_cast<const unsigned char*>(v->data);
         for (std::size_t done = 0; done < v->nbytes;) {
             const std::size_t chunk = std::min(half, v->nbytes - done);

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include <cub/block/block_scan.cuh>
 
 #include "engine/cuda/device.h"
@@ -65,12 +67,12 @@ __global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
 }
 
-// One block per token; each element sums its k terms in rank order, as the CPU does, and
-// rounds as it does.
+// Blocks (token, slice of H); each element sums its k terms in rank order, as the CPU does,
+// and rounds as it does.
 __global__ void combine_kernel(const float* results, int64_t H, int64_t k, const int64_t* rows, const float* weights,
                                const float* base, float* out) {
     const int64_t t = blockIdx.x;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+    for (int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; i < H; i += static_cast<int64_t>(gridDim.y) * blockDim.x) {
         float acc = base ? base[t * H + i] : 0.0f;
         for (int64_t r = 0; r < k; ++r) {
             const int64_t row = rows[t * k + r];
@@ -115,7 +117,10 @@ void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, 
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
                   const float* base, float* out, cudaStream_t s) {
     if (T <= 0) return;
-    combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(results, H, k, rows, weights, base, out);
+    // A small step spreads each token's row over several blocks.
+    const unsigned slices = static_cast<unsigned>(std::min<int64_t>((H + kThreads - 1) / kThreads, T >= 64 ? 1 : 64 / T));
+    combine_kernel<<<dim3(static_cast<unsigned>(T), std::max(1u, slices)), kThreads, 0, s>>>(results, H, k, rows, weights,
+                                                                                            base, out);
     check(cudaGetLastError(), "launching the weighted combine");
 }
 

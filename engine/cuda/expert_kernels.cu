@@ -30,19 +30,40 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
+template <typename W>
+__device__ inline float dot_vec(const uint4& raw, const float* xs) {
+    constexpr int kVec = 16 / sizeof(W);
+    const W* v = reinterpret_cast<const W*>(&raw);
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) s += widen(v[j]) * xs[j];
+    return s;
+}
+
 // Σ_i row[i] · xs[i] over n elements, by the 32 lanes of a warp (16-byte loads when the row
-// allows them: n a multiple of the vector width; rows start 16-byte aligned then).
+// allows them: n a multiple of the vector width; rows start 16-byte aligned then). Four loads
+// per lane are issued before their products, so that enough bytes are in flight to keep
+// memory busy.
 template <typename W>
 __device__ float warp_dot(const W* row, const float* xs, int64_t n, int lane) {
     constexpr int kVec = 16 / sizeof(W);
     float s = 0;
     if (n % kVec == 0) {
-        for (int64_t i = static_cast<int64_t>(lane) * kVec; i < n; i += 32 * kVec) {
-            const uint4 raw = *reinterpret_cast<const uint4*>(row + i);
-            const W* v = reinterpret_cast<const W*>(&raw);
-#pragma unroll
-            for (int j = 0; j < kVec; ++j) s += widen(v[j]) * xs[i + j];
+        constexpr int64_t step = 32 * kVec;
+        int64_t i = static_cast<int64_t>(lane) * kVec;
+        float s1 = 0, s2 = 0, s3 = 0;
+        for (; i + 3 * step < n; i += 4 * step) {
+            const uint4 r0 = *reinterpret_cast<const uint4*>(row + i);
+            const uint4 r1 = *reinterpret_cast<const uint4*>(row + i + step);
+            const uint4 r2 = *reinterpret_cast<const uint4*>(row + i + 2 * step);
+            const uint4 r3 = *reinterpret_cast<const uint4*>(row + i + 3 * step);
+            s += dot_vec<W>(r0, xs + i);
+            s1 += dot_vec<W>(r1, xs + i + step);
+            s2 += dot_vec<W>(r2, xs + i + 2 * step);
+            s3 += dot_vec<W>(r3, xs + i + 3 * step);
         }
+        for (; i < n; i += step) s += dot_vec<W>(*reinterpret_cast<const uint4*>(row + i), xs + i);
+        s = (s + s1) + (s2 + s3);
     } else {
         for (int64_t i = lane; i < n; i += 32) s += widen(row[i]) * xs[i];
     }
@@ -85,6 +106,21 @@ __global__ void down_kernel(const float* h, int64_t F, const int32_t* experts, c
     if (i >= H) return;
     const float v = warp_dot(static_cast<const W*>(down[e]) + i * F, hs, F, lane);
     if (lane == 0) out[slot * H + i] = v;
+}
+
+// Block (row tile, token): y[t, o] = W[o] · x[t], one warp per output row, x[t] in shared
+// memory, f32 throughout (the weights widened as read).
+template <typename W>
+__global__ void gemv_kernel(const float* x, int64_t in, const W* w, int64_t out, float* y, int64_t ldy) {
+    extern __shared__ float xs[];
+    const int64_t t = blockIdx.y;
+    for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = x[t * in + i];
+    __syncthreads();
+    const int lane = threadIdx.x % 32;
+    const int64_t o = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+    if (o >= out) return;
+    const float v = warp_dot(w + o * in, xs, in, lane);
+    if (lane == 0) y[t * ldy + o] = v;
 }
 
 __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, int64_t* rows) {
@@ -141,6 +177,21 @@ void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* expe
         down_kernel<W><<<grid, kWarps * 32, shared, s>>>(h, F, experts, dropped, down, H, out);
     });
     check(cudaGetLastError(), "launching the experts' down products");
+}
+
+void gemv(const float* x, int64_t T, int64_t in, const void* w, DType type, int64_t out, float* y, int64_t ldy,
+          cudaStream_t s) {
+    if (T <= 0 || out <= 0) return;
+    const dim3 grid(static_cast<unsigned>((out + kWarps - 1) / kWarps), static_cast<unsigned>(T));
+    const size_t shared = static_cast<size_t>(in) * sizeof(float);
+    by_type(type, "matrix-vector product", [&](auto tag) {
+        using W = decltype(tag);
+        if (shared > 48 * 1024)
+            check(cudaFuncSetAttribute(gemv_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+                  "matrix-vector product: shared memory size");
+        gemv_kernel<W><<<grid, kWarps * 32, shared, s>>>(x, in, static_cast<const W*>(w), out, y, ldy);
+    });
+    check(cudaGetLastError(), "launching a matrix-vector product");
 }
 
 void slot_rows(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, int64_t* rows, cudaStream_t s) {

@@ -1,6 +1,7 @@
-// Launches of the forward pass's own kernels (see expert_kernels.cu): the embedding gather and
-// the experts of a small step as matrix-vector products over the slots, each slot reading
-// its expert's weights through device tables of pointers. For the .cu files.
+// Launches of the forward pass's own kernels (see expert_kernels.cu): the embedding gather,
+// the linear layers of a small step and the experts of a small step as matrix-vector products
+// (the experts over the slots, each slot reading its expert's weights through device tables
+// of pointers). For the .cu files.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -21,6 +22,11 @@ void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32
 // out[s] = down_e · h[s], width H; down: [E] device pointers to [H, F].
 void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,
                  const void* const* down, DType type, int64_t H, float* out, cudaStream_t s);
+// y [T, out] (leading dimension ldy) = x [T, in] · Wᵀ for a few tokens, W [out, in] as stored
+// (BF16, F16 or F32) and x kept in f32: a decode step's linear layers, read once at full
+// bandwidth with no rounding of the activations.
+void gemv(const float* x, int64_t T, int64_t in, const void* w, DType type, int64_t out, float* y, int64_t ldy,
+          cudaStream_t s);
 // rows[s] = s, or -1 for a dropped slot (the combine's row of each slot when results are per slot).
 void slot_rows(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, int64_t* rows, cudaStream_t s);
 

@@ -1,4 +1,4 @@
-// cuBLAS BF16 GEMM; see gemm.h.
+// cuBLAS BF16 GEMM; see gemm.h and launch.h.
 #include "engine/cuda/gemm.h"
 
 #include <cublas_v2.h>
@@ -25,6 +25,17 @@ __global__ void to_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* y) {
 __global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < n) y[i] = __float2half_rn(x[i]);
+}
+
+// The rounding residual: y (holding BF16/F16 x) becomes the rounding of x - y.
+__global__ void residual_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* y) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __float2bfloat16_rn(x[i] - __bfloat162float(y[i]));
+}
+
+__global__ void residual_f16_kernel(const float* x, int64_t n, __half* y) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __float2half_rn(x[i] - __half2float(y[i]));
 }
 
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
@@ -87,18 +98,31 @@ void Blas::linear(const float* x, int64_t T, int64_t in, const void* w, DType w_
     case DType::f32: break;
     default: throw Error(ErrorKind::input, std::string("the CUDA backend has no GEMM for ") + dtype_name(w_type) + " weights");
     }
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
     // Column-major: y [out, T] = Wᵀ-view [out, in] · x-view [in, T]; W's rows are its columns.
-    check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
-                              static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type, static_cast<int>(in),
-                              &beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                 "GEMM");
+    auto gemm = [&](const float* beta) {
+        check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
+                                  static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type, static_cast<int>(in),
+                                  beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "GEMM");
+    };
+    gemm(&zero);
+    if (split_ && w_type != DType::f32) {
+        // x = hi + lo + O(2⁻¹⁷|x|): the second product adds what rounding x to hi left out.
+        const unsigned blocks = blocks_for(T * in);
+        if (w_type == DType::bf16)
+            residual_bf16_kernel<<<blocks, 256, 0, stream_>>>(x, T * in, static_cast<__nv_bfloat16*>(xq));
+        else
+            residual_f16_kernel<<<blocks, 256, 0, stream_>>>(x, T * in, static_cast<__half*>(xq));
+        check(cudaGetLastError(), "rounding the activations' residual");
+        gemm(&one);
+    }
 }
 
 }  // namespace launch
 
 std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<uint16_t>& w, int64_t T, int64_t in,
-                               int64_t out) {
+                               int64_t out, bool split) {
     if (static_cast<int64_t>(x.size()) != T * in || static_cast<int64_t>(w.size()) != out * in)
         throw Error(ErrorKind::input, "linear_bf16: x must be [T, in] and w [out, in]");
     Buffer<float> d_x(x.size()), d_y(static_cast<size_t>(T * out));
@@ -107,6 +131,7 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
     if (!w.empty()) check(cudaMemcpy(d_w.ptr, w.data(), w.size() * 2, cudaMemcpyHostToDevice), "copying weights to the device");
     std::vector<float> y;
     launch::Blas blas(nullptr);
+    blas.set_split_activations(split);
     blas.linear(d_x.ptr, T, in, d_w.ptr, DType::bf16, out, d_y.ptr, out, d_xb.ptr);
     check(cudaDeviceSynchronize(), "running the GEMM");
     download(y, d_y, static_cast<size_t>(T * out));

@@ -29,11 +29,14 @@ void add(float* x, const float* y, int64_t n, cudaStream_t s);
 // Causal attention of queries q [T, nh, hd] at positions pos0.. over keys and values
 // [pos0 + T, nkv, hd] -> out [T, nh, hd]. With d_pos, the first position is read on the
 // device (*d_pos, at most max_positions - T) and the launch is the same for every position:
-// what a CUDA graph replays. Throws when the positions need more shared memory per block
-// than the device has.
+// what a CUDA graph replays. One query (T = 1) with `partials` (attention_partial_floats of
+// scratch) is split over the positions; several queries with heads of at most 128 run tiled
+// (flash-style); other shapes one block per query and head. Throws when the positions need
+// more shared memory per block than the device has.
 void attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos = nullptr,
-               int64_t max_positions = 0);
+               int64_t max_positions = 0, float* partials = nullptr);
+int64_t attention_partial_floats(int64_t n_heads, int64_t head_dim);
 // Row *d_pos of cache (rows of n floats) = src: a decode step's key or value into the cache.
 void append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos, cudaStream_t s);
 
@@ -67,7 +70,9 @@ void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const i
 
 // cuBLAS bound to one stream. linear(): y [T, out] = x [T, in] · Wᵀ with W [out, in] as the
 // checkpoint stores it (BF16 or F16: x is rounded to that type, round to nearest even, into
-// `xq`, room for T·in of them, for the tensor cores; F32: x as it is, no TF32), products
+// `xq`, room for T·in of them, for the tensor cores — with split activations, then the
+// rounding of the residual x - xq into xq and a second product added, so that x counts to
+// about 2⁻¹⁷ of itself, as the CPU's f32 activations; F32: x as it is, no TF32), products
 // accumulated in f32, y f32 with leading dimension ldy (≥ out).
 class Blas {
 public:
@@ -78,11 +83,14 @@ public:
     void linear(const float* x, int64_t T, int64_t in, const void* w, DType w_type, int64_t out, float* y, int64_t ldy,
                 void* xq);
     cudaStream_t stream() const { return stream_; }
+    void set_split_activations(bool on) { split_ = on; }
+    bool split_activations() const { return split_; }
 
 private:
     cudaStream_t stream_;
     cublasHandle_t handle_ = nullptr;
     void* workspace_ = nullptr;  // cuBLAS's own, set once so that graph capture allocates nothing
+    bool split_ = false;
 };
 void check_cublas(cublasStatus_t status, const char* what);
 

@@ -1,6 +1,9 @@
 // The router on the device: every token of a batch routed by engine/router_core.h (the
-// function the CPU backend runs), one thread per token, with the layer's mask. This host
-// interface copies in and out; the forward pass will call the kernel on device buffers.
+// function the CPU backend runs), one thread per token, with the layer's mask — except a
+// plain step (softmax, greedy top-k, at most switched-off experts), which runs the same
+// definition with one warp per token: lane-parallel scores and ranks, the sums in
+// router_core's order, so the same experts in the same order. This host interface copies in
+// and out; the forward pass calls launch::route on device buffers.
 #pragma once
 
 #include <cstdint>

@@ -50,12 +50,31 @@ void RoutingBuffer::begin(int64_t pos0, int64_t n_tokens, TokenSource source) {
     for (Layer& l : layers_) l.recorded = false;
 }
 
-void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, const float* d_weights,
-                           const float* d_entropy, const float* d_mass, const float* d_margin, GateWeightKind kind,
-                           bool shared_off, float weight_scale, void* stream) {
+std::size_t RoutingBuffer::index_of(int64_t layer) const {
     size_t i = 0;
     while (i < layers_.size() && layers_[i].layer != layer) ++i;
     if (i == layers_.size()) throw Error(ErrorKind::input, "routing buffer: layer " + std::to_string(layer) + " is not a MoE layer");
+    return i;
+}
+
+RoutingBuffer::Slot RoutingBuffer::slot_at(std::size_t i) const {
+    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
+    unsigned char* base = device_ + i * slot_bytes();
+    Slot s;
+    s.experts = reinterpret_cast<int32_t*>(base);
+    s.weights = reinterpret_cast<float*>(s.experts + slot_tk);
+    s.entropy = s.weights + slot_tk;
+    s.mass = s.entropy + slot_t;
+    s.margin = s.mass + slot_t;
+    return s;
+}
+
+RoutingBuffer::Slot RoutingBuffer::slot(int64_t layer) const { return slot_at(index_of(layer)); }
+
+void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, const float* d_weights,
+                           const float* d_entropy, const float* d_mass, const float* d_margin, GateWeightKind kind,
+                           bool shared_off, float weight_scale, void* stream) {
+    const size_t i = index_of(layer);
     if (k < 1 || k > k_max_) throw Error(ErrorKind::input, "routing buffer: k " + std::to_string(k) + " out of range");
     Layer& l = layers_[i];
     l.k = k;
@@ -70,29 +89,33 @@ void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, c
     if (replay_) return;
     const auto s = static_cast<cudaStream_t>(stream);
     const auto tk = static_cast<std::size_t>(n_tokens_ * k), t = static_cast<std::size_t>(n_tokens_);
-    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
-    unsigned char* base = device_ + i * slot_bytes();
-    auto* experts = reinterpret_cast<int32_t*>(base);
-    auto* weights = reinterpret_cast<float*>(experts + slot_tk);
-    float* entropy = weights + slot_tk;
-    float* mass = entropy + slot_t;
-    float* margin = mass + slot_t;
-    check(cudaMemcpyAsync(experts, d_experts, tk * sizeof(int32_t), cudaMemcpyDeviceToDevice, s), "recording routing");
-    if (d_weights) check(cudaMemcpyAsync(weights, d_weights, tk * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
-    if (d_entropy) check(cudaMemcpyAsync(entropy, d_entropy, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
-    if (d_mass) check(cudaMemcpyAsync(mass, d_mass, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
-    if (d_margin) check(cudaMemcpyAsync(margin, d_margin, t * sizeof(float), cudaMemcpyDeviceToDevice, s), "recording routing");
+    const Slot to = slot_at(i);
+    // Each part copied unless the router wrote it in place.
+    auto copy = [&](void* dst, const void* src, std::size_t bytes) {
+        if (src && src != dst && bytes)
+            check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s), "recording routing");
+    };
+    copy(to.experts, d_experts, tk * sizeof(int32_t));
+    copy(to.weights, d_weights, tk * sizeof(float));
+    copy(to.entropy, d_entropy, t * sizeof(float));
+    copy(to.mass, d_mass, t * sizeof(float));
+    copy(to.margin, d_margin, t * sizeof(float));
 }
 
 void RoutingBuffer::flush(void* stream) {
+    const auto s = static_cast<cudaStream_t>(stream);
+    flushed_ = true;
+    // Replayed: the graph makes the copy; the event marks its end once the launch is enqueued.
     if (replay_) {
-        flushed_ = true;
+        check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");
         return;
     }
-    const auto s = static_cast<cudaStream_t>(stream);
     if (device_bytes_) check(cudaMemcpyAsync(host_, device_, device_bytes_, cudaMemcpyDeviceToHost, s), "copying routing to the host");
-    check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");
-    flushed_ = true;
+    // While a graph is captured an event record is no real record: the replay's flush makes it.
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(s, &capturing), "asking whether a graph is captured");
+    if (capturing == cudaStreamCaptureStatusNone)
+        check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");
 }
 
 void RoutingBuffer::deliver(RoutingObserver& observer) {
