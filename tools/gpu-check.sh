@@ -2,7 +2,8 @@
 # The CUDA backend on a machine with an NVIDIA GPU, in one go: builds (architecture of the GPU
 # at hand unless CMAKE_CUDA_ARCHITECTURES is set), runs the parity suites (ctest -L gpu), then
 # the benchmarks of docs/performance.md on random weights of DeepSeekMoE 16B's true shape —
-# `moewb bench --backend cuda` with and without CUDA graphs and the PyTorch eager peer when
+# `moewb bench --backend cuda` with exact and BF16 activations, with and without CUDA graphs,
+# and the PyTorch eager peer when
 # torch is installed — writing each JSON into OUT-DIR.
 # Needs what tools/install-deps.sh installs (Qt Test runs the suites) and the CUDA toolkit.
 # Usage: tools/gpu-check.sh [build-dir] [out-dir] [config.json]
@@ -27,6 +28,8 @@ if [ ! -f "$CONFIG" ]; then
 fi
 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
     | tee "$OUT/bench-cuda.json"
+"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+    --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
     | tee "$OUT/bench-cuda-no-graphs.json"
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
