@@ -271,6 +271,18 @@ int max_shared_optin() {
     return m;
 }
 
+// A kernel with `shared` bytes of dynamic shared memory (and `fixed` of its own) for
+// `positions` positions: refused when the device has too little per block, else allowed.
+template <typename K>
+void fit_shared(K* kernel, size_t shared, size_t fixed, int64_t positions) {
+    if (shared > static_cast<size_t>(max_shared_optin()) - fixed)
+        throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
+                                          " positions need more shared memory than the device has per block");
+    if (shared > 48 * 1024)
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+              "attention: shared memory size");
+}
+
 template <int ND>
 void launch_flash(const float* q, const float* k, const float* v, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
                   int64_t pos0, float scale, float* out, cudaStream_t s) {
@@ -311,12 +323,7 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         const int64_t positions = d_pos ? max_positions : pos0 + 1;
         const int64_t chunk = (positions + kSplits - 1) / kSplits;
         const size_t shared = static_cast<size_t>(head_dim + chunk) * sizeof(float);
-        if (shared > static_cast<size_t>(max_shared_optin()) - kDecodeThreads * sizeof(float))
-            throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
-                                              " positions need more shared memory than the device has per block");
-        if (shared > 48 * 1024)
-            check(cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-                  "attention: shared memory size");
+        fit_shared(decode_split_kernel, shared, kDecodeThreads * sizeof(float), positions);
         decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
             q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
         check(cudaGetLastError(), "launching attention");
@@ -338,12 +345,7 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
     // (query, head) with every visible score in shared memory.
     const int64_t positions = d_pos ? max_positions : pos0 + T;
     const size_t shared = static_cast<size_t>(positions + head_dim) * sizeof(float);
-    if (shared > static_cast<size_t>(max_shared_optin()) - kThreads * sizeof(float))
-        throw Error(ErrorKind::input, "attention on the device: " + std::to_string(positions) +
-                                          " positions need more shared memory than the device has per block");
-    if (shared > 48 * 1024)
-        check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-              "attention: shared memory size");
+    fit_shared(attention_kernel, shared, kThreads * sizeof(float), positions);
     attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim,
                                                                                    pos0, d_pos, scale, out);
     check(cudaGetLastError(), "launching attention");

@@ -554,10 +554,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
     // Observed: the router writes straight into this layer's part of the routing buffer.
     launch::RouteOutputs where = routed;
-    if (opt.observer && routing_) {
-        const RoutingBuffer::Slot sl = routing_->slot(layer);
-        where = {sl.experts, sl.weights, sl.entropy, sl.mass, sl.margin};
-    }
+    if (opt.observer && routing_) where = routing_->slot(layer);
     launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, where, stream_);
     if (opt.observer) record_routing(layer, opt, where);
     const launch::RouteOutputs& routed_here = where;

@@ -128,6 +128,13 @@ __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped,
     if (s < n_slots) rows[s] = dispatch::slot_dropped(experts, dropped, s) ? -1 : s;
 }
 
+// Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
+template <typename K>
+void allow_shared(K* kernel, size_t shared, const char* what) {
+    if (shared > 48 * 1024)
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)), what);
+}
+
 template <typename F>
 void by_type(DType t, const char* what, F&& f) {
     switch (t) {
@@ -156,9 +163,7 @@ void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32
     const size_t shared = static_cast<size_t>(H) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {
         using W = decltype(w);
-        if (shared > 48 * 1024)
-            check(cudaFuncSetAttribute(gate_up_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-                  "expert product: shared memory size");
+        allow_shared(gate_up_kernel<W>, shared, "expert product: shared memory size");
         gate_up_kernel<W><<<grid, kWarps * 32, shared, s>>>(x, H, k, experts, dropped, gate, up, F, h);
     });
     check(cudaGetLastError(), "launching the experts' gate and up products");
@@ -171,9 +176,7 @@ void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* expe
     const size_t shared = static_cast<size_t>(F) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {
         using W = decltype(w);
-        if (shared > 48 * 1024)
-            check(cudaFuncSetAttribute(down_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-                  "expert product: shared memory size");
+        allow_shared(down_kernel<W>, shared, "expert product: shared memory size");
         down_kernel<W><<<grid, kWarps * 32, shared, s>>>(h, F, experts, dropped, down, H, out);
     });
     check(cudaGetLastError(), "launching the experts' down products");
@@ -186,9 +189,7 @@ void gemv(const float* x, int64_t T, int64_t in, const void* w, DType type, int6
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
     by_type(type, "matrix-vector product", [&](auto tag) {
         using W = decltype(tag);
-        if (shared > 48 * 1024)
-            check(cudaFuncSetAttribute(gemv_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-                  "matrix-vector product: shared memory size");
+        allow_shared(gemv_kernel<W>, shared, "matrix-vector product: shared memory size");
         gemv_kernel<W><<<grid, kWarps * 32, shared, s>>>(x, in, static_cast<const W*>(w), out, y, ldy);
     });
     check(cudaGetLastError(), "launching a matrix-vector product");

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda/route_outputs.h"
 #include "engine/router.h"
 #include "engine/router_core.h"
 #include "engine/tensor.h"
@@ -45,13 +46,7 @@ void append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos,
 router_core::Args router_args(const RouterParams& p);
 // Scratch bytes route() needs for T tokens.
 int64_t route_scratch_bytes(int64_t T, int64_t E, int64_t G);
-struct RouteOutputs {
-    int32_t* experts;  // [T, k]
-    float* weights;    // [T, k]
-    float* entropy;    // [T]
-    float* mass;       // [T]
-    float* margin;     // [T]
-};
+using RouteOutputs = cuda::RouteOutputs;
 // logits [T, E]; keys [T] (skip-random) or null.
 void route(const float* logits, int64_t T, const router_core::Args& a, const uint64_t* keys, void* scratch,
            RouteOutputs out, cudaStream_t s);

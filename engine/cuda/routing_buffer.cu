@@ -57,10 +57,10 @@ std::size_t RoutingBuffer::index_of(int64_t layer) const {
     return i;
 }
 
-RoutingBuffer::Slot RoutingBuffer::slot_at(std::size_t i) const {
+RouteOutputs RoutingBuffer::slot_at(std::size_t i) const {
     const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
     unsigned char* base = device_ + i * slot_bytes();
-    Slot s;
+    RouteOutputs s;
     s.experts = reinterpret_cast<int32_t*>(base);
     s.weights = reinterpret_cast<float*>(s.experts + slot_tk);
     s.entropy = s.weights + slot_tk;
@@ -69,7 +69,7 @@ RoutingBuffer::Slot RoutingBuffer::slot_at(std::size_t i) const {
     return s;
 }
 
-RoutingBuffer::Slot RoutingBuffer::slot(int64_t layer) const { return slot_at(index_of(layer)); }
+RouteOutputs RoutingBuffer::slot(int64_t layer) const { return slot_at(index_of(layer)); }
 
 void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, const float* d_weights,
                            const float* d_entropy, const float* d_mass, const float* d_margin, GateWeightKind kind,
@@ -89,7 +89,7 @@ void RoutingBuffer::record(int64_t layer, int64_t k, const int32_t* d_experts, c
     if (replay_) return;
     const auto s = static_cast<cudaStream_t>(stream);
     const auto tk = static_cast<std::size_t>(n_tokens_ * k), t = static_cast<std::size_t>(n_tokens_);
-    const Slot to = slot_at(i);
+    const RouteOutputs to = slot_at(i);
     // Each part copied unless the router wrote it in place.
     auto copy = [&](void* dst, const void* src, std::size_t bytes) {
         if (src && src != dst && bytes)

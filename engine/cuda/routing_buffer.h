@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/cuda/route_outputs.h"
 #include "engine/routing.h"
 
 namespace moe::cuda {
@@ -28,14 +29,7 @@ public:
     void begin(int64_t pos0, int64_t n_tokens, TokenSource source);
     // The device part of the buffer that holds one MoE layer's routing: the router writes
     // there directly, and record() then copies nothing.
-    struct Slot {
-        int32_t* experts;  // [T, k]
-        float* weights;    // [T, k]
-        float* entropy;    // [T]
-        float* mass;       // [T]
-        float* margin;     // [T]
-    };
-    Slot slot(int64_t layer) const;
+    RouteOutputs slot(int64_t layer) const;
     // Enqueues on `stream` the copy of one layer's routing from device buffers: experts and
     // weights [T, k], entropy, selected mass and margin [T] (each may be null: not recorded;
     // a pointer into the layer's slot() is taken as it is).
@@ -63,7 +57,7 @@ private:
     };
     std::size_t slot_bytes() const;  // one layer's part of the buffer
     std::size_t index_of(int64_t layer) const;
-    Slot slot_at(std::size_t i) const;
+    RouteOutputs slot_at(std::size_t i) const;
     std::vector<Layer> layers_;
     int64_t max_tokens_ = 0, k_max_ = 0, pos0_ = 0, n_tokens_ = 0;
     TokenSource source_ = TokenSource::prompt;
