@@ -1,10 +1,13 @@
 // Unit tests of engine/moe_dispatch.h, the MoE dispatch index arithmetic shared by the CPU
 // and CUDA backends: expert offsets, stable gathered rows (with dropped slots), their
-// inverse, and the tiles of a grouped GEMM — against direct counting on random batches.
+// inverse, and the tiles of a grouped GEMM — against direct counting on random batches; and
+// the CUDA attention's tiling (engine/attention_tiles.h) against the positions it must cover.
 #include <QtTest>
 
+#include <algorithm>
 #include <vector>
 
+#include "engine/attention_tiles.h"
 #include "engine/moe_dispatch.h"
 #include "tests/test_support.h"
 
@@ -77,6 +80,38 @@ private slots:
                 QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, -1).expert, int64_t(-1));
             }
         }
+    }
+
+    void attention_tiles_cover_exactly_the_visible_keys() {
+        namespace a = moe::attention_tiles;
+        test_support::Lcg rng{17};
+        for (int trial = 0; trial < 2000; ++trial) {
+            const int64_t T = 1 + rng.next() % 300, pos0 = rng.next() % 500, bq = 1 + rng.next() % 80,
+                          bk = 1 + rng.next() % 70;
+            for (int64_t q0 = 0; q0 < T; q0 += bq) {
+                // The tile's last query sees keys 0 .. pos0 + its index: the tiles reach it, and
+                // the last tile holds at least one key it sees.
+                const int64_t last_seen = pos0 + std::min(q0 + bq, T) - 1;
+                const int64_t tiles = a::key_tiles(q0, bq, T, pos0, bk);
+                QVERIFY(tiles * bk > last_seen);
+                QVERIFY((tiles - 1) * bk <= last_seen);
+            }
+        }
+        for (int64_t visible = 1; visible <= 5000; visible += 1 + visible / 7)
+            for (const int64_t splits : {1, 7, 64, 333}) {
+                // The splits partition 0 .. visible-1 in order, none longer than split_length.
+                int64_t next = 0;
+                for (int64_t s = 0; s < splits; ++s) {
+                    const a::Range r = a::split_range(visible, splits, s);
+                    QVERIFY(r.begin <= r.end);
+                    QVERIFY(r.end - r.begin <= a::split_length(visible, splits));
+                    if (r.end > r.begin) {
+                        QCOMPARE(r.begin, next);
+                        next = r.end;
+                    }
+                }
+                QCOMPARE(next, visible);
+            }
     }
 };
 

@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include "engine/attention_tiles.h"
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
@@ -118,8 +119,7 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
         for (int i = 0; i < ND; ++i) o[r][i] = 0.0f;
     }
     const int row0 = warp * kRows;  // this warp's first row in the tile
-    const int64_t last_query = pos0 + min(q0 + kBQ, T) - 1;
-    const int64_t n_tiles = (last_query + kBK) / kBK;
+    const int64_t n_tiles = attention_tiles::key_tiles(q0, kBQ, T, pos0, kBK);
     float* pw = ps + warp * kRows * kBK;
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
         const int64_t k0 = tile * kBK;
@@ -204,11 +204,11 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
     __shared__ float scratch[kDecodeThreads];
     if (d_pos) pos0 = *d_pos;
     const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
-    const int64_t visible = pos0 + 1, chunk = (visible + kSplits - 1) / kSplits;
-    const int64_t j0 = split * chunk, j1 = j0 + chunk < visible ? j0 + chunk : visible, n = j1 > j0 ? j1 - j0 : 0;
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
+    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
     float* part = partials + (h * kSplits + split) * (hd + 2);
     float* qs = dsm;        // [hd]
-    float* ss = dsm + hd;   // [chunk]
+    float* ss = dsm + hd;   // [split length]
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
     __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
@@ -321,8 +321,8 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
     if (T == 1 && partials) {
         // Decode: the positions split over kSplits blocks per head, then merged.
         const int64_t positions = d_pos ? max_positions : pos0 + 1;
-        const int64_t chunk = (positions + kSplits - 1) / kSplits;
-        const size_t shared = static_cast<size_t>(head_dim + chunk) * sizeof(float);
+        const int64_t longest = attention_tiles::split_length(positions, kSplits);
+        const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
         fit_shared(decode_split_kernel, shared, kDecodeThreads * sizeof(float), positions);
         decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
             q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
