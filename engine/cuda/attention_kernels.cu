@@ -31,6 +31,24 @@ __device__ float block_reduce(float v, float* scratch, bool take_max) {
     return r;
 }
 
+// scores[0..n) (shared memory, written before the call) become exp(score - max); returns the
+// maximum and the sum of the exponentials. The block's threads all call it; it synchronises.
+struct Softmax {
+    float max, sum;
+};
+__device__ Softmax exp_in_place(float* scores, int64_t n, float* scratch) {
+    float local = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, scores[j]);
+    const float mx = block_reduce(local, scratch, true);
+    float sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float p = expf(scores[j] - mx);
+        scores[j] = p;
+        sum += p;
+    }
+    return {mx, block_reduce(sum, scratch, false)};  // synchronises: every p is in
+}
+
 // Block (t, h). Dynamic shared memory: scores [visible] + q [hd]. The first position is pos0,
 // or *d_pos when given (a step replayed from a CUDA graph).
 __global__ void attention_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
@@ -45,24 +63,14 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
     const float* qrow = q + (t * n_heads + h) * hd;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qrow[d];
     __syncthreads();
-    float local_max = -INFINITY;
     for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
         const float* krow = k + (j * n_kv_heads + kvh) * hd;
         float s = 0;
         for (int64_t d = 0; d < hd; ++d) s += qs[d] * krow[d];
-        s *= scale;
-        scores[j] = s;
-        local_max = fmaxf(local_max, s);
+        scores[j] = s * scale;
     }
-    const float m = block_reduce(local_max, scratch, true);
-    float local_sum = 0;
-    for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
-        const float p = expf(scores[j] - m);
-        scores[j] = p;
-        local_sum += p;
-    }
-    const float inv = 1.0f / block_reduce(local_sum, scratch, false);
     __syncthreads();
+    const float inv = 1.0f / exp_in_place(scores, visible, scratch).sum;
     float* orow = out + (t * n_heads + h) * hd;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0;
@@ -220,16 +228,8 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
         if (lane == 0) ss[j] = acc * scale;
     }
     __syncthreads();
-    float local = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, ss[j]);
-    const float mx = block_reduce(local, scratch, true);
-    float lsum = 0.0f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        const float p = expf(ss[j] - mx);
-        ss[j] = p;
-        lsum += p;
-    }
-    const float total = block_reduce(lsum, scratch, false);  // synchronises: ss holds the p
+    const Softmax sm = exp_in_place(ss, n, scratch);
+    const float mx = sm.max, total = sm.sum;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
         for (int64_t j = 0; j < n; ++j) acc += ss[j] * v[((j0 + j) * n_kv_heads + kvh) * hd + d];

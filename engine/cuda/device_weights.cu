@@ -87,8 +87,7 @@ DeviceWeights::DeviceWeights(const TensorSource& source, const std::vector<std::
     bool used[2] = {false, false};
     for (const std::string& n : wanted) {
         const DeviceTensor& t = tensors_.at(n);
-        if (const RandomRecipe* r = random ? random->pending(n) : nullptr;
-            r && random->shape_of(n)->dtype != DType::f8_e4m3) {
+        if (const RandomRecipe* r = random ? random->pending(n) : nullptr) {  // FP8 ones are made already
             random_fill(*random->shape_of(n), *r, base_ + t.offset, st.stream);
             continue;
         }

@@ -1,0 +1,231 @@
+// The CUDA backend's DeepSeekMoE model, inside: its device-side pieces (weights, KV cache,
+// workspace) and the class itself, shared by cuda_model.cu (loading, memory) and
+// cuda_forward.cu (the forward step, CUDA graphs). Not for callers: they use cuda_model.h.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/cpu/ops.h"
+#include "engine/cuda/cuda_model.h"
+#include "engine/cuda/device.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/cuda/expert_kernels.h"
+#include "engine/cuda/launch.h"
+#include "engine/cuda/routing_buffer.h"
+#include "engine/error.h"
+#include "engine/models/deepseek_common.h"
+#include "engine/models/deepseek_names.h"
+#include "engine/random_weights.h"
+#include "engine/router.h"
+
+namespace moe::cuda::detail {
+
+namespace names = deepseek_names;
+
+// cudaMalloc, refused with the bytes needed and free when the device has too little.
+inline void* device_alloc_for(std::size_t bytes, const std::string& what) {
+    if (!bytes) return nullptr;
+    require_device_memory(bytes, "backend cuda", what);
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes), ("allocating device memory for " + what).c_str());
+    return p;
+}
+
+struct DeviceDeleter {
+    void operator()(void* p) const { cudaFree(p); }
+};
+struct PinnedDeleter {
+    void operator()(void* p) const { cudaFreeHost(p); }
+};
+using DeviceMem = std::unique_ptr<void, DeviceDeleter>;
+using PinnedMem = std::unique_ptr<void, PinnedDeleter>;
+
+// Bump allocation inside one block of memory, 256-byte aligned pieces.
+class Carver {
+public:
+    explicit Carver(void* base) : base_(static_cast<unsigned char*>(base)) {}
+    template <typename T>
+    T* take(std::size_t n) {
+        T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
+        used_ += (n * sizeof(T) + 255) / 256 * 256;
+        return p;
+    }
+    std::size_t used() const { return used_; }
+
+private:
+    unsigned char* base_;
+    std::size_t used_ = 0;
+};
+
+struct Linear {
+    const void* w = nullptr;
+    DType type = DType::bf16;
+    int64_t out = 0, in = 0;
+};
+struct Ffn {
+    Linear gate, up, down;
+};
+struct MoeLayer {
+    int64_t index = 0;               // position among the MoE layers
+    const float* router = nullptr;   // [E, H] f32
+    std::vector<Ffn> experts;
+    DType expert_type = DType::bf16;
+    const void* const* gate_table = nullptr;  // [E] device pointers
+    const void* const* up_table = nullptr;
+    const void* const* down_table = nullptr;
+    bool has_shared = false;
+    Ffn shared;
+};
+struct Layer {
+    const float* attn_norm = nullptr;  // [H] f32
+    const float* ffn_norm = nullptr;
+    Linear q, k, v, o;
+    bool is_moe = false;
+    Ffn mlp;
+    MoeLayer moe;
+};
+
+// The KV cache of one sequence on the device: per layer keys then values, [capacity, kv_dim].
+struct DeviceCache : KvCache::BackendState {
+    DeviceMem mem;
+    int64_t capacity = 0, n_layers = 0, kv_dim = 0;
+    std::shared_ptr<std::atomic<std::size_t>> live;  // the model's count of KV bytes held
+    std::size_t bytes() const override { return static_cast<std::size_t>(capacity * kv_dim * 2 * n_layers) * sizeof(float); }
+    ~DeviceCache() override {
+        if (live) *live -= bytes();
+    }
+    float* keys(int64_t layer) const { return static_cast<float*>(mem.get()) + (2 * layer) * capacity * kv_dim; }
+    float* values(int64_t layer) const { return static_cast<float*>(mem.get()) + (2 * layer + 1) * capacity * kv_dim; }
+};
+
+// The binder's view of random weights: a matrix still to be made is seen by name, type and
+// shape only (its bytes are made on the device); vectors are made on the host as read.
+class ShapesFirst : public TensorSource {
+public:
+    explicit ShapesFirst(const RandomTensors& r) : r_(r) {}
+    const TensorView* find(const std::string& name) const override {
+        const TensorView* v = r_.shape_of(name);
+        if (v && v->shape.size() >= 2 && r_.pending(name)) return v;
+        return r_.find(name);
+    }
+    std::vector<std::string> names() const override { return r_.names(); }
+    std::string describe() const override { return r_.describe(); }
+    std::string file_of(const std::string& name) const override { return r_.file_of(name); }
+    size_t weight_bytes() const override { return r_.weight_bytes(); }
+
+private:
+    const RandomTensors& r_;
+};
+
+class CudaDeepseekMoe : public Model {
+public:
+    CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSource> t, const LoadOptions& o);
+    ~CudaDeepseekMoe() override;
+    void forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
+                 std::vector<float>& logits) const override;
+    KvCache make_cache() const override { return KvCache(0, config_.num_key_value_heads * config_.head_dim); }
+    Backend backend() const override { return Backend::cuda; }
+    bool uses_cuda_graphs() const override {
+        std::lock_guard lock(forward_mutex_);
+        return use_graphs_ && !graphs_failed_;
+    }
+    DeviceMemory device_memory() const override {
+        std::lock_guard lock(forward_mutex_);
+        return {device_name_, weights_->bytes() + aux_bytes_, kv_live_->load(), workspace_bytes_};
+    }
+
+private:
+    // Pieces of the workspace for a step of T tokens with at most k experts each.
+    struct Step {
+        float *x, *normed, *branch, *base, *q, *attn, *ffn_g, *ffn_u, *ffn_h, *router_logits;
+        void* lowp;
+        int32_t* experts;
+        float *weights, *entropy, *mass, *margin;
+        void* route_scratch;
+        uint64_t* keys;
+        unsigned long long* counts;
+        int64_t *offsets, *rows, *row_slot;
+        float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin, *k_new, *v_new;
+        int32_t* ids;
+        int64_t* pos;
+    };
+    static constexpr int64_t kSmallStep = 64;  // token-expert slots run as per-slot products
+    Step carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const;
+    void ensure_workspace(int64_t T, int64_t k) const;
+    DeviceCache& device_cache(KvCache& cache, int64_t positions) const;
+    void upload_mask(const ExpertMask* mask) const;
+    struct HostInputs {
+        int32_t* ids;
+        int64_t* pos;
+        float *cos, *sin;
+        uint64_t* keys;
+        float* logits;
+        std::size_t bytes;
+    };
+    HostInputs carve_inputs(void* base, int64_t T) const;
+    bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
+    void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
+    void enqueue_layers(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
+                        bool device_pos) const;
+    bool decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt, const Step& s,
+                           std::vector<float>& logits) const;
+    void record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const;
+    void feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
+                      const launch::RouteOutputs& routed) const;
+    void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
+    // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
+    static constexpr int64_t kGemvTokens = 4;
+    void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
+        if (T <= kGemvTokens)
+            launch::gemv(x, T, l.in, l.w, l.type, l.out, y, ldy, stream_);
+        else
+            blas_->linear(x, T, l.in, l.w, l.type, l.out, y, ldy, s.lowp);
+    }
+
+    std::string device_name_;
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<launch::Blas> blas_;
+    std::unique_ptr<DeviceWeights> weights_;
+    DeviceMem aux_;  // f32 norms and router weights, expert pointer tables, mask arrays, attention splits
+    std::size_t aux_bytes_ = 0;
+    const void* embed_ = nullptr;
+    DType embed_type_ = DType::bf16;
+    Linear head_;
+    const float* final_norm_ = nullptr;
+    std::vector<Layer> layers_;
+    std::vector<int64_t> moe_layers_;  // checkpoint indices
+    int64_t max_width_ = 0;            // widest feed-forward (dense, shared)
+    int64_t max_in_ = 0;               // widest product input
+    uint8_t* disabled_ = nullptr;      // [n_moe, E] device: the mask's switched-off experts
+    float* attn_partials_ = nullptr;   // a decode step's attention splits (launch::attention)
+    std::shared_ptr<std::atomic<std::size_t>> kv_live_ = std::make_shared<std::atomic<std::size_t>>(0);
+
+    // Grown on demand, never shrunk; a step no larger than an earlier one allocates nothing.
+    mutable DeviceMem workspace_;
+    mutable std::size_t workspace_bytes_ = 0;
+    mutable int64_t ws_tokens_ = 0, ws_k_ = 0;
+    mutable PinnedMem pinned_;  // ids, rope tables, random keys of a step
+    mutable std::unique_ptr<RoutingBuffer> routing_;
+    mutable int64_t routing_tokens_ = 0;
+    mutable std::string mask_uploaded_ = "";  // spec + mode of the mask in disabled_
+    mutable std::vector<int64_t> offsets_host_;
+    // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
+    // changes; if capture fails, steps run launch by launch from then on.
+    bool use_graphs_ = true;
+    PinnedMem decode_pinned_;  // the graph's host inputs and logits
+    mutable cudaGraphExec_t graph_exec_ = nullptr;
+    mutable std::string graph_key_;
+    mutable bool graphs_failed_ = false;
+};
+
+}  // namespace moe::cuda::detail
