@@ -94,7 +94,8 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
-int flash_ld(int64_t hd) { return static_cast<int>((hd + 3) / 4 * 4); }
+// A row of queries or values in shared memory: hd rounded up to whole float4s.
+__host__ __device__ inline int flash_ld(int64_t hd) { return static_cast<int>((hd + 3) / 4 * 4); }
 size_t flash_shared_bytes(int64_t hd) {
     const int ld = flash_ld(hd);
     return static_cast<size_t>(kBQ * ld + kBK * (ld + 4) + kBK * ld + kWarpsF * kRows * kBK) * sizeof(float);
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
                                                                        int hd, int64_t pos0, float scale, float* out) {
     extern __shared__ float4 shared4[];
     float* shared = reinterpret_cast<float*>(shared4);
-    const int ld = (hd + 3) / 4 * 4, ldk = ld + 4;
+    const int ld = flash_ld(hd), ldk = ld + 4;
     float* qs = shared;             // [kBQ][ld]
     float* ks = qs + kBQ * ld;      // [kBK][ldk]
     float* vs = ks + kBK * ldk;     // [kBK][ld]

@@ -79,7 +79,6 @@ public:
                 void* xq);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
-    bool split_activations() const { return split_; }
 
 private:
     cudaStream_t stream_;
