@@ -2,13 +2,17 @@
 // against an exact (double) sum of the BF16-rounded activations times the BF16 weights, every
 // output within 1e-5 of Σ|xᵢwᵢ| (f32 accumulation in another order), for prefill (T = 512)
 // and decode (T = 1); with split activations (hi + lo), every output within 1e-5 of Σ|xᵢwᵢ|
-// of the exact sum of the f32 activations themselves. Labelled gpu; without a CUDA device it is skipped with the driver's
+// of the exact sum of the f32 activations themselves. The fused products of a decode step
+// (engine/cuda/decode_kernels.h): RMSNorm within 1e-6 of the CPU's, plain, SiLU-gated and
+// residual products, and the experts' down products with the combine, each within 1e-5 of
+// the magnitude of an exact (double) computation. Labelled gpu; without a CUDA device it is skipped with the driver's
 // reason.
 #include <QtTest>
 
 #include <cmath>
 #include <vector>
 
+#include "engine/cpu/ops.h"
 #include "engine/cuda/device.h"
 #include "tests/cuda_test_support.h"
 #include "engine/cuda/gemm.h"
@@ -53,6 +57,103 @@ private slots:
                   (long long)in, (long long)out, worst, worst_split);
             QVERIFY(worst < 1e-5);
             QVERIFY(worst_split < 1e-5);  // as if x had not been rounded at all
+        }
+    }
+
+    void fusedProductsMatchTheCpu() {
+        test_support::Lcg rng{9};
+        const int64_t T = 3, in = 2048, rows = 301;  // rows not a multiple of the block's 8
+        const float eps = 1e-6f;
+        auto uniform = [&](float scale) { return (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale; };
+        std::vector<float> x(size_t(T * in)), norm(static_cast<size_t>(in)), residual(size_t(T * rows));
+        std::vector<uint16_t> w(size_t(rows * in)), w2(size_t(rows * in));
+        for (auto& v : x) v = uniform(3.0f);
+        for (auto& v : norm) v = 1.0f + uniform(0.5f);
+        for (auto& v : residual) v = uniform(1.0f);
+        for (auto& v : w) v = moe::f32_to_bf16(uniform(0.05f));
+        for (auto& v : w2) v = moe::f32_to_bf16(uniform(0.05f));
+        std::vector<float> cpu_normed(x.size());
+        moe::cpu::rms_norm(x.data(), norm.data(), T, in, eps, cpu_normed.data());
+        std::vector<float> normed;
+        const std::vector<float> plain = moe::cuda::fused_gemv_bf16(x, T, in, norm, eps, w, {}, rows, nullptr, &normed);
+        const std::vector<float> gated = moe::cuda::fused_gemv_bf16(x, T, in, norm, eps, w, w2, rows, nullptr, nullptr);
+        const std::vector<float> added = moe::cuda::fused_gemv_bf16(x, T, in, {}, eps, w, {}, rows, &residual, nullptr);
+        QCOMPARE(normed.size(), x.size());
+        double worst_norm = 0;
+        for (size_t i = 0; i < x.size(); ++i)
+            worst_norm = std::max(worst_norm, std::abs(double(normed[i]) - cpu_normed[i]) / std::max(1e-30, std::abs(double(cpu_normed[i]))));
+        double worst = 0;
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t o = 0; o < rows; ++o) {
+                double g = 0, u = 0, raw = 0, mg = 0, mu = 0, mraw = 0;
+                for (int64_t i = 0; i < in; ++i) {
+                    const double xi = cpu_normed[size_t(t * in + i)], xr = x[size_t(t * in + i)];
+                    const double wi = moe::bf16_to_f32(w[size_t(o * in + i)]), w2i = moe::bf16_to_f32(w2[size_t(o * in + i)]);
+                    g += xi * wi;
+                    u += xi * w2i;
+                    raw += xr * wi;
+                    mg += std::abs(xi * wi);
+                    mu += std::abs(xi * w2i);
+                    mraw += std::abs(xr * wi);
+                }
+                const double sg = g / (1.0 + std::exp(-g));
+                const size_t at = size_t(t * rows + o);
+                worst = std::max(worst, std::abs(plain[at] - g) / mg);
+                worst = std::max(worst, std::abs(gated[at] - sg * u) / (mg * std::abs(u) + mu * std::abs(sg) + 1e-30));
+                worst = std::max(worst, std::abs(added[at] - (residual[at] + raw)) / (mraw + std::abs(residual[at])));
+            }
+        qInfo("fused products: RMSNorm within %.3g of the CPU's, products within %.3g of the exact magnitude", worst_norm, worst);
+        QVERIFY(worst_norm < 1e-6);
+        QVERIFY(worst < 1e-5);
+    }
+
+    void expertDownAndCombineMatchTheCpu() {
+        test_support::Lcg rng{11};
+        const int64_t T = 2, H = 260, F = 192, Fs = 384, k = 3, E = 5;
+        auto uniform = [&](float scale) { return (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale; };
+        std::vector<float> x(size_t(T * H)), h(size_t(T * k * F)), shared_h(size_t(T * Fs)), weights(size_t(T * k));
+        std::vector<std::vector<uint16_t>> down(size_t(E), std::vector<uint16_t>(size_t(H * F)));
+        std::vector<uint16_t> shared(size_t(H * Fs));
+        for (auto& v : x) v = uniform(2.0f);
+        for (auto& v : h) v = uniform(1.0f);
+        for (auto& v : shared_h) v = uniform(1.0f);
+        for (auto& v : weights) v = 0.5f + uniform(0.5f);
+        for (auto& m : down)
+            for (auto& v : m) v = moe::f32_to_bf16(uniform(0.05f));
+        for (auto& v : shared) v = moe::f32_to_bf16(uniform(0.05f));
+        const std::vector<int32_t> experts = {4, 1, 3, 1, 0, 3};  // expert 3 is dropped below
+        std::vector<uint8_t> dropped(size_t(E), 0);
+        dropped[3] = 1;
+        for (const bool with_shared : {true, false}) {
+            for (const bool drop : {false, true}) {
+                const std::vector<float> got = moe::cuda::moe_down_combine_bf16(
+                    x, T, H, k, h, F, experts, weights, down, drop ? dropped : std::vector<uint8_t>{},
+                    with_shared ? shared : std::vector<uint16_t>{}, shared_h, Fs);
+                QCOMPARE(got.size(), x.size());
+                double worst = 0;
+                for (int64_t t = 0; t < T; ++t)
+                    for (int64_t i = 0; i < H; ++i) {
+                        double want = x[size_t(t * H + i)], mag = std::abs(want);
+                        for (int64_t j = 0; with_shared && j < Fs; ++j) {
+                            const double term = moe::bf16_to_f32(shared[size_t(i * Fs + j)]) * double(shared_h[size_t(t * Fs + j)]);
+                            want += term;
+                            mag += std::abs(term);
+                        }
+                        for (int64_t r = 0; r < k; ++r) {
+                            const int32_t e = experts[size_t(t * k + r)];
+                            if (drop && dropped[size_t(e)]) continue;
+                            for (int64_t j = 0; j < F; ++j) {
+                                const double term = double(weights[size_t(t * k + r)]) *
+                                                    moe::bf16_to_f32(down[size_t(e)][size_t(i * F + j)]) * double(h[size_t((t * k + r) * F + j)]);
+                                want += term;
+                                mag += std::abs(term);
+                            }
+                        }
+                        worst = std::max(worst, std::abs(got[size_t(t * H + i)] - want) / mag);
+                    }
+                qInfo("down + combine (shared %d, drop %d): within %.3g of the exact magnitude", int(with_shared), int(drop), worst);
+                QVERIFY(worst < 1e-5);
+            }
         }
     }
 };

@@ -299,18 +299,7 @@ void launch_flash(const float* q, const float* k, const float* v, int64_t T, int
     flash_attention_kernel<ND><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
 }
 
-// One block: row *d_pos of cache (rows of n) = src.
-__global__ void append_row_kernel(const float* src, int64_t n, float* cache, const int64_t* d_pos) {
-    float* dst = cache + *d_pos * n;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
-}
-
 }  // namespace
-
-void launch::append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos, cudaStream_t s) {
-    append_row_kernel<<<1, 256, 0, s>>>(src, n, cache, d_pos);
-    check(cudaGetLastError(), "launching a KV cache append");
-}
 
 int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
 

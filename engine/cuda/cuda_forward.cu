@@ -11,17 +11,83 @@
 #include <vector>
 
 #include "engine/cuda/cuda_model_impl.h"
+#include "engine/cuda/decode_kernels.h"
 #include "engine/cuda/device.h"
 #include "engine/error.h"
 
 namespace moe::cuda::detail {
 
+bool CudaDeepseekMoe::adjacent(const Ffn& f) {
+    return f.gate.type == f.up.type && f.gate.out == f.up.out && f.gate.in == f.up.in &&
+           static_cast<const char*>(f.up.w) ==
+               static_cast<const char*>(f.gate.w) + static_cast<size_t>(f.gate.out * f.gate.in) * dtype_size(f.gate.type);
+}
+
+bool CudaDeepseekMoe::rounded_once(const Ffn& f, int64_t n) const {
+    const bool sixteen = f.gate.type == DType::bf16 || f.gate.type == DType::f16;
+    return n > kGemvTokens && sixteen && f.up.type == f.gate.type && f.gate.out == f.up.out;
+}
+
+void CudaDeepseekMoe::gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const {
+    const int64_t F = f.gate.out, in = f.gate.in;
+    if (adjacent(f)) {
+        blas_->linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, 2 * F, y, 2 * F);
+    } else {
+        blas_->linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, F, y, 2 * F);
+        blas_->linear_rounded(hi, lo, n, in, f.up.w, f.up.type, F, y + F, 2 * F);
+    }
+}
+
 void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const {
     const int64_t W = f.gate.out;
+    if (rounded_once(f, T)) {
+        // x rounded once for both products, gate and up made as one when they lie side by side.
+        auto* hi = static_cast<uint16_t*>(s.lowp);
+        uint16_t* lo = blas_->split_activations() ? hi + T * f.gate.in : nullptr;
+        launch::round_split(x, T * f.gate.in, f.gate.type, hi, lo, stream_);
+        gate_up_rounded(f, hi, lo, T, s.ffn_g);
+        launch::silu_mul_pairs(s.ffn_g, T, W, s.ffn_h, stream_);
+        linear(f.down, s.ffn_h, T, out, f.down.out, s);
+        return;
+    }
     linear(f.gate, x, T, s.ffn_g, W, s);
     linear(f.up, x, T, s.ffn_u, W, s);
     launch::silu_mul(s.ffn_g, s.ffn_u, T * W, s.ffn_h, stream_);
     linear(f.down, s.ffn_h, T, out, f.down.out, s);
+}
+
+CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
+                                                     const Step& s, const launch::RouteOutputs& routed) const {
+    const ModelConfig& c = config_;
+    const int64_t E = c.n_routed_experts;
+    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
+    const MaskMode mode = opt.mask ? opt.mask->mode() : MaskMode::reroute;
+    const bool reroute = li && mode == MaskMode::reroute && li->n_disabled > 0;
+    const bool drop = li && mode == MaskMode::drop && li->n_disabled > 0;
+    const uint8_t* layer_disabled = disabled_ + m.index * E;
+    Routed r;
+    r.k = li ? li->k : c.num_experts_per_tok;
+    r.dropped = drop ? layer_disabled : nullptr;
+    r.shared_on = m.has_shared && !(li && li->shared_off);
+    RouterParams rp;
+    rp.n_expert = E;
+    rp.k = r.k;
+    rp.norm_topk_prob = c.norm_topk_prob;
+    rp.excluded = reroute ? layer_disabled : nullptr;
+    rp.skip_top = li ? li->skip_top : 0;
+    rp.skip_random = li ? li->skip_random : 0;
+    rp.scoring = c.scoring_func;
+    rp.method = c.topk_method;
+    rp.n_group = c.n_group;
+    rp.topk_group = c.topk_group;
+    rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
+    const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
+    // Observed: the router writes straight into this layer's part of the routing buffer.
+    r.out = routed;
+    if (opt.observer && routing_) r.out = routing_->slot(layer);
+    launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, r.out, stream_);
+    if (opt.observer) record_routing(layer, opt, r.out);
+    return r;
 }
 
 void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
@@ -34,41 +100,21 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     }
     const MoeLayer& m = L.moe;
     const int64_t E = c.n_routed_experts, F = c.moe_intermediate_size;
-    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
-    const int64_t k = li ? li->k : c.num_experts_per_tok;
-    const MaskMode mode = opt.mask ? opt.mask->mode() : MaskMode::reroute;
-    const bool reroute = li && mode == MaskMode::reroute && li->n_disabled > 0;
-    const bool drop = li && mode == MaskMode::drop && li->n_disabled > 0;
-    const uint8_t* layer_disabled = disabled_ + m.index * E;
 
     // 1. Router logits in f32 (the router weights widened, as the CPU computes them), routing.
     linear(Linear{m.router, DType::f32, E, H}, s.normed, T, s.router_logits, E, s);
-    RouterParams rp;
-    rp.n_expert = E;
-    rp.k = k;
-    rp.norm_topk_prob = c.norm_topk_prob;
-    rp.excluded = reroute ? layer_disabled : nullptr;
-    rp.skip_top = li ? li->skip_top : 0;
-    rp.skip_random = li ? li->skip_random : 0;
-    rp.scoring = c.scoring_func;
-    rp.method = c.topk_method;
-    rp.n_group = c.n_group;
-    rp.topk_group = c.topk_group;
-    rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
-    const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
-    // Observed: the router writes straight into this layer's part of the routing buffer.
-    launch::RouteOutputs where = routed;
-    if (opt.observer && routing_) where = routing_->slot(layer);
-    launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, where, stream_);
-    if (opt.observer) record_routing(layer, opt, where);
-    const launch::RouteOutputs& routed_here = where;
+    const Routed r = route_layer(m, layer, T, opt, s, routed);
+    stage("router+route");
+    const launch::RouteOutputs& routed_here = r.out;
+    const int64_t k = r.k;
 
     // 2. The shared experts, the combine's base.
-    const bool shared_on = m.has_shared && !(li && li->shared_off);
+    const bool shared_on = r.shared_on;
     if (shared_on) ffn(m.shared, s.normed, T, s.base, s);
+    stage("shared experts");
 
     // 3. The routed experts.
-    const uint8_t* dropped = drop ? layer_disabled : nullptr;
+    const uint8_t* dropped = r.dropped;
     const int64_t n_slots = T * k;
     if (n_slots <= kSmallStep) {
         launch::expert_gate_up(s.normed, T, H, k, routed_here.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
@@ -83,19 +129,45 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
               "reading the expert offsets");
         check(cudaStreamSynchronize(stream_), "reading the expert offsets");
         const int64_t n_rows = offsets_host_[static_cast<size_t>(E)];
+        stage("dispatch");
         launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
-        for (int64_t e = 0; e < E; ++e) {
-            const int64_t r0 = offsets_host_[static_cast<size_t>(e)], n = offsets_host_[static_cast<size_t>(e + 1)] - r0;
-            if (n == 0) continue;
-            const Ffn& f = m.experts[static_cast<size_t>(e)];
-            linear(f.gate, s.gathered + r0 * H, n, s.eg + r0 * F, F, s);
-            linear(f.up, s.gathered + r0 * H, n, s.eu + r0 * F, F, s);
-        }
-        launch::silu_mul(s.eg, s.eu, n_rows * F, s.eh, stream_);
-        for (int64_t e = 0; e < E; ++e) {
-            const int64_t r0 = offsets_host_[static_cast<size_t>(e)], n = offsets_host_[static_cast<size_t>(e + 1)] - r0;
-            if (n == 0) continue;
-            linear(m.experts[static_cast<size_t>(e)].down, s.eh + r0 * F, n, s.results + r0 * H, H, s);
+        auto rows_of = [&](int64_t e) {
+            const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
+            return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
+        };
+        if (rounded_once(m.experts.front(), kGemvTokens + 1)) {
+            // The gathered rows rounded once for all experts; each expert's gate and up as one
+            // product; the hidden rows rounded once for the down products.
+            auto* hi = static_cast<uint16_t*>(s.lowp);
+            const int64_t room = n_slots * std::max(H, F);
+            uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
+            launch::round_split(s.gathered, n_rows * H, m.expert_type, hi, lo, stream_);
+            for (int64_t e = 0; e < E; ++e) {
+                const auto [r0, n] = rows_of(e);
+                if (n) gate_up_rounded(m.experts[static_cast<size_t>(e)], hi + r0 * H, lo ? lo + r0 * H : nullptr, n, s.eg + r0 * 2 * F);
+            }
+            launch::silu_mul_pairs(s.eg, n_rows, F, s.eh, stream_);
+            stage("experts gate+up");
+            launch::round_split(s.eh, n_rows * F, m.expert_type, hi, lo, stream_);
+            for (int64_t e = 0; e < E; ++e) {
+                const auto [r0, n] = rows_of(e);
+                const Linear& d = m.experts[static_cast<size_t>(e)].down;
+                if (n) blas_->linear_rounded(hi + r0 * F, lo ? lo + r0 * F : nullptr, n, F, d.w, d.type, H, s.results + r0 * H, H);
+            }
+        } else {
+            for (int64_t e = 0; e < E; ++e) {
+                const auto [r0, n] = rows_of(e);
+                if (n == 0) continue;
+                const Ffn& f = m.experts[static_cast<size_t>(e)];
+                linear(f.gate, s.gathered + r0 * H, n, s.eg + r0 * F, F, s);
+                linear(f.up, s.gathered + r0 * H, n, s.eu + r0 * F, F, s);
+            }
+            launch::silu_mul(s.eg, s.eu, n_rows * F, s.eh, stream_);
+            stage("experts gate+up");
+            for (int64_t e = 0; e < E; ++e) {
+                const auto [r0, n] = rows_of(e);
+                if (n) linear(m.experts[static_cast<size_t>(e)].down, s.eh + r0 * F, n, s.results + r0 * H, H, s);
+            }
         }
     }
     // 4. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
@@ -120,6 +192,17 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
     const launch::RouteOutputs routed{s.experts, s.weights, s.entropy, s.mass, s.margin};
     launch::embed(embed_, embed_type_, s.ids, T, H, s.x, stream_);
+    stage("embed");
+    const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
+    if (small_step(T, opt)) {
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i) small_layer(layers_[static_cast<size_t>(i)], i, T, pos0, s, dc, opt, device_pos, routed);
+        const launch::GemvPart head = part(head_, s.logits, c.vocab_size);
+        launch::fused_gemv(s.x + first * H, n_out, H, final_norm_, eps, nullptr, &head, 1, stream_);
+        stage("norm+head");
+        if (opt.observer && routing_) routing_->flush(stream_);
+        return;
+    }
+    if (device_pos) throw Error(ErrorKind::failure, "a step at the device's position must be a small step");
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
         launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
@@ -127,31 +210,114 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         float* vc = dc.values(i);
         linear(L.q, s.normed, T, s.q, qdim, s);
         launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
-        if (device_pos) {
-            // One token at the position the device holds (*s.pos): the same launches at
-            // every position, as a CUDA graph replays them.
-            linear(L.k, s.normed, 1, s.k_new, kvdim, s);
-            linear(L.v, s.normed, 1, s.v_new, kvdim, s);
-            launch::rope_halves(s.k_new, 1, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
-            launch::append_row(s.k_new, kvdim, kc, s.pos, stream_);
-            launch::append_row(s.v_new, kvdim, vc, s.pos, stream_);
-            launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_);
-        } else {
-            linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
-            linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
-            launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
-            launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
-        }
+        linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
+        linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
+        launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+        stage("norm+qkv+rope");
+        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
+        stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);
         launch::rms_norm(s.x, L.ffn_norm, T, H, eps, s.normed, stream_);
+        stage("o+residual+norm");
         feed_forward(L, i, T, opt, s, routed);
         launch::add(s.x, s.branch, T * H, stream_);
+        stage(L.is_moe ? "experts+combine" : "dense mlp");
     }
-    const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
     launch::rms_norm(s.x + first * H, final_norm_, n_out, H, eps, s.normed, stream_);
     linear(head_, s.normed, n_out, s.logits, c.vocab_size, s);
+    stage("norm+head");
     if (opt.observer && routing_) routing_->flush(stream_);
+}
+
+int64_t CudaDeepseekMoe::k_max(const ForwardOptions& opt) const {
+    int64_t k = config_.num_experts_per_tok;
+    if (opt.mask)
+        for (const auto& [layer, li] : opt.mask->layers()) k = std::max(k, li.k);
+    return k;
+}
+
+bool CudaDeepseekMoe::small_step(int64_t T, const ForwardOptions& opt) const {
+    return T <= kGemvTokens && T * k_max(opt) <= kSmallStep;
+}
+
+launch::GemvPart CudaDeepseekMoe::part(const Linear& l, float* y, int64_t ldy, bool accumulate) {
+    launch::GemvPart p;
+    p.w = l.w;
+    p.type = l.type;
+    p.rows = l.out;
+    p.y = y;
+    p.ldy = ldy;
+    p.accumulate = accumulate;
+    return p;
+}
+
+launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
+    if (f.gate.type != f.up.type || f.gate.out != f.up.out)
+        throw Error(ErrorKind::input, "a feed-forward's gate and up projections differ in type or shape");
+    launch::GemvPart p = part(f.gate, y, f.gate.out);
+    p.w2 = f.up.w;
+    return p;
+}
+
+// A layer of a small step (decode) in fused launches (engine/cuda/decode_kernels.h): the
+// attention's RMSNorm and projections, the rotary embedding of queries and keys, attention,
+// the output projection added to the residual; the feed-forward's RMSNorm with the router (or
+// the dense MLP's gate and up) and the shared experts' gate and up, routing, the routed
+// experts' gate and up, and their down products combined with the shared experts' and added.
+// Keys and values go straight into the cache, at the device's position with device_pos.
+void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
+                                  const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                                  const launch::RouteOutputs& routed) const {
+    const ModelConfig& c = config_;
+    const int64_t H = c.hidden_size;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+    const int64_t qdim = nh * hd, kvdim = nkv * hd;
+    float* kc = dc.keys(layer);
+    float* vc = dc.values(layer);
+    const int64_t* row0 = device_pos ? s.pos : nullptr;
+    float* k_at = device_pos ? kc : kc + pos0 * kvdim;
+    launch::GemvPart qkv[3] = {part(L.q, s.q, qdim), part(L.k, k_at, kvdim), part(L.v, device_pos ? vc : vc + pos0 * kvdim, kvdim)};
+    qkv[1].row0 = qkv[2].row0 = row0;
+    launch::fused_gemv(s.x, T, H, L.attn_norm, eps, nullptr, qkv, 3, stream_);
+    stage("norm+qkv");
+    launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
+    stage("rope");
+    if (device_pos)
+        launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_);
+    else
+        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
+    stage("attention");
+    const launch::GemvPart o = part(L.o, s.x, H, true);
+    launch::fused_gemv(s.attn, T, qdim, nullptr, 0, nullptr, &o, 1, stream_);
+    stage("o+residual");
+
+    if (!L.is_moe) {
+        const launch::GemvPart gu = gated_part(L.mlp, s.ffn_h);
+        launch::fused_gemv(s.x, T, H, L.ffn_norm, eps, nullptr, &gu, 1, stream_);
+        const launch::GemvPart down = part(L.mlp.down, s.x, H, true);
+        launch::fused_gemv(s.ffn_h, T, L.mlp.down.in, nullptr, 0, nullptr, &down, 1, stream_);
+        stage("dense mlp");
+        return;
+    }
+    const MoeLayer& m = L.moe;
+    const int64_t E = c.n_routed_experts, F = c.moe_intermediate_size;
+    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
+    const bool shared_on = m.has_shared && !(li && li->shared_off);
+    launch::GemvPart in[2] = {part(Linear{m.router, DType::f32, E, H}, s.router_logits, E), {}};
+    if (shared_on) in[1] = gated_part(m.shared, s.ffn_h);
+    launch::fused_gemv(s.x, T, H, L.ffn_norm, eps, s.normed, in, shared_on ? 2 : 1, stream_);
+    stage("norm+router+shared up");
+    const Routed r = route_layer(m, layer, T, opt, s, routed);
+    stage("route");
+    launch::expert_gate_up(s.normed, T, H, r.k, r.out.experts, r.dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
+                           stream_);
+    stage("experts gate+up");
+    launch::moe_down_combine(s.eh, T, r.k, F, r.out.experts, r.dropped, r.out.weights, m.down_table, m.expert_type,
+                             shared_on ? m.shared.down.w : nullptr, m.shared.down.type, s.ffn_h, m.shared.down.in, H, s.x,
+                             stream_);
+    stage("experts down+combine");
 }
 
 // The step's host inputs: token ids, the rotary tables of its positions, and the per-token
@@ -210,14 +376,11 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
         return;
     }
     check(cudaSetDevice(0), "selecting device 0");
-    int64_t k_max = c.num_experts_per_tok;
-    if (opt.mask)
-        for (const auto& [layer, li] : opt.mask->layers()) k_max = std::max(k_max, li.k);
-    ensure_workspace(T, k_max);
+    ensure_workspace(T, k_max(opt));
     upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
     DeviceCache& dc = device_cache(cache, pos0 + T);
     const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, nullptr);
-    if (T == 1 && use_graphs_ && !graphs_failed_ && k_max <= kSmallStep) {
+    if (T == 1 && use_graphs_ && !graphs_failed_ && small_step(1, opt)) {
         if (decode_with_graph(ids[0], pos0, dc, opt, s, logits)) {
             cache.set_length(pos0 + 1);
             return;
@@ -226,13 +389,17 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
 
     const HostInputs h = carve_inputs(pinned_.get(), T);
     const bool keys = host_inputs(ids, pos0, opt, h);
+    stages_.begin(stream_, T);
     copy_inputs(h, T, s, keys);
+    stage("inputs");
     if (opt.observer && routing_) routing_->begin(pos0, T, opt.source);
     enqueue_layers(T, pos0, s, dc, opt, false);
     const int64_t n_out = opt.all_logits ? T : 1;
     check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(n_out * V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
           "copying logits to the host");
+    stage("logits out");
     check(cudaStreamSynchronize(stream_), "running the forward step");
+    stages_.end();
     logits.assign(h.logits, h.logits + n_out * V);
     if (opt.observer && routing_) routing_->deliver(*opt.observer);
     cache.set_length(pos0 + T);

@@ -167,7 +167,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     blas_ = std::make_unique<launch::Blas>(stream_);
     blas_->set_split_activations(!o.cuda_bf16_activations);
-    use_graphs_ = o.cuda_graphs;
+    use_graphs_ = o.cuda_graphs && !stages_.on();
     void* p = nullptr;
     check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
     decode_pinned_.reset(p);
@@ -195,11 +195,11 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.base = cv.take<float>(t * H);
     s.q = cv.take<float>(t * qdim);
     s.attn = cv.take<float>(t * qdim);
-    s.ffn_g = cv.take<float>(t * W);
-    s.ffn_u = cv.take<float>(t * W);
+    s.ffn_g = cv.take<float>(t * 2 * W);  // [T, W] each, or gate and up side by side [T, 2W]
+    s.ffn_u = s.ffn_g ? s.ffn_g + t * W : nullptr;
     s.ffn_h = cv.take<float>(t * W);
     s.router_logits = cv.take<float>(t * E);
-    s.lowp = cv.take<uint16_t>(std::max(t * static_cast<size_t>(max_in_), tk * std::max(H, F)));
+    s.lowp = cv.take<uint16_t>(2 * std::max(t * static_cast<size_t>(max_in_), tk * std::max(H, F)));  // hi and lo
     s.experts = cv.take<int32_t>(tk);
     s.weights = cv.take<float>(tk);
     s.entropy = cv.take<float>(t);
@@ -213,16 +213,14 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.rows = cv.take<int64_t>(tk);
     s.row_slot = cv.take<int64_t>(tk);
     s.gathered = cv.take<float>(tk * H);
-    s.eg = cv.take<float>(tk * F);
-    s.eu = cv.take<float>(tk * F);
+    s.eg = cv.take<float>(tk * 2 * F);  // [rows, F] each, or gate and up side by side [rows, 2F]
+    s.eu = s.eg ? s.eg + tk * F : nullptr;
     s.eh = cv.take<float>(tk * F);
     s.results = cv.take<float>(tk * H);
     s.logits = cv.take<float>(t * static_cast<size_t>(c.vocab_size));
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);
     s.ids = cv.take<int32_t>(t);
-    s.k_new = cv.take<float>(static_cast<size_t>(c.num_key_value_heads * c.head_dim));
-    s.v_new = cv.take<float>(static_cast<size_t>(c.num_key_value_heads * c.head_dim));
     s.pos = cv.take<int64_t>(1);
     if (bytes) *bytes = cv.used();
     return s;

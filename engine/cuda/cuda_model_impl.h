@@ -18,10 +18,12 @@
 #include "engine/cpu/ops.h"
 #include "engine/cuda/cuda_model.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/decode_kernels.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/routing_buffer.h"
+#include "engine/cuda/stage_clock.h"
 #include "engine/error.h"
 #include "engine/models/deepseek_common.h"
 #include "engine/models/deepseek_names.h"
@@ -155,7 +157,7 @@ private:
         uint64_t* keys;
         unsigned long long* counts;
         int64_t *offsets, *rows, *row_slot;
-        float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin, *k_new, *v_new;
+        float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin;
         int32_t* ids;
         int64_t* pos;
     };
@@ -182,7 +184,31 @@ private:
     void record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const;
     void feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                       const launch::RouteOutputs& routed) const;
+    // A MoE layer's routing of the router logits in s.router_logits: where the outputs went,
+    // the layer's k, its dropped experts (drop mode) and whether its shared experts run.
+    struct Routed {
+        launch::RouteOutputs out;
+        int64_t k = 0;
+        const uint8_t* dropped = nullptr;
+        bool shared_on = false;
+    };
+    Routed route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
+                       const launch::RouteOutputs& routed) const;
+    // The most experts per token any layer of the step routes to.
+    int64_t k_max(const ForwardOptions& opt) const;
+    // Steps of a few tokens run each layer in fused launches (small_layer).
+    bool small_step(int64_t T, const ForwardOptions& opt) const;
+    void small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
+                     const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
+    static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
+    static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
+    // Steps of many tokens with 16-bit weights: activations rounded once for several products
+    // (launch::round_split), a feed-forward's gate and up made as one product [n, 2F] when they
+    // lie side by side on the device (adjacent), as two into its halves otherwise.
+    static bool adjacent(const Ffn& f);
+    bool rounded_once(const Ffn& f, int64_t n) const;
+    void gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const;
     // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
     static constexpr int64_t kGemvTokens = 4;
     void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
@@ -226,6 +252,8 @@ private:
     mutable cudaGraphExec_t graph_exec_ = nullptr;
     mutable std::string graph_key_;
     mutable bool graphs_failed_ = false;
+    mutable StageClock stages_;
+    void stage(const char* name) const { stages_.mark(name); }
 };
 
 }  // namespace moe::cuda::detail

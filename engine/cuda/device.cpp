@@ -4,7 +4,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
+#include "engine/cuda/launch_after.h"
 #include "engine/error.h"
 
 namespace moe::cuda {
@@ -73,3 +76,25 @@ std::optional<DeviceInfo> first_device(std::string* why) {
 }
 
 }  // namespace moe::cuda
+
+namespace moe::cuda::launch {
+
+bool early_launch() {
+    static const bool on = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EARLY_LAUNCH");
+        if (env && std::string(env) == "0") return false;
+        int major = 0;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
+    }();
+    return on;
+}
+
+int multiprocessors() {
+    static const int n = [] {
+        int v = 0;
+        return cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0) == cudaSuccess ? v : 0;
+    }();
+    return n;
+}
+
+}  // namespace moe::cuda::launch

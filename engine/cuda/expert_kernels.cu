@@ -5,18 +5,18 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "engine/cuda/device.h"
 #include "engine/cuda/expert_kernels.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
 #include "engine/moe_dispatch.h"
 
 namespace moe::cuda::launch {
 
 namespace {
-
-__device__ inline float widen(float v) { return v; }
-__device__ inline float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ inline float widen(__half v) { return __half2float(v); }
 
 template <typename W>
 __global__ void embed_kernel(const W* table, const int32_t* ids, int64_t H, float* x) {
@@ -25,70 +25,34 @@ __global__ void embed_kernel(const W* table, const int32_t* ids, int64_t H, floa
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) x[t * H + i] = widen(row[i]);
 }
 
-__device__ inline float warp_sum(float v) {
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-template <typename W>
-__device__ inline float dot_vec(const uint4& raw, const float* xs) {
-    constexpr int kVec = 16 / sizeof(W);
-    const W* v = reinterpret_cast<const W*>(&raw);
-    float s = 0;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) s += widen(v[j]) * xs[j];
-    return s;
-}
-
-// Σ_i row[i] · xs[i] over n elements, by the 32 lanes of a warp (16-byte loads when the row
-// allows them: n a multiple of the vector width; rows start 16-byte aligned then). Four loads
-// per lane are issued before their products, so that enough bytes are in flight to keep
-// memory busy.
-template <typename W>
-__device__ float warp_dot(const W* row, const float* xs, int64_t n, int lane) {
-    constexpr int kVec = 16 / sizeof(W);
-    float s = 0;
-    if (n % kVec == 0) {
-        constexpr int64_t step = 32 * kVec;
-        int64_t i = static_cast<int64_t>(lane) * kVec;
-        float s1 = 0, s2 = 0, s3 = 0;
-        for (; i + 3 * step < n; i += 4 * step) {
-            const uint4 r0 = *reinterpret_cast<const uint4*>(row + i);
-            const uint4 r1 = *reinterpret_cast<const uint4*>(row + i + step);
-            const uint4 r2 = *reinterpret_cast<const uint4*>(row + i + 2 * step);
-            const uint4 r3 = *reinterpret_cast<const uint4*>(row + i + 3 * step);
-            s += dot_vec<W>(r0, xs + i);
-            s1 += dot_vec<W>(r1, xs + i + step);
-            s2 += dot_vec<W>(r2, xs + i + 2 * step);
-            s3 += dot_vec<W>(r3, xs + i + 3 * step);
-        }
-        for (; i < n; i += step) s += dot_vec<W>(*reinterpret_cast<const uint4*>(row + i), xs + i);
-        s = (s + s1) + (s2 + s3);
-    } else {
-        for (int64_t i = lane; i < n; i += 32) s += widen(row[i]) * xs[i];
-    }
-    return warp_sum(s);
-}
-
 constexpr int kWarps = 8;
 
-// Block (row tile, slot): h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x), one warp per f.
+// Blocks (b, slot), a few per multiprocessor over all slots, that stay for all rows: the
+// slot's input in shared memory once, then h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x) for
+// every (gridDim.x · kWarps)-th f by each warp, both rows fetched before either product.
 template <typename W>
-__global__ void gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
+__global__ void __launch_bounds__(kWarps * 32, 2) gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                                const void* const* gate, const void* const* up, int64_t F, float* h) {
-    extern __shared__ float xs[];
+    extern __shared__ __align__(16) float xs[];
+    wait_for_previous();
     const int64_t slot = blockIdx.y;
     if (dispatch::slot_dropped(experts, dropped, slot)) return;
     const int32_t e = experts[slot];
+    const int lane = threadIdx.x % 32;
     const float* xr = x + (slot / k) * H;
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) xs[i] = xr[i];
     __syncthreads();
-    const int lane = threadIdx.x % 32;
-    const int64_t f = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
-    if (f >= F) return;
-    const float g = warp_dot(static_cast<const W*>(gate[e]) + f * H, xs, H, lane);
-    const float u = warp_dot(static_cast<const W*>(up[e]) + f * H, xs, H, lane);
-    if (lane == 0) h[slot * F + f] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+    const W* g_base = static_cast<const W*>(gate[e]);
+    const W* u_base = static_cast<const W*>(up[e]);
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
+    for (int64_t f = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; f < F; f += stride) {
+        RowChunks g, u;
+        fetch_row(g, g_base + f * H, H, lane);
+        fetch_row(u, u_base + f * H, H, lane);
+        const float gv = dot_row(g, g_base + f * H, xs, H, lane);
+        const float uv = dot_row(u, u_base + f * H, xs, H, lane);
+        if (lane == 0) h[slot * F + f] = silu_mul_rn(gv, uv);
+    }
 }
 
 // Block (row tile, slot): out[slot, i] = down_e[i]·h[slot], one warp per i.
@@ -159,14 +123,17 @@ void embed(const void* table, DType type, const int32_t* ids, int64_t T, int64_t
 void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                     const void* const* gate, const void* const* up, DType type, int64_t F, float* h, cudaStream_t s) {
     if (T <= 0 || F <= 0) return;
-    const dim3 grid(static_cast<unsigned>((F + kWarps - 1) / kWarps), static_cast<unsigned>(T * k));
+    // About two blocks per multiprocessor over all slots, each block's rows a share of F.
+    const int64_t n_slots = T * k, tiles = (F + kWarps - 1) / kWarps;
+    const int64_t per_slot = std::max<int64_t>(1, std::min<int64_t>(tiles, 2 * std::max(1, multiprocessors()) / n_slots));
+    const dim3 grid(static_cast<unsigned>(per_slot), static_cast<unsigned>(n_slots));
     const size_t shared = static_cast<size_t>(H) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {
         using W = decltype(w);
         allow_shared(gate_up_kernel<W>, shared, "expert product: shared memory size");
-        gate_up_kernel<W><<<grid, kWarps * 32, shared, s>>>(x, H, k, experts, dropped, gate, up, F, h);
+        launch_after(gate_up_kernel<W>, grid, dim3(kWarps * 32), shared, s, "launching the experts' gate and up products", x, H,
+                     k, experts, dropped, gate, up, F, h);
     });
-    check(cudaGetLastError(), "launching the experts' gate and up products");
 }
 
 void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,

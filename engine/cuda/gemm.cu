@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
@@ -38,6 +39,22 @@ __global__ void residual_f16_kernel(const float* x, int64_t n, __half* y) {
     if (i < n) y[i] = __float2half_rn(x[i] - __half2float(y[i]));
 }
 
+// hi = x rounded; lo (when set) = (x - hi) rounded: x as one or two 16-bit parts.
+template <typename L>
+__global__ void round_split_kernel(const float* x, int64_t n, L* hi, L* lo) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    if constexpr (sizeof(L) == 2 && std::is_same_v<L, __half>) {
+        const __half h = __float2half_rn(x[i]);
+        hi[i] = h;
+        if (lo) lo[i] = __float2half_rn(x[i] - __half2float(h));
+    } else {
+        const __nv_bfloat16 h = __float2bfloat16_rn(x[i]);
+        hi[i] = h;
+        if (lo) lo[i] = __float2bfloat16_rn(x[i] - __bfloat162float(h));
+    }
+}
+
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 
 }  // namespace
@@ -59,6 +76,34 @@ void to_f16(const float* x, int64_t n, void* y, cudaStream_t s) {
     if (n <= 0) return;
     to_f16_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__half*>(y));
     check(cudaGetLastError(), "rounding activations to F16");
+}
+
+void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s) {
+    if (n <= 0) return;
+    if (type == DType::bf16)
+        round_split_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(hi), static_cast<__nv_bfloat16*>(lo));
+    else if (type == DType::f16)
+        round_split_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__half*>(hi), static_cast<__half*>(lo));
+    else
+        throw Error(ErrorKind::failure, std::string("activations rounded to ") + dtype_name(type) + ": not a 16-bit type");
+    check(cudaGetLastError(), "rounding activations");
+}
+
+void Blas::linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in, const void* w, DType w_type, int64_t out,
+                          float* y, int64_t ldy) {
+    if (T <= 0 || out <= 0) return;
+    if (w_type != DType::bf16 && w_type != DType::f16)
+        throw Error(ErrorKind::failure, std::string("a GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
+    const cudaDataType_t type = w_type == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
+    auto gemm = [&](const void* b, const float* beta) {
+        check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
+                                  static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type, static_cast<int>(in),
+                                  beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "GEMM");
+    };
+    gemm(hi, &zero);
+    if (lo) gemm(lo, &one);
 }
 
 Blas::Blas(cudaStream_t s) : stream_(s) {

@@ -17,3 +17,22 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
                                int64_t out, bool split = false);
 
 }  // namespace moe::cuda
+
+namespace moe::cuda {
+
+// The fused products of a small step (engine/cuda/decode_kernels.h) from the host, BF16 weights:
+// x [T, in]; norm [in] (empty: none) normalises x first (into *normed when set); w [rows, in];
+// w2 empty (y = w·x) or [rows, in] (y = silu(w·x) · (w2·x)); with residual [T, rows] set,
+// y = residual + the product. Returns y [T, rows].
+std::vector<float> fused_gemv_bf16(const std::vector<float>& x, int64_t T, int64_t in, const std::vector<float>& norm,
+                                   float eps, const std::vector<uint16_t>& w, const std::vector<uint16_t>& w2, int64_t rows,
+                                   const std::vector<float>* residual, std::vector<float>* normed);
+// x [T, H] += shared_down · shared_h[t] + Σ_r weights[t·k+r] · (down[experts[t·k+r]] · h[t·k+r]),
+// BF16 weights: down E matrices [H, F]; shared_down [H, Fs] (empty: no shared experts);
+// dropped [E] (empty: none). Returns the new x.
+std::vector<float> moe_down_combine_bf16(const std::vector<float>& x, int64_t T, int64_t H, int64_t k, const std::vector<float>& h,
+                                         int64_t F, const std::vector<int32_t>& experts, const std::vector<float>& weights,
+                                         const std::vector<std::vector<uint16_t>>& down, const std::vector<uint8_t>& dropped,
+                                         const std::vector<uint16_t>& shared_down, const std::vector<float>& shared_h, int64_t Fs);
+
+}  // namespace moe::cuda

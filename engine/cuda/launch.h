@@ -38,8 +38,6 @@ void attention(const float* q, const float* k, const float* v, int64_t T, int64_
                int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos = nullptr,
                int64_t max_positions = 0, float* partials = nullptr);
 int64_t attention_partial_floats(int64_t n_heads, int64_t head_dim);
-// Row *d_pos of cache (rows of n floats) = src: a decode step's key or value into the cache.
-void append_row(const float* src, int64_t n, float* cache, const int64_t* d_pos, cudaStream_t s);
 
 // The router: RouterParams as the kernel takes them (device pointers for excluded and bias
 // are set by the caller).
@@ -77,8 +75,13 @@ public:
     Blas& operator=(const Blas&) = delete;
     void linear(const float* x, int64_t T, int64_t in, const void* w, DType w_type, int64_t out, float* y, int64_t ldy,
                 void* xq);
+    // The same product on activations rounded already (round_split): hi, and lo unless null
+    // (its product added), each [T, in] of w_type (BF16 or F16).
+    void linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in, const void* w, DType w_type, int64_t out,
+                        float* y, int64_t ldy);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
+    bool split_activations() const { return split_; }
 
 private:
     cudaStream_t stream_;
@@ -88,6 +91,11 @@ private:
 };
 void check_cublas(cublasStatus_t status, const char* what);
 
+// hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
+// the activations of several products rounded once (Blas::linear_rounded).
+void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s);
+// h [rows, F] = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F]: a gate and up product made as one.
+void silu_mul_pairs(const float* gu, int64_t rows, int64_t F, float* h, cudaStream_t s);
 // y = x rounded to BF16 / F16, n elements.
 void to_bf16(const float* x, int64_t n, void* y, cudaStream_t s);
 void to_f16(const float* x, int64_t n, void* y, cudaStream_t s);

@@ -6,6 +6,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/row_math.cuh"
 
 namespace moe::cuda {
 
@@ -13,21 +14,13 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// One block per row: the sum of squares in double (as the CPU), then y = (x · scale) · w.
+// One block of launch::kNormThreads per row: the sum of squares in double (as the CPU), then
+// y = (x · scale) · w.
 __global__ void rms_norm_kernel(const float* x, const float* w, int64_t n, float eps, float* y) {
-    __shared__ double partial[kThreads];
     const float* xr = x + blockIdx.x * n;
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i]) * xr[i];
-    partial[threadIdx.x] = ss;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-        __syncthreads();
-    }
-    const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(n) + eps));
+    const float scale = launch::block_rms_scale(xr, n, eps);
     float* yr = y + blockIdx.x * n;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __fmul_rn(__fmul_rn(xr[i], scale), w[i]);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = launch::rms_apply(xr[i], scale, w[i]);
 }
 
 // One block per (token, head): out = x·cos(emb) + rotate_half(x)·sin(emb), no fused multiply-add.
@@ -46,7 +39,14 @@ __global__ void rope_halves_kernel(float* x, int64_t n_heads, int64_t hd, int64_
 
 __global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, float* h) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) h[i] = __fmul_rn(__fdiv_rn(g[i], __fadd_rn(1.0f, expf(-g[i]))), u[i]);
+    if (i < n) h[i] = launch::silu_mul_rn(g[i], u[i]);
+}
+
+__global__ void silu_mul_pairs_kernel(const float* gu, int64_t rows, int64_t F, float* h) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * F) return;
+    const int64_t r = i / F, f = i % F;
+    h[i] = launch::silu_mul_rn(gu[r * 2 * F + f], gu[r * 2 * F + F + f]);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
@@ -67,7 +67,7 @@ namespace launch {
 
 void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, float* y, cudaStream_t s) {
     if (T <= 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(T), kThreads, 0, s>>>(x, w, n, eps, y);
+    rms_norm_kernel<<<static_cast<unsigned>(T), launch::kNormThreads, 0, s>>>(x, w, n, eps, y);
     check(cudaGetLastError(), "launching RMSNorm");
 }
 
@@ -81,6 +81,12 @@ void rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, c
 void silu_mul(const float* g, const float* u, int64_t n, float* h, cudaStream_t s) {
     if (n <= 0) return;
     silu_mul_kernel<<<blocks_for(n), kThreads, 0, s>>>(g, u, n, h);
+    check(cudaGetLastError(), "launching the SiLU-gated product");
+}
+
+void silu_mul_pairs(const float* gu, int64_t rows, int64_t F, float* h, cudaStream_t s) {
+    if (rows <= 0 || F <= 0) return;
+    silu_mul_pairs_kernel<<<blocks_for(rows * F), kThreads, 0, s>>>(gu, rows, F, h);
     check(cudaGetLastError(), "launching the SiLU-gated product");
 }
 

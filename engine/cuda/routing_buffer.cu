@@ -8,12 +8,13 @@
 
 namespace moe::cuda {
 
-// A layer's slot: experts [max_tokens, k_max] int32, then weights [max_tokens, k_max], then
-// entropy, mass, margin [max_tokens] f32 each. A step of T tokens with k experts uses the
-// first T·k (or T) entries of each part.
-std::size_t RoutingBuffer::slot_bytes() const {
-    const auto tk = static_cast<std::size_t>(max_tokens_ * k_max_), t = static_cast<std::size_t>(max_tokens_);
-    return tk * sizeof(int32_t) + tk * sizeof(float) + 3 * t * sizeof(float);
+// A layer's slot for a step of T tokens: experts [T, k_max] int32, then weights [T, k_max], then
+// entropy, mass, margin [T] f32 each (a layer with k experts uses the first T·k entries of the
+// first two), 16-byte aligned. The slots of a step lie one after another from the buffer's
+// start, so that the step's copy to the host is of what it holds alone.
+std::size_t RoutingBuffer::slot_bytes(int64_t tokens) const {
+    const auto tk = static_cast<std::size_t>(tokens * k_max_), t = static_cast<std::size_t>(tokens);
+    return (tk * sizeof(int32_t) + tk * sizeof(float) + 3 * t * sizeof(float) + 15) / 16 * 16;
 }
 
 RoutingBuffer::RoutingBuffer(std::vector<int64_t> layers, int64_t max_tokens, int64_t k_max)
@@ -23,7 +24,7 @@ RoutingBuffer::RoutingBuffer(std::vector<int64_t> layers, int64_t max_tokens, in
         x.layer = l;
         layers_.push_back(x);
     }
-    device_bytes_ = slot_bytes() * layers_.size();
+    device_bytes_ = slot_bytes(max_tokens_) * layers_.size();
     if (device_bytes_) {
         check(cudaMalloc(&device_, device_bytes_), "allocating the routing buffer");
         check(cudaMallocHost(&host_, device_bytes_), "allocating the pinned routing buffer");
@@ -58,8 +59,8 @@ std::size_t RoutingBuffer::index_of(int64_t layer) const {
 }
 
 RouteOutputs RoutingBuffer::slot_at(std::size_t i) const {
-    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
-    unsigned char* base = device_ + i * slot_bytes();
+    const auto slot_tk = static_cast<std::size_t>(n_tokens_ * k_max_), slot_t = static_cast<std::size_t>(n_tokens_);
+    unsigned char* base = device_ + i * slot_bytes(n_tokens_);
     RouteOutputs s;
     s.experts = reinterpret_cast<int32_t*>(base);
     s.weights = reinterpret_cast<float*>(s.experts + slot_tk);
@@ -110,7 +111,8 @@ void RoutingBuffer::flush(void* stream) {
         check(cudaEventRecord(static_cast<cudaEvent_t>(copied_), s), "recording the routing copy");
         return;
     }
-    if (device_bytes_) check(cudaMemcpyAsync(host_, device_, device_bytes_, cudaMemcpyDeviceToHost, s), "copying routing to the host");
+    const std::size_t bytes = slot_bytes(n_tokens_) * layers_.size();
+    if (bytes) check(cudaMemcpyAsync(host_, device_, bytes, cudaMemcpyDeviceToHost, s), "copying routing to the host");
     // While a graph is captured an event record is no real record: the replay's flush makes it.
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(s, &capturing), "asking whether a graph is captured");
@@ -121,11 +123,11 @@ void RoutingBuffer::flush(void* stream) {
 void RoutingBuffer::deliver(RoutingObserver& observer) {
     if (!flushed_) throw Error(ErrorKind::input, "routing buffer: deliver before flush");
     check(cudaEventSynchronize(static_cast<cudaEvent_t>(copied_)), "waiting for the routing copy");
-    const auto slot_tk = static_cast<std::size_t>(max_tokens_ * k_max_), slot_t = static_cast<std::size_t>(max_tokens_);
+    const auto slot_tk = static_cast<std::size_t>(n_tokens_ * k_max_), slot_t = static_cast<std::size_t>(n_tokens_);
     for (size_t i = 0; i < layers_.size(); ++i) {
         const Layer& l = layers_[i];
         if (!l.recorded) continue;
-        const unsigned char* base = host_ + i * slot_bytes();
+        const unsigned char* base = host_ + i * slot_bytes(n_tokens_);
         const auto* experts = reinterpret_cast<const int32_t*>(base);
         const auto* weights = reinterpret_cast<const float*>(experts + slot_tk);
         const float* entropy = weights + slot_tk;

@@ -27,8 +27,9 @@ public:
 
     // Starts a step of `n_tokens` tokens at sequence position `pos0`.
     void begin(int64_t pos0, int64_t n_tokens, TokenSource source);
-    // The device part of the buffer that holds one MoE layer's routing: the router writes
-    // there directly, and record() then copies nothing.
+    // The device part of the buffer that holds one MoE layer's routing in the step begun (its
+    // place depends on the step's size): the router writes there directly, and record() then
+    // copies nothing.
     RouteOutputs slot(int64_t layer) const;
     // Enqueues on `stream` the copy of one layer's routing from device buffers: experts and
     // weights [T, k], entropy, selected mass and margin [T] (each may be null: not recorded;
@@ -55,7 +56,7 @@ private:
         GateWeightKind kind = GateWeightKind::router_prob;
         float weight_scale = 1.0f;
     };
-    std::size_t slot_bytes() const;  // one layer's part of the buffer
+    std::size_t slot_bytes(int64_t tokens) const;  // one layer's part of the buffer in a step of `tokens`
     std::size_t index_of(int64_t layer) const;
     RouteOutputs slot_at(std::size_t i) const;
     std::vector<Layer> layers_;

@@ -1,0 +1,311 @@
+// Fused launches of a small step; see decode_kernels.h.
+#include "engine/cuda/decode_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "engine/cuda/device.h"
+#include "engine/cuda/device_buffer.h"
+#include "engine/cuda/gemm.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/row_math.cuh"
+#include "engine/error.h"
+#include "engine/moe_dispatch.h"
+
+namespace moe::cuda::launch {
+
+namespace {
+
+constexpr int kWarps = kNormThreads / 32;  // one output row per warp
+
+enum class WType : int { bf16, f16, f32 };
+
+WType wtype(DType t, const char* what) {
+    switch (t) {
+    case DType::bf16: return WType::bf16;
+    case DType::f16: return WType::f16;
+    case DType::f32: return WType::f32;
+    default: throw Error(ErrorKind::input, std::string("the CUDA backend has no ") + what + " for " + dtype_name(t) + " weights");
+    }
+}
+
+// Row o of W [*, n] (of type t): its first chunks fetched, then times x [n], by one warp.
+__device__ inline void fetch(RowChunks& c, const void* w, WType t, int64_t o, int64_t n, int lane) {
+    switch (t) {
+    case WType::bf16: fetch_row(c, static_cast<const __nv_bfloat16*>(w) + o * n, n, lane); break;
+    case WType::f16: fetch_row(c, static_cast<const __half*>(w) + o * n, n, lane); break;
+    default: fetch_row(c, static_cast<const float*>(w) + o * n, n, lane); break;
+    }
+}
+__device__ inline float dot(RowChunks& c, const void* w, WType t, int64_t o, const float* x, int64_t n, int lane) {
+    switch (t) {
+    case WType::bf16: return dot_row(c, static_cast<const __nv_bfloat16*>(w) + o * n, x, n, lane);
+    case WType::f16: return dot_row(c, static_cast<const __half*>(w) + o * n, x, n, lane);
+    default: return dot_row(c, static_cast<const float*>(w) + o * n, x, n, lane);
+    }
+}
+// The parts by value, as the kernel's argument: end[j] is the first row after part j.
+struct Parts {
+    const void* w[kMaxGemvParts];
+    const void* w2[kMaxGemvParts];
+    WType type[kMaxGemvParts];
+    int64_t end[kMaxGemvParts];
+    float* y[kMaxGemvParts];
+    int64_t ldy[kMaxGemvParts];
+    bool accumulate[kMaxGemvParts];
+    const int64_t* row0[kMaxGemvParts];
+    int n;
+};
+
+// Blocks (b, token), a few per multiprocessor, that stay for all rows: the token's input
+// (normalised when norm is set) goes to shared memory once, then each warp takes every
+// (gridDim.x · kWarps)-th output row. A warp's first row is fetched before the kernel before
+// has finished (launch_after).
+__global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
+                                                                 float* normed, Parts p) {
+    extern __shared__ __align__(16) float xs[];
+    const int64_t t = blockIdx.y;
+    const int lane = threadIdx.x % 32;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps, rows = p.end[p.n - 1];
+    int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+    int j = 0;
+    while (j < p.n && r >= p.end[j]) ++j;
+    RowChunks a, b;
+    if (r < rows) {
+        const int64_t o = r - (j ? p.end[j - 1] : 0);
+        fetch(a, p.w[j], p.type[j], o, in, lane);
+        if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
+    }
+    wait_for_previous();
+    const float* xr = x + t * in;
+    if (norm) {
+        const float scale = block_rms_scale(xr, in, eps);
+        const bool write = normed && blockIdx.x == 0;
+        for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
+            const float v = rms_apply(xr[i], scale, norm[i]);
+            xs[i] = v;
+            if (write) normed[t * in + i] = v;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = xr[i];
+    }
+    __syncthreads();
+    for (bool fetched = true; r < rows; r += stride, fetched = false) {
+        while (r >= p.end[j]) ++j;
+        const int64_t o = r - (j ? p.end[j - 1] : 0);
+        if (!fetched) {
+            fetch(a, p.w[j], p.type[j], o, in, lane);
+            if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
+        }
+        float v = dot(a, p.w[j], p.type[j], o, xs, in, lane);
+        if (p.w2[j]) v = silu_mul_rn(v, dot(b, p.w2[j], p.type[j], o, xs, in, lane));
+        if (lane == 0) {
+            float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
+            *y = p.accumulate[j] ? __fadd_rn(*y, v) : v;
+        }
+    }
+}
+
+// One block per (token, head) of the queries and then the keys: as launch::rope_halves.
+__global__ void rope_qk_kernel(float* q, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
+                               int64_t hd, const float* cos_t, const float* sin_t) {
+    const int64_t t = blockIdx.x / (nh + nkv), h = blockIdx.x % (nh + nkv), half = hd / 2;
+    float* v = h < nh ? q + t * qld + h * hd : k + ((k_row0 ? *k_row0 : 0) + t) * kld + (h - nh) * hd;
+    const float* c = cos_t + t * half;
+    const float* s = sin_t + t * half;
+    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
+        const float x1 = v[j], x2 = v[j + half];
+        v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
+        v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
+    }
+}
+
+// Blocks (b, token), a few per multiprocessor, each warp taking every (gridDim.x · kWarps)-th
+// output row i: the shared experts' row (when they run) and each slot's expert row, two rows
+// fetched at a time, the weighted rows added in rank order, then the sum to the residual.
+template <typename W>
+__device__ inline void down_part(int64_t p, int64_t i, int64_t t, int64_t k, int64_t F, const int32_t* experts,
+                                  const uint8_t* dropped, const void* const* down, const W* shared_down, int64_t Fs,
+                                  const W*& row, int64_t& n) {
+    if (p == 0) {
+        row = shared_down ? shared_down + i * Fs : nullptr;
+        n = Fs;
+    } else {
+        const int64_t slot = t * k + p - 1;
+        row = dispatch::slot_dropped(experts, dropped, slot) ? nullptr : static_cast<const W*>(down[experts[slot]]) + i * F;
+        n = F;
+    }
+}
+
+template <typename W>
+__global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
+                                                               const uint8_t* dropped, const float* weights,
+                                                               const void* const* down, const W* shared_down,
+                                                               const float* shared_h, int64_t Fs, int64_t H, float* x) {
+    const int64_t t = blockIdx.y;
+    const int lane = threadIdx.x % 32;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
+    wait_for_previous();
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; i < H; i += stride) {
+        float acc = 0.0f;
+        for (int64_t p = 0; p <= k; p += 2) {
+            // Parts p and p + 1: 0 the shared experts, 1 + r slot r.
+            const W *row0 = nullptr, *row1 = nullptr;
+            int64_t n0 = 0, n1 = 0;
+            down_part(p, i, t, k, F, experts, dropped, down, shared_down, Fs, row0, n0);
+            if (p + 1 <= k) down_part(p + 1, i, t, k, F, experts, dropped, down, shared_down, Fs, row1, n1);
+            RowChunks c0, c1;
+            if (row0) fetch_row(c0, row0, n0, lane);
+            if (row1) fetch_row(c1, row1, n1, lane);
+            if (row0) {
+                const float v = dot_row(c0, row0, p == 0 ? shared_h + t * Fs : h + (t * k + p - 1) * F, n0, lane);
+                acc = p == 0 ? v : __fadd_rn(acc, __fmul_rn(weights[t * k + p - 1], v));
+            }
+            if (row1) acc = __fadd_rn(acc, __fmul_rn(weights[t * k + p], dot_row(c1, row1, h + (t * k + p) * F, n1, lane)));
+        }
+        if (lane == 0) x[t * H + i] = __fadd_rn(x[t * H + i], acc);
+    }
+}
+
+unsigned tiles(int64_t rows) { return static_cast<unsigned>((rows + kWarps - 1) / kWarps); }
+
+// Blocks of kNormThreads that stay for all rows: as many as the device runs at once.
+unsigned resident_blocks(int64_t rows, unsigned per_token_share) {
+    const unsigned all = static_cast<unsigned>(std::max(1, multiprocessors()) * 2);
+    return std::max(1u, std::min(tiles(rows), std::max(1u, all / std::max(1u, per_token_share))));
+}
+
+}  // namespace
+
+void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float eps, float* normed, const GemvPart* parts,
+                int n_parts, cudaStream_t s) {
+    if (n_parts < 0 || n_parts > kMaxGemvParts)
+        throw Error(ErrorKind::failure, "fused matrix-vector products: " + std::to_string(n_parts) + " parts (at most " +
+                                            std::to_string(kMaxGemvParts) + ")");
+    if (T <= 0 || n_parts == 0) return;
+    Parts p{};
+    int64_t rows = 0;
+    for (int j = 0; j < n_parts; ++j) {
+        const GemvPart& g = parts[j];
+        rows += g.rows;
+        p.w[j] = g.w;
+        p.w2[j] = g.w2;
+        p.type[j] = wtype(g.type, "matrix-vector product");
+        p.end[j] = rows;
+        p.y[j] = g.y;
+        p.ldy[j] = g.ldy;
+        p.accumulate[j] = g.accumulate;
+        p.row0[j] = g.row0;
+    }
+    p.n = n_parts;
+    const size_t shared = static_cast<size_t>(in) * sizeof(float);
+    if (shared > 48 * 1024)
+        check(cudaFuncSetAttribute(fused_gemv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+              "fused matrix-vector products: shared memory size");
+    // With a norm and its output asked for, block 0 writes it: at least one block runs.
+    const dim3 grid(resident_blocks(rows, static_cast<unsigned>(T)), static_cast<unsigned>(T));
+    launch_after(fused_gemv_kernel, grid, dim3(kNormThreads), shared, s, "launching fused matrix-vector products", x, in, norm,
+                 eps, normed, p);
+}
+
+void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
+             int64_t hd, const float* cos, const float* sin, cudaStream_t s) {
+    if (T <= 0 || nh + nkv <= 0) return;
+    rope_qk_kernel<<<static_cast<unsigned>(T * (nh + nkv)), 64, 0, s>>>(q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
+    check(cudaGetLastError(), "launching the rotary embedding of queries and keys");
+}
+
+void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
+                      const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
+                      const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s) {
+    if (T <= 0 || H <= 0) return;
+    if (shared_down && shared_type != type)
+        throw Error(ErrorKind::input, std::string("the CUDA backend's experts are of one type: routed ") + dtype_name(type) +
+                                          ", shared " + dtype_name(shared_type));
+    const dim3 grid(resident_blocks(H, static_cast<unsigned>(T)), static_cast<unsigned>(T));
+    const size_t shared = 0;
+    const char* what = "launching the experts' down products and combine";
+    switch (wtype(type, "expert product")) {
+    case WType::bf16:
+        launch_after(moe_down_kernel<__nv_bfloat16>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped,
+                     weights, down, static_cast<const __nv_bfloat16*>(shared_down), shared_h, Fs, H, x);
+        break;
+    case WType::f16:
+        launch_after(moe_down_kernel<__half>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
+                     down, static_cast<const __half*>(shared_down), shared_h, Fs, H, x);
+        break;
+    case WType::f32:
+        launch_after(moe_down_kernel<float>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
+                     down, static_cast<const float*>(shared_down), shared_h, Fs, H, x);
+        break;
+    }
+}
+
+}  // namespace moe::cuda::launch
+
+namespace moe::cuda {
+
+std::vector<float> fused_gemv_bf16(const std::vector<float>& x, int64_t T, int64_t in, const std::vector<float>& norm,
+                                   float eps, const std::vector<uint16_t>& w, const std::vector<uint16_t>& w2, int64_t rows,
+                                   const std::vector<float>* residual, std::vector<float>* normed) {
+    const size_t n_y = static_cast<size_t>(T * rows);
+    Buffer<float> d_x(x.size()), d_norm(norm.size()), d_y(n_y), d_normed(x.size());
+    Buffer<uint16_t> d_w(w.size()), d_w2(w2.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_norm, norm.data(), norm.size());
+    upload(d_w, w.data(), w.size());
+    upload(d_w2, w2.data(), w2.size());
+    if (residual) upload(d_y, residual->data(), n_y);
+    launch::GemvPart p;
+    p.w = d_w.ptr;
+    p.w2 = w2.empty() ? nullptr : d_w2.ptr;
+    p.rows = rows;
+    p.y = d_y.ptr;
+    p.ldy = rows;
+    p.accumulate = residual != nullptr;
+    launch::fused_gemv(d_x.ptr, T, in, norm.empty() ? nullptr : d_norm.ptr, eps, normed ? d_normed.ptr : nullptr, &p, 1, nullptr);
+    check(cudaDeviceSynchronize(), "running fused matrix-vector products");
+    std::vector<float> y;
+    download(y, d_y, n_y);
+    if (normed) download(*normed, d_normed, x.size());
+    return y;
+}
+
+std::vector<float> moe_down_combine_bf16(const std::vector<float>& x, int64_t T, int64_t H, int64_t k, const std::vector<float>& h,
+                                         int64_t F, const std::vector<int32_t>& experts, const std::vector<float>& weights,
+                                         const std::vector<std::vector<uint16_t>>& down, const std::vector<uint8_t>& dropped,
+                                         const std::vector<uint16_t>& shared_down, const std::vector<float>& shared_h, int64_t Fs) {
+    Buffer<float> d_x(x.size()), d_h(h.size()), d_weights(weights.size()), d_shared_h(shared_h.size());
+    Buffer<int32_t> d_experts(experts.size());
+    Buffer<uint8_t> d_dropped(dropped.size());
+    Buffer<uint16_t> d_shared(shared_down.size());
+    std::vector<uint16_t> all;
+    for (const auto& m : down) all.insert(all.end(), m.begin(), m.end());
+    Buffer<uint16_t> d_down(all.size());
+    std::vector<const void*> table;
+    for (size_t e = 0; e < down.size(); ++e) table.push_back(d_down.ptr + e * static_cast<size_t>(H * F));
+    Buffer<const void*> d_table(table.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_h, h.data(), h.size());
+    upload(d_weights, weights.data(), weights.size());
+    upload(d_shared_h, shared_h.data(), shared_h.size());
+    upload(d_experts, experts.data(), experts.size());
+    upload(d_dropped, dropped.data(), dropped.size());
+    upload(d_shared, shared_down.data(), shared_down.size());
+    upload(d_down, all.data(), all.size());
+    upload(d_table, table.data(), table.size());
+    launch::moe_down_combine(d_h.ptr, T, k, F, d_experts.ptr, dropped.empty() ? nullptr : d_dropped.ptr, d_weights.ptr,
+                             d_table.ptr, DType::bf16, shared_down.empty() ? nullptr : d_shared.ptr, DType::bf16, d_shared_h.ptr,
+                             Fs, H, d_x.ptr, nullptr);
+    check(cudaDeviceSynchronize(), "running the experts' down products and combine");
+    std::vector<float> out;
+    download(out, d_x, x.size());
+    return out;
+}
+
+}  // namespace moe::cuda

@@ -1,0 +1,56 @@
+// Fused launches of a small step (decode: a few tokens), each standing for several of the
+// general launches, so that a decode layer is a handful of kernels that read the weights once
+// at full bandwidth: RMSNorm fused into the matrix-vector products that read its output,
+// several products with one input in one launch, SiLU-gated pairs, residual adds as the
+// products' epilogue, the rotary embedding of queries and keys in one launch, and the routed
+// and shared experts' down products with the weighted combine and the residual add.
+// Every value is rounded as the CPU backend rounds it. For the .cu files.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace moe::cuda::launch {
+
+// Rows of one weight matrix W [rows, in] (BF16, F16 or F32) applied to the step's input.
+//   plain:     y[t, o] = W[o] · x[t]
+//   gated:     y[t, o] = silu(W[o] · x[t]) · (W2[o] · x[t])       (w2 set)
+//   residual:  y[t, o] = y[t, o] + W[o] · x[t]                    (accumulate)
+// y's rows have leading dimension ldy; with row0 (a device value) y starts *row0 rows on: a
+// decode step's key and value straight into the cache at the position the device holds.
+struct GemvPart {
+    const void* w = nullptr;
+    const void* w2 = nullptr;
+    DType type = DType::bf16;
+    int64_t rows = 0;
+    float* y = nullptr;
+    int64_t ldy = 0;
+    bool accumulate = false;
+    const int64_t* row0 = nullptr;
+};
+constexpr int kMaxGemvParts = 4;
+
+// The parts (at most kMaxGemvParts, one input width `in`) over T tokens of x [T, in], in one
+// launch. With norm (RMSNorm weights [in], eps), each token's x is normalised first as
+// launch::rms_norm does and, when normed is set, written there too.
+void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float eps, float* normed,
+                const GemvPart* parts, int n_parts, cudaStream_t s);
+
+// The rotary embedding (halves layout) of T tokens' queries q [T, nh·hd] (rows qld) and keys
+// [T, nkv·hd] (rows kld) starting *k_row0 rows (when set) after k: cos, sin [T, hd/2].
+void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
+             int64_t hd, const float* cos, const float* sin, cudaStream_t s);
+
+// The MoE block's output added to the residual stream, for T tokens with k slots each:
+//   x[t] += shared[t] + Σ_r weights[t·k+r] · (down_{experts[t·k+r]} · h[t·k+r])
+// in rank order, dropped slots skipped (rounded as launch::combine_rows, then the add);
+// shared[t] = shared_down · shared_h[t] (width Fs) when shared_down is set, else 0.
+// down: [E] device pointers to [H, F]; h [T·k, F].
+void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
+                      const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
+                      const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s);
+
+}  // namespace moe::cuda::launch

@@ -1,0 +1,40 @@
+// Programmatic dependent launch for the .cu files: a kernel launched with launch_after() may
+// be started by the device while the kernel before it on the stream is still running, so
+// that its launch and what it does before row_math.cuh's wait_for_previous() (fetching
+// weights) overlap that kernel's end. Such a kernel must call wait_for_previous() before it
+// reads anything an earlier kernel writes or writes anything one reads. On devices before
+// compute capability 9.0, and with MOEWB_CUDA_EARLY_LAUNCH=0 in the environment (to compare),
+// it is an ordinary launch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "engine/cuda/device.h"
+
+namespace moe::cuda::launch {
+
+// Whether launches of this process may start early (device 0's compute capability, the
+// environment), asked once.
+bool early_launch();
+// Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
+int multiprocessors();
+
+template <typename... P, typename... A>
+void launch_after(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
+                  A&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shared;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = early_launch() ? 1 : 0;
+    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), what);
+}
+
+}  // namespace moe::cuda::launch

@@ -1,0 +1,139 @@
+// Device helpers of the row-wise kernels (ops_kernels.cu, expert_kernels.cu, decode_kernels.cu):
+// weights widened to f32 as read, a warp's dot product of a weight row with an f32 vector, the
+// RMSNorm scale of a row, and the SiLU-gated product rounded as the CPU rounds it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace moe::cuda::launch {
+
+__device__ inline float widen(float v) { return v; }
+__device__ inline float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ inline float widen(__half v) { return __half2float(v); }
+
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename W>
+__device__ inline float dot_vec(const uint4& raw, const float* xs) {
+    constexpr int kVec = 16 / sizeof(W);
+    const W* v = reinterpret_cast<const W*>(&raw);
+    const float4* x4 = reinterpret_cast<const float4*>(xs);  // 16-byte aligned: see warp_dot
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kVec / 4; ++j) {
+        const float4 x = x4[j];
+        s += widen(v[4 * j]) * x.x;
+        s += widen(v[4 * j + 1]) * x.y;
+        s += widen(v[4 * j + 2]) * x.z;
+        s += widen(v[4 * j + 3]) * x.w;
+    }
+    return s;
+}
+
+// A warp's dot products of weight rows with an f32 vector xs, Σ_i row[i] · xs[i] over n
+// elements: each lane reads 16 bytes per chunk (32 lanes: a chunk of 32·16 bytes of the row),
+// up to kChunks chunks per lane in flight before their products, so that enough bytes are
+// under way to keep memory busy; rows of n a multiple of the vector width start 16-byte
+// aligned (others are read element by element). A row's first chunks can be fetched ahead
+// (RowChunks::fetch), before what the products need from earlier kernels is there.
+constexpr int kChunks = 8;
+
+// The first kChunks chunks of one lane's share of a row, whatever the weights' type.
+struct RowChunks {
+    uint4 r[kChunks];
+};
+
+template <typename W>
+struct Chunking {
+    static constexpr int kVec = 16 / sizeof(W);
+    static constexpr int64_t kStep = 32 * kVec;  // elements per chunk
+    __device__ static bool vectorised(int64_t n) { return n % kVec == 0; }
+    __device__ static uint4 load(const W* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+};
+
+template <typename W>
+__device__ inline void fetch_row(RowChunks& c, const W* row, int64_t n, int lane) {
+    using K = Chunking<W>;
+    if (!K::vectorised(n)) return;
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+        const int64_t i = j * K::kStep + lane * K::kVec;
+        if (i < n) c.r[j] = K::load(row + i);
+    }
+}
+
+// The warp's sum over the row, its first chunks as fetch_row left them (c then holds later
+// chunks of the row).
+template <typename W>
+__device__ inline float dot_row(RowChunks& c, const W* row, const float* xs, int64_t n, int lane) {
+    using K = Chunking<W>;
+    float s[4] = {0, 0, 0, 0};
+    if (!K::vectorised(n)) {
+        for (int64_t i = lane; i < n; i += 32) s[0] += widen(row[i]) * xs[i];
+        return warp_sum(s[0]);
+    }
+    for (int64_t base = 0; base < n; base += kChunks * K::kStep) {
+        if (base > 0) {
+#pragma unroll
+            for (int j = 0; j < kChunks; ++j) {
+                const int64_t i = base + j * K::kStep + lane * K::kVec;
+                if (i < n) c.r[j] = K::load(row + i);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < kChunks; ++j) {
+            const int64_t i = base + j * K::kStep + lane * K::kVec;
+            if (i < n) s[j % 4] += dot_vec<W>(c.r[j], xs + i);
+        }
+    }
+    return warp_sum((s[0] + s[1]) + (s[2] + s[3]));
+}
+
+template <typename W>
+__device__ inline float warp_dot(const W* row, const float* xs, int64_t n, int lane) {
+    RowChunks c;
+    fetch_row(c, row, n, lane);
+    return dot_row(c, row, xs, n, lane);
+}
+
+// Programmatic dependent launch (launch::launch_after): a kernel so launched may start while the
+// kernel before it still runs, and waits here before it touches anything that kernel writes
+// (or anything it reads that this kernel writes). Devices before compute capability 9.0 start
+// it only after the kernel before, and this is a no-op.
+__device__ inline void wait_for_previous() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cudaGridDependencySynchronize();
+#endif
+}
+
+// silu(g) · u with the CPU's roundings (no fused multiply-add).
+__device__ inline float silu_mul_rn(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
+
+// RMSNorm's 1 / sqrt(mean(x²) + eps) of the row x [n], by all threads of a block of
+// kNormThreads: the sum of squares in double, as the CPU. Every thread gets the scale.
+constexpr int kNormThreads = 256;
+__device__ inline float block_rms_scale(const float* x, int64_t n, float eps) {
+    __shared__ double partial[kNormThreads];
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(x[i]) * x[i];
+    partial[threadIdx.x] = ss;
+    __syncthreads();
+    for (int stride = kNormThreads / 2; stride > 0; stride /= 2) {
+        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+        __syncthreads();
+    }
+    const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(n) + eps));
+    __syncthreads();  // partial is free again once every thread has read it
+    return scale;
+}
+
+// y = (x · scale) · w, as the CPU rounds it.
+__device__ inline float rms_apply(float x, float scale, float w) { return __fmul_rn(__fmul_rn(x, scale), w); }
+
+}  // namespace moe::cuda::launch
