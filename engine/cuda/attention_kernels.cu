@@ -242,10 +242,13 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
     }
 }
 
-// Block per head: each split's weight exp(m_s - max) once, then every output dimension.
+// Block (head, 32 output dimensions): each split's weight exp(m_s - max) once, then each
+// warp sums a quarter of the splits for its 32 dimensions and the first warp adds the four.
+constexpr int kMergeWarps = kDecodeThreads / 32;
 __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) {
     __shared__ float scratch[kDecodeThreads];
     __shared__ float weight[kSplits];
+    __shared__ float part[kMergeWarps][32];
     const int64_t h = blockIdx.x;
     const float* base = partials + h * kSplits * (hd + 2);
     const bool mine = threadIdx.x < kSplits;
@@ -255,11 +258,17 @@ __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* ou
     const float w = mine && l > 0.0f ? expf(m - mx) : 0.0f;
     if (mine) weight[threadIdx.x] = w;
     const float total = block_reduce(w * l, scratch, false);  // synchronises: weight is in
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int s = 0; s < kSplits; ++s) acc += base[s * (hd + 2) + d] * weight[s];
-        out[h * hd + d] = acc / total;
-    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t d = static_cast<int64_t>(blockIdx.y) * 32 + lane;
+    float acc = 0.0f;
+    if (d < hd)
+        for (int s = warp; s < kSplits; s += kMergeWarps) acc += base[s * (hd + 2) + d] * weight[s];
+    part[warp][lane] = acc;
+    __syncthreads();
+    if (warp != 0 || d >= hd) return;
+    float sum = 0.0f;
+    for (int i = 0; i < kMergeWarps; ++i) sum += part[i][lane];
+    out[h * hd + d] = sum / total;
 }
 
 int max_shared_optin() {
@@ -317,7 +326,8 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
             q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
         check(cudaGetLastError(), "launching attention");
-        decode_merge_kernel<<<static_cast<unsigned>(n_heads), kDecodeThreads, 0, s>>>(partials, head_dim, out);
+        decode_merge_kernel<<<dim3(static_cast<unsigned>(n_heads), static_cast<unsigned>((head_dim + 31) / 32)), kDecodeThreads, 0, s>>>(
+            partials, head_dim, out);
         check(cudaGetLastError(), "launching attention");
         return;
     }
