@@ -116,13 +116,7 @@ __global__ void rope_qk_kernel(float* q, int64_t nh, int64_t qld, float* k, cons
                                int64_t hd, const float* cos_t, const float* sin_t) {
     const int64_t t = blockIdx.x / (nh + nkv), h = blockIdx.x % (nh + nkv), half = hd / 2;
     float* v = h < nh ? q + t * qld + h * hd : k + ((k_row0 ? *k_row0 : 0) + t) * kld + (h - nh) * hd;
-    const float* c = cos_t + t * half;
-    const float* s = sin_t + t * half;
-    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
-        const float x1 = v[j], x2 = v[j + half];
-        v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
-        v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
-    }
+    rope_head(v, cos_t + t * half, sin_t + t * half, half);
 }
 
 // Blocks (b, token), a few per multiprocessor, each warp taking every (gridDim.x · kWarps)-th

@@ -28,13 +28,7 @@ __global__ void rope_halves_kernel(float* x, int64_t n_heads, int64_t hd, int64_
                                    const float* sin_t) {
     const int64_t t = blockIdx.x / n_heads, h = blockIdx.x % n_heads, half = hd / 2;
     float* v = x + t * ld + h * hd;
-    const float* c = cos_t + t * half;
-    const float* s = sin_t + t * half;
-    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
-        const float x1 = v[j], x2 = v[j + half];
-        v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
-        v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
-    }
+    launch::rope_head(v, cos_t + t * half, sin_t + t * half, half);
 }
 
 __global__ void silu_mul_kernel(const float* g, const float* u, int64_t n, float* h) {

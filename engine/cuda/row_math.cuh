@@ -112,6 +112,16 @@ __device__ inline void wait_for_previous() {
 #endif
 }
 
+// The rotary embedding (halves layout) of one head v [2·half] in place, by the threads of a
+// block: v·cos + rotate_half(v)·sin with cos, sin [half], no fused multiply-add (the CPU's).
+__device__ inline void rope_head(float* v, const float* c, const float* s, int64_t half) {
+    for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
+        const float x1 = v[j], x2 = v[j + half];
+        v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
+        v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
+    }
+}
+
 // silu(g) · u with the CPU's roundings (no fused multiply-add).
 __device__ inline float silu_mul_rn(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
 
