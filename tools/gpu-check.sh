@@ -3,7 +3,7 @@
 # at hand unless CMAKE_CUDA_ARCHITECTURES is set), runs the parity suites (ctest -L gpu), then
 # the benchmarks of docs/performance.md on random weights of DeepSeekMoE 16B's true shape —
 # `moewb bench --backend cuda` with exact and BF16 activations, with and without CUDA graphs,
-# and the PyTorch eager peer when
+# the backend's stage profile, and the PyTorch eager peer when
 # torch is installed — writing each JSON into OUT-DIR.
 # Needs what tools/install-deps.sh installs (Qt Test runs the suites) and the CUDA toolkit.
 # Usage: tools/gpu-check.sh [build-dir] [out-dir] [config.json]
@@ -32,6 +32,10 @@ fi
     --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
     | tee "$OUT/bench-cuda-no-graphs.json"
+# Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
+MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 --repeat 2 \
+    --activations bf16 >/dev/null 2> "$OUT/stages.txt"
+cat "$OUT/stages.txt"
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     python3 bench/torch_peer.py --random-config "$CONFIG" --device cuda --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
         | tee "$OUT/bench-torch-peer.json"
