@@ -23,9 +23,14 @@ bool CudaDeepseekMoe::adjacent(const Ffn& f) {
                static_cast<const char*>(f.gate.w) + static_cast<size_t>(f.gate.out * f.gate.in) * dtype_size(f.gate.type);
 }
 
-bool CudaDeepseekMoe::rounded_once(const Ffn& f, int64_t n) const {
+bool CudaDeepseekMoe::rounds_once(const Ffn& f) {
     const bool sixteen = f.gate.type == DType::bf16 || f.gate.type == DType::f16;
-    return n > kGemvTokens && sixteen && f.up.type == f.gate.type && f.gate.out == f.up.out;
+    return sixteen && f.up.type == f.gate.type && f.gate.out == f.up.out;
+}
+
+bool CudaDeepseekMoe::shared_runs(const MoeLayer& m, int64_t layer, const ForwardOptions& opt) {
+    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
+    return m.has_shared && !(li && li->shared_off);
 }
 
 void CudaDeepseekMoe::gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const {
@@ -40,7 +45,7 @@ void CudaDeepseekMoe::gate_up_rounded(const Ffn& f, const uint16_t* hi, const ui
 
 void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const {
     const int64_t W = f.gate.out;
-    if (rounded_once(f, T)) {
+    if (T > kGemvTokens && rounds_once(f)) {
         // x rounded once for both products, gate and up made as one when they lie side by side.
         auto* hi = static_cast<uint16_t*>(s.lowp);
         uint16_t* lo = blas_->split_activations() ? hi + T * f.gate.in : nullptr;
@@ -68,7 +73,6 @@ CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t 
     Routed r;
     r.k = li ? li->k : c.num_experts_per_tok;
     r.dropped = drop ? layer_disabled : nullptr;
-    r.shared_on = m.has_shared && !(li && li->shared_off);
     RouterParams rp;
     rp.n_expert = E;
     rp.k = r.k;
@@ -109,7 +113,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const int64_t k = r.k;
 
     // 2. The shared experts, the combine's base.
-    const bool shared_on = r.shared_on;
+    const bool shared_on = shared_runs(m, layer, opt);
     if (shared_on) ffn(m.shared, s.normed, T, s.base, s);
     stage("shared experts");
 
@@ -135,7 +139,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
         };
-        if (rounded_once(m.experts.front(), kGemvTokens + 1)) {
+        if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.
             auto* hi = static_cast<uint16_t*>(s.lowp);
@@ -303,8 +307,7 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     }
     const MoeLayer& m = L.moe;
     const int64_t E = c.n_routed_experts, F = c.moe_intermediate_size;
-    const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
-    const bool shared_on = m.has_shared && !(li && li->shared_off);
+    const bool shared_on = shared_runs(m, layer, opt);
     launch::GemvPart in[2] = {part(Linear{m.router, DType::f32, E, H}, s.router_logits, E), {}};
     if (shared_on) in[1] = gated_part(m.shared, s.ffn_h);
     launch::fused_gemv(s.x, T, H, L.ffn_norm, eps, s.normed, in, shared_on ? 2 : 1, stream_);

@@ -185,13 +185,14 @@ private:
     void feed_forward(const Layer& L, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                       const launch::RouteOutputs& routed) const;
     // A MoE layer's routing of the router logits in s.router_logits: where the outputs went,
-    // the layer's k, its dropped experts (drop mode) and whether its shared experts run.
+    // the layer's k and its dropped experts (drop mode).
     struct Routed {
         launch::RouteOutputs out;
         int64_t k = 0;
         const uint8_t* dropped = nullptr;
-        bool shared_on = false;
     };
+    // Whether the layer's shared experts run in this step (they exist, the mask keeps them).
+    static bool shared_runs(const MoeLayer& m, int64_t layer, const ForwardOptions& opt);
     Routed route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                        const launch::RouteOutputs& routed) const;
     // The most experts per token any layer of the step routes to.
@@ -207,7 +208,7 @@ private:
     // (launch::round_split), a feed-forward's gate and up made as one product [n, 2F] when they
     // lie side by side on the device (adjacent), as two into its halves otherwise.
     static bool adjacent(const Ffn& f);
-    bool rounded_once(const Ffn& f, int64_t n) const;
+    static bool rounds_once(const Ffn& f);
     void gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const;
     // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
     static constexpr int64_t kGemvTokens = 4;

@@ -198,9 +198,7 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
     }
     p.n = n_parts;
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
-    if (shared > 48 * 1024)
-        check(cudaFuncSetAttribute(fused_gemv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
-              "fused matrix-vector products: shared memory size");
+    allow_shared(fused_gemv_kernel, shared, "fused matrix-vector products: shared memory size");
     // With a norm and its output asked for, block 0 writes it: at least one block runs.
     const dim3 grid(resident_blocks(rows, static_cast<unsigned>(T)), static_cast<unsigned>(T));
     launch_after(fused_gemv_kernel, grid, dim3(kNormThreads), shared, s, "launching fused matrix-vector products", x, in, norm,

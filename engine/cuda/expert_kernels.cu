@@ -92,13 +92,6 @@ __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped,
     if (s < n_slots) rows[s] = dispatch::slot_dropped(experts, dropped, s) ? -1 : s;
 }
 
-// Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
-template <typename K>
-void allow_shared(K* kernel, size_t shared, const char* what) {
-    if (shared > 48 * 1024)
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)), what);
-}
-
 template <typename F>
 void by_type(DType t, const char* what, F&& f) {
     switch (t) {

@@ -18,16 +18,6 @@ namespace moe::cuda {
 
 namespace {
 
-__global__ void to_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* y) {
-    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = __float2bfloat16_rn(x[i]);
-}
-
-__global__ void to_f16_kernel(const float* x, int64_t n, __half* y) {
-    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = __float2half_rn(x[i]);
-}
-
 // The rounding residual: y (holding BF16/F16 x) becomes the rounding of x - y.
 __global__ void residual_bf16_kernel(const float* x, int64_t n, __nv_bfloat16* y) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -44,7 +34,7 @@ template <typename L>
 __global__ void round_split_kernel(const float* x, int64_t n, L* hi, L* lo) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    if constexpr (sizeof(L) == 2 && std::is_same_v<L, __half>) {
+    if constexpr (std::is_same_v<L, __half>) {
         const __half h = __float2half_rn(x[i]);
         hi[i] = h;
         if (lo) lo[i] = __float2half_rn(x[i] - __half2float(h));
@@ -64,18 +54,6 @@ namespace launch {
 void check_cublas(cublasStatus_t s, const char* what) {
     if (s != CUBLAS_STATUS_SUCCESS)
         throw Error(ErrorKind::failure, std::string("cuBLAS: ") + what + ": " + cublasGetStatusString(s));
-}
-
-void to_bf16(const float* x, int64_t n, void* y, cudaStream_t s) {
-    if (n <= 0) return;
-    to_bf16_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(y));
-    check(cudaGetLastError(), "rounding activations to BF16");
-}
-
-void to_f16(const float* x, int64_t n, void* y, cudaStream_t s) {
-    if (n <= 0) return;
-    to_f16_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__half*>(y));
-    check(cudaGetLastError(), "rounding activations to F16");
 }
 
 void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s) {
@@ -131,12 +109,12 @@ void Blas::linear(const float* x, int64_t T, int64_t in, const void* w, DType w_
     const void* b = x;
     switch (w_type) {
     case DType::bf16:
-        to_bf16(x, T * in, xq, stream_);
+        round_split(x, T * in, w_type, xq, nullptr, stream_);
         type = CUDA_R_16BF;
         b = xq;
         break;
     case DType::f16:
-        to_f16(x, T * in, xq, stream_);
+        round_split(x, T * in, w_type, xq, nullptr, stream_);
         type = CUDA_R_16F;
         b = xq;
         break;

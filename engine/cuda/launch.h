@@ -96,8 +96,5 @@ void check_cublas(cublasStatus_t status, const char* what);
 void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s);
 // h [rows, F] = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F]: a gate and up product made as one.
 void silu_mul_pairs(const float* gu, int64_t rows, int64_t F, float* h, cudaStream_t s);
-// y = x rounded to BF16 / F16, n elements.
-void to_bf16(const float* x, int64_t n, void* y, cudaStream_t s);
-void to_f16(const float* x, int64_t n, void* y, cudaStream_t s);
 
 }  // namespace moe::cuda::launch

@@ -21,6 +21,13 @@ bool early_launch();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
+// Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
+template <typename K>
+void allow_shared(K* kernel, size_t shared, const char* what) {
+    if (shared > 48 * 1024)
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)), what);
+}
+
 template <typename... P, typename... A>
 void launch_after(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
                   A&&... args) {

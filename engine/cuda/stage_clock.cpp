@@ -34,11 +34,10 @@ void StageClock::begin(cudaStream_t s, int64_t tokens) {
     decode_ = tokens == 1;
     used_ = 0;
     names_.clear();
-    mark("");
+    record("");
 }
 
-void StageClock::mark(const char* stage) {
-    if (!on_ || !stream_) return;
+void StageClock::record(const char* stage) {
     if (used_ == events_.size()) {
         cudaEvent_t e = nullptr;
         check(cudaEventCreate(&e), "creating a stage event");

@@ -24,10 +24,13 @@ public:
     bool on() const { return on_; }
     void begin(cudaStream_t s, int64_t tokens);
     // The launches enqueued since the last mark belong to `stage`.
-    void mark(const char* stage);
+    void mark(const char* stage) {
+        if (on_ && stream_) record(stage);
+    }
     void end();
 
 private:
+    void record(const char* stage);
     bool on_ = false;
     cudaStream_t stream_ = nullptr;
     bool decode_ = false;
