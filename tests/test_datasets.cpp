@@ -3,8 +3,12 @@
 // object whose text is non-empty, strictly valid UTF-8 (own validator, checked on known
 // good and bad byte sequences first); ids are unique within a domain, and no id and no text
 // appears in two splits of a domain. Directories a researcher adds beside the committed
-// domains get the same per-document checks. GSM8K must not be copied into the project.
+// domains get the same per-document checks. GSM8K must not be copied into the project. The code
+// domain is code only (tests/code_domain_check.py, with Debian's python3: every document parses
+// as Python and holds no comment or docstring; the stripping on hand-written cases).
 #include <QCryptographicHash>
+#include <QFileInfo>
+#include <QProcess>
 #include <QtTest>
 
 #include <algorithm>
@@ -166,6 +170,7 @@ private slots:
     void documents_are_well_formed();
     void committed_size_within_budget();
     void gsm8k_is_external();
+    void code_documents_are_code_only();
 };
 
 void TestDatasets::utf8_validator_data() {
@@ -310,6 +315,18 @@ void TestDatasets::gsm8k_is_external() {
     }
     QVERIFY2(listed, "manifest.json has no external entry for gsm8k");
     QVERIFY2(!fs::exists(kDatasets / "gsm8k"), "datasets/gsm8k must not be committed");
+}
+
+void TestDatasets::code_documents_are_code_only() {
+    const QString python = "/usr/bin/python3";
+    if (!QFileInfo::exists(python)) QSKIP("no /usr/bin/python3: the code domain's check is a Python script");
+    QProcess p;
+    p.setProcessChannelMode(QProcess::MergedChannels);
+    p.start(python, {QString::fromStdString((kRepo / "tests" / "code_domain_check.py").string())});
+    QVERIFY2(p.waitForFinished(120000), "tests/code_domain_check.py did not finish in 2 minutes");
+    const QString out = QString::fromUtf8(p.readAll());
+    QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0, qPrintable(out));
+    QVERIFY2(out.contains(" 0 failures"), qPrintable(out));
 }
 
 QTEST_GUILESS_MAIN(TestDatasets)
