@@ -1,12 +1,12 @@
 """Code domain: the Python 3.11 standard library sources shipped by Debian
 (libpython3.11-minimal and libpython3.11-stdlib), one document per .py file, as code only:
-comments and docstrings are removed (see strip_prose), since they are English prose - 43% of
-the characters of these files - and would make the domain half a second English one.
+comments and docstrings are removed (see strip_prose), since they are English prose - over a
+third of the characters of these files - and would make the domain partly a second English one.
 
 Generated data modules are left out because they are tables rather than code: the
 charmap codecs (encodings/cp1252.py and friends), pydoc_data/topics.py and
-_sysconfigdata*.py. So are files over MAX_BYTES, which would each take a large share of the
-capped domain.
+_sysconfigdata*.py. So are files over MAX_BYTES as shipped, which would each take a large
+share of the capped domain.
 """
 
 import ast
