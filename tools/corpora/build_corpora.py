@@ -43,6 +43,8 @@ EXTERNAL = [{
     "name": "gsm8k",
     "path": "../shared/datasets/gsm8k",
     "origin": "https://github.com/openai/grade-school-math",
+    "description": "Grade-school math word problems, one document per problem: the question, then the worked "
+                   "solution and its final answer.",
     "licence": "MIT",
     "note": "not committed; loaded from the path when present",
 }]

@@ -280,15 +280,16 @@ def write_card(res, cfg, log, manifest, layers, path):
     w("Domain-balanced batches: every optimizer step takes the same number of 256-token windows from each")
     w("domain. Sources, versions and licences are in `datasets/manifest.json` and each domain's COPYRIGHT.")
     w("")
-    w("| domain | source | licence | training tokens |")
-    w("|---|---|---|---|")
+    w("| domain | text | source | licence | training tokens |")
+    w("|---|---|---|---|---|")
     for d in manifest["domains"]:
         src = d["source"]["package"] + " " + d["source"]["version"]
-        w(f"| {d['name']} | Debian package {src} | {d['licence']} | {start['train_tokens'].get(d['name'], 0):,} |")
+        w(f"| {d['name']} | {d.get('description', '')} | Debian package {src} | {d['licence']} | "
+          f"{start['train_tokens'].get(d['name'], 0):,} |")
     for d in manifest.get("external", []):
         if d["name"] in start["train_tokens"]:
-            w(f"| {d['name']} | {d['origin']} (read from `{d['path']}`, not committed) | {d['licence']} | "
-              f"{start['train_tokens'][d['name']]:,} |")
+            w(f"| {d['name']} | {d.get('description', '')} | {d['origin']} (read from `{d['path']}`, not committed) | "
+              f"{d['licence']} | {start['train_tokens'][d['name']]:,} |")
     w("")
     w("## Training")
     w("")
