@@ -68,7 +68,8 @@ def strip_prose(source):
     string literal alone (docstrings of modules, classes and functions, and the strings some
     modules use to document attributes). A docstring that is a body's only statement becomes
     `pass`, so the code still parses. A line left holding nothing is dropped; blank lines of the
-    source stay, at most one in a row (inside string literals, every line stays as it is). Raises SyntaxError on a file that is not Python 3.11.
+    source stay, at most one in a row (inside string literals, every line stays as it is).
+    Raises SyntaxError on a file that is not Python 3.11.
     """
     source = source.replace("\r\n", "\n").replace("\r", "\n")
     tree = ast.parse(source)
@@ -77,18 +78,22 @@ def strip_prose(source):
         lines.pop()
     cut = {}  # line index -> list of (start column, end column, replacement)
 
+    def column(i, byte_offset):
+        """The parser's column (UTF-8 bytes) on line i as a character index."""
+        return len(lines[i].encode("utf-8")[:byte_offset].decode("utf-8"))
+
     def cut_span(node, replacement):
         first, last = node.lineno - 1, node.end_lineno - 1
-        if lines[first][:node.col_offset].strip():
-            return False  # shares its line with an earlier statement
-        tail = lines[last][node.end_col_offset:].strip()
+        col, end_col = column(first, node.col_offset), column(last, node.end_col_offset)
+        if lines[first][:col].strip():
+            return  # shares its line with an earlier statement
+        tail = lines[last][end_col:].strip()
         if tail and not tail.startswith("#"):
-            return False  # shares its line with a later statement
+            return  # shares its line with a later statement
         for i in range(first, last + 1):
-            start = node.col_offset if i == first else 0
-            end = node.end_col_offset if i == last else len(lines[i])
+            start = col if i == first else 0
+            end = end_col if i == last else len(lines[i])
             cut.setdefault(i, []).append((start, end, replacement if i == first else ""))
-        return True
 
     for parent in ast.walk(tree):
         for field in ("body", "orelse", "finalbody"):
