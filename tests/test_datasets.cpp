@@ -8,7 +8,6 @@
 // as Python and holds no comment or docstring; the stripping on hand-written cases).
 #include <QCryptographicHash>
 #include <QFileInfo>
-#include <QProcess>
 #include <QtTest>
 
 #include <algorithm>
@@ -23,6 +22,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/python_support.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -318,14 +319,10 @@ void TestDatasets::gsm8k_is_external() {
 }
 
 void TestDatasets::code_documents_are_code_only() {
-    const QString python = "/usr/bin/python3";
-    if (!QFileInfo::exists(python)) QSKIP("no /usr/bin/python3: the code domain's check is a Python script");
-    QProcess p;
-    p.setProcessChannelMode(QProcess::MergedChannels);
-    p.start(python, {QString::fromStdString((kRepo / "tests" / "code_domain_check.py").string())});
-    QVERIFY2(p.waitForFinished(120000), "tests/code_domain_check.py did not finish in 2 minutes");
-    const QString out = QString::fromUtf8(p.readAll());
-    QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 0, qPrintable(out));
+    if (!QFileInfo::exists(test_support::kPython)) QSKIP("no /usr/bin/python3: the code domain's check is a Python script");
+    const test_support::PythonRun r = test_support::run_python({"tests/code_domain_check.py"});
+    const QString out = QString::fromUtf8(r.out + r.err);
+    QVERIFY2(r.code == 0, qPrintable(out));
     QVERIFY2(out.contains(" 0 failures"), qPrintable(out));
 }
 

@@ -3,7 +3,6 @@
 // engine's to 1e-4, so its timings compare the same work. And its benchmark mode prints the
 // JSON fields the performance notes read. Skipped (with the reason) without Debian's
 // python3-torch.
-#include <QProcess>
 #include <QtTest>
 
 #include <algorithm>
@@ -11,19 +10,19 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model.h"
+#include "tests/python_support.h"
 
 namespace {
-const char* kPython = "/usr/bin/python3";
+using test_support::kPython;
 QString source(const char* rel) { return QString(MOE_SOURCE_DIR) + "/" + rel; }
 
 QByteArray run_peer(const QStringList& args) {
-    QProcess p;
-    p.start(kPython, QStringList{source("bench/torch_peer.py")} + args);
-    if (!p.waitForFinished(180000) || p.exitStatus() != QProcess::NormalExit || p.exitCode() != 0) {
-        qWarning("%s", p.readAllStandardError().constData());
+    const test_support::PythonRun r = test_support::run_python(QStringList{source("bench/torch_peer.py")} + args, 180000);
+    if (r.code != 0) {
+        qWarning("%s", r.err.constData());
         return {};
     }
-    return p.readAllStandardOutput();
+    return r.out;
 }
 }  // namespace
 
@@ -32,9 +31,7 @@ class TestTorchPeer : public QObject {
 private slots:
     void initTestCase() {
         if (!QFileInfo::exists(kPython)) QSKIP("no /usr/bin/python3: the peer needs Debian's python3");
-        QProcess p;
-        p.start(kPython, {"-c", "import torch"});
-        if (!p.waitForFinished(60000) || p.exitCode() != 0)
+        if (test_support::run_python({"-c", "import torch"}, 60000).code != 0)
             QSKIP("/usr/bin/python3 cannot import torch (install Debian's python3-torch)");
     }
 

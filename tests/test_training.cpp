@@ -4,7 +4,6 @@
 // tokenizes like the Python encoder the model was trained with, and reproduces the script's own
 // per-domain test loss within 0.5 %; also that an interrupted and resumed run exports the same
 // bytes. Skipped (with the reason) when python3 or torch is missing. Not a check of model quality.
-#include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -21,6 +20,7 @@
 #include "engine/evaluate.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "tests/python_support.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -29,29 +29,13 @@ using nlohmann::json;
 using test_support::read_json;
 using test_support::read_text;
 
-const char* kPython = "/usr/bin/python3";
 const std::vector<std::string> kDomains = {"arith", "hanzi", "prose"};
 constexpr int kSteps = 40;
 constexpr int kSeqLen = 64;
 
-struct Run {
-    int code = -1;
-    QByteArray out, err;
-};
-
-Run python(const QStringList& args, int timeout_ms = 120000) {
-    QProcess p;
-    p.setWorkingDirectory(MOE_SOURCE_DIR);
-    p.start(kPython, args);
-    if (!p.waitForStarted()) return {};
-    if (!p.waitForFinished(timeout_ms)) {
-        p.kill();
-        p.waitForFinished();
-        return {-1, p.readAllStandardOutput(), "timed out: " + p.readAllStandardError()};
-    }
-    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(),
-            p.readAllStandardError()};
-}
+using test_support::kPython;
+using test_support::PythonRun;
+using test_support::run_python;
 
 QString script(const char* name) { return QString(MOE_SOURCE_DIR) + "/tools/train/" + name; }
 
@@ -138,7 +122,7 @@ QStringList TestTraining::train_args(const QString& out) const {
 
 void TestTraining::initTestCase() {
     if (!QFileInfo::exists(kPython)) QSKIP("no /usr/bin/python3: the training tools need Debian's python3");
-    const Run probe = python({"-c", "import torch, numpy"});
+    const PythonRun probe = run_python({"-c", "import torch, numpy"});
     if (probe.code != 0)
         QSKIP(qPrintable("/usr/bin/python3 cannot import torch and numpy (install Debian's python3-torch): " +
                          QString::fromUtf8(probe.err).trimmed().split('\n').last()));
@@ -147,17 +131,17 @@ void TestTraining::initTestCase() {
     write_corpus(dir_ + "/datasets");
     const QString d = QString::fromStdString(dir_);
 
-    Run r = python({script("train_tokenizer.py"), "--out", d + "/tokenizer", "--vocab-size", "400", "--datasets",
+    PythonRun r = run_python({script("train_tokenizer.py"), "--out", d + "/tokenizer", "--vocab-size", "400", "--datasets",
                     d + "/datasets", "--gsm8k", "", "--quiet"});
     QVERIFY2(r.code == 0, r.err.constData());
     // One uninterrupted run with export and the test texts ...
-    r = python(train_args(d + "/run") + QStringList{"--export", d + "/model", "--eval-text-dir", d + "/texts"});
+    r = run_python(train_args(d + "/run") + QStringList{"--export", d + "/model", "--eval-text-dir", d + "/texts"});
     QVERIFY2(r.code == 0, r.err.constData());
     // ... and one interrupted half way, then resumed from its checkpoint.
-    r = python(train_args(d + "/run2") + QStringList{"--stop-after", QString::number(kSteps / 2)});
+    r = run_python(train_args(d + "/run2") + QStringList{"--stop-after", QString::number(kSteps / 2)});
     QVERIFY2(r.code == 0, r.err.constData());
     QVERIFY(!QFileInfo::exists(d + "/model2/model.safetensors"));
-    r = python(train_args(d + "/run2") + QStringList{"--export", d + "/model2", "--resume"});
+    r = run_python(train_args(d + "/run2") + QStringList{"--export", d + "/model2", "--resume"});
     QVERIFY2(r.code == 0, r.err.constData());
 }
 
@@ -173,7 +157,7 @@ void TestTraining::engine_tokenizes_like_the_python_encoder() {
     const std::string code =
         "import json, sys; sys.path.insert(0, 'tools/train'); from byte_level_bpe import Encoder; "
         "e = Encoder(sys.argv[1]); print(json.dumps([e.encode(t) for t in json.loads(sys.argv[2])]))";
-    const Run r = python({"-c", QString::fromStdString(code), QString::fromStdString(dir_ + "/model/tokenizer.json"),
+    const PythonRun r = run_python({"-c", QString::fromStdString(code), QString::fromStdString(dir_ + "/model/tokenizer.json"),
                           QString::fromStdString(input.dump())});
     QVERIFY2(r.code == 0, r.err.constData());
     const json expected = json::parse(r.out.toStdString());
