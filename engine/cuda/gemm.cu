@@ -108,18 +108,14 @@ void Blas::linear(const float* x, int64_t T, int64_t in, const void* w, DType w_
     cudaDataType_t type = CUDA_R_32F;
     const void* b = x;
     switch (w_type) {
-    case DType::bf16:
-        round_split(x, T * in, w_type, xq, nullptr, stream_);
-        type = CUDA_R_16BF;
-        b = xq;
-        break;
-    case DType::f16:
-        round_split(x, T * in, w_type, xq, nullptr, stream_);
-        type = CUDA_R_16F;
-        b = xq;
-        break;
+    case DType::bf16: type = CUDA_R_16BF; break;
+    case DType::f16: type = CUDA_R_16F; break;
     case DType::f32: break;
     default: throw Error(ErrorKind::input, std::string("the CUDA backend has no GEMM for ") + dtype_name(w_type) + " weights");
+    }
+    if (w_type != DType::f32) {  // x rounded to the weights' 16-bit type for the tensor cores
+        round_split(x, T * in, w_type, xq, nullptr, stream_);
+        b = xq;
     }
     const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
     // Column-major: y [out, T] = Wᵀ-view [out, in] · x-view [in, T]; W's rows are its columns.
