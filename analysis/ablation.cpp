@@ -171,13 +171,11 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
     if (context < 2) throw_input_error("--context", "must be at least 2 (a window predicts its tokens after the first)");
 
     // Every domain's tokens first: errors surface before any work, and the progress total is known.
-    std::vector<std::vector<TokenizedDocument>> docs;
+    const std::vector<std::vector<TokenizedDocument>> docs = tokenize_corpus(corpus, tokenizer, opt.max_tokens);
     AblationProgress progress;
-    for (const CorpusDomain& d : corpus.domains) {
-        docs.push_back(tokenize_domain(d, tokenizer, opt.max_tokens));
-        for (const TokenizedDocument& td : docs.back())
+    for (const auto& domain_docs : docs)
+        for (const TokenizedDocument& td : domain_docs)
             progress.tokens_total += static_cast<int64_t>(td.ids.size()) * static_cast<int64_t>(conditions.size() + 1);
-    }
 
     AblationResult result;
     result.context = context;

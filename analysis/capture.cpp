@@ -153,6 +153,9 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
     const std::string url = base + (opt.engine == CaptureEngine::sglang ? "/generate" : "/v1/completions");
     const int64_t max_new = std::max<int64_t>(opt.gen_tokens, 1);
 
+    // Every document read and tokenized before the server is asked or the store written.
+    std::vector<std::vector<TokenizedDocument>> tokenized = tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+
     CaptureResult result;
     std::string served_model = opt.served_model;
     {
@@ -192,7 +195,7 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
     progress.run_id = result.run_id;
     for (size_t di = 0; di < corpus.domains.size(); ++di) {
         const CorpusDomain& dom = corpus.domains[di];
-        for (TokenizedDocument& td : tokenize_domain(dom, tokenizer, opt.max_tokens)) {
+        for (TokenizedDocument& td : tokenized[di]) {
             if (resume.finished(domain_ids[di], corpus.split, td.id, td.text_hash, dom.file, "captured")) {
                 ++result.documents_skipped;
                 continue;

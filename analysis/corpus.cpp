@@ -173,7 +173,9 @@ std::vector<CorpusDocument> read_documents(const CorpusDomain& domain) {
     if (!is_jsonl(p)) {
         std::ostringstream ss;
         ss << in.rdbuf();
-        docs.push_back({p.stem().string(), utf8_replace_invalid(ss.str())});
+        std::string text = ss.str();
+        require_utf8(text, domain.file);
+        docs.push_back({p.stem().string(), std::move(text)});
         return docs;
     }
     std::set<std::string> ids;

@@ -31,4 +31,12 @@ std::vector<TokenizedDocument> tokenize_domain(const CorpusDomain& domain, const
     return out;
 }
 
+std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus, const Tokenizer& tokenizer,
+                                                            int64_t max_tokens) {
+    std::vector<std::vector<TokenizedDocument>> out;
+    out.reserve(corpus.domains.size());
+    for (const CorpusDomain& d : corpus.domains) out.push_back(tokenize_domain(d, tokenizer, max_tokens));
+    return out;
+}
+
 }  // namespace moe::analysis

@@ -1,7 +1,7 @@
 // A corpus domain's documents as token ids, under a per-domain token budget: documents in
-// file order, the one that crosses the budget cut short, the rest left out. The trace job
-// and the ablation evaluator read corpora through this, so both see the same tokens for
-// the same (corpus, budget).
+// file order, the one that crosses the budget cut short, the rest left out. The trace and
+// capture jobs and the ablation evaluator read corpora through this, so all see the same
+// tokens for the same (corpus, budget).
 #pragma once
 
 #include <cstdint>
@@ -24,5 +24,10 @@ struct TokenizedDocument {
 // max_tokens 0: no budget. Tokenizer errors name the domain's file and the document.
 std::vector<TokenizedDocument> tokenize_domain(const CorpusDomain& domain, const Tokenizer& tokenizer,
                                                int64_t max_tokens);
+
+// Every domain of the corpus, in its order (one list per domain). The jobs that write to a
+// store call this before they write anything, so a bad file leaves the store as it was.
+std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus, const Tokenizer& tokenizer,
+                                                            int64_t max_tokens);
 
 }  // namespace moe::analysis

@@ -47,6 +47,10 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
     if (context < 1) throw_input_error("--context", "must be at least 1");
 
+    // Every document read and tokenized before anything is written: a corpus with a bad file
+    // (not UTF-8, broken JSON) leaves the store as it was.
+    std::vector<std::vector<TokenizedDocument>> tokenized = tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+
     TraceResult result;
     const int64_t model_id = store.add_model(model_record);
     const int64_t corpus_id = store.add_corpus({corpus.name, corpus.path, "", ""});
@@ -79,7 +83,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     progress.run_id = result.run_id;
     for (size_t di = 0; di < corpus.domains.size(); ++di) {
         const CorpusDomain& dom = corpus.domains[di];
-        for (TokenizedDocument& td : tokenize_domain(dom, tokenizer, opt.max_tokens)) {
+        for (TokenizedDocument& td : tokenized[di]) {
             if (resume.finished(domain_ids[di], corpus.split, td.id, td.text_hash, dom.file, "traced")) {
                 ++result.documents_skipped;
                 continue;

@@ -84,4 +84,8 @@ private:
 // Replaces each ill-formed UTF-8 subsequence by U+FFFD (the caller's replacement policy).
 std::string utf8_replace_invalid(std::string_view bytes);
 
+// Throws moe::Error(input) naming `where` when `text` is not well-formed UTF-8: "invalid UTF-8
+// at byte offset N (byte 0xXX)".
+void require_utf8(std::string_view text, const std::string& where);
+
 }  // namespace moe

@@ -190,14 +190,14 @@ void TraceTest::corpus_single_files() {
     c = open_corpus((gsm + "/test.jsonl").toStdString(), "test", std::string("math"));
     QCOMPARE(c.domains[0].name, std::string("math"));
     QCOMPARE(read_documents(c.domains[0])[1].id, std::string("test-1"));
-    // A plain-text file: one document; invalid UTF-8 replaced.
-    write_text(tmp_.path() + "/story.txt", QByteArray("Once upon a time\xff."));
+    // A plain-text file: one document.
+    write_text(tmp_.path() + "/story.txt", QByteArray("Once upon a time \xE2\x80\x94 \xE4\xB8\x80."));
     c = open_corpus((tmp_.path() + "/story.txt").toStdString(), "test", std::nullopt);
     QCOMPARE(c.domains[0].name, std::string("story"));
     docs = read_documents(c.domains[0]);
     QCOMPARE(docs.size(), size_t{1});
     QCOMPARE(docs[0].id, std::string("story"));
-    QCOMPARE(docs[0].text, std::string("Once upon a time\xEF\xBF\xBD."));
+    QCOMPARE(docs[0].text, std::string("Once upon a time \xE2\x80\x94 \xE4\xB8\x80."));
     // The shared GSM8K copy, when the checkout has it beside it.
     const QString shared = QStringLiteral(MOE_SOURCE_DIR "/../shared/datasets/gsm8k");
     if (QFile::exists(shared + "/test.jsonl")) {
@@ -233,6 +233,14 @@ void TraceTest::corpus_errors() {
     write_text(bad, "[1, 2]\n");
     CHECK_ERROR(input, read_documents({"bad", "", "", bad.toStdString(), "bad-", 0, false}),
                 {"bad.jsonl:1", "expected a JSON object"});
+    write_text(bad, "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\", \"text\": \"caf\xE9\"}\n");
+    CHECK_ERROR(input, read_documents({"bad", "", "", bad.toStdString(), "bad-", 0, false}),
+                {"bad.jsonl:2", "UTF-8"});
+    // A plain-text document that is not UTF-8 (Latin-1 here) is refused, not silently altered.
+    const QString latin1 = tmp_.path() + "/latin1.txt";
+    write_text(latin1, QByteArray("Once upon a time in a caf\xE9."));
+    CHECK_ERROR(input, read_documents({"latin1", "", "", latin1.toStdString(), "latin1-", 0, false}),
+                {"latin1.txt", "invalid UTF-8 at byte offset 25 (byte 0xe9)"});
 }
 
 void TraceTest::stores_what_the_observer_reports() {
@@ -540,6 +548,7 @@ void TraceTest::cli_errors() {
     const QString notes = tmp_.path() + "/notes.txt";
     write_text(notes, QByteArray("plain notes, not a store\n").repeated(100));
     const QString db = tmp_.path() + "/cli.db";  // made by cli_trace_stats_export
+    const size_t runs_before = RoutingStore::open(db.toStdString()).runs().size();
     const std::vector<Case> cases = {
         {{"stats", "--db", notes, "--csv", tmp_.path() + "/x.csv"}, 2, "not a MoE Workbench routing store"},
         {{"export", "--db", notes, "--run", "1", "--tokens", "--csv", tmp_.path() + "/x.csv"},
@@ -553,6 +562,7 @@ void TraceTest::cli_errors() {
         {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/nowhere", "--db", db}, 2, "no such corpus"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", notes}, 2, "not a MoE Workbench routing store"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_}, 2, "--db"},
+        {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/latin1.txt", "--db", db}, 2, "invalid UTF-8"},
     };
     for (const Case& c : cases) {
         QProcess p;
@@ -565,6 +575,8 @@ void TraceTest::cli_errors() {
     }
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv"));
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv.partial"));
+    // The refused traces (a corpus that is not UTF-8 among them) left no run behind.
+    QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), runs_before);
 }
 
 QTEST_GUILESS_MAIN(TraceTest)

@@ -52,12 +52,7 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) const {
     const tok::TokenizerImpl& t = *impl_;
-    if (const size_t bad = tok::find_invalid_utf8(text); bad != std::string_view::npos) {
-        static const char* hex = "0123456789abcdef";
-        const auto b = static_cast<uint8_t>(text[bad]);
-        throw_input_error("text", "invalid UTF-8 at byte offset " + std::to_string(bad) + " (byte 0x" + hex[b >> 4] +
-                                      hex[b & 15] + ")");
-    }
+    require_utf8(text, "text");
     std::vector<int32_t> ids;
     ids.reserve(text.size() / 3 + 4);
     tok::Arena arena;
@@ -158,5 +153,14 @@ bool Tokenizer::is_special(int32_t id) const {
 const std::string& Tokenizer::source() const { return impl_->source; }
 
 std::string utf8_replace_invalid(std::string_view bytes) { return tok::utf8_lossy(bytes); }
+
+void require_utf8(std::string_view text, const std::string& where) {
+    const size_t bad = tok::find_invalid_utf8(text);
+    if (bad == std::string_view::npos) return;
+    static const char* hex = "0123456789abcdef";
+    const auto b = static_cast<uint8_t>(text[bad]);
+    throw_input_error(where, "invalid UTF-8 at byte offset " + std::to_string(bad) + " (byte 0x" + hex[b >> 4] +
+                                 hex[b & 15] + ")");
+}
 
 }  // namespace moe
