@@ -19,6 +19,9 @@ CsvWriter::CsvWriter(const std::string& path) : path_(path) {
         to_stdout_ = true;
         file_ = stdout;
     } else {
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec))
+            throw_input_error(path, "is a directory: give the CSV file's name");
         partial_ = path + ".partial";
         file_ = std::fopen(partial_.c_str(), "wb");
         if (!file_) throw_input_error(path, std::string("cannot write: ") + std::strerror(errno));

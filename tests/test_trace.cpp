@@ -558,6 +558,8 @@ void TraceTest::cli_errors() {
         {{"stats", "--db", db}, 2, "nothing asked"},
         {{"stats", "--db", db, "--run", "99", "--csv", "-"}, 2, "no run 99"},
         {{"stats", "--db", db, "--run", "1", "--layer", "0", "--csv", "-"}, 2, "not a MoE layer"},
+        {{"stats", "--db", db, "--run", "1", "--csv", tmp_.path()}, 2, "is a directory"},
+        {{"export", "--db", db, "--run", "1", "--tokens", "--csv", tmp_.path()}, 2, "is a directory"},
         {{"export", "--db", db, "--run", "1", "--csv", "-"}, 2, "exactly one of"},
         {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/nowhere", "--db", db}, 2, "no such corpus"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", notes}, 2, "not a MoE Workbench routing store"},
