@@ -12,6 +12,7 @@ class CliErrorTest : public QObject {
 private slots:
     void cli_exits_2_data();
     void cli_exits_2();
+    void make_random_never_overwrites_weights();
 };
 
 void CliErrorTest::cli_exits_2_data() {
@@ -96,6 +97,71 @@ void CliErrorTest::cli_exits_2() {
     QVERIFY2(out.isEmpty(), qPrintable("stdout: " + out.left(300)));
     QVERIFY2(err.contains("error") || err.contains("unknown"), qPrintable(err));
     QVERIFY2(err.contains(needle), qPrintable(err));
+}
+
+namespace {
+
+struct Run {
+    int code = -1;
+    QString err;
+};
+
+Run run_moewb(const QStringList& args) {
+    QProcess p;
+    p.start(QStringLiteral(MOE_BINARY_DIR "/app/moewb"), args);
+    if (!p.waitForFinished(120000) || p.exitStatus() != QProcess::NormalExit) return {};
+    return {p.exitCode(), QString::fromUtf8(p.readAllStandardError())};
+}
+
+}  // namespace
+
+void CliErrorTest::make_random_never_overwrites_weights() {
+    QTemporaryDir tmp;
+    const QString model = copy_fixture(tmp, "f32_single");
+    QVERIFY(!model.isEmpty());
+    const QString config = model + "/config.json";
+    const QByteArray trained = read_file(model + "/" + kSingle);
+    QVERIFY(!trained.isEmpty());
+
+    // A new directory: weights and the config written, and they load.
+    const QString fresh = tmp.path() + "/random";
+    Run r = run_moewb({"make-random", "--config", config, "--out", fresh, "--dtype", "f32", "--seed", "3"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QCOMPARE(read_file(fresh + "/config.json"), read_file(config));
+    r = run_moewb({"info", "--model", fresh});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const QByteArray seed3 = read_file(fresh + "/" + kSingle);
+
+    // Again into it: refused, the weights untouched; --force replaces them.
+    r = run_moewb({"make-random", "--config", config, "--out", fresh, "--dtype", "f32", "--seed", "4"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("already holds") && r.err.contains("--force"), qPrintable(r.err));
+    QCOMPARE(read_file(fresh + "/" + kSingle), seed3);
+    r = run_moewb({"make-random", "--config", config, "--out", fresh, "--dtype", "f32", "--seed", "4", "--force"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(read_file(fresh + "/" + kSingle) != seed3);
+
+    // Into the config's own (trained) directory: refused; with --force the config stays itself.
+    r = run_moewb({"make-random", "--config", config, "--out", model});
+    QCOMPARE(r.code, 2);
+    QCOMPARE(read_file(model + "/" + kSingle), trained);
+    const QByteArray config_bytes = read_file(config);
+    r = run_moewb({"make-random", "--config", config, "--out", model, "--force"});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QCOMPARE(read_file(config), config_bytes);
+    QVERIFY(read_file(model + "/" + kSingle) != trained);
+
+    // A sharded checkpoint's directory: refused even with --force; a file as --out: refused.
+    QTemporaryDir tmp2;
+    const QString sharded = copy_fixture(tmp2, "f32_sharded_gqa");
+    QVERIFY(!sharded.isEmpty());
+    r = run_moewb({"make-random", "--config", config, "--out", sharded, "--force"});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("another checkpoint"), qPrintable(r.err));
+    QVERIFY(!QFile::exists(sharded + "/" + kSingle));
+    r = run_moewb({"make-random", "--config", config, "--out", config});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not a directory"), qPrintable(r.err));
 }
 
 QTEST_GUILESS_MAIN(CliErrorTest)
