@@ -23,13 +23,13 @@ struct WorkItem {
     std::string domain;
 };
 
-std::string trace_key(const Corpus& corpus, const TraceOptions& opt, int64_t context) {
+std::string trace_key(const Corpus& corpus, const TraceOptions& opt, int64_t context, const std::string& source) {
     std::string domains;
     for (const auto& d : corpus.domains) domains += d.name + ";";
     return "corpus=" + corpus.path + "|split=" + corpus.split + "|domains=" + domains +
            "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
            "|mask=" + (opt.mask ? opt.mask->spec() : "") +
-           "|mode=" + (opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute") + "|source=" + opt.source;
+           "|mode=" + (opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute") + "|source=" + source;
 }
 
 }  // namespace
@@ -61,7 +61,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     RunSpec spec;
     spec.model_id = model_id;
     spec.corpus_id = corpus_id;
-    spec.source = opt.source;
+    spec.source = opt.source.empty() ? model.backend_label() : opt.source;
     spec.dtype = model.dtype_summary();
     spec.mask_spec = opt.mask ? opt.mask->spec() : "";
     spec.mask_mode = opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute";
@@ -70,7 +70,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     spec.split = corpus.split;
     spec.context = context;
     spec.max_tokens = opt.max_tokens;
-    spec.trace_key = trace_key(corpus, opt, context);
+    spec.trace_key = trace_key(corpus, opt, context, spec.source);
     spec.layers = run_layers(cfg, opt.mask);
 
     const RunResume resume = RunResume::start(store, spec, opt.new_run);

@@ -33,7 +33,7 @@ struct TraceOptions {
     int64_t max_tokens = 0;  // per domain (documents kept in file order, the last one cut); 0: all
     int64_t context = 0;     // window length; 0: the model's max_position_embeddings
     const ExpertMask* mask = nullptr;
-    std::string source = "cpu";
+    std::string source;  // the run's source; empty: the model's backend_label() ("cpu", "cuda", ...)
     bool new_run = false;  // start a new run even when the same trace exists
     TraceWriterOptions writer;
     // Called after every forward step and document; returning false stops the trace after

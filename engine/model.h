@@ -65,6 +65,9 @@ public:
     int threads() const;
     std::string dtype_summary() const;  // "BF16", "F32", or "mixed (BF16, F32)"
     virtual Backend backend() const { return Backend::cpu; }
+    // What computed the numbers, as the routing store records it (a run's or a baseline's
+    // source): "cpu", "cuda", or "cuda-bf16" (the CUDA backend with BF16 activations).
+    virtual std::string backend_label() const { return backend_name(backend()); }
     // The device and its memory in use for weights, KV caches (those alive) and workspace;
     // empty on the CPU backend.
     struct DeviceMemory {

@@ -151,6 +151,7 @@ private slots:
         const auto cpu = moe::load_model(dir.toStdString(), cpu_opt);
         const auto gpu = moe::load_model(dir.toStdString(), gpu_opt);
         QCOMPARE(gpu->backend(), moe::Backend::cuda);
+        QCOMPARE(gpu->backend_label(), std::string(bf16_activations ? "cuda-bf16" : "cuda"));
         const moe::ExpertMask m =
             moe::ExpertMask::parse(mask.toStdString(), cpu->config(), moe::parse_mask_mode(mode.toStdString()));
         const bool decode = form.startsWith("decode");

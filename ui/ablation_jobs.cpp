@@ -130,7 +130,8 @@ void AblationJobs::launch(std::function<std::vector<an::AblationCondition>(const
             an::AblationResult r = an::run_ablation(*model, *tokenizer, corpus, conditions, opt);
             if (!store_path.empty() && !r.stopped) {
                 an::RoutingStore s = an::RoutingStore::open(store_path);
-                an::store_ablation(s, an::describe_model(*model, tokenizer.get(), dir), corpus, "cpu",
+                an::store_ablation(s, an::describe_model(*model, tokenizer.get(), dir), corpus,
+                                   model->backend_label(),
                                    model->dtype_summary(), opt, r);
             }
             return r;

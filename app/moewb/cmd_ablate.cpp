@@ -199,7 +199,7 @@ int cmd_ablate(int argc, char** argv) {
         std::fprintf(stderr, "moewb ablate: interrupted; nothing was stored or written.\n");
         return 130;
     }
-    if (store) store_ablation(*store, an::describe_model(*model, &tokenizer, dir), corpus, "cpu", model->dtype_summary(), opt, r);
+    if (store) store_ablation(*store, an::describe_model(*model, &tokenizer, dir), corpus, model->backend_label(), model->dtype_summary(), opt, r);
     if (args.has("--csv")) write_csv(args.require("--csv"), r);
 
     if (args.has("--json")) {

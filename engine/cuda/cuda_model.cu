@@ -167,6 +167,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     blas_ = std::make_unique<launch::Blas>(stream_);
     blas_->set_split_activations(!o.cuda_bf16_activations);
+    bf16_activations_ = o.cuda_bf16_activations;
     use_graphs_ = o.cuda_graphs && !stages_.on();
     void* p = nullptr;
     check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");

@@ -137,6 +137,7 @@ public:
                  std::vector<float>& logits) const override;
     KvCache make_cache() const override { return KvCache(0, config_.num_key_value_heads * config_.head_dim); }
     Backend backend() const override { return Backend::cuda; }
+    std::string backend_label() const override { return bf16_activations_ ? "cuda-bf16" : "cuda"; }
     bool uses_cuda_graphs() const override {
         std::lock_guard lock(forward_mutex_);
         return use_graphs_ && !graphs_failed_;
@@ -249,6 +250,7 @@ private:
     // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
     // changes; if capture fails, steps run launch by launch from then on.
     bool use_graphs_ = true;
+    bool bf16_activations_ = false;  // LoadOptions::cuda_bf16_activations
     PinnedMem decode_pinned_;  // the graph's host inputs and logits
     mutable cudaGraphExec_t graph_exec_ = nullptr;
     mutable std::string graph_key_;
