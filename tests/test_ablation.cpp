@@ -50,6 +50,7 @@ private slots:
     void store_round_trip_and_baseline_reuse();
     void old_store_is_upgraded();
     void cli_json_csv_and_errors();
+    void cli_eval_of_a_corpus_file();
     void embedded_model_effects();
 
 private:
@@ -417,6 +418,50 @@ void AblationTest::cli_json_csv_and_errors() {
         QVERIFY2(p.exitCode() == 2, qPrintable(b.args.join(' ') + ": " + err));
         QVERIFY2(err.contains(b.needle), qPrintable(b.args.join(' ') + ": " + err));
     }
+}
+
+void AblationTest::cli_eval_of_a_corpus_file() {
+    // `moewb eval --text FILE.jsonl`: each document evaluated on its own (not the file's JSON
+    // as one text), the loss the mean over all their predicted tokens.
+    const QString model = tmp_.path() + "/eval-model";
+    QVERIFY(store_test::write_model_dir(model, config_, 21));
+    const auto loaded = moe::load_model(model.toStdString(), {});
+    const QString file = corpus_ + "/english/test.jsonl";
+    const Corpus c = open_corpus(file.toStdString(), "test", std::nullopt);
+    moe::EvalResult sum;
+    int64_t tokens = 0, documents = 0;
+    for (const TokenizedDocument& td : tokenize_domain(c.domains[0], *tok_, 0)) {
+        const moe::EvalResult e = moe::evaluate_loss(*loaded, td.ids, opt_.context, nullptr);
+        sum.total_nll += e.total_nll;
+        sum.predicted += e.predicted;
+        tokens += static_cast<int64_t>(td.ids.size());
+        ++documents;
+    }
+    QVERIFY(documents > 1);
+    QProcess p;
+    p.start(kMoewb, {"eval", "--model", model, "--text", file, "--context", QString::number(opt_.context), "--threads",
+                     "1", "--json"});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const auto j = nlohmann::json::parse(p.readAllStandardOutput().toStdString());
+    QCOMPARE(j["documents"].get<int64_t>(), documents);
+    QCOMPARE(j["tokens"].get<int64_t>(), tokens);
+    QCOMPARE(j["predicted_tokens"].get<int64_t>(), sum.predicted);
+    QVERIFY2(std::abs(j["loss"].get<double>() - sum.mean_loss()) < 1e-9 * sum.mean_loss(),
+             qPrintable(QString::number(j["loss"].get<double>(), 'g', 17) + " vs " + QString::number(sum.mean_loss(), 'g', 17)));
+    // A plain-text file stays one text.
+    const QString txt = tmp_.path() + "/one.txt";
+    {
+        QFile f(txt);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(QByteArray::fromStdString(store_test::sample_text(3, 30)));
+    }
+    p.start(kMoewb, {"eval", "--model", model, "--text", txt, "--context", QString::number(opt_.context), "--json"});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const auto one = nlohmann::json::parse(p.readAllStandardOutput().toStdString());
+    QCOMPARE(one["documents"].get<int64_t>(), int64_t{1});
+    QCOMPARE(one["tokens"].get<int64_t>(), static_cast<int64_t>(tok_->encode(store_test::sample_text(3, 30)).size()));
 }
 
 void AblationTest::embedded_model_effects() {

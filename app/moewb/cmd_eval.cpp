@@ -2,10 +2,13 @@
 // with an expert mask. Long texts are cut into windows of the model's context.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "app/moewb/cli_common.h"
+#include "analysis/corpus.h"
+#include "analysis/corpus_tokens.h"
 #include "app/moewb/commands.h"
 #include "engine/error.h"
 #include "engine/evaluate.h"
@@ -15,13 +18,18 @@ namespace moewb {
 
 namespace {
 
+namespace an = moe::analysis;
+
 const char* kHelp =
     "usage: moewb eval --model DIR (--text FILE | --ids 1,2,3) [--mask SPEC]\n"
     "                  [--mask-mode reroute|drop] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--json]\n\n"
     "Tokenizes FILE (UTF-8; the tokenizer adds BOS as its config says), runs it through the\n"
     "model in windows of --context tokens (default: the model's max_position_embeddings)\n"
     "and reports the number of tokens, the mean loss in nats per predicted token and the\n"
-    "perplexity exp(loss). Each window predicts its tokens after the first.\n";
+    "perplexity exp(loss). Each window predicts its tokens after the first. A FILE ending in\n"
+    ".jsonl is a corpus file ({\"id\", \"text\"} or {\"question\", \"answer\"} lines, as\n"
+    "moewb trace reads it): each document is tokenized and evaluated on its own, and the loss\n"
+    "is the mean over all their predicted tokens (\"documents\" in the JSON says how many).\n";
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -41,29 +49,47 @@ int cmd_eval(int argc, char** argv) {
     if (args.has("--text") == args.has("--ids")) moe::throw_input_error("eval", "give exactly one of --text FILE or --ids");
     auto model = open_model(args);
     const moe::ExpertMask mask = mask_from_args(args, model->config());
-    std::vector<int32_t> ids;
+    const int64_t context = args.get_int("--context", model->config().max_position_embeddings, 2, 1 << 24);
+    // The texts to evaluate, each on its own: the ids given, a plain-text file, or a corpus file's documents.
+    std::vector<std::vector<int32_t>> texts;
     if (args.has("--ids")) {
-        ids = parse_id_list(args.require("--ids"), "--ids");
+        texts.push_back(parse_id_list(args.require("--ids"), "--ids"));
     } else {
         const std::string path = args.require("--text");
         const moe::Tokenizer tok = moe::Tokenizer::load_dir(args.require("--model"));
-        try {
-            ids = tok.encode(read_file(path));
-        } catch (const moe::Error& e) {
-            moe::rethrow_with_context(e, path);
+        if (std::filesystem::path(path).extension() == ".jsonl") {
+            const an::Corpus corpus = an::open_corpus(path, "test", std::nullopt);
+            for (an::TokenizedDocument& d : an::tokenize_domain(corpus.domains.at(0), tok, 0)) texts.push_back(std::move(d.ids));
+            if (texts.empty()) moe::throw_input_error(path, "no documents");
+        } else {
+            try {
+                texts.push_back(tok.encode(read_file(path)));
+            } catch (const moe::Error& e) {
+                moe::rethrow_with_context(e, path);
+            }
         }
     }
-    const int64_t context = args.get_int("--context", model->config().max_position_embeddings, 2, 1 << 24);
-    const moe::EvalResult r = moe::evaluate_loss(*model, ids, context, &mask);
+    moe::EvalResult r;
+    size_t n_tokens = 0;
+    for (const std::vector<int32_t>& ids : texts) {
+        n_tokens += ids.size();
+        if (texts.size() > 1 && ids.size() < 2) continue;  // a corpus document too short to predict anything
+        const moe::EvalResult e = moe::evaluate_loss(*model, ids, context, &mask);
+        r.total_nll += e.total_nll;
+        r.predicted += e.predicted;
+    }
+    if (r.predicted == 0) moe::throw_input_error("eval", "need at least 2 tokens to predict one");
     if (args.has("--json")) {
-        print_json({{"tokens", static_cast<int64_t>(ids.size())},
+        print_json({{"tokens", static_cast<int64_t>(n_tokens)},
+                    {"documents", static_cast<int64_t>(texts.size())},
                     {"predicted_tokens", r.predicted},
                     {"loss", r.mean_loss()},
                     {"perplexity", r.perplexity()},
                     {"mask", mask.spec()},
                     {"mask_mode", moe::mask_mode_name(mask.mode())}});
     } else {
-        std::printf("tokens %zu, predicted %lld, loss %.6f nats/token, perplexity %.4f\n", ids.size(),
+        if (texts.size() > 1) std::printf("documents %zu, ", texts.size());
+        std::printf("tokens %zu, predicted %lld, loss %.6f nats/token, perplexity %.4f\n", n_tokens,
                     static_cast<long long>(r.predicted), r.mean_loss(), r.perplexity());
     }
     return 0;
