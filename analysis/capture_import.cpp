@@ -1,7 +1,8 @@
 // Offline import of saved SGLang / vLLM responses (JSONL, one request per line) into a run
 // of the routing store; see capture.h and docs/capture.md for the line format. The same
-// validation as a live capture; one document per line, written whole or not at all; the
-// same file imported again resumes its incomplete run.
+// validation as a live capture; every line checked before anything is stored (a file with a
+// bad line leaves the store as it was); one document per line, written whole or not at all;
+// the same file imported again resumes its incomplete run.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -91,42 +92,26 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
     if (!next_line(first)) throw_input_error(responses_path, "has no responses");
     const CaptureEngine engine = engine_of(first, responses_path + ":" + std::to_string(line_no));
     result.engine = capture_engine_name(engine);
+    const std::vector<RunLayer> run_layer_list = run_layers(cfg);
 
-    const int64_t model_id = store.add_model(model_record);
-    const int64_t corpus_id = store.add_corpus({stem, abs.string(), "saved " + result.engine + " responses", ""});
-    RunSpec spec;
-    spec.model_id = model_id;
-    spec.corpus_id = corpus_id;
-    spec.source = result.engine;
-    if (first.obj.contains("server_version") && first.obj["server_version"].is_string())
-        spec.engine_version = first.obj["server_version"].get<std::string>();
-    spec.gate_weight_kind.reset();
-    spec.has_entropy = false;
-    spec.split = "import";
-    spec.trace_key = "import|responses=" + abs.string() + "|domain=" + opt.domain + "|source=" + result.engine;
-    spec.layers = run_layers(cfg);
-    const RunResume resume = RunResume::start(store, spec, opt.new_run);
-    if (resume.report_into(result)) return result;
-    std::map<std::string, int64_t> domain_ids;
-
-    TraceWriter writer(store, result.run_id, opt.writer);
-    LayerAxis axis = opt.layer_axis;
-    CaptureProgress progress;
-    progress.run_id = result.run_id;
-    Line line = std::move(first);
-    int64_t index = 0;
-    bool have = true;
-    while (have) {
+    // One line as a document: every check, the routing laid out by layer. Nothing is stored here.
+    struct LineDoc {
+        std::string name, domain, hash;
+        std::unique_ptr<DocumentRouting> doc;
+    };
+    auto read_doc = [&](const Line& line, int64_t index, LayerAxis& axis) {
         const std::string where = responses_path + ":" + std::to_string(line_no);
         const json& o = line.obj;
         const json& resp = *line.response;
         if (engine_of(line, where) != engine)
             throw_input_error(where, "a " + std::string(capture_engine_name(engine_of(line, where))) +
                                          " response in a file of " + result.engine + " responses");
-        std::string name = stem + "-" + std::to_string(index);
-        if (o.contains("id")) name = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
-        std::string domain = opt.domain;
-        if (domain.empty()) domain = o.contains("domain") && o["domain"].is_string() ? o["domain"].get<std::string>() : "import";
+        LineDoc d;
+        d.name = stem + "-" + std::to_string(index);
+        if (o.contains("id")) d.name = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
+        d.domain = opt.domain;
+        if (d.domain.empty())
+            d.domain = o.contains("domain") && o["domain"].is_string() ? o["domain"].get<std::string>() : "import";
         auto prompt = ids_at(o, {"prompt_ids"});
         if (!prompt) prompt = ids_at(o, {"input_ids"});
         if (!prompt) prompt = ids_at(o, {"request", "input_ids"});
@@ -140,10 +125,6 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
             if (id < 0 || id >= cfg.vocab_size)
                 throw_input_error(where, "prompt token id " + std::to_string(id) + " is outside the model's vocab_size " +
                                              std::to_string(cfg.vocab_size));
-        auto dit = domain_ids.find(domain);
-        if (dit == domain_ids.end()) dit = domain_ids.emplace(domain, store.add_domain(corpus_id, {domain, "", ""})).first;
-        const int64_t domain_id = dit->second;
-
         ParsedResponse pr = parse_engine_response(engine, resp.dump(), static_cast<int64_t>(prompt->size()), cfg, where);
         if (pr.output_ids.empty())
             if (auto out = ids_at(o, {"output_ids"})) pr.output_ids = *out;
@@ -154,45 +135,98 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
         h.update(prompt->data(), prompt->size() * 4);
         h.update_u64(0xFFFFFFFFFFFFFFFFull);
         h.update(pr.output_ids.data(), pr.output_ids.size() * 4);
-        const std::string hash = h.hex();
+        d.hash = h.hex();
 
-        if (resume.finished(domain_id, spec.split, name, hash, where, "imported")) {
-            ++result.documents_skipped;
-        } else {
-            auto doc = std::make_unique<DocumentRouting>();
-            doc->domain_id = domain_id;
-            doc->split = spec.split;
-            doc->name = name;
-            doc->text_hash = hash;
-            for (const RunLayer& rl : spec.layers) {
-                DocumentRouting::Layer l;
-                l.layer = rl.layer;
-                l.k = rl.k;
-                doc->layers.push_back(std::move(l));
-            }
-            const LayerAxis use = resolve_layer_axis(pr.routing, cfg, axis, where);
-            if (axis == LayerAxis::auto_detect && pr.routing.rows > 0 && cfg.n_moe_layers() != cfg.num_hidden_layers)
-                axis = use;
-            append_routing(pr.routing, cfg, use, doc->layers, where);
-            // The rows cover prompt + output − 1 positions: every token but the last generated one.
-            const auto n_rows = static_cast<size_t>(pr.routing.rows);
-            doc->token_ids = *prompt;
-            doc->token_ids.insert(doc->token_ids.end(), pr.output_ids.begin(), pr.output_ids.end());
-            doc->token_ids.resize(n_rows);
-            result.tokens_imported += static_cast<int64_t>(n_rows);
-            writer.submit(std::move(doc));
-            ++result.documents_imported;
+        d.doc = std::make_unique<DocumentRouting>();
+        d.doc->name = d.name;
+        d.doc->text_hash = d.hash;
+        for (const RunLayer& rl : run_layer_list) {
+            DocumentRouting::Layer l;
+            l.layer = rl.layer;
+            l.k = rl.k;
+            d.doc->layers.push_back(std::move(l));
         }
-        ++index;
+        const LayerAxis use = resolve_layer_axis(pr.routing, cfg, axis, where);
+        if (axis == LayerAxis::auto_detect && pr.routing.rows > 0 && cfg.n_moe_layers() != cfg.num_hidden_layers)
+            axis = use;
+        append_routing(pr.routing, cfg, use, d.doc->layers, where);
+        // The rows cover prompt + output − 1 positions: every token but the last generated one.
+        d.doc->token_ids = *prompt;
+        d.doc->token_ids.insert(d.doc->token_ids.end(), pr.output_ids.begin(), pr.output_ids.end());
+        d.doc->token_ids.resize(static_cast<size_t>(pr.routing.rows));
+        return d;
+    };
+    auto report = [&](CaptureProgress& progress, const std::string& domain) {
         progress.documents_done = result.documents_imported;
         progress.tokens_done = result.tokens_imported;
         progress.domain = domain;
         progress.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (opt.progress && !opt.progress(progress)) {
+        return !opt.progress || opt.progress(progress);
+    };
+
+    // First every line is read and checked, so a file with a bad line leaves the store as it
+    // was; then the file is read again and stored.
+    {
+        CaptureProgress progress;
+        LayerAxis axis = opt.layer_axis;
+        Line line = std::move(first);
+        int64_t index = 0;
+        for (bool have = true; have; have = next_line(line)) {
+            read_doc(line, index++, axis);
+            if (!report(progress, "checking")) {
+                result.stopped = true;
+                result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+                return result;
+            }
+        }
+        in.clear();
+        in.seekg(0);
+        line_no = 0;
+        if (!in || !next_line(first)) throw_failure(responses_path, "cannot read the responses file again");
+    }
+
+    const int64_t model_id = store.add_model(model_record);
+    const int64_t corpus_id = store.add_corpus({stem, abs.string(), "saved " + result.engine + " responses", ""});
+    RunSpec spec;
+    spec.model_id = model_id;
+    spec.corpus_id = corpus_id;
+    spec.source = result.engine;
+    if (first.obj.contains("server_version") && first.obj["server_version"].is_string())
+        spec.engine_version = first.obj["server_version"].get<std::string>();
+    spec.gate_weight_kind.reset();
+    spec.has_entropy = false;
+    spec.split = "import";
+    spec.trace_key = "import|responses=" + abs.string() + "|domain=" + opt.domain + "|source=" + result.engine;
+    spec.layers = run_layer_list;
+    const RunResume resume = RunResume::start(store, spec, opt.new_run);
+    if (resume.report_into(result)) return result;
+    std::map<std::string, int64_t> domain_ids;
+
+    TraceWriter writer(store, result.run_id, opt.writer);
+    LayerAxis axis = opt.layer_axis;
+    CaptureProgress progress;
+    progress.run_id = result.run_id;
+    Line line = std::move(first);
+    int64_t index = 0;
+    for (bool have = true; have; have = next_line(line)) {
+        const std::string where = responses_path + ":" + std::to_string(line_no);
+        LineDoc d = read_doc(line, index++, axis);
+        auto dit = domain_ids.find(d.domain);
+        if (dit == domain_ids.end()) dit = domain_ids.emplace(d.domain, store.add_domain(corpus_id, {d.domain, "", ""})).first;
+        const int64_t domain_id = dit->second;
+        if (resume.finished(domain_id, spec.split, d.name, d.hash, where, "imported")) {
+            ++result.documents_skipped;
+        } else {
+            d.doc->domain_id = domain_id;
+            d.doc->split = spec.split;
+            result.tokens_imported += static_cast<int64_t>(d.doc->token_ids.size());
+            writer.submit(std::move(d.doc));
+            ++result.documents_imported;
+        }
+        if (!report(progress, d.domain)) {
             result.stopped = true;
             break;
         }
-        have = next_line(line);
     }
     writer.finish();
     result.writer = writer.stats();

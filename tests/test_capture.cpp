@@ -431,7 +431,8 @@ void CaptureTest::import_saved_responses() {
         QVERIFY(run_import(store, cfg_, record_, save_.toStdString(), {}).already_complete);
         cleanup();
     }
-    // A damaged line: a clear error naming the file and line; the lines before it stay whole.
+    // A damaged line: a clear error naming the file and line, and nothing stored (every line is
+    // checked before the first is stored).
     const QString bad = tmp_.path() + "/bad.jsonl";
     {
         QFile in(save_);
@@ -447,8 +448,20 @@ void CaptureTest::import_saved_responses() {
     RoutingStore store = RoutingStore::open(db("import-bad.db"));
     CHECK_ERROR(moe::ErrorKind::input, run_import(store, cfg_, record_, bad.toStdString(), {}),
                 {"bad.jsonl:3", "NumPy"});
+    QVERIFY(store.runs().empty());
+    // The first two lines alone import whole.
+    {
+        QFile f(bad);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QList<QByteArray> lines = f.readAll().split('\n');
+        f.close();
+        QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        f.write(lines[0] + "\n" + lines[1] + "\n");
+    }
+    const ImportResult two = run_import(store, cfg_, record_, bad.toStdString(), {});
+    QVERIFY(two.complete);
+    QCOMPARE(store.runs().size(), size_t{1});
     QCOMPARE(store.runs().at(0).n_documents, int64_t{2});
-    QCOMPARE(store.runs().at(0).status, std::string("incomplete"));
 }
 
 void CaptureTest::cli_capture_and_import() {

@@ -72,7 +72,7 @@ int cmd_import(int argc, char** argv) {
                     {"seconds", r.seconds}});
     } else if (r.already_complete) {
         print_already_complete(r.run_id, "import", db_path);
-    } else {
+    } else if (r.run_id != 0) {  // 0: stopped while the file was being checked
         std::printf("run %lld %s: %lld %s responses (%lld tokens) imported in %.1f s%s, %lld finished before\n",
                     static_cast<long long>(r.run_id), status, static_cast<long long>(r.documents_imported),
                     r.engine.c_str(), static_cast<long long>(r.tokens_imported), r.seconds,

@@ -81,6 +81,10 @@ void print_already_complete(int64_t run_id, const char* job, const std::string& 
 
 int resumable_exit(const char* job, int64_t run_id, bool stopped, bool complete) {
     if (!stopped || complete) return 0;
+    if (run_id == 0) {
+        std::fprintf(stderr, "moewb %s: interrupted before anything was stored.\n", job);
+        return 130;
+    }
     std::fprintf(stderr, "moewb %s: interrupted; run %lld is incomplete. Run the same command again to resume.\n", job,
                  static_cast<long long>(run_id));
     return 130;
