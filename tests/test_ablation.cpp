@@ -410,6 +410,10 @@ void AblationTest::cli_json_csv_and_errors() {
         {{"--mask", "*:shared", "--ratios", "0.1"}, "only applies with --sweep"},
         {{"--mask", "*:shared", "--db", tmp_.path() + "/corpus/code/test.jsonl"}, "not a MoE Workbench routing store"},
         {{"--mask", "*:shared", "--max-tokens", "-1"}, "--max-tokens"},
+        // Refused before any work, and no store file made for a job that does not run.
+        {{"--mask", "*:shared", "--db", tmp_.path() + "/never.db", "--context", "1"}, "--context"},
+        {{"--mask", "*:shared", "--db", tmp_.path() + "/never.db", "--csv", tmp_.path() + "/no/such/dir/x.csv"},
+         "cannot write"},
     };
     for (const Bad& b : bad) {
         p.start(kMoewb, base + b.args);
@@ -418,6 +422,7 @@ void AblationTest::cli_json_csv_and_errors() {
         QVERIFY2(p.exitCode() == 2, qPrintable(b.args.join(' ') + ": " + err));
         QVERIFY2(err.contains(b.needle), qPrintable(b.args.join(' ') + ": " + err));
     }
+    QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));
 }
 
 void AblationTest::cli_eval_of_a_corpus_file() {

@@ -565,6 +565,8 @@ void TraceTest::cli_errors() {
         {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", notes}, 2, "not a MoE Workbench routing store"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_}, 2, "--db"},
         {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/latin1.txt", "--db", db}, 2, "invalid UTF-8"},
+        {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", tmp_.path() + "/never.db", "--context", "0"}, 2,
+         "--context"},
     };
     for (const Case& c : cases) {
         QProcess p;
@@ -577,6 +579,7 @@ void TraceTest::cli_errors() {
     }
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv"));
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv.partial"));
+    QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));  // a bad argument makes no store
     // The refused traces (a corpus that is not UTF-8 among them) left no run behind.
     QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), runs_before);
 }

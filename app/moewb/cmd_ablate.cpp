@@ -79,8 +79,7 @@ json condition_json(const an::AblationConditionResult& c) {
     return j;
 }
 
-void write_csv(const std::string& path, const an::AblationResult& r) {
-    an::CsvWriter csv(path);
+void write_csv(an::CsvWriter& csv, const an::AblationResult& r) {
     for (const char* h : {"sweep", "value", "control", "mask", "mode", "domain", "tokens", "baseline_loss",
                           "ablated_loss", "delta_loss", "ppl_ratio", "kl", "top1_agreement"})
         csv.field(h);
@@ -150,8 +149,13 @@ int cmd_ablate(int argc, char** argv) {
     const moe::ModelConfig& cfg = model->config();
     const moe::MaskMode mode = moe::parse_mask_mode(args.get_or("--mask-mode", "reroute"));
     const uint64_t seed = static_cast<uint64_t>(args.get_int("--seed", 1, 0, INT64_MAX));
+    // The store is opened once the arguments are known good (a bad one leaves no new store file
+    // behind), except for the top-routed sweep, which reads its trace run from it.
     std::optional<an::RoutingStore> store;
-    if (args.has("--db")) store.emplace(an::RoutingStore::open(args.require("--db")));
+    auto open_store = [&] {
+        if (args.has("--db") && !store) store.emplace(an::RoutingStore::open(args.require("--db")));
+    };
+    if (sweep == "top-routed") open_store();
 
     std::vector<an::AblationCondition> conditions;
     if (sweep.empty()) {
@@ -184,6 +188,11 @@ int cmd_ablate(int argc, char** argv) {
     an::AblationOptions opt;
     opt.max_tokens = args.get_int("--max-tokens", 0, 0, INT64_MAX);
     opt.context = args.get_int("--context", 0, 2, 1 << 24);
+    // The CSV file opened before the evaluation, so a path that cannot be written is refused
+    // before the work, not after it.
+    std::optional<an::CsvWriter> csv;
+    if (args.has("--csv")) csv.emplace(args.require("--csv"));
+    open_store();
     ProgressBar bar(args.has("--quiet"));
     an::AblationProgress last;
     opt.progress = [&](const an::AblationProgress& p) {
@@ -200,7 +209,7 @@ int cmd_ablate(int argc, char** argv) {
         return 130;
     }
     if (store) store_ablation(*store, an::describe_model(*model, &tokenizer, dir), corpus, model->backend_label(), model->dtype_summary(), opt, r);
-    if (args.has("--csv")) write_csv(args.require("--csv"), r);
+    if (csv) write_csv(*csv, r);
 
     if (args.has("--json")) {
         if (sweep.empty()) {

@@ -50,11 +50,11 @@ int cmd_trace(int argc, char** argv) {
     const moe::Tokenizer tokenizer = moe::Tokenizer::load_dir(dir);
     auto model = open_model(args);
     const moe::ExpertMask mask = mask_from_args(args, model->config());
-    moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(db_path);
-
     moe::analysis::TraceOptions opt;
     opt.max_tokens = args.get_int("--max-tokens", 0, 0, INT64_MAX);
     opt.context = args.get_int("--context", 0, 1, 1 << 24);
+    // Opened once every argument is known good: a bad one leaves no new store file behind.
+    moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(db_path);
     opt.mask = mask.empty() ? nullptr : &mask;
     opt.new_run = args.has("--new-run");
     ProgressBar bar(args.has("--quiet"));
