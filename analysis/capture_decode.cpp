@@ -57,6 +57,7 @@ size_t dtype_size(const std::string& dtype) {
 // Little-endian integers of `dtype` → int32 (values outside int32 become -1, which the
 // range check then refuses).
 void widen(const uint8_t* src, size_t n, const std::string& dtype, int32_t* out) {
+    if (n == 0) return;  // an empty payload: no pointers to pass to memcpy
     if (dtype == "int32" || dtype == "uint32") {
         std::memcpy(out, src, n * 4);  // the host is little-endian
         if (dtype == "uint32")
@@ -190,7 +191,8 @@ std::string error_message_of(const json& j) {
             return (*it)["message"].get<std::string>();
         return it->dump();
     }
-    if (j.value("object", "") == "error" && j.contains("message") && j["message"].is_string())
+    // (value() would throw json's own error on an "object" that is not a string)
+    if (j.contains("object") && j["object"] == "error" && j.contains("message") && j["message"].is_string())
         return j["message"].get<std::string>();
     return {};
 }
@@ -395,13 +397,18 @@ RoutingPayload decode_npy_routing(std::string_view base64, const std::string& wh
     if (dtype.empty() || !little)
         throw_input_error(where, ".npy dtype '" + descr + "' is not a little-endian integer type");
     if (fortran != "False") throw_input_error(where, ".npy array is in Fortran order; expected C order");
+    // Each dimension at most 2^40 (far past any real payload), so the product of three fits in
+    // 128 bits and the byte count is compared without overflow.
+    constexpr int64_t kMaxDim = int64_t{1} << 40;
     std::vector<int64_t> shape;
     for (size_t i = 0; i < shape_text.size();) {
         if (std::isdigit(static_cast<unsigned char>(shape_text[i]))) {
-            size_t j = i;
-            while (j < shape_text.size() && std::isdigit(static_cast<unsigned char>(shape_text[j]))) ++j;
-            shape.push_back(std::stoll(shape_text.substr(i, j - i)));
-            i = j;
+            int64_t v = 0;
+            for (; i < shape_text.size() && std::isdigit(static_cast<unsigned char>(shape_text[i])); ++i) {
+                v = v * 10 + (shape_text[i] - '0');
+                if (v > kMaxDim) throw_input_error(where, ".npy array has shape " + shape_text + ": a dimension is too large");
+            }
+            shape.push_back(v);
         } else {
             ++i;
         }
@@ -412,13 +419,18 @@ RoutingPayload decode_npy_routing(std::string_view base64, const std::string& wh
     p.rows = shape[0];
     p.layers = shape[1];
     p.k = shape[2];
-    const size_t n = static_cast<size_t>(p.rows * p.layers * p.k);
     const size_t es = dtype_size(dtype);
     const size_t data_off = off + header_len;
-    if (b.size() - data_off != n * es)
-        throw_input_error(where, ".npy data has " + fmt_i(static_cast<int64_t>(b.size() - data_off)) +
-                                     " bytes, the shape " + shape_text + " of " + dtype + " needs " +
-                                     fmt_i(static_cast<int64_t>(n * es)) + " (truncated?)");
+    const size_t data_bytes = b.size() - data_off;
+    const unsigned __int128 need = static_cast<unsigned __int128>(p.rows) * static_cast<unsigned __int128>(p.layers) *
+                                   static_cast<unsigned __int128>(p.k) * es;
+    if (need != data_bytes)
+        throw_input_error(where, ".npy data has " + fmt_i(static_cast<int64_t>(data_bytes)) + " bytes, the shape " +
+                                     shape_text + " of " + dtype + " needs " +
+                                     (need > static_cast<unsigned __int128>(INT64_MAX) ? std::string("more")
+                                                                                       : fmt_i(static_cast<int64_t>(need))) +
+                                     " (truncated?)");
+    const size_t n = data_bytes / es;
     p.ids.resize(n);
     widen(b.data() + data_off, n, dtype, p.ids.data());
     return p;

@@ -210,6 +210,37 @@ void CaptureTest::base64_and_npy() {
     CHECK_ERROR(moe::ErrorKind::input, decode_npy_routing(base64_encode(cut.data(), cut.size()), "npy"),
                 {"truncated", "npy"});
     CHECK_ERROR(moe::ErrorKind::input, decode_npy_routing(base64_encode("abcdefghijkl", 12), "npy"), {"NumPy .npy"});
+    // Shapes whose sizes overflow 64 bits: refused as input, not wrapped into a small or zero
+    // element count (which would let rows × layers × k disagree with the ids).
+    auto with_shape = [&](const std::string& shape, size_t data_bytes) {
+        std::string h = "{'descr': '<i4', 'fortran_order': False, 'shape': " + shape + ", }";
+        while ((10 + h.size() + 1) % 64) h += ' ';
+        h += '\n';
+        std::string f("\x93NUMPY\x01\x00", 8);
+        f += char(h.size() & 0xFF);
+        f += char(h.size() >> 8);
+        f += h;
+        f.append(data_bytes, '\0');
+        return base64_encode(f.data(), f.size());
+    };
+    CHECK_ERROR(moe::ErrorKind::input, decode_npy_routing(with_shape("(99999999999999999999999, 2, 2)", 16), "npy"),
+                {"too large"});
+    CHECK_ERROR(moe::ErrorKind::input, decode_npy_routing(with_shape("(4294967296, 4294967296, 1)", 0), "npy"),
+                {"needs more"});
+    CHECK_ERROR(moe::ErrorKind::input, decode_npy_routing(with_shape("(1099511627776, 1099511627776, 16384)", 0), "npy"),
+                {"needs more"});
+    const RoutingPayload empty = decode_npy_routing(with_shape("(0, 2, 2)", 0), "npy");
+    QCOMPARE(empty.rows, int64_t{0});
+    QVERIFY(empty.ids.empty());
+    // Response bodies with fields of unexpected types: input errors naming the place, never
+    // the JSON library's own exceptions.
+    for (const char* body : {R"({"choices": [{"text": "x"}], "object": {"a": 1}})", R"({"object": 5, "message": 3})",
+                             R"({"meta_info": "x"})", R"({"choices": 7})", R"([1, 2])"})
+        for (const CaptureEngine e : {CaptureEngine::sglang, CaptureEngine::vllm})
+            CHECK_ERROR(moe::ErrorKind::input, parse_engine_response(e, body, 3, cfg_, "resp"), {"resp"});
+    CHECK_ERROR(moe::ErrorKind::input,
+                parse_engine_response(CaptureEngine::vllm, R"({"object": "error", "message": "too long"})", 3, cfg_, "resp"),
+                {"resp", "too long"});
 }
 
 void CaptureTest::layer_axis_detection() {

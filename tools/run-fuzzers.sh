@@ -16,13 +16,14 @@ CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithD
   -DMOE_BUILD_FUZZERS=ON -DMOE_BUILD_TESTS=OFF >/dev/null
 TARGETS=(fuzz_safetensors fuzz_model_config)
 [ -f tests/fuzz/fuzz_tokenizer.cpp ] && TARGETS+=(fuzz_tokenizer)
+TARGETS+=(fuzz_capture_response)
 [ $# -gt 0 ] && TARGETS=("$@")
 cmake --build "$BUILD" --target "${TARGETS[@]}"
 
 # ---- Seeds, remade from the fixtures on every run (the grown corpora persist) ----
 SEEDS="$BUILD/seeds"
 rm -rf "$SEEDS"
-mkdir -p "$SEEDS"/{fuzz_safetensors,fuzz_model_config,fuzz_tokenizer} "$BUILD"/dicts
+mkdir -p "$SEEDS"/{fuzz_safetensors,fuzz_model_config,fuzz_tokenizer,fuzz_capture_response} "$BUILD"/dicts
 python3 - "$FIXTURES" "$SEEDS" "$BUILD/dicts" <<'PY'
 import glob, json, os, struct, sys
 fixtures, seeds, dicts = sys.argv[1:4]
@@ -71,12 +72,45 @@ for path in sorted(glob.glob(f"{fixtures}/tokenizers/*/tokenizer.json")):
     if os.path.exists(config):
         open(f"{seeds}/fuzz_tokenizer/{name}.config", "wb").write(text + b"\0" + open(config, "rb").read())
 
+# Server responses (fuzz_capture_response: a mode byte, the prompt length, the dtype byte, then
+# the input), for the target's first config (4 layers, the first dense; 64 experts, top-6):
+# an SGLang body with raw int32 routing and a vLLM body with a .npy payload, both for 5 prompt
+# and 3 generated tokens, and the bare .npy and raw bytes for the decoders alone.
+import base64
+def routing(rows, layers, k, dense_first):
+    ids = []
+    for r in range(rows):
+        for l in range(layers):
+            ids += [0] * k if (dense_first and l == 0) else [(r * 7 + l * 3 + i * 5) % 64 for i in range(k)]
+    return ids
+def npy(ids, shape):
+    header = "{'descr': '<i4', 'fortran_order': False, 'shape': (%d, %d, %d), }" % shape
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + struct.pack(f"<{len(ids)}i", *ids)
+ids = routing(7, 4, 6, True)
+raw = struct.pack(f"<{len(ids)}i", *ids)
+sglang = json.dumps({"text": "abc", "output_ids": [11, 12, 13], "meta_info": {
+    "prompt_tokens": 5, "completion_tokens": 3, "routed_experts": base64.b64encode(raw).decode()}})
+vllm = json.dumps({"choices": [{"text": "abc", "token_ids": [11, 12, 13],
+                                "routed_experts": base64.b64encode(npy(ids, (7, 4, 6))).decode()}],
+                   "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+out = f"{seeds}/fuzz_capture_response"
+open(f"{out}/sglang", "wb").write(bytes([0, 5, 1]) + sglang.encode())
+open(f"{out}/vllm", "wb").write(bytes([0, 5, 0x80]) + vllm.encode())
+open(f"{out}/npy", "wb").write(bytes([1, 5, 0]) + npy(ids, (7, 4, 6)))
+open(f"{out}/raw", "wb").write(bytes([2, 7, 1]) + raw)
+
 # Dictionaries: the tokens the parsers look for.
 def write_dict(name, words):
     with open(f"{dicts}/{name}.dict", "w") as f:
         for w in sorted(set(words)):
             f.write('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
 
+write_dict("fuzz_capture_response", ['"meta_info"', '"routed_experts"', '"routed_experts_dtype"',
+                                     '"routed_experts_start_len"', '"prompt_routed_experts"', '"choices"', '"usage"',
+                                     '"prompt_tokens"', '"completion_tokens"', '"output_ids"', '"token_ids"', '"error"',
+                                     '"message"', "'descr'", "'<i4'", "'<i8'", "'|u1'", "'fortran_order'", "'shape'",
+                                     "False", "True", "null", "-1", "0"])
 write_dict("fuzz_safetensors", ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"F32"', '"F16"',
                                 '"BF16"', '"I64"', "[0,0]", "[]", "18446744073709551615", "-1"])
 keys = set()
@@ -89,7 +123,7 @@ write_dict("fuzz_model_config", [f'"{k}"' for k in keys] + [
     ":shared", ";", ","])
 PY
 
-declare -A MAX_LEN=([fuzz_safetensors]=16384 [fuzz_model_config]=4096 [fuzz_tokenizer]=65536)
+declare -A MAX_LEN=([fuzz_safetensors]=16384 [fuzz_model_config]=4096 [fuzz_tokenizer]=65536 [fuzz_capture_response]=8192)
 
 # ---- Runs ----
 mkdir -p "$BUILD/logs"
