@@ -15,14 +15,14 @@
 #include "analysis/capture_decode.h"
 #include "engine/error.h"
 #include "engine/model_config.h"
+#include "tests/fuzz/fuzz_support.h"
 
 namespace {
 
-namespace an = moe::analysis;
+using fuzz::input_error_or_ok;
+using fuzz::require;
 
-void require(bool ok) {
-    if (!ok) std::abort();
-}
+namespace an = moe::analysis;
 
 // The embedded model's shape (one dense layer, then MoE layers of 64 experts, top-6) and one
 // with every layer MoE and top-1, where a zero row is a valid route.
@@ -43,17 +43,6 @@ const moe::ModelConfig& config(int i) {
     static const moe::ModelConfig configs[] = {moe::parse_model_config(kConfigs[0], "fuzz config 0"),
                                                moe::parse_model_config(kConfigs[1], "fuzz config 1")};
     return configs[i];
-}
-
-template <class F>
-bool input_error_or_ok(F&& f) {
-    try {
-        f();
-        return true;
-    } catch (const moe::Error& e) {
-        require(e.kind() == moe::ErrorKind::input);
-        return false;
-    }
 }
 
 void check_payload(const an::RoutingPayload& p) {

@@ -12,28 +12,21 @@
 #include "engine/error.h"
 #include "engine/expert_mask.h"
 #include "engine/model_config.h"
+#include "tests/fuzz/fuzz_support.h"
 
 namespace {
 
-void require(bool ok) {
-    if (!ok) std::abort();
-}
-
-template <class F>
-bool input_error_or_ok(F&& f) {
-    try {
-        f();
-        return true;
-    } catch (const moe::Error& e) {
-        require(e.kind() == moe::ErrorKind::input);
-        return false;
-    }
-}
+using fuzz::input_error_or_ok;
+using fuzz::require;
 
 void check_config(const moe::ModelConfig& c) {
     require(c.vocab_size > 0 && c.hidden_size > 0 && c.num_hidden_layers > 0);
     require(c.num_attention_heads > 0 && c.num_key_value_heads > 0);
-    require(c.head_dim * c.num_attention_heads == c.hidden_size && c.head_dim % 2 == 0);
+    if (c.is_mla())  // V2/V3: the query/key width is the two parts', the value width its own
+        require(c.head_dim == c.qk_nope_head_dim + c.qk_rope_head_dim && c.kv_lora_rank > 0 && c.v_head_dim > 0 &&
+                c.qk_rope_head_dim % 2 == 0);
+    else
+        require(c.head_dim * c.num_attention_heads == c.hidden_size && c.head_dim % 2 == 0);
     require(c.num_attention_heads % c.num_key_value_heads == 0);
     require(c.n_routed_experts >= 0 && c.n_shared_experts >= 0 && c.moe_layer_freq > 0);
     if (c.n_routed_experts > 0)
