@@ -3,6 +3,7 @@
 #include <QProcess>
 
 #include "tests/checkpoint_damage.h"
+#include "tests/process_support.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/device.h"
 #endif
@@ -101,16 +102,15 @@ void CliErrorTest::cli_exits_2() {
 
 namespace {
 
+// moewb's exit code and standard error.
 struct Run {
     int code = -1;
     QString err;
 };
 
 Run run_moewb(const QStringList& args) {
-    QProcess p;
-    p.start(QStringLiteral(MOE_BINARY_DIR "/app/moewb"), args);
-    if (!p.waitForFinished(120000) || p.exitStatus() != QProcess::NormalExit) return {};
-    return {p.exitCode(), QString::fromUtf8(p.readAllStandardError())};
+    const test_support::ProcessRun r = test_support::run_moewb(args);
+    return {r.code, QString::fromUtf8(r.err)};
 }
 
 }  // namespace

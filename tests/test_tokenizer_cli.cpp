@@ -6,24 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/tokenizer.h"
+#include "tests/process_support.h"
 
 namespace {
 
 const QString kFixture = QString(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/tiny-llm";
 
-struct Run {
-    int code;
-    QByteArray out, err;
-};
+using Run = test_support::ProcessRun;
 
 Run moewb(const QStringList& args, const QByteArray& input = {}) {
-    QProcess p;
-    p.start(MOEWB_PATH, args);
-    p.waitForStarted();
-    p.write(input);
-    p.closeWriteChannel();
-    p.waitForFinished(60000);
-    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(), p.readAllStandardError()};
+    return test_support::run_process(MOEWB_PATH, args, 60000, input);
 }
 
 std::vector<int32_t> ids_of(const QByteArray& out) { return nlohmann::json::parse(out.toStdString()).get<std::vector<int32_t>>(); }
