@@ -96,8 +96,8 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
 
     // One line as a document: every check, the routing laid out by layer. Nothing is stored here.
     struct LineDoc {
-        std::string name, domain, hash;
-        std::unique_ptr<DocumentRouting> doc;
+        std::string domain;
+        std::unique_ptr<DocumentRouting> doc;  // its name and text_hash set
     };
     auto read_doc = [&](const Line& line, int64_t index, LayerAxis& axis) {
         const std::string where = responses_path + ":" + std::to_string(line_no);
@@ -107,8 +107,9 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
             throw_input_error(where, "a " + std::string(capture_engine_name(engine_of(line, where))) +
                                          " response in a file of " + result.engine + " responses");
         LineDoc d;
-        d.name = stem + "-" + std::to_string(index);
-        if (o.contains("id")) d.name = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
+        d.doc = std::make_unique<DocumentRouting>();
+        d.doc->name = stem + "-" + std::to_string(index);
+        if (o.contains("id")) d.doc->name = o["id"].is_string() ? o["id"].get<std::string>() : o["id"].dump();
         d.domain = opt.domain;
         if (d.domain.empty())
             d.domain = o.contains("domain") && o["domain"].is_string() ? o["domain"].get<std::string>() : "import";
@@ -135,11 +136,7 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
         h.update(prompt->data(), prompt->size() * 4);
         h.update_u64(0xFFFFFFFFFFFFFFFFull);
         h.update(pr.output_ids.data(), pr.output_ids.size() * 4);
-        d.hash = h.hex();
-
-        d.doc = std::make_unique<DocumentRouting>();
-        d.doc->name = d.name;
-        d.doc->text_hash = d.hash;
+        d.doc->text_hash = h.hex();
         for (const RunLayer& rl : run_layer_list) {
             DocumentRouting::Layer l;
             l.layer = rl.layer;
@@ -214,7 +211,7 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
         auto dit = domain_ids.find(d.domain);
         if (dit == domain_ids.end()) dit = domain_ids.emplace(d.domain, store.add_domain(corpus_id, {d.domain, "", ""})).first;
         const int64_t domain_id = dit->second;
-        if (resume.finished(domain_id, spec.split, d.name, d.hash, where, "imported")) {
+        if (resume.finished(domain_id, spec.split, d.doc->name, d.doc->text_hash, where, "imported")) {
             ++result.documents_skipped;
         } else {
             d.doc->domain_id = domain_id;
