@@ -3,8 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "app/moewb/cli_common.h"
 #include "analysis/corpus.h"
@@ -31,14 +29,6 @@ const char* kHelp =
     "moewb trace reads it): each document is tokenized and evaluated on its own, and the loss\n"
     "is the mean over all their predicted tokens (\"documents\" in the JSON says how many).\n";
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) moe::throw_input_error(path, "cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -57,17 +47,11 @@ int cmd_eval(int argc, char** argv) {
     } else {
         const std::string path = args.require("--text");
         const moe::Tokenizer tok = moe::Tokenizer::load_dir(args.require("--model"));
-        if (std::filesystem::path(path).extension() == ".jsonl") {
-            const an::Corpus corpus = an::open_corpus(path, "test", std::nullopt);
-            for (an::TokenizedDocument& d : an::tokenize_domain(corpus.domains.at(0), tok, 0)) texts.push_back(std::move(d.ids));
-            if (texts.empty()) moe::throw_input_error(path, "no documents");
-        } else {
-            try {
-                texts.push_back(tok.encode(read_file(path)));
-            } catch (const moe::Error& e) {
-                moe::rethrow_with_context(e, path);
-            }
-        }
+        if (!std::filesystem::is_regular_file(path)) moe::throw_input_error(path, "cannot open");
+        // Read as moewb trace reads a corpus file: plain text is one document, .jsonl one a line.
+        const an::Corpus corpus = an::open_corpus(path, "test", std::nullopt);
+        for (an::TokenizedDocument& d : an::tokenize_domain(corpus.domains.at(0), tok, 0)) texts.push_back(std::move(d.ids));
+        if (texts.empty()) moe::throw_input_error(path, "no documents");
     }
     moe::EvalResult r;
     size_t n_tokens = 0;
