@@ -165,21 +165,30 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
-    blas_ = std::make_unique<launch::Blas>(stream_);
-    blas_->set_split_activations(!o.cuda_bf16_activations);
-    bf16_activations_ = o.cuda_bf16_activations;
-    use_graphs_ = o.cuda_graphs && !stages_.on();
-    void* p = nullptr;
-    check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
-    decode_pinned_.reset(p);
+    try {  // a constructor that throws runs no destructor: the stream goes here
+        blas_ = std::make_unique<launch::Blas>(stream_);
+        blas_->set_split_activations(!o.cuda_bf16_activations);
+        bf16_activations_ = o.cuda_bf16_activations;
+        use_graphs_ = o.cuda_graphs && !stages_.on();
+        void* p = nullptr;
+        check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
+        decode_pinned_.reset(p);
+    } catch (...) {
+        release_stream();
+        throw;
+    }
 }
 
-CudaDeepseekMoe::~CudaDeepseekMoe() {
+CudaDeepseekMoe::~CudaDeepseekMoe() { release_stream(); }
+
+void CudaDeepseekMoe::release_stream() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
     blas_.reset();
     routing_.reset();
     if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
 }
 
 CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const {

@@ -220,6 +220,9 @@ private:
             blas_->linear(x, T, l.in, l.w, l.type, l.out, y, ldy, s.lowp);
     }
 
+    // Waits for the stream, then frees what is bound to it and the stream itself.
+    void release_stream() noexcept;
+
     std::string device_name_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<launch::Blas> blas_;

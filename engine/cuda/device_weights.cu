@@ -23,11 +23,21 @@ struct Staging {
     cudaEvent_t done[2] = {nullptr, nullptr};
     cudaStream_t stream = nullptr;
     explicit Staging(std::size_t bytes) {
-        check(cudaMallocHost(&host, bytes), "allocating the pinned staging buffer");
-        for (auto& e : done) check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
-        check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the upload stream");
+        try {  // a constructor that throws runs no destructor
+            check(cudaMallocHost(&host, bytes), "allocating the pinned staging buffer");
+            for (auto& e : done) check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
+            check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the upload stream");
+        } catch (...) {
+            release();
+            throw;
+        }
     }
-    ~Staging() {
+    ~Staging() { release(); }
+    Staging(const Staging&) = delete;
+    Staging& operator=(const Staging&) = delete;
+
+private:
+    void release() noexcept {
         if (stream) cudaStreamSynchronize(stream);
         for (auto& e : done)
             if (e) cudaEventDestroy(e);

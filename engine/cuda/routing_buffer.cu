@@ -25,19 +25,28 @@ RoutingBuffer::RoutingBuffer(std::vector<int64_t> layers, int64_t max_tokens, in
         layers_.push_back(x);
     }
     device_bytes_ = slot_bytes(max_tokens_) * layers_.size();
-    if (device_bytes_) {
-        check(cudaMalloc(&device_, device_bytes_), "allocating the routing buffer");
-        check(cudaMallocHost(&host_, device_bytes_), "allocating the pinned routing buffer");
+    try {  // a constructor that throws runs no destructor
+        if (device_bytes_) {
+            check(cudaMalloc(&device_, device_bytes_), "allocating the routing buffer");
+            check(cudaMallocHost(&host_, device_bytes_), "allocating the pinned routing buffer");
+        }
+        cudaEvent_t e = nullptr;
+        check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating the routing event");
+        copied_ = e;
+    } catch (...) {
+        release();
+        throw;
     }
-    cudaEvent_t e = nullptr;
-    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating the routing event");
-    copied_ = e;
 }
 
-RoutingBuffer::~RoutingBuffer() {
+RoutingBuffer::~RoutingBuffer() { release(); }
+
+void RoutingBuffer::release() noexcept {
     if (copied_) cudaEventDestroy(static_cast<cudaEvent_t>(copied_));
     cudaFreeHost(host_);
     cudaFree(device_);
+    copied_ = nullptr;
+    host_ = device_ = nullptr;
 }
 
 void RoutingBuffer::begin(int64_t pos0, int64_t n_tokens, TokenSource source) {

@@ -56,6 +56,7 @@ private:
         GateWeightKind kind = GateWeightKind::router_prob;
         float weight_scale = 1.0f;
     };
+    void release() noexcept;
     std::size_t slot_bytes(int64_t tokens) const;  // one layer's part of the buffer in a step of `tokens`
     std::size_t index_of(int64_t layer) const;
     RouteOutputs slot_at(std::size_t i) const;
