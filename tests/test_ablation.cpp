@@ -392,6 +392,18 @@ void AblationTest::cli_json_csv_and_errors() {
     QCOMPARE(j["conditions"][1]["control"].get<std::string>(), std::string("least-routed"));
     QCOMPARE(j["conditions"][0]["from_run"].get<int>(), 1);
 
+    // --csv -: standard output is the CSV alone, the table on stderr.
+    p.start(kMoewb, {"ablate", "--model", model, "--corpus", corpus_, "--mask", "*:shared", "--max-tokens", "40",
+                     "--threads", "1", "--quiet", "--csv", "-"});
+    QVERIFY(p.waitForFinished(60000));
+    const QByteArray table = p.readAllStandardError();
+    QVERIFY2(p.exitCode() == 0, table.constData());
+    const QStringList rows = QString::fromUtf8(p.readAllStandardOutput()).split("\r\n", Qt::SkipEmptyParts);
+    QCOMPARE(rows.size(), 1 + 3);  // header, 2 domains and all
+    QVERIFY(rows[0].startsWith("sweep,value,control,mask,mode,domain,"));
+    for (const QString& r : rows) QCOMPARE(r.count(','), 12);
+    QVERIFY(table.contains("ppl ratio"));
+
     struct Bad {
         QStringList args;
         QString needle;
@@ -408,6 +420,7 @@ void AblationTest::cli_json_csv_and_errors() {
         {{"--sweep", "k", "--values", "0"}, "k = 0"},
         {{"--mask", "L7:1"}, "does not exist"},
         {{"--mask", "*:shared", "--ratios", "0.1"}, "only applies with --sweep"},
+        {{"--mask", "*:shared", "--csv", "-", "--json"}, "both go to standard output"},
         {{"--mask", "*:shared", "--db", tmp_.path() + "/corpus/code/test.jsonl"}, "not a MoE Workbench routing store"},
         {{"--mask", "*:shared", "--max-tokens", "-1"}, "--max-tokens"},
         // Refused before any work, and no store file made for a job that does not run.

@@ -556,6 +556,7 @@ void TraceTest::cli_errors() {
          "not a MoE Workbench routing store"},
         {{"stats", "--db", tmp_.path() + "/absent.db", "--csv", "-"}, 2, "no such routing store"},
         {{"stats", "--db", db}, 2, "nothing asked"},
+        {{"stats", "--db", db, "--runs", "--csv", "-"}, 2, "both go to standard output"},
         {{"stats", "--db", db, "--run", "99", "--csv", "-"}, 2, "no run 99"},
         {{"stats", "--db", db, "--run", "1", "--layer", "0", "--csv", "-"}, 2, "not a MoE layer"},
         {{"stats", "--db", db, "--run", "1", "--csv", tmp_.path()}, 2, "is a directory"},

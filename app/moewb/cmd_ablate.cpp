@@ -42,7 +42,8 @@ const char* kHelp =
     "  --sweep k --values 1,2,4..8   activated routed experts per token (E: dense routing)\n"
     "A sweep prints {\"sweep\", \"mode\", \"baseline\": [...], \"conditions\": [{\"value\",\n"
     "\"control\", \"mask\", \"mode\", \"domains\": [...], \"all\"}]} with --json.\n"
-    "--csv OUT writes one row per condition x domain (and \"all\"):\n"
+    "--csv OUT writes one row per condition x domain (and \"all\"); --csv - writes it to stdout\n"
+    "(the table then to stderr; not with --json):\n"
     "  sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,\n"
     "  ppl_ratio,kl,top1_agreement\n"
     "--db FILE stores the baseline (once per model, corpus, budget and context) and every\n"
@@ -99,7 +100,7 @@ void write_csv(an::CsvWriter& csv, const an::AblationResult& r) {
     csv.close();
 }
 
-void print_table(const an::AblationResult& r) {
+void print_table(const an::AblationResult& r, std::FILE* out) {
     for (const an::AblationConditionResult& c : r.conditions) {
         std::string title = c.condition.mask.spec();
         if (!c.condition.sweep.empty()) {
@@ -108,11 +109,11 @@ void print_table(const an::AblationResult& r) {
             title = c.condition.sweep + value + (c.condition.control.empty() ? "" : " [control: " + c.condition.control + "]") +
                     "   " + title;
         }
-        std::printf("%s  (%s)\n", title.c_str(), moe::mask_mode_name(c.condition.mask.mode()));
-        std::printf("  %-12s %8s %10s %10s %9s %9s %9s %7s\n", "domain", "tokens", "baseline", "ablated", "delta",
+        std::fprintf(out, "%s  (%s)\n", title.c_str(), moe::mask_mode_name(c.condition.mask.mode()));
+        std::fprintf(out, "  %-12s %8s %10s %10s %9s %9s %9s %7s\n", "domain", "tokens", "baseline", "ablated", "delta",
                     "ppl ratio", "KL", "top-1");
-        auto line = [](const an::AblationScore& s) {
-            std::printf("  %-12s %8lld %10.4f %10.4f %+9.4f %9.4f %9.5f %6.1f%%\n", s.domain.c_str(),
+        auto line = [&](const an::AblationScore& s) {
+            std::fprintf(out, "  %-12s %8lld %10.4f %10.4f %+9.4f %9.4f %9.5f %6.1f%%\n", s.domain.c_str(),
                         static_cast<long long>(s.tokens), s.baseline_loss(), s.ablated_loss(), s.delta_loss(),
                         s.ppl_ratio(), s.mean_kl(), 100.0 * s.top1_agreement());
         };
@@ -141,6 +142,10 @@ int cmd_ablate(int argc, char** argv) {
     const std::string sweep = args.get_or("--sweep", "");
     for (const char* f : {"--ratios", "--fractions", "--from-run", "--values", "--control", "--seed"})
         if (args.has(f) && sweep.empty()) moe::throw_input_error(f, "only applies with --sweep");
+    // "--csv -": standard output is the CSV's alone (the table goes to stderr).
+    const bool csv_to_stdout = args.has("--csv") && args.require("--csv") == "-";
+    if (csv_to_stdout && args.has("--json"))
+        moe::throw_input_error("--csv -", "the CSV and --json would both go to standard output: give --csv a file");
     const an::Corpus corpus = an::open_corpus(args.require("--corpus"), args.get_or("--split", "test"), args.get("--domain"));
     if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json"))
         moe::throw_input_error(dir, "has no tokenizer.json: evaluating text needs the model's tokenizer");
@@ -234,9 +239,10 @@ int cmd_ablate(int argc, char** argv) {
             print_json(j);
         }
     } else {
-        print_table(r);
+        std::FILE* out = csv_to_stdout ? stderr : stdout;
+        print_table(r, out);
         if (store)
-            std::printf("stored in %s (baseline %lld)\n", store->path().c_str(), static_cast<long long>(r.baseline_id));
+            std::fprintf(out, "stored in %s (baseline %lld)\n", store->path().c_str(), static_cast<long long>(r.baseline_id));
     }
     return 0;
 }

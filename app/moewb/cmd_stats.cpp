@@ -23,6 +23,7 @@ const char* kHelp =
     "--csv OUT writes one row per run x domain x layer x expert (every run without --run):\n"
     "  run_id,model,domain,layer,expert,tokens,count,share,ratio_to_uniform,gate_weight_sum,\n"
     "  mean_gate_weight,rank0_count   (RFC 4180; gate weight columns empty when the run has none)\n"
+    "  --csv - writes it to stdout (then no JSON statistic in the same call).\n"
     "The other switches print one JSON object on stdout with a member per switch; all but\n"
     "--runs need --run. --vocab needs --layer (tokens ranked by P(token|expert)/P(token)).\n"
     "--agreement RUN_B compares the routing of two runs on the same tokens. Definitions of\n"
@@ -78,6 +79,8 @@ int cmd_stats(int argc, char** argv) {
                           args.has("--vocab") || args.has("--agreement");
     if (!args.has("--csv") && !any_json)
         moe::throw_input_error("stats", "nothing asked: give --csv OUT or a statistic (see --help)");
+    if (any_json && args.has("--csv") && args.require("--csv") == "-")
+        moe::throw_input_error("--csv -", "the CSV and the JSON statistics would both go to standard output: give --csv a file");
     if (args.has("--csv")) {
         const std::string out = args.require("--csv");
         const int64_t rows = an::write_stats_csv(store, run, layer, out);
