@@ -56,7 +56,7 @@ RoutingStore RoutingStore::open(const std::string& path, const StoreOptions& opt
     }
     // Look before touching anything: another program's database must not be switched to WAL.
     schema::check_header(db, schema::read_header(db), schema::latest_version());
-    if (!opt.read_only) db.exec("PRAGMA journal_mode = WAL", "switching the store to WAL");
+    if (!opt.read_only) db.exec_waiting("PRAGMA journal_mode = WAL", "switching the store to WAL");
     schema::check_and_migrate(db, !opt.read_only, schema::migrations());
     db.exec("PRAGMA foreign_keys = ON", "opening the store");
     db.exec("PRAGMA synchronous = NORMAL", "opening the store");  // WAL: durable across process crashes

@@ -5,6 +5,9 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include <QFile>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -53,6 +56,7 @@ private slots:
     void missing_store_for_reading();
     void read_only();
     void locked();
+    void opened_at_once_by_many();
     void disk_full();
 
 private:
@@ -432,6 +436,32 @@ void StoreTest::locked() {
         w.finish();
     }
     QCOMPARE(store.run(sr.run_id).n_documents, int64_t{1});
+}
+
+void StoreTest::opened_at_once_by_many() {
+    // Jobs started together on a store that does not exist yet (a script tracing each domain
+    // into one new store): each makes or finds the store, none is refused for the lock.
+    constexpr int kJobs = 6, kRounds = 15;
+    for (int round = 0; round < kRounds; ++round) {
+        const std::string p = path(("together" + std::to_string(round) + ".db").c_str());
+        std::atomic<int> ready{0};
+        std::vector<std::string> errors(kJobs);
+        std::vector<std::thread> jobs;
+        for (int j = 0; j < kJobs; ++j)
+            jobs.emplace_back([&, j] {
+                ready.fetch_add(1);
+                while (ready.load() < kJobs) std::this_thread::yield();
+                try {
+                    RoutingStore store = RoutingStore::open(p);
+                    store.add_model(store_test::synthetic_model());
+                } catch (const moe::Error& e) {
+                    errors[static_cast<size_t>(j)] = e.what();
+                }
+            });
+        for (std::thread& t : jobs) t.join();
+        for (const std::string& e : errors) QVERIFY2(e.empty(), e.c_str());
+        QCOMPARE(RoutingStore::open(p).connection().pragma_int("user_version"), schema::latest_version());
+    }
 }
 
 void StoreTest::disk_full() {

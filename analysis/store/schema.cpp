@@ -219,6 +219,7 @@ int64_t latest_version() {
 
 Header read_header(sql::Db& db) {
     Header h;
+    sql::ReadSnapshot snapshot(db, "reading the store header");  // another process may be creating it
     h.application_id = db.pragma_int("application_id");
     h.user_version = db.pragma_int("user_version");
     sql::Stmt s(db, "SELECT count(*) FROM sqlite_master", "reading the store's schema");

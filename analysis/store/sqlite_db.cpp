@@ -4,6 +4,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
+#include <thread>
+
 #include "engine/error.h"
 
 namespace moe::analysis::sql {
@@ -61,6 +64,17 @@ void Db::fail(int rc, const std::string& doing) const {
 void Db::exec(const std::string& sql, const char* doing) {
     const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) fail(rc, doing);
+}
+
+void Db::exec_waiting(const std::string& sql, const char* doing) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms_);
+    for (;;) {
+        const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+        if (rc == SQLITE_OK) return;
+        const int base = rc & 0xff;
+        if ((base != SQLITE_BUSY && base != SQLITE_LOCKED) || std::chrono::steady_clock::now() >= until) fail(rc, doing);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
 }
 
 int64_t Db::pragma_int(const char* name) {
@@ -152,6 +166,16 @@ std::string Stmt::text(int col) const {
 std::span<const uint8_t> Stmt::blob(int col) const {
     const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
     return {p, p ? static_cast<size_t>(sqlite3_column_bytes(stmt_, col)) : 0};
+}
+
+ReadSnapshot::ReadSnapshot(Db& db, const char* doing) : db_(db) {
+    if (!sqlite3_get_autocommit(db.get())) return;  // inside the caller's transaction
+    db.exec("BEGIN DEFERRED", doing);
+    open_ = true;
+}
+
+ReadSnapshot::~ReadSnapshot() {
+    if (open_ && !sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 Transaction::Transaction(Db& db, const char* doing) : db_(db), doing_(doing) {

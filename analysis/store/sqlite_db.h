@@ -30,6 +30,10 @@ public:
     bool read_only() const;
 
     void exec(const std::string& sql, const char* doing);
+    // exec, tried again while another connection holds the lock, until the busy timeout has
+    // passed: for a statement SQLite refuses at once rather than waiting (one that holds a
+    // read lock and needs the write lock, such as a journal-mode switch, would deadlock).
+    void exec_waiting(const std::string& sql, const char* doing);
     int64_t pragma_int(const char* name);  // "PRAGMA name" -> first column of its row
     int64_t last_insert_rowid() const;
 
@@ -85,6 +89,20 @@ public:
 private:
     Db& db_;
     const char* doing_;
+    bool open_ = false;
+};
+
+// Reads that must see one state of the file (another process may commit between two
+// statements otherwise): one read transaction, unless the caller's transaction is open.
+class ReadSnapshot {
+public:
+    ReadSnapshot(Db& db, const char* doing);
+    ~ReadSnapshot();
+    ReadSnapshot(const ReadSnapshot&) = delete;
+    ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+private:
+    Db& db_;
     bool open_ = false;
 };
 
