@@ -349,6 +349,7 @@ std::vector<AblationCondition> k_sweep(const ModelConfig& cfg, std::span<const i
 }
 
 std::vector<std::vector<int64_t>> expert_selections(RoutingStore& store, int64_t run_id, const ModelConfig& cfg) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     std::vector<std::vector<int64_t>> out;
     std::vector<int64_t> index(static_cast<size_t>(cfg.num_hidden_layers), -1);
@@ -459,6 +460,7 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
 }
 
 std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<int64_t> model_id) {
+    const StoreSnapshot snapshot(store);
     sql::Db& db = store.connection();
     const char* doing = "reading ablation results";
     std::vector<StoredAblation> out;

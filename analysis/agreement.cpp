@@ -24,6 +24,7 @@ double entropy_of(const std::vector<int64_t>& counts, double total) {
 std::vector<CrossLayerAgreement> cross_layer_agreement(RoutingStore& store, int64_t run_id,
                                                        std::optional<int64_t> domain_id,
                                                        std::vector<std::pair<int64_t, int64_t>> pairs) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     if (pairs.empty())
         for (size_t i = 0; i + 1 < run.layers.size(); ++i)
@@ -98,6 +99,7 @@ std::vector<CrossLayerAgreement> cross_layer_agreement(RoutingStore& store, int6
 }
 
 RunAgreement routing_agreement(RoutingStore& store, int64_t run_a, int64_t run_b) {
+    const StoreSnapshot snapshot(store);
     const RunInfo ra = store.run(run_a), rb = store.run(run_b);
     struct Acc {
         RunAgreementLayer r;

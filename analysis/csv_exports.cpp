@@ -36,6 +36,7 @@ void check_layer(const RunInfo& run, std::optional<int64_t> layer) {
 
 int64_t write_stats_csv(RoutingStore& store, std::optional<int64_t> run_id, std::optional<int64_t> layer,
                         const std::string& out) {
+    const StoreSnapshot snapshot(store);
     std::vector<int64_t> ids;
     if (run_id) {
         ids.push_back(store.run(*run_id).run_id);
@@ -72,6 +73,7 @@ int64_t write_stats_csv(RoutingStore& store, std::optional<int64_t> run_id, std:
 }
 
 int64_t write_tokens_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer, const std::string& out) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     check_layer(run, layer);
     const std::vector<std::string> vocab = store.vocab(run.model_id);
@@ -105,6 +107,7 @@ int64_t write_tokens_csv(RoutingStore& store, int64_t run_id, std::optional<int6
 }
 
 int64_t write_entropy_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer, const std::string& out) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     check_layer(run, layer);
     require_entropy(run, "the entropy export");
@@ -132,6 +135,7 @@ int64_t write_entropy_csv(RoutingStore& store, int64_t run_id, std::optional<int
 
 int64_t write_coactivation_csv(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer,
                                const std::string& out) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     check_layer(run, layer);
     const std::vector<Coactivation> all = coactivation(store, run_id, layer);

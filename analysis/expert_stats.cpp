@@ -23,6 +23,7 @@ void require_entropy(const RunInfo& run, const std::string& statistic) {
 
 std::vector<ExpertShare> expert_shares(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer,
                                        std::optional<int64_t> domain_id) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     if (layer && !run.layer(*layer))
         throw_input_error("--layer", std::to_string(*layer) + " is not a MoE layer of run " + std::to_string(run_id));
@@ -67,6 +68,7 @@ std::vector<ExpertShare> expert_shares(RoutingStore& store, int64_t run_id, std:
 
 std::vector<DomainLogRatio> domain_log_ratios(RoutingStore& store, int64_t run_id, double alpha,
                                               std::optional<int64_t> layer) {
+    const StoreSnapshot snapshot(store);
     const std::vector<ExpertShare> shares = expert_shares(store, run_id, layer);
     std::map<std::pair<int64_t, int64_t>, int64_t> total_count;  // (layer, expert) over all domains
     std::map<int64_t, int64_t> total_tokens;                     // layer -> tokens of all domains
@@ -127,6 +129,7 @@ LoadBalance balance_of(const std::string& domain, int64_t layer, int64_t tokens,
 }  // namespace
 
 std::vector<LoadBalance> load_balance(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer) {
+    const StoreSnapshot snapshot(store);
     const std::vector<ExpertShare> shares = expert_shares(store, run_id, layer);
     std::vector<LoadBalance> out;
     std::map<int64_t, std::vector<int64_t>> pooled;  // layer -> loads over all domains
@@ -149,6 +152,7 @@ std::vector<LoadBalance> load_balance(RoutingStore& store, int64_t run_id, std::
 }
 
 std::vector<EntropyMean> entropy_means(RoutingStore& store, int64_t run_id) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     require_entropy(run, "router entropy");
     std::vector<EntropyMean> out;

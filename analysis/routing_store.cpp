@@ -65,6 +65,10 @@ RoutingStore RoutingStore::open(const std::string& path, const StoreOptions& opt
     return RoutingStore(std::move(impl));
 }
 
+StoreSnapshot::StoreSnapshot(RoutingStore& store)
+    : s_(std::make_unique<sql::ReadSnapshot>(store.connection(), "reading the store")) {}
+StoreSnapshot::~StoreSnapshot() = default;
+
 const std::string& RoutingStore::path() const {
     return impl_->db.path();
 }

@@ -18,6 +18,7 @@ namespace moe::analysis {
 
 namespace sql {
 class Db;
+class ReadSnapshot;
 }
 
 int64_t store_schema_version();  // the schema version this build writes
@@ -82,6 +83,20 @@ private:
     struct Impl;
     explicit RoutingStore(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
+};
+
+// While it lives, the store's reads through `store` see one state of the file, though another
+// process commits meanwhile (statistics of a run a trace is writing add up). Nested: the
+// outermost counts. For reading only.
+class StoreSnapshot {
+public:
+    explicit StoreSnapshot(RoutingStore& store);
+    ~StoreSnapshot();
+    StoreSnapshot(const StoreSnapshot&) = delete;
+    StoreSnapshot& operator=(const StoreSnapshot&) = delete;
+
+private:
+    std::unique_ptr<sql::ReadSnapshot> s_;
 };
 
 // Current time as ISO 8601 UTC ("2025-01-31T12:00:00Z"), as the store records times.

@@ -81,6 +81,7 @@ uint64_t splitmix(uint64_t& s) {
 
 std::vector<EntropyHistogram> entropy_histograms(RoutingStore& store, int64_t run_id, int n_bins,
                                                  std::optional<int64_t> layer) {
+    const StoreSnapshot snapshot(store);
     MOE_ASSERT(n_bins > 0);
     const RunInfo run = store.run(run_id);
     require_entropy(run, "the router entropy histogram");
@@ -132,6 +133,7 @@ double Coactivation::adjacent_lift(int64_t a, int64_t b) const {
 }
 
 std::vector<Coactivation> coactivation(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     PerDomainLayer<Coactivation> accs(run, layer);
     auto init = [&](Coactivation& c, const RunLayer& rl) {
@@ -173,6 +175,7 @@ std::vector<Coactivation> coactivation(RoutingStore& store, int64_t run_id, std:
 std::vector<ExpertVocabulary> vocabulary_specialisation(RoutingStore& store, int64_t run_id, int64_t layer,
                                                         std::optional<int64_t> domain_id, size_t top_n,
                                                         int64_t min_count) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     const RunLayer* rl = run.layer(layer);
     if (!rl)
@@ -228,6 +231,7 @@ std::vector<ExpertVocabulary> vocabulary_specialisation(RoutingStore& store, int
 }
 
 std::vector<Repetition> repetition(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer, uint64_t seed) {
+    const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
     constexpr size_t kReservoir = 2048;  // token sets kept per (domain, layer) for the overlap baseline
     struct Acc {

@@ -45,6 +45,7 @@ private slots:
     void round_trip();
     void wide_layers_and_version1_formats();
     void aggregates_equal_rows();
+    void statistics_of_a_run_being_written();
     void queue_bound_batches();
     void captured_run_without_weights();
     void expert_id_out_of_range();
@@ -209,6 +210,46 @@ void StoreTest::aggregates_equal_rows() {
         if (s.count) QCOMPARE(*s.mean_gate_weight, *s.gate_weight_sum / double(s.count));
     }
     for (const auto& [key, sum] : sums) QVERIFY(std::abs(sum - 1.0) < 1e-12);
+}
+
+void StoreTest::statistics_of_a_run_being_written() {
+    // Another connection (a second process: `moewb stats` while a trace writes) reads the
+    // shares over and over while documents are committed: every reading adds up, each
+    // layer's counts summing to its tokens x k, though a commit falls between its queries.
+    const std::string p = path("live.db");
+    RoutingStore store = RoutingStore::open(p);
+    const auto sr = make_run(store, kLayers, 2);
+    const RunInfo run = store.run(sr.run_id);
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+        RoutingStore w_store = RoutingStore::open(p);
+        TraceWriterOptions o;
+        o.batch_decisions = 1;  // a commit per document
+        TraceWriter w(w_store, sr.run_id, o);
+        for (int i = 0; i < 300; ++i)
+            w.submit(synthetic_document(run, sr.domain_ids[i % 2], "d" + std::to_string(i), 3 + i % 7, 500 + i));
+        w.finish();
+        done = true;
+    });
+    RoutingStore reader = RoutingStore::open(p);
+    int readings = 0;
+    QString bad;
+    while (bad.isEmpty() && (!done || readings == 0)) {
+        std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> sums;  // (domain, layer) -> count, tokens*k
+        for (const ExpertShare& s : expert_shares(reader, sr.run_id)) {
+            auto& [count, expected] = sums[{s.domain_id, s.layer}];
+            count += s.count;
+            expected = s.tokens * s.k;
+        }
+        for (const auto& [key, v] : sums)
+            if (v.first != v.second)
+                bad = QString("reading %1: domain %2 layer %3: counts %4, tokens x k %5")
+                          .arg(readings).arg(key.first).arg(key.second).arg(v.first).arg(v.second);
+        ++readings;
+    }
+    writer.join();
+    QVERIFY2(bad.isEmpty(), qPrintable(bad));
+    QVERIFY(readings > 1);
 }
 
 void StoreTest::queue_bound_batches() {
