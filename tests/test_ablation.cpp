@@ -480,6 +480,16 @@ void AblationTest::cli_eval_of_a_corpus_file() {
     const auto one = nlohmann::json::parse(p.readAllStandardOutput().toStdString());
     QCOMPARE(one["documents"].get<int64_t>(), int64_t{1});
     QCOMPARE(one["tokens"].get<int64_t>(), static_cast<int64_t>(tok_->encode(store_test::sample_text(3, 30)).size()));
+    // What --text cannot be, each said as such.
+    const std::pair<QString, QString> bad[] = {{tmp_.path() + "/absent.txt", "no such text file"},
+                                               {corpus_, "is a directory"},
+                                               {"/dev/null", "not a regular file"}};
+    for (const auto& [path, needle] : bad) {
+        p.start(kMoewb, {"eval", "--model", model, "--text", path});
+        QVERIFY(p.waitForFinished(60000));
+        const QString err = p.readAllStandardError();
+        QVERIFY2(p.exitCode() == 2 && err.contains(needle), qPrintable(path + ": " + err));
+    }
 }
 
 void AblationTest::embedded_model_effects() {

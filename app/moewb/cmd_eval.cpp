@@ -47,7 +47,11 @@ int cmd_eval(int argc, char** argv) {
     } else {
         const std::string path = args.require("--text");
         const moe::Tokenizer tok = moe::Tokenizer::load_dir(args.require("--model"));
-        if (!std::filesystem::is_regular_file(path)) moe::throw_input_error(path, "cannot open");
+        std::error_code ec;
+        if (!std::filesystem::exists(path, ec)) moe::throw_input_error(path, "no such text file");
+        if (std::filesystem::is_directory(path, ec))
+            moe::throw_input_error(path, "is a directory: --text takes one file (moewb ablate evaluates a corpus directory)");
+        if (!std::filesystem::is_regular_file(path, ec)) moe::throw_input_error(path, "not a regular file");
         // Read as moewb trace reads a corpus file: plain text is one document, .jsonl one a line.
         const an::Corpus corpus = an::open_corpus(path, "test", std::nullopt);
         for (an::TokenizedDocument& d : an::tokenize_domain(corpus.domains.at(0), tok, 0)) texts.push_back(std::move(d.ids));
