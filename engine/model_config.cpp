@@ -213,7 +213,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
     try {
         j = json::parse(text);
     } catch (const json::exception& e) {
-        throw_input_error(source, std::string("not valid JSON (NaN and Infinity are not JSON): ") + e.what());
+        // Python's json.dump writes NaN and Infinity; say so where the text has them.
+        const bool non_finite = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
+        throw_input_error(source, std::string("not valid JSON") + (non_finite ? " (NaN and Infinity are not JSON)" : "") +
+                                      ": " + e.what());
     }
     if (!j.is_object()) throw_input_error(source, "not a JSON object");
     Reader r(j, source);

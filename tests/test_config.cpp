@@ -33,6 +33,21 @@ private slots:
         // Published "2.8 B activated" counts the embedding table (0.21 B) once more.
         QVERIFY(std::abs((c.activated_params() + c.vocab_size * c.hidden_size) / 2.83e9 - 1) < 0.005);
     }
+    void text_that_is_not_json() {
+        // The hint about Python's NaN and Infinity only where the text has them.
+        auto message = [](const std::string& text) {
+            try {
+                moe::parse_model_config(text, "cfg");
+            } catch (const moe::Error& e) {
+                return QString(e.what());
+            }
+            return QString();
+        };
+        const QString prose = message("# A model\nnot a config\n");
+        QVERIFY2(prose.contains("not valid JSON") && !prose.contains("NaN"), qPrintable(prose));
+        const QString nan = message(R"({"rms_norm_eps": NaN})");
+        QVERIFY2(nan.contains("not valid JSON (NaN and Infinity are not JSON)"), qPrintable(nan));
+    }
     void moe_layer_frequency() {
         const auto c = moe::parse_model_config(R"({"model_type":"deepseek","vocab_size":8,"hidden_size":8,
             "intermediate_size":8,"moe_intermediate_size":4,"num_hidden_layers":6,"num_attention_heads":2,
