@@ -120,7 +120,7 @@ ModelRecord describe_capture_model(const ModelConfig& c, const Tokenizer& tokeni
     r.vocab.resize(static_cast<size_t>(V));
     for (int32_t id = 0; id < V; ++id) {
         try {
-            r.vocab[static_cast<size_t>(id)] = utf8_replace_invalid(tokenizer.token_text(id));
+            r.vocab[static_cast<size_t>(id)] = utf8_escape_invalid(tokenizer.token_text(id));
         } catch (const Error&) {
             // an id that names no token: empty text
         }

@@ -149,7 +149,7 @@ ModelRecord describe_model(const Model& model, const Tokenizer* tokenizer, const
         r.vocab.resize(static_cast<size_t>(V));
         for (int32_t id = 0; id < V; ++id) {
             try {
-                r.vocab[static_cast<size_t>(id)] = utf8_replace_invalid(tokenizer->token_text(id));
+                r.vocab[static_cast<size_t>(id)] = utf8_escape_invalid(tokenizer->token_text(id));
             } catch (const Error&) {
                 // an id that names no token: empty text
             }

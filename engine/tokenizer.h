@@ -84,6 +84,11 @@ private:
 // Replaces each ill-formed UTF-8 subsequence by U+FFFD (the caller's replacement policy).
 std::string utf8_replace_invalid(std::string_view bytes);
 
+// Each byte of an ill-formed UTF-8 subsequence written as "<0xXX>", the rest kept: how a token
+// that holds part of a character is shown and stored (a byte-level BPE piece of a CJK
+// character, say), so distinct pieces stay distinct where U+FFFD would make them alike.
+std::string utf8_escape_invalid(std::string_view bytes);
+
 // Throws moe::Error(input) naming `where` when `text` is not well-formed UTF-8: "invalid UTF-8
 // at byte offset N (byte 0xXX)".
 void require_utf8(std::string_view text, const std::string& where);

@@ -210,6 +210,11 @@ void TestTokenizer::replacement_policy() {
     QCOMPARE(QString::fromStdString(moe::utf8_replace_invalid("\xf0\x9f\x98")), QString("\uFFFD"));
     QCOMPARE(QString::fromStdString(moe::utf8_replace_invalid("\xc0\xaf")), QString("\uFFFD\uFFFD"));
     QCOMPARE(QString::fromStdString(moe::utf8_replace_invalid("\xed\xa0\x80")), QString("\uFFFD\uFFFD\uFFFD"));
+    // Shown on its own, a piece of a character keeps its bytes.
+    QCOMPARE(moe::utf8_escape_invalid("a\xe4\xbd" "b"), std::string("a<0xE4><0xBD>b"));
+    QCOMPARE(moe::utf8_escape_invalid("\xe4\xbd\xa0\xff"), std::string("\xe4\xbd\xa0<0xFF>"));
+    QCOMPARE(moe::utf8_escape_invalid("\xed\xa0\x80"), std::string("<0xED><0xA0><0x80>"));
+    QCOMPARE(moe::utf8_escape_invalid(""), std::string());
     const moe::Tokenizer t = tiny();
     QVERIFY(!t.encode(moe::utf8_replace_invalid("bad \xff byte"), false).empty());
 }

@@ -358,7 +358,18 @@ void TraceTest::rerun_and_new_run() {
     QVERIFY(trace(store, other).run_id != a.run_id);
     QCOMPARE(store.runs().size(), size_t{3});
     // The same model is stored once, with its vocab.
-    QCOMPARE(store.vocab(store.run(a.run_id).model_id).size(), size_t{958});
+    const std::vector<std::string> vocab = store.vocab(store.run(a.run_id).model_id);
+    QCOMPARE(vocab.size(), size_t{958});
+    // A token that is part of a character (a lone byte of the byte-level alphabet) keeps its
+    // byte, written <0xXX>; every stored text is UTF-8.
+    int escaped = 0;
+    for (int32_t id = 0; id < 958; ++id) {
+        const std::string& text = vocab[static_cast<size_t>(id)];
+        QCOMPARE(text, moe::utf8_escape_invalid(tok_->token_text(id)));
+        QCOMPARE(moe::utf8_replace_invalid(text), text);
+        escaped += text.starts_with("<0x") ? 1 : 0;
+    }
+    QVERIFY(escaped >= 64);  // at least the 64 continuation bytes 0x80..0xBF
 }
 
 void TraceTest::masked_trace() {

@@ -133,7 +133,7 @@ void ChatSession::send(const QString& text, const ChatSettings& settings, const 
             std::vector<int32_t> ids = prompt;
             ids.insert(ids.end(), a.result.tokens.begin(), a.result.tokens.end());
             std::vector<std::string> texts;
-            for (int32_t id : ids) texts.push_back(utf8_replace_invalid(tokenizer->token_text(id)));
+            for (int32_t id : ids) texts.push_back(utf8_escape_invalid(tokenizer->token_text(id)));
             a.routing = token_routing_from_recorder(
                 recorder, ids, texts,
                 "chat answer: " + std::to_string(prompt.size()) + " prompt + " + std::to_string(a.result.tokens.size()) +
@@ -444,7 +444,7 @@ void ChatSession::requestServerRouting(std::vector<int32_t> ids, int64_t n_promp
                 TokenRouting out;
                 out.title = title;
                 out.token_ids = ids;
-                for (int32_t id : ids) out.token_texts.push_back(utf8_replace_invalid(tokenizer->token_text(id)));
+                for (int32_t id : ids) out.token_texts.push_back(utf8_escape_invalid(tokenizer->token_text(id)));
                 for (const auto& dl : layers) {
                     out.layers.push_back(dl.layer);
                     out.layer_k.push_back(dl.k);

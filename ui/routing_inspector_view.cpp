@@ -99,6 +99,8 @@ void RoutingInspectorView::drawImGui() {
         const float avail = ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ScrollbarSize;
         label_w_ = std::clamp(std::floor(avail * 0.3f), 90.0f, 170.0f);
         cell_w_ = std::clamp(std::floor((avail - label_w_) / static_cast<float>(L)), 6.0f, 36.0f);
+        // Width the cells leave unused (a model of few layers) goes to the tokens' text.
+        label_w_ = std::max(label_w_, std::min(300.0f, std::floor(avail - cell_w_ * static_cast<float>(L))));
         drawHeader(top.x, top.y, cell_w_);
         ImGui::Dummy(ImVec2(label_w_ + cell_w_ * static_cast<float>(L), row_h_ + 2));
 

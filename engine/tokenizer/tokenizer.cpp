@@ -153,6 +153,7 @@ bool Tokenizer::is_special(int32_t id) const {
 const std::string& Tokenizer::source() const { return impl_->source; }
 
 std::string utf8_replace_invalid(std::string_view bytes) { return tok::utf8_lossy(bytes); }
+std::string utf8_escape_invalid(std::string_view bytes) { return tok::utf8_escape_invalid(bytes); }
 
 void require_utf8(std::string_view text, const std::string& where) {
     const size_t bad = tok::find_invalid_utf8(text);

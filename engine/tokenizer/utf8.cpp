@@ -113,6 +113,31 @@ std::string utf8_lossy(std::string_view bytes) {
     return out;
 }
 
+std::string utf8_escape_invalid(std::string_view bytes) {
+    static const char* const kHex = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(bytes.size());
+    size_t i = 0;
+    while (i < bytes.size()) {
+        const Scan sc = scan(bytes, i);
+        if (sc.valid_bytes == sc.needed) {
+            out.append(bytes.substr(i, sc.needed));
+            i += sc.needed;
+            continue;
+        }
+        const size_t n = sc.valid_bytes > 0 ? sc.valid_bytes : 1;
+        for (size_t j = i; j < i + n; ++j) {
+            const auto b = static_cast<unsigned char>(bytes[j]);
+            out += "<0x";
+            out += kHex[b >> 4];
+            out += kHex[b & 15];
+            out += '>';
+        }
+        i += n;
+    }
+    return out;
+}
+
 size_t utf8_stable_prefix(std::string_view bytes) {
     size_t i = 0;
     while (i < bytes.size()) {
