@@ -95,47 +95,44 @@ char32_t next_code_point(std::string_view s, size_t& i) {
     return cp;
 }
 
-std::string utf8_lossy(std::string_view bytes) {
+namespace {
+
+// `bytes` copied with each maximal ill-formed subpart (at least one byte) rewritten by
+// bad(out, subpart).
+template <typename Bad>
+std::string rewrite_invalid(std::string_view bytes, Bad&& bad) {
     std::string out;
     out.reserve(bytes.size());
     size_t i = 0;
     while (i < bytes.size()) {
         const Scan sc = scan(bytes, i);
-        if (sc.valid_bytes == sc.needed) {
-            out.append(bytes.substr(i, sc.needed));
-            i += sc.needed;
-        } else {
-            // A maximal subpart: the well-formed prefix (at least one byte) becomes one U+FFFD.
-            out.append(kReplacementChar);
-            i += sc.valid_bytes > 0 ? sc.valid_bytes : 1;
-        }
+        const size_t n = sc.valid_bytes == sc.needed ? sc.needed : sc.valid_bytes > 0 ? sc.valid_bytes : 1;
+        if (sc.valid_bytes == sc.needed)
+            out.append(bytes.substr(i, n));
+        else
+            bad(out, bytes.substr(i, n));
+        i += n;
     }
     return out;
 }
 
+}  // namespace
+
+std::string utf8_lossy(std::string_view bytes) {
+    return rewrite_invalid(bytes, [](std::string& out, std::string_view) { out.append(kReplacementChar); });
+}
+
 std::string utf8_escape_invalid(std::string_view bytes) {
-    static const char* const kHex = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(bytes.size());
-    size_t i = 0;
-    while (i < bytes.size()) {
-        const Scan sc = scan(bytes, i);
-        if (sc.valid_bytes == sc.needed) {
-            out.append(bytes.substr(i, sc.needed));
-            i += sc.needed;
-            continue;
-        }
-        const size_t n = sc.valid_bytes > 0 ? sc.valid_bytes : 1;
-        for (size_t j = i; j < i + n; ++j) {
-            const auto b = static_cast<unsigned char>(bytes[j]);
+    return rewrite_invalid(bytes, [](std::string& out, std::string_view part) {
+        static const char* const kHex = "0123456789ABCDEF";
+        for (const char c : part) {
+            const auto b = static_cast<unsigned char>(c);
             out += "<0x";
             out += kHex[b >> 4];
             out += kHex[b & 15];
             out += '>';
         }
-        i += n;
-    }
-    return out;
+    });
 }
 
 size_t utf8_stable_prefix(std::string_view bytes) {
