@@ -42,10 +42,31 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes) {
     if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copying to the device");
 }
 
+namespace {
+
+// Why cudaGetDeviceCount found no device, in a researcher's words: no driver, a driver older
+// than this build's runtime (both CUDA versions named), or CUDA's own reason.
+std::string no_device_reason(cudaError_t e) {
+    if (e == cudaSuccess) return "no CUDA device on this machine";
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) {
+        if (driver == 0) return "no CUDA device: no NVIDIA driver is installed on this machine";
+        if (e == cudaErrorInsufficientDriver)
+            return "no CUDA device: the NVIDIA driver supports CUDA " + version(driver) + ", older than this build's CUDA " +
+                   version(runtime) + " runtime; update the driver";
+    }
+    return std::string("no CUDA device: ") + cudaGetErrorString(e);
+}
+
+}  // namespace
+
 std::optional<DeviceInfo> first_device(std::string* why) {
     int n = 0;
     if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess || n == 0) {
-        if (why) *why = e != cudaSuccess ? std::string("no CUDA device: ") + cudaGetErrorString(e) : "no CUDA device";
+        if (why) *why = no_device_reason(e);
         return std::nullopt;
     }
     cudaDeviceProp prop{};
