@@ -194,10 +194,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     chart_->setObjectName("ablationChart");
     chart_->setMinimumHeight(170);
     chart_->yAxis->setLabel(tr("Δloss (nats)"));
-    bars_ = new QCPBars(chart_->xAxis, chart_->yAxis);
-    bars_->setWidth(0.6);
-    bars_->setPen(Qt::NoPen);
-    bars_->setBrush(QColor("#d6604d"));
+    bars_ = add_category_bars(chart_, QColor("#d6604d"));
     auto* results_layout = new QVBoxLayout(results_box);
     results_layout->addWidget(results_);
     results_layout->addWidget(chart_, 1);

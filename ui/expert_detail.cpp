@@ -71,10 +71,7 @@ ExpertDetailView::ExpertDetailView(QWidget* parent)
     chart_->setObjectName("expertDetailChart");
     chart_->setMinimumSize(360, 220);
     chart_->yAxis->setLabel(tr("share of the layer's selections"));
-    bars_ = new QCPBars(chart_->xAxis, chart_->yAxis);
-    bars_->setWidth(0.6);
-    bars_->setPen(Qt::NoPen);
-    bars_->setBrush(QColor("#21918c"));  // viridis' middle, as the heatmap
+    bars_ = add_category_bars(chart_, QColor("#21918c"));  // viridis' middle, as the heatmap
     table_->setObjectName("expertDetailTable");
     table_->setColumnCount(6);
     table_->setHorizontalHeaderLabels({tr("Domain"), tr("Selected"), tr("Tokens"), tr("Share"), tr("Ratio to uniform"),

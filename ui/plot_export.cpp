@@ -1,4 +1,4 @@
-// Plot files; see plot_export.h.
+// Bar figures and plot files; see plot_export.h.
 #include "ui/plot_export.h"
 
 #include <QFileInfo>
@@ -7,6 +7,15 @@
 #include <qcustomplot.h>
 
 namespace moe::ui {
+
+QCPBars* add_category_bars(QCustomPlot* plot, const QColor& color) {
+    auto* bars = new QCPBars(plot->xAxis, plot->yAxis);
+    bars->setWidth(0.6);
+    bars->setPen(Qt::NoPen);
+    bars->setBrush(color);
+    plot->xAxis->grid()->setZeroLinePen(Qt::NoPen);
+    return bars;
+}
 
 bool save_plot(QCustomPlot* plot, const QString& path, int min_width) {
     const QString suffix = QFileInfo(path).suffix().toLower();
