@@ -6,6 +6,10 @@
 #include <QComboBox>
 #include <QDockWidget>
 #include <QPushButton>
+#include <QScrollArea>
+#include <QScrollBar>
+#include <QSpinBox>
+#include <QWheelEvent>
 #include <QSettings>
 #include <QStandardItemModel>
 #include <QtTest>
@@ -163,6 +167,40 @@ private slots:
         QVERIFY(wb->waitIdle(30000));
         QCOMPARE(wb->backend(), moe::Backend::cpu);
         QCOMPARE(w.modelPanel()->fieldText("backend"), QString("CPU"));
+        w.close();
+    }
+
+    void theWheelScrollsAPanelNotItsSettings() {
+        // The wheel over the ablation panel's token budget, not clicked: the budget stays and
+        // leaves the event unaccepted, which QApplication passes on to the panel's scroll area
+        // (a real wheel turn; one sent by a test is not passed on). Clicked, the wheel steps it.
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        auto* budget = w.findChild<QSpinBox*>("ablationBudget");
+        QVERIFY(budget);
+        auto* dock = w.findChild<QDockWidget*>("ablationDock");
+        QVERIFY(qobject_cast<QScrollArea*>(dock->widget()));
+        dock->raise();  // its tab in front, so the budget can take the focus
+        w.activateWindow();
+        QVERIFY(QTest::qWaitForWindowActive(&w));
+        QTRY_VERIFY(budget->isVisible());
+        const int before = budget->value();
+        auto wheel = [&] {
+            const QPointF at = QRectF(budget->rect()).center();
+            QWheelEvent e(at, budget->mapToGlobal(at), QPoint(), QPoint(0, -120), Qt::NoButton, Qt::NoModifier,
+                          Qt::NoScrollPhase, false);
+            QApplication::sendEvent(budget, &e);
+            return e.isAccepted();
+        };
+        budget->clearFocus();
+        QVERIFY(!wheel());
+        QCOMPARE(budget->value(), before);
+        QCOMPARE(budget->focusPolicy(), Qt::StrongFocus);
+        budget->setFocus();
+        QTRY_VERIFY(budget->hasFocus());
+        QVERIFY(wheel());
+        QVERIFY(budget->value() != before);
         w.close();
     }
 };

@@ -1,8 +1,10 @@
 // MainWindow; see main_window.h.
 #include "ui/main_window.h"
 
+#include <QAbstractSpinBox>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QComboBox>
 #include <QDockWidget>
 #include <QFileDialog>
 #include <QLabel>
@@ -31,6 +33,33 @@
 namespace moe::ui {
 
 namespace {
+
+// In a panel that scrolls, the wheel scrolls the panel: a spin box or combo box under the
+// pointer takes the wheel only once it has been clicked (has the focus). Otherwise scrolling
+// down the ablation panel changed its token budget on the way.
+class WheelOnlyWhenFocused : public QObject {
+public:
+    using QObject::QObject;
+
+protected:
+    bool eventFilter(QObject* o, QEvent* e) override {
+        if (e->type() == QEvent::Wheel && !static_cast<QWidget*>(o)->hasFocus()) {
+            e->ignore();  // not this widget's: QApplication passes it on to the scroll area
+            return true;
+        }
+        return QObject::eventFilter(o, e);
+    }
+};
+
+void guard_wheel(QWidget* panel) {
+    auto* guard = new WheelOnlyWhenFocused(panel);
+    auto take = [&](QWidget* w) {
+        w->setFocusPolicy(Qt::StrongFocus);  // not Qt::WheelFocus: the wheel does not focus it
+        w->installEventFilter(guard);
+    };
+    for (QAbstractSpinBox* w : panel->findChildren<QAbstractSpinBox*>()) take(w);
+    for (QComboBox* w : panel->findChildren<QComboBox*>()) take(w);
+}
 
 // The application icon: a small experts-by-layers heatmap in the viridis map, drawn here so
 // that no image file needs to be installed.
@@ -174,6 +203,7 @@ QDockWidget* MainWindow::addDock(const QString& title, const QString& name, QWid
     if (scrollable) {
         // A tall panel scrolls rather than squeezes when the window is small (a laptop screen).
         auto* scroll = new QScrollArea(dock);
+        guard_wheel(widget);
         scroll->setWidget(widget);
         scroll->setWidgetResizable(true);
         scroll->setFrameShape(QFrame::NoFrame);
