@@ -123,7 +123,6 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     quick_row3->addWidget(seed_);
     quick_row3->addStretch(1);
     quick_row3->addWidget(clear);
-    grid_->setMinimumHeight(160);
     auto* mask_layout = new QVBoxLayout(mask_box);
     mask_layout->addLayout(spec_row);
     mask_layout->addWidget(mask_error_);
@@ -225,7 +224,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
 
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
-    layout->addWidget(mask_box, 3);
+    layout->addWidget(mask_box);
     layout->addWidget(eval_box);
     layout->addWidget(results_box, 2);
 

@@ -2,6 +2,9 @@
 #include "ui/expert_grid.h"
 
 #include <QHeaderView>
+#include <QScrollBar>
+
+#include <algorithm>
 
 namespace moe::ui {
 
@@ -45,6 +48,12 @@ void ExpertGrid::showMask(const MaskState& mask) {
                                       : tr("layer %1, expert %2").arg(mask.layers()[static_cast<size_t>(r)]).arg(c - 1));
                 setItem(r, c, it);
             }
+        // No taller than its rows (a model of few layers leaves the room to the results), and
+        // at least a few rows high where there are many.
+        const int content = 2 * frameWidth() + horizontalHeader()->sizeHint().height() + verticalHeader()->length() +
+                            horizontalScrollBar()->sizeHint().height();
+        setMaximumHeight(content);
+        setMinimumHeight(std::min(content, 160));
     }
     for (int r = 0; r < rowCount(); ++r)
         for (int c = 0; c < columnCount(); ++c) {
