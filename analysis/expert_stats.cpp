@@ -68,7 +68,6 @@ std::vector<ExpertShare> expert_shares(RoutingStore& store, int64_t run_id, std:
 
 std::vector<DomainLogRatio> domain_log_ratios(RoutingStore& store, int64_t run_id, double alpha,
                                               std::optional<int64_t> layer) {
-    const StoreSnapshot snapshot(store);
     const std::vector<ExpertShare> shares = expert_shares(store, run_id, layer);
     std::map<std::pair<int64_t, int64_t>, int64_t> total_count;  // (layer, expert) over all domains
     std::map<int64_t, int64_t> total_tokens;                     // layer -> tokens of all domains
@@ -129,7 +128,6 @@ LoadBalance balance_of(const std::string& domain, int64_t layer, int64_t tokens,
 }  // namespace
 
 std::vector<LoadBalance> load_balance(RoutingStore& store, int64_t run_id, std::optional<int64_t> layer) {
-    const StoreSnapshot snapshot(store);
     const std::vector<ExpertShare> shares = expert_shares(store, run_id, layer);
     std::vector<LoadBalance> out;
     std::map<int64_t, std::vector<int64_t>> pooled;  // layer -> loads over all domains

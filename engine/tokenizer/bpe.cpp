@@ -103,9 +103,7 @@ std::unique_ptr<BpeModel> BpeModel::parse(const Json& j, const std::string& path
     const ByteLevelTable& table = byte_level_table();
     for (int byte = 0; byte < 256; ++byte) {
         m->byte_char_id_[byte] = lookup(m->vocab_, table.byte_to_utf8[byte]);
-        static const char* hex = "0123456789ABCDEF";
-        const std::string fb = std::string("<0x") + hex[byte >> 4] + hex[byte & 15] + ">";
-        m->byte_fallback_id_[byte] = lookup(m->vocab_, fb);
+        m->byte_fallback_id_[byte] = lookup(m->vocab_, byte_token(static_cast<uint8_t>(byte)));
     }
     return m;
 }

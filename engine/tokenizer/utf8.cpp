@@ -122,16 +122,14 @@ std::string utf8_lossy(std::string_view bytes) {
     return rewrite_invalid(bytes, [](std::string& out, std::string_view) { out.append(kReplacementChar); });
 }
 
+std::string byte_token(uint8_t byte) {
+    static const char* const kHex = "0123456789ABCDEF";
+    return std::string("<0x") + kHex[byte >> 4] + kHex[byte & 15] + ">";
+}
+
 std::string utf8_escape_invalid(std::string_view bytes) {
     return rewrite_invalid(bytes, [](std::string& out, std::string_view part) {
-        static const char* const kHex = "0123456789ABCDEF";
-        for (const char c : part) {
-            const auto b = static_cast<unsigned char>(c);
-            out += "<0x";
-            out += kHex[b >> 4];
-            out += kHex[b & 15];
-            out += '>';
-        }
+        for (const char c : part) out += byte_token(static_cast<uint8_t>(c));
     });
 }
 

@@ -27,7 +27,10 @@ char32_t next_code_point(std::string_view s, size_t& i);
 // Replaces each maximal ill-formed subpart by U+FFFD (WHATWG / Rust from_utf8_lossy rule).
 std::string utf8_lossy(std::string_view bytes);
 
-// Each byte of an ill-formed subsequence written as "<0xXX>" (upper-case hex), the rest kept.
+// A byte's name as a byte-fallback token has it, "<0xXX>" (upper-case hex).
+std::string byte_token(uint8_t byte);
+
+// Each byte of an ill-formed subsequence written as its byte_token, the rest kept.
 std::string utf8_escape_invalid(std::string_view bytes);
 
 // Length of the longest prefix of `bytes` whose lossy decoding cannot change when more bytes
