@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <optional>
 
 #include "engine/error.h"
@@ -62,6 +63,15 @@ GenerateResult generate(const Model& model, const Tokenizer* tokenizer, const st
     StopStringFilter filter(params.stop_strings);
     std::vector<int32_t> history = prompt;
     std::vector<float> logits;
+    // Ids of the model's vocabulary that name no token of the tokenizer are never chosen: the
+    // rows a published vocabulary is padded with (DeepSeekMoE 16B: 102,400 logits over 100,015
+    // tokens) are not text, and a random or lightly trained model gives them real probability.
+    std::vector<int32_t> unnamed;
+    if (tokenizer)
+        for (int64_t id = 0; id < model.config().vocab_size; ++id)
+            if (tokenizer->token_content(static_cast<int32_t>(id)).empty()) unnamed.push_back(static_cast<int32_t>(id));
+    if (tokenizer && static_cast<int64_t>(unnamed.size()) == model.config().vocab_size)
+        throw_input_error(tokenizer->source(), "names none of the model's " + std::to_string(model.config().vocab_size) + " token ids");
     ForwardOptions opt;
     opt.mask = params.mask;
     opt.observer = params.observer;
@@ -80,6 +90,7 @@ GenerateResult generate(const Model& model, const Tokenizer* tokenizer, const st
     res.stop_reason = "max_new_tokens";
     auto t1 = clock::now();
     for (int64_t n = 0; n < params.max_new_tokens; ++n) {
+        for (int32_t id : unnamed) logits[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
         const int32_t next = sampler.sample(logits, history);
         res.tokens.push_back(next);
         history.push_back(next);

@@ -234,6 +234,35 @@ private slots:
         QCOMPARE(s.stop_reason, std::string("stop_string"));
         QCOMPARE(s.text, r.text.substr(0, at));
     }
+    void ids_that_name_no_token_are_never_generated() {
+        // A vocabulary padded far beyond the tokenizer's (as DeepSeekMoE 16B pads 100,015 tokens
+        // to 102,400 logits): a random model puts most of its probability on the padding.
+        const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/tiny-llm");
+        const moe::ModelConfig cfg = moe::parse_model_config(
+            R"({"model_type":"deepseek","vocab_size":)" + std::to_string(8 * tok.vocab_size()) + R"(,"hidden_size":32,
+            "intermediate_size":64,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
+            "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
+            "padded-vocabulary-config");
+        moe::LoadOptions lo;
+        lo.threads = 2;
+        auto m = moe::make_model(cfg, moe::make_random_tensors(cfg, moe::DType::bf16, 5), lo);
+        const auto prompt = tok.encode("Once upon a time");
+        for (float temperature : {0.0f, 1.5f}) {
+            moe::GenerateParams gp;
+            gp.max_new_tokens = 40;
+            gp.stop_at_eos = false;
+            gp.sampling.temperature = temperature;
+            gp.sampling.seed = 7;
+            const auto r = moe::generate(*m, &tok, prompt, gp, {});
+            QCOMPARE(r.tokens.size(), size_t(40));
+            for (int32_t id : r.tokens) QVERIFY2(!tok.token_content(id).empty(), std::to_string(id).c_str());
+            QCOMPARE(r.text, tok.decode(r.tokens));
+            // Without a tokenizer every id of the model may come out, the padding too.
+            const auto ids_only = moe::generate(*m, nullptr, prompt, gp, {});
+            QVERIFY(std::any_of(ids_only.tokens.begin(), ids_only.tokens.end(),
+                                [&](int32_t id) { return id >= tok.vocab_size(); }));
+        }
+    }
     void chat_prompt_encodes_special_tokens_whole() {
         const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/deepseek-llm");
         const auto t = moe::deepseek_moe_chat_template();

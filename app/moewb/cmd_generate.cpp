@@ -25,7 +25,9 @@ const char* kHelp =
     "DeepSeekMoE 16B and V2; <｜User｜>/<｜Assistant｜> for V3; R1's thinking section shown under\n"
     "[thinking], the answer under [answer]). Temperature 0 (the\n"
     "default) is greedy. Generation stops at EOS, at --stop STR (not printed) or after\n"
-    "--max-new-tokens. --stats prints token counts and speeds as JSON on stderr.\n";
+    "--max-new-tokens. Ids of the model's vocabulary that name no token of the tokenizer (a\n"
+    "padded vocabulary's last rows) are never chosen. --stats prints token counts and speeds as\n"
+    "JSON on stderr.\n";
 
 }  // namespace
 
