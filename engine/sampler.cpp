@@ -36,42 +36,78 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
             if (logits[i] > logits[best]) best = i;
         return static_cast<int32_t>(best);
     }
-    // Candidates sorted by logit (descending, ties by id), cut by top-k.
-    order_.resize(static_cast<size_t>(V));
-    for (int64_t i = 0; i < V; ++i) order_[i] = static_cast<int32_t>(i);
-    const int64_t keep = (p_.top_k > 0 && p_.top_k < V) ? p_.top_k : V;
-    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
-    std::partial_sort(order_.begin(), order_.begin() + keep, order_.end(), by_logit);
-    order_.resize(static_cast<size_t>(keep));
-    // Softmax of logits / temperature over the candidates.
-    probs_.resize(order_.size());
-    const double mx = logits[order_[0]] / p_.temperature;
-    double sum = 0;
-    for (size_t i = 0; i < order_.size(); ++i) {
-        probs_[i] = std::exp(logits[order_[i]] / p_.temperature - mx);
-        sum += probs_[i];
+    // Candidates ranked by logit (descending, ties by id); neither the top-k cut nor the top-p
+    // cut sorts them: a sort of a 100k vocabulary cost more than a decode step on a GPU.
+    const auto before = [](const Candidate& a, const Candidate& b) {
+        return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+    };
+    const auto at = [&](size_t i) { return cand_.begin() + static_cast<std::ptrdiff_t>(i); };
+    cand_.resize(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) cand_[static_cast<size_t>(i)] = {logits[i], static_cast<int32_t>(i), 0.0};
+    size_t n = cand_.size();
+    if (p_.top_k > 0 && p_.top_k < V) {
+        n = static_cast<size_t>(p_.top_k);
+        std::nth_element(cand_.begin(), at(n), cand_.end(), before);
     }
-    // Top-p: the smallest prefix whose probability reaches p (at least one token).
-    size_t n = order_.size();
+    // Softmax of logits / temperature over the candidates.
+    float top = cand_[0].logit;
+    for (size_t i = 1; i < n; ++i) top = std::max(top, cand_[i].logit);
+    const double mx = top / p_.temperature;
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+        cand_[i].weight = std::exp(static_cast<float>(cand_[i].logit / p_.temperature - mx));
+        sum += cand_[i].weight;
+    }
+    const auto mass = [&](size_t from, size_t to) {
+        double m = 0;
+        for (size_t i = from; i < to; ++i) m += cand_[i].weight;
+        return m;
+    };
+    // Top-p: the smallest prefix of the ranking whose probability reaches p (at least one
+    // token), narrowed by halves: cand_[lo, hi) all rank before cand_[hi, n) and after
+    // cand_[0, lo), and the prefix ends in (lo, hi].
+    size_t cut = n;
+    double total = sum;
     if (p_.top_p < 1.0f) {
-        double acc = 0;
-        for (size_t i = 0; i < order_.size(); ++i) {
-            acc += probs_[i] / sum;
-            if (acc >= p_.top_p) {
-                n = i + 1;
+        const double target = p_.top_p * sum;
+        // A candidate of weight w is preceded by at least sum - n w, which reaches the target
+        // when w <= (sum - target) / n: such light ones (most of a trained model's vocabulary)
+        // are set aside at once, behind the rest, where they rank anyway.
+        const double light = 0.5 * (sum - target) / static_cast<double>(n);
+        const size_t live = static_cast<size_t>(
+            std::partition(cand_.begin(), at(n), [&](const Candidate& c) { return c.weight > light; }) - cand_.begin());
+        size_t lo = 0, hi = live;
+        double below = 0;  // mass of cand_[0, lo)
+        while (hi - lo > 32) {
+            const size_t mid = lo + (hi - lo) / 2;
+            std::nth_element(at(lo), at(mid), at(hi), before);
+            const double upper = mass(lo, mid);
+            if (below + upper >= target) {
+                hi = mid;
+            } else {
+                below += upper;
+                lo = mid;
+            }
+        }
+        std::sort(at(lo), at(hi), before);
+        cut = hi;
+        for (size_t i = lo; i < hi; ++i) {
+            below += cand_[i].weight;
+            if (below >= target) {
+                cut = i + 1;
                 break;
             }
         }
+        total = mass(0, cut);
     }
-    double total = 0;
-    for (size_t i = 0; i < n; ++i) total += probs_[i];
+    // The draw: a point of [0, total) against the candidates' weights, in the order they lie.
     std::uniform_real_distribution<double> u(0.0, total);
     double r = u(rng_);
-    for (size_t i = 0; i < n; ++i) {
-        r -= probs_[i];
-        if (r < 0) return order_[i];
+    for (size_t i = 0; i < cut; ++i) {
+        r -= cand_[i].weight;
+        if (r < 0) return cand_[i].id;
     }
-    return order_[n - 1];
+    return cand_[cut - 1].id;
 }
 
 }  // namespace moe

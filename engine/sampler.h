@@ -25,10 +25,14 @@ public:
     int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
 private:
+    struct Candidate {
+        float logit;
+        int32_t id;
+        double weight;  // exp((logit - max) / temperature)
+    };
     SamplingParams p_;
     std::mt19937_64 rng_;
-    std::vector<int32_t> order_;
-    std::vector<double> probs_;
+    std::vector<Candidate> cand_;
 };
 
 // The penalty as published by CTRL and applied by Hugging Face: for each distinct token

@@ -8,6 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
 
 #include "engine/chat_template.h"
 #include "engine/model_config.h"
@@ -64,6 +69,78 @@ private slots:
         p.top_p = 1.0f;
         p.temperature = 0.01f;  // nearly greedy
         for (int32_t id : draw(p, 50)) QCOMPARE(id, 0);
+    }
+    void top_p_and_top_k_cut_a_large_vocabulary_exactly() {
+        // 4,000 ids, most far below the few that matter, so the cut is found among many.
+        std::vector<float> base(4000);
+        for (size_t i = 0; i < base.size(); ++i) base[i] = -30.0f + 0.001f * static_cast<float>(i % 97);
+        base[7] = std::log(0.5f);
+        base[3] = std::log(0.25f);   // ties with id 10: the lower id ranks first
+        base[10] = std::log(0.25f);
+        base[2500] = std::log(0.2f);
+        auto seen = [&](moe::SamplingParams p) {
+            moe::Sampler s(p);
+            std::set<int32_t> ids;
+            for (int i = 0; i < 600; ++i) {
+                auto l = base;
+                ids.insert(s.sample(l, {}));
+            }
+            return ids;
+        };
+        moe::SamplingParams p;
+        p.temperature = 1.0f;
+        p.seed = 9;
+        p.top_p = 0.4f;  // 7 holds 0.5 / 1.2 of the mass
+        QCOMPARE(seen(p), (std::set<int32_t>{7}));
+        p.top_p = 0.6f;  // 7 and 3 hold 0.75 / 1.2
+        QCOMPARE(seen(p), (std::set<int32_t>{7, 3}));
+        p.top_p = 0.7f;  // 0.625 < 0.7: id 10 too (0.833), not yet 2500
+        QCOMPARE(seen(p), (std::set<int32_t>{7, 3, 10}));
+        p.top_p = 0.9f;
+        QCOMPARE(seen(p), (std::set<int32_t>{7, 3, 10, 2500}));
+        p.top_p = 1.0f;
+        p.top_k = 2;
+        QCOMPARE(seen(p), (std::set<int32_t>{7, 3}));
+        p.top_k = 3;
+        p.top_p = 0.6f;  // within the top 3 (mass 1.0): 7 and 3
+        QCOMPARE(seen(p), (std::set<int32_t>{7, 3}));
+    }
+    void sampled_frequencies_follow_the_softmax() {
+        std::vector<float> base(10000);
+        std::mt19937 rng(3);
+        std::normal_distribution<float> noise(0.0f, 2.0f);
+        for (auto& x : base) x = noise(rng);
+        for (int i = 0; i < 5; ++i) base[static_cast<size_t>(1000 * i + 17)] = 12.0f - static_cast<float>(i);
+        moe::SamplingParams p;
+        p.temperature = 0.8f;
+        p.top_p = 0.95f;
+        p.seed = 5;
+        // The reference: the whole vocabulary sorted, softmax, the nucleus renormalised.
+        std::vector<int32_t> order(base.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return base[a] > base[b]; });
+        std::vector<double> w;
+        double sum = 0;
+        for (int32_t id : order) sum += w.emplace_back(std::exp((base[id] - base[order[0]]) / p.temperature));
+        size_t cut = 0;
+        for (double acc = 0; acc < p.top_p * sum; ++cut) acc += w[cut];
+        double kept = 0;
+        for (size_t i = 0; i < cut; ++i) kept += w[i];
+        moe::Sampler s(p);
+        std::map<int32_t, int> count;
+        const int draws = 8000;
+        for (int i = 0; i < draws; ++i) {
+            auto l = base;
+            ++count[s.sample(l, {})];
+        }
+        for (const auto& [id, c] : count)
+            QVERIFY2(std::find(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(cut), id) != order.begin() + static_cast<std::ptrdiff_t>(cut),
+                     std::to_string(id).c_str());
+        for (size_t i = 0; i < 5; ++i) {
+            const double q = w[i] / kept, f = static_cast<double>(count[order[i]]) / draws;
+            QVERIFY2(std::abs(f - q) < 5 * std::sqrt(q * (1 - q) / draws) + 1e-3,
+                     (std::to_string(order[i]) + ": " + std::to_string(f) + " vs " + std::to_string(q)).c_str());
+        }
     }
     void bad_sampling_parameters_are_refused() {
         QVERIFY_THROWS_EXCEPTION(moe::Error, moe::Sampler({-1.0f, 0, 1.0f, 1.0f, 0}));
