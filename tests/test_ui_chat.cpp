@@ -9,6 +9,7 @@
 #include <QDir>
 #include <QFile>
 #include <QSignalSpy>
+#include <QElapsedTimer>
 #include <QtTest>
 
 #include "engine/chat_template.h"
@@ -97,6 +98,30 @@ private slots:
         QVERIFY(panel_->findChild<QPushButton*>("chatSend")->isEnabled());
     }
 
+    void aFastAnswerGrowsOncePerFrameNotPerToken() {
+        panel_->findChild<QPushButton*>("chatClear")->click();
+        panel_->setMaxTokens(400);
+        panel_->setTemperature(1.0);
+        QElapsedTimer clock;
+        clock.start();
+        std::vector<qint64> at;
+        QString streamed;
+        auto c = connect(panel_->session(), &ChatSession::textStreamed, this, [&](const QString& piece) {
+            at.push_back(clock.elapsed());
+            streamed += piece;
+        });
+        QSignalSpy done(panel_->session(), &ChatSession::answerFinished);
+        type_and_send("Write a long story");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 60000);
+        disconnect(c);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        const moe::GenerateResult& r = *panel_->session()->lastResult();
+        QVERIFY2(r.tokens.size() >= 100, qPrintable(QString::number(r.tokens.size())));
+        QCOMPARE(streamed, QString::fromStdString(r.text));  // every piece, in order, once
+        QVERIFY(at.size() < r.tokens.size() / 4);
+        // Pieces reach the window at most every 33 ms; the last comes with the answer's end.
+        for (size_t i = 1; i + 1 < at.size(); ++i) QVERIFY2(at[i] - at[i - 1] >= 30, qPrintable(QString::number(at[i] - at[i - 1])));
+    }
     void theMaskIsAppliedAndTheRoutingInspectable() {
         // Experts 0..11 of layer 1 off (reroute): every token's layer-1 experts are 12..15.
         const moe::ExpertMask mask =

@@ -5,6 +5,7 @@
 #include <QDeadlineTimer>
 #include <QMetaObject>
 #include <QNetworkRequest>
+#include <QTimer>
 #include <QUrl>
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -50,7 +51,13 @@ void ChatSession::stop() {
     }
 }
 
-void ChatSession::takeStreamed(const std::shared_ptr<Control>& control) {
+void ChatSession::takeStreamed(const std::shared_ptr<Control>& control, bool now) {
+    if (!now && control == control_ && streamed_at_.isValid() && streamed_at_.elapsed() < kStreamIntervalMs) {
+        // control->queued stays set: the worker queues no other delivery meanwhile.
+        QTimer::singleShot(kStreamIntervalMs - static_cast<int>(streamed_at_.elapsed()), this,
+                           [this, control] { takeStreamed(control); });
+        return;
+    }
     QString text;
     int pieces = 0;
     {
@@ -62,6 +69,7 @@ void ChatSession::takeStreamed(const std::shared_ptr<Control>& control) {
     if (control != control_ || text.isEmpty()) return;  // an earlier answer's, or nothing new
     partial_ += text;
     pieces_ += pieces;
+    streamed_at_.start();
     emit textStreamed(text);
 }
 
@@ -83,6 +91,7 @@ void ChatSession::send(const QString& text, const ChatSettings& settings, const 
     partial_.clear();
     control_ = std::make_shared<Control>();
     control_->target = this;
+    streamed_at_.invalidate();  // the answer's first piece shows at once
 
     std::vector<ChatMessage> conversation = messages_;
     if (settings.use_template && !settings.system.empty() && conversation.empty())
@@ -140,7 +149,8 @@ void ChatSession::send(const QString& text, const ChatSettings& settings, const 
                     " generated tokens" + (mask_copy ? " · mask " + mask_copy->spec() : ""));
             return a;
         },
-        [this](JobResult<Answer> r) {
+        [this, control](JobResult<Answer> r) {
+            takeStreamed(control, /*now=*/true);  // the last pieces, before the answer ends
             --jobs_;
             running_ = false;
             if (!r.ok()) {

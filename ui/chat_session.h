@@ -101,15 +101,19 @@ private:
     std::optional<GenerateResult> last_;
     std::optional<TokenRouting> routing_;
     // The worker's pieces wait here until the GUI thread takes them: at most one delivery is
-    // queued at a time, so a fast generator costs the event loop one call per turn, not one
-    // per token.
+    // queued at a time, and the answer grows on screen at most every kStreamIntervalMs, so a
+    // fast generator costs the window one repaint per frame, not one per token (a repaint
+    // per token, where the window is composed in software, took more CPU than the tokens).
     struct Control : JobControl<ChatSession> {
         QString pending;
         int pending_pieces = 0;
         bool queued = false;
     };
+    static constexpr int kStreamIntervalMs = 33;
     std::shared_ptr<Control> control_;
-    void takeStreamed(const std::shared_ptr<Control>& control);
+    QElapsedTimer streamed_at_;  // when the answer last grew on screen
+    // `now`: take what is pending even if the answer grew less than an interval ago.
+    void takeStreamed(const std::shared_ptr<Control>& control, bool now = false);
 
     // The server answer in flight.
     bool last_from_server_ = false;
