@@ -163,10 +163,7 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     const ModelConfig& cfg = model.config();
-    if (tokenizer.vocab_size() > cfg.vocab_size)
-        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
-                                                  " tokens, more than the model's vocab_size " +
-                                                  std::to_string(cfg.vocab_size));
+    require_tokenizer_fits(tokenizer, cfg.vocab_size);
     const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
     if (context < 2) throw_input_error("--context", "must be at least 2 (a window predicts its tokens after the first)");
 

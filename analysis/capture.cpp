@@ -136,10 +136,7 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
                           const Tokenizer& tokenizer, const Corpus& corpus, const CaptureOptions& opt) {
     const auto t0 = Clock::now();
     if (cfg.n_routed_experts <= 0) throw_input_error(cfg.source, "the model has no routed experts: nothing to capture");
-    if (tokenizer.vocab_size() > cfg.vocab_size)
-        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
-                                                  " tokens, more than the model's vocab_size " +
-                                                  std::to_string(cfg.vocab_size));
+    require_tokenizer_fits(tokenizer, cfg.vocab_size);
     if (opt.server.empty()) throw_input_error("--server", "needs the server's URL, e.g. http://localhost:30000");
     if (opt.gen_tokens < 0) throw_input_error("--gen-tokens", "must be 0 or more");
     if (opt.concurrency < 1) throw_input_error("--concurrency", "must be at least 1");

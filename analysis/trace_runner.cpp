@@ -40,10 +40,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     const auto t0 = Clock::now();
     const ModelConfig& cfg = model.config();
     if (cfg.n_routed_experts <= 0) throw_input_error(cfg.source, "the model has no routed experts: nothing to trace");
-    if (tokenizer.vocab_size() > cfg.vocab_size)
-        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
-                                                  " tokens, more than the model's vocab_size " +
-                                                  std::to_string(cfg.vocab_size));
+    require_tokenizer_fits(tokenizer, cfg.vocab_size);
     const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
     if (context < 1) throw_input_error("--context", "must be at least 1");
 

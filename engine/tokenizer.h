@@ -81,6 +81,10 @@ private:
     size_t prefix_index_ = 0;
 };
 
+// Throws moe::Error(input) naming the tokenizer's file when it has more ids than a model of
+// `vocab_size` (a tokenizer of another model): its texts would give ids the model has no row for.
+void require_tokenizer_fits(const Tokenizer& tokenizer, int64_t vocab_size);
+
 // Replaces each ill-formed UTF-8 subsequence by U+FFFD (the caller's replacement policy).
 std::string utf8_replace_invalid(std::string_view bytes);
 

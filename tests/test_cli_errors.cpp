@@ -18,7 +18,7 @@ private slots:
 
 void CliErrorTest::cli_exits_2_data() {
     QTest::addColumn<QString>("fixture");
-    QTest::addColumn<QString>("damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape
+    QTest::addColumn<QString>("damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape | foreign_tokenizer
     QTest::addColumn<QStringList>("args");  // DIR stands for the damaged copy
     QTest::addColumn<QString>("needle");
     const QString s = "f32_single";
@@ -57,6 +57,11 @@ void CliErrorTest::cli_exits_2_data() {
                                                 << "kv_lora_rank";
     QTest::newRow("logits: wrong shape") << s << "wrong_shape" << logits + QStringList{"--ids", "1"}
                                          << "expected [96, 48]";
+    const QStringList generate{"generate", "--model", "DIR", "--prompt", "Hello", "--max-new-tokens", "2"};
+    QTest::newRow("generate: another model's tokenizer") << s << "foreign_tokenizer" << generate << "tokenizer.json: tokenizer has 100015 tokens";
+    QTest::newRow("eval: another model's tokenizer") << s << "foreign_tokenizer"
+                                                     << QStringList{"eval", "--model", "DIR", "--text", "DIR/config.json"}
+                                                     << "tokenizer.json: tokenizer has 100015 tokens";
     QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"
                                            << logits + QStringList{"--ids", "1"} << kShard2;
 }
@@ -78,6 +83,10 @@ void CliErrorTest::cli_exits_2() {
         QVERIFY(set_config_value(dir, "model_type", "\"deepseek_v2\""));
     } else if (damage == "missing_shard") {
         QVERIFY(QFile::remove(dir + "/" + kShard2));
+    } else if (damage == "foreign_tokenizer") {  // DeepSeek LLM's 100k tokenizer beside a model of 96 ids
+        const QString from = QStringLiteral(MOE_SOURCE_DIR "/tests/fixtures/tokenizers/deepseek-llm/");
+        QVERIFY(QFile::copy(from + "tokenizer.json", dir + "/tokenizer.json"));
+        QVERIFY(QFile::copy(from + "tokenizer_config.json", dir + "/tokenizer_config.json"));
     } else if (damage == "wrong_shape") {
         Safetensors st = Safetensors::read(dir + "/" + kSingle);
         st.header[kEmbed]["shape"] = {48, 96};

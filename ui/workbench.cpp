@@ -93,10 +93,7 @@ void Workbench::openModel(const QString& dir) {
                 try {
                     m.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::load_dir(d));
                     m.summary.has_tokenizer = true;
-                    if (m.tokenizer->vocab_size() > m.summary.vocab_size)
-                        m.summary.tokenizer_problem = "the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
-                                                      " ids, more than the model's vocab_size " +
-                                                      std::to_string(m.summary.vocab_size);
+                    require_tokenizer_fits(*m.tokenizer, m.summary.vocab_size);
                 } catch (const Error& e) {
                     m.summary.tokenizer_problem = e.what();
                 }

@@ -47,6 +47,7 @@ int cmd_eval(int argc, char** argv) {
     } else {
         const std::string path = args.require("--text");
         const moe::Tokenizer tok = moe::Tokenizer::load_dir(args.require("--model"));
+        moe::require_tokenizer_fits(tok, model->config().vocab_size);
         std::error_code ec;
         if (!std::filesystem::exists(path, ec)) moe::throw_input_error(path, "no such text file");
         if (std::filesystem::is_directory(path, ec))

@@ -57,6 +57,7 @@ int cmd_generate(int argc, char** argv) {
     std::optional<moe::Tokenizer> tok;
     if (have_tokenizer) tok.emplace(moe::Tokenizer::load_dir(dir));
     auto model = open_model(args);
+    if (tok) moe::require_tokenizer_fits(*tok, model->config().vocab_size);
     const moe::ExpertMask mask = mask_from_args(args, model->config());
     gp.mask = &mask;
 

@@ -155,6 +155,12 @@ const std::string& Tokenizer::source() const { return impl_->source; }
 std::string utf8_replace_invalid(std::string_view bytes) { return tok::utf8_lossy(bytes); }
 std::string utf8_escape_invalid(std::string_view bytes) { return tok::utf8_escape_invalid(bytes); }
 
+void require_tokenizer_fits(const Tokenizer& tokenizer, int64_t vocab_size) {
+    if (tokenizer.vocab_size() > vocab_size)
+        throw_input_error(tokenizer.source(), "tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                                  " tokens, more than the model's vocab_size " + std::to_string(vocab_size));
+}
+
 void require_utf8(std::string_view text, const std::string& where) {
     const size_t bad = tok::find_invalid_utf8(text);
     if (bad == std::string_view::npos) return;
