@@ -100,6 +100,10 @@ private slots:
         QVERIFY(wb->waitIdle(30000));
         QCOMPARE(wb->runs()[1].n_tokens, int64_t(120));
         QVERIFY(w.runsPanel()->progressText().contains("complete"));
+        // Newest first, each with where its routing came from.
+        QCOMPARE(w.runsPanel()->runCell(0, 0), QString::number(wb->runs()[1].run_id));
+        QCOMPARE(w.runsPanel()->runCell(0, 3), QString("cpu"));
+        QCOMPARE(w.runsPanel()->runCell(0, 6), QString("120"));
 
         // Every dock can be hidden and brought back from the View menu (toggle actions).
         auto* log_dock = w.findChild<QDockWidget*>("logDock");

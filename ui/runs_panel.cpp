@@ -118,8 +118,8 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     store_label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
     runs_->setObjectName("runs");
     runs_->setMinimumHeight(runs_->horizontalHeader()->sizeHint().height() + 4 * runs_->verticalHeader()->defaultSectionSize() + 4);
-    setup_table(runs_, {tr("Run"), tr("Status"), tr("Model"), tr("Corpus"), tr("Docs"), tr("Tokens"), tr("Mask"),
-                        tr("Started")});
+    setup_table(runs_, {tr("Run"), tr("Status"), tr("Model"), tr("Source"), tr("Corpus"), tr("Docs"), tr("Tokens"),
+                        tr("Mask"), tr("Started")});
     auto* runs_layout = new QVBoxLayout(runs_box);
     runs_layout->addWidget(store_label_);
     runs_layout->addWidget(store_error_);
@@ -198,6 +198,11 @@ QString RunsPanel::domainCell(int row, int column) const {
     return it ? it->text() : QString();
 }
 
+QString RunsPanel::runCell(int row, int column) const {
+    const QTableWidgetItem* it = runs_->item(row, column);
+    return it ? it->text() : QString();
+}
+
 void RunsPanel::startTrace() {
     const QStringList domains = checkedDomains();
     if (domains.isEmpty()) {
@@ -249,15 +254,22 @@ void RunsPanel::showRuns() {
         if (run.status != "complete") status->setForeground(QColor("#9a6700"));
         runs_->setItem(r, 1, status);
         runs_->setItem(r, 2, item(q(run.model_name)));
-        runs_->setItem(r, 3, item(q(run.corpus_name)));
-        runs_->setItem(r, 4, item(QString::number(run.n_documents), true));
-        runs_->setItem(r, 5, item(QString::number(run.n_tokens), true));
-        runs_->setItem(r, 6, item(run.mask_spec.empty() ? tr("none") : q(run.mask_spec)));
+        // Where the routing came from: this engine's backend, or a server that was captured.
+        auto* source = item(q(run.source));
+        source->setToolTip(run.source == "sglang" || run.source == "vllm"
+                               ? tr("captured from a %1 server%2 (no gate weights)")
+                                     .arg(q(run.source), run.engine_version.empty() ? QString() : " " + q(run.engine_version))
+                               : tr("traced by this engine on the %1 backend, %2 weights").arg(q(run.source), q(run.dtype)));
+        runs_->setItem(r, 3, source);
+        runs_->setItem(r, 4, item(q(run.corpus_name)));
+        runs_->setItem(r, 5, item(QString::number(run.n_documents), true));
+        runs_->setItem(r, 6, item(QString::number(run.n_tokens), true));
+        runs_->setItem(r, 7, item(run.mask_spec.empty() ? tr("none") : q(run.mask_spec)));
         // "2025-01-31T12:00:00Z" → local "2025-01-31 13:00"; the exact time in the tooltip.
         const QDateTime started = QDateTime::fromString(q(run.started), Qt::ISODate);
         auto* when = item(started.isValid() ? started.toLocalTime().toString("MM-dd hh:mm") : q(run.started));
         when->setToolTip(tr("started %1%2").arg(q(run.started), run.finished.empty() ? QString() : tr(", finished ") + q(run.finished)));
-        runs_->setItem(r, 7, when);
+        runs_->setItem(r, 8, when);
     }
     block.unblock();
     if (keep) selectRun(keep);

@@ -29,6 +29,7 @@ public:
     void selectRun(int64_t run_id);
     QString progressText() const;
     QString domainCell(int row, int column) const;  // the text shown in the domains table
+    QString runCell(int row, int column) const;     // the text shown in the runs table
 
 signals:
     void runSelected(qint64 run_id);
