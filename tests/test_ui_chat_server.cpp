@@ -117,7 +117,13 @@ private slots:
         QVERIFY(panel_->session()->running());
         QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 30000);
         QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
-        QCOMPARE(streamed.size(), 8);  // one event per piece, appended as it came
+        // The pieces, in order, shown as they came: at most one event per 33 ms, so a fast
+        // server's 8 pieces may come in fewer.
+        QString shown;
+        for (const auto& e : streamed) shown += e[0].toString();
+        QCOMPARE(shown, kAnswer);
+        QVERIFY(streamed.size() >= 1 && streamed.size() <= 8);
+        QCOMPARE(panel_->session()->piecesReceived(), 8);
         QCOMPARE(panel_->session()->partialAnswer(), kAnswer);
         QVERIFY2(panel_->transcript().contains("You: Hello server"), qPrintable(panel_->transcript()));
         QVERIFY2(panel_->transcript().contains("Model: " + kAnswer), qPrintable(panel_->transcript()));

@@ -293,12 +293,19 @@ void ChatSession::serverDataArrived() {
         if (c.contains("finish_reason") && c["finish_reason"].is_string())
             finish_reason_ = c["finish_reason"].get<std::string>();
         if (piece.empty()) continue;
-        const QString text = QString::fromStdString(piece);
-        if (pieces_ == 0) emit progress(tr("Streaming from %1…").arg(serverWhere()));
-        partial_ += text;
-        ++pieces_;
-        emit textStreamed(text);
+        std::lock_guard lock(control_->mutex);
+        if (pieces_ == 0 && control_->pending_pieces == 0) emit progress(tr("Streaming from %1…").arg(serverWhere()));
+        control_->pending += QString::fromStdString(piece);
+        ++control_->pending_pieces;
     }
+    // Shown as a local answer's pieces are: at most every kStreamIntervalMs.
+    bool take = false;
+    {
+        std::lock_guard lock(control_->mutex);
+        take = !control_->queued && !control_->pending.isEmpty();
+        if (take) control_->queued = true;
+    }
+    if (take) takeStreamed(control_);
 }
 
 void ChatSession::serverStreamFinished() {
@@ -308,6 +315,7 @@ void ChatSession::serverStreamFinished() {
     reply->deleteLater();
     const int status = reply->attribute(QNetworkRequest::HttpStatusCodeAttribute).toInt();
     if (!server_stopped_ && status == 200) serverDataArrived();  // the rest, if any
+    takeStreamed(control_, /*now=*/true);
     const double seconds = static_cast<double>(server_clock_.elapsed()) / 1000.0;
     GenerateResult g;
     g.text = partial_.toStdString();
