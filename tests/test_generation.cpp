@@ -24,6 +24,33 @@
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 
+namespace {
+
+// n choices of a sampler of `p` from the same logits.
+std::vector<int32_t> draws(const std::vector<float>& logits, const moe::SamplingParams& p, int n) {
+    moe::Sampler s(p);
+    std::vector<int32_t> out;
+    for (int i = 0; i < n; ++i) {
+        std::vector<float> l = logits;
+        out.push_back(s.sample(l, {}));
+    }
+    return out;
+}
+
+// A random-weight model of `vocab_size` ids, small enough to generate with at once.
+std::unique_ptr<moe::Model> small_random_model(int64_t vocab_size, uint64_t seed) {
+    const moe::ModelConfig cfg = moe::parse_model_config(
+        R"({"model_type":"deepseek","vocab_size":)" + std::to_string(vocab_size) + R"(,"hidden_size":32,
+        "intermediate_size":64,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
+        "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
+        "generation-test-config");
+    moe::LoadOptions lo;
+    lo.threads = 2;
+    return moe::make_model(cfg, moe::make_random_tensors(cfg, moe::DType::bf16, seed), lo);
+}
+
+}  // namespace
+
 class GenerationTest : public QObject {
     Q_OBJECT
 private slots:
@@ -45,16 +72,8 @@ private slots:
         QCOMPARE(s.sample(m, h0), 1);  // 3/3 = 1 < 2
     }
     void sampling_is_seeded_and_respects_top_k_and_top_p() {
-        std::vector<float> base = {1.0f, 0.9f, 0.8f, 0.7f, -5.0f};
-        auto draw = [&](moe::SamplingParams p, int n) {
-            moe::Sampler s(p);
-            std::vector<int32_t> out;
-            for (int i = 0; i < n; ++i) {
-                auto l = base;
-                out.push_back(s.sample(l, {}));
-            }
-            return out;
-        };
+        const std::vector<float> base = {1.0f, 0.9f, 0.8f, 0.7f, -5.0f};
+        auto draw = [&](const moe::SamplingParams& p, int n) { return draws(base, p, n); };
         moe::SamplingParams p;
         p.temperature = 1.0f;
         p.seed = 42;
@@ -78,14 +97,9 @@ private slots:
         base[3] = std::log(0.25f);   // ties with id 10: the lower id ranks first
         base[10] = std::log(0.25f);
         base[2500] = std::log(0.2f);
-        auto seen = [&](moe::SamplingParams p) {
-            moe::Sampler s(p);
-            std::set<int32_t> ids;
-            for (int i = 0; i < 600; ++i) {
-                auto l = base;
-                ids.insert(s.sample(l, {}));
-            }
-            return ids;
+        auto seen = [&](const moe::SamplingParams& p) {
+            const std::vector<int32_t> ids = draws(base, p, 600);
+            return std::set<int32_t>(ids.begin(), ids.end());
         };
         moe::SamplingParams p;
         p.temperature = 1.0f;
@@ -126,19 +140,15 @@ private slots:
         for (double acc = 0; acc < p.top_p * sum; ++cut) acc += w[cut];
         double kept = 0;
         for (size_t i = 0; i < cut; ++i) kept += w[i];
-        moe::Sampler s(p);
+        const int n = 8000;
         std::map<int32_t, int> count;
-        const int draws = 8000;
-        for (int i = 0; i < draws; ++i) {
-            auto l = base;
-            ++count[s.sample(l, {})];
-        }
+        for (int32_t id : draws(base, p, n)) ++count[id];
         for (const auto& [id, c] : count)
             QVERIFY2(std::find(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(cut), id) != order.begin() + static_cast<std::ptrdiff_t>(cut),
                      std::to_string(id).c_str());
         for (size_t i = 0; i < 5; ++i) {
-            const double q = w[i] / kept, f = static_cast<double>(count[order[i]]) / draws;
-            QVERIFY2(std::abs(f - q) < 5 * std::sqrt(q * (1 - q) / draws) + 1e-3,
+            const double q = w[i] / kept, f = static_cast<double>(count[order[i]]) / n;
+            QVERIFY2(std::abs(f - q) < 5 * std::sqrt(q * (1 - q) / n) + 1e-3,
                      (std::to_string(order[i]) + ": " + std::to_string(f) + " vs " + std::to_string(q)).c_str());
         }
     }
@@ -276,14 +286,7 @@ private slots:
         // A random-weight model over the vocabulary of a small byte-level BPE tokenizer:
         // sampled ids decode to arbitrary byte sequences, the hard case for streaming.
         const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/tiny-llm");
-        const moe::ModelConfig cfg = moe::parse_model_config(
-            R"({"model_type":"deepseek","vocab_size":)" + std::to_string(tok.vocab_size()) + R"(,"hidden_size":32,
-            "intermediate_size":64,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
-            "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
-            "generation-test-config");
-        moe::LoadOptions lo;
-        lo.threads = 2;
-        auto m = moe::make_model(cfg, moe::make_random_tensors(cfg, moe::DType::bf16, 11), lo);
+        auto m = small_random_model(tok.vocab_size(), 11);
         const auto prompt = tok.encode("Once upon a time");
         moe::GenerateParams gp;
         gp.max_new_tokens = 60;
@@ -315,14 +318,7 @@ private slots:
         // A vocabulary padded far beyond the tokenizer's (as DeepSeekMoE 16B pads 100,015 tokens
         // to 102,400 logits): a random model puts most of its probability on the padding.
         const auto tok = moe::Tokenizer::load_dir(std::string(MOE_SOURCE_DIR) + "/tests/fixtures/tokenizers/tiny-llm");
-        const moe::ModelConfig cfg = moe::parse_model_config(
-            R"({"model_type":"deepseek","vocab_size":)" + std::to_string(8 * tok.vocab_size()) + R"(,"hidden_size":32,
-            "intermediate_size":64,"moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
-            "n_routed_experts":8,"n_shared_experts":1,"num_experts_per_tok":2,"first_k_dense_replace":1})",
-            "padded-vocabulary-config");
-        moe::LoadOptions lo;
-        lo.threads = 2;
-        auto m = moe::make_model(cfg, moe::make_random_tensors(cfg, moe::DType::bf16, 5), lo);
+        auto m = small_random_model(8 * tok.vocab_size(), 5);
         const auto prompt = tok.encode("Once upon a time");
         for (float temperature : {0.0f, 1.5f}) {
             moe::GenerateParams gp;
