@@ -128,6 +128,27 @@ private slots:
         QVERIFY(wait_frames(view, 2));
         const int plain = orange_in_row();
         QVERIFY2(framed > plain + 100, qPrintable(QString("%1 vs %2").arg(framed).arg(plain)));
+
+        // Tokens that are not the run's (a chat answer): the chooser names no document, a
+        // refresh of the run's list keeps the answer, and picking the document it named
+        // before brings that document back.
+        TokenRouting answer = shown;
+        answer.run_id = 0;
+        answer.doc_id = 0;
+        answer.title = "chat answer";
+        insp.showRouting(answer);
+        QCOMPARE(insp.currentDocument(), int64_t(0));
+        QCOMPARE(insp.documentCombo()->currentIndex(), -1);  // its placeholder shows
+        QVERIFY(insp.documentCombo()->placeholderText().contains("chat answer"));
+        insp.setRun(run_id_);  // the same run: its list read again, as during a trace
+        QVERIFY(wb_.waitIdle(30000));
+        QTest::qWait(50);
+        QCOMPARE(view->routing().run_id, int64_t(0));
+        QCOMPARE(insp.currentDocument(), int64_t(0));
+        insp.selectDocument(docs[0].doc_id);
+        QTRY_COMPARE_WITH_TIMEOUT(view->routing().run_id, run_id_, 30000);
+        QCOMPARE(view->routing().doc_id, docs[0].doc_id);
+        QCOMPARE(insp.currentDocument(), docs[0].doc_id);
     }
 
     void largeDocumentDrawsOnlyVisibleRows() {

@@ -102,9 +102,11 @@ void RoutingInspector::setRun(qint64 run_id) {
         return;
     }
     run_id_ = run_id;
+    shown_ = {};  // another run: its first document replaces a chat answer
     {
         QSignalBlocker block(documents_);
         documents_->clear();
+        documents_->setPlaceholderText({});
     }
     if (run_id) workbench_->requestDocuments(run_id);
 }
@@ -112,6 +114,7 @@ void RoutingInspector::setRun(qint64 run_id) {
 void RoutingInspector::showDocuments(qint64 run_id) {
     if (run_id != run_id_) return;
     const int64_t keep = currentDocument();
+    const bool external = showingExternal();  // a chat answer stays until a document is picked
     {
         QSignalBlocker block(documents_);
         documents_->clear();
@@ -119,11 +122,14 @@ void RoutingInspector::showDocuments(qint64 run_id) {
             documents_->addItem(QString("%1 · %2 (%3 tokens)").arg(q(d.domain), q(d.name)).arg(d.n_tokens),
                                 static_cast<qlonglong>(d.doc_id));
         const int i = documents_->findData(static_cast<qlonglong>(keep));
-        documents_->setCurrentIndex(i >= 0 ? i : (documents_->count() > 0 ? 0 : -1));
+        documents_->setCurrentIndex(external ? -1 : i >= 0 ? i : (documents_->count() > 0 ? 0 : -1));
     }
+    if (external) return;
     if (documents_->count() == 0) showMessage(tr("Run %1 has no finished document yet.").arg(run_id), false);
     else if (currentDocument() != keep) documentChosen();
 }
+
+bool RoutingInspector::showingExternal() const { return shown_.run_id == 0 && shown_.n_tokens() > 0; }
 
 void RoutingInspector::documentChosen() {
     const int64_t doc = currentDocument();
@@ -135,6 +141,13 @@ void RoutingInspector::documentChosen() {
 void RoutingInspector::showRouting(const TokenRouting& routing) {
     shown_ = routing;
     showMessage({}, false);
+    if (showingExternal()) {
+        // Not a document of the run: the chooser names none, so that any document, the one it
+        // named before too, can be picked to go back.
+        QSignalBlocker block(documents_);
+        documents_->setPlaceholderText(tr("a chat answer · pick a document"));
+        documents_->setCurrentIndex(-1);
+    }
     title_->setText(q(routing.title).toHtmlEscaped() + (routing.has_gate_weights() ? QString() : tr(" — no gate weights")));
     int64_t max_e = routing.max_experts() - 1;
     expert_->setMaximum(static_cast<int>(std::max<int64_t>(max_e, 0)));

@@ -26,6 +26,7 @@ public:
     int64_t run() const { return run_id_; }
     int64_t currentDocument() const;  // doc_id, 0: none
     int documentCount() const { return documents_->count(); }
+    const QComboBox* documentCombo() const { return documents_; }
     void selectDocument(int64_t doc_id);
     QString hoverText() const { return hover_->text(); }
     QString message() const { return message_->isHidden() ? QString() : message_->text(); }
@@ -42,6 +43,7 @@ private:
     void documentChosen();
     void showHover(qint64 row, qint64 column);
     void showMessage(const QString& text, bool error);
+    bool showingExternal() const;  // tokens that are not the store's (a chat answer) are shown
 
     Workbench* workbench_;
     int64_t run_id_ = 0;
