@@ -103,11 +103,14 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     // The draw: a point of [0, total) against the candidates' weights, in the order they lie.
     std::uniform_real_distribution<double> u(0.0, total);
     double r = u(rng_);
+    size_t last = 0;  // where rounding leaves r short of the end: the last candidate of weight
     for (size_t i = 0; i < cut; ++i) {
+        if (cand_[i].weight <= 0) continue;  // an id of probability 0 (a logit of -inf) is never drawn
+        last = i;
         r -= cand_[i].weight;
         if (r < 0) return cand_[i].id;
     }
-    return cand_[cut - 1].id;
+    return cand_[last].id;
 }
 
 }  // namespace moe
