@@ -159,16 +159,16 @@ private slots:
         for (int i = 0; i < static_cast<int>(domains.size()); ++i) {
             const an::AblationScore& s = domains[static_cast<size_t>(i)];
             QCOMPARE(t->item(i, 0)->text(), QString::fromStdString(s.domain));
-            QCOMPARE(t->item(i, 1)->text(), QString::number(s.tokens));
-            QCOMPARE(t->item(i, 2)->text(), QString::number(s.baseline_loss(), 'f', 4));
-            QCOMPARE(t->item(i, 3)->text(), QString::number(s.ablated_loss(), 'f', 4));
-            QCOMPARE(t->item(i, 4)->text(), QString::number(s.delta_loss(), 'f', 4));
-            QCOMPARE(t->item(i, 5)->text(), QString::number(s.ppl_ratio(), 'f', 4));
-            QCOMPARE(t->item(i, 6)->text(), QString::number(s.mean_kl(), 'f', 4));
-            QCOMPARE(t->item(i, 7)->text(), QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %");
+            QCOMPARE(t->item(i, 1)->text(), QString::number(s.delta_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 2)->text(), QString::number(s.ppl_ratio(), 'f', 4));
+            QCOMPARE(t->item(i, 3)->text(), QString::number(s.mean_kl(), 'f', 4));
+            QCOMPARE(t->item(i, 4)->text(), QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %");
+            QCOMPARE(t->item(i, 5)->text(), QString::number(s.baseline_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 6)->text(), QString::number(s.ablated_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 7)->text(), QString::number(s.tokens));
         }
         QCOMPARE(t->item(t->rowCount() - 1, 0)->text(), QString("all"));
-        QCOMPARE(t->item(t->rowCount() - 1, 1)->text(), QString::number(r.conditions[0].all.tokens));
+        QCOMPARE(t->item(t->rowCount() - 1, 7)->text(), QString::number(r.conditions[0].all.tokens));
         // The chart: one bar per domain, its height the domain's Δloss.
         auto* bars = qobject_cast<QCPBars*>(panel_->chart()->plottable(0));
         QVERIFY(bars);
@@ -211,7 +211,7 @@ private slots:
         QCOMPARE(t->rowCount(), 6);
         for (int i = 0; i < 6; ++i) {
             QCOMPARE(t->item(i, 0)->toolTip(), QString::fromStdString(conds[static_cast<size_t>(i)].mask.spec()));
-            QCOMPARE(t->item(i, 4)->text(), QString::number(r.conditions[static_cast<size_t>(i)].all.delta_loss(), 'f', 4));
+            QCOMPARE(t->item(i, 1)->text(), QString::number(r.conditions[static_cast<size_t>(i)].all.delta_loss(), 'f', 4));
         }
         QCustomPlot* plot = panel_->sweepChart();
         QVERIFY(plot->isVisibleTo(panel_));

@@ -47,13 +47,14 @@ QTableWidgetItem* cell(const QString& text, bool right = true) {
 
 // Columns 1..7 of a results row: tokens, baseline and ablated loss, Δloss, ppl ratio, KL, top-1.
 void fill_scores(QTableWidget* t, int row, const moe::analysis::AblationScore& s) {
-    t->setItem(row, 1, cell(QString::number(s.tokens)));
-    t->setItem(row, 2, cell(QString::number(s.baseline_loss(), 'f', 4)));
-    t->setItem(row, 3, cell(QString::number(s.ablated_loss(), 'f', 4)));
-    t->setItem(row, 4, cell(QString::number(s.delta_loss(), 'f', 4)));
-    t->setItem(row, 5, cell(QString::number(s.ppl_ratio(), 'f', 4)));
-    t->setItem(row, 6, cell(QString::number(s.mean_kl(), 'f', 4)));
-    t->setItem(row, 7, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+    // What the mask changed first, where a narrow panel shows it without scrolling.
+    t->setItem(row, 1, cell(QString::number(s.delta_loss(), 'f', 4)));
+    t->setItem(row, 2, cell(QString::number(s.ppl_ratio(), 'f', 4)));
+    t->setItem(row, 3, cell(QString::number(s.mean_kl(), 'f', 4)));
+    t->setItem(row, 4, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
+    t->setItem(row, 5, cell(QString::number(s.baseline_loss(), 'f', 4)));
+    t->setItem(row, 6, cell(QString::number(s.ablated_loss(), 'f', 4)));
+    t->setItem(row, 7, cell(QString::number(s.tokens)));
 }
 }  // namespace
 
@@ -182,9 +183,11 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     auto* results_box = new QGroupBox(tr("Results"), this);
     results_->setObjectName("ablationResults");
     results_->setColumnCount(8);
-    results_->setHorizontalHeaderLabels({tr("Domain"), tr("Tokens"), tr("Baseline loss"), tr("Ablated loss"), tr("Δloss"),
-                                         tr("PPL ratio"), tr("KL"), tr("Top-1 agree")});
-    results_->horizontalHeaderItem(6)->setToolTip(tr("mean KL(baseline ‖ ablated) per token, nats"));
+    results_->setHorizontalHeaderLabels({tr("Domain"), tr("Δloss"), tr("PPL ratio"), tr("KL"), tr("Top-1 agree"),
+                                         tr("Baseline loss"), tr("Ablated loss"), tr("Tokens")});
+    results_->horizontalHeaderItem(1)->setToolTip(tr("ablated − baseline mean loss, nats per predicted token"));
+    results_->horizontalHeaderItem(3)->setToolTip(tr("mean KL(baseline ‖ ablated) per token, nats"));
+    results_->horizontalHeaderItem(4)->setToolTip(tr("share of positions where the ablated model's most likely next token is the baseline's"));
     results_->verticalHeader()->hide();
     results_->setEditTriggers(QAbstractItemView::NoEditTriggers);
     results_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
