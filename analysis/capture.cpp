@@ -151,7 +151,8 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
     const int64_t max_new = std::max<int64_t>(opt.gen_tokens, 1);
 
     // Every document read and tokenized before the server is asked or the store written.
-    std::vector<std::vector<TokenizedDocument>> tokenized = tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+    std::vector<std::vector<TokenizedDocument>> tokenized =
+        opt.tokenized ? std::move(*opt.tokenized) : tokenize_corpus(corpus, tokenizer, opt.max_tokens);
 
     CaptureResult result;
     std::string served_model = opt.served_model;

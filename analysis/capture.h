@@ -15,6 +15,7 @@
 #include "analysis/capture_decode.h"
 #include "analysis/capture_http.h"
 #include "analysis/corpus.h"
+#include "analysis/corpus_tokens.h"
 #include "analysis/routing_store.h"
 #include "analysis/trace_writer.h"
 #include "engine/model_config.h"
@@ -48,6 +49,10 @@ struct CaptureOptions {
     HttpOptions http;
     bool new_run = false;
     TraceWriterOptions writer;
+    // The corpus's documents as tokenize_corpus(corpus, tokenizer, max_tokens) gives them, where
+    // the caller has read them already (moewb does, before it creates a store file, so that a bad
+    // corpus leaves none behind); taken from there. Null: read here.
+    std::vector<std::vector<TokenizedDocument>>* tokenized = nullptr;
     // Called about every 0.2 s and after each document from the calling thread; returning
     // false stops after the requests in flight (their documents are stored whole).
     std::function<bool(const CaptureProgress&)> progress;

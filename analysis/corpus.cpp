@@ -188,11 +188,12 @@ std::vector<CorpusDocument> read_documents(const CorpusDomain& domain) {
         ++index;
         if (domain.holdout_every > 0 && (index % domain.holdout_every == 0) != domain.holdout) continue;
         const std::string where = domain.file + ":" + std::to_string(line_no);
+        require_utf8(line, where);  // byte offsets counted from the line's start
         nlohmann::json j;
         try {
             j = nlohmann::json::parse(line);
         } catch (const nlohmann::json::exception& e) {
-            throw_input_error(where, std::string("not a JSON object: ") + e.what());
+            throw_input_error(where, std::string("not JSON: ") + e.what());
         }
         if (!j.is_object()) throw_input_error(where, "expected a JSON object {\"id\", \"text\"}");
         CorpusDocument d;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "analysis/corpus.h"
+#include "analysis/corpus_tokens.h"
 #include "analysis/routing_store.h"
 #include "analysis/trace_writer.h"
 #include "engine/expert_mask.h"
@@ -36,6 +37,10 @@ struct TraceOptions {
     std::string source;  // the run's source; empty: the model's backend_label() ("cpu", "cuda", ...)
     bool new_run = false;  // start a new run even when the same trace exists
     TraceWriterOptions writer;
+    // The corpus's documents as tokenize_corpus(corpus, tokenizer, max_tokens) gives them, where
+    // the caller has read them already (moewb does, before it creates a store file, so that a bad
+    // corpus leaves none behind); taken from there. Null: read here.
+    std::vector<std::vector<TokenizedDocument>>* tokenized = nullptr;
     // Called after every forward step and document; returning false stops the trace after
     // the current document.
     std::function<bool(const TraceProgress&)> progress;

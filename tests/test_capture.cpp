@@ -532,6 +532,18 @@ void CaptureTest::cli_capture_and_import() {
     QVERIFY(p.waitForFinished(60000));
     QCOMPARE(p.exitCode(), 2);
     QVERIFY(p.readAllStandardError().contains("--enable-return-routed-experts"));
+    // A corpus file that is not UTF-8: exit 2 naming it, before a store file is made.
+    const QString latin1 = tmp_.path() + "/latin1.jsonl";
+    QFile f(latin1);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("{\"id\": \"a\", \"text\": \"caf\xE9\"}\n");
+    f.close();
+    p.start(kMoewb, {"capture", "--server", url2, "--engine", "sglang", "--model", model_dir_, "--corpus", latin1,
+                     "--db", tmp_.path() + "/cli3.db", "--quiet"});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 2);
+    QVERIFY(p.readAllStandardError().contains("latin1.jsonl:1: invalid UTF-8"));
+    QVERIFY(!QFile::exists(tmp_.path() + "/cli3.db"));
 }
 
 QTEST_GUILESS_MAIN(CaptureTest)

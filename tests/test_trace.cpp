@@ -223,7 +223,7 @@ void TraceTest::corpus_errors() {
     const QString bad = tmp_.path() + "/bad.jsonl";
     write_text(bad, "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\", \"text\": \n");
     CHECK_ERROR(input, read_documents({"bad", "", "", bad.toStdString(), "bad-", 0, false}),
-                {"bad.jsonl:2", "not a JSON object"});
+                {"bad.jsonl:2", "not JSON"});
     write_text(bad, "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"a\", \"text\": \"again\"}\n");
     CHECK_ERROR(input, read_documents({"bad", "", "", bad.toStdString(), "bad-", 0, false}),
                 {"bad.jsonl:2", "duplicate document id 'a'"});
@@ -235,7 +235,7 @@ void TraceTest::corpus_errors() {
                 {"bad.jsonl:1", "expected a JSON object"});
     write_text(bad, "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\", \"text\": \"caf\xE9\"}\n");
     CHECK_ERROR(input, read_documents({"bad", "", "", bad.toStdString(), "bad-", 0, false}),
-                {"bad.jsonl:2", "UTF-8"});
+                {"bad.jsonl:2", "invalid UTF-8 at byte offset 24 (byte 0xe9)"});
     // A plain-text document that is not UTF-8 (Latin-1 here) is refused, not silently altered.
     const QString latin1 = tmp_.path() + "/latin1.txt";
     write_text(latin1, QByteArray("Once upon a time in a caf\xE9."));
@@ -577,6 +577,12 @@ void TraceTest::cli_errors() {
         {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", notes}, 2, "not a MoE Workbench routing store"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_}, 2, "--db"},
         {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/latin1.txt", "--db", db}, 2, "invalid UTF-8"},
+        {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/latin1.txt", "--db", tmp_.path() + "/never.db"},
+         2,
+         "invalid UTF-8"},
+        {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/bad.jsonl", "--db", tmp_.path() + "/never.db"},
+         2,
+         "bad.jsonl:2: invalid UTF-8 at byte offset 24 (byte 0xe9)"},
         {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", tmp_.path() + "/never.db", "--context", "0"}, 2,
          "--context"},
     };
@@ -591,7 +597,7 @@ void TraceTest::cli_errors() {
     }
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv"));
     QVERIFY(!QFile::exists(tmp_.path() + "/x.csv.partial"));
-    QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));  // a bad argument makes no store
+    QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));  // a bad argument or document makes no store
     // The refused traces (a corpus that is not UTF-8 among them) left no run behind.
     QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), runs_before);
 }

@@ -64,6 +64,10 @@ int cmd_capture(int argc, char** argv) {
         moe::throw_input_error(dir, "has no tokenizer.json: capture tokenizes the corpus with the model's tokenizer");
     const moe::ModelConfig cfg = moe::load_model_config(dir);
     const moe::Tokenizer tokenizer = moe::Tokenizer::load_dir(dir);
+    // Opened once the documents are read: a bad corpus leaves no new store file behind.
+    moe::require_tokenizer_fits(tokenizer, cfg.vocab_size);
+    auto documents = moe::analysis::tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+    opt.tokenized = &documents;
     moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(db_path);
 
     ProgressBar bar(args.has("--quiet"));

@@ -53,7 +53,10 @@ int cmd_trace(int argc, char** argv) {
     moe::analysis::TraceOptions opt;
     opt.max_tokens = args.get_int("--max-tokens", 0, 0, INT64_MAX);
     opt.context = args.get_int("--context", 0, 1, 1 << 24);
-    // Opened once every argument is known good: a bad one leaves no new store file behind.
+    // Opened once every argument and document is known good: bad input leaves no new store file.
+    moe::require_tokenizer_fits(tokenizer, model->config().vocab_size);
+    auto documents = moe::analysis::tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+    opt.tokenized = &documents;
     moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(db_path);
     opt.mask = mask.empty() ? nullptr : &mask;
     opt.new_run = args.has("--new-run");
