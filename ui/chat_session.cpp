@@ -293,10 +293,14 @@ void ChatSession::serverDataArrived() {
         if (c.contains("finish_reason") && c["finish_reason"].is_string())
             finish_reason_ = c["finish_reason"].get<std::string>();
         if (piece.empty()) continue;
-        std::lock_guard lock(control_->mutex);
-        if (pieces_ == 0 && control_->pending_pieces == 0) emit progress(tr("Streaming from %1…").arg(serverWhere()));
-        control_->pending += QString::fromStdString(piece);
-        ++control_->pending_pieces;
+        bool first = false;
+        {
+            std::lock_guard lock(control_->mutex);
+            first = pieces_ == 0 && control_->pending_pieces == 0;
+            control_->pending += QString::fromStdString(piece);
+            ++control_->pending_pieces;
+        }
+        if (first) emit progress(tr("Streaming from %1…").arg(serverWhere()));
     }
     // Shown as a local answer's pieces are: at most every kStreamIntervalMs.
     bool take = false;
