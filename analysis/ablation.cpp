@@ -168,7 +168,8 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
     if (context < 2) throw_input_error("--context", "must be at least 2 (a window predicts its tokens after the first)");
 
     // Every domain's tokens first: errors surface before any work, and the progress total is known.
-    const std::vector<std::vector<TokenizedDocument>> docs = tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+    const std::vector<std::vector<TokenizedDocument>> docs =
+        opt.tokenized ? std::move(*opt.tokenized) : tokenize_corpus(corpus, tokenizer, opt.max_tokens);
     AblationProgress progress;
     for (const auto& domain_docs : docs)
         for (const TokenizedDocument& td : domain_docs)

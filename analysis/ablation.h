@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "analysis/corpus.h"
+#include "analysis/corpus_tokens.h"
 #include "analysis/routing_store.h"
 #include "engine/expert_mask.h"
 #include "engine/model.h"
@@ -71,6 +72,8 @@ struct AblationOptions {
     int64_t max_tokens = 0;  // per domain, as the trace job counts them; 0: all
     int64_t context = 0;     // window length; 0: the model's max_position_embeddings
     std::function<bool(const AblationProgress&)> progress;  // false: stop after this forward step
+    // The corpus's documents, read already by the caller (as TraceOptions::tokenized); null: read here.
+    std::vector<std::vector<TokenizedDocument>>* tokenized = nullptr;
 };
 
 struct AblationResult {

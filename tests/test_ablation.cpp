@@ -435,6 +435,16 @@ void AblationTest::cli_json_csv_and_errors() {
         QVERIFY2(p.exitCode() == 2, qPrintable(b.args.join(' ') + ": " + err));
         QVERIFY2(err.contains(b.needle), qPrintable(b.args.join(' ') + ": " + err));
     }
+    // A corpus that is not UTF-8 (Latin-1): refused, naming it, before a store file is made.
+    const QString latin1 = tmp_.path() + "/latin1.txt";
+    QFile latin1_file(latin1);
+    QVERIFY(latin1_file.open(QIODevice::WriteOnly));
+    latin1_file.write("caf\xE9 au lait\n");
+    latin1_file.close();
+    p.start(kMoewb, {"ablate", "--model", model, "--corpus", latin1, "--mask", "*:shared", "--db", tmp_.path() + "/never.db"});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 2);
+    QVERIFY(p.readAllStandardError().contains("latin1.txt: invalid UTF-8 at byte offset 3"));
     QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));
 }
 

@@ -197,6 +197,10 @@ int cmd_ablate(int argc, char** argv) {
     // before the work, not after it.
     std::optional<an::CsvWriter> csv;
     if (args.has("--csv")) csv.emplace(args.require("--csv"));
+    // The documents read before a new store file is made: a bad corpus leaves none behind.
+    moe::require_tokenizer_fits(tokenizer, cfg.vocab_size);
+    auto documents = an::tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+    opt.tokenized = &documents;
     open_store();
     ProgressBar bar(args.has("--quiet"));
     an::AblationProgress last;
