@@ -70,6 +70,10 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "--vocab")) vocab = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--draws")) draws = std::atoi(argv[i + 1]);
     }
+    if (vocab < 64 || draws < 1) {
+        std::fprintf(stderr, "bench_sampler: --vocab must be at least 64 and --draws at least 1\n");
+        return 2;
+    }
     struct Setting {
         const char* name;
         moe::SamplingParams p;
