@@ -169,7 +169,7 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
 
     // Every domain's tokens first: errors surface before any work, and the progress total is known.
     const std::vector<std::vector<TokenizedDocument>> docs =
-        opt.tokenized ? std::move(*opt.tokenized) : tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+        given_or_tokenized(opt.tokenized, corpus, tokenizer, opt.max_tokens);
     AblationProgress progress;
     for (const auto& domain_docs : docs)
         for (const TokenizedDocument& td : domain_docs)

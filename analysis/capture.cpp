@@ -152,7 +152,7 @@ CaptureResult run_capture(RoutingStore& store, const ModelConfig& cfg, const Mod
 
     // Every document read and tokenized before the server is asked or the store written.
     std::vector<std::vector<TokenizedDocument>> tokenized =
-        opt.tokenized ? std::move(*opt.tokenized) : tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+        given_or_tokenized(opt.tokenized, corpus, tokenizer, opt.max_tokens);
 
     CaptureResult result;
     std::string served_model = opt.served_model;

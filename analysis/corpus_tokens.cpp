@@ -39,4 +39,10 @@ std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus
     return out;
 }
 
+std::vector<std::vector<TokenizedDocument>> given_or_tokenized(std::vector<std::vector<TokenizedDocument>>* given,
+                                                               const Corpus& corpus, const Tokenizer& tokenizer,
+                                                               int64_t max_tokens) {
+    return given ? std::move(*given) : tokenize_corpus(corpus, tokenizer, max_tokens);
+}
+
 }  // namespace moe::analysis

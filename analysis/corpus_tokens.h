@@ -30,4 +30,10 @@ std::vector<TokenizedDocument> tokenize_domain(const CorpusDomain& domain, const
 std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus, const Tokenizer& tokenizer,
                                                             int64_t max_tokens);
 
+// `given` moved out when a job's caller read the documents already (TraceOptions::tokenized and
+// the like); else tokenize_corpus(corpus, tokenizer, max_tokens).
+std::vector<std::vector<TokenizedDocument>> given_or_tokenized(std::vector<std::vector<TokenizedDocument>>* given,
+                                                               const Corpus& corpus, const Tokenizer& tokenizer,
+                                                               int64_t max_tokens);
+
 }  // namespace moe::analysis

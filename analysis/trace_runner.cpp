@@ -47,7 +47,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
     // Every document read and tokenized before anything is written: a corpus with a bad file
     // (not UTF-8, broken JSON) leaves the store as it was.
     std::vector<std::vector<TokenizedDocument>> tokenized =
-        opt.tokenized ? std::move(*opt.tokenized) : tokenize_corpus(corpus, tokenizer, opt.max_tokens);
+        given_or_tokenized(opt.tokenized, corpus, tokenizer, opt.max_tokens);
 
     TraceResult result;
     const int64_t model_id = store.add_model(model_record);

@@ -69,7 +69,7 @@ GenerateResult generate(const Model& model, const Tokenizer* tokenizer, const st
     std::vector<int32_t> unnamed;
     if (tokenizer)
         for (int64_t id = 0; id < model.config().vocab_size; ++id)
-            if (tokenizer->token_content(static_cast<int32_t>(id)).empty()) unnamed.push_back(static_cast<int32_t>(id));
+            if (!tokenizer->names(static_cast<int32_t>(id))) unnamed.push_back(static_cast<int32_t>(id));
     if (tokenizer && static_cast<int64_t>(unnamed.size()) == model.config().vocab_size)
         throw_input_error(tokenizer->source(), "names none of the model's " + std::to_string(model.config().vocab_size) + " token ids");
     ForwardOptions opt;

@@ -46,6 +46,7 @@ public:
     std::string token_text(int32_t id) const;
     // The token's string as stored in the vocab (e.g. "Ġthe"); empty for an unused id.
     std::string token_content(int32_t id) const;
+    bool names(int32_t id) const;  // whether `id` is a token (decode() refuses the others)
     std::optional<int32_t> token_id(std::string_view token_content) const;  // e.g. "<｜end▁of▁sentence｜>"
 
     int32_t vocab_size() const;  // 1 + the highest id of the vocab and the added tokens

@@ -93,7 +93,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
     tokens.reserve(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
         const int32_t id = ids[i];
-        if (id < 0 || id >= t.vocab_size() || t.decode_string[static_cast<size_t>(id)].empty())
+        if (!names(id))
             throw_input_error("ids[" + std::to_string(i) + "]", "token id " + std::to_string(id) +
                                                                   " is not in the vocabulary (size " +
                                                                   std::to_string(t.vocab_size()) + ")");
@@ -118,6 +118,10 @@ std::string Tokenizer::token_text(int32_t id) const {
     }
     const int32_t one[1] = {id};
     return decode(one);
+}
+
+bool Tokenizer::names(int32_t id) const {
+    return id >= 0 && id < impl_->vocab_size() && !impl_->decode_string[static_cast<size_t>(id)].empty();
 }
 
 std::string Tokenizer::token_content(int32_t id) const {
