@@ -99,7 +99,10 @@ struct ImportResult {
 };
 
 // Imports a JSONL file of saved responses (format: docs/capture.md), one document per line,
-// into a run with the file as its corpus. Errors name the file and line.
+// into a run with the file as its corpus. Errors name the file and line. Every line is
+// checked before open_store is called, so a bad file never creates or changes a store.
+ImportResult run_import(const std::function<RoutingStore&()>& open_store, const ModelConfig& cfg,
+                        const ModelRecord& model_record, const std::string& responses_path, const ImportOptions& opt);
 ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const ModelRecord& model_record,
                         const std::string& responses_path, const ImportOptions& opt);
 

@@ -1,7 +1,7 @@
 // Offline import of saved SGLang / vLLM responses (JSONL, one request per line) into a run
 // of the routing store; see capture.h and docs/capture.md for the line format. The same
-// validation as a live capture; every line checked before anything is stored (a file with a
-// bad line leaves the store as it was); one document per line, written whole or not at all;
+// validation as a live capture; every line checked before the store is opened (a file with a
+// bad line leaves the store as it was, or makes none); one document per line, written whole or not at all;
 // the same file imported again resumes its incomplete run.
 #include <chrono>
 #include <filesystem>
@@ -51,6 +51,11 @@ struct Line {
 
 ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const ModelRecord& model_record,
                         const std::string& responses_path, const ImportOptions& opt) {
+    return run_import([&]() -> RoutingStore& { return store; }, cfg, model_record, responses_path, opt);
+}
+
+ImportResult run_import(const std::function<RoutingStore&()>& open_store, const ModelConfig& cfg,
+                        const ModelRecord& model_record, const std::string& responses_path, const ImportOptions& opt) {
     namespace fs = std::filesystem;
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
@@ -182,6 +187,7 @@ ImportResult run_import(RoutingStore& store, const ModelConfig& cfg, const Model
         if (!in || !next_line(first)) throw_failure(responses_path, "cannot read the responses file again");
     }
 
+    RoutingStore& store = open_store();
     const int64_t model_id = store.add_model(model_record);
     const int64_t corpus_id = store.add_corpus({stem, abs.string(), "saved " + result.engine + " responses", ""});
     RunSpec spec;

@@ -544,6 +544,20 @@ void CaptureTest::cli_capture_and_import() {
     QCOMPARE(p.exitCode(), 2);
     QVERIFY(p.readAllStandardError().contains("latin1.jsonl:1: invalid UTF-8"));
     QVERIFY(!QFile::exists(tmp_.path() + "/cli3.db"));
+    // Saved responses with a line that is not JSON: exit 2 naming the file and line, and no
+    // store file is made.
+    const QString broken = tmp_.path() + "/broken.jsonl";
+    {
+        QFile out(broken);
+        QVERIFY(out.open(QIODevice::WriteOnly));
+        out.write("{\"id\": \"cut\", \"response\": {\"choi\n");
+    }
+    p.start(kMoewb, {"import", "--db", tmp_.path() + "/cli4.db", "--model", model_dir_, "--responses", broken,
+                     "--quiet"});
+    QVERIFY(p.waitForFinished(60000));
+    QCOMPARE(p.exitCode(), 2);
+    QVERIFY(p.readAllStandardError().contains("broken.jsonl:1: not a JSON object"));
+    QVERIFY(!QFile::exists(tmp_.path() + "/cli4.db"));
 }
 
 QTEST_GUILESS_MAIN(CaptureTest)

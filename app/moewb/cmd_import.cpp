@@ -3,6 +3,7 @@
 // clusters that cannot reach the researcher's machine (analysis/capture.h, docs/capture.md).
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "analysis/capture.h"
 #include "app/moewb/cli_common.h"
@@ -45,7 +46,7 @@ int cmd_import(int argc, char** argv) {
         moe::throw_input_error(dir, "has no tokenizer.json: the store keeps the model's token texts");
     const moe::ModelConfig cfg = moe::load_model_config(dir);
     const moe::Tokenizer tokenizer = moe::Tokenizer::load_dir(dir);
-    moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(db_path);
+    std::optional<moe::analysis::RoutingStore> store;  // opened once every line has been checked
 
     ProgressBar bar(args.has("--quiet"));
     opt.progress = [&](const moe::analysis::CaptureProgress& p) {
@@ -53,7 +54,10 @@ int cmd_import(int argc, char** argv) {
         return !InterruptGuard::interrupted();
     };
     const moe::analysis::ImportResult r = run_interruptible(bar, [&] {
-        return moe::analysis::run_import(store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
+        auto open_store = [&]() -> moe::analysis::RoutingStore& {
+            return store.emplace(moe::analysis::RoutingStore::open(db_path));
+        };
+        return moe::analysis::run_import(open_store, cfg, moe::analysis::describe_capture_model(cfg, tokenizer, dir),
                                          responses, opt);
     });
     bar.done();
