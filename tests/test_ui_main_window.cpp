@@ -5,7 +5,9 @@
 // heatmap's choices and the recent models and stores are kept in QSettings for the next start.
 #include <QComboBox>
 #include <QDockWidget>
+#include <QLabel>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QScrollArea>
 #include <QScrollBar>
 #include <QSpinBox>
@@ -171,6 +173,36 @@ private slots:
         QVERIFY(wb->waitIdle(30000));
         QCOMPARE(wb->backend(), moe::Backend::cpu);
         QCOMPARE(w.modelPanel()->fieldText("backend"), QString("CPU"));
+        w.close();
+    }
+
+    void aPublishedModelsFieldsAreShownWhole() {
+        // A V3 checkpoint's router and weights wrap over two or three lines at the dock's
+        // width: the model dock grows to show every line, none is squeezed or cut off.
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        StartOptions o = options();
+        o.model_dir = QStringLiteral(MOE_SOURCE_DIR "/tests/fixtures/v3_fp8_mtp");
+        o.auto_trace = false;
+        w.start(o);
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        QVERIFY(w.modelPanel()->fieldText("router").contains("noaux_tc"));
+        auto* dock = w.findChild<QDockWidget*>("modelDock");
+        QVERIFY(dock);
+        int wrapped = 0;
+        for (auto* label : w.modelPanel()->findChildren<QLabel*>(QRegularExpression("^field_"))) {
+            const int need = label->heightForWidth(label->width());
+            wrapped += need > label->fontMetrics().lineSpacing() + 2;
+            QTRY_VERIFY2(label->height() >= need, qPrintable(QString("%1: %2 px tall for %3 px of text \"%4\"")
+                                                              .arg(label->objectName()).arg(label->height()).arg(need)
+                                                              .arg(label->text())));
+            QVERIFY2(label->mapTo(dock, QPoint(0, label->height())).y() <= dock->height(),
+                     qPrintable(label->objectName() + " is below the dock's edge"));
+        }
+        QVERIFY2(wrapped >= 2, "the case needs fields that wrap at this width");
         w.close();
     }
 

@@ -83,8 +83,10 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
     layout->addLayout(top);
     layout->addWidget(status_);
     layout->addWidget(fields_box_);
-    // As tall as its fields, no taller: the dock below it gets the rest.
+    // As tall as its fields, no taller: the dock below it gets the rest. When fitHeight makes it
+    // taller, it paints its own background over the place the docks' separator was drawn.
     setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Maximum);
+    setAutoFillBackground(true);
 
     connect(open_, &QPushButton::clicked, this, &ModelPanel::openRequested);
     connect(workbench_, &Workbench::modelLoadingStarted, this, [this](const QString& dir) {
@@ -96,6 +98,7 @@ ModelPanel::ModelPanel(Workbench* workbench, QWidget* parent)
         status_->setStyleSheet("color: palette(text)");
         status_->setText(tr("Loading…"));
         status_->show();
+        fitHeight();
     });
     connect(workbench_, &Workbench::modelOpened, this, &ModelPanel::showModel);
     connect(workbench_, &Workbench::modelFailed, this, &ModelPanel::showError);
@@ -159,6 +162,23 @@ void ModelPanel::showModel() {
     } else {
         setField("tokenizer", tr("cannot trace text: %1").arg(q(s.tokenizer_problem)));
     }
+    fitHeight();
+}
+
+// A published model's fields wrap over two or three lines at the dock's width (V3's router and
+// weights); the panel is kept as tall as its wrapped text, so no line is cut off and the runs
+// dock below gives up the height.
+void ModelPanel::fitHeight() {
+    // The labels' new texts have invalidated the form's layout, not yet the panel's cached size
+    // of the form (that comes with a posted event).
+    fields_box_->updateGeometry();
+    const int need = heightForWidth(width());
+    if (need > 0 && need != minimumHeight()) setMinimumHeight(need);
+}
+
+void ModelPanel::resizeEvent(QResizeEvent* event) {
+    QWidget::resizeEvent(event);
+    fitHeight();
 }
 
 void ModelPanel::showError(const QString& dir, const QString& error) {
@@ -169,6 +189,7 @@ void ModelPanel::showError(const QString& dir, const QString& error) {
     status_->show();
     // The panel keeps showing the previously opened model's fields, if any, greyed out.
     fields_box_->setEnabled(false);
+    fitHeight();
 }
 
 }  // namespace moe::ui

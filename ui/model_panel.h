@@ -22,7 +22,11 @@ public:
 signals:
     void openRequested();  // the Open… button: the main window asks for a directory
 
+protected:
+    void resizeEvent(QResizeEvent* event) override;
+
 private:
+    void fitHeight();
     void showModel();
     void backendChosen(int index);
     void showError(const QString& dir, const QString& error);
