@@ -242,6 +242,38 @@ private slots:
         QVERIFY2(panel_->statusText().contains("cancelled"), qPrintable(panel_->statusText()));
         QVERIFY(panel_->findChild<QPushButton*>("evaluate")->isEnabled());
     }
+
+    void aModelWithoutWeightsTakesMasksNotEvaluations() {
+        // Config and tokenizer only (a model served elsewhere, its routing captured): masks are
+        // typed, toggled and picked from a run's counts; evaluating is off, saying why.
+        QTemporaryDir dir;
+        for (const char* f : {"config.json", "tokenizer.json"})
+            QVERIFY(QFile::copy(fx_.model_dir + "/" + f, dir.filePath(f)));
+        QSignalSpy opened(&wb_, &Workbench::modelOpened);
+        wb_.openModel(dir.path());
+        QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 1, 60000);
+        QVERIFY(!wb_.hasModel() && wb_.hasModelConfig());
+        QVERIFY2(panel_->statusText().contains("no weights"), qPrintable(panel_->statusText()));
+        panel_->setSpec("L2:0,1");
+        QVERIFY2(panel_->maskError().isEmpty(), qPrintable(panel_->maskError()));
+        QVERIFY(panel_->currentMask().has_value());
+        panel_->setRun(run_id_);
+        panel_->findChild<QSpinBox*>("quickN")->setValue(3);
+        press("topN");
+        QTRY_COMPARE_WITH_TIMEOUT(panel_->maskState().n_experts_off(), int64_t(6), 10000);
+        for (const char* name : {"evaluate", "sweep"}) {
+            auto* b = panel_->findChild<QPushButton*>(name);
+            QVERIFY2(b, name);
+            QVERIFY(!b->isEnabled());
+            QVERIFY2(b->toolTip().contains("no weights"), qPrintable(b->toolTip()));
+        }
+        // The model with its weights again: evaluation is back.
+        wb_.openModel(fx_.model_dir);
+        QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 2, 60000);
+        QVERIFY(wb_.waitIdle(30000));
+        QVERIFY(panel_->findChild<QPushButton*>("evaluate")->isEnabled());
+        QVERIFY(panel_->findChild<QPushButton*>("sweep")->isEnabled());
+    }
 };
 
 QTEST_MAIN(TestUiAblation)

@@ -169,7 +169,7 @@ void AblationJobs::cancel() {
 }
 
 void AblationJobs::requestQuickMask(QuickMask kind, int n, qint64 run_id, quint64 seed, MaskMode mode) {
-    if (!workbench_->hasModel()) {
+    if (!workbench_->hasModelConfig()) {
         emit quickMaskFailed(tr("open a model first"));
         return;
     }
@@ -178,12 +178,12 @@ void AblationJobs::requestQuickMask(QuickMask kind, int n, qint64 run_id, quint6
         return;
     }
     ++jobs_;
-    auto model = workbench_->model();
+    const std::shared_ptr<const ModelConfig> config = workbench_->modelConfig();
     const std::string store_path = workbench_->storePath().toStdString();
     run_job<ExpertMask>(
         this,
         [=]() -> ExpertMask {
-            const ModelConfig& cfg = model->config();
+            const ModelConfig& cfg = *config;
             if (n < 1 || n >= cfg.n_routed_experts)
                 throw_input_error("N", "must be between 1 and " + std::to_string(cfg.n_routed_experts - 1));
             std::vector<std::vector<int64_t>> selections;

@@ -259,7 +259,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     connect(evaluate_, &QPushButton::clicked, this, &AblationPanel::evaluate);
     connect(cancel_, &QPushButton::clicked, jobs_, &AblationJobs::cancel);
     connect(jobs_, &AblationJobs::quickMaskReady, this, [this](const ExpertMask& m, const QString& what) {
-        if (!workbench_->hasModel()) return;
+        if (!workbench_->hasModelConfig()) return;
         const MaskState picked = MaskState::from_mask(m, *workbench_->modelConfig());
         for (size_t r = 0; r < mask_.layers().size(); ++r)
             for (int64_t e = 0; e < mask_.n_experts(); ++e) mask_.set_expert_off(r, e, picked.expert_off(r, e));
@@ -287,11 +287,10 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
                              .arg(p.seconds, 0, 'f', 1));
     });
     connect(jobs_, &AblationJobs::finished, this, [this](bool ok, const QString& summary) {
-        evaluate_->setEnabled(true);
+        enableEvaluation();
         cancel_->setEnabled(false);
         status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
         status_->setText(summary);
-        sweep_->setEnabled(true);
         if (ok) {
             if (jobs_->result()->conditions.size() > 1) showSweep();
             else showResult();
@@ -307,6 +306,23 @@ void AblationPanel::resetForModel() {
     mask_.set_mode(static_cast<MaskMode>(mode_->currentData().toInt()));
     n_->setMaximum(static_cast<int>(std::max<int64_t>(1, mask_.n_experts() - 1)));
     maskEdited();
+    enableEvaluation();
+}
+
+// A directory with config and tokenizer only (a model served elsewhere) takes masks — built,
+// saved, picked from a captured run — but has nothing to evaluate them with.
+void AblationPanel::enableEvaluation() {
+    const bool weights = workbench_->hasModel() || !workbench_->hasModelConfig();
+    const QString why = weights ? QString() : tr("This model directory has no weights: a mask can be built and saved "
+                                                 "here, and evaluated where the weights are");
+    for (QPushButton* b : {evaluate_, sweep_}) {
+        b->setEnabled(weights);
+        b->setToolTip(why);
+    }
+    if (!weights) {
+        status_->setStyleSheet(QString());
+        status_->setText(why + ".");
+    }
 }
 
 void AblationPanel::showCorpus() {
@@ -337,7 +353,7 @@ void AblationPanel::showMaskError(const QString& error) {
 }
 
 std::optional<ExpertMask> AblationPanel::currentMask() const {
-    if (!workbench_->hasModel() || mask_.empty()) return std::nullopt;
+    if (!workbench_->hasModelConfig() || mask_.empty()) return std::nullopt;
     try {
         return mask_.to_mask(*workbench_->modelConfig());
     } catch (const Error&) {
@@ -350,7 +366,7 @@ void AblationPanel::maskEdited() {
     const QString spec = q(mask_.spec());
     spec_->setText(spec);
     QString error;
-    if (workbench_->hasModel() && !mask_.empty()) {
+    if (workbench_->hasModelConfig() && !mask_.empty()) {
         try {
             mask_.to_mask(*workbench_->modelConfig());
         } catch (const Error& e) {
@@ -362,7 +378,7 @@ void AblationPanel::maskEdited() {
 }
 
 void AblationPanel::setSpec(const QString& spec) {
-    if (!workbench_->hasModel()) {
+    if (!workbench_->hasModelConfig()) {
         showMaskError(tr("open a model first"));
         return;
     }
@@ -519,7 +535,7 @@ bool AblationPanel::saveMask(const QString& path) {
 }
 
 bool AblationPanel::loadMask(const QString& path) {
-    if (!workbench_->hasModel()) {
+    if (!workbench_->hasModelConfig()) {
         showMaskError(tr("open a model first"));
         return false;
     }

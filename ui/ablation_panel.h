@@ -67,6 +67,7 @@ public slots:
 
 private:
     void resetForModel();
+    void enableEvaluation();
     void showCorpus();
     void maskEdited();  // the grid or a quick action changed mask_
     void toggle(int row, int column);
