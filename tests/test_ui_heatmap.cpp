@@ -342,6 +342,17 @@ private slots:
         view.showGrid(a);
         QVERIFY(!view.besideShown());
         view.plot()->replot();
+        // A run traced with a long mask (two experts off in each of 58 layers): the title wraps
+        // it over lines at the view's width rather than cutting it off at the edge.
+        HeatmapGrid masked = a;
+        masked.run_label += " · mask ";
+        for (int l = 3; l < 61; ++l) masked.run_label += "L" + std::to_string(l) + ":" + std::to_string(l) + ",20" + (l < 60 ? ";" : "");
+        view.showGrid(masked);
+        auto* title = view.findChild<QLabel*>("heatmapTitle");
+        QVERIFY(title);
+        const int lines = title->heightForWidth(400) / title->fontMetrics().lineSpacing();
+        QVERIFY2(lines >= 5, qPrintable(QString("%1 lines at 400 px").arg(lines)));
+        view.showGrid(a);
     }
 
     void cancelLeavesAnIncompleteRun() {

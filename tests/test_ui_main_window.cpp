@@ -5,6 +5,8 @@
 // heatmap's choices and the recent models and stores are kept in QSettings for the next start.
 #include <QComboBox>
 #include <QDockWidget>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QPushButton>
 #include <QRegularExpression>
@@ -203,6 +205,52 @@ private slots:
                      qPrintable(label->objectName() + " is below the dock's edge"));
         }
         QVERIFY2(wrapped >= 2, "the case needs fields that wrap at this width");
+        w.close();
+    }
+
+    void aLongMaskNeverWidensTheWindow() {
+        // Two experts off in each of 58 MoE layers of 256 experts (a config-only model, as for
+        // a V3 served elsewhere): the status bar elides the mask (whole in its tooltip) and the
+        // chat panel wraps it over lines, not cut off at its edge; the window keeps its width.
+        QTemporaryDir dir;
+        QFile in(fx_.model_dir + "/config.json");
+        QVERIFY(in.open(QIODevice::ReadOnly));
+        QJsonObject cfg = QJsonDocument::fromJson(in.readAll()).object();
+        cfg["num_hidden_layers"] = 61;
+        cfg["first_k_dense_replace"] = 3;
+        cfg["n_routed_experts"] = 256;
+        QFile out(dir.filePath("config.json"));
+        QVERIFY(out.open(QIODevice::WriteOnly));
+        out.write(QJsonDocument(cfg).toJson());
+        out.close();
+        QVERIFY(QFile::copy(fx_.model_dir + "/tokenizer.json", dir.filePath("tokenizer.json")));
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        StartOptions o = options();
+        o.model_dir = dir.path();
+        o.auto_trace = false;
+        w.start(o);
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModelConfig() && !wb->modelLoading(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        const int width = w.width();
+        QString spec;
+        for (int l = 3; l < 61; ++l) spec += QString("L%1:%2,%3;").arg(l).arg(l).arg(l + 100);
+        spec.chop(1);
+        w.ablationPanel()->setSpec(spec);
+        QVERIFY2(w.ablationPanel()->maskError().isEmpty(), qPrintable(w.ablationPanel()->maskError()));
+        QCOMPARE(w.ablationPanel()->specText(), spec);
+        auto* status = w.findChild<QLabel*>("maskLabel");
+        QVERIFY(status->text().endsWith(QChar(0x2026)));
+        QCOMPARE(status->toolTip(), "Mask: " + spec);
+        QTest::qWait(50);
+        QCOMPARE(w.width(), width);
+        QVERIFY2(w.minimumSizeHint().width() <= width, qPrintable(QString::number(w.minimumSizeHint().width())));
+        auto* chat_mask = w.findChild<QLabel*>("chatMask");
+        QVERIFY(chat_mask);
+        const int lines = chat_mask->heightForWidth(400) / chat_mask->fontMetrics().lineSpacing();
+        QVERIFY2(lines >= 5, qPrintable(QString("the chat panel's mask: %1 lines at 400 px").arg(lines)));
         w.close();
     }
 

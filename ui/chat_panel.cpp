@@ -12,6 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/tokenizer.h"
+#include "ui/label_text.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
@@ -216,7 +217,7 @@ void ChatPanel::setCompare(bool on) { compare_->setChecked(on); }
 
 void ChatPanel::showMaskSpec(const QString& spec) {
     mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
-                                        : tr("Mask: <b>%1</b> (from the ablation panel)").arg(spec.toHtmlEscaped()));
+                                        : tr("Mask: <b>%1</b> (from the ablation panel)").arg(breakable(spec.toHtmlEscaped())));
 }
 
 void ChatPanel::appendTurn(const QString& who, const QString& text, const QString& colour) {

@@ -1,6 +1,7 @@
 // HeatmapView; see heatmap_view.h.
 #include "ui/heatmap_view.h"
 
+#include "ui/label_text.h"
 #include "ui/plot_export.h"
 
 #include <qcustomplot.h>
@@ -247,9 +248,10 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
                         .arg(tr(measure_name(grid.request.measure)),
                              by_layers ? tr("domain %1").arg(q(grid.request.domain))
                                        : tr("layer %1").arg(grid.request.layer.value_or(0)),
-                             (q(grid.run_label) + (grid.beside.empty() ? QString()
-                                                                      : tr(" — beside: %1").arg(q(grid.beside.front().run_label))))
-                                 .toHtmlEscaped()));
+                             breakable((q(grid.run_label) +
+                                        (grid.beside.empty() ? QString()
+                                                             : tr(" — beside: %1").arg(q(grid.beside.front().run_label))))
+                                           .toHtmlEscaped())));
 
     // The run beside, in the layout between the first map and the colour scale while shown.
     QCPLayoutGrid* layout = plot_->plotLayout();

@@ -19,6 +19,7 @@
 
 #include "ui/ablation_panel.h"
 #include "ui/color_maps.h"
+#include "ui/label_text.h"
 #include "ui/chat_panel.h"
 #include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
@@ -133,7 +134,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(runs_panel_, &RunsPanel::runSelected, inspector_, &RoutingInspector::setRun);
     connect(runs_panel_, &RunsPanel::runSelected, ablation_, &AblationPanel::setRun);
     connect(ablation_, &AblationPanel::maskChanged, this, [this](const QString& spec) {
-        mask_label_->setText(spec.isEmpty() ? tr("Mask: none") : tr("Mask: %1").arg(spec));
+        set_elided_text(mask_label_, spec.isEmpty() ? tr("Mask: none") : tr("Mask: %1").arg(spec), 480);
     });
     connect(ablation_, &AblationPanel::maskChanged, chat_, &ChatPanel::showMaskSpec);
     chat_->setMaskSource([this] { return ablation_->currentMask(); });

@@ -6,6 +6,7 @@
 #include <QGridLayout>
 #include <QVBoxLayout>
 
+#include "ui/label_text.h"
 #include "ui/routing_inspector_view.h"
 #include "ui/workbench.h"
 
@@ -148,7 +149,7 @@ void RoutingInspector::showRouting(const TokenRouting& routing) {
         documents_->setPlaceholderText(tr("a chat answer · pick a document"));
         documents_->setCurrentIndex(-1);
     }
-    title_->setText(q(routing.title).toHtmlEscaped() + (routing.has_gate_weights() ? QString() : tr(" — no gate weights")));
+    title_->setText(breakable(q(routing.title).toHtmlEscaped()) + (routing.has_gate_weights() ? QString() : tr(" — no gate weights")));
     int64_t max_e = routing.max_experts() - 1;
     expert_->setMaximum(static_cast<int>(std::max<int64_t>(max_e, 0)));
     hover_->clear();
