@@ -355,6 +355,39 @@ private slots:
         view.showGrid(a);
     }
 
+    void manyLayersAreLabelledEveryFewLayers() {
+        // DeepSeekMoE 16B's 27 MoE layers each get their number; V3's 58 (layers 3–60) every
+        // second one, so the numbers do not stack on one another.
+        HeatmapView view;
+        view.resize(900, 500);
+        view.setRun(7);
+        for (const auto& [first, n, step] : {std::tuple{1, 27, 1}, std::tuple{3, 58, 2}}) {
+            HeatmapGrid g;
+            g.request.run_id = 7;
+            g.request.axes = HeatmapAxes::experts_by_layers;
+            g.request.domain = "english";
+            g.run_label = "run 7";
+            g.n_rows = n;
+            g.n_cols = 4;
+            for (int r = 0; r < n; ++r) {
+                g.row_layers.push_back(first + r);
+                g.layers.push_back(first + r);
+                g.row_labels.push_back("layer " + std::to_string(first + r));
+                g.row_domains.push_back("english");
+            }
+            g.domains = {"english"};
+            g.cells.resize(static_cast<size_t>(n * 4));
+            view.showGrid(g);
+            auto ticker = view.colorMap()->valueAxis()->ticker().dynamicCast<QCPAxisTickerText>();
+            QVERIFY(ticker);
+            QStringList want;
+            for (int r = 0; r < n; ++r)
+                if ((first + r) % step == 0) want << QString::number(first + r);
+            QCOMPARE(QStringList(ticker->ticks().values()), want);
+            QVERIFY(ticker->ticks().size() <= 30);
+        }
+    }
+
     void cancelLeavesAnIncompleteRun() {
         Workbench wb;
         QVERIFY(ui_test::open_all(wb, fx_));

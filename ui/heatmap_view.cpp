@@ -25,6 +25,14 @@ double expert_tick_step(int64_t n) {
         if (static_cast<double>(n) / step <= 16) return step;
     return 128.0;
 }
+
+// Layer rows are labelled every 1, 2, 5 or 10 layers, at most 30 labels: V3's 58 MoE layers
+// would stack their numbers on one another. The hover names every row's layer.
+int64_t layer_label_step(int64_t n_rows) {
+    for (int64_t step : {1, 2, 5, 10})
+        if (n_rows <= 30 * step) return step;
+    return 20;
+}
 }  // namespace
 
 HeatmapView::HeatmapView(QWidget* parent)
@@ -304,9 +312,12 @@ void HeatmapView::drawGrid(QCPAxisRect* rect, QCPColorMap* map, const HeatmapGri
     x->setTicker(xt);
     x->setLabel(tr("expert — run %1").arg(grid.request.run_id));
     auto yt = QSharedPointer<QCPAxisTickerText>::create();
-    for (int64_t r = 0; r < grid.n_rows; ++r)
-        yt->addTick(static_cast<double>(r), by_layers ? QString::number(grid.row_layers[static_cast<size_t>(r)])
-                                                      : q(grid.row_labels[static_cast<size_t>(r)]));
+    const int64_t step = by_layers ? layer_label_step(grid.n_rows) : 1;
+    for (int64_t r = 0; r < grid.n_rows; ++r) {
+        const int64_t layer = grid.row_layers[static_cast<size_t>(r)];
+        if (!by_layers) yt->addTick(static_cast<double>(r), q(grid.row_labels[static_cast<size_t>(r)]));
+        else if (layer % step == 0) yt->addTick(static_cast<double>(r), QString::number(layer));
+    }
     y->setTicker(yt);
     y->setLabel(by_layers ? tr("layer") : tr("domain"));
 }
