@@ -6,10 +6,13 @@
 // equal, token by token and layer by layer, to the payload the server wrote. Stop aborts a
 // long answer; a server without --enable-return-routed-experts, an unknown served model and
 // an unreachable server are errors shown in the panel's status.
+#include <QCheckBox>
+#include <QComboBox>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QLabel>
 #include <QLineEdit>
 #include <QProcess>
 #include <QPushButton>
@@ -269,7 +272,18 @@ private slots:
             QTest::keyClicks(input, text);
             QTest::mouseClick(panel.findChild<QPushButton*>("chatSend"), Qt::LeftButton);
         };
+        // It opens on the server; the ablation panel's mask is said not to apply there.
+        auto* backend = panel.findChild<QComboBox*>("chatBackend");
+        QCOMPARE(backend->currentIndex(), 1);
+        panel.showMaskSpec("L1:3");
+        auto* mask = panel.findChild<QLabel*>("chatMask");
+        QVERIFY2(mask->text().contains("not applied"), qPrintable(mask->text()));
+        QVERIFY(!panel.findChild<QCheckBox*>("chatApplyMask")->isEnabled());
+        QVERIFY(!panel.findChild<QCheckBox*>("chatCompare")->isEnabled());
         panel.setLocal();
+        QVERIFY2(mask->text().contains("L1:3") && !mask->text().contains("not applied"), qPrintable(mask->text()));
+        QVERIFY(panel.findChild<QCheckBox*>("chatCompare")->isEnabled());
+        panel.showMaskSpec({});
         send("Hi");
         QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 10000);
         QVERIFY(!done[0][0].toBool());

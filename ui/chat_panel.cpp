@@ -152,7 +152,15 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
     connect(backend_, &QComboBox::currentIndexChanged, this, [this](int i) {
         server_row_->setVisible(i == 1);
         apply_mask_->setEnabled(i == 0);
+        compare_->setEnabled(i == 0);
+        showMaskSpec(mask_spec_);
     });
+    // A directory without weights can only chat through a server: the panel turns to it.
+    auto server_if_no_weights = [this] {
+        if (!workbench_->hasModel() && workbench_->hasModelConfig()) backend_->setCurrentIndex(1);
+    };
+    connect(workbench_, &Workbench::modelOpened, this, server_if_no_weights);
+    server_if_no_weights();
     connect(session_, &ChatSession::progress, this, [this](const QString& s) { status_->setText(s); });
     connect(input_, &QLineEdit::returnPressed, this, &ChatPanel::send);
     connect(send_, &QPushButton::clicked, this, &ChatPanel::send);
@@ -216,8 +224,13 @@ void ChatPanel::setLocal() { backend_->setCurrentIndex(0); }
 void ChatPanel::setCompare(bool on) { compare_->setChecked(on); }
 
 void ChatPanel::showMaskSpec(const QString& spec) {
-    mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
-                                        : tr("Mask: <b>%1</b> (from the ablation panel)").arg(breakable(spec.toHtmlEscaped())));
+    mask_spec_ = spec;
+    if (backend_->currentIndex() == 1)
+        mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the server runs the published model)")
+                                            : tr("Mask: not applied — the server runs the published model"));
+    else
+        mask_label_->setText(spec.isEmpty() ? tr("Mask: none (the published model)")
+                                            : tr("Mask: <b>%1</b> (from the ablation panel)").arg(breakable(spec.toHtmlEscaped())));
 }
 
 void ChatPanel::appendTurn(const QString& who, const QString& text, const QString& colour) {

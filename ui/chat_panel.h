@@ -88,6 +88,7 @@ private:
     int answer_no_ = 0;  // answers of this chat so far; the one being written
     std::map<int, TokenRouting> answer_routing_;  // by answer, once finished
     std::function<std::optional<ExpertMask>()> mask_source_;
+    QString mask_spec_;  // the ablation panel's, as last shown
     QTextBrowser* view_;
     ChatSession* twin_;
     QTextBrowser* twin_view_;
