@@ -388,6 +388,47 @@ private slots:
         }
     }
 
+    void expertLabelsNeverRunTogether() {
+        // V3's 256 experts: in a narrow map the labels thin out so that each stands apart; in a
+        // wide one there are up to 16 of them.
+        HeatmapView view;
+        view.setRun(7);
+        HeatmapGrid g;
+        g.request.run_id = 7;
+        g.request.axes = HeatmapAxes::experts_by_domains;
+        g.request.layer = 3;
+        g.run_label = "run 7";
+        g.n_rows = 2;
+        g.n_cols = 256;
+        g.row_labels = {"code", "math"};
+        g.row_domains = g.row_labels;
+        g.row_layers = {3, 3};
+        g.domains = g.row_labels;
+        g.layers = {3};
+        g.cells.resize(512);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        for (const int width : {420, 700, 1600}) {
+            view.resize(width, 420);
+            QTest::qWait(20);
+            view.showGrid(g);
+            view.plot()->replot();
+            QCPAxis* x = view.colorMap()->keyAxis();
+            const QVector<double> ticks = x->tickVector();
+            const QVector<QString> labels = x->tickVectorLabels();
+            QVERIFY(ticks.size() >= 2 && ticks.size() <= 17);
+            const QFontMetrics fm(x->tickLabelFont());
+            for (int i = 1; i < ticks.size(); ++i) {
+                const double gap = x->coordToPixel(ticks[i]) - x->coordToPixel(ticks[i - 1]);
+                const double need = (fm.horizontalAdvance(labels[i - 1]) + fm.horizontalAdvance(labels[i])) / 2.0 +
+                                    fm.horizontalAdvance("0");
+                QVERIFY2(gap >= need, qPrintable(QString("width %1: labels %2 and %3 are %4 px apart, need %5")
+                                                     .arg(width).arg(labels[i - 1], labels[i]).arg(gap).arg(need)));
+            }
+            if (width == 1600) QCOMPARE(x->ticker().dynamicCast<QCPAxisTickerFixed>()->tickStep(), 16.0);
+        }
+    }
+
     void cancelLeavesAnIncompleteRun() {
         Workbench wb;
         QVERIFY(ui_test::open_all(wb, fx_));

@@ -7,9 +7,11 @@
 #include <qcustomplot.h>
 
 #include <QFileInfo>
+#include <QFontMetrics>
 #include <QHBoxLayout>
 #include <QToolTip>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 
 #include "ui/color_maps.h"
@@ -19,10 +21,15 @@ namespace moe::ui {
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
 
-// Tick spacing for n experts: about 8–16 labelled ticks.
-double expert_tick_step(int64_t n) {
+// Tick spacing for n experts on an axis `width` pixels long: at most 16 labels, and no more
+// than fit side by side with two digits' room between them (V3's 256 experts in a narrow map ran
+// "112128144160…" together).
+double expert_tick_step(int64_t n, int width, const QFont& font) {
+    const QFontMetrics fm(font);
+    const int label = fm.horizontalAdvance(QString::number(std::max<int64_t>(n - 1, 0))) + fm.horizontalAdvance("00");
+    const double most = std::clamp(width / std::max(label, 1), 2, 16);
     for (double step : {1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0})
-        if (static_cast<double>(n) / step <= 16) return step;
+        if (std::ceil(static_cast<double>(n) / step) <= most) return step;
     return 128.0;
 }
 
@@ -147,6 +154,7 @@ HeatmapView::HeatmapView(QWidget* parent)
     connect(minus_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(compare_, &QComboBox::currentIndexChanged, this, &HeatmapView::controlsChanged);
     connect(plot_, &QCustomPlot::mouseMove, this, &HeatmapView::hover);
+    connect(plot_, &QCustomPlot::afterLayout, this, &HeatmapView::fitExpertTicks);
     connect(plot_, &QCustomPlot::mousePress, this, &HeatmapView::click);
     fillPicker();
     showNotice(tr("Select a run to see which experts its tokens were routed to."));
@@ -291,6 +299,23 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
     plot_->replot();
 }
 
+// The expert labels' spacing follows the map's width as laid out (a resized window, an export
+// at another size): where it changes, the axis rect's ticks are made again before drawing.
+void HeatmapView::fitExpertTicks() {
+    if (!grid_) return;
+    auto fit = [](QCPAxisRect* rect, int64_t n) {
+        QCPAxis* x = rect->axis(QCPAxis::atBottom);
+        auto ticker = x->ticker().dynamicCast<QCPAxisTickerFixed>();
+        if (!ticker) return;
+        const double step = expert_tick_step(n, rect->width(), x->tickLabelFont());
+        if (step == ticker->tickStep()) return;
+        ticker->setTickStep(step);
+        rect->update(QCPLayoutElement::upPreparation);
+    };
+    fit(plot_->axisRect(), grid_->n_cols);
+    if (besideShown() && !grid_->beside.empty()) fit(rect2_, grid_->beside.front().n_cols);
+}
+
 // Cell (expert e, row r) at coordinates (e, r): the key axis runs over experts.
 void HeatmapView::drawGrid(QCPAxisRect* rect, QCPColorMap* map, const HeatmapGrid& grid) {
     const bool by_layers = grid.request.axes == HeatmapAxes::experts_by_layers;
@@ -307,7 +332,7 @@ void HeatmapView::drawGrid(QCPAxisRect* rect, QCPColorMap* map, const HeatmapGri
     x->setRange(-0.5, static_cast<double>(grid.n_cols) - 0.5);
     y->setRange(-0.5, static_cast<double>(grid.n_rows) - 0.5);
     auto xt = QSharedPointer<QCPAxisTickerFixed>::create();
-    xt->setTickStep(expert_tick_step(grid.n_cols));
+    xt->setTickStep(expert_tick_step(grid.n_cols, rect->width(), x->tickLabelFont()));
     xt->setScaleStrategy(QCPAxisTickerFixed::ssNone);
     x->setTicker(xt);
     x->setLabel(tr("expert — run %1").arg(grid.request.run_id));

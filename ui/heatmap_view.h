@@ -73,6 +73,7 @@ private:
     };
     std::optional<Hit> hit(const QPoint& pos) const;
     void drawGrid(QCPAxisRect* rect, QCPColorMap* map, const HeatmapGrid& grid);
+    void fitExpertTicks();
 
     int64_t run_id_ = 0;
     QComboBox* axes_;
