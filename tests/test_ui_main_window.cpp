@@ -20,6 +20,7 @@
 
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
+#include "ui/chat_panel.h"
 #include "ui/expert_grid.h"
 #include "ui/heatmap_view.h"
 #include "ui/routing_inspector.h"
@@ -247,6 +248,7 @@ private slots:
         QTest::qWait(50);
         QCOMPARE(w.width(), width);
         QVERIFY2(w.minimumSizeHint().width() <= width, qPrintable(QString::number(w.minimumSizeHint().width())));
+        w.chatPanel()->setLocal();  // where the mask applies, and is shown
         auto* chat_mask = w.findChild<QLabel*>("chatMask");
         QVERIFY(chat_mask);
         const int lines = chat_mask->heightForWidth(400) / chat_mask->fontMetrics().lineSpacing();
