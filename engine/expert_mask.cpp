@@ -8,6 +8,10 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/error.h"
 
@@ -150,6 +154,40 @@ ExpertMask ExpertMask::parse(const std::string& spec, const ModelConfig& cfg, Ma
 const LayerIntervention* ExpertMask::layer(int64_t l) const {
     auto it = layers_.find(l);
     return it == layers_.end() ? nullptr : &it->second;
+}
+
+std::string saved_mask_json(const std::string& spec, MaskMode mode, const std::string& model_name) {
+    const nlohmann::json j = {{"format", "moe-workbench-mask"}, {"version", 1}, {"spec", spec},
+                              {"mode", mask_mode_name(mode)}, {"model", model_name}};
+    return j.dump(2) + "\n";
+}
+
+SavedMask parse_saved_mask(const std::string& text, const std::string& where) {
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded()) throw_input_error(where, "is not JSON: a saved mask is a JSON object");
+    if (!j.is_object() || !j.contains("spec") || !j["spec"].is_string() ||
+        (j.contains("format") && j["format"] != "moe-workbench-mask"))
+        throw_input_error(where, "is not a saved mask: expected an object with a \"spec\" string");
+    SavedMask m;
+    m.spec = j["spec"].get<std::string>();
+    if (j.contains("mode")) {
+        if (!j["mode"].is_string()) throw_input_error(where, "\"mode\" is not a string");
+        try {
+            m.mode = parse_mask_mode(j["mode"].get<std::string>());
+        } catch (const Error& e) {
+            rethrow_with_context(e, where);
+        }
+    }
+    return m;
+}
+
+SavedMask read_saved_mask(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_input_error(path, "cannot open the mask file");
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) throw_input_error(path, "cannot read the mask file");
+    return parse_saved_mask(text.str(), path);
 }
 
 }  // namespace moe

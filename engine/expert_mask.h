@@ -48,4 +48,15 @@ private:
     std::map<int64_t, LayerIntervention> layers_;
 };
 
+// A mask saved as a file (the workbench's ablation panel writes them, `moewb ... --mask-file`
+// reads them; docs/masks.md): {"format": "moe-workbench-mask", "version": 1, "spec", "mode",
+// "model"}. "model" is informative; the SPEC is resolved against whatever model it is used on.
+struct SavedMask {
+    std::string spec;
+    MaskMode mode = MaskMode::reroute;
+};
+std::string saved_mask_json(const std::string& spec, MaskMode mode, const std::string& model_name);
+SavedMask parse_saved_mask(const std::string& text, const std::string& where);  // input errors name `where`
+SavedMask read_saved_mask(const std::string& path);  // the file read and parsed; errors name it
+
 }  // namespace moe

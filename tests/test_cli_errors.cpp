@@ -2,6 +2,7 @@
 // stderr that names the problem, nothing on stdout, never a crash.
 #include <QProcess>
 
+#include "engine/expert_mask.h"
 #include "tests/checkpoint_damage.h"
 #include "tests/process_support.h"
 #ifdef MOE_HAVE_CUDA
@@ -14,6 +15,7 @@ private slots:
     void cli_exits_2_data();
     void cli_exits_2();
     void make_random_never_overwrites_weights();
+    void mask_file_is_the_saved_mask();
 };
 
 void CliErrorTest::cli_exits_2_data() {
@@ -171,6 +173,54 @@ void CliErrorTest::make_random_never_overwrites_weights() {
     r = run_moewb({"make-random", "--config", config, "--out", config});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("not a directory"), qPrintable(r.err));
+}
+
+void CliErrorTest::mask_file_is_the_saved_mask() {
+    // A mask saved by the workbench (docs/masks.md) gives the same logits as its SPEC and mode
+    // typed out; --mask-mode overrides the file's mode; a bad file exits 2 naming it.
+    QTemporaryDir tmp;
+    const QString model = copy_fixture(tmp, "f32_single");
+    QVERIFY(!model.isEmpty());
+    const QString saved = tmp.filePath("mask.json");
+    QVERIFY(write_file(saved, R"({"format": "moe-workbench-mask", "version": 1, "spec": "L1:3,5;*:shared", )"
+                              R"("mode": "drop", "model": "f32_single"})"));
+    const QStringList logits{"logits", "--model", model, "--ids", "1,2,3"};
+    const test_support::ProcessRun typed = test_support::run_moewb(logits + QStringList{"--mask", "L1:3,5;*:shared", "--mask-mode", "drop"});
+    QCOMPARE(typed.code, 0);
+    const test_support::ProcessRun from_file = test_support::run_moewb(logits + QStringList{"--mask-file", saved});
+    QCOMPARE(from_file.code, 0);
+    QCOMPARE(from_file.out, typed.out);
+    const test_support::ProcessRun plain = test_support::run_moewb(logits);
+    QVERIFY(plain.out != typed.out);
+    const test_support::ProcessRun reroute = test_support::run_moewb(logits + QStringList{"--mask-file", saved, "--mask-mode", "reroute"});
+    const test_support::ProcessRun typed_reroute = test_support::run_moewb(logits + QStringList{"--mask", "L1:3,5;*:shared"});
+    QCOMPARE(reroute.code, 0);
+    QCOMPARE(reroute.out, typed_reroute.out);
+    QVERIFY(reroute.out != typed.out);
+    // The workbench's own writer reads back to the same SPEC and mode.
+    const moe::SavedMask back = moe::parse_saved_mask(moe::saved_mask_json("L1:3;*:k=2", moe::MaskMode::drop, "m"), "x");
+    QCOMPARE(back.spec, std::string("L1:3;*:k=2"));
+    QVERIFY(back.mode == moe::MaskMode::drop);
+
+    const QString not_json = tmp.filePath("not-json.json"), other = tmp.filePath("other.json"), dense = tmp.filePath("dense.json");
+    QVERIFY(write_file(not_json, "L1:3"));
+    QVERIFY(write_file(other, R"({"format": "something-else", "spec": "L1:3"})"));
+    QVERIFY(write_file(dense, R"({"spec": "L0:3"})"));
+    const QList<QPair<QStringList, QString>> bad{
+        {{"--mask-file", not_json}, "not-json.json: is not JSON"},
+        {{"--mask-file", other}, "other.json: is not a saved mask"},
+        {{"--mask-file", dense}, "dense.json: mask part 'L0:3'"},
+        {{"--mask-file", tmp.filePath("nowhere.json")}, "nowhere.json: cannot open"},
+        {{"--mask-file", saved, "--mask", "L1:3"}, "not both"},
+    };
+    for (const auto& [extra, needle] : bad) {
+        const Run r = run_moewb(logits + extra);
+        QCOMPARE(r.code, 2);
+        QVERIFY2(r.err.contains(needle), qPrintable(r.err));
+    }
+    const Run ablate = run_moewb({"ablate", "--model", model, "--corpus", saved, "--mask-file", saved, "--sweep", "k"});
+    QCOMPARE(ablate.code, 2);
+    QVERIFY2(ablate.err.contains("exactly one of --mask SPEC (or --mask-file FILE) or --sweep"), qPrintable(ablate.err));
 }
 
 QTEST_GUILESS_MAIN(CliErrorTest)

@@ -1,8 +1,6 @@
 // MaskState; see mask_state.h.
 #include "ui/mask_state.h"
 
-#include <nlohmann/json.hpp>
-
 #include "engine/error.h"
 
 namespace moe::ui {
@@ -104,25 +102,12 @@ MaskState MaskState::from_spec(const std::string& spec, MaskMode mode, const Mod
     return from_mask(ExpertMask::parse(spec, config, mode), config);
 }
 
-std::string MaskState::to_json(const std::string& model_name) const {
-    nlohmann::json j = {{"format", "moe-workbench-mask"}, {"version", 1}, {"spec", spec()},
-                        {"mode", mask_mode_name(mode_)}, {"model", model_name}};
-    return j.dump(2) + "\n";
-}
+std::string MaskState::to_json(const std::string& model_name) const { return saved_mask_json(spec(), mode_, model_name); }
 
 MaskState MaskState::from_json(const std::string& text, const ModelConfig& config, const std::string& where) {
-    nlohmann::json j;
+    const SavedMask saved = parse_saved_mask(text, where);
     try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw_input_error(where, std::string("is not JSON: ") + e.what());
-    }
-    if (!j.is_object() || !j.contains("spec") || !j["spec"].is_string())
-        throw_input_error(where, "is not a saved mask: expected an object with a \"spec\" string");
-    const MaskMode mode = j.contains("mode") && j["mode"].is_string() ? parse_mask_mode(j["mode"].get<std::string>())
-                                                                      : MaskMode::reroute;
-    try {
-        return from_spec(j["spec"].get<std::string>(), mode, config);
+        return from_spec(saved.spec, saved.mode, config);
     } catch (const Error& e) {
         rethrow_with_context(e, where);
     }

@@ -9,7 +9,7 @@
 namespace moewb {
 
 std::set<std::string> model_value_flags() {
-    return {"--model", "--threads", "--mask", "--mask-mode", "--backend", "--activations"};
+    return {"--model", "--threads", "--mask", "--mask-file", "--mask-mode", "--backend", "--activations"};
 }
 
 moe::LoadOptions load_options(const Args& args) {
@@ -26,6 +26,16 @@ moe::LoadOptions load_options(const Args& args) {
 std::unique_ptr<moe::Model> open_model(const Args& args) { return moe::load_model(args.require("--model"), load_options(args)); }
 
 moe::ExpertMask mask_from_args(const Args& args, const moe::ModelConfig& config) {
+    if (auto file = args.get("--mask-file")) {
+        if (args.has("--mask")) moe::throw_input_error("--mask-file", "give --mask SPEC or --mask-file FILE, not both");
+        const moe::SavedMask saved = moe::read_saved_mask(*file);
+        const moe::MaskMode mode = args.has("--mask-mode") ? moe::parse_mask_mode(args.require("--mask-mode")) : saved.mode;
+        try {
+            return moe::ExpertMask::parse(saved.spec, config, mode);
+        } catch (const moe::Error& e) {
+            moe::rethrow_with_context(e, *file);
+        }
+    }
     const moe::MaskMode mode = moe::parse_mask_mode(args.get_or("--mask-mode", "reroute"));
     return moe::ExpertMask::parse(args.get_or("--mask", ""), config, mode);
 }

@@ -15,12 +15,18 @@
 namespace moewb {
 
 // Flags every model-running command accepts.
-std::set<std::string> model_value_flags();  // --model --threads --mask --mask-mode --backend
+std::set<std::string> model_value_flags();  // --model --threads --mask --mask-file --mask-mode --backend
 
 // --threads and --backend (cpu | cuda).
 moe::LoadOptions load_options(const Args& args);
 std::unique_ptr<moe::Model> open_model(const Args& args);
+// --mask SPEC, or --mask-file FILE (a mask saved by the workbench: its SPEC and mode, the mode
+// unless --mask-mode says otherwise); --mask-mode. An empty mask when none is given.
 moe::ExpertMask mask_from_args(const Args& args, const moe::ModelConfig& config);
+// The help texts' sentence on --mask-file (a string literal, joined to theirs).
+#define MOEWB_MASK_FILE_HELP                                                                       \
+    "--mask-file FILE reads a mask saved by the workbench's ablation panel (JSON: its SPEC and\n" \
+    "mode; --mask-mode overrides the mode). Mask syntax: docs/masks.md.\n"
 
 // Prints --help text for a command and returns 0.
 int print_help(const char* text);

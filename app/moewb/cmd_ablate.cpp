@@ -19,7 +19,7 @@ namespace moewb {
 namespace {
 
 const char* kHelp =
-    "usage: moewb ablate --model DIR --corpus PATH --mask SPEC [--mask-mode reroute|drop]\n"
+    "usage: moewb ablate --model DIR --corpus PATH (--mask SPEC | --mask-file FILE) [--mask-mode reroute|drop]\n"
     "                    [--db FILE] [--max-tokens N] [--json] [--csv OUT]\n"
     "       moewb ablate --model DIR --corpus PATH --sweep NAME [sweep options] [same options]\n"
     "  common: [--domain NAME] [--split test] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--quiet]\n\n"
@@ -47,7 +47,8 @@ const char* kHelp =
     "  sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,\n"
     "  ppl_ratio,kl,top1_agreement\n"
     "--db FILE stores the baseline (once per model, corpus, budget and context) and every\n"
-    "condition (docs/store.md). Ctrl-C stops without storing anything (exit code 130).\n";
+    "condition (docs/store.md). Ctrl-C stops without storing anything (exit code 130).\n"
+    MOEWB_MASK_FILE_HELP;
 
 using nlohmann::json;
 namespace an = moe::analysis;
@@ -137,8 +138,8 @@ int cmd_ablate(int argc, char** argv) {
     Args args(argc, argv, flags, {"--json", "--quiet"});
     if (args.help()) return print_help(kHelp);
     const std::string dir = args.require("--model");
-    if (args.has("--mask") == args.has("--sweep"))
-        moe::throw_input_error("ablate", "give exactly one of --mask SPEC or --sweep NAME");
+    if ((args.has("--mask") || args.has("--mask-file")) == args.has("--sweep"))
+        moe::throw_input_error("ablate", "give exactly one of --mask SPEC (or --mask-file FILE) or --sweep NAME");
     const std::string sweep = args.get_or("--sweep", "");
     for (const char* f : {"--ratios", "--fractions", "--from-run", "--values", "--control", "--seed"})
         if (args.has(f) && sweep.empty()) moe::throw_input_error(f, "only applies with --sweep");

@@ -19,7 +19,7 @@ namespace {
 namespace an = moe::analysis;
 
 const char* kHelp =
-    "usage: moewb eval --model DIR (--text FILE | --ids 1,2,3) [--mask SPEC]\n"
+    "usage: moewb eval --model DIR (--text FILE | --ids 1,2,3) [--mask SPEC | --mask-file FILE]\n"
     "                  [--mask-mode reroute|drop] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--json]\n\n"
     "Tokenizes FILE (UTF-8; the tokenizer adds BOS as its config says), runs it through the\n"
     "model in windows of --context tokens (default: the model's max_position_embeddings)\n"
@@ -27,7 +27,8 @@ const char* kHelp =
     "perplexity exp(loss). Each window predicts its tokens after the first. A FILE ending in\n"
     ".jsonl is a corpus file ({\"id\", \"text\"} or {\"question\", \"answer\"} lines, as\n"
     "moewb trace reads it): each document is tokenized and evaluated on its own, and the loss\n"
-    "is the mean over all their predicted tokens (\"documents\" in the JSON says how many).\n";
+    "is the mean over all their predicted tokens (\"documents\" in the JSON says how many).\n"
+    MOEWB_MASK_FILE_HELP;
 
 }  // namespace
 

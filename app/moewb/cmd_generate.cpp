@@ -19,7 +19,7 @@ const char* kHelp =
     "usage: moewb generate --model DIR (--prompt TEXT | --ids 1,2,3) [--chat] [--system TEXT]\n"
     "                      [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]\n"
     "                      [--repetition-penalty R] [--seed S] [--stop STR]\n"
-    "                      [--mask SPEC] [--mask-mode reroute|drop] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--stats]\n\n"
+    "                      [--mask SPEC | --mask-file FILE] [--mask-mode reroute|drop] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--stats]\n\n"
     "Streams the generated text to stdout. --chat wraps the prompt in the model's chat\n"
     "template, recognised from tokenizer_config.json (deepseek-llm \"User: ...\\n\\nAssistant:\" for\n"
     "DeepSeekMoE 16B and V2; <｜User｜>/<｜Assistant｜> for V3; R1's thinking section shown under\n"
@@ -27,7 +27,8 @@ const char* kHelp =
     "default) is greedy. Generation stops at EOS, at --stop STR (not printed) or after\n"
     "--max-new-tokens. Ids of the model's vocabulary that name no token of the tokenizer (a\n"
     "padded vocabulary's last rows) are never chosen. --stats prints token counts and speeds as\n"
-    "JSON on stderr.\n";
+    "JSON on stderr.\n"
+    MOEWB_MASK_FILE_HELP;
 
 }  // namespace
 

@@ -11,14 +11,15 @@ namespace moewb {
 namespace {
 
 const char* kHelp =
-    "usage: moewb logits --model DIR --ids 1,2,3 [--mask SPEC] [--mask-mode reroute|drop]\n"
+    "usage: moewb logits --model DIR --ids 1,2,3 [--mask SPEC | --mask-file FILE] [--mask-mode reroute|drop]\n"
     "                    [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--no-gate-weights]\n\n"
     "Runs the token ids (no BOS is added) through the model in one prefill and prints\n"
     "{\"shape\":[T,V],\"logits\":[[...],...],\"routing\":{\"<layer>\":[[e0,e1,...],...]},\n"
     " \"gate_weights\":{\"<layer>\":[[w0,w1,...],...]},\"gate_weight_kind\":...}\n"
     "routing: per MoE layer (checkpoint layer index), per position, the selected routed\n"
     "experts in rank order. Mask SPEC: L<layer>:<e>,<e>,... | *:<e>,... | L<layer>:shared |\n"
-    "*:shared | L<layer>:k=<n> | *:k=<n> | L<layer>:skip-top=<r> | *:skip-top=<r>, joined with ';'.\n";
+    "*:shared | L<layer>:k=<n> | *:k=<n> | L<layer>:skip-top=<r> | *:skip-top=<r>, joined with ';'.\n"
+    MOEWB_MASK_FILE_HELP;
 
 // Shortest text that reads back as the same float.
 void append_float(std::string& out, float v) {

@@ -19,7 +19,7 @@ namespace {
 
 const char* kHelp =
     "usage: moewb trace --model DIR --corpus PATH --db FILE [--domain NAME] [--split test]\n"
-    "                   [--max-tokens N] [--context N] [--mask SPEC] [--mask-mode reroute|drop]\n"
+    "                   [--max-tokens N] [--context N] [--mask SPEC | --mask-file FILE] [--mask-mode reroute|drop]\n"
     "                   [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--new-run] [--quiet] [--json]\n\n"
     "Traces the documents of a corpus through the model and stores, for every MoE layer and\n"
     "token, the selected experts, their gate weights and the router entropy in the routing\n"
@@ -32,7 +32,8 @@ const char* kHelp =
     "--max-tokens N caps the tokens traced per domain; --context N is the window length\n"
     "(default: the model's max_position_embeddings). Running the same trace again resumes\n"
     "its incomplete run, skipping finished documents (--new-run starts another run).\n"
-    "Ctrl-C stops after the current document (exit code 130; the run stays incomplete).\n";
+    "Ctrl-C stops after the current document (exit code 130; the run stays incomplete).\n"
+    MOEWB_MASK_FILE_HELP;
 
 }  // namespace
 
