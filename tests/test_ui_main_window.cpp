@@ -3,6 +3,7 @@
 // switch the view; the inspector shows the run's first document and the ablation panel's mask
 // is shown in the status bar; the Trace button of the runs panel starts another run; the layout, the
 // heatmap's choices and the recent models and stores are kept in QSettings for the next start.
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDockWidget>
 #include <QJsonDocument>
@@ -18,6 +19,8 @@
 #include <QStandardItemModel>
 #include <QtTest>
 
+#include "analysis/expert_stats.h"
+#include "analysis/routing_store.h"
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
 #include "ui/chat_panel.h"
@@ -287,6 +290,49 @@ private slots:
         QTRY_VERIFY(budget->hasFocus());
         QVERIFY(wheel());
         QVERIFY(budget->value() != before);
+        w.close();
+    }
+
+    void aTraceWithTheAblationMask() {
+        // The runs panel traces with the ablation panel's mask when asked: the run is stored
+        // with the mask, and in reroute mode the switched-off expert is never selected.
+        MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        StartOptions o = options();
+        o.auto_trace = false;
+        w.start(o);
+        Workbench* wb = w.workbench();
+        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel() && wb->hasStore() && wb->corpus(), 60000);
+        QVERIFY(wb->waitIdle(30000));
+        const size_t runs_before = wb->runs().size();
+        auto* with_mask = w.findChild<QCheckBox*>("traceWithMask");
+        QVERIFY(with_mask);
+        with_mask->setChecked(true);
+        w.ablationPanel()->setSpec({});
+        QTest::mouseClick(w.findChild<QPushButton*>("startTrace"), Qt::LeftButton);
+        QVERIFY2(w.runsPanel()->progressText().contains("switches nothing off"), qPrintable(w.runsPanel()->progressText()));
+        QVERIFY(!wb->traceRunning());
+        w.ablationPanel()->setSpec("L1:4");
+        QTest::mouseClick(w.findChild<QPushButton*>("startTrace"), Qt::LeftButton);
+        QTRY_VERIFY_WITH_TIMEOUT(wb->runs().size() == runs_before + 1 && !wb->traceRunning(), 120000);
+        QVERIFY(wb->waitIdle(30000));
+        const moe::analysis::RunInfo run = wb->runs().back();
+        QCOMPARE(run.status, std::string("complete"));
+        QCOMPARE(run.mask_spec, std::string("L1:4"));
+        QCOMPARE(run.mask_mode, std::string("reroute"));
+        moe::analysis::StoreOptions ro;
+        ro.read_only = true;
+        moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString(), ro);
+        int64_t layer1 = 0, expert4 = 0;
+        for (const moe::analysis::ExpertShare& s : moe::analysis::expert_shares(store, run.run_id)) {
+            if (s.layer != 1) continue;
+            layer1 += s.count;
+            if (s.expert == 4) expert4 += s.count;
+        }
+        QVERIFY(layer1 > 0);
+        QCOMPARE(expert4, int64_t(0));
+        with_mask->setChecked(false);
         w.close();
     }
 };

@@ -138,6 +138,7 @@ MainWindow::MainWindow(QWidget* parent)
     });
     connect(ablation_, &AblationPanel::maskChanged, chat_, &ChatPanel::showMaskSpec);
     chat_->setMaskSource([this] { return ablation_->currentMask(); });
+    runs_panel_->setMaskSource([this] { return ablation_->currentMask(); });
     connect(chat_, &ChatPanel::inspectRequested, this, [this, inspector_dock](const TokenRouting& r) {
         inspector_->showRouting(r);
         inspector_dock->raise();

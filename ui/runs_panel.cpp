@@ -66,6 +66,7 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), corpus_path_(new QLabel(tr("No corpus open"), this)),
       corpus_error_(error_label(this, "corpusError")), domains_(new QTableWidget(this)), budget_(new QSpinBox(this)),
       trace_(new QPushButton(tr("Trace"), this)), cancel_(new QPushButton(tr("Cancel"), this)),
+      with_mask_(new QCheckBox(tr("With the ablation mask"), this)),
       progress_(new QProgressBar(this)), progress_text_(new QLabel(this)), runs_(new QTableWidget(this)),
       store_label_(new QLabel(tr("No store open"), this)), store_error_(error_label(this, "storeError")) {
     // --- corpus and trace ---
@@ -88,6 +89,9 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     budget_->setToolTip(tr("Tokens traced per domain (documents in file order, the last one cut); 0: all"));
     trace_->setObjectName("startTrace");
     trace_->setToolTip(tr("Trace the checked domains into the store (Ctrl+T). The same trace run again resumes an incomplete run."));
+    with_mask_->setObjectName("traceWithMask");
+    with_mask_->setToolTip(tr("Trace with the experts the ablation panel switches off (its mask and mode), for the "
+                              "heatmap's Compare: this run minus the one traced as published"));
     cancel_->setObjectName("cancelTrace");
     cancel_->setToolTip(tr("Stop after the current document; the run stays incomplete and can be resumed"));
     cancel_->setEnabled(false);
@@ -108,6 +112,7 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     corpus_layout->addWidget(corpus_error_);
     corpus_layout->addWidget(domains_);
     corpus_layout->addLayout(trace_row);
+    corpus_layout->addWidget(with_mask_);
     corpus_layout->addWidget(progress_);
     corpus_layout->addWidget(progress_text_);
 
@@ -209,7 +214,16 @@ void RunsPanel::startTrace() {
         progress_text_->setText(tr("Check at least one domain to trace."));
         return;
     }
-    workbench_->startTrace(domains, budget_->value());
+    std::optional<ExpertMask> mask;
+    if (with_mask_->isChecked()) {
+        if (mask_source_) mask = mask_source_();
+        if (!mask || mask->empty()) {
+            progress_text_->setText(tr("The ablation panel's mask switches nothing off: toggle experts there, or "
+                                       "uncheck \"With the ablation mask\"."));
+            return;
+        }
+    }
+    workbench_->startTrace(domains, budget_->value(), mask);
 }
 
 void RunsPanel::showCorpus() {

@@ -1,14 +1,20 @@
 // The runs and corpora panel: the open corpus's domains (documents, tokens, size, source) to choose
-// from, a token budget per domain, Trace with progress (tokens/s, ETA) and Cancel, and the
-// runs of the open store with their status, to pick the run the heatmap shows.
+// from, a token budget per domain, Trace (as published or with the ablation panel's mask) with
+// progress (tokens/s, ETA) and Cancel, and the runs of the open store with their status, to
+// pick the run the heatmap shows.
 #pragma once
 
+#include <QCheckBox>
 #include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QTableWidget>
 #include <QWidget>
+#include <functional>
+#include <optional>
+
+#include "engine/expert_mask.h"
 
 namespace moe::ui {
 
@@ -30,6 +36,9 @@ public:
     QString progressText() const;
     QString domainCell(int row, int column) const;  // the text shown in the domains table
     QString runCell(int row, int column) const;     // the text shown in the runs table
+    // Where "With the ablation mask" takes its mask (the ablation panel's; nullopt: none).
+    void setMaskSource(std::function<std::optional<ExpertMask>()> source) { mask_source_ = std::move(source); }
+    void setTraceWithMask(bool on) { with_mask_->setChecked(on); }
 
 signals:
     void runSelected(qint64 run_id);
@@ -53,6 +62,8 @@ private:
     QSpinBox* budget_;
     QPushButton* trace_;
     QPushButton* cancel_;
+    QCheckBox* with_mask_;
+    std::function<std::optional<ExpertMask>()> mask_source_;
     QProgressBar* progress_;
     QLabel* progress_text_;
     QTableWidget* runs_;

@@ -256,7 +256,7 @@ void Workbench::postTraceStatus(const TraceStatus& s) {
     }
 }
 
-void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_domain) {
+void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_domain, std::optional<ExpertMask> mask) {
     QString problem;
     if (trace_running_) problem = "a trace is already running";
     else if (!model_) problem = "open a model first";
@@ -284,10 +284,12 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
     trace_status_ = {};
     live_refresh_.invalidate();
     emit traceStarted();
-    emit logMessage(0, QString("tracing %1 domain(s) of %2, %3 tokens per domain")
+    emit logMessage(0, QString("tracing %1 domain(s) of %2, %3 tokens per domain%4")
                            .arg(corpus.domains.size())
                            .arg(q(corpus.path))
-                           .arg(max_tokens_per_domain > 0 ? QString::number(max_tokens_per_domain) : QString("all")));
+                           .arg(max_tokens_per_domain > 0 ? QString::number(max_tokens_per_domain) : QString("all"))
+                           .arg(mask ? QString(", mask %1 (%2)").arg(q(mask->spec()), mask_mode_name(mask->mode()))
+                                     : QString()));
     jobStarted();
 
     auto model = model_;
@@ -301,6 +303,7 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
             an::RoutingStore store = an::RoutingStore::open(store_path);
             an::TraceOptions opt;
             opt.max_tokens = max_tokens_per_domain;
+            opt.mask = mask ? &*mask : nullptr;
             // Progress arrives after every forward step; the GUI hears of it at most 10 times a second.
             auto last_post = std::make_shared<std::chrono::steady_clock::time_point>();
             opt.progress = [=](const an::TraceProgress& p) {

@@ -21,6 +21,7 @@
 
 #include "analysis/corpus.h"
 #include "analysis/store_types.h"
+#include "engine/expert_mask.h"
 #include "ui/expert_detail.h"
 #include "ui/heatmap_data.h"
 #include "ui/model_summary.h"
@@ -95,7 +96,8 @@ public slots:
     void refreshRuns();
     // Traces the chosen domains of the open corpus (all when empty), at most
     // `max_tokens_per_domain` tokens each (0: all), into the open store.
-    void startTrace(const QStringList& domains, qint64 max_tokens_per_domain);
+    // With a mask, the run is traced with those experts off (stored as the run's mask).
+    void startTrace(const QStringList& domains, qint64 max_tokens_per_domain, std::optional<ExpertMask> mask = {});
     void cancelTrace();
     void requestHeatmap(const moe::ui::HeatmapRequest& request);
     void requestDocuments(qint64 run_id);                   // → documentsReady
