@@ -314,6 +314,8 @@ private slots:
         QVERIFY2(w.runsPanel()->progressText().contains("switches nothing off"), qPrintable(w.runsPanel()->progressText()));
         QVERIFY(!wb->traceRunning());
         w.ablationPanel()->setSpec("L1:4");
+        QVERIFY(!wb->runs().empty());  // the runs of the tests before
+        w.runsPanel()->selectRun(wb->runs().front().run_id);  // an older run shown
         QTest::mouseClick(w.findChild<QPushButton*>("startTrace"), Qt::LeftButton);
         QTRY_VERIFY_WITH_TIMEOUT(wb->runs().size() == runs_before + 1 && !wb->traceRunning(), 120000);
         QVERIFY(wb->waitIdle(30000));
@@ -321,6 +323,7 @@ private slots:
         QCOMPARE(run.status, std::string("complete"));
         QCOMPARE(run.mask_spec, std::string("L1:4"));
         QCOMPARE(run.mask_mode, std::string("reroute"));
+        QTRY_COMPARE(w.runsPanel()->selectedRun(), run.run_id);  // the run just traced is shown
         moe::analysis::StoreOptions ro;
         ro.read_only = true;
         moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString(), ro);

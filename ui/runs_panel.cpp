@@ -8,6 +8,7 @@
 #include <QHeaderView>
 #include <QVBoxLayout>
 #include <cmath>
+#include <utility>
 
 #include "ui/model_summary.h"
 #include "ui/workbench.h"
@@ -286,6 +287,14 @@ void RunsPanel::showRuns() {
         runs_->setItem(r, 8, when);
     }
     block.unblock();
+    // The run a trace has just written is shown once it is listed; otherwise the one shown stays.
+    if (select_after_trace_) {
+        for (int r = 0; r < runs_->rowCount(); ++r)
+            if (runs_->item(r, 0)->data(Qt::UserRole).toLongLong() == select_after_trace_) {
+                selectRun(std::exchange(select_after_trace_, 0));
+                return;
+            }
+    }
     if (keep) selectRun(keep);
     if (!selectedRun() && runs_->rowCount() > 0) runs_->selectRow(0);
     else if (const int64_t id = selectedRun()) emit runSelected(id);  // its numbers may have grown
@@ -313,6 +322,7 @@ void RunsPanel::showProgress() {
 }
 
 void RunsPanel::traceFinished(bool ok, const QString& summary) {
+    select_after_trace_ = ok ? workbench_->lastTraceRun() : 0;
     trace_->setEnabled(workbench_->canTrace());
     cancel_->setEnabled(false);
     if (ok && workbench_->traceStatus().tokens_total > 0) progress_->setValue(

@@ -64,6 +64,7 @@ private:
     QPushButton* cancel_;
     QCheckBox* with_mask_;
     std::function<std::optional<ExpertMask>()> mask_source_;
+    int64_t select_after_trace_ = 0;  // the run a finished trace wrote, selected when the runs are listed
     QProgressBar* progress_;
     QLabel* progress_text_;
     QTableWidget* runs_;

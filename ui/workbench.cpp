@@ -344,6 +344,7 @@ void Workbench::startTrace(const QStringList& domains, qint64 max_tokens_per_dom
                 emit logMessage(t.complete || t.already_complete ? 0 : 1, summary);
             }
             last_trace_summary_ = summary;
+            last_trace_run_ = r.ok() ? r.value->run_id : 0;
             emit traceFinished(r.ok(), summary);
             refreshRuns();
         });

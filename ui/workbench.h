@@ -77,6 +77,7 @@ public:
     bool traceRunning() const { return trace_running_; }
     const TraceStatus& traceStatus() const { return trace_status_; }
     QString lastTraceSummary() const { return last_trace_summary_; }
+    int64_t lastTraceRun() const { return last_trace_run_; }  // the run the last trace wrote; 0: it failed
     // The finished documents of the run last asked for with requestDocuments.
     const std::vector<analysis::DocumentEntry>& documents() const { return documents_; }
     std::shared_ptr<const Model> model() const { return model_; }  // null for a config-only directory
@@ -161,6 +162,7 @@ private:
     TraceStatus trace_status_;
     QElapsedTimer live_refresh_;  // since the runs were last read during a trace
     QString last_trace_summary_;
+    int64_t last_trace_run_ = 0;
 
     int heatmap_generation_ = 0;
     std::vector<analysis::DocumentEntry> documents_;
