@@ -48,6 +48,20 @@ class TestUiMainWindow : public QObject {
         return o;
     }
 
+    // The window shown and started on `o` without a trace of its own; true once its model
+    // (with weights or config only), store and corpus are open and every job has ended.
+    static bool showStarted(MainWindow& w, StartOptions o) {
+        w.show();
+        if (!QTest::qWaitForWindowExposed(&w)) return false;
+        o.auto_trace = false;
+        w.start(o);
+        Workbench* wb = w.workbench();
+        auto open = [wb] { return wb->hasModelConfig() && !wb->modelLoading() && wb->hasStore() && wb->corpus(); };
+        QDeadlineTimer deadline(60000);
+        while (!open() && !deadline.hasExpired()) QCoreApplication::processEvents(QEventLoop::AllEvents, 20);
+        return open() && wb->waitIdle(30000);
+    }
+
 private slots:
     void initTestCase() {
         QStandardPaths::setTestModeEnabled(true);
@@ -150,14 +164,8 @@ private slots:
 
     void theBackendChoiceOpensTheModelThere() {
         MainWindow w;
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
-        StartOptions o = options();
-        o.auto_trace = false;
-        w.start(o);
+        QVERIFY(showStarted(w, options()));
         Workbench* wb = w.workbench();
-        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel(), 60000);
-        QVERIFY(wb->waitIdle(30000));
         QCOMPARE(w.modelPanel()->fieldText("backend"), QString("CPU"));
         auto* combo = w.findChild<QComboBox*>("modelBackend");
         QVERIFY(combo);
@@ -186,15 +194,10 @@ private slots:
         // A V3 checkpoint's router and weights wrap over two or three lines at the dock's
         // width: the model dock grows to show every line, none is squeezed or cut off.
         MainWindow w;
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
         StartOptions o = options();
         o.model_dir = QStringLiteral(MOE_SOURCE_DIR "/tests/fixtures/v3_fp8_mtp");
-        o.auto_trace = false;
-        w.start(o);
-        Workbench* wb = w.workbench();
-        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel(), 60000);
-        QVERIFY(wb->waitIdle(30000));
+        QVERIFY(showStarted(w, o));
+        QVERIFY(w.workbench()->hasModel());
         QVERIFY(w.modelPanel()->fieldText("router").contains("noaux_tc"));
         auto* dock = w.findChild<QDockWidget*>("modelDock");
         QVERIFY(dock);
@@ -229,15 +232,9 @@ private slots:
         out.close();
         QVERIFY(QFile::copy(fx_.model_dir + "/tokenizer.json", dir.filePath("tokenizer.json")));
         MainWindow w;
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
         StartOptions o = options();
         o.model_dir = dir.path();
-        o.auto_trace = false;
-        w.start(o);
-        Workbench* wb = w.workbench();
-        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModelConfig() && !wb->modelLoading(), 60000);
-        QVERIFY(wb->waitIdle(30000));
+        QVERIFY(showStarted(w, o));
         const int width = w.width();
         QString spec;
         for (int l = 3; l < 61; ++l) spec += QString("L%1:%2,%3;").arg(l).arg(l).arg(l + 100);
@@ -297,14 +294,8 @@ private slots:
         // The runs panel traces with the ablation panel's mask when asked: the run is stored
         // with the mask, and in reroute mode the switched-off expert is never selected.
         MainWindow w;
-        w.show();
-        QVERIFY(QTest::qWaitForWindowExposed(&w));
-        StartOptions o = options();
-        o.auto_trace = false;
-        w.start(o);
+        QVERIFY(showStarted(w, options()));
         Workbench* wb = w.workbench();
-        QTRY_VERIFY_WITH_TIMEOUT(wb->hasModel() && wb->hasStore() && wb->corpus(), 60000);
-        QVERIFY(wb->waitIdle(30000));
         const size_t runs_before = wb->runs().size();
         auto* with_mask = w.findChild<QCheckBox*>("traceWithMask");
         QVERIFY(with_mask);
