@@ -19,6 +19,7 @@
 #include "engine/model.h"
 #include "ui/expert_grid.h"
 #include "ui/plot_export.h"
+#include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
@@ -28,33 +29,18 @@ namespace an = moe::analysis;
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
 
-QLabel* error_label(QWidget* parent, const char* name) {
-    auto* l = new QLabel(parent);
-    l->setObjectName(name);
-    l->setWordWrap(true);
-    l->setStyleSheet("color: #b3261e");
-    l->setTextInteractionFlags(Qt::TextSelectableByMouse);
-    l->hide();
-    return l;
-}
 
-QTableWidgetItem* cell(const QString& text, bool right = true) {
-    auto* it = new QTableWidgetItem(text);
-    it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
-    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
-    return it;
-}
 
 // Columns 1..7 of a results row: tokens, baseline and ablated loss, Δloss, ppl ratio, KL, top-1.
 void fill_scores(QTableWidget* t, int row, const moe::analysis::AblationScore& s) {
     // What the mask changed first, where a narrow panel shows it without scrolling.
-    t->setItem(row, 1, cell(QString::number(s.delta_loss(), 'f', 4)));
-    t->setItem(row, 2, cell(QString::number(s.ppl_ratio(), 'f', 4)));
-    t->setItem(row, 3, cell(QString::number(s.mean_kl(), 'f', 4)));
-    t->setItem(row, 4, cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %"));
-    t->setItem(row, 5, cell(QString::number(s.baseline_loss(), 'f', 4)));
-    t->setItem(row, 6, cell(QString::number(s.ablated_loss(), 'f', 4)));
-    t->setItem(row, 7, cell(QString::number(s.tokens)));
+    t->setItem(row, 1, table_cell(QString::number(s.delta_loss(), 'f', 4), true));
+    t->setItem(row, 2, table_cell(QString::number(s.ppl_ratio(), 'f', 4), true));
+    t->setItem(row, 3, table_cell(QString::number(s.mean_kl(), 'f', 4), true));
+    t->setItem(row, 4, table_cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %", true));
+    t->setItem(row, 5, table_cell(QString::number(s.baseline_loss(), 'f', 4), true));
+    t->setItem(row, 6, table_cell(QString::number(s.ablated_loss(), 'f', 4), true));
+    t->setItem(row, 7, table_cell(QString::number(s.tokens), true));
 }
 }  // namespace
 
@@ -458,7 +444,7 @@ void AblationPanel::showSweep() {
         const std::string kind = c.condition.control.empty() ? "most routed" : c.condition.control;
         const double f = c.condition.value.value_or(0.0);
         const an::AblationScore& s = c.all;
-        results_->setItem(i, 0, cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
+        results_->setItem(i, 0, table_cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
         results_->item(i, 0)->setToolTip(q(c.condition.mask.spec()));
         fill_scores(results_, i, s);
         lines[kind].first << f;
@@ -499,7 +485,7 @@ void AblationPanel::showResult() {
     auto ticks = QSharedPointer<QCPAxisTickerText>::create();
     for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
         const an::AblationScore& s = rows[static_cast<size_t>(i)];
-        results_->setItem(i, 0, cell(q(s.domain), false));
+        results_->setItem(i, 0, table_cell(q(s.domain), false));
         fill_scores(results_, i, s);
         if (i + 1 < static_cast<int>(rows.size())) {
             keys << i;

@@ -12,7 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/tokenizer.h"
-#include "ui/label_text.h"
+#include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {

@@ -13,18 +13,13 @@
 
 #include "engine/error.h"
 #include "ui/plot_export.h"
+#include "ui/widget_helpers.h"
 
 namespace moe::ui {
 
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
 
-QTableWidgetItem* cell(const QString& text, bool right = true) {
-    auto* it = new QTableWidgetItem(text);
-    it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
-    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
-    return it;
-}
 }  // namespace
 
 ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert) {
@@ -143,12 +138,12 @@ void ExpertDetailView::showDetail(const ExpertDetail& d) {
         values << s.share;
         hi = std::max(hi, s.share);
         ticks->addTick(i, q(s.domain));
-        table_->setItem(i, 0, cell(q(s.domain), false));
-        table_->setItem(i, 1, cell(QString::number(s.count)));
-        table_->setItem(i, 2, cell(QString::number(s.tokens)));
-        table_->setItem(i, 3, cell(QString::number(s.share, 'f', 4)));
-        table_->setItem(i, 4, cell(QString::number(s.ratio_to_uniform, 'f', 3)));
-        table_->setItem(i, 5, cell(s.mean_gate_weight ? QString::number(*s.mean_gate_weight, 'f', 4) : tr("—")));
+        table_->setItem(i, 0, table_cell(q(s.domain), false));
+        table_->setItem(i, 1, table_cell(QString::number(s.count), true));
+        table_->setItem(i, 2, table_cell(QString::number(s.tokens), true));
+        table_->setItem(i, 3, table_cell(QString::number(s.share, 'f', 4), true));
+        table_->setItem(i, 4, table_cell(QString::number(s.ratio_to_uniform, 'f', 3), true));
+        table_->setItem(i, 5, table_cell(s.mean_gate_weight ? QString::number(*s.mean_gate_weight, 'f', 4) : tr("—"), true));
     }
     tokens_->setRowCount(static_cast<int>(d.top_tokens.size()));
     for (int i = 0; i < static_cast<int>(d.top_tokens.size()); ++i) {
@@ -156,20 +151,20 @@ void ExpertDetailView::showDetail(const ExpertDetail& d) {
         // The token as text, with its whitespace made visible; the id where the text is unknown.
         QString text = q(t.text);
         text.replace(' ', QChar(0x2423)).replace('\n', QChar(0x21B5)).replace('\t', QChar(0x2192));
-        tokens_->setItem(i, 0, cell(text.isEmpty() ? tr("#%1").arg(t.token_id) : text, false));
+        tokens_->setItem(i, 0, table_cell(text.isEmpty() ? tr("#%1").arg(t.token_id) : text, false));
         tokens_->item(i, 0)->setToolTip(tr("token id %1").arg(t.token_id));
-        tokens_->setItem(i, 1, cell(QString::number(t.with_expert)));
-        tokens_->setItem(i, 2, cell(QString::number(t.occurrences)));
-        tokens_->setItem(i, 3, cell(QString::number(t.p_token_given_expert, 'f', 4)));
-        tokens_->setItem(i, 4, cell(QString::number(t.enrichment, 'f', 2)));
+        tokens_->setItem(i, 1, table_cell(QString::number(t.with_expert), true));
+        tokens_->setItem(i, 2, table_cell(QString::number(t.occurrences), true));
+        tokens_->setItem(i, 3, table_cell(QString::number(t.p_token_given_expert, 'f', 4), true));
+        tokens_->setItem(i, 4, table_cell(QString::number(t.enrichment, 'f', 2), true));
     }
     coactivated_->setRowCount(static_cast<int>(d.coactivated.size()));
     for (int i = 0; i < static_cast<int>(d.coactivated.size()); ++i) {
         const CoactivatedExpert& c = d.coactivated[static_cast<size_t>(i)];
-        coactivated_->setItem(i, 0, cell(QString::number(c.expert)));
-        coactivated_->setItem(i, 1, cell(QString::number(c.together)));
-        coactivated_->setItem(i, 2, cell(QString::number(c.p_with, 'f', 4)));
-        coactivated_->setItem(i, 3, cell(QString::number(c.lift, 'f', 2)));
+        coactivated_->setItem(i, 0, table_cell(QString::number(c.expert), true));
+        coactivated_->setItem(i, 1, table_cell(QString::number(c.together), true));
+        coactivated_->setItem(i, 2, table_cell(QString::number(c.p_with, 'f', 4), true));
+        coactivated_->setItem(i, 3, table_cell(QString::number(c.lift, 'f', 2), true));
     }
     bars_->setData(keys, values);
     chart_->xAxis->setTicker(ticks);

@@ -1,7 +1,7 @@
 // HeatmapView; see heatmap_view.h.
 #include "ui/heatmap_view.h"
 
-#include "ui/label_text.h"
+#include "ui/widget_helpers.h"
 #include "ui/plot_export.h"
 
 #include <qcustomplot.h>

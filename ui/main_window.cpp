@@ -19,7 +19,7 @@
 
 #include "ui/ablation_panel.h"
 #include "ui/color_maps.h"
-#include "ui/label_text.h"
+#include "ui/widget_helpers.h"
 #include "ui/chat_panel.h"
 #include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"

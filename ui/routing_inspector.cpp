@@ -6,7 +6,7 @@
 #include <QGridLayout>
 #include <QVBoxLayout>
 
-#include "ui/label_text.h"
+#include "ui/widget_helpers.h"
 #include "ui/routing_inspector_view.h"
 #include "ui/workbench.h"
 

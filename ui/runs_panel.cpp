@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "ui/model_summary.h"
+#include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
@@ -25,12 +26,6 @@ QString duration(double seconds) {
     return QString("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QChar('0'));
 }
 
-QTableWidgetItem* item(const QString& text, bool right = false) {
-    auto* it = new QTableWidgetItem(text);
-    it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
-    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
-    return it;
-}
 
 void setup_table(QTableWidget* t, const QStringList& headers) {
     t->setColumnCount(static_cast<int>(headers.size()));
@@ -44,15 +39,6 @@ void setup_table(QTableWidget* t, const QStringList& headers) {
     t->verticalHeader()->setDefaultSectionSize(t->fontMetrics().height() + 6);
 }
 
-QLabel* error_label(QWidget* parent, const char* name) {
-    auto* l = new QLabel(parent);
-    l->setObjectName(name);
-    l->setWordWrap(true);
-    l->setStyleSheet("color: #b3261e");
-    l->setTextInteractionFlags(Qt::TextSelectableByMouse);
-    l->hide();
-    return l;
-}
 }  // namespace
 
 void setup_token_budget(QSpinBox* box, int step, int value) {
@@ -238,11 +224,11 @@ void RunsPanel::showCorpus() {
         name->setFlags(Qt::ItemIsUserCheckable | Qt::ItemIsEnabled);
         name->setCheckState(Qt::Checked);
         domains_->setItem(r, 0, name);
-        domains_->setItem(r, 1, item(QString::number(d.documents), true));
-        domains_->setItem(r, 2, item(d.tokens >= 0 ? QString::number(d.tokens) : QString("—"), true));
+        domains_->setItem(r, 1, table_cell(QString::number(d.documents), true));
+        domains_->setItem(r, 2, table_cell(d.tokens >= 0 ? QString::number(d.tokens) : QString("—"), true));
         domains_->item(r, 2)->setToolTip(tr("tokens with the open model's tokenizer"));
-        domains_->setItem(r, 3, item(q(format_bytes(d.bytes)), true));
-        auto* source = item(q(d.source));
+        domains_->setItem(r, 3, table_cell(q(format_bytes(d.bytes)), true));
+        auto* source = table_cell(q(d.source), false);
         source->setToolTip(q(d.source) + (d.licence.empty() ? "" : "\n" + tr("licence: ") + q(d.licence)));
         domains_->setItem(r, 4, source);
     }
@@ -262,27 +248,27 @@ void RunsPanel::showRuns() {
     // Newest first: the run just traced is at the top.
     for (int r = 0; r < static_cast<int>(runs.size()); ++r) {
         const auto& run = runs[runs.size() - 1 - static_cast<size_t>(r)];
-        auto* id = item(QString::number(run.run_id), true);
+        auto* id = table_cell(QString::number(run.run_id), true);
         id->setData(Qt::UserRole, static_cast<qlonglong>(run.run_id));
         runs_->setItem(r, 0, id);
-        auto* status = item(q(run.status));
+        auto* status = table_cell(q(run.status), false);
         if (run.status != "complete") status->setForeground(QColor("#9a6700"));
         runs_->setItem(r, 1, status);
-        runs_->setItem(r, 2, item(q(run.model_name)));
+        runs_->setItem(r, 2, table_cell(q(run.model_name), false));
         // Where the routing came from: this engine's backend, or a server that was captured.
-        auto* source = item(q(run.source));
+        auto* source = table_cell(q(run.source), false);
         source->setToolTip(run.source == "sglang" || run.source == "vllm"
                                ? tr("captured from a %1 server%2 (no gate weights)")
                                      .arg(q(run.source), run.engine_version.empty() ? QString() : " " + q(run.engine_version))
                                : tr("traced by this engine on the %1 backend, %2 weights").arg(q(run.source), q(run.dtype)));
         runs_->setItem(r, 3, source);
-        runs_->setItem(r, 4, item(q(run.corpus_name)));
-        runs_->setItem(r, 5, item(QString::number(run.n_documents), true));
-        runs_->setItem(r, 6, item(QString::number(run.n_tokens), true));
-        runs_->setItem(r, 7, item(run.mask_spec.empty() ? tr("none") : q(run.mask_spec)));
+        runs_->setItem(r, 4, table_cell(q(run.corpus_name), false));
+        runs_->setItem(r, 5, table_cell(QString::number(run.n_documents), true));
+        runs_->setItem(r, 6, table_cell(QString::number(run.n_tokens), true));
+        runs_->setItem(r, 7, table_cell(run.mask_spec.empty() ? tr("none") : q(run.mask_spec), false));
         // "2025-01-31T12:00:00Z" → local "2025-01-31 13:00"; the exact time in the tooltip.
         const QDateTime started = QDateTime::fromString(q(run.started), Qt::ISODate);
-        auto* when = item(started.isValid() ? started.toLocalTime().toString("MM-dd hh:mm") : q(run.started));
+        auto* when = table_cell(started.isValid() ? started.toLocalTime().toString("MM-dd hh:mm") : q(run.started), false);
         when->setToolTip(tr("started %1%2").arg(q(run.started), run.finished.empty() ? QString() : tr(", finished ") + q(run.finished)));
         runs_->setItem(r, 8, when);
     }

@@ -1,8 +1,25 @@
-#include "ui/label_text.h"
+#include "ui/widget_helpers.h"
 
 #include <QFontMetrics>
 
 namespace moe::ui {
+
+QLabel* error_label(QWidget* parent, const char* name) {
+    auto* l = new QLabel(parent);
+    l->setObjectName(name);
+    l->setWordWrap(true);
+    l->setStyleSheet("color: #b3261e");
+    l->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    l->hide();
+    return l;
+}
+
+QTableWidgetItem* table_cell(const QString& text, bool right) {
+    auto* it = new QTableWidgetItem(text);
+    it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
+    if (right) it->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return it;
+}
 
 QString breakable(const QString& text) {
     QString out;
