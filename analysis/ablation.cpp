@@ -349,22 +349,26 @@ std::vector<AblationCondition> k_sweep(const ModelConfig& cfg, std::span<const i
 std::vector<std::vector<int64_t>> expert_selections(RoutingStore& store, int64_t run_id, const ModelConfig& cfg) {
     const StoreSnapshot snapshot(store);
     const RunInfo run = store.run(run_id);
-    std::vector<std::vector<int64_t>> out;
-    std::vector<int64_t> index(static_cast<size_t>(cfg.num_hidden_layers), -1);
-    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-        if (!cfg.is_moe_layer(l)) continue;
-        if (!run.layer(l))
-            throw_input_error("run " + std::to_string(run_id),
-                              "has no routing for MoE layer " + std::to_string(l) + " of this model");
-        index[static_cast<size_t>(l)] = static_cast<int64_t>(out.size());
-        out.emplace_back(static_cast<size_t>(cfg.n_routed_experts), 0);
+    // The run's MoE layers and experts must be the model's: a run of another model (a V3
+    // capture beside a 16B) is refused with both shapes named.
+    std::vector<std::pair<int64_t, int64_t>> run_shape, model_shape;  // (layer, experts)
+    for (const RunLayer& rl : run.layers) run_shape.emplace_back(rl.layer, rl.n_expert);
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l)
+        if (cfg.is_moe_layer(l)) model_shape.emplace_back(l, cfg.n_routed_experts);
+    std::sort(run_shape.begin(), run_shape.end());
+    if (run_shape != model_shape) {
+        auto describe = [](const std::vector<std::pair<int64_t, int64_t>>& shape) {
+            if (shape.empty()) return std::string("no MoE layers");
+            return std::to_string(shape.size()) + " MoE layers (" + std::to_string(shape.front().first) + "–" +
+                   std::to_string(shape.back().first) + ") of " + std::to_string(shape.front().second) + " experts";
+        };
+        throw_input_error("run " + std::to_string(run_id), "was traced with " + run.model_name + ", " +
+                                                               describe(run_shape) + "; this model has " +
+                                                               describe(model_shape));
     }
-    for (const RunLayer& rl : run.layers)
-        if (rl.layer >= cfg.num_hidden_layers || index[static_cast<size_t>(rl.layer)] < 0 ||
-            rl.n_expert != cfg.n_routed_experts)
-            throw_input_error("run " + std::to_string(run_id),
-                              "was traced on a model of another shape (layer " + std::to_string(rl.layer) + ", " +
-                                  std::to_string(rl.n_expert) + " experts)");
+    std::vector<std::vector<int64_t>> out(model_shape.size(), std::vector<int64_t>(static_cast<size_t>(cfg.n_routed_experts), 0));
+    std::vector<int64_t> index(static_cast<size_t>(cfg.num_hidden_layers), -1);
+    for (size_t i = 0; i < model_shape.size(); ++i) index[static_cast<size_t>(model_shape[i].first)] = static_cast<int64_t>(i);
     int64_t total = 0;
     for (const AggregateRow& a : store.aggregates(run_id)) {
         out[static_cast<size_t>(index[static_cast<size_t>(a.layer)])][static_cast<size_t>(a.expert)] += a.count;

@@ -519,6 +519,11 @@ void AblationTest::embedded_model_effects() {
     const TraceResult tr = run_trace(store, *model, describe_model(*model, &tok, kEmbedded.toStdString()), tok, corpus, to);
     QVERIFY(tr.complete);
     const auto selections = expert_selections(store, tr.run_id, model->config());
+    // The counts of a run of another shape are refused, naming both shapes.
+    moe::ModelConfig wider = model->config();
+    wider.n_routed_experts = 256;
+    CHECK_ERROR(moe::ErrorKind::input, expert_selections(store, tr.run_id, wider),
+                {QString("run %1").arg(tr.run_id), "3 MoE layers (1–3) of 64 experts", "this model has 3 MoE layers (1–3) of 256"});
     const double fractions[] = {0.125};
     const std::string controls[] = {"least-routed"};
     auto conds = routed_sweep(model->config(), selections, tr.run_id, fractions, controls, 1, moe::MaskMode::reroute);
