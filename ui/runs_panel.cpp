@@ -274,14 +274,10 @@ void RunsPanel::showRuns() {
     }
     block.unblock();
     // The run a trace has just written is shown once it is listed; otherwise the one shown stays.
-    if (select_after_trace_) {
-        for (int r = 0; r < runs_->rowCount(); ++r)
-            if (runs_->item(r, 0)->data(Qt::UserRole).toLongLong() == select_after_trace_) {
-                selectRun(std::exchange(select_after_trace_, 0));
-                return;
-            }
-    }
-    if (keep) selectRun(keep);
+    int64_t show = keep;
+    for (int r = 0; select_after_trace_ && r < runs_->rowCount(); ++r)
+        if (runs_->item(r, 0)->data(Qt::UserRole).toLongLong() == select_after_trace_) show = std::exchange(select_after_trace_, 0);
+    if (show) selectRun(show);
     if (!selectedRun() && runs_->rowCount() > 0) runs_->selectRow(0);
     else if (const int64_t id = selectedRun()) emit runSelected(id);  // its numbers may have grown
 }
