@@ -29,9 +29,7 @@ namespace an = moe::analysis;
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
 
-
-
-// Columns 1..7 of a results row: tokens, baseline and ablated loss, Δloss, ppl ratio, KL, top-1.
+// Columns 1..7 of a results row: Δloss, ppl ratio, KL, top-1, baseline and ablated loss, tokens.
 void fill_scores(QTableWidget* t, int row, const moe::analysis::AblationScore& s) {
     // What the mask changed first, where a narrow panel shows it without scrolling.
     t->setItem(row, 1, table_cell(QString::number(s.delta_loss(), 'f', 4), true));

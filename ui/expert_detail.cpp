@@ -19,7 +19,6 @@ namespace moe::ui {
 
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
-
 }  // namespace
 
 ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert) {

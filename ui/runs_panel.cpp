@@ -26,7 +26,6 @@ QString duration(double seconds) {
     return QString("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QChar('0'));
 }
 
-
 void setup_table(QTableWidget* t, const QStringList& headers) {
     t->setColumnCount(static_cast<int>(headers.size()));
     t->setHorizontalHeaderLabels(headers);
