@@ -1,8 +1,8 @@
 // HeatmapView; see heatmap_view.h.
 #include "ui/heatmap_view.h"
 
-#include "ui/widget_helpers.h"
 #include "ui/plot_export.h"
+#include "ui/widget_helpers.h"
 
 #include <qcustomplot.h>
 

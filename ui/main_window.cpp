@@ -18,17 +18,17 @@
 #include <QPainter>
 
 #include "ui/ablation_panel.h"
-#include "ui/color_maps.h"
-#include "ui/widget_helpers.h"
 #include "ui/chat_panel.h"
+#include "ui/color_maps.h"
 #include "ui/expert_detail.h"
 #include "ui/heatmap_view.h"
 #include "ui/log_panel.h"
-#include "ui/plot_export.h"
 #include "ui/model_panel.h"
+#include "ui/plot_export.h"
 #include "ui/recent_files.h"
 #include "ui/routing_inspector.h"
 #include "ui/runs_panel.h"
+#include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {

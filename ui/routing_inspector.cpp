@@ -6,8 +6,8 @@
 #include <QGridLayout>
 #include <QVBoxLayout>
 
-#include "ui/widget_helpers.h"
 #include "ui/routing_inspector_view.h"
+#include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
 namespace moe::ui {
