@@ -1,8 +1,8 @@
 // Offline import of saved SGLang / vLLM responses (JSONL, one request per line) into a run
 // of the routing store; see capture.h and docs/capture.md for the line format. The same
 // validation as a live capture; every line checked before the store is opened (a file with a
-// bad line leaves the store as it was, or makes none); one document per line, written whole or not at all;
-// the same file imported again resumes its incomplete run.
+// bad line leaves the store as it was, or makes none); one document per line, written whole or
+// not at all; the same file imported again resumes its incomplete run.
 #include <chrono>
 #include <filesystem>
 #include <fstream>

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -182,6 +183,7 @@ SavedMask parse_saved_mask(const std::string& text, const std::string& where) {
 }
 
 SavedMask read_saved_mask(const std::string& path) {
+    if (std::filesystem::is_directory(path)) throw_input_error(path, "is a directory, not a mask file");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw_input_error(path, "cannot open the mask file");
     std::ostringstream text;

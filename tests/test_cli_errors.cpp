@@ -211,6 +211,7 @@ void CliErrorTest::mask_file_is_the_saved_mask() {
         {{"--mask-file", other}, "other.json: is not a saved mask"},
         {{"--mask-file", dense}, "dense.json: mask part 'L0:3'"},
         {{"--mask-file", tmp.filePath("nowhere.json")}, "nowhere.json: cannot open"},
+        {{"--mask-file", tmp.path()}, "is a directory"},
         {{"--mask-file", saved, "--mask", "L1:3"}, "not both"},
     };
     for (const auto& [extra, needle] : bad) {
