@@ -54,10 +54,13 @@ struct ExpertVocabulary {
     int64_t selections = 0;            // times the expert was selected (any rank)
     std::vector<TokenEnrichment> top;  // by enrichment, then with_expert, then token id
 };
+// The defaults of `moewb stats --vocab` and of the GUI's expert detail.
+inline constexpr size_t kVocabTop = 20;
+inline constexpr int64_t kVocabMinCount = 5;
 // One layer; tokens routed to the expert fewer than `min_count` times are left out.
 std::vector<ExpertVocabulary> vocabulary_specialisation(RoutingStore& store, int64_t run_id, int64_t layer,
                                                         std::optional<int64_t> domain_id = std::nullopt,
-                                                        size_t top_n = 20, int64_t min_count = 5);
+                                                        size_t top_n = kVocabTop, int64_t min_count = kVocabMinCount);
 
 struct Repetition {
     std::string domain;  // a domain, or kAllDomains

@@ -491,6 +491,33 @@ void StatsTest::cli_stats_and_export() {
          {"runs", "load_balance", "entropy", "log_ratio", "repetition", "cross_layer", "vocab", "agreement"})
         QVERIFY2(j.contains(key), key);
     QCOMPARE(j["agreement"]["documents_matched"].get<int>(), 2);
+    // --vocab at its default minimum count (5) lists none of this run's rare pairs; at 1 it
+    // lists what analysis does, cut at --vocab-top.
+    QCOMPARE(j["vocab"][0]["min_count"].get<int64_t>(), moe::analysis::kVocabMinCount);
+    QVERIFY(j["vocab"][0]["top"].empty());
+    p.start(kMoewb, {"stats", "--db", QString::fromStdString(db_), "--run", QString::number(run_), "--vocab", "--layer",
+                     "1", "--vocab-min-count", "1", "--vocab-top", "1"});
+    QVERIFY(p.waitForFinished(30000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const auto v = nlohmann::json::parse(p.readAllStandardOutput().toStdString())["vocab"];
+    const auto want = vocabulary_specialisation(*store_, run_, 1, std::nullopt, 1, 1);
+    QCOMPARE(v.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        QCOMPARE(v[i]["expert"].get<int64_t>(), want[i].expert);
+        QCOMPARE(v[i]["min_count"].get<int64_t>(), int64_t{1});
+        QCOMPARE(v[i]["top"].size(), want[i].top.size());
+        if (!want[i].top.empty()) QCOMPARE(v[i]["top"][0]["token_id"].get<int32_t>(), want[i].top[0].token_id);
+    }
+    QCOMPARE(v[0]["top"].size(), size_t{1});
+    // The vocabulary's options without --vocab, or out of range, are refused.
+    for (const QStringList& bad : {QStringList{"--vocab-min-count", "2", "--entropy"},
+                                   QStringList{"--vocab", "--vocab-min-count", "0"},
+                                   QStringList{"--vocab", "--vocab-top", "x"}}) {
+        p.start(kMoewb, QStringList{"stats", "--db", QString::fromStdString(db_), "--run", QString::number(run_), "--layer", "1"} + bad);
+        QVERIFY(p.waitForFinished(30000));
+        QVERIFY2(p.exitCode() == 2, qPrintable(bad.join(' ')));
+        QVERIFY2(p.readAllStandardError().contains("--vocab-"), qPrintable(bad.join(' ')));
+    }
 }
 
 QTEST_GUILESS_MAIN(StatsTest)

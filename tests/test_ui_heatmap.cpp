@@ -523,9 +523,12 @@ private slots:
         QVERIFY(!img.isNull() && img.width() >= 900);
         QVERIFY(!detail.exportChart(fx_.tmp.filePath("expert.tiff")));
 
-        // Top tokens: analysis' vocabulary specialisation of that expert (routed there ≥ 2 times).
+        // Top tokens: analysis' vocabulary specialisation of that expert, at the minimum count
+        // of `moewb stats --vocab`.
+        QCOMPARE(detail.detail().min_count, an::kVocabMinCount);
+        QCOMPARE(detail.minCountBox()->value(), int(an::kVocabMinCount));
         const an::ExpertVocabulary* vocab = nullptr;
-        const std::vector<an::ExpertVocabulary> vocabs = an::vocabulary_specialisation(store, run_id_, layer, std::nullopt, 15, 2);
+        const std::vector<an::ExpertVocabulary> vocabs = an::vocabulary_specialisation(store, run_id_, layer, std::nullopt, 15);
         for (const an::ExpertVocabulary& v : vocabs)
             if (v.expert == expert) vocab = &v;
         QVERIFY(vocab);

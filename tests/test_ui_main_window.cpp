@@ -21,9 +21,11 @@
 
 #include "analysis/expert_stats.h"
 #include "analysis/routing_store.h"
+#include "analysis/token_stats.h"
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
 #include "ui/chat_panel.h"
+#include "ui/expert_detail.h"
 #include "ui/expert_grid.h"
 #include "ui/heatmap_view.h"
 #include "ui/routing_inspector.h"
@@ -287,6 +289,54 @@ private slots:
         QTRY_VERIFY(budget->hasFocus());
         QVERIFY(wheel());
         QVERIFY(budget->value() != before);
+        w.close();
+    }
+
+    void theExpertDetailsTopTokensFollowTheirMinimumCount() {
+        // A click on a cell shows the expert's top tokens with the minimum count of
+        // `moewb stats --vocab` (5); typing another count loads them again at that count.
+        MainWindow w;
+        QVERIFY(showStarted(w, options()));
+        Workbench* wb = w.workbench();
+        QVERIFY(!wb->runs().empty());
+        const int64_t run = wb->runs().back().run_id;
+        moe::analysis::StoreOptions ro;
+        ro.read_only = true;
+        moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString(), ro);
+        // The expert of layer 1 whose list a minimum count of 1 lengthens the most.
+        const auto at5 = moe::analysis::vocabulary_specialisation(store, run, 1, std::nullopt, kDetailTopTokens, 5);
+        const auto at1 = moe::analysis::vocabulary_specialisation(store, run, 1, std::nullopt, kDetailTopTokens, 1);
+        QCOMPARE(at5.size(), at1.size());
+        size_t pick = 0;
+        for (size_t i = 0; i < at1.size(); ++i)
+            if (at1[i].top.size() - at5[i].top.size() > at1[pick].top.size() - at5[pick].top.size()) pick = i;
+        QVERIFY(at1[pick].top.size() > at5[pick].top.size());
+        const int64_t expert = at1[pick].expert;
+        ExpertDetailView* detail = w.expertDetail();
+        QCOMPARE(detail->minCountBox()->value(), int(moe::analysis::kVocabMinCount));
+        emit w.heatmapView()->expertClicked(run, 1, expert);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_VERIFY(detail->isVisible());
+        QCOMPARE(detail->detail().expert, expert);
+        QCOMPARE(detail->detail().min_count, moe::analysis::kVocabMinCount);
+        QCOMPARE(detail->tokensTable()->rowCount(), int(at5[pick].top.size()));
+        detail->minCountBox()->setValue(1);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_COMPARE(detail->detail().min_count, int64_t(1));
+        QCOMPARE(detail->detail().expert, expert);
+        QCOMPARE(detail->tokensTable()->rowCount(), int(at1[pick].top.size()));
+        for (size_t i = 0; i < at1[pick].top.size(); ++i)
+            QCOMPARE(detail->detail().top_tokens[i].token_id, at1[pick].top[i].token_id);
+        QVERIFY(detail->tokensNote().isEmpty());
+        // A count no token reaches says so instead of an unexplained empty table.
+        detail->minCountBox()->setValue(1000000);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_COMPARE(detail->detail().min_count, int64_t(1000000));
+        QCOMPARE(detail->tokensTable()->rowCount(), 0);
+        QVERIFY2(detail->tokensNote().contains("no token"), qPrintable(detail->tokensNote()));
+        detail->minCountBox()->setValue(int(moe::analysis::kVocabMinCount));
+        QVERIFY(wb->waitIdle(30000));
+        detail->close();
         w.close();
     }
 

@@ -7,6 +7,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QTabWidget>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -21,17 +22,19 @@ namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
 }  // namespace
 
-ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert) {
+ExpertDetail load_expert_detail(analysis::RoutingStore& store, int64_t run_id, int64_t layer, int64_t expert,
+                                int64_t min_count) {
     ExpertDetail d;
     d.run_id = run_id;
     d.layer = layer;
     d.expert = expert;
+    d.min_count = min_count;
     for (const analysis::ExpertShare& s : analysis::expert_shares(store, run_id, layer))
         if (s.expert == expert) d.domains.push_back(s);
     if (d.domains.empty())
         throw_input_error("run " + std::to_string(run_id),
                           "has no expert " + std::to_string(expert) + " in layer " + std::to_string(layer));
-    for (analysis::ExpertVocabulary& v : analysis::vocabulary_specialisation(store, run_id, layer, std::nullopt, kDetailTopTokens, 2))
+    for (analysis::ExpertVocabulary& v : analysis::vocabulary_specialisation(store, run_id, layer, std::nullopt, kDetailTopTokens, min_count))
         if (v.expert == expert) {
             d.selections = v.selections;
             d.top_tokens = std::move(v.top);
@@ -58,6 +61,8 @@ ExpertDetailView::ExpertDetailView(QWidget* parent)
       chart_(new QCustomPlot(this)),
       table_(new QTableWidget(this)),
       tokens_(new QTableWidget(this)),
+      min_count_(new QSpinBox(this)),
+      tokens_note_(new QLabel(this)),
       coactivated_(new QTableWidget(this)) {
     setObjectName("expertDetail");
     title_->setObjectName("expertDetailTitle");
@@ -86,7 +91,24 @@ ExpertDetailView::ExpertDetailView(QWidget* parent)
     auto* tabs = new QTabWidget(this);
     tabs->setObjectName("expertDetailTabs");
     tabs->addTab(table_, tr("By domain"));
-    tabs->addTab(tokens_, tr("Top tokens"));
+    // The minimum count of the top tokens, the same as `moewb stats --vocab-min-count`.
+    min_count_->setObjectName("expertDetailMinCount");
+    min_count_->setRange(1, 1000000);
+    min_count_->setValue(static_cast<int>(analysis::kVocabMinCount));
+    min_count_->setToolTip(tr("Tokens routed to this expert fewer times are left out (moewb stats --vocab-min-count)"));
+    connect(min_count_, &QSpinBox::valueChanged, this, [this](int n) { emit minCountChanged(n); });
+    tokens_note_->setObjectName("expertDetailTokensNote");
+    auto* tokens_page = new QWidget(this);
+    auto* count_row = new QHBoxLayout;
+    count_row->addWidget(new QLabel(tr("Routed here at least"), tokens_page));
+    count_row->addWidget(min_count_);
+    count_row->addWidget(new QLabel(tr("times"), tokens_page));
+    count_row->addWidget(tokens_note_, 1);
+    auto* tokens_layout = new QVBoxLayout(tokens_page);
+    tokens_layout->setContentsMargins(0, 4, 0, 0);
+    tokens_layout->addLayout(count_row);
+    tokens_layout->addWidget(tokens_);
+    tabs->addTab(tokens_page, tr("Top tokens"));
     tabs->addTab(coactivated_, tr("Co-activated experts"));
     auto* export_chart = new QPushButton(tr("Export chart…"), this);
     export_chart->setObjectName("exportExpertChart");
@@ -116,6 +138,11 @@ void ExpertDetailView::showError(const QString& error) {
 }
 
 void ExpertDetailView::showDetail(const ExpertDetail& d) {
+    // A detail loaded for a minimum count typed over since is stale: the one for the count
+    // now in the box follows it.
+    if (!detail_.domains.empty() && d.run_id == detail_.run_id && d.layer == detail_.layer && d.expert == detail_.expert &&
+        d.min_count != min_count_->value())
+        return;
     detail_ = d;
     title_->setStyleSheet(QString());
     const analysis::ExpertShare& first = d.domains.front();
@@ -144,6 +171,11 @@ void ExpertDetailView::showDetail(const ExpertDetail& d) {
         table_->setItem(i, 4, table_cell(QString::number(s.ratio_to_uniform, 'f', 3), true));
         table_->setItem(i, 5, table_cell(s.mean_gate_weight ? QString::number(*s.mean_gate_weight, 'f', 4) : tr("—"), true));
     }
+    {
+        const QSignalBlocker quiet(min_count_);
+        min_count_->setValue(static_cast<int>(std::min<int64_t>(d.min_count, min_count_->maximum())));
+    }
+    tokens_note_->setText(d.top_tokens.empty() ? tr("— no token is routed here that often") : QString());
     tokens_->setRowCount(static_cast<int>(d.top_tokens.size()));
     for (int i = 0; i < static_cast<int>(d.top_tokens.size()); ++i) {
         const analysis::TokenEnrichment& t = d.top_tokens[static_cast<size_t>(i)];

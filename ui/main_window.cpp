@@ -151,8 +151,13 @@ MainWindow::MainWindow(QWidget* parent)
     // A click on a heatmap cell opens that expert's detail in a window of its own.
     expert_detail_->setWindowFlag(Qt::Tool);
     expert_detail_->setWindowTitle(tr("Expert detail"));
-    expert_detail_->resize(560, 520);
+    expert_detail_->resize(560, 600);
     connect(heatmap_, &HeatmapView::expertClicked, workbench_, &Workbench::requestExpertDetail);
+    connect(expert_detail_, &ExpertDetailView::minCountChanged, this, [this](qint64 n) {
+        workbench_->setExpertDetailMinCount(n);
+        const ExpertDetail& d = expert_detail_->detail();
+        if (!d.domains.empty()) workbench_->requestExpertDetail(d.run_id, d.layer, d.expert);
+    });
     connect(workbench_, &Workbench::expertDetailReady, this, [this](const ExpertDetail& d) {
         expert_detail_->showDetail(d);
         expert_detail_->setWindowTitle(tr("Expert %1 of layer %2 — run %3").arg(d.expert).arg(d.layer).arg(d.run_id));

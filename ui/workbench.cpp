@@ -428,11 +428,12 @@ void Workbench::requestExpertDetail(qint64 run_id, qint64 layer, qint64 expert) 
     }
     jobStarted();
     const std::string p = store_path_.toStdString();
+    const qint64 min_count = detail_min_count_;
     run_job<ExpertDetail>(
         this,
-        [p, run_id, layer, expert] {
+        [p, run_id, layer, expert, min_count] {
             an::RoutingStore store = an::RoutingStore::open(p, read_only());
-            return load_expert_detail(store, run_id, layer, expert);
+            return load_expert_detail(store, run_id, layer, expert, min_count);
         },
         [this](JobResult<ExpertDetail> r) {
             jobDone();

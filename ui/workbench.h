@@ -13,6 +13,7 @@
 #include <QObject>
 #include <QString>
 #include <QStringList>
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -104,6 +105,8 @@ public slots:
     void requestDocuments(qint64 run_id);                   // → documentsReady
     void requestTokenRouting(qint64 run_id, qint64 doc_id);  // → tokenRoutingReady / tokenRoutingFailed
     void requestExpertDetail(qint64 run_id, qint64 layer, qint64 expert);  // → expertDetailReady / Failed
+    // The minimum count of the details' top tokens from now on (analysis::kVocabMinCount at first).
+    void setExpertDetailMinCount(qint64 min_count) { detail_min_count_ = std::max<qint64>(1, min_count); }
     // analysis/csv_exports: the statistics of one run (0: every run), or a run's per-token routing.
     void exportStatsCsv(const QString& path, qint64 run_id);  // → exportFinished
     void exportTokensCsv(const QString& path, qint64 run_id);
@@ -163,6 +166,7 @@ private:
     QElapsedTimer live_refresh_;  // since the runs were last read during a trace
     QString last_trace_summary_;
     int64_t last_trace_run_ = 0;
+    qint64 detail_min_count_ = analysis::kVocabMinCount;
 
     int heatmap_generation_ = 0;
     std::vector<analysis::DocumentEntry> documents_;

@@ -25,7 +25,9 @@ const char* kHelp =
     "  mean_gate_weight,rank0_count   (RFC 4180; gate weight columns empty when the run has none)\n"
     "  --csv - writes it to stdout (then no JSON statistic in the same call).\n"
     "The other switches print one JSON object on stdout with a member per switch; all but\n"
-    "--runs need --run. --vocab needs --layer (tokens ranked by P(token|expert)/P(token)).\n"
+    "--runs need --run. --vocab needs --layer (tokens ranked by P(token|expert)/P(token)):\n"
+    "  --vocab-top N tokens per expert (default 20), each routed to the expert at least\n"
+    "  --vocab-min-count N times (default 5).\n"
     "--agreement RUN_B compares the routing of two runs on the same tokens. Definitions of\n"
     "every statistic: docs/metrics.md.\n";
 
@@ -65,9 +67,11 @@ json runs_json(an::RoutingStore& store) {
 }  // namespace
 
 int cmd_stats(int argc, char** argv) {
-    Args args(argc, argv, {"--db", "--run", "--layer", "--csv", "--agreement"},
+    Args args(argc, argv, {"--db", "--run", "--layer", "--csv", "--agreement", "--vocab-top", "--vocab-min-count"},
               {"--runs", "--load-balance", "--entropy", "--log-ratio", "--repetition", "--cross-layer", "--vocab"});
     if (args.help()) return print_help(kHelp);
+    for (const char* f : {"--vocab-top", "--vocab-min-count"})
+        if (args.has(f) && !args.has("--vocab")) moe::throw_input_error(f, "only applies with --vocab");
     an::StoreOptions so;
     so.read_only = true;
     an::RoutingStore store = an::RoutingStore::open(args.require("--db"), so);
@@ -158,8 +162,11 @@ int cmd_stats(int argc, char** argv) {
     }
     if (args.has("--vocab")) {
         if (!layer) moe::throw_input_error("--vocab", "needs --layer L");
+        const int64_t top_n = args.get_int("--vocab-top", static_cast<int64_t>(an::kVocabTop), 1, 1 << 20);
+        const int64_t min_count = args.get_int("--vocab-min-count", an::kVocabMinCount, 1, INT64_MAX);
         json a = json::array();
-        for (const an::ExpertVocabulary& v : an::vocabulary_specialisation(store, need_run("--vocab"), *layer)) {
+        for (const an::ExpertVocabulary& v :
+             an::vocabulary_specialisation(store, need_run("--vocab"), *layer, std::nullopt, static_cast<size_t>(top_n), min_count)) {
             json top = json::array();
             for (const an::TokenEnrichment& t : v.top)
                 top.push_back({{"token_id", t.token_id},
@@ -169,7 +176,8 @@ int cmd_stats(int argc, char** argv) {
                                {"p_token_given_expert", t.p_token_given_expert},
                                {"p_token", t.p_token},
                                {"enrichment", t.enrichment}});
-            a.push_back({{"layer", v.layer}, {"expert", v.expert}, {"selections", v.selections}, {"top", top}});
+            a.push_back({{"layer", v.layer}, {"expert", v.expert}, {"selections", v.selections}, {"min_count", min_count},
+                         {"top", top}});
         }
         j["vocab"] = a;
     }
