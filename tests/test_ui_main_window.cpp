@@ -6,9 +6,11 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDockWidget>
+#include <QHeaderView>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QScrollArea>
@@ -17,6 +19,7 @@
 #include <QWheelEvent>
 #include <QSettings>
 #include <QStandardItemModel>
+#include <QTableWidget>
 #include <QtTest>
 
 #include "analysis/expert_stats.h"
@@ -340,6 +343,30 @@ private slots:
         w.close();
     }
 
+    void aShortScreenStillShowsTheRuns() {
+        // At 1366 × 768 the runs table is in view under the model and the corpus: the domains
+        // table is as tall as its domains, and the trace's progress takes no room before a trace.
+        MainWindow w;
+        w.resize(1366, 768);
+        QVERIFY(showStarted(w, options()));
+        auto* domains = w.findChild<QTableWidget*>("domains");
+        QVERIFY(domains && domains->rowCount() == 2);
+        const int row = domains->verticalHeader()->defaultSectionSize();
+        QCOMPARE(domains->height(), domains->horizontalHeader()->height() + 3 * row + 2 * domains->frameWidth());
+        QVERIFY(!w.findChild<QProgressBar*>("traceProgress")->isVisible());
+        QVERIFY(!w.findChild<QLabel*>("traceProgressText")->isVisible());
+        auto* runs = w.findChild<QTableWidget*>("runs");
+        auto* scroll = qobject_cast<QScrollArea*>(w.findChild<QDockWidget*>("runsDock")->widget());
+        QVERIFY(runs && scroll);
+        QTRY_VERIFY(runs->rowCount() > 0);
+        const int first_row_bottom = runs->mapTo(scroll->viewport(), QPoint(0, runs->horizontalHeader()->height() + row)).y();
+        QVERIFY2(first_row_bottom <= scroll->viewport()->height(),
+                 qPrintable(QString("the runs' first row ends at %1 px of a %2 px dock")
+                                .arg(first_row_bottom)
+                                .arg(scroll->viewport()->height())));
+        w.close();
+    }
+
     void aTraceWithTheAblationMask() {
         // The runs panel traces with the ablation panel's mask when asked: the run is stored
         // with the mask, and in reroute mode the switched-off expert is never selected.
@@ -358,6 +385,7 @@ private slots:
         QVERIFY(!wb->runs().empty());  // the runs of the tests before
         w.runsPanel()->selectRun(wb->runs().front().run_id);  // an older run shown
         QTest::mouseClick(w.findChild<QPushButton*>("startTrace"), Qt::LeftButton);
+        QVERIFY(w.findChild<QProgressBar*>("traceProgress")->isVisible());
         QTRY_VERIFY_WITH_TIMEOUT(wb->runs().size() == runs_before + 1 && !wb->traceRunning(), 120000);
         QVERIFY(wb->waitIdle(30000));
         const moe::analysis::RunInfo run = wb->runs().back();

@@ -7,6 +7,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -67,9 +68,10 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     domains_->setObjectName("domains");
     setup_table(domains_, {tr("Domain"), tr("Documents"), tr("Tokens"), tr("Size"), tr("Source")});
     domains_->setSelectionMode(QAbstractItemView::NoSelection);
-    // Room for six domains (the bundled corpora) without scrolling.
-    domains_->setMinimumHeight(domains_->horizontalHeader()->sizeHint().height() +
-                               6 * domains_->verticalHeader()->defaultSectionSize() + 4);
+    // As tall as its domains (six, the bundled corpora, before any is shown; at most eight
+    // before it scrolls), no taller: the runs table below gets the rest of a short screen.
+    domains_->setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    fitDomainsHeight(6);
     budget_->setObjectName("tokenBudget");
     setup_token_budget(budget_, 1000, 4000);
     budget_->setToolTip(tr("Tokens traced per domain (documents in file order, the last one cut); 0: all"));
@@ -88,6 +90,9 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
     progress_text_->setObjectName("traceProgressText");
     progress_text_->setWordWrap(true);
     progress_text_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // Both shown once there is something to say: before a trace they would only take room.
+    progress_->hide();
+    progress_text_->hide();
     auto* trace_row = new QHBoxLayout;
     trace_row->addWidget(new QLabel(tr("Per domain:"), corpus_box));
     trace_row->addWidget(budget_, 1);
@@ -198,6 +203,7 @@ void RunsPanel::startTrace() {
     const QStringList domains = checkedDomains();
     if (domains.isEmpty()) {
         progress_text_->setText(tr("Check at least one domain to trace."));
+        progress_text_->show();
         return;
     }
     std::optional<ExpertMask> mask;
@@ -206,6 +212,7 @@ void RunsPanel::startTrace() {
         if (!mask || mask->empty()) {
             progress_text_->setText(tr("The ablation panel's mask switches nothing off: toggle experts there, or "
                                        "uncheck \"With the ablation mask\"."));
+            progress_text_->show();
             return;
         }
     }
@@ -231,6 +238,13 @@ void RunsPanel::showCorpus() {
         source->setToolTip(q(d.source) + (d.licence.empty() ? "" : "\n" + tr("licence: ") + q(d.licence)));
         domains_->setItem(r, 4, source);
     }
+    fitDomainsHeight(domains_->rowCount());
+}
+
+void RunsPanel::fitDomainsHeight(int rows) {
+    rows = std::clamp(rows, 3, 8);
+    domains_->setFixedHeight(domains_->horizontalHeader()->sizeHint().height() +
+                             rows * domains_->verticalHeader()->defaultSectionSize() + 2 * domains_->frameWidth());
 }
 
 void RunsPanel::showTokenCounts() {
@@ -286,6 +300,8 @@ void RunsPanel::traceStarted() {
     cancel_->setEnabled(true);
     progress_->setValue(0);
     progress_text_->setText(tr("Reading and tokenizing the documents…"));
+    progress_->show();
+    progress_text_->show();
 }
 
 void RunsPanel::showProgress() {
@@ -310,6 +326,7 @@ void RunsPanel::traceFinished(bool ok, const QString& summary) {
         static_cast<int>(1000 * workbench_->traceStatus().tokens_done / workbench_->traceStatus().tokens_total));
     progress_text_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
     progress_text_->setText(summary);
+    progress_text_->show();
 }
 
 }  // namespace moe::ui

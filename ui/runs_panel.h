@@ -49,6 +49,7 @@ public slots:
 
 private:
     void showCorpus();
+    void fitDomainsHeight(int rows);  // the domains table as tall as that many rows (3 to 8)
     void showTokenCounts();
     void showRuns();
     void showProgress();
