@@ -61,6 +61,13 @@ for path in sorted(glob.glob(f"{fixtures}/*/config.json")):
         config["mask"] = masks
         open(f"{seeds}/fuzz_model_config/{name}.masks", "w").write(json.dumps(config))
 
+# Saved mask files (--mask-file), as the ablation panel writes them, and a few near misses.
+for i, m in enumerate([
+        {"format": "moe-workbench-mask", "version": 1, "spec": "L1:3,17;*:shared", "mode": "drop", "model": "m"},
+        {"format": "moe-workbench-mask", "version": 1, "spec": "*:skip-random=0.25@7", "mode": "reroute"},
+        {"spec": "*:k=2"}, {"spec": "L2:k=1", "mode": "sideways"}, {"spec": 3}]):
+    open(f"{seeds}/fuzz_model_config/saved_mask_{i}.json", "w").write(json.dumps(m, indent=2))
+
 # tokenizer.json: the small ones (the 3 MB real one would dwarf -max_len), and where there is
 # one, followed by a NUL byte and tokenizer_config.json (the target's input format).
 for path in sorted(glob.glob(f"{fixtures}/tokenizers/*/tokenizer.json")):
@@ -120,7 +127,8 @@ write_dict("fuzz_model_config", [f'"{k}"' for k in keys] + [
     '"mask"', '"deepseek"', '"deepseek_v2"', '"softmax"', '"sigmoid"', '"linear"', '"dynamic"', '"type"',
     '"factor"', "null", "true", "false", "NaN", "-1", "0", "2.5", "1e12", "1e13", "999999999999", "1000000000000",
     "4294967296", "*:", "L", ":k=", ":skip-top=",
-    ":shared", ";", ","])
+    ":shared", ";", ",", '"format"', '"moe-workbench-mask"', '"version"', '"spec"', '"mode"', '"reroute"', '"drop"',
+    '"model"'])
 PY
 
 declare -A MAX_LEN=([fuzz_safetensors]=16384 [fuzz_model_config]=4096 [fuzz_tokenizer]=65536 [fuzz_capture_response]=8192)

@@ -3,6 +3,8 @@
 // config then meets mask SPECs taken from the input (a "mask" string or array in the
 // JSON, which the seeds carry) and built from the config's own boundary values, in both
 // mask modes. ExpertMask::parse must reject (input error) or return a consistent mask.
+// The same text as a saved mask file (--mask-file, the ablation panel's Save/Load) must be
+// refused as input or give a SPEC and mode that survive being written and read again.
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -73,6 +75,11 @@ std::vector<std::string> mask_specs(const std::string& text, const moe::ModelCon
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);
+    moe::SavedMask saved;
+    if (input_error_or_ok([&] { saved = moe::parse_saved_mask(text, "fuzz/mask.json"); })) {
+        const moe::SavedMask again = moe::parse_saved_mask(moe::saved_mask_json(saved.spec, saved.mode, "fuzz"), "again");
+        require(again.spec == saved.spec && again.mode == saved.mode);
+    }
     moe::ModelConfig config;
     if (!input_error_or_ok([&] { config = moe::parse_model_config(text, "fuzz/config.json"); })) return 0;
     check_config(config);
