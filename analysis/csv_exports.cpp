@@ -1,7 +1,6 @@
 // CSV exports; see csv_exports.h and docs/store.md.
 #include "analysis/csv_exports.h"
 
-#include "analysis/csv_writer.h"
 #include "analysis/expert_stats.h"
 #include "analysis/token_stats.h"
 #include "engine/error.h"
@@ -158,6 +157,26 @@ int64_t write_coactivation_csv(RoutingStore& store, int64_t run_id, std::optiona
         for (int64_t a = 0; a < c.n_expert; ++a)
             for (int64_t b = 0; b < c.n_expert; ++b)
                 if (const int64_t n = c.adjacent_pair(a, b)) row(c, "adjacent", a, b, n, c.adjacent_lift(a, b));
+    }
+    w.close();
+    return rows;
+}
+
+int64_t write_ablation_csv(CsvWriter& w, const AblationResult& result) {
+    header(w, kAblationCsvHeader);
+    int64_t rows = 0;
+    for (const AblationConditionResult& c : result.conditions) {
+        auto row = [&](const AblationScore& s) {
+            w.field(c.condition.sweep);
+            c.condition.value ? w.field(*c.condition.value) : w.empty();
+            w.field(c.condition.control).field(c.condition.mask.spec()).field(mask_mode_name(c.condition.mask.mode()));
+            w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
+            w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+            w.end_row();
+            ++rows;
+        };
+        for (const AblationScore& s : c.domains) row(s);
+        row(c.all);
     }
     w.close();
     return rows;

@@ -2,7 +2,8 @@
 // quick actions build the expected SPEC, which ExpertMask::parse accepts; top-N is the mask
 // analysis/ablation.h builds from the run's counts; a mask saved as JSON loads back; an
 // evaluation on a worker thread fills the table and the Δloss chart with exactly the numbers
-// run_ablation returns, can be stored, and can be cancelled.
+// run_ablation returns, can be stored, exported as `moewb ablate --csv` writes it, and can be
+// cancelled (its partial scores are not exported).
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QtTest>
@@ -37,6 +38,20 @@ class TestUiAblation : public QObject {
         QTest::mouseClick(b, Qt::LeftButton);
     }
     const moe::ModelConfig& cfg() const { return wb_.model()->config(); }
+    // The data lines of an exported CSV (CRLF records), after checking its header: the column
+    // list of `moewb ablate --csv`, spelled out here as the CLI's help gives it.
+    static QStringList csv_rows(const QString& path) {
+        QFile f(path);
+        if (!f.open(QIODevice::ReadOnly)) return {"cannot open " + path};
+        QStringList lines = QString::fromUtf8(f.readAll()).split("\r\n");
+        if (!lines.isEmpty() && lines.back().isEmpty()) lines.removeLast();
+        if (lines.isEmpty() || lines.takeFirst() != "sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,"
+                                                    "delta_loss,ppl_ratio,kl,top1_agreement")
+            return {"bad header in " + path};
+        return lines;
+    }
+    // The last eight fields of a row (domain … top1_agreement), which never hold a comma.
+    static QStringList scores(const QString& row) { return row.split(',').mid(row.split(',').size() - 8); }
 
 private slots:
     void initTestCase() {
@@ -137,6 +152,10 @@ private slots:
     }
 
     void evaluationFillsTheTable() {
+        // Nothing to export before an evaluation.
+        QVERIFY(!panel_->findChild<QPushButton*>("exportAblationCsv")->isEnabled());
+        QVERIFY(!panel_->exportCsv(fx_.tmp.filePath("none.csv")));
+        QVERIFY(!QFile::exists(fx_.tmp.filePath("none.csv")));
         panel_->setSpec("L1:3,5;*:shared");
         panel_->setTokenBudget(60);
         panel_->setDomainsChecked({"code", "prose"});
@@ -181,6 +200,30 @@ private slots:
         QCOMPARE(stored.size(), size_t(1));
         QCOMPARE(stored[0].mask_spec, std::string("L1:3,5;*:shared"));
         QVERIFY(panel_->statusText().contains("stored as ablation"));
+        // The scores export as `moewb ablate --csv` writes them: a row per domain, then "all".
+        QVERIFY(panel_->findChild<QPushButton*>("exportAblationCsv")->isEnabled());
+        const QString csv = fx_.tmp.filePath("evaluation.csv");
+        QVERIFY(panel_->exportCsv(csv));
+        const QStringList rows = csv_rows(csv);
+        QCOMPARE(rows.size(), static_cast<int>(domains.size()) + 1);
+        for (int i = 0; i <= static_cast<int>(domains.size()); ++i) {
+            const an::AblationScore& s = i < static_cast<int>(domains.size()) ? domains[static_cast<size_t>(i)] : r.conditions[0].all;
+            QVERIFY2(rows[i].startsWith(",,,\"L1:3,5;*:shared\",reroute,"), qPrintable(rows[i]));
+            const QStringList f = scores(rows[i]);
+            QCOMPARE(f[0], QString::fromStdString(s.domain));
+            QCOMPARE(f[1].toLongLong(), s.tokens);
+            QCOMPARE(f[2].toDouble(), s.baseline_loss());
+            QCOMPARE(f[3].toDouble(), s.ablated_loss());
+            QCOMPARE(f[4].toDouble(), s.delta_loss());
+            QCOMPARE(f[5].toDouble(), s.ppl_ratio());
+            QCOMPARE(f[6].toDouble(), s.mean_kl());
+            QCOMPARE(f[7].toDouble(), s.top1_agreement());
+        }
+        QVERIFY2(panel_->statusText().contains("3 rows written"), qPrintable(panel_->statusText()));
+        // A place that cannot be written is said so, and leaves no file.
+        QVERIFY(!panel_->exportCsv(fx_.tmp.filePath("no-such-dir/evaluation.csv")));
+        QVERIFY2(panel_->statusText().contains("Could not write the scores"), qPrintable(panel_->statusText()));
+        QVERIFY(!QFileInfo::exists(fx_.tmp.filePath("no-such-dir")));
     }
 
     void topRoutedSweepIsPlotted() {
@@ -225,6 +268,23 @@ private slots:
         QVERIFY(sf.readAll().contains("<svg"));
         QVERIFY(panel_->exportChart(fx_.tmp.filePath("sweep.png")));
         QVERIFY(!panel_->exportChart(fx_.tmp.filePath("sweep.bmpx")));
+        // The CSV holds every domain of every condition, which the table sums up as "all".
+        const QString csv = fx_.tmp.filePath("sweep.csv");
+        QVERIFY(panel_->exportCsv(csv));
+        const QStringList rows = csv_rows(csv);
+        QCOMPARE(rows.size(), 6 * 3);
+        for (int i = 0; i < 6; ++i) {
+            const an::AblationConditionResult& c = r.conditions[static_cast<size_t>(i)];
+            for (int d = 0; d < 3; ++d) {
+                const QString& row = rows[3 * i + d];
+                const an::AblationScore& s = d < 2 ? c.domains[static_cast<size_t>(d)] : c.all;
+                QVERIFY2(row.startsWith(QString("top-routed,%1,%2,").arg(f[static_cast<size_t>(i / 3)]).arg(
+                             QString::fromStdString(c.condition.control))),
+                         qPrintable(row));
+                QCOMPARE(scores(row)[0], QString::fromStdString(s.domain));
+                QCOMPARE(scores(row)[4].toDouble(), s.delta_loss());
+            }
+        }
         // A bad fraction is refused in place.
         panel_->setSweepFractions("0.1,2");
         press("sweep");
@@ -241,6 +301,10 @@ private slots:
         QVERIFY(panel_->jobs()->result()->stopped);
         QVERIFY2(panel_->statusText().contains("cancelled"), qPrintable(panel_->statusText()));
         QVERIFY(panel_->findChild<QPushButton*>("evaluate")->isEnabled());
+        // A cancelled run's partial scores are shown but not exported.
+        QVERIFY(!panel_->findChild<QPushButton*>("exportAblationCsv")->isEnabled());
+        QVERIFY(!panel_->exportCsv(fx_.tmp.filePath("after-cancel.csv")));
+        QVERIFY(!QFile::exists(fx_.tmp.filePath("after-cancel.csv")));
     }
 
     void aModelWithoutWeightsTakesMasksNotEvaluations() {

@@ -15,6 +15,7 @@
 #include <QVBoxLayout>
 #include <map>
 
+#include "analysis/csv_exports.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "ui/expert_grid.h"
@@ -50,7 +51,8 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
       evaluate_(new QPushButton(tr("Evaluate"), this)), cancel_(new QPushButton(tr("Cancel"), this)),
       progress_(new QProgressBar(this)), status_(new QLabel(this)), results_(new QTableWidget(this)),
       chart_(new QCustomPlot(this)), fractions_(new QLineEdit(QStringLiteral("0.0625,0.125,0.25"), this)),
-      sweep_(new QPushButton(tr("Sweep"), this)), sweep_chart_(new QCustomPlot(this)) {
+      sweep_(new QPushButton(tr("Sweep"), this)), sweep_chart_(new QCustomPlot(this)),
+      export_csv_(new QPushButton(tr("Export CSV…"), this)) {
     // --- the mask ---
     auto* mask_box = new QGroupBox(tr("Mask"), this);
     spec_->setObjectName("maskSpec");
@@ -196,8 +198,17 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     auto* export_chart = new QPushButton(tr("Export chart…"), this);
     export_chart->setObjectName("exportAblationChart");
     export_chart->setToolTip(tr("Write the chart shown above as PNG, SVG, PDF or JPEG"));
+    export_csv_->setObjectName("exportAblationCsv");
+    export_csv_->setToolTip(tr("Write the scores per condition and domain as CSV, the columns of moewb ablate --csv"));
+    export_csv_->setEnabled(false);
+    connect(export_csv_, &QPushButton::clicked, this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export the scores as CSV"), QString(),
+                                                          tr("CSV files (*.csv);;All files (*)"));
+        if (!path.isEmpty()) exportCsv(path);
+    });
     auto* export_row = new QHBoxLayout;
     export_row->addStretch(1);
+    export_row->addWidget(export_csv_);
     export_row->addWidget(export_chart);
     results_layout->addLayout(export_row);
     connect(export_chart, &QPushButton::clicked, this, [this] {
@@ -276,9 +287,13 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
         status_->setStyleSheet(ok ? QString() : QString("color: #b3261e"));
         status_->setText(summary);
         if (ok) {
-            if (jobs_->result()->conditions.size() > 1) showSweep();
+            // A cancelled run's partial scores are shown, not exported.
+            shown_ = jobs_->result();
+            if (shown_->conditions.size() > 1) showSweep();
             else showResult();
+            if (shown_->stopped) shown_.reset();
         }
+        export_csv_->setEnabled(shown_.has_value());
     });
     connect(workbench_, &Workbench::modelOpened, this, &AblationPanel::resetForModel);
     connect(workbench_, &Workbench::corpusOpened, this, &AblationPanel::showCorpus);
@@ -407,6 +422,21 @@ void AblationPanel::evaluate() {
         return;
     }
     jobs_->start(*mask, domains, budget_->value(), store_->isChecked());
+}
+
+bool AblationPanel::exportCsv(const QString& path) {
+    if (!shown_) return false;
+    try {
+        an::CsvWriter w(path.toStdString());
+        const int64_t rows = an::write_ablation_csv(w, *shown_);
+        status_->setStyleSheet(QString());
+        status_->setText(tr("%1 rows written to %2").arg(rows).arg(path));
+        return true;
+    } catch (const std::exception& e) {
+        status_->setStyleSheet("color: #b3261e");
+        status_->setText(tr("Could not write the scores: %1").arg(QString::fromUtf8(e.what())));
+        return false;
+    }
 }
 
 bool AblationPanel::exportChart(const QString& path) {

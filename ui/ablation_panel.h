@@ -5,7 +5,8 @@
 // (ui/ablation_jobs.h) with progress and Cancel, its results per domain as a table and a bar
 // chart of Δloss; and the top-routed sweep of the selected run (most, least and random
 // experts switched off at several fractions) as a table and a line plot of Δloss against the
-// fraction, like the DeepSeekMoE paper's figure. Presentation only: masks come from MaskState and analysis/, numbers from
+// fraction, like the DeepSeekMoE paper's figure; the scores export as `moewb ablate --csv`
+// writes them. Presentation only: masks come from MaskState and analysis/, numbers from
 // run_ablation.
 #pragma once
 
@@ -50,6 +51,10 @@ public:
     void setSweepFractions(const QString& text) { fractions_->setText(text); }
     // Writes the chart shown (the Δloss bars or the sweep plot); see ui/plot_export.h.
     bool exportChart(const QString& path);
+    // Writes the scores shown (the last evaluation or sweep that ended) as `moewb ablate --csv`
+    // does: one row per condition × domain and the condition's "all" (false: none, a cancelled
+    // run's partial scores, or a file that could not be written, said in the status line).
+    bool exportCsv(const QString& path);
     QString statusText() const { return status_->text(); }
     void setDomainsChecked(const QStringList& domains);
     void setTokenBudget(qint64 tokens);
@@ -100,6 +105,8 @@ private:
     QLineEdit* fractions_;
     QPushButton* sweep_;
     QCustomPlot* sweep_chart_;
+    QPushButton* export_csv_;
+    std::optional<analysis::AblationResult> shown_;  // what the table shows, unless a cancelled run's
 };
 
 }  // namespace moe::ui

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "analysis/ablation.h"
+#include "analysis/csv_exports.h"
 #include "analysis/csv_writer.h"
 #include "analysis/fingerprint.h"
 #include "app/moewb/cli_common.h"
@@ -79,26 +80,6 @@ json condition_json(const an::AblationConditionResult& c) {
     }
     if (c.ablation_id) j["ablation_id"] = c.ablation_id;
     return j;
-}
-
-void write_csv(an::CsvWriter& csv, const an::AblationResult& r) {
-    for (const char* h : {"sweep", "value", "control", "mask", "mode", "domain", "tokens", "baseline_loss",
-                          "ablated_loss", "delta_loss", "ppl_ratio", "kl", "top1_agreement"})
-        csv.field(h);
-    csv.end_row();
-    for (const an::AblationConditionResult& c : r.conditions) {
-        auto row = [&](const an::AblationScore& s) {
-            csv.field(c.condition.sweep);
-            c.condition.value ? csv.field(*c.condition.value) : csv.empty();
-            csv.field(c.condition.control).field(c.condition.mask.spec()).field(moe::mask_mode_name(c.condition.mask.mode()));
-            csv.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
-            csv.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
-            csv.end_row();
-        };
-        for (const an::AblationScore& s : c.domains) row(s);
-        row(c.all);
-    }
-    csv.close();
 }
 
 void print_table(const an::AblationResult& r, std::FILE* out) {
@@ -219,7 +200,7 @@ int cmd_ablate(int argc, char** argv) {
         return 130;
     }
     if (store) store_ablation(*store, an::describe_model(*model, &tokenizer, dir), corpus, model->backend_label(), model->dtype_summary(), opt, r);
-    if (csv) write_csv(*csv, r);
+    if (csv) an::write_ablation_csv(*csv, r);
 
     if (args.has("--json")) {
         if (sweep.empty()) {
