@@ -159,10 +159,13 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
     const char* doing = "creating a run";
     sql::Transaction tx(db, doing);
     sql::Stmt ins(db,
-                  "INSERT INTO runs (model_id, corpus_id, source, dtype, mask_spec, mask_mode, gate_weight_kind, "
+                  // A run id is never given twice, not even after that run was deleted.
+                  "INSERT INTO runs (run_id, model_id, corpus_id, source, dtype, mask_spec, mask_mode, gate_weight_kind, "
                   "gate_weight_format, has_entropy, split, context, max_tokens, trace_key, status, started, "
                   "experts_format, entropy_format, engine_version) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16, ?17)",
+                  "VALUES (1 + max(coalesce((SELECT max(run_id) FROM runs), 0), "
+                  "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_deleted_run_id'), 0)), "
+                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16, ?17)",
                   doing);
     ins.bind(1, r.model_id);
     if (r.corpus_id)
@@ -284,6 +287,28 @@ RunInfo RoutingStore::run(int64_t run_id) {
     RunInfo r = read_run_row(s);
     read_run_layers(impl_->db, r);
     return r;
+}
+
+std::vector<RunInfo> RoutingStore::delete_runs(const std::vector<int64_t>& run_ids) {
+    sql::Db& db = impl_->db;
+    const char* doing = "deleting runs";
+    sql::Transaction tx(db, doing);
+    std::vector<RunInfo> gone;
+    for (int64_t id : run_ids) gone.push_back(run(id));
+    for (int64_t id : run_ids) {
+        sql::Stmt s(db, "DELETE FROM runs WHERE run_id = ?1", doing);  // the rest by ON DELETE
+        s.bind(1, id);
+        s.run();
+        // The highest id deleted, so that create_run never gives it again.
+        sql::Stmt m(db,
+                    "INSERT INTO meta (key, value) VALUES ('last_deleted_run_id', ?1) ON CONFLICT (key) DO UPDATE "
+                    "SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                    doing);
+        m.bind(1, std::to_string(id));
+        m.run();
+    }
+    tx.commit();
+    return gone;
 }
 
 std::vector<DocumentKey> RoutingStore::finished_documents(int64_t run_id) {

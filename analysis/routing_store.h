@@ -58,6 +58,12 @@ public:
     // The newest run of this model and trace key with this status, if any.
     std::optional<int64_t> find_run(int64_t model_id, const std::string& trace_key, const std::string& status);
     void finish_run(int64_t run_id, bool complete);
+    // Deletes the runs, all or none: each with its documents' routing, aggregates, totals and
+    // layers; ablations that took their mask from one keep it, their from_run then NULL. The
+    // models, corpora and documents stay (other runs and ablations use them); the space is
+    // reused by later runs (VACUUM gives it back to the file system). Input error naming the
+    // first id with no run, before anything is deleted. Returns the runs as they were.
+    std::vector<RunInfo> delete_runs(const std::vector<int64_t>& run_ids);
 
     // --- reading ---
     std::vector<RunInfo> runs();

@@ -43,6 +43,7 @@ class StoreTest : public QObject {
     Q_OBJECT
 private slots:
     void round_trip();
+    void deleting_runs();
     void wide_layers_and_version1_formats();
     void aggregates_equal_rows();
     void statistics_of_a_run_being_written();
@@ -64,6 +65,77 @@ private:
     QTemporaryDir tmp_;
     std::string path(const char* name) { return (tmp_.path() + "/" + name).toStdString(); }
 };
+
+void StoreTest::deleting_runs() {
+    // Three runs with routing; an ablation took its mask from the second. Deleting the second
+    // takes its documents' routing, aggregates, totals and layers with it and leaves the others
+    // whole; the ablation stays, without its from_run; the id is never given again.
+    const std::string p = path("deleting_runs.db");
+    RoutingStore store = RoutingStore::open(p);
+    std::vector<int64_t> ids;
+    for (int r = 0; r < 3; ++r) {
+        const auto sr = make_run(store, kLayers);
+        const RunInfo run = store.run(sr.run_id);
+        TraceWriter w(store, sr.run_id);
+        for (int i = 0; i < 3; ++i)
+            w.submit(synthetic_document(run, sr.domain_ids[i % 2], "doc" + std::to_string(i), 6 + i, r * 10 + i));
+        w.finish();
+        store.finish_run(sr.run_id, true);
+        ids.push_back(sr.run_id);
+    }
+    raw_sql(p, "INSERT INTO ablation_baselines (model_id, corpus_id, context, source, eval_key, created) "
+               "SELECT model_id, corpus_id, 64, 'cpu', 'k', 'now' FROM runs LIMIT 1; "
+               "INSERT INTO ablations (baseline_id, from_run, mask_spec, mask_mode, created) "
+               "VALUES (1, " + std::to_string(ids[1]) + ", 'L1:0', 'reroute', 'now');");
+    auto count = [&](const char* table, int64_t run) {
+        return std::stoll(store_test::raw_text(p, std::string("SELECT count(*) FROM ") + table + " WHERE run_id = " +
+                                                      std::to_string(run)));
+    };
+    const RunInfo second = store.run(ids[1]);
+    for (const char* t : {"routing", "aggregates", "domain_totals", "run_layers", "run_documents"})
+        QVERIFY2(count(t, ids[1]) > 0, t);
+    const store_test::Recomputed first_before = store_test::recompute(p, ids[0]);
+
+    // An id with no run: nothing is deleted.
+    CHECK_ERROR(moe::ErrorKind::input, store.delete_runs({ids[1], 99}), {"no run 99", "deleting_runs.db"});
+    QCOMPARE(store.runs().size(), size_t{3});
+
+    const std::vector<RunInfo> gone = store.delete_runs({ids[1]});
+    QCOMPARE(gone.size(), size_t{1});
+    QCOMPARE(gone[0].run_id, ids[1]);
+    QCOMPARE(gone[0].n_tokens, second.n_tokens);
+    QCOMPARE(store.runs().size(), size_t{2});
+    for (const char* t : {"routing", "aggregates", "domain_totals", "run_layers", "run_documents"})
+        QVERIFY2(count(t, ids[1]) == 0, t);
+    QCOMPARE(store_test::raw_text(p, "SELECT coalesce(from_run, 'null') || ' ' || mask_spec FROM ablations"),
+             std::string("null L1:0"));
+    QVERIFY(store.check_integrity().empty());
+    // The other runs are untouched: their rows and aggregates as before.
+    const store_test::Recomputed first_after = store_test::recompute(p, ids[0]);
+    QVERIFY(first_after.cells == first_before.cells && first_after.totals == first_before.totals);
+    QCOMPARE(store_test::aggregates_mismatch(store, ids[0]), QString());
+    QCOMPARE(store_test::aggregates_mismatch(store, ids[2]), QString());
+
+    // Deleting the newest run does not make its id the next one's.
+    store.delete_runs({ids[2]});
+    const auto fresh = make_run(store, kLayers);
+    const int64_t next = fresh.run_id;
+    QCOMPARE(next, ids[2] + 1);
+    QCOMPARE(store.runs().size(), size_t{2});
+
+    // A run deleted by another process while a trace writes it: the trace fails saying so.
+    const RunInfo doomed = store.run(next);
+    TraceWriter w(store, next);
+    w.submit(synthetic_document(doomed, fresh.domain_ids[0], "d0", 5, 1));
+    RoutingStore::open(p).delete_runs({next});
+    CHECK_ERROR(moe::ErrorKind::failure,
+                {
+                    w.submit(synthetic_document(doomed, fresh.domain_ids[0], "d1", 5, 2));
+                    w.finish();
+                },
+                {"run " + QString::number(next) + " was deleted", "deleting_runs.db"});
+    QVERIFY(store.check_integrity().empty());
+}
 
 void StoreTest::round_trip() {
     const std::string p = path("round_trip.db");

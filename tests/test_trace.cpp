@@ -95,6 +95,7 @@ private slots:
     void crash_safety_kill_9();
     void sigint_stops_cleanly();
     void cli_errors();
+    void cli_delete_run();
 
 private:
     QTemporaryDir tmp_;
@@ -600,6 +601,66 @@ void TraceTest::cli_errors() {
     QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));  // a bad argument or document makes no store
     // The refused traces (a corpus that is not UTF-8 among them) left no run behind.
     QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), runs_before);
+}
+
+void TraceTest::cli_delete_run() {
+    // Two traces into a store; `moewb delete-run` takes one out whole and keeps the other;
+    // a bad id deletes nothing, an incomplete run needs --force, and ids are not reused.
+    const QString db = tmp_.path() + "/delete.db";
+    auto moewb = [](const QStringList& args, QString* out = nullptr, QString* err = nullptr) {
+        QProcess p;
+        p.start(kMoewb, args);
+        if (!p.waitForFinished(120000)) return -1;
+        if (out) *out = p.readAllStandardOutput();
+        if (err) *err = p.readAllStandardError();
+        return p.exitCode();
+    };
+    for (const char* budget : {"30", "40"})
+        QCOMPARE(moewb({"trace", "--model", model_dir_, "--corpus", corpus_, "--db", db, "--max-tokens", budget, "--quiet"}), 0);
+    std::vector<RunInfo> runs = RoutingStore::open(db.toStdString()).runs();
+    QCOMPARE(runs.size(), size_t{2});
+    const int64_t first = runs[0].run_id, second = runs[1].run_id;
+    QString out, err;
+
+    QCOMPARE(moewb({"delete-run", "--db", db, "--run", QString("%1,99").arg(first)}, &out, &err), 2);
+    QVERIFY2(err.contains("no run 99") && out.isEmpty(), qPrintable(err));
+    QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), size_t{2});
+    QCOMPARE(moewb({"delete-run", "--db", db, "--run", "x"}, &out, &err), 2);
+    QVERIFY2(err.contains("--run"), qPrintable(err));
+    QCOMPARE(moewb({"delete-run", "--db", tmp_.path() + "/absent.db", "--run", "1"}, &out, &err), 2);
+    QVERIFY2(err.contains("no such routing store"), qPrintable(err));
+    QVERIFY(!QFile::exists(tmp_.path() + "/absent.db"));
+
+    QCOMPARE(moewb({"delete-run", "--db", db, "--run", QString::number(first)}, &out, &err), 0);
+    const auto j = nlohmann::json::parse(out.toStdString());
+    QCOMPARE(j["deleted"].size(), size_t{1});
+    QCOMPARE(j["deleted"][0]["run_id"].get<int64_t>(), first);
+    QCOMPARE(j["deleted"][0]["tokens"].get<int64_t>(), runs[0].n_tokens);
+    {
+        RoutingStore s = RoutingStore::open(db.toStdString());
+        QCOMPARE(s.runs().size(), size_t{1});
+        QCOMPARE(s.runs()[0].run_id, second);
+        QVERIFY(s.check_integrity().empty());
+    }
+    // The other run's statistics read as before.
+    QCOMPARE(moewb({"stats", "--db", db, "--run", QString::number(second), "--csv", "-"}, &out, &err), 0);
+    QVERIFY(out.count("\r\n") > 1);
+
+    // An incomplete run (a trace may be writing it) only with --force.
+    {
+        RoutingStore s = RoutingStore::open(db.toStdString());
+        s.finish_run(second, false);
+    }
+    QCOMPARE(moewb({"delete-run", "--db", db, "--run", QString::number(second)}, &out, &err), 2);
+    QVERIFY2(err.contains("incomplete") && err.contains("--force"), qPrintable(err));
+    QCOMPARE(moewb({"delete-run", "--db", db, "--run", QString::number(second), "--force"}, &out, &err), 0);
+    QVERIFY(RoutingStore::open(db.toStdString()).runs().empty());
+
+    // The next trace gets a new id.
+    QCOMPARE(moewb({"trace", "--model", model_dir_, "--corpus", corpus_, "--db", db, "--max-tokens", "30", "--quiet"}), 0);
+    runs = RoutingStore::open(db.toStdString()).runs();
+    QCOMPARE(runs.size(), size_t{1});
+    QCOMPARE(runs[0].run_id, second + 1);
 }
 
 QTEST_GUILESS_MAIN(TraceTest)

@@ -10,6 +10,9 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
+#include <QMessageBox>
+#include <QStatusBar>
+#include <QTimer>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRegularExpression>
@@ -405,6 +408,56 @@ private slots:
         QVERIFY(layer1 > 0);
         QCOMPARE(expert4, int64_t(0));
         with_mask->setChecked(false);
+        w.close();
+    }
+
+    void aRunIsDeletedFromTheRunsTable() {
+        // Last: it takes a run out of the shared store. The Delete key asks first (Cancel keeps
+        // the run); "Delete" takes it and its routing out of the store, and the heatmap that
+        // compared with it shows its run alone.
+        MainWindow w;
+        QVERIFY(showStarted(w, options()));
+        Workbench* wb = w.workbench();
+        const size_t before = wb->runs().size();
+        QVERIFY(before >= 2);
+        const int64_t victim = wb->runs().back().run_id, kept = wb->runs().front().run_id;
+        w.runsPanel()->selectRun(kept);
+        w.heatmapView()->setMinusRun(victim);
+        QVERIFY(wb->waitIdle(30000));
+        QTRY_VERIFY(w.heatmapView()->grid() && w.heatmapView()->grid()->request.minus_run_id == victim);
+        auto answer = [](QMessageBox::StandardButton which) {
+            QTimer::singleShot(0, [which] {
+                auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+                if (box && box->objectName() == "confirmDeleteRun") box->button(which)->click();
+            });
+        };
+        auto* del = w.runsPanel()->findChild<QAction*>("deleteRun");
+        QVERIFY(del);
+        w.runsPanel()->selectRun(victim);
+        answer(QMessageBox::Cancel);
+        del->trigger();
+        QVERIFY(wb->waitIdle(30000));
+        QCOMPARE(wb->runs().size(), before);
+        w.runsPanel()->selectRun(kept);
+        QVERIFY(wb->waitIdle(30000));
+        w.runsPanel()->selectRun(victim);
+        answer(QMessageBox::Yes);
+        del->trigger();
+        QTRY_COMPARE_WITH_TIMEOUT(wb->runs().size(), before - 1, 30000);
+        QVERIFY(wb->waitIdle(30000));
+        for (const moe::analysis::RunInfo& r : wb->runs()) QVERIFY(r.run_id != victim);
+        QVERIFY2(w.statusBar()->currentMessage().contains(QString("run %1 deleted").arg(victim)),
+                 qPrintable(w.statusBar()->currentMessage()));
+        {
+            moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(fx_.store_path.toStdString());
+            QCOMPARE(store.runs().size(), before - 1);
+            QVERIFY(store.check_integrity().empty());
+        }
+        // Another run is shown, compared with nothing.
+        QTRY_VERIFY(w.runsPanel()->selectedRun() != 0 && w.runsPanel()->selectedRun() != victim);
+        QTRY_VERIFY(w.heatmapView()->grid() && !w.heatmapView()->grid()->request.minus_run_id &&
+                    w.heatmapView()->grid()->request.run_id == w.runsPanel()->selectedRun());
+        QCOMPARE(w.heatmapView()->message(), QString());
         w.close();
     }
 };

@@ -184,8 +184,10 @@ void HeatmapView::setRuns(const QList<QPair<qint64, QString>>& runs) {
     minus_->clear();
     minus_->addItem(tr("nothing"), 0LL);
     for (const auto& [id, label] : runs) minus_->addItem(label, static_cast<qlonglong>(id));
+    const bool gone = keep != 0 && minus_->findData(keep) < 0;
     minus_->setCurrentIndex(std::max(0, minus_->findData(keep)));
     filling_ = was_filling;
+    if (gone) controlsChanged();  // the run compared with was deleted: the map without it
 }
 
 void HeatmapView::setMinusRun(qint64 run_id) { minus_->setCurrentIndex(std::max(0, minus_->findData(static_cast<qlonglong>(run_id)))); }

@@ -178,6 +178,7 @@ MainWindow::MainWindow(QWidget* parent)
         setWindowTitle(tr("MoE Workbench — %1").arg(QString::fromStdString(workbench_->modelSummary().dir).section('/', -1)));
     });
     connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) { recent_stores_->add(path); });
+    connect(workbench_, &Workbench::runDeleted, this, [this](bool, const QString& m) { statusBar()->showMessage(m, 10000); });
     connect(workbench_, &Workbench::traceFinished, this, [this](bool, const QString& summary) {
         statusBar()->showMessage(summary, 10000);
     });

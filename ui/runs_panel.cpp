@@ -6,6 +6,9 @@
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QMenu>
+#include <QMessageBox>
+#include <QPushButton>
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
@@ -140,6 +143,24 @@ RunsPanel::RunsPanel(Workbench* workbench, QWidget* parent)
         corpus_error_->show();
     });
     connect(workbench_, &Workbench::runsChanged, this, &RunsPanel::showRuns);
+    // Delete run…: from the context menu of a run, or the Delete key on the selected one.
+    runs_->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(runs_, &QWidget::customContextMenuRequested, this, [this](const QPoint& pos) {
+        const QTableWidgetItem* it = runs_->itemAt(pos);
+        if (!it) return;
+        const qint64 id = runs_->item(it->row(), 0)->data(Qt::UserRole).toLongLong();
+        QMenu menu(this);
+        QAction* remove = menu.addAction(tr("Delete run %1…").arg(id));
+        if (menu.exec(runs_->viewport()->mapToGlobal(pos)) == remove) requestDelete(id);
+    });
+    auto* delete_key = new QAction(tr("Delete run"), runs_);
+    delete_key->setObjectName("deleteRun");
+    delete_key->setShortcut(QKeySequence::Delete);
+    delete_key->setShortcutContext(Qt::WidgetShortcut);
+    runs_->addAction(delete_key);
+    connect(delete_key, &QAction::triggered, this, [this] {
+        if (const int64_t id = selectedRun()) requestDelete(id);
+    });
     connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) {
         store_label_->setText(tr("Store: %1").arg(path));
         store_error_->hide();
@@ -253,6 +274,25 @@ void RunsPanel::showTokenCounts() {
         domains_->item(r, 2)->setText(QString::number(c.domains[static_cast<size_t>(r)].tokens));
 }
 
+void RunsPanel::requestDelete(qint64 run_id) {
+    const auto& runs = workbench_->runs();
+    const auto run = std::find_if(runs.begin(), runs.end(), [&](const analysis::RunInfo& r) { return r.run_id == run_id; });
+    if (run == runs.end()) return;
+    QString text = tr("Delete run %1 (%2 on %3, %4 tokens, %5) and all its routing from the store?")
+                       .arg(run_id)
+                       .arg(q(run->model_name), q(run->corpus_name))
+                       .arg(run->n_tokens)
+                       .arg(q(run->status));
+    if (run->status != "complete")
+        text += "\n\n" + tr("It is incomplete: if a trace elsewhere is writing it, that trace will stop.");
+    text += "\n\n" + tr("This cannot be undone.");
+    QMessageBox ask(QMessageBox::Warning, tr("Delete run %1").arg(run_id), text, QMessageBox::Yes | QMessageBox::Cancel, this);
+    ask.setObjectName("confirmDeleteRun");
+    ask.button(QMessageBox::Yes)->setText(tr("Delete"));
+    ask.setDefaultButton(QMessageBox::Cancel);
+    if (ask.exec() == QMessageBox::Yes) workbench_->deleteRun(run_id);
+}
+
 void RunsPanel::showRuns() {
     const int64_t keep = selectedRun();
     const auto& runs = workbench_->runs();
@@ -293,6 +333,7 @@ void RunsPanel::showRuns() {
     if (show) selectRun(show);
     if (!selectedRun() && runs_->rowCount() > 0) runs_->selectRow(0);
     else if (const int64_t id = selectedRun()) emit runSelected(id);  // its numbers may have grown
+    else if (keep) emit runSelected(0);  // the run shown is gone (deleted) and none is left
 }
 
 void RunsPanel::traceStarted() {

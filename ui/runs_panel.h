@@ -46,6 +46,9 @@ signals:
 
 public slots:
     void startTrace();
+    // Asks (a modal question naming the run, its size and status) whether to delete the run
+    // from the store, and deletes it on yes (the runs table's context menu and Delete key).
+    void requestDelete(qint64 run_id);
 
 private:
     void showCorpus();

@@ -178,6 +178,36 @@ void Workbench::refreshRuns() {
         });
 }
 
+void Workbench::deleteRun(qint64 run_id) {
+    if (!store_ready_) {
+        emit runDeleted(false, tr("no routing store is open"));
+        return;
+    }
+    if (trace_running_ && trace_status_.run_id == run_id) {
+        emit runDeleted(false, tr("run %1 is being traced: cancel the trace first").arg(run_id));
+        return;
+    }
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<an::RunInfo>(
+        this, [p, run_id] { return an::RoutingStore::open(p).delete_runs({run_id}).front(); },
+        [this](JobResult<an::RunInfo> r) {
+            jobDone();
+            if (!r.ok()) {
+                emit logMessage(2, tr("deleting a run: ") + r.error);
+                emit runDeleted(false, r.error);
+            } else {
+                const QString m = tr("run %1 deleted (%2, %3 tokens)")
+                                      .arg(r.value->run_id)
+                                      .arg(QString::fromStdString(r.value->model_name))
+                                      .arg(r.value->n_tokens);
+                emit logMessage(0, m);
+                emit runDeleted(true, m);
+            }
+            refreshRuns();
+        });
+}
+
 void Workbench::openCorpus(const QString& path) {
     emit logMessage(0, "opening corpus " + path);
     jobStarted();

@@ -96,6 +96,9 @@ public slots:
     void openStore(const QString& path);
     void openCorpus(const QString& path);
     void refreshRuns();
+    // Deletes a run from the store with all its routing (analysis::RoutingStore::delete_runs),
+    // then reads the runs again; refused for the run this workbench's trace is writing.
+    void deleteRun(qint64 run_id);  // → runDeleted, runsChanged
     // Traces the chosen domains of the open corpus (all when empty), at most
     // `max_tokens_per_domain` tokens each (0: all), into the open store.
     // With a mask, the run is traced with those experts off (stored as the run's mask).
@@ -121,6 +124,7 @@ signals:
     void corpusTokensCounted();  // CorpusDomainSummary::tokens are filled in
     void corpusFailed(const QString& path, const QString& error);
     void runsChanged();
+    void runDeleted(bool ok, const QString& message);
     void traceStarted();
     void traceProgress();
     void traceFinished(bool ok, const QString& summary);

@@ -76,6 +76,14 @@ void DocumentWriter::check(const DocumentRouting& d) const {
 void DocumentWriter::write(std::span<const std::unique_ptr<DocumentRouting>> docs) {
     for (const auto& d : docs) check(*d);
     sql::Transaction tx(db_, kDoing);
+    {
+        // Another process may have deleted the run (moewb delete-run --force).
+        sql::Stmt exists(db_, "SELECT 1 FROM runs WHERE run_id = ?1", kDoing);
+        exists.bind(1, run_.run_id);
+        if (!exists.step())
+            throw_failure(db_.path(), "run " + std::to_string(run_.run_id) +
+                                          " was deleted from this store while it was being written");
+    }
     int64_t seq = 0;
     max_seq_.bind(1, run_.run_id);
     if (max_seq_.step()) seq = max_seq_.int64(0);

@@ -19,5 +19,6 @@ int cmd_export(int argc, char** argv);
 int cmd_ablate(int argc, char** argv);
 int cmd_capture(int argc, char** argv);
 int cmd_import(int argc, char** argv);
+int cmd_delete_run(int argc, char** argv);
 
 }  // namespace moewb

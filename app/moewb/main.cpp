@@ -34,6 +34,7 @@ const Command kCommands[] = {
     {"ablate", moewb::cmd_ablate, "switch experts off (a mask or a sweep): loss, KL, top-1 agreement by domain"},
     {"capture", moewb::cmd_capture, "store the routing an SGLang or vLLM server returns for a corpus"},
     {"import", moewb::cmd_import, "store saved SGLang / vLLM responses (JSONL) as a run"},
+    {"delete-run", moewb::cmd_delete_run, "delete runs from a routing store (all or none)"},
 };
 
 void print_usage(FILE* out) {
