@@ -50,4 +50,29 @@ void print_json(const nlohmann::json& j) {
     std::cout.flush();
 }
 
+nlohmann::json run_json(const moe::analysis::RunInfo& r) {
+    using nlohmann::json;
+    json layers = json::array();
+    for (const moe::analysis::RunLayer& l : r.layers) layers.push_back({{"layer", l.layer}, {"n_expert", l.n_expert}, {"k", l.k}});
+    return {{"run_id", r.run_id},
+            {"model", r.model_name},
+            {"corpus", r.corpus_name},
+            {"source", r.source},
+            {"dtype", r.dtype},
+            {"engine_version", r.engine_version},
+            {"mask", r.mask_spec},
+            {"mask_mode", r.mask_mode},
+            {"gate_weight_kind", r.gate_weight_kind ? json(moe::gate_weight_kind_name(*r.gate_weight_kind)) : json(nullptr)},
+            {"has_entropy", r.has_entropy},
+            {"split", r.split},
+            {"context", r.context},
+            {"max_tokens", r.max_tokens},
+            {"status", r.status},
+            {"started", r.started},
+            {"finished", r.finished.empty() ? json(nullptr) : json(r.finished)},
+            {"documents", r.n_documents},
+            {"tokens", r.n_tokens},
+            {"layers", layers}};
+}
+
 }  // namespace moewb

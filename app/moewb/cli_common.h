@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/store_types.h"
 #include "app/moewb/args.h"
 #include "engine/expert_mask.h"
 #include "engine/model.h"
@@ -33,5 +34,8 @@ int print_help(const char* text);
 
 // Writes JSON on stdout followed by a newline; floats with enough digits to round-trip.
 void print_json(const nlohmann::json& j);
+
+// A run of a routing store as `moewb stats --runs` lists it (and `delete-run` reports it).
+nlohmann::json run_json(const moe::analysis::RunInfo& r);
 
 }  // namespace moewb

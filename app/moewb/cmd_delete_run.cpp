@@ -20,8 +20,8 @@ const char* kHelp =
     "that took their mask from a deleted run keep it (their from_run becomes null).\n"
     "An incomplete run may be one a trace is writing now; it is deleted only with --force\n"
     "(that trace then fails). The freed space is reused by later runs; `sqlite3 FILE VACUUM`\n"
-    "gives it back to the file system. Prints {\"deleted\": [{\"run_id\", \"model\", \"corpus\",\n"
-    "\"source\", \"status\", \"documents\", \"tokens\"}, ...]} on stdout.\n";
+    "gives it back to the file system. Prints {\"deleted\": [...]} on stdout, each run as\n"
+    "`moewb stats --runs` lists it.\n";
 
 }  // namespace
 
@@ -44,13 +44,7 @@ int cmd_delete_run(int argc, char** argv) {
                                                  ": a trace may be writing it now; give --force to delete it anyway");
     nlohmann::json deleted = nlohmann::json::array();
     for (const moe::analysis::RunInfo& r : store.delete_runs(ids)) {
-        deleted.push_back({{"run_id", r.run_id},
-                           {"model", r.model_name},
-                           {"corpus", r.corpus_name},
-                           {"source", r.source},
-                           {"status", r.status},
-                           {"documents", r.n_documents},
-                           {"tokens", r.n_tokens}});
+        deleted.push_back(run_json(r));
         std::fprintf(stderr, "deleted run %lld (%s, %lld tokens)\n", static_cast<long long>(r.run_id),
                      r.model_name.c_str(), static_cast<long long>(r.n_tokens));
     }

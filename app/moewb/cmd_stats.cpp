@@ -36,31 +36,7 @@ namespace an = moe::analysis;
 
 json runs_json(an::RoutingStore& store) {
     json out = json::array();
-    for (const an::RunInfo& r : store.runs()) {
-        json layers = json::array();
-        for (const an::RunLayer& l : r.layers)
-            layers.push_back({{"layer", l.layer}, {"n_expert", l.n_expert}, {"k", l.k}});
-        out.push_back({{"run_id", r.run_id},
-                       {"model", r.model_name},
-                       {"corpus", r.corpus_name},
-                       {"source", r.source},
-                       {"dtype", r.dtype},
-                       {"engine_version", r.engine_version},
-                       {"mask", r.mask_spec},
-                       {"mask_mode", r.mask_mode},
-                       {"gate_weight_kind",
-                        r.gate_weight_kind ? json(moe::gate_weight_kind_name(*r.gate_weight_kind)) : json(nullptr)},
-                       {"has_entropy", r.has_entropy},
-                       {"split", r.split},
-                       {"context", r.context},
-                       {"max_tokens", r.max_tokens},
-                       {"status", r.status},
-                       {"started", r.started},
-                       {"finished", r.finished.empty() ? json(nullptr) : json(r.finished)},
-                       {"documents", r.n_documents},
-                       {"tokens", r.n_tokens},
-                       {"layers", layers}});
-    }
+    for (const an::RunInfo& r : store.runs()) out.push_back(run_json(r));
     return out;
 }
 
