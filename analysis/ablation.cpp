@@ -461,6 +461,13 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
     tx.commit();
 }
 
+AblationScore StoredAblation::all() const {
+    AblationScore a;
+    a.domain = "all";
+    for (const AblationScore& s : domains) a.add(s);
+    return a;
+}
+
 std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<int64_t> model_id) {
     const StoreSnapshot snapshot(store);
     sql::Db& db = store.connection();

@@ -125,6 +125,7 @@ struct StoredAblation {
     std::optional<int64_t> seed, from_run;
     int64_t max_tokens = 0, context = 0;
     std::vector<AblationScore> domains;  // baseline and ablated sums per domain
+    AblationScore all() const;           // over every domain ("all")
 };
 std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<int64_t> model_id = std::nullopt);
 

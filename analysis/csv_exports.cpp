@@ -182,4 +182,30 @@ int64_t write_ablation_csv(CsvWriter& w, const AblationResult& result) {
     return rows;
 }
 
+int64_t write_stored_ablations_csv(RoutingStore& store, const std::string& out) {
+    const std::vector<StoredAblation> stored = read_ablations(store);
+    CsvWriter w(out);
+    header(w, kStoredAblationsCsvHeader);
+    int64_t rows = 0;
+    for (const StoredAblation& a : stored) {
+        auto row = [&](const AblationScore& s) {
+            w.field(a.ablation_id).field(a.model_name).field(a.corpus_name).field(a.split).field(a.max_tokens);
+            w.field(a.context).field(a.created);
+            a.from_run ? w.field(*a.from_run) : w.empty();
+            a.seed ? w.field(*a.seed) : w.empty();
+            w.field(a.sweep);
+            a.value ? w.field(*a.value) : w.empty();
+            w.field(a.control).field(a.mask_spec).field(a.mask_mode);
+            w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
+            w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+            w.end_row();
+            ++rows;
+        };
+        for (const AblationScore& s : a.domains) row(s);
+        row(a.all());
+    }
+    w.close();
+    return rows;
+}
+
 }  // namespace moe::analysis

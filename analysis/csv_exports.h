@@ -23,6 +23,9 @@ inline constexpr const char* kCoactivationCsvHeader =
     "run_id,domain,layer,kind,expert_a,expert_b,count,count_a,count_b,tokens,lift";
 inline constexpr const char* kAblationCsvHeader =
     "sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,top1_agreement";
+inline constexpr const char* kStoredAblationsCsvHeader =
+    "ablation_id,model,corpus,split,max_tokens,context,created,from_run,seed,"
+    "sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,top1_agreement";
 
 // One row per run × domain × layer × expert; every run when `run_id` is not given.
 int64_t write_stats_csv(RoutingStore& store, std::optional<int64_t> run_id, std::optional<int64_t> layer,
@@ -39,5 +42,9 @@ int64_t write_coactivation_csv(RoutingStore& store, int64_t run_id, std::optiona
 // place only then). `w` is made by the caller so that a path that cannot be written is
 // refused before the evaluation.
 int64_t write_ablation_csv(CsvWriter& w, const AblationResult& result);
+// Every ablation kept in the store (`moewb ablate --db`, the panel's "Keep in the store"): what
+// it was evaluated on and how, then the columns of write_ablation_csv; a row per domain and
+// the ablation's "all".
+int64_t write_stored_ablations_csv(RoutingStore& store, const std::string& out);
 
 }  // namespace moe::analysis

@@ -355,6 +355,8 @@ void AblationTest::cli_json_csv_and_errors() {
                      (d0["ablated_loss"].get<double>() - d0["baseline_loss"].get<double>())) < 1e-12);
     QVERIFY(std::abs(d0["ppl_ratio"].get<double>() - std::exp(d0["delta_loss"].get<double>())) < 1e-12);
     QVERIFY(d0["tokens"].get<int64_t>() > 0);
+    const int64_t j0_all_tokens = j["all"]["tokens"].get<int64_t>();
+    const double d0_delta = d0["delta_loss"].get<double>();
 
     // A sweep with its control, as CSV, stored beside the first job (same baseline).
     p.start(kMoewb, {"ablate", "--model", model, "--corpus", corpus_, "--sweep", "skip-top", "--ratios", "0,0.125",
@@ -378,6 +380,32 @@ void AblationTest::cli_json_csv_and_errors() {
     const auto stored = read_ablations(store);
     QCOMPARE(stored.size(), size_t{5});
     QCOMPARE(stored[4].baseline_id, stored[0].baseline_id);
+    // What the store kept reads back: `moewb export --ablations` (a row per domain and "all")
+    // and `moewb stats --ablations`, with the numbers the jobs printed.
+    p.start(kMoewb, {"export", "--db", db, "--ablations", "--csv", "-"});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const QStringList kept = QString::fromUtf8(p.readAllStandardOutput()).split("\r\n", Qt::SkipEmptyParts);
+    QCOMPARE(kept[0], QString("ablation_id,model,corpus,split,max_tokens,context,created,from_run,seed,sweep,value,"
+                              "control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,"
+                              "top1_agreement"));
+    QCOMPARE(kept.size(), 1 + 5 * 3);
+    QVERIFY2(kept[1].startsWith("1,") && kept[1].contains(",,,,,,*:shared,reroute,code,"), qPrintable(kept[1]));
+    QCOMPARE(kept[1].split(',').mid(18, 1)[0].toDouble(), d0_delta);
+    QVERIFY2(kept[3].contains(",*:shared,reroute,all,"), qPrintable(kept[3]));
+    QVERIFY2(kept[15].startsWith("5,") && kept[15].contains(",4,skip-top,0.125,random,*:skip-random=2@4,reroute,all,"),
+             qPrintable(kept[15]));
+    p.start(kMoewb, {"stats", "--db", db, "--ablations"});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    const auto listed = nlohmann::json::parse(p.readAllStandardOutput().toStdString())["ablations"];
+    QCOMPARE(listed.size(), size_t{5});
+    QCOMPARE(listed[0]["mask"].get<std::string>(), std::string("*:shared"));
+    QCOMPARE(listed[0]["domains"][0]["delta_loss"].get<double>(), d0_delta);
+    QCOMPARE(listed[0]["all"]["tokens"].get<int64_t>(), j0_all_tokens);
+    QCOMPARE(listed[4]["control"].get<std::string>(), std::string("random"));
+    QCOMPARE(listed[4]["seed"].get<int64_t>(), int64_t{4});
+    QVERIFY(listed[0]["from_run"].is_null());
 
     // top-routed from a trace run in the same store.
     p.start(kMoewb, {"trace", "--model", model, "--corpus", corpus_, "--db", db, "--threads", "1", "--quiet"});

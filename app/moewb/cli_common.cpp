@@ -75,4 +75,15 @@ nlohmann::json run_json(const moe::analysis::RunInfo& r) {
             {"layers", layers}};
 }
 
+nlohmann::json score_json(const moe::analysis::AblationScore& s) {
+    return {{"domain", s.domain},
+            {"tokens", s.tokens},
+            {"baseline_loss", s.baseline_loss()},
+            {"ablated_loss", s.ablated_loss()},
+            {"delta_loss", s.delta_loss()},
+            {"ppl_ratio", s.ppl_ratio()},
+            {"kl", s.mean_kl()},
+            {"top1_agreement", s.top1_agreement()}};
+}
+
 }  // namespace moewb

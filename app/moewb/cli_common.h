@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/ablation.h"
 #include "analysis/store_types.h"
 #include "app/moewb/args.h"
 #include "engine/expert_mask.h"
@@ -37,5 +38,7 @@ void print_json(const nlohmann::json& j);
 
 // A run of a routing store as `moewb stats --runs` lists it (and `delete-run` reports it).
 nlohmann::json run_json(const moe::analysis::RunInfo& r);
+// One domain's (or "all") scores of an ablation as `moewb ablate --json` writes them.
+nlohmann::json score_json(const moe::analysis::AblationScore& s);
 
 }  // namespace moewb

@@ -54,17 +54,6 @@ const char* kHelp =
 using nlohmann::json;
 namespace an = moe::analysis;
 
-json score_json(const an::AblationScore& s) {
-    return {{"domain", s.domain},
-            {"tokens", s.tokens},
-            {"baseline_loss", s.baseline_loss()},
-            {"ablated_loss", s.ablated_loss()},
-            {"delta_loss", s.delta_loss()},
-            {"ppl_ratio", s.ppl_ratio()},
-            {"kl", s.mean_kl()},
-            {"top1_agreement", s.top1_agreement()}};
-}
-
 json condition_json(const an::AblationConditionResult& c) {
     json domains = json::array();
     for (const an::AblationScore& s : c.domains) domains.push_back(score_json(s));

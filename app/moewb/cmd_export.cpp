@@ -13,7 +13,8 @@ namespace moewb {
 namespace {
 
 const char* kHelp =
-    "usage: moewb export --db FILE --run ID (--tokens | --entropy | --coactivation) --csv OUT [--layer L]\n\n"
+    "usage: moewb export --db FILE --run ID (--tokens | --entropy | --coactivation) --csv OUT [--layer L]\n"
+    "       moewb export --db FILE --ablations --csv OUT\n\n"
     "--tokens        one row per token x layer x rank:\n"
     "                run_id,doc_id,domain,token_pos,token_id,token_text,layer,rank,expert,gate_weight\n"
     "--entropy       one row per token x layer:\n"
@@ -21,19 +22,31 @@ const char* kHelp =
     "--coactivation  one row per co-selected expert pair per domain (and \"*\" = all) x layer:\n"
     "                run_id,domain,layer,kind,expert_a,expert_b,count,count_a,count_b,tokens,lift\n"
     "                kind \"pair\": a and b both in a token's top-k (a < b); \"adjacent\": a at rank r,\n"
-    "                b at rank r+1. OUT \"-\" writes to stdout. --layer L exports one layer.\n";
+    "                b at rank r+1. OUT \"-\" writes to stdout. --layer L exports one layer.\n"
+    "--ablations     every ablation kept in the store (moewb ablate --db), a row per domain and \"all\":\n"
+    "                ablation_id,model,corpus,split,max_tokens,context,created,from_run,seed,sweep,value,\n"
+    "                control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,\n"
+    "                top1_agreement\n";
 
 }  // namespace
 
 int cmd_export(int argc, char** argv) {
-    Args args(argc, argv, {"--db", "--run", "--csv", "--layer"}, {"--tokens", "--entropy", "--coactivation"});
+    Args args(argc, argv, {"--db", "--run", "--csv", "--layer"}, {"--tokens", "--entropy", "--coactivation", "--ablations"});
     if (args.help()) return print_help(kHelp);
     const int kinds = static_cast<int>(args.has("--tokens")) + static_cast<int>(args.has("--entropy")) +
-                      static_cast<int>(args.has("--coactivation"));
-    if (kinds != 1) moe::throw_input_error("export", "give exactly one of --tokens, --entropy, --coactivation");
+                      static_cast<int>(args.has("--coactivation")) + static_cast<int>(args.has("--ablations"));
+    if (kinds != 1) moe::throw_input_error("export", "give exactly one of --tokens, --entropy, --coactivation, --ablations");
     moe::analysis::StoreOptions so;
     so.read_only = true;
     moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(args.require("--db"), so);
+    if (args.has("--ablations")) {
+        for (const char* f : {"--run", "--layer"})
+            if (args.has(f)) moe::throw_input_error(f, "does not apply to --ablations (every stored ablation is written)");
+        const std::string out = args.require("--csv");
+        const int64_t rows = moe::analysis::write_stored_ablations_csv(store, out);
+        if (out != "-") std::fprintf(stderr, "wrote %s (%lld rows)\n", out.c_str(), static_cast<long long>(rows));
+        return 0;
+    }
     if (!args.has("--run")) moe::throw_input_error("--run", "is required (see --help)");
     const int64_t run = args.get_int("--run", 0, 1, INT64_MAX);
     std::optional<int64_t> layer;

@@ -19,13 +19,15 @@ namespace {
 const char* kHelp =
     "usage: moewb stats --db FILE [--run ID] [--layer L] --csv OUT\n"
     "       moewb stats --db FILE [--run ID] [--layer L] [--runs] [--load-balance] [--entropy]\n"
-    "                   [--log-ratio] [--repetition] [--cross-layer] [--vocab] [--agreement RUN_B]\n\n"
+    "                   [--log-ratio] [--repetition] [--cross-layer] [--vocab] [--agreement RUN_B]\n"
+    "                   [--ablations]\n\n"
     "--csv OUT writes one row per run x domain x layer x expert (every run without --run):\n"
     "  run_id,model,domain,layer,expert,tokens,count,share,ratio_to_uniform,gate_weight_sum,\n"
     "  mean_gate_weight,rank0_count   (RFC 4180; gate weight columns empty when the run has none)\n"
     "  --csv - writes it to stdout (then no JSON statistic in the same call).\n"
     "The other switches print one JSON object on stdout with a member per switch; all but\n"
-    "--runs need --run. --vocab needs --layer (tokens ranked by P(token|expert)/P(token)):\n"
+    "--runs and --ablations (the ablations kept in the store by moewb ablate --db, with their\n"
+    "scores) need --run. --vocab needs --layer (tokens ranked by P(token|expert)/P(token)):\n"
     "  --vocab-top N tokens per expert (default 20), each routed to the expert at least\n"
     "  --vocab-min-count N times (default 5).\n"
     "--agreement RUN_B compares the routing of two runs on the same tokens. Definitions of\n"
@@ -44,7 +46,7 @@ json runs_json(an::RoutingStore& store) {
 
 int cmd_stats(int argc, char** argv) {
     Args args(argc, argv, {"--db", "--run", "--layer", "--csv", "--agreement", "--vocab-top", "--vocab-min-count"},
-              {"--runs", "--load-balance", "--entropy", "--log-ratio", "--repetition", "--cross-layer", "--vocab"});
+              {"--runs", "--load-balance", "--entropy", "--log-ratio", "--repetition", "--cross-layer", "--vocab", "--ablations"});
     if (args.help()) return print_help(kHelp);
     for (const char* f : {"--vocab-top", "--vocab-min-count"})
         if (args.has(f) && !args.has("--vocab")) moe::throw_input_error(f, "only applies with --vocab");
@@ -54,7 +56,7 @@ int cmd_stats(int argc, char** argv) {
     std::optional<int64_t> run, layer;
     if (args.has("--run")) run = args.get_int("--run", 0, 1, INT64_MAX);
     if (args.has("--layer")) layer = args.get_int("--layer", 0, 0, 1 << 20);
-    const bool any_json = args.has("--runs") || args.has("--load-balance") || args.has("--entropy") ||
+    const bool any_json = args.has("--runs") || args.has("--ablations") || args.has("--load-balance") || args.has("--entropy") ||
                           args.has("--log-ratio") || args.has("--repetition") || args.has("--cross-layer") ||
                           args.has("--vocab") || args.has("--agreement");
     if (!args.has("--csv") && !any_json)
@@ -73,6 +75,31 @@ int cmd_stats(int argc, char** argv) {
     };
     json j = json::object();
     if (args.has("--runs")) j["runs"] = runs_json(store);
+    if (args.has("--ablations")) {
+        json a = json::array();
+        for (const an::StoredAblation& x : an::read_ablations(store)) {
+            json domains = json::array();
+            for (const an::AblationScore& s : x.domains) domains.push_back(score_json(s));
+            a.push_back({{"ablation_id", x.ablation_id},
+                         {"baseline_id", x.baseline_id},
+                         {"model", x.model_name},
+                         {"corpus", x.corpus_name},
+                         {"split", x.split},
+                         {"max_tokens", x.max_tokens},
+                         {"context", x.context},
+                         {"created", x.created},
+                         {"sweep", x.sweep},
+                         {"value", x.value ? json(*x.value) : json(nullptr)},
+                         {"control", x.control},
+                         {"seed", x.seed ? json(*x.seed) : json(nullptr)},
+                         {"from_run", x.from_run ? json(*x.from_run) : json(nullptr)},
+                         {"mask", x.mask_spec},
+                         {"mode", x.mask_mode},
+                         {"domains", domains},
+                         {"all", score_json(x.all())}});
+        }
+        j["ablations"] = a;
+    }
     if (args.has("--load-balance")) {
         json a = json::array();
         for (const an::LoadBalance& b : an::load_balance(store, need_run("--load-balance"), layer))
