@@ -25,6 +25,12 @@ std::string_view token_text(const std::vector<std::string>& vocab, int32_t id) {
                                                              : std::string_view();
 }
 
+// domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,top1_agreement
+void score_fields(CsvWriter& w, const AblationScore& s) {
+    w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
+    w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+}
+
 void check_layer(const RunInfo& run, std::optional<int64_t> layer) {
     if (layer && !run.layer(*layer))
         throw_input_error("--layer",
@@ -170,8 +176,7 @@ int64_t write_ablation_csv(CsvWriter& w, const AblationResult& result) {
             w.field(c.condition.sweep);
             c.condition.value ? w.field(*c.condition.value) : w.empty();
             w.field(c.condition.control).field(c.condition.mask.spec()).field(mask_mode_name(c.condition.mask.mode()));
-            w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
-            w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+            score_fields(w, s);
             w.end_row();
             ++rows;
         };
@@ -196,8 +201,7 @@ int64_t write_stored_ablations_csv(RoutingStore& store, const std::string& out) 
             w.field(a.sweep);
             a.value ? w.field(*a.value) : w.empty();
             w.field(a.control).field(a.mask_spec).field(a.mask_mode);
-            w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
-            w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+            score_fields(w, s);
             w.end_row();
             ++rows;
         };
