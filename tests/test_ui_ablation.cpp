@@ -200,6 +200,23 @@ private slots:
         QCOMPARE(stored.size(), size_t(1));
         QCOMPARE(stored[0].mask_spec, std::string("L1:3,5;*:shared"));
         QVERIFY(panel_->statusText().contains("stored as ablation"));
+        // File ▸ Export stored ablations CSV: what `moewb export --ablations` writes.
+        {
+            QSignalSpy exported(&wb_, &Workbench::exportFinished);
+            const QString kept = fx_.tmp.filePath("kept.csv");
+            wb_.exportAblationsCsv(kept);
+            QVERIFY(wb_.waitIdle(30000));
+            QCOMPARE(exported.size(), 1);
+            QVERIFY2(exported[0][0].toBool(), qPrintable(exported[0][1].toString()));
+            QFile f(kept);
+            QVERIFY(f.open(QIODevice::ReadOnly));
+            const QStringList lines = QString::fromUtf8(f.readAll()).split("\r\n", Qt::SkipEmptyParts);
+            QCOMPARE(lines.size(), 1 + static_cast<int>(domains.size()) + 1);
+            QVERIFY(lines[0].startsWith("ablation_id,model,corpus,"));
+            QVERIFY2(lines[1].startsWith(QString::number(stored[0].ablation_id) + ",") &&
+                         lines[1].contains(",\"L1:3,5;*:shared\",reroute," + QString::fromStdString(domains[0].domain) + ","),
+                     qPrintable(lines[1]));
+        }
         // The scores export as `moewb ablate --csv` writes them: a row per domain, then "all".
         QVERIFY(panel_->findChild<QPushButton*>("exportAblationCsv")->isEnabled());
         const QString csv = fx_.tmp.filePath("evaluation.csv");

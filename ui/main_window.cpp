@@ -238,6 +238,7 @@ void MainWindow::buildMenus() {
     file->addAction(tr("&Export heatmap…"), QKeySequence(Qt::CTRL | Qt::Key_E), this, &MainWindow::exportHeatmap);
     file->addAction(tr("Export &statistics CSV…"), this, &MainWindow::exportStatsCsv);
     file->addAction(tr("Export &per-token CSV…"), this, &MainWindow::exportTokensCsv);
+    file->addAction(tr("Export stored &ablations CSV…"), this, &MainWindow::exportAblationsCsv);
     file->addSeparator();
     file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
     connect(recent_models_, &RecentFiles::chosen, workbench_, &Workbench::openModel);
@@ -343,6 +344,12 @@ void MainWindow::exportTokensCsv() {
     const QString path = QFileDialog::getSaveFileName(this, tr("Export the per-token routing of run %1").arg(run),
                                                       QString("tokens-run%1.csv").arg(run), tr("CSV (*.csv)"));
     if (!path.isEmpty()) workbench_->exportTokensCsv(path, run);
+}
+
+void MainWindow::exportAblationsCsv() {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export the ablations kept in the store"),
+                                                      QString("ablations.csv"), tr("CSV (*.csv)"));
+    if (!path.isEmpty()) workbench_->exportAblationsCsv(path);
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

@@ -61,6 +61,7 @@ public slots:
     void exportHeatmap();
     void exportStatsCsv();
     void exportTokensCsv();
+    void exportAblationsCsv();
 
 protected:
     void closeEvent(QCloseEvent* event) override;

@@ -473,7 +473,7 @@ void Workbench::requestExpertDetail(qint64 run_id, qint64 layer, qint64 expert) 
 }
 
 namespace {
-enum class CsvKind { stats, tokens };
+enum class CsvKind { stats, tokens, ablations };
 }
 
 static void export_csv(Workbench* wb, const QString& store_path, const QString& path, qint64 run_id, CsvKind kind,
@@ -484,13 +484,19 @@ static void export_csv(Workbench* wb, const QString& store_path, const QString& 
         wb,
         [p, out, run_id, kind] {
             an::RoutingStore store = an::RoutingStore::open(p, read_only());
-            return kind == CsvKind::stats
-                       ? an::write_stats_csv(store, run_id > 0 ? std::optional<int64_t>(run_id) : std::nullopt, std::nullopt, out)
-                       : an::write_tokens_csv(store, run_id, std::nullopt, out);
+            switch (kind) {
+            case CsvKind::stats:
+                return an::write_stats_csv(store, run_id > 0 ? std::optional<int64_t>(run_id) : std::nullopt, std::nullopt, out);
+            case CsvKind::tokens: return an::write_tokens_csv(store, run_id, std::nullopt, out);
+            case CsvKind::ablations: return an::write_stored_ablations_csv(store, out);
+            }
+            return int64_t{0};
         },
         [wb, path, kind, done](JobResult<int64_t> r) {
             done();
-            const QString what = kind == CsvKind::stats ? "statistics" : "per-token routing";
+            const QString what = kind == CsvKind::stats    ? "statistics"
+                                 : kind == CsvKind::tokens ? "per-token routing"
+                                                           : "stored ablations";
             if (!r.ok()) {
                 emit wb->logMessage(2, "exporting the " + what + ": " + r.error);
                 emit wb->exportFinished(false, r.error);
@@ -508,6 +514,14 @@ void Workbench::exportStatsCsv(const QString& path, qint64 run_id) {
         return;
     }
     export_csv(this, store_path_, path, run_id, CsvKind::stats, [this] { jobStarted(); }, [this] { jobDone(); });
+}
+
+void Workbench::exportAblationsCsv(const QString& path) {
+    if (!store_ready_) {
+        emit exportFinished(false, "no routing store is open");
+        return;
+    }
+    export_csv(this, store_path_, path, 0, CsvKind::ablations, [this] { jobStarted(); }, [this] { jobDone(); });
 }
 
 void Workbench::exportTokensCsv(const QString& path, qint64 run_id) {

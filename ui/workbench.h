@@ -113,6 +113,7 @@ public slots:
     // analysis/csv_exports: the statistics of one run (0: every run), or a run's per-token routing.
     void exportStatsCsv(const QString& path, qint64 run_id);  // → exportFinished
     void exportTokensCsv(const QString& path, qint64 run_id);
+    void exportAblationsCsv(const QString& path);  // the ablations kept in the store (moewb export --ablations)
 
 signals:
     void modelLoadingStarted(const QString& dir);
