@@ -4,6 +4,7 @@
 // evaluation on a worker thread fills the table and the Δloss chart with exactly the numbers
 // run_ablation returns, can be stored, exported as `moewb ablate --csv` writes it, and can be
 // cancelled (its partial scores are not exported).
+#include <QComboBox>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QtTest>
@@ -15,6 +16,7 @@
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
 #include "ui/expert_grid.h"
+#include "ui/stored_ablations.h"
 
 using namespace moe::ui;
 namespace an = moe::analysis;
@@ -241,6 +243,44 @@ private slots:
         QVERIFY(!panel_->exportCsv(fx_.tmp.filePath("no-such-dir/evaluation.csv")));
         QVERIFY2(panel_->statusText().contains("Could not write the scores"), qPrintable(panel_->statusText()));
         QVERIFY(!QFileInfo::exists(fx_.tmp.filePath("no-such-dir")));
+    }
+
+    void storedAblationsAreListedAndTheirMaskUsed() {
+        // The window of stored ablations shows analysis::read_ablations: newest first, the
+        // scores over all domains, the selected one per domain; its mask goes back to the panel.
+        StoredAblationsView view;
+        connect(&wb_, &Workbench::storedAblationsReady, &view, &StoredAblationsView::showAblations);
+        connect(&view, &StoredAblationsView::useMaskRequested, panel_, &AblationPanel::useMask);
+        wb_.requestStoredAblations();
+        QVERIFY(wb_.waitIdle(30000));
+        an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+        const auto stored = an::read_ablations(store);
+        QVERIFY(!stored.empty());
+        QCOMPARE(view.table()->rowCount(), static_cast<int>(stored.size()));
+        const an::StoredAblation& newest = stored.back();
+        QCOMPARE(view.table()->item(0, 0)->text(), QString::number(newest.ablation_id));
+        QCOMPARE(view.table()->item(0, 1)->text(), QString::fromStdString(newest.mask_spec));
+        QCOMPARE(view.table()->item(0, 4)->text(), QString::number(newest.all().delta_loss(), 'f', 4));
+        QCOMPARE(view.table()->item(0, 10)->text(), QString::number(newest.all().tokens));
+        QCOMPARE(view.selectedAblation(), newest.ablation_id);
+        QCOMPARE(view.domainsTable()->rowCount(), static_cast<int>(newest.domains.size()) + 1);
+        for (int i = 0; i < static_cast<int>(newest.domains.size()); ++i) {
+            QCOMPARE(view.domainsTable()->item(i, 0)->text(), QString::fromStdString(newest.domains[size_t(i)].domain));
+            QCOMPARE(view.domainsTable()->item(i, 1)->text(), QString::number(newest.domains[size_t(i)].delta_loss(), 'f', 4));
+        }
+        QCOMPARE(view.domainsTable()->item(view.domainsTable()->rowCount() - 1, 0)->text(), QString("all"));
+        // "Use this mask": the panel takes the SPEC and the mode.
+        auto* mode = panel_->findChild<QComboBox*>("maskMode");
+        mode->setCurrentIndex(mode->findData(static_cast<int>(moe::MaskMode::drop)));
+        panel_->setSpec("L2:1");
+        QTest::mouseClick(view.findChild<QPushButton*>("useStoredMask"), Qt::LeftButton);
+        QCOMPARE(panel_->maskState().spec(), moe::ExpertMask::parse(newest.mask_spec, cfg(), moe::MaskMode::reroute).spec());
+        QCOMPARE(mode->currentData().toInt(), static_cast<int>(moe::parse_mask_mode(newest.mask_mode)));
+        QCOMPARE(panel_->maskError(), QString());
+        // A store without ablations says so.
+        view.showAblations({});
+        QVERIFY2(view.message().contains("No ablation is kept"), qPrintable(view.message()));
+        QVERIFY(!view.findChild<QPushButton*>("useStoredMask")->isEnabled());
     }
 
     void topRoutedSweepIsPlotted() {

@@ -29,18 +29,6 @@ namespace an = moe::analysis;
 
 namespace {
 QString q(const std::string& s) { return QString::fromStdString(s); }
-
-// Columns 1..7 of a results row: Δloss, ppl ratio, KL, top-1, baseline and ablated loss, tokens.
-void fill_scores(QTableWidget* t, int row, const moe::analysis::AblationScore& s) {
-    // What the mask changed first, where a narrow panel shows it without scrolling.
-    t->setItem(row, 1, table_cell(QString::number(s.delta_loss(), 'f', 4), true));
-    t->setItem(row, 2, table_cell(QString::number(s.ppl_ratio(), 'f', 4), true));
-    t->setItem(row, 3, table_cell(QString::number(s.mean_kl(), 'f', 4), true));
-    t->setItem(row, 4, table_cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %", true));
-    t->setItem(row, 5, table_cell(QString::number(s.baseline_loss(), 'f', 4), true));
-    t->setItem(row, 6, table_cell(QString::number(s.ablated_loss(), 'f', 4), true));
-    t->setItem(row, 7, table_cell(QString::number(s.tokens), true));
-}
 }  // namespace
 
 AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
@@ -206,7 +194,12 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
                                                           tr("CSV files (*.csv);;All files (*)"));
         if (!path.isEmpty()) exportCsv(path);
     });
+    auto* stored = new QPushButton(tr("Stored…"), this);
+    stored->setObjectName("showStoredAblations");
+    stored->setToolTip(tr("The ablations kept in the store, with their scores; their masks can be used again"));
+    connect(stored, &QPushButton::clicked, this, &AblationPanel::storedAblationsRequested);
     auto* export_row = new QHBoxLayout;
+    export_row->addWidget(stored);
     export_row->addStretch(1);
     export_row->addWidget(export_csv_);
     export_row->addWidget(export_chart);
@@ -376,6 +369,14 @@ void AblationPanel::maskEdited() {
     emit maskChanged(spec);
 }
 
+void AblationPanel::useMask(const QString& spec, const QString& mode) {
+    {
+        const QSignalBlocker quiet(mode_);
+        mode_->setCurrentIndex(std::max(0, mode_->findData(static_cast<int>(parse_mask_mode(mode.toStdString())))));
+    }
+    setSpec(spec);
+}
+
 void AblationPanel::setSpec(const QString& spec) {
     if (!workbench_->hasModelConfig()) {
         showMaskError(tr("open a model first"));
@@ -474,7 +475,7 @@ void AblationPanel::showSweep() {
         const an::AblationScore& s = c.all;
         results_->setItem(i, 0, table_cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
         results_->item(i, 0)->setToolTip(q(c.condition.mask.spec()));
-        fill_scores(results_, i, s);
+        fill_score_cells(results_, i, 1, s);
         lines[kind].first << f;
         lines[kind].second << s.delta_loss();
     }
@@ -514,7 +515,7 @@ void AblationPanel::showResult() {
     for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
         const an::AblationScore& s = rows[static_cast<size_t>(i)];
         results_->setItem(i, 0, table_cell(q(s.domain), false));
-        fill_scores(results_, i, s);
+        fill_score_cells(results_, i, 1, s);
         if (i + 1 < static_cast<int>(rows.size())) {
             keys << i;
             values << s.delta_loss();

@@ -63,12 +63,14 @@ public:
 
 signals:
     void maskChanged(const QString& spec);
+    void storedAblationsRequested();  // "Stored…": the ablations kept in the store
 
 public slots:
     void setRun(qint64 run_id);  // the run top-N / bottom-N are taken from
     void evaluate();
     void sweep();  // the top-routed sweep of the selected run
     void setSpec(const QString& spec);  // as if typed into the SPEC field
+    void useMask(const QString& spec, const QString& mode);  // a stored ablation's SPEC and mode ("reroute" | "drop")
 
 private:
     void resetForModel();

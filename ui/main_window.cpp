@@ -28,6 +28,7 @@
 #include "ui/recent_files.h"
 #include "ui/routing_inspector.h"
 #include "ui/runs_panel.h"
+#include "ui/stored_ablations.h"
 #include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
@@ -92,7 +93,8 @@ MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), workbench_(new Workbench(this)), model_panel_(new ModelPanel(workbench_, this)),
       runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)),
       inspector_(new RoutingInspector(workbench_, this)), ablation_(new AblationPanel(workbench_, this)),
-      chat_(new ChatPanel(workbench_, this)), expert_detail_(new ExpertDetailView(this)) {
+      chat_(new ChatPanel(workbench_, this)), expert_detail_(new ExpertDetailView(this)),
+      stored_ablations_(new StoredAblationsView(this)) {
     setWindowTitle(tr("MoE Workbench"));
     setWindowIcon(app_icon());
     setObjectName("mainWindow");
@@ -178,6 +180,27 @@ MainWindow::MainWindow(QWidget* parent)
         setWindowTitle(tr("MoE Workbench — %1").arg(QString::fromStdString(workbench_->modelSummary().dir).section('/', -1)));
     });
     connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) { recent_stores_->add(path); });
+    // The ablations kept in the store, in a window of their own; read again when it is opened,
+    // when another store is opened and when an evaluation ends.
+    stored_ablations_->setWindowFlag(Qt::Tool);
+    stored_ablations_->setWindowTitle(tr("Stored ablations"));
+    stored_ablations_->resize(900, 560);
+    connect(ablation_, &AblationPanel::storedAblationsRequested, this, &MainWindow::showStoredAblations);
+    connect(workbench_, &Workbench::storedAblationsReady, stored_ablations_, &StoredAblationsView::showAblations);
+    connect(workbench_, &Workbench::storedAblationsFailed, stored_ablations_, &StoredAblationsView::showError);
+    auto reread = [this] {
+        if (stored_ablations_->isVisible()) workbench_->requestStoredAblations();
+    };
+    connect(workbench_, &Workbench::storeOpened, this, reread);
+    connect(ablation_->jobs(), &AblationJobs::finished, this, reread);
+    connect(stored_ablations_, &StoredAblationsView::exportRequested, this, &MainWindow::exportAblationsCsv);
+    connect(stored_ablations_, &StoredAblationsView::useMaskRequested, this, [this](const QString& spec, const QString& mode) {
+        ablation_->useMask(spec, mode);
+        if (auto* dock = findChild<QDockWidget*>("ablationDock")) {
+            dock->show();
+            dock->raise();
+        }
+    });
     connect(workbench_, &Workbench::runDeleted, this, [this](bool, const QString& m) { statusBar()->showMessage(m, 10000); });
     connect(workbench_, &Workbench::traceFinished, this, [this](bool, const QString& summary) {
         statusBar()->showMessage(summary, 10000);
@@ -257,6 +280,7 @@ void MainWindow::buildMenus() {
                     [this] { heatmap_->setAxes(HeatmapAxes::experts_by_domains); });
     view->addSeparator();
     for (QDockWidget* dock : findChildren<QDockWidget*>()) view->addAction(dock->toggleViewAction());
+    view->addAction(tr("Stored &ablations…"), this, &MainWindow::showStoredAblations);
     view->addSeparator();
     view->addAction(tr("&Reset layout"), this, [this] { restoreState(default_state_); });
 
@@ -350,6 +374,12 @@ void MainWindow::exportAblationsCsv() {
     const QString path = QFileDialog::getSaveFileName(this, tr("Export the ablations kept in the store"),
                                                       QString("ablations.csv"), tr("CSV (*.csv)"));
     if (!path.isEmpty()) workbench_->exportAblationsCsv(path);
+}
+
+void MainWindow::showStoredAblations() {
+    stored_ablations_->show();
+    stored_ablations_->raise();
+    workbench_->requestStoredAblations();
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

@@ -22,6 +22,7 @@ class RoutingInspector;
 class AblationPanel;
 class ChatPanel;
 class ExpertDetailView;
+class StoredAblationsView;
 class RecentFiles;
 
 struct StartOptions {
@@ -51,6 +52,7 @@ public:
     AblationPanel* ablationPanel() const { return ablation_; }
     ChatPanel* chatPanel() const { return chat_; }
     ExpertDetailView* expertDetail() const { return expert_detail_; }  // in its own window
+    StoredAblationsView* storedAblations() const { return stored_ablations_; }  // in its own window
 
     static QString defaultStorePath();  // AppDataLocation/workbench.db
 
@@ -62,6 +64,7 @@ public slots:
     void exportStatsCsv();
     void exportTokensCsv();
     void exportAblationsCsv();
+    void showStoredAblations();  // the window of the ablations kept in the store, read again
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -80,6 +83,7 @@ private:
     AblationPanel* ablation_;
     ChatPanel* chat_;
     ExpertDetailView* expert_detail_;
+    StoredAblationsView* stored_ablations_;
     QLabel* mask_label_ = nullptr;
     RecentFiles* recent_models_ = nullptr;
     RecentFiles* recent_stores_ = nullptr;

@@ -1,6 +1,7 @@
 #include "ui/widget_helpers.h"
 
 #include <QFontMetrics>
+#include <QHeaderView>
 
 namespace moe::ui {
 
@@ -35,6 +36,30 @@ void set_elided_text(QLabel* label, const QString& text, int max_width) {
     const QString shown = label->fontMetrics().elidedText(text, Qt::ElideRight, max_width);
     label->setText(shown);
     label->setToolTip(shown == text ? QString() : text);
+}
+
+void fill_score_cells(QTableWidget* t, int row, int first_column, const analysis::AblationScore& s) {
+    // What the mask changed first, where a narrow panel shows it without scrolling.
+    const int c = first_column;
+    t->setItem(row, c, table_cell(QString::number(s.delta_loss(), 'f', 4), true));
+    t->setItem(row, c + 1, table_cell(QString::number(s.ppl_ratio(), 'f', 4), true));
+    t->setItem(row, c + 2, table_cell(QString::number(s.mean_kl(), 'f', 4), true));
+    t->setItem(row, c + 3, table_cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %", true));
+    t->setItem(row, c + 4, table_cell(QString::number(s.baseline_loss(), 'f', 4), true));
+    t->setItem(row, c + 5, table_cell(QString::number(s.ablated_loss(), 'f', 4), true));
+    t->setItem(row, c + 6, table_cell(QString::number(s.tokens), true));
+}
+
+void setup_table(QTableWidget* t, const QStringList& headers) {
+    t->setColumnCount(static_cast<int>(headers.size()));
+    t->setHorizontalHeaderLabels(headers);
+    t->verticalHeader()->hide();
+    t->setSelectionBehavior(QAbstractItemView::SelectRows);
+    t->setSelectionMode(QAbstractItemView::SingleSelection);
+    t->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    t->horizontalHeader()->setStretchLastSection(true);
+    t->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    t->verticalHeader()->setDefaultSectionSize(t->fontMetrics().height() + 6);
 }
 
 }  // namespace moe::ui

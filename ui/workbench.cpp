@@ -208,6 +208,28 @@ void Workbench::deleteRun(qint64 run_id) {
         });
 }
 
+void Workbench::requestStoredAblations() {
+    if (!store_ready_) {
+        emit storedAblationsFailed(tr("no routing store is open"));
+        return;
+    }
+    const int generation = ++stored_ablations_generation_;
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<std::vector<an::StoredAblation>>(
+        this,
+        [p] {
+            an::RoutingStore store = an::RoutingStore::open(p, read_only());
+            return an::read_ablations(store);
+        },
+        [this, generation](JobResult<std::vector<an::StoredAblation>> r) {
+            jobDone();
+            if (generation != stored_ablations_generation_) return;
+            if (!r.ok()) emit storedAblationsFailed(r.error);
+            else emit storedAblationsReady(*r.value);
+        });
+}
+
 void Workbench::openCorpus(const QString& path) {
     emit logMessage(0, "opening corpus " + path);
     jobStarted();

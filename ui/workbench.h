@@ -20,6 +20,7 @@
 #include <optional>
 #include <vector>
 
+#include "analysis/ablation.h"
 #include "analysis/corpus.h"
 #include "analysis/store_types.h"
 #include "engine/expert_mask.h"
@@ -114,6 +115,7 @@ public slots:
     void exportStatsCsv(const QString& path, qint64 run_id);  // → exportFinished
     void exportTokensCsv(const QString& path, qint64 run_id);
     void exportAblationsCsv(const QString& path);  // the ablations kept in the store (moewb export --ablations)
+    void requestStoredAblations();  // → storedAblationsReady / storedAblationsFailed
 
 signals:
     void modelLoadingStarted(const QString& dir);
@@ -126,6 +128,8 @@ signals:
     void corpusFailed(const QString& path, const QString& error);
     void runsChanged();
     void runDeleted(bool ok, const QString& message);
+    void storedAblationsReady(const std::vector<moe::analysis::StoredAblation>& ablations);
+    void storedAblationsFailed(const QString& error);
     void traceStarted();
     void traceProgress();
     void traceFinished(bool ok, const QString& summary);
@@ -172,6 +176,7 @@ private:
     QString last_trace_summary_;
     int64_t last_trace_run_ = 0;
     qint64 detail_min_count_ = analysis::kVocabMinCount;
+    int stored_ablations_generation_ = 0;
 
     int heatmap_generation_ = 0;
     std::vector<analysis::DocumentEntry> documents_;

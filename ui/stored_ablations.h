@@ -1,0 +1,48 @@
+// Stored ablations: the ablations kept in the open routing store (`moewb ablate --db`, the
+// ablation panel's "Keep in the store") as a table, one row per ablation with its scores over
+// all domains — newest first — and, for the selected one, its scores per domain below.
+// "Use this mask" puts the selected ablation's SPEC and mode into the ablation panel; "Export
+// CSV…" writes every stored ablation as `moewb export --ablations` does. The rows are
+// analysis::read_ablations, copied; they are read on a worker (Workbench::requestStoredAblations).
+#pragma once
+
+#include <QLabel>
+#include <QPushButton>
+#include <QTableWidget>
+#include <QWidget>
+#include <vector>
+
+#include "analysis/ablation.h"
+
+namespace moe::ui {
+
+class StoredAblationsView : public QWidget {
+    Q_OBJECT
+public:
+    explicit StoredAblationsView(QWidget* parent = nullptr);
+    QTableWidget* table() const { return table_; }
+    QTableWidget* domainsTable() const { return domains_; }
+    QString message() const { return message_->text(); }
+    int64_t selectedAblation() const;  // 0: none
+
+public slots:
+    void showAblations(const std::vector<moe::analysis::StoredAblation>& ablations);
+    void showError(const QString& error);
+    void selectAblation(qint64 ablation_id);
+
+signals:
+    void useMaskRequested(const QString& spec, const QString& mode);
+    void exportRequested();  // every stored ablation as CSV
+
+private:
+    void showSelected();
+
+    std::vector<analysis::StoredAblation> ablations_;
+    QLabel* message_;
+    QTableWidget* table_;
+    QTableWidget* domains_;
+    QPushButton* use_mask_;
+    QPushButton* export_;
+};
+
+}  // namespace moe::ui
