@@ -190,7 +190,12 @@ void Workbench::deleteRun(qint64 run_id) {
     jobStarted();
     const std::string p = store_path_.toStdString();
     run_job<an::RunInfo>(
-        this, [p, run_id] { return an::RoutingStore::open(p).delete_runs({run_id}).front(); },
+        this,
+        [p, run_id] {
+            an::StoreOptions o;
+            o.create = false;  // a store removed meanwhile is not made again, empty
+            return an::RoutingStore::open(p, o).delete_runs({run_id}).front();
+        },
         [this](JobResult<an::RunInfo> r) {
             jobDone();
             if (!r.ok()) {
