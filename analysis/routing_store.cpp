@@ -295,18 +295,20 @@ std::vector<RunInfo> RoutingStore::delete_runs(const std::vector<int64_t>& run_i
     sql::Transaction tx(db, doing);
     std::vector<RunInfo> gone;
     for (int64_t id : run_ids) gone.push_back(run(id));
+    sql::Stmt del(db, "DELETE FROM runs WHERE run_id = ?1", doing);  // the rest by ON DELETE
+    int64_t highest = 0;
     for (int64_t id : run_ids) {
-        sql::Stmt s(db, "DELETE FROM runs WHERE run_id = ?1", doing);  // the rest by ON DELETE
-        s.bind(1, id);
-        s.run();
-        // The highest id deleted, so that create_run never gives it again.
-        sql::Stmt m(db,
-                    "INSERT INTO meta (key, value) VALUES ('last_deleted_run_id', ?1) ON CONFLICT (key) DO UPDATE "
-                    "SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
-                    doing);
-        m.bind(1, std::to_string(id));
-        m.run();
+        del.bind(1, id);
+        del.run();
+        highest = std::max(highest, id);
     }
+    // The highest id deleted, so that create_run never gives it again.
+    sql::Stmt m(db,
+                "INSERT INTO meta (key, value) VALUES ('last_deleted_run_id', ?1) ON CONFLICT (key) DO UPDATE "
+                "SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                doing);
+    m.bind(1, std::to_string(highest));
+    if (highest > 0) m.run();
     tx.commit();
     return gone;
 }

@@ -17,7 +17,10 @@ const char* kDoing = "writing routing";
 DocumentWriter::DocumentWriter(sql::Db& db, RunInfo run)
     : db_(db),
       run_(std::move(run)),
-      max_seq_(db, "SELECT coalesce(max(seq), 0) FROM run_documents WHERE run_id = ?1", kDoing),
+      // No row when another process has deleted the run (moewb delete-run --force).
+      max_seq_(db,
+               "SELECT (SELECT coalesce(max(seq), 0) FROM run_documents WHERE run_id = ?1) FROM runs WHERE run_id = ?1",
+               kDoing),
       // DO UPDATE (not DO NOTHING) so that RETURNING gives the id of an existing row too.
       insert_doc_(db,
                   "INSERT INTO documents (domain_id, split, name, text_hash, n_bytes) VALUES (?1, ?2, ?3, ?4, ?5) "
@@ -76,17 +79,11 @@ void DocumentWriter::check(const DocumentRouting& d) const {
 void DocumentWriter::write(std::span<const std::unique_ptr<DocumentRouting>> docs) {
     for (const auto& d : docs) check(*d);
     sql::Transaction tx(db_, kDoing);
-    {
-        // Another process may have deleted the run (moewb delete-run --force).
-        sql::Stmt exists(db_, "SELECT 1 FROM runs WHERE run_id = ?1", kDoing);
-        exists.bind(1, run_.run_id);
-        if (!exists.step())
-            throw_failure(db_.path(), "run " + std::to_string(run_.run_id) +
-                                          " was deleted from this store while it was being written");
-    }
-    int64_t seq = 0;
     max_seq_.bind(1, run_.run_id);
-    if (max_seq_.step()) seq = max_seq_.int64(0);
+    if (!max_seq_.step())
+        throw_failure(db_.path(), "run " + std::to_string(run_.run_id) +
+                                      " was deleted from this store while it was being written");
+    int64_t seq = max_seq_.int64(0);
     max_seq_.reset();
     std::map<int64_t, DomainAcc> accs;
     int64_t tokens = 0;
