@@ -5,7 +5,8 @@
 // of the exact sum of the f32 activations themselves. The fused products of a decode step
 // (engine/cuda/decode_kernels.h): RMSNorm within 1e-6 of the CPU's, plain, SiLU-gated and
 // residual products, and the experts' down products with the combine, each within 1e-5 of
-// the magnitude of an exact (double) computation. Labelled gpu; without a CUDA device it is skipped with the driver's
+// the magnitude of an exact (double) computation. The routed experts' products in one launch
+// (expert_products_bf16) to the same bound as the GEMM's. Labelled gpu; without a CUDA device it is skipped with the driver's
 // reason.
 #include <QtTest>
 
@@ -57,6 +58,48 @@ private slots:
                   (long long)in, (long long)out, worst, worst_split);
             QVERIFY(worst < 1e-5);
             QVERIFY(worst_split < 1e-5);  // as if x had not been rounded at all
+        }
+    }
+
+    // The routed experts' products in one launch: experts with no rows, one row, partial and
+    // whole tiles of 128 rows, several tiles; outputs not a multiple of the 128-wide tile; the
+    // same bound as one cuBLAS product per expert (against the BF16-rounded x, or split
+    // against x itself), every output written (the output is poisoned with NaN first).
+    void expertProductsInOneLaunchMatchAnExactSum() {
+        test_support::Lcg rng{9};
+        struct Shape { int64_t K, N; };
+        for (const Shape sh : {Shape{2048, 2816}, Shape{1408, 2048}, Shape{64, 200}}) {
+            const std::vector<int64_t> counts = {0, 1, 127, 128, 129, 300, 5, 0, 64};
+            std::vector<int64_t> offsets = {0};
+            for (const int64_t n : counts) offsets.push_back(offsets.back() + n);
+            const int64_t rows = offsets.back(), K = sh.K, N = sh.N;
+            std::vector<float> x(size_t(rows * K));
+            for (auto& v : x) v = static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f;
+            std::vector<std::vector<uint16_t>> w(counts.size(), std::vector<uint16_t>(size_t(N * K)));
+            for (auto& m : w)
+                for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
+            for (const bool split : {false, true}) {
+                const std::vector<float> y = moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
+                QCOMPARE(y.size(), size_t(rows * N));
+                for (const float v : y) QVERIFY(std::isfinite(v));
+                double worst = 0;
+                for (size_t e = 0; e < counts.size(); ++e)
+                    for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
+                        for (int64_t o = r % 5; o < N; o += 5) {
+                            double exact = 0, mag = 0;
+                            for (int64_t i = 0; i < K; ++i) {
+                                const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
+                                const float xi = x[size_t(r * K + i)];
+                                const double xv = split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
+                                exact += xv * wi;
+                                mag += std::abs(xv * wi);
+                            }
+                            worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
+                        }
+                qInfo("experts in one launch, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g", (long long)K, (long long)N,
+                      split ? " (split)" : "", worst);
+                QVERIFY(worst < 1e-5);
+            }
         }
     }
 

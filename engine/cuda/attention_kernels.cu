@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/attention_tiles.h"
+#include "engine/cuda/attention_mma.h"
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
@@ -314,7 +315,7 @@ int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { re
 
 void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
-                       int64_t max_positions, float* partials) {
+                       int64_t max_positions, float* partials, AttentionMath math) {
     if (T <= 0) return;
     const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
     if (T == 1 && partials) {
@@ -331,6 +332,9 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         check(cudaGetLastError(), "launching attention");
         return;
     }
+    if (!d_pos && math != AttentionMath::f32 &&
+        attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, math == AttentionMath::split_bf16, s))
+        return;
     if (!d_pos && head_dim <= kMaxFlashHeadDim) {
         switch ((head_dim + 31) / 32) {
             case 1: launch_flash<1>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
@@ -353,7 +357,8 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
 
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
-                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos) {
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos,
+                                    AttentionMath math) {
     if (n_kv_heads <= 0 || n_heads % n_kv_heads || pos0 + T > P ||
         static_cast<int64_t>(q.size()) != T * n_heads * head_dim ||
         static_cast<int64_t>(k.size()) != P * n_kv_heads * head_dim || k.size() != v.size())
@@ -368,7 +373,7 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     // Poisoned: every output must be written.
     check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
     launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
-                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr);
+                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math);
     check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());

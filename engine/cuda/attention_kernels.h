@@ -14,10 +14,17 @@
 
 namespace moe::cuda {
 
+// The arithmetic of prefill attention (several queries): f32 on the CUDA cores (the tiled
+// kernel above), or on the tensor cores (engine/cuda/attention_mma.h, heads of 64 or 128)
+// with every operand split into two BF16 parts (split_bf16: the exact activations, about 2⁻¹⁶
+// of each term) or rounded to one (bf16: the BF16 activations). Decode is f32 in every case.
+enum class AttentionMath { f32, split_bf16, bf16 };
+
 // q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd]. device_pos:
 // pos0 read on the device with room for P positions (the decode graph's launch).
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
-                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false);
+                                    int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false,
+                                    AttentionMath math = AttentionMath::f32);
 
 }  // namespace moe::cuda

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "engine/cuda/cuda_model_impl.h"
 #include "engine/cuda/decode_kernels.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/launch_after.h"
 #include "engine/error.h"
 
 namespace moe::cuda::detail {
@@ -33,13 +35,58 @@ bool CudaDeepseekMoe::shared_runs(const MoeLayer& m, int64_t layer, const Forwar
     return m.has_shared && !(li && li->shared_off);
 }
 
-void CudaDeepseekMoe::gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const {
+void CudaDeepseekMoe::gate_up_rounded(launch::Blas& blas, const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n,
+                                      float* y) {
     const int64_t F = f.gate.out, in = f.gate.in;
     if (adjacent(f)) {
-        blas_->linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, 2 * F, y, 2 * F);
+        blas.linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, 2 * F, y, 2 * F);
     } else {
-        blas_->linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, F, y, 2 * F);
-        blas_->linear_rounded(hi, lo, n, in, f.up.w, f.up.type, F, y + F, 2 * F);
+        blas.linear_rounded(hi, lo, n, in, f.gate.w, f.gate.type, F, y, 2 * F);
+        blas.linear_rounded(hi, lo, n, in, f.up.w, f.up.type, F, y + F, 2 * F);
+    }
+}
+
+bool CudaDeepseekMoe::grouped(const MoeLayer& m) {
+    if (!launch::grouped_expert_products() || m.experts.empty()) return false;
+    const Ffn& f0 = m.experts.front();
+    if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out) ||
+        !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out))
+        return false;
+    auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+    for (const Ffn& f : m.experts)
+        if (f.gate.out != f0.gate.out || f.gate.in != f0.gate.in || f.down.in != f0.down.in || f.down.out != f0.down.out ||
+            !rounds_once(f) || !aligned(f.gate.w) || !aligned(f.up.w) || !aligned(f.down.w))
+            return false;
+    return true;
+}
+
+bool CudaDeepseekMoe::all_adjacent(const MoeLayer& m) {
+    return std::all_of(m.experts.begin(), m.experts.end(), [](const Ffn& f) { return adjacent(f); });
+}
+
+void CudaDeepseekMoe::for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const {
+    const auto E = static_cast<int64_t>(offsets_host_.size()) - 1;
+    auto rows = [&](int64_t e) { return offsets_host_[static_cast<size_t>(e + 1)] - offsets_host_[static_cast<size_t>(e)]; };
+    if (side_.empty()) {
+        for (int64_t e = 0; e < E; ++e)
+            if (rows(e)) fn(e, *blas_);
+        return;
+    }
+    std::vector<int64_t> order;
+    for (int64_t e = 0; e < E; ++e)
+        if (rows(e)) order.push_back(e);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return rows(a) > rows(b); });
+    check(cudaEventRecord(fork_, stream_), "forking the expert streams");
+    for (const SideStream& sd : side_) check(cudaStreamWaitEvent(sd.stream, fork_, 0), "forking the expert streams");
+    std::vector<int64_t> load(side_.size(), 0);
+    for (const int64_t e : order) {
+        const auto j = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+        fn(e, *side_[j].blas);
+        load[j] += rows(e);
+    }
+    for (const SideStream& sd : side_) {
+        check(cudaEventRecord(sd.done, sd.stream), "joining the expert streams");
+        check(cudaStreamWaitEvent(stream_, sd.done, 0), "joining the expert streams");
     }
 }
 
@@ -50,7 +97,7 @@ void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, c
         auto* hi = static_cast<uint16_t*>(s.lowp);
         uint16_t* lo = blas_->split_activations() ? hi + T * f.gate.in : nullptr;
         launch::round_split(x, T * f.gate.in, f.gate.type, hi, lo, stream_);
-        gate_up_rounded(f, hi, lo, T, s.ffn_g);
+        gate_up_rounded(*blas_, f, hi, lo, T, s.ffn_g);
         launch::silu_mul_pairs(s.ffn_g, T, W, s.ffn_h, stream_);
         linear(f.down, s.ffn_h, T, out, f.down.out, s);
         return;
@@ -139,25 +186,43 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
         };
-        if (rounds_once(m.experts.front())) {
+        if (grouped(m)) {
+            // All experts in one launch per product: gate and up (one product of 2F outputs when
+            // they lie side by side), then down.
+            auto* hi = static_cast<uint16_t*>(s.lowp);
+            const int64_t room = n_slots * std::max(H, F);
+            uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
+            const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
+            launch::round_split(s.gathered, n_rows * H, m.expert_type, hi, lo, stream_);
+            if (all_adjacent(m)) {
+                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, 2 * F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
+            } else {
+                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
+                launch::expert_products(hi, lo, H, m.up_table, m.expert_type, F, s.offsets, E, tiles, s.eg + F, 2 * F, stream_);
+            }
+            launch::silu_mul_pairs(s.eg, n_rows, F, s.eh, stream_);
+            stage("experts gate+up");
+            launch::round_split(s.eh, n_rows * F, m.expert_type, hi, lo, stream_);
+            launch::expert_products(hi, lo, F, m.down_table, m.expert_type, H, s.offsets, E, tiles, s.results, H, stream_);
+        } else if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.
             auto* hi = static_cast<uint16_t*>(s.lowp);
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
             launch::round_split(s.gathered, n_rows * H, m.expert_type, hi, lo, stream_);
-            for (int64_t e = 0; e < E; ++e) {
+            for_experts([&](int64_t e, launch::Blas& blas) {
                 const auto [r0, n] = rows_of(e);
-                if (n) gate_up_rounded(m.experts[static_cast<size_t>(e)], hi + r0 * H, lo ? lo + r0 * H : nullptr, n, s.eg + r0 * 2 * F);
-            }
+                gate_up_rounded(blas, m.experts[static_cast<size_t>(e)], hi + r0 * H, lo ? lo + r0 * H : nullptr, n, s.eg + r0 * 2 * F);
+            });
             launch::silu_mul_pairs(s.eg, n_rows, F, s.eh, stream_);
             stage("experts gate+up");
             launch::round_split(s.eh, n_rows * F, m.expert_type, hi, lo, stream_);
-            for (int64_t e = 0; e < E; ++e) {
+            for_experts([&](int64_t e, launch::Blas& blas) {
                 const auto [r0, n] = rows_of(e);
                 const Linear& d = m.experts[static_cast<size_t>(e)].down;
-                if (n) blas_->linear_rounded(hi + r0 * F, lo ? lo + r0 * F : nullptr, n, F, d.w, d.type, H, s.results + r0 * H, H);
-            }
+                blas.linear_rounded(hi + r0 * F, lo ? lo + r0 * F : nullptr, n, F, d.w, d.type, H, s.results + r0 * H, H);
+            });
         } else {
             for (int64_t e = 0; e < E; ++e) {
                 const auto [r0, n] = rows_of(e);
@@ -218,7 +283,7 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
         launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
         stage("norm+qkv+rope");
-        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
+        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_, attention_math_);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);

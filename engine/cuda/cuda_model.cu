@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include "engine/cuda/cuda_model_impl.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/launch_after.h"
 #include "engine/error.h"
 #include "engine/random_weights.h"
 
@@ -169,6 +171,14 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         blas_ = std::make_unique<launch::Blas>(stream_);
         blas_->set_split_activations(!o.cuda_bf16_activations);
         bf16_activations_ = o.cuda_bf16_activations;
+        const DType attn_type = layers_.empty() ? DType::f32 : layers_.front().q.type;
+        // MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
+        const char* env = std::getenv("MOEWB_CUDA_ATTENTION");
+        const bool f32_asked = env && std::string(env) == "f32";
+        attention_math_ = attn_type == DType::f32 || f32_asked ? AttentionMath::f32
+                          : bf16_activations_                  ? AttentionMath::bf16
+                                                               : AttentionMath::split_bf16;
+        create_side_streams(launch::expert_streams());
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;
         check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
@@ -181,8 +191,29 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
 
 CudaDeepseekMoe::~CudaDeepseekMoe() { release_stream(); }
 
+void CudaDeepseekMoe::create_side_streams(int n) {
+    if (n <= 0 || moe_layers_.empty()) return;
+    check(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming), "creating an event");
+    for (int i = 0; i < n; ++i) {
+        SideStream& sd = side_.emplace_back();
+        check(cudaStreamCreateWithFlags(&sd.stream, cudaStreamNonBlocking), "creating an expert stream");
+        check(cudaEventCreateWithFlags(&sd.done, cudaEventDisableTiming), "creating an event");
+        sd.blas = std::make_unique<launch::Blas>(sd.stream);
+        sd.blas->set_split_activations(blas_->split_activations());
+    }
+}
+
 void CudaDeepseekMoe::release_stream() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
+    for (SideStream& sd : side_) {
+        if (sd.stream) cudaStreamSynchronize(sd.stream);
+        sd.blas.reset();
+        if (sd.done) cudaEventDestroy(sd.done);
+        if (sd.stream) cudaStreamDestroy(sd.stream);
+    }
+    side_.clear();
+    if (fork_) cudaEventDestroy(fork_);
+    fork_ = nullptr;
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     graph_exec_ = nullptr;
     blas_.reset();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -210,7 +211,17 @@ private:
     // lie side by side on the device (adjacent), as two into its halves otherwise.
     static bool adjacent(const Ffn& f);
     static bool rounds_once(const Ffn& f);
-    void gate_up_rounded(const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y) const;
+    static void gate_up_rounded(launch::Blas& blas, const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y);
+    // fn(e, blas) for each expert e with rows in the step's dispatch (offsets_host_), enqueued
+    // on the side streams (the most rows first, each to the stream with the fewest rows so
+    // far) after what stream_ holds, and joined back into stream_; all on stream_ without
+    // side streams.
+    void for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const;
+    // Whether a MoE layer's routed experts run as launch::expert_products (BF16, shapes it
+    // takes, every matrix 16-byte aligned, not switched off by MOEWB_CUDA_EXPERT_GEMM); and
+    // whether each expert's up matrix follows its gate matrix (one product of 2F outputs).
+    static bool grouped(const MoeLayer& m);
+    static bool all_adjacent(const MoeLayer& m);
     // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
     static constexpr int64_t kGemvTokens = 4;
     void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
@@ -220,7 +231,22 @@ private:
             blas_->linear(x, T, l.in, l.w, l.type, l.out, y, ldy, s.lowp);
     }
 
-    // Waits for the stream, then frees what is bound to it and the stream itself.
+    // Streams beside stream_ for the routed experts' products of a step of many tokens, each
+    // with its own cuBLAS handle (MOEWB_CUDA_EXPERT_STREAMS, default 4; 0: none): one expert's
+    // product holds a fraction of the device, several run at once.
+    struct SideStream {
+        cudaStream_t stream = nullptr;
+        std::unique_ptr<launch::Blas> blas;
+        cudaEvent_t done = nullptr;
+    };
+    std::vector<SideStream> side_;
+    cudaEvent_t fork_ = nullptr;
+    void create_side_streams(int n);
+    // The arithmetic of prefill attention: f32 for F32 weights, else split or BF16 as the
+    // activations are (AttentionMath).
+    AttentionMath attention_math_ = AttentionMath::f32;
+
+    // Waits for the streams, then frees what is bound to them and the streams themselves.
     void release_stream() noexcept;
 
     std::string device_name_;

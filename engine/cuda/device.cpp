@@ -110,6 +110,25 @@ bool early_launch() {
     return on;
 }
 
+int expert_streams() {
+    static const int n = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EXPERT_STREAMS");
+        if (!env || !*env) return 4;
+        char* end = nullptr;
+        const long v = std::strtol(env, &end, 10);
+        return *end == '\0' && v >= 0 && v <= 16 ? static_cast<int>(v) : 4;
+    }();
+    return n;
+}
+
+bool grouped_expert_products() {
+    static const bool on = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
+        return !(env && std::string(env) == "cublas");
+    }();
+    return on;
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;

@@ -27,6 +27,11 @@ namespace moe::cuda {
 std::vector<float> fused_gemv_bf16(const std::vector<float>& x, int64_t T, int64_t in, const std::vector<float>& norm,
                                    float eps, const std::vector<uint16_t>& w, const std::vector<uint16_t>& w2, int64_t rows,
                                    const std::vector<float>* residual, std::vector<float>* normed);
+// The routed experts' products in one launch (launch::expert_products), BF16 weights: x
+// [offsets.back(), K] f32, its rows offsets[e] .. offsets[e+1] going to expert e with w[e]
+// [N, K]; x rounded to BF16, or split into two BF16 parts. Returns y [offsets.back(), N].
+std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
+                                        const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split);
 // x [T, H] += shared_down · shared_h[t] + Σ_r weights[t·k+r] · (down[experts[t·k+r]] · h[t·k+r]),
 // BF16 weights: down E matrices [H, F]; shared_down [H, Fs] (empty: no shared experts);
 // dropped [E] (empty: none). Returns the new x.

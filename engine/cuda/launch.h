@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/route_outputs.h"
 #include "engine/router.h"
 #include "engine/router_core.h"
@@ -33,10 +34,11 @@ void add(float* x, const float* y, int64_t n, cudaStream_t s);
 // what a CUDA graph replays. One query (T = 1) with `partials` (attention_partial_floats of
 // scratch) is split over the positions; several queries with heads of at most 128 run tiled
 // (flash-style); other shapes one block per query and head. Throws when the positions need
-// more shared memory per block than the device has.
+// more shared memory per block than the device has. `math` chooses the arithmetic of several
+// queries at a host-known position (AttentionMath).
 void attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos = nullptr,
-               int64_t max_positions = 0, float* partials = nullptr);
+               int64_t max_positions = 0, float* partials = nullptr, AttentionMath math = AttentionMath::f32);
 int64_t attention_partial_floats(int64_t n_heads, int64_t head_dim);
 
 // The router: RouterParams as the kernel takes them (device pointers for excluded and bias
@@ -90,6 +92,17 @@ private:
     bool split_ = false;
 };
 void check_cublas(cublasStatus_t status, const char* what);
+
+// The routed experts' products of a step of many tokens in one launch (engine/cuda/grouped_gemm.cu):
+// for each expert e, its rows offsets[e] .. offsets[e+1] (device values, as dispatch() leaves
+// them), y[r] = x[r] · W_eᵀ with W_e = w_table[e] [N, K] (BF16) and x its BF16 parts hi, and lo
+// unless null (round_split; the products of both summed); y f32 with leading dimension ldy.
+// row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
+// expert_products_fit: the weights' type and K it takes (16-byte aligned matrices asked of the caller).
+bool expert_products_fit(DType type, int64_t K, int64_t N);
+int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
+void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
+                     const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s);
 
 // hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
 // the activations of several products rounded once (Blas::linear_rounded).

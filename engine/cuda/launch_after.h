@@ -18,6 +18,12 @@ namespace moe::cuda::launch {
 // Whether launches of this process may start early (device 0's compute capability, the
 // environment), asked once.
 bool early_launch();
+// Side streams for the routed experts' products of a step of many tokens: MOEWB_CUDA_EXPERT_STREAMS
+// (0 to 16; 0 runs them on the step's stream, to compare), 4 when unset or not such a number.
+int expert_streams();
+// Whether the routed experts' products of a step of many tokens run as one launch of our own
+// (launch::expert_products) where they fit: yes unless MOEWB_CUDA_EXPERT_GEMM=cublas (to compare).
+bool grouped_expert_products();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 

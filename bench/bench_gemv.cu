@@ -1,0 +1,164 @@
+// How fast a decode step's matrix-vector product can stream BF16 weights on this GPU: y = W·x
+// with W [rows, n] BF16 and x f32 in shared memory, one output row per warp, in variants of
+//   rows: how many rows a warp reads at once (all their 16-byte loads issued before any product),
+//   blocks: blocks of 256 threads per multiprocessor the compiler is held to (registers),
+//   hint: plain read-only loads, or loads that skip L1 and ask L2 for 256-byte sectors,
+//   grid: blocks that stay and stride over the rows, or one block per 8·rows rows;
+// against a kernel that only reads the bytes (the ceiling). Shapes of DeepSeekMoE 16B's decode:
+// q, k, v (6144 × 2048, 25 MB) and the routed experts' gate and up (6 × 2816 × 2048, 69 MB).
+// Usage: bench_gemv [repeats]. Prints JSON: GB/s per variant and shape.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) {
+        std::fprintf(stderr, "bench_gemv: %s: %s\n", what, cudaGetErrorString(e));
+        std::exit(1);
+    }
+}
+
+constexpr int kThreads = 256, kWarps = kThreads / 32, kChunks = 8;  // 8 × 16 B per lane: 4 KB per row of 2048
+
+template <bool HINT>
+__device__ inline uint4 load(const uint4* p) {
+    if constexpr (HINT) {
+        uint4 v;
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+        return v;
+    } else {
+        return __ldg(p);
+    }
+}
+
+__device__ inline float dot8(const uint4& raw, const float* xs) {
+    const __nv_bfloat16* v = reinterpret_cast<const __nv_bfloat16*>(&raw);
+    const float4 a = reinterpret_cast<const float4*>(xs)[0], b = reinterpret_cast<const float4*>(xs)[1];
+    return __bfloat162float(v[0]) * a.x + __bfloat162float(v[1]) * a.y + __bfloat162float(v[2]) * a.z +
+           __bfloat162float(v[3]) * a.w + __bfloat162float(v[4]) * b.x + __bfloat162float(v[5]) * b.y +
+           __bfloat162float(v[6]) * b.z + __bfloat162float(v[7]) * b.w;
+}
+
+// n = 2048 (kChunks chunks of 256 elements per row).
+template <int R, int MINB, bool HINT>
+__global__ void __launch_bounds__(kThreads, MINB) gemv(const __nv_bfloat16* w, const float* x, float* y, int rows) {
+    constexpr int n = kChunks * 256;
+    __shared__ __align__(16) float xs[n];
+    for (int i = threadIdx.x; i < n; i += kThreads) xs[i] = x[i];
+    __syncthreads();
+    const int lane = threadIdx.x % 32;
+    const int stride = gridDim.x * kWarps * R;
+    for (int r0 = (blockIdx.x * kWarps + threadIdx.x / 32) * R; r0 < rows; r0 += stride) {
+        uint4 c[R][kChunks];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int j = 0; j < kChunks; ++j)
+                if (r0 + r < rows) c[r][j] = load<HINT>(reinterpret_cast<const uint4*>(w + static_cast<size_t>(r0 + r) * n + j * 256 + lane * 8));
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            float s = 0;
+#pragma unroll
+            for (int j = 0; j < kChunks; ++j) s += dot8(c[r][j], xs + j * 256 + lane * 8);
+            for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == 0 && r0 + r < rows) y[r0 + r] = s;
+        }
+    }
+}
+
+// The bytes only: every 16 bytes read once, xor-folded so that nothing is optimised away.
+__global__ void read_only(const uint4* p, size_t n, unsigned* sink) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+        const uint4 v = __ldg(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+struct Result {
+    std::string name;
+    double gbs;
+};
+
+template <typename Launch>
+double time_gbs(Launch launch, size_t bytes, int reps) {
+    cudaEvent_t a, b;
+    check(cudaEventCreate(&a), "event");
+    check(cudaEventCreate(&b), "event");
+    for (int i = 0; i < 3; ++i) launch(i);
+    check(cudaEventRecord(a), "record");
+    for (int i = 0; i < reps; ++i) launch(i);
+    check(cudaEventRecord(b), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    check(cudaGetLastError(), "launch");
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return static_cast<double>(bytes) * reps / (ms * 1e-3) / 1e9;
+}
+
+template <int R, int MINB, bool HINT>
+void variants(std::vector<Result>& out, const __nv_bfloat16* w, int copies, const float* x, float* y, int rows, int sms,
+              int reps, const std::string& shape) {
+    const size_t bytes = static_cast<size_t>(rows) * 2048 * 2;
+    auto at = [&](int i) { return w + static_cast<size_t>(i % copies) * rows * 2048; };
+    const std::string base = shape + " rows=" + std::to_string(R) + " blocks=" + std::to_string(MINB) + (HINT ? " hint=L2_256B" : " hint=none");
+    const unsigned stay = static_cast<unsigned>(sms * MINB);
+    const unsigned full = static_cast<unsigned>((rows + kWarps * R - 1) / (kWarps * R));
+    out.push_back({base + " grid=stay", time_gbs([&](int i) { gemv<R, MINB, HINT><<<stay, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
+    out.push_back({base + " grid=full", time_gbs([&](int i) { gemv<R, MINB, HINT><<<full, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int reps = argc > 1 ? std::atoi(argv[1]) : 50;
+    int sms = 0;
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "device");
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, 0), "device");
+    std::vector<Result> out;
+    for (const int rows : {6144, 6 * 2816}) {
+        const std::string shape = rows == 6144 ? "qkv 6144x2048" : "experts 16896x2048";
+        // Copies of the matrix read in turn, 400 MB or more in all: none is still in L2 when read again.
+        __nv_bfloat16* w = nullptr;
+        float *x = nullptr, *y = nullptr;
+        unsigned* sink = nullptr;
+        const size_t n = static_cast<size_t>(rows) * 2048;
+        const int copies = static_cast<int>((size_t(400) << 20) / (n * 2) + 1);
+        check(cudaMalloc(&w, n * 2 * copies), "alloc");
+        check(cudaMalloc(&x, 2048 * 4), "alloc");
+        check(cudaMalloc(&y, static_cast<size_t>(rows) * 4), "alloc");
+        check(cudaMalloc(&sink, 4), "alloc");
+        check(cudaMemset(w, 0x3c, n * 2 * copies), "fill");
+        check(cudaMemset(x, 0, 2048 * 4), "fill");
+        out.push_back({shape + " read only", time_gbs([&](int i) { read_only<<<sms * 8, 256>>>(reinterpret_cast<const uint4*>(w + (i % copies) * n), n / 8, sink); }, n * 2, reps)});
+        variants<1, 2, false>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<1, 2, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<1, 4, false>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<1, 4, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<2, 2, false>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<2, 2, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<4, 1, false>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<4, 1, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        cudaFree(w);
+        cudaFree(x);
+        cudaFree(y);
+        cudaFree(sink);
+    }
+    std::printf("{\n  \"device\": \"%s\",\n  \"results\": [\n", prop.name);
+    for (size_t i = 0; i < out.size(); ++i)
+        std::printf("    {\"variant\": \"%s\", \"gb_s\": %.1f}%s\n", out[i].name.c_str(), out[i].gbs, i + 1 < out.size() ? "," : "");
+    std::printf("  ]\n}\n");
+    return 0;
+}

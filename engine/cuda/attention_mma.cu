@@ -1,0 +1,270 @@
+// Causal prefill attention on the tensor cores; see attention_mma.h.
+//
+// Block (tile of kBQ = 64 queries, head), four warps of 16 query rows. Key tiles of kBK = 64
+// positions: keys row-major and values transposed go to shared memory as BF16 (and, split, the
+// rounding residual of each as a second BF16 part); scores S = Q·Kᵀ and the output O += P·V are
+// mma.sync m16n8k16 products with f32 accumulation, S and O held in registers in the
+// accumulator layout, with a running maximum and sum per query row (flash-style). The score
+// fragments become the A operand of P·V without leaving the registers: the accumulator of two
+// neighbouring 8-key column tiles is the A fragment of one 16-key chunk.
+//
+// Split (the exact activations): a value x is taken as hi + lo, hi = bf16(x), lo = bf16(x - hi),
+// and a product of two such values as hi·hi' + hi·lo' + lo·hi' (lo·lo' is below 2⁻¹⁶ of it):
+// scores and output to about 2⁻¹⁶ of their terms for three times the tensor-core work.
+#include "engine/cuda/attention_mma.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/attention_tiles.h"
+#include "engine/cuda/device.h"
+
+namespace moe::cuda::launch {
+
+namespace {
+
+constexpr int kBQ = 64, kBK = 64, kWarps = 4, kThreads = kWarps * 32;
+
+// D += A·B, m16n8k16, BF16 inputs, f32 accumulator (the PTX ISA's fragment layouts).
+__device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two values as a BF16 pair (the first in the low half), rounded to nearest even; with lo,
+// the pair of their rounding residuals too.
+__device__ inline uint32_t pack(float x, float y) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ inline void split_pack(float x, float y, uint32_t& hi, uint32_t& lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    hi = *reinterpret_cast<const uint32_t*>(&h);
+    lo = pack(x - __low2float(h), y - __high2float(h));
+}
+
+__device__ inline void to_parts(float x, __nv_bfloat16* hi, __nv_bfloat16* lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(x);
+    *hi = h;
+    if (lo) *lo = __float2bfloat16_rn(x - __bfloat162float(h));
+}
+
+__device__ inline uint32_t ld32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <int HD, bool SPLIT>
+struct Layout {
+    static constexpr int kParts = SPLIT ? 2 : 1;
+    static constexpr int kLdq = HD + 8;    // BF16 per row of queries and keys (conflict-free fragment reads)
+    static constexpr int kLdv = kBK + 8;   // BF16 per row of the transposed values
+    static constexpr int kQ = kBQ * kLdq;  // one part of the query tile
+    static constexpr int kK = kBK * kLdq;
+    static constexpr int kV = HD * kLdv;
+    static constexpr size_t kBytes = static_cast<size_t>(kParts) * (kQ + kK + kV) * sizeof(__nv_bfloat16);
+};
+
+template <int HD, bool SPLIT>
+__global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q, const float* k, const float* v, int64_t T,
+                                                                  int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale,
+                                                                  int64_t n_qtiles, float* out) {
+    using L = Layout<HD, SPLIT>;
+    extern __shared__ __align__(16) unsigned char smem[];
+    __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);  // [parts][kBQ][kLdq]
+    __nv_bfloat16* ks = qs + L::kParts * L::kQ;                   // [parts][kBK][kLdq]
+    __nv_bfloat16* vt = ks + L::kParts * L::kK;                   // [parts][HD][kLdv]
+    // The longest tiles (latest queries) first.
+    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.x)) * kBQ, h = blockIdx.y;
+    const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    constexpr int kVec = HD / 4;  // float4s per row
+
+    for (int idx = threadIdx.x; idx < kBQ * kVec; idx += kThreads) {
+        const int r = idx / kVec, d = (idx % kVec) * 4;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (q0 + r < T) x = *reinterpret_cast<const float4*>(q + ((q0 + r) * n_heads + h) * HD + d);
+        __nv_bfloat16* hi = qs + r * L::kLdq + d;
+        __nv_bfloat16* lo = SPLIT ? hi + L::kQ : nullptr;
+        to_parts(x.x, hi, lo);
+        to_parts(x.y, hi + 1, lo ? lo + 1 : nullptr);
+        to_parts(x.z, hi + 2, lo ? lo + 2 : nullptr);
+        to_parts(x.w, hi + 3, lo ? lo + 3 : nullptr);
+    }
+
+    float o[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows g and g + 8 of the warp's 16
+    const int row = warp * 16 + g;
+    const int64_t qi[2] = {q0 + row, q0 + row + 8};
+
+    const int64_t n_tiles = attention_tiles::key_tiles(q0, kBQ, T, pos0, kBK);
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const int64_t k0 = tile * kBK;
+        __syncthreads();  // the previous tile is no longer read (and the queries are in)
+        for (int idx = threadIdx.x; idx < kBK * kVec; idx += kThreads) {
+            const int j = idx / kVec, d = (idx % kVec) * 4;
+            float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;
+            if (k0 + j < P) {
+                const int64_t at = ((k0 + j) * n_kv_heads + kvh) * HD + d;
+                kx = *reinterpret_cast<const float4*>(k + at);
+                vx = *reinterpret_cast<const float4*>(v + at);
+            }
+            __nv_bfloat16* kh = ks + j * L::kLdq + d;
+            __nv_bfloat16* kl = SPLIT ? kh + L::kK : nullptr;
+            to_parts(kx.x, kh, kl);
+            to_parts(kx.y, kh + 1, kl ? kl + 1 : nullptr);
+            to_parts(kx.z, kh + 2, kl ? kl + 2 : nullptr);
+            to_parts(kx.w, kh + 3, kl ? kl + 3 : nullptr);
+            __nv_bfloat16* vh = vt + d * L::kLdv + j;
+            __nv_bfloat16* vl = SPLIT ? vh + L::kV : nullptr;
+            to_parts(vx.x, vh, vl);
+            to_parts(vx.y, vh + L::kLdv, vl ? vl + L::kLdv : nullptr);
+            to_parts(vx.z, vh + 2 * L::kLdv, vl ? vl + 2 * L::kLdv : nullptr);
+            to_parts(vx.w, vh + 3 * L::kLdv, vl ? vl + 3 * L::kLdv : nullptr);
+        }
+        __syncthreads();
+
+        // Scores of the warp's 16 rows against the tile's keys: kBK / 8 accumulator tiles.
+        float s[kBK / 8][4];
+#pragma unroll
+        for (int n = 0; n < kBK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int kc = 0; kc < HD / 16; ++kc) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int p = 0; p < L::kParts; ++p) {
+                const __nv_bfloat16* base = qs + p * L::kQ + row * L::kLdq + kc * 16 + 2 * c;
+                a[p][0] = ld32(base);
+                a[p][1] = ld32(base + 8 * L::kLdq);
+                a[p][2] = ld32(base + 8);
+                a[p][3] = ld32(base + 8 * L::kLdq + 8);
+            }
+#pragma unroll
+            for (int n = 0; n < kBK / 8; ++n) {
+                const __nv_bfloat16* kb = ks + (n * 8 + g) * L::kLdq + kc * 16 + 2 * c;
+                mma(s[n], a[0], ld32(kb), ld32(kb + 8));
+                if constexpr (SPLIT) {
+                    mma(s[n], a[0], ld32(kb + L::kK), ld32(kb + L::kK + 8));
+                    mma(s[n], a[1], ld32(kb), ld32(kb + 8));
+                }
+            }
+        }
+
+        // Online softmax per row: scaled and masked scores, the new maximum over the quad of
+        // lanes holding the row, the earlier output and sum rescaled.
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < kBK / 8; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int64_t key = k0 + n * 8 + 2 * c + e;
+                    const bool visible = qi[i] < T && key <= pos0 + qi[i];
+                    const float x = visible ? s[n][2 * i + e] * scale : -INFINITY;
+                    s[n][2 * i + e] = x;
+                    mx = fmaxf(mx, x);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m[i], mx);
+            const float alpha = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
+            float sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < kBK / 8; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * i + e] - m_new);
+                    s[n][2 * i + e] = p;
+                    sum += p;
+                }
+            l[i] = l[i] * alpha + sum;  // this lane's share of the row; the quad's summed at the end
+            m[i] = m_new;
+#pragma unroll
+            for (int n = 0; n < HD / 8; ++n) {
+                o[n][2 * i] *= alpha;
+                o[n][2 * i + 1] *= alpha;
+            }
+        }
+
+        // O += P·V over the tile's keys in chunks of 16.
+#pragma unroll
+        for (int kc = 0; kc < kBK / 16; ++kc) {
+            uint32_t a[2][4];
+            if constexpr (SPLIT) {
+                split_pack(s[2 * kc][0], s[2 * kc][1], a[0][0], a[1][0]);
+                split_pack(s[2 * kc][2], s[2 * kc][3], a[0][1], a[1][1]);
+                split_pack(s[2 * kc + 1][0], s[2 * kc + 1][1], a[0][2], a[1][2]);
+                split_pack(s[2 * kc + 1][2], s[2 * kc + 1][3], a[0][3], a[1][3]);
+            } else {
+                a[0][0] = pack(s[2 * kc][0], s[2 * kc][1]);
+                a[0][1] = pack(s[2 * kc][2], s[2 * kc][3]);
+                a[0][2] = pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+                a[0][3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+            }
+#pragma unroll
+            for (int n = 0; n < HD / 8; ++n) {
+                const __nv_bfloat16* vb = vt + (n * 8 + g) * L::kLdv + kc * 16 + 2 * c;
+                mma(o[n], a[0], ld32(vb), ld32(vb + 8));
+                if constexpr (SPLIT) {
+                    mma(o[n], a[0], ld32(vb + L::kV), ld32(vb + L::kV + 8));
+                    mma(o[n], a[1], ld32(vb), ld32(vb + 8));
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        float sum = l[i];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if (qi[i] >= T) continue;
+        const float inv = 1.0f / sum;
+        float* orow = out + (qi[i] * n_heads + h) * HD + 2 * c;
+#pragma unroll
+        for (int n = 0; n < HD / 8; ++n)
+            *reinterpret_cast<float2*>(orow + n * 8) = make_float2(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+    }
+}
+
+template <int HD, bool SPLIT>
+void launch_mma(const float* q, const float* k, const float* v, int64_t T, int64_t nh, int64_t nkv, int64_t pos0, float scale,
+                float* out, cudaStream_t s) {
+    using L = Layout<HD, SPLIT>;
+    static bool raised = false;  // per instantiation, once
+    if (!raised) {
+        check(cudaFuncSetAttribute(mma_attention_kernel<HD, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(L::kBytes)),
+              "attention on the tensor cores: shared memory size");
+        raised = true;
+    }
+    const int64_t n_qtiles = (T + kBQ - 1) / kBQ;
+    const dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(nh));
+    mma_attention_kernel<HD, SPLIT><<<grid, kThreads, L::kBytes, s>>>(q, k, v, T, nh, nkv, pos0, scale, n_qtiles, out);
+    check(cudaGetLastError(), "launching attention on the tensor cores");
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace
+
+bool attention_mma(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, int64_t pos0, float scale, float* out, bool split, cudaStream_t s) {
+    if ((head_dim != 64 && head_dim != 128) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) ||
+        n_kv_heads <= 0 || n_heads % n_kv_heads)
+        return false;
+    if (head_dim == 128) {
+        if (split) launch_mma<128, true>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
+        else launch_mma<128, false>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
+    } else {
+        if (split) launch_mma<64, true>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
+        else launch_mma<64, false>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
+    }
+    return true;
+}
+
+}  // namespace moe::cuda::launch
