@@ -4,7 +4,10 @@
 //   blocks: blocks of 256 threads per multiprocessor the compiler is held to (registers),
 //   hint: plain read-only loads, or loads that skip L1 and ask L2 for 256-byte sectors,
 //   grid: blocks that stay and stride over the rows, or one block per 8·rows rows;
-// against a kernel that only reads the bytes (the ceiling). Shapes of DeepSeekMoE 16B's decode:
+//   norm: x normalised in each block first (RMSNorm, sum of squares in double, as the fused
+//   decode kernels do) or copied;
+// against a kernel that only reads the bytes (the ceiling), and the engine's own fused product
+// (launch::fused_gemv, with and without its RMSNorm) on the same matrices. Shapes of DeepSeekMoE 16B's decode:
 // q, k, v (6144 × 2048, 25 MB) and the routed experts' gate and up (6 × 2816 × 2048, 69 MB).
 // Usage: bench_gemv [repeats]. Prints JSON: GB/s per variant and shape.
 #include <cuda_bf16.h>
@@ -14,6 +17,8 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#include "engine/cuda/decode_kernels.h"
 
 namespace {
 
@@ -48,11 +53,25 @@ __device__ inline float dot8(const uint4& raw, const float* xs) {
 }
 
 // n = 2048 (kChunks chunks of 256 elements per row).
-template <int R, int MINB, bool HINT>
+template <int R, int MINB, bool HINT, bool NORM = false>
 __global__ void __launch_bounds__(kThreads, MINB) gemv(const __nv_bfloat16* w, const float* x, float* y, int rows) {
     constexpr int n = kChunks * 256;
     __shared__ __align__(16) float xs[n];
-    for (int i = threadIdx.x; i < n; i += kThreads) xs[i] = x[i];
+    if constexpr (NORM) {
+        __shared__ double partial[kThreads];
+        double ss = 0;
+        for (int i = threadIdx.x; i < n; i += kThreads) ss += static_cast<double>(x[i]) * x[i];
+        partial[threadIdx.x] = ss;
+        __syncthreads();
+        for (int st = kThreads / 2; st > 0; st /= 2) {
+            if (threadIdx.x < st) partial[threadIdx.x] += partial[threadIdx.x + st];
+            __syncthreads();
+        }
+        const float scale = static_cast<float>(1.0 / sqrt(partial[0] / n + 1e-6));
+        for (int i = threadIdx.x; i < n; i += kThreads) xs[i] = __fmul_rn(x[i], scale);
+    } else {
+        for (int i = threadIdx.x; i < n; i += kThreads) xs[i] = x[i];
+    }
     __syncthreads();
     const int lane = threadIdx.x % 32;
     const int stride = gridDim.x * kWarps * R;
@@ -107,16 +126,17 @@ double time_gbs(Launch launch, size_t bytes, int reps) {
     return static_cast<double>(bytes) * reps / (ms * 1e-3) / 1e9;
 }
 
-template <int R, int MINB, bool HINT>
+template <int R, int MINB, bool HINT, bool NORM = false>
 void variants(std::vector<Result>& out, const __nv_bfloat16* w, int copies, const float* x, float* y, int rows, int sms,
               int reps, const std::string& shape) {
     const size_t bytes = static_cast<size_t>(rows) * 2048 * 2;
     auto at = [&](int i) { return w + static_cast<size_t>(i % copies) * rows * 2048; };
-    const std::string base = shape + " rows=" + std::to_string(R) + " blocks=" + std::to_string(MINB) + (HINT ? " hint=L2_256B" : " hint=none");
+    const std::string base = shape + " rows=" + std::to_string(R) + " blocks=" + std::to_string(MINB) +
+                             (HINT ? " hint=L2_256B" : " hint=none") + (NORM ? " norm=yes" : "");
     const unsigned stay = static_cast<unsigned>(sms * MINB);
     const unsigned full = static_cast<unsigned>((rows + kWarps * R - 1) / (kWarps * R));
-    out.push_back({base + " grid=stay", time_gbs([&](int i) { gemv<R, MINB, HINT><<<stay, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
-    out.push_back({base + " grid=full", time_gbs([&](int i) { gemv<R, MINB, HINT><<<full, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
+    out.push_back({base + " grid=stay", time_gbs([&](int i) { gemv<R, MINB, HINT, NORM><<<stay, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
+    out.push_back({base + " grid=full", time_gbs([&](int i) { gemv<R, MINB, HINT, NORM><<<full, kThreads>>>(at(i), x, y, rows); }, bytes, reps)});
 }
 
 }  // namespace
@@ -128,6 +148,34 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "device");
     std::vector<Result> out;
+    {
+        // The same product with its copies spread over most of the device's memory (as a model's
+        // weights are) rather than packed in 400 MB: what the translation of addresses costs.
+        size_t free_b = 0, total_b = 0;
+        check(cudaMemGetInfo(&free_b, &total_b), "memory");
+        const size_t span = free_b / 2 / (size_t(1) << 30) * (size_t(1) << 30);
+        const int rows = 6144;
+        const size_t n = static_cast<size_t>(rows) * 2048;
+        char* big = nullptr;
+        float *x = nullptr, *y = nullptr;
+        if (span >= (size_t(4) << 30) && cudaMalloc(&big, span) == cudaSuccess) {
+            check(cudaMalloc(&x, 2048 * 4), "alloc");
+            check(cudaMalloc(&y, static_cast<size_t>(rows) * 4), "alloc");
+            check(cudaMemset(x, 0, 2048 * 4), "fill");
+            const int copies = 16;
+            const size_t step = span / copies / 256 * 256;
+            for (int c = 0; c < copies; ++c) check(cudaMemset(big + c * step, 0x3c, n * 2), "fill");
+            auto at = [&](int i) { return reinterpret_cast<const __nv_bfloat16*>(big + (i % copies) * step); };
+            const unsigned stay = static_cast<unsigned>(sms * 2);
+            out.push_back({"qkv 6144x2048 rows=1 blocks=2 hint=none grid=stay spread=" + std::to_string(span >> 30) + "GB",
+                           time_gbs([&](int i) { gemv<1, 2, false><<<stay, kThreads>>>(at(i), x, y, rows); }, n * 2, reps)});
+            out.push_back({"qkv 6144x2048 rows=1 blocks=2 hint=L2_256B grid=stay spread=" + std::to_string(span >> 30) + "GB",
+                           time_gbs([&](int i) { gemv<1, 2, true><<<stay, kThreads>>>(at(i), x, y, rows); }, n * 2, reps)});
+            cudaFree(big);
+            cudaFree(x);
+            cudaFree(y);
+        }
+    }
     for (const int rows : {6144, 6 * 2816}) {
         const std::string shape = rows == 6144 ? "qkv 6144x2048" : "experts 16896x2048";
         // Copies of the matrix read in turn, 400 MB or more in all: none is still in L2 when read again.
@@ -143,8 +191,24 @@ int main(int argc, char** argv) {
         check(cudaMemset(w, 0x3c, n * 2 * copies), "fill");
         check(cudaMemset(x, 0, 2048 * 4), "fill");
         out.push_back({shape + " read only", time_gbs([&](int i) { read_only<<<sms * 8, 256>>>(reinterpret_cast<const uint4*>(w + (i % copies) * n), n / 8, sink); }, n * 2, reps)});
+        for (const bool with_norm : {false, true}) {
+            float* norm = nullptr;
+            check(cudaMalloc(&norm, 2048 * 4), "alloc");
+            check(cudaMemset(norm, 0, 2048 * 4), "fill");
+            out.push_back({shape + " engine fused_gemv" + (with_norm ? " norm=yes" : ""), time_gbs([&](int i) {
+                               moe::cuda::launch::GemvPart part;
+                               part.w = w + static_cast<size_t>(i % copies) * n;
+                               part.rows = rows;
+                               part.y = y;
+                               part.ldy = rows;
+                               moe::cuda::launch::fused_gemv(x, 1, 2048, with_norm ? norm : nullptr, 1e-6f, nullptr, &part, 1, nullptr);
+                           }, n * 2, reps)});
+            cudaFree(norm);
+        }
         variants<1, 2, false>(out, w, copies, x, y, rows, sms, reps, shape);
         variants<1, 2, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<1, 2, false, true>(out, w, copies, x, y, rows, sms, reps, shape);
+        variants<1, 2, true, true>(out, w, copies, x, y, rows, sms, reps, shape);
         variants<1, 4, false>(out, w, copies, x, y, rows, sms, reps, shape);
         variants<1, 4, true>(out, w, copies, x, y, rows, sms, reps, shape);
         variants<2, 2, false>(out, w, copies, x, y, rows, sms, reps, shape);

@@ -1,12 +1,13 @@
 // Causal prefill attention on the tensor cores; see attention_mma.h.
 //
 // Block (tile of kBQ = 64 queries, head), four warps of 16 query rows. Key tiles of kBK = 64
-// positions: keys row-major and values transposed go to shared memory as BF16 (and, split, the
-// rounding residual of each as a second BF16 part); scores S = Q·Kᵀ and the output O += P·V are
-// mma.sync m16n8k16 products with f32 accumulation, S and O held in registers in the
-// accumulator layout, with a running maximum and sum per query row (flash-style). The score
-// fragments become the A operand of P·V without leaving the registers: the accumulator of two
-// neighbouring 8-key column tiles is the A fragment of one 16-key chunk.
+// positions: queries, keys and values go to shared memory row-major as BF16 (and, split, the
+// rounding residual of each as a second BF16 part); fragments come out with ldmatrix (the
+// values' transposed); scores S = Q·Kᵀ and the output O += P·V are mma.sync m16n8k16 products
+// with f32 accumulation, S and O held in registers in the accumulator layout, with a running
+// maximum and sum per query row (flash-style). The score fragments become the A operand of
+// P·V without leaving the registers: the accumulator of two neighbouring 8-key column tiles is
+// the A fragment of one 16-key chunk.
 //
 // Split (the exact activations): a value x is taken as hi + lo, hi = bf16(x), lo = bf16(x - hi),
 // and a product of two such values as hi·hi' + hi·lo' + lo·hi' (lo·lo' is below 2⁻¹⁶ of it):
@@ -47,22 +48,34 @@ __device__ inline void split_pack(float x, float y, uint32_t& hi, uint32_t& lo) 
     lo = pack(x - __low2float(h), y - __high2float(h));
 }
 
-__device__ inline void to_parts(float x, __nv_bfloat16* hi, __nv_bfloat16* lo) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(x);
-    *hi = h;
-    if (lo) *lo = __float2bfloat16_rn(x - __bfloat162float(h));
+// Four values as BF16 (8 bytes at hi) and, with lo, their rounding residuals (8 bytes at lo).
+__device__ inline void store_parts(const float4& x, __nv_bfloat16* hi, __nv_bfloat16* lo) {
+    uint32_t h0, h1, l0, l1;
+    split_pack(x.x, x.y, h0, l0);
+    split_pack(x.z, x.w, h1, l1);
+    *reinterpret_cast<uint2*>(hi) = make_uint2(h0, h1);
+    if (lo) *reinterpret_cast<uint2*>(lo) = make_uint2(l0, l1);
 }
 
-__device__ inline uint32_t ld32(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ inline void ldmatrix4(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
 
 template <int HD, bool SPLIT>
 struct Layout {
     static constexpr int kParts = SPLIT ? 2 : 1;
-    static constexpr int kLdq = HD + 8;    // BF16 per row of queries and keys (conflict-free fragment reads)
-    static constexpr int kLdv = kBK + 8;   // BF16 per row of the transposed values
-    static constexpr int kQ = kBQ * kLdq;  // one part of the query tile
-    static constexpr int kK = kBK * kLdq;
-    static constexpr int kV = HD * kLdv;
+    static constexpr int kLd = HD + 8;    // BF16 per row (16-byte aligned, conflict-free ldmatrix)
+    static constexpr int kQ = kBQ * kLd;  // one part of the query tile
+    static constexpr int kK = kBK * kLd;
+    static constexpr int kV = kBK * kLd;
     static constexpr size_t kBytes = static_cast<size_t>(kParts) * (kQ + kK + kV) * sizeof(__nv_bfloat16);
 };
 
@@ -72,9 +85,9 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
                                                                   int64_t n_qtiles, float* out) {
     using L = Layout<HD, SPLIT>;
     extern __shared__ __align__(16) unsigned char smem[];
-    __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);  // [parts][kBQ][kLdq]
-    __nv_bfloat16* ks = qs + L::kParts * L::kQ;                   // [parts][kBK][kLdq]
-    __nv_bfloat16* vt = ks + L::kParts * L::kK;                   // [parts][HD][kLdv]
+    __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);  // [parts][kBQ][kLd]
+    __nv_bfloat16* ks = qs + L::kParts * L::kQ;                   // [parts][kBK][kLd]
+    __nv_bfloat16* vs = ks + L::kParts * L::kK;                   // [parts][kBK][kLd]
     // The longest tiles (latest queries) first.
     const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.x)) * kBQ, h = blockIdx.y;
     const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
@@ -85,12 +98,8 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
         const int r = idx / kVec, d = (idx % kVec) * 4;
         float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
         if (q0 + r < T) x = *reinterpret_cast<const float4*>(q + ((q0 + r) * n_heads + h) * HD + d);
-        __nv_bfloat16* hi = qs + r * L::kLdq + d;
-        __nv_bfloat16* lo = SPLIT ? hi + L::kQ : nullptr;
-        to_parts(x.x, hi, lo);
-        to_parts(x.y, hi + 1, lo ? lo + 1 : nullptr);
-        to_parts(x.z, hi + 2, lo ? lo + 2 : nullptr);
-        to_parts(x.w, hi + 3, lo ? lo + 3 : nullptr);
+        __nv_bfloat16* hi = qs + r * L::kLd + d;
+        store_parts(x, hi, SPLIT ? hi + L::kQ : nullptr);
     }
 
     float o[HD / 8][4];
@@ -112,18 +121,10 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
                 kx = *reinterpret_cast<const float4*>(k + at);
                 vx = *reinterpret_cast<const float4*>(v + at);
             }
-            __nv_bfloat16* kh = ks + j * L::kLdq + d;
-            __nv_bfloat16* kl = SPLIT ? kh + L::kK : nullptr;
-            to_parts(kx.x, kh, kl);
-            to_parts(kx.y, kh + 1, kl ? kl + 1 : nullptr);
-            to_parts(kx.z, kh + 2, kl ? kl + 2 : nullptr);
-            to_parts(kx.w, kh + 3, kl ? kl + 3 : nullptr);
-            __nv_bfloat16* vh = vt + d * L::kLdv + j;
-            __nv_bfloat16* vl = SPLIT ? vh + L::kV : nullptr;
-            to_parts(vx.x, vh, vl);
-            to_parts(vx.y, vh + L::kLdv, vl ? vl + L::kLdv : nullptr);
-            to_parts(vx.z, vh + 2 * L::kLdv, vl ? vl + 2 * L::kLdv : nullptr);
-            to_parts(vx.w, vh + 3 * L::kLdv, vl ? vl + 3 * L::kLdv : nullptr);
+            __nv_bfloat16* kh = ks + j * L::kLd + d;
+            __nv_bfloat16* vh = vs + j * L::kLd + d;
+            store_parts(kx, kh, SPLIT ? kh + L::kK : nullptr);
+            store_parts(vx, vh, SPLIT ? vh + L::kV : nullptr);
         }
         __syncthreads();
 
@@ -135,20 +136,22 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
         for (int kc = 0; kc < HD / 16; ++kc) {
             uint32_t a[2][4];
 #pragma unroll
-            for (int p = 0; p < L::kParts; ++p) {
-                const __nv_bfloat16* base = qs + p * L::kQ + row * L::kLdq + kc * 16 + 2 * c;
-                a[p][0] = ld32(base);
-                a[p][1] = ld32(base + 8 * L::kLdq);
-                a[p][2] = ld32(base + 8);
-                a[p][3] = ld32(base + 8 * L::kLdq + 8);
-            }
+            for (int p = 0; p < L::kParts; ++p)
+                ldmatrix4(a[p], qs + p * L::kQ + (warp * 16 + lane % 16) * L::kLd + kc * 16 + (lane / 16) * 8);
 #pragma unroll
-            for (int n = 0; n < kBK / 8; ++n) {
-                const __nv_bfloat16* kb = ks + (n * 8 + g) * L::kLdq + kc * 16 + 2 * c;
-                mma(s[n], a[0], ld32(kb), ld32(kb + 8));
+            for (int n = 0; n < kBK / 8; n += 2) {  // key tiles n and n + 1
+                const __nv_bfloat16* kb = ks + (n * 8 + lane % 8 + (lane / 16) * 8) * L::kLd + kc * 16 + ((lane / 8) % 2) * 8;
+                uint32_t b[4];
+                ldmatrix4(b, kb);
+                mma(s[n], a[0], b[0], b[1]);
+                mma(s[n + 1], a[0], b[2], b[3]);
                 if constexpr (SPLIT) {
-                    mma(s[n], a[0], ld32(kb + L::kK), ld32(kb + L::kK + 8));
-                    mma(s[n], a[1], ld32(kb), ld32(kb + 8));
+                    uint32_t bl[4];
+                    ldmatrix4(bl, kb + L::kK);
+                    mma(s[n], a[0], bl[0], bl[1]);
+                    mma(s[n + 1], a[0], bl[2], bl[3]);
+                    mma(s[n], a[1], b[0], b[1]);
+                    mma(s[n + 1], a[1], b[2], b[3]);
                 }
             }
         }
@@ -206,12 +209,19 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
                 a[0][3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
             }
 #pragma unroll
-            for (int n = 0; n < HD / 8; ++n) {
-                const __nv_bfloat16* vb = vt + (n * 8 + g) * L::kLdv + kc * 16 + 2 * c;
-                mma(o[n], a[0], ld32(vb), ld32(vb + 8));
+            for (int n = 0; n < HD / 8; n += 2) {  // output dimension tiles n and n + 1
+                const __nv_bfloat16* vb = vs + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::kLd + n * 8 + (lane / 16) * 8;
+                uint32_t b[4];
+                ldmatrix4_trans(b, vb);
+                mma(o[n], a[0], b[0], b[1]);
+                mma(o[n + 1], a[0], b[2], b[3]);
                 if constexpr (SPLIT) {
-                    mma(o[n], a[0], ld32(vb + L::kV), ld32(vb + L::kV + 8));
-                    mma(o[n], a[1], ld32(vb), ld32(vb + 8));
+                    uint32_t bl[4];
+                    ldmatrix4_trans(bl, vb + L::kV);
+                    mma(o[n], a[0], bl[0], bl[1]);
+                    mma(o[n + 1], a[0], bl[2], bl[3]);
+                    mma(o[n], a[1], b[0], b[1]);
+                    mma(o[n + 1], a[1], b[2], b[3]);
                 }
             }
         }

@@ -46,8 +46,8 @@ void CudaDeepseekMoe::gate_up_rounded(launch::Blas& blas, const Ffn& f, const ui
     }
 }
 
-bool CudaDeepseekMoe::grouped(const MoeLayer& m) {
-    if (!launch::grouped_expert_products() || m.experts.empty()) return false;
+bool CudaDeepseekMoe::grouped(const MoeLayer& m) const {
+    if (!launch::grouped_expert_products(blas_->split_activations()) || m.experts.empty()) return false;
     const Ffn& f0 = m.experts.front();
     if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out) ||
         !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out))

@@ -218,9 +218,9 @@ private:
     // side streams.
     void for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const;
     // Whether a MoE layer's routed experts run as launch::expert_products (BF16, shapes it
-    // takes, every matrix 16-byte aligned, not switched off by MOEWB_CUDA_EXPERT_GEMM); and
-    // whether each expert's up matrix follows its gate matrix (one product of 2F outputs).
-    static bool grouped(const MoeLayer& m);
+    // takes, every matrix 16-byte aligned; launch::grouped_expert_products); and whether each
+    // expert's up matrix follows its gate matrix (one product of 2F outputs).
+    bool grouped(const MoeLayer& m) const;
     static bool all_adjacent(const MoeLayer& m);
     // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
     static constexpr int64_t kGemvTokens = 4;

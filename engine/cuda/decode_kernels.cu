@@ -62,10 +62,12 @@ struct Parts {
     int n;
 };
 
+__device__ inline int64_t type_bytes(WType t) { return t == WType::f32 ? 4 : 2; }
+
 // Blocks (b, token), a few per multiprocessor, that stay for all rows: the token's input
 // (normalised when norm is set) goes to shared memory once, then each warp takes every
-// (gridDim.x · kWarps)-th output row. A warp's first row is fetched before the kernel before
-// has finished (launch_after).
+// (gridDim.x · kWarps)-th output row. A warp's first row is asked into L2 before the kernel
+// before has finished (launch_after); its input is read once, after that kernel, from L2.
 __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
                                                                  float* normed, Parts p) {
     extern __shared__ __align__(16) float xs[];
@@ -75,33 +77,31 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
     int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
     int j = 0;
     while (j < p.n && r >= p.end[j]) ++j;
-    RowChunks a, b;
     if (r < rows) {
-        const int64_t o = r - (j ? p.end[j - 1] : 0);
-        fetch(a, p.w[j], p.type[j], o, in, lane);
-        if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
+        const int64_t o = r - (j ? p.end[j - 1] : 0), bytes = in * type_bytes(p.type[j]);
+        prefetch_l2(static_cast<const char*>(p.w[j]) + o * bytes, bytes, lane);
+        if (p.w2[j]) prefetch_l2(static_cast<const char*>(p.w2[j]) + o * bytes, bytes, lane);
     }
     wait_for_previous();
     const float* xr = x + t * in;
+    for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = xr[i];
+    __syncthreads();
     if (norm) {
-        const float scale = block_rms_scale(xr, in, eps);
+        const float scale = block_rms_scale_shared(xs, in, eps);
         const bool write = normed && blockIdx.x == 0;
         for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
-            const float v = rms_apply(xr[i], scale, norm[i]);
+            const float v = rms_apply(xs[i], scale, norm[i]);
             xs[i] = v;
             if (write) normed[t * in + i] = v;
         }
-    } else {
-        for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = xr[i];
+        __syncthreads();
     }
-    __syncthreads();
-    for (bool fetched = true; r < rows; r += stride, fetched = false) {
+    RowChunks a, b;
+    for (; r < rows; r += stride) {
         while (r >= p.end[j]) ++j;
         const int64_t o = r - (j ? p.end[j - 1] : 0);
-        if (!fetched) {
-            fetch(a, p.w[j], p.type[j], o, in, lane);
-            if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
-        }
+        fetch(a, p.w[j], p.type[j], o, in, lane);
+        if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
         float v = dot(a, p.w[j], p.type[j], o, xs, in, lane);
         if (p.w2[j]) v = silu_mul_rn(v, dot(b, p.w2[j], p.type[j], o, xs, in, lane));
         if (lane == 0) {

@@ -121,12 +121,13 @@ int expert_streams() {
     return n;
 }
 
-bool grouped_expert_products() {
-    static const bool on = [] {
+bool grouped_expert_products(bool split) {
+    static const int mode = [] {  // 0 auto, 1 ours, 2 cuBLAS
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
-        return !(env && std::string(env) == "cublas");
+        const std::string v = env ? env : "";
+        return v == "grouped" ? 1 : v == "cublas" ? 2 : 0;
     }();
-    return on;
+    return mode == 1 || (mode == 0 && split);
 }
 
 int multiprocessors() {

@@ -22,8 +22,10 @@ bool early_launch();
 // (0 to 16; 0 runs them on the step's stream, to compare), 4 when unset or not such a number.
 int expert_streams();
 // Whether the routed experts' products of a step of many tokens run as one launch of our own
-// (launch::expert_products) where they fit: yes unless MOEWB_CUDA_EXPERT_GEMM=cublas (to compare).
-bool grouped_expert_products();
+// (launch::expert_products) where they fit, rather than one cuBLAS product per expert on the
+// side streams: with split activations (two products per expert for cuBLAS, one launch
+// for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped or =cublas chooses for both (to compare).
+bool grouped_expert_products(bool split);
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 

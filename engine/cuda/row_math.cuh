@@ -143,6 +143,29 @@ __device__ inline float block_rms_scale(const float* x, int64_t n, float eps) {
     return scale;
 }
 
+// The same scale of a row already in shared memory (xs [n]), by all threads of a block of
+// kNormThreads: each warp's share summed in double with shuffles, the warps' sums added in
+// order by every thread after one barrier.
+__device__ inline float block_rms_scale_shared(const float* xs, int64_t n, float eps) {
+    __shared__ double warp_sums[kNormThreads / 32];
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xs[i]) * xs[i];
+    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = ss;
+    __syncthreads();
+    double total = 0;
+    for (int w = 0; w < kNormThreads / 32; ++w) total += warp_sums[w];
+    return static_cast<float>(1.0 / sqrt(total / static_cast<double>(n) + eps));
+}
+
+// A row of `bytes` bytes asked into L2 by a warp (one 128-byte line per lane per step): no
+// register waits for it, so that what the warp loads next is not queued behind it.
+__device__ inline void prefetch_l2(const void* row, int64_t bytes, int lane) {
+    const char* p = static_cast<const char*>(row);
+    for (int64_t off = static_cast<int64_t>(lane) * 128; off < bytes; off += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p + off));
+}
+
 // y = (x · scale) · w, as the CPU rounds it.
 __device__ inline float rms_apply(float x, float scale, float w) { return __fmul_rn(__fmul_rn(x, scale), w); }
 
