@@ -199,6 +199,7 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
         status_->setText(tr("Generating…"));
         appendTurn(tr("Model"), QString(), "#1f6f3f");
         ++answer_no_;
+        answering_ = true;
         splitter_.emplace(next_opens_thinking_);
         shown_ = -1;
     });
@@ -311,13 +312,17 @@ void ChatPanel::showPieces(const std::vector<ThinkingSplitter::Piece>& pieces) {
 }
 
 void ChatPanel::answerFinished(bool ok, const QString& summary) {
+    // A send refused before it started (no model, an empty message) ends here too: the last
+    // answer stays as it was tagged.
+    const bool answered = answering_;
+    answering_ = false;
     if (splitter_) showPieces(splitter_->finish());
     splitter_.reset();
     send_->setEnabled(true);
     stop_->setEnabled(false);
     clear_->setEnabled(true);
     inspect_->setEnabled(session_->lastRouting().has_value());
-    if (session_->lastRouting() && session_->lastResult()) {
+    if (answered && session_->lastRouting() && session_->lastResult()) {
         answer_routing_[answer_no_] = *session_->lastRouting();
         tagTokens(answer_no_, *session_->lastRouting(), session_->lastResult()->tokens);
     }

@@ -86,6 +86,7 @@ private:
     bool next_opens_thinking_ = false;
     int shown_ = -1;  // -1 nothing of this answer yet, 0 answer, 1 thinking
     int answer_no_ = 0;  // answers of this chat so far; the one being written
+    bool answering_ = false;  // an answer started and has not finished (a refused send starts none)
     std::map<int, TokenRouting> answer_routing_;  // by answer, once finished
     std::function<std::optional<ExpertMask>()> mask_source_;
     QString mask_spec_;  // the ablation panel's, as last shown
