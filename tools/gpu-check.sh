@@ -3,6 +3,7 @@
 # at hand unless CMAKE_CUDA_ARCHITECTURES is set), runs the parity suites (ctest -L gpu), then
 # the benchmarks of docs/performance.md on random weights of DeepSeekMoE 16B's true shape —
 # `moewb bench --backend cuda` with exact and BF16 activations, with and without CUDA graphs,
+# the experts' products both ways, the decode products' streaming rates (bench_gemv),
 # the backend's stage profile, and the PyTorch eager peer when
 # torch is installed — writing each JSON into OUT-DIR.
 # Needs what tools/install-deps.sh installs (Qt Test runs the suites) and the CUDA toolkit.
@@ -32,6 +33,15 @@ fi
     --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
     | tee "$OUT/bench-cuda-no-graphs.json"
+# The routed experts' products both ways (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
+for way in grouped cublas; do
+    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
+        --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
+    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
+        --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
+done
+# How fast decode products stream the weights (bench/bench_gemv.cu).
+"$BUILD/bench/bench_gemv" | tee "$OUT/bench-gemv.json"
 # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
 MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 --repeat 2 \
     --activations bf16 >/dev/null 2> "$OUT/stages.txt"

@@ -43,7 +43,8 @@ const char* kHelp =
     "--activations bf16 rounds activations to BF16 for the tensor cores (one product per\n"
     "linear layer) instead of splitting them in two (exact, the default; see docs/engine.md).\n";
 
-// Copies every routing record into a preallocated buffer, as a store writer would.
+// Copies every routing record into buffers it keeps from run to run (cleared, not freed, before
+// each timed run: the first run sizes them), as a store writer would.
 class CopyingObserver : public moe::RoutingObserver {
 public:
     void on_routing(const moe::RoutingBatch& b) override {
@@ -81,11 +82,12 @@ struct Timing {
 };
 
 Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, int64_t n_gen, int repeat,
-                 moe::RoutingObserver* observer) {
+                 CopyingObserver* observer) {
     using clock = std::chrono::steady_clock;
     Timing best;
     std::vector<float> logits;
     for (int r = 0; r < repeat; ++r) {
+        if (observer) observer->clear();
         moe::Session s(model);
         moe::ForwardOptions opt;
         opt.all_logits = false;

@@ -69,6 +69,28 @@ __device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const void* p) {
                  : "r"(smem_addr(p)));
 }
 
+// d0 += A·B and d1 += A·B' for the B fragments of two neighbouring 8-column tiles that one
+// ldmatrix.x4 reads at b (transposed for TRANS); split, also A·(B's lo part, lo_offset
+// elements on) and (A's lo part a[1])·B: hi·hi' + hi·lo' + lo·hi'.
+template <bool SPLIT, bool TRANS>
+__device__ inline void mma_two_tiles(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[2][4], const __nv_bfloat16* b,
+                                     int lo_offset) {
+    uint32_t r[4];
+    if constexpr (TRANS) ldmatrix4_trans(r, b);
+    else ldmatrix4(r, b);
+    mma(d0, a[0], r[0], r[1]);
+    mma(d1, a[0], r[2], r[3]);
+    if constexpr (SPLIT) {
+        uint32_t rl[4];
+        if constexpr (TRANS) ldmatrix4_trans(rl, b + lo_offset);
+        else ldmatrix4(rl, b + lo_offset);
+        mma(d0, a[0], rl[0], rl[1]);
+        mma(d1, a[0], rl[2], rl[3]);
+        mma(d0, a[1], r[0], r[1]);
+        mma(d1, a[1], r[2], r[3]);
+    }
+}
+
 template <int HD, bool SPLIT>
 struct Layout {
     static constexpr int kParts = SPLIT ? 2 : 1;
@@ -141,18 +163,7 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
 #pragma unroll
             for (int n = 0; n < kBK / 8; n += 2) {  // key tiles n and n + 1
                 const __nv_bfloat16* kb = ks + (n * 8 + lane % 8 + (lane / 16) * 8) * L::kLd + kc * 16 + ((lane / 8) % 2) * 8;
-                uint32_t b[4];
-                ldmatrix4(b, kb);
-                mma(s[n], a[0], b[0], b[1]);
-                mma(s[n + 1], a[0], b[2], b[3]);
-                if constexpr (SPLIT) {
-                    uint32_t bl[4];
-                    ldmatrix4(bl, kb + L::kK);
-                    mma(s[n], a[0], bl[0], bl[1]);
-                    mma(s[n + 1], a[0], bl[2], bl[3]);
-                    mma(s[n], a[1], b[0], b[1]);
-                    mma(s[n + 1], a[1], b[2], b[3]);
-                }
+                mma_two_tiles<SPLIT, false>(s[n], s[n + 1], a, kb, L::kK);
             }
         }
 
@@ -211,18 +222,7 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
 #pragma unroll
             for (int n = 0; n < HD / 8; n += 2) {  // output dimension tiles n and n + 1
                 const __nv_bfloat16* vb = vs + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::kLd + n * 8 + (lane / 16) * 8;
-                uint32_t b[4];
-                ldmatrix4_trans(b, vb);
-                mma(o[n], a[0], b[0], b[1]);
-                mma(o[n + 1], a[0], b[2], b[3]);
-                if constexpr (SPLIT) {
-                    uint32_t bl[4];
-                    ldmatrix4_trans(bl, vb + L::kV);
-                    mma(o[n], a[0], bl[0], bl[1]);
-                    mma(o[n + 1], a[0], bl[2], bl[3]);
-                    mma(o[n], a[1], b[0], b[1]);
-                    mma(o[n + 1], a[1], b[2], b[3]);
-                }
+                mma_two_tiles<SPLIT, true>(o[n], o[n + 1], a, vb, L::kV);
             }
         }
     }
