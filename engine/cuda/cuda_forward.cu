@@ -49,8 +49,9 @@ void CudaDeepseekMoe::gate_up_rounded(launch::Blas& blas, const Ffn& f, const ui
 bool CudaDeepseekMoe::grouped(const MoeLayer& m) const {
     if (!launch::grouped_expert_products(blas_->split_activations()) || m.experts.empty()) return false;
     const Ffn& f0 = m.experts.front();
-    if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out) ||
-        !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out))
+    const auto E = static_cast<int64_t>(m.experts.size());
+    if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out, E) ||
+        !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out, E))
         return false;
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
     for (const Ffn& f : m.experts)

@@ -22,12 +22,14 @@
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/launch.h"
 #include "engine/error.h"
+#include "engine/moe_dispatch.h"
 
 namespace moe::cuda::launch {
 
 namespace {
 
 constexpr int kBM = 128, kBN = 128, kBK = 32, kStages = 3, kThreads = 256;
+constexpr int kMaxExperts = 256;  // DeepSeek-V3's routed experts
 constexpr int kLd = kBK + 8;  // BF16 per shared row: 80 bytes, conflict-free ldmatrix
 constexpr int kTile = kBM * kLd;  // one part of x's tile
 
@@ -66,21 +68,17 @@ __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* ring = reinterpret_cast<__nv_bfloat16*>(smem);  // [stage][x parts..., W]
 
-    // This block's expert and first row.
-    int64_t tile = blockIdx.y;
-    int e = 0;
-    int64_t r0 = 0, rows = 0;
-    for (; e < n_expert; ++e) {
-        const int64_t b = offsets[e], n = offsets[e + 1] - b;
-        const int64_t t = (n + kBM - 1) / kBM;
-        if (tile < t) {
-            r0 = b + tile * kBM;
-            rows = n - tile * kBM < kBM ? n - tile * kBM : kBM;
-            break;
-        }
-        tile -= t;
-    }
-    if (e == n_expert) return;  // past the last tile (the grid is sized from the host's counts)
+    // This block's expert and rows (engine/moe_dispatch.h: the tiles of a grouped product),
+    // from the offsets read once into shared memory.
+    __shared__ int64_t offs[kMaxExperts + 1], tiles[kMaxExperts + 1];
+    for (int i = threadIdx.x; i <= n_expert; i += kThreads) offs[i] = offsets[i];
+    __syncthreads();
+    if (threadIdx.x == 0) dispatch::expert_tiles(offs, n_expert, kBM, tiles);
+    __syncthreads();
+    const dispatch::Tile tl = dispatch::tile_at(offs, tiles, n_expert, kBM, blockIdx.y);
+    if (tl.expert < 0) return;  // past the last tile (the grid is sized from the host's counts)
+    const int e = static_cast<int>(tl.expert);
+    const int64_t r0 = tl.row0, rows = tl.rows;
     const auto* w = static_cast<const __nv_bfloat16*>(w_table[e]);
     const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
 
@@ -199,21 +197,23 @@ void launch_grouped(const void* hi, const void* lo, int64_t K, const void* const
 
 }  // namespace
 
-bool expert_products_fit(DType type, int64_t K, int64_t N) {
-    return type == DType::bf16 && K > 0 && K % kBK == 0 && N > 0;
+bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert) {
+    return type == DType::bf16 && K > 0 && K % kBK == 0 && N > 0 && n_expert > 0 && n_expert <= kMaxExperts;
 }
 
 int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert) {
-    int64_t tiles = 0;
-    for (int64_t e = 0; e < n_expert; ++e) tiles += (offsets_host[e + 1] - offsets_host[e] + kBM - 1) / kBM;
-    return tiles;
+    std::vector<int64_t> tiles(static_cast<size_t>(n_expert + 1));
+    dispatch::expert_tiles(offsets_host, n_expert, kBM, tiles.data());
+    return tiles.back();
 }
 
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s) {
-    if (!expert_products_fit(type, K, N))
-        throw Error(ErrorKind::failure, std::string("the experts' products in one launch take BF16 weights and K a multiple of ") +
-                                            std::to_string(kBK) + "; asked " + dtype_name(type) + ", K = " + std::to_string(K));
+    if (!expert_products_fit(type, K, N, n_expert))
+        throw Error(ErrorKind::failure, std::string("the experts' products in one launch take BF16 weights, K a multiple of ") +
+                                            std::to_string(kBK) + " and at most " + std::to_string(kMaxExperts) + " experts; asked " +
+                                            dtype_name(type) + ", K = " + std::to_string(K) + ", " + std::to_string(n_expert) +
+                                            " experts");
     if (row_tiles <= 0) return;
     // 128 × 128 tiles: 128 × 256 (warps of 64 × 64) measured no faster on an H100.
     const int E = static_cast<int>(n_expert);

@@ -98,8 +98,9 @@ void check_cublas(cublasStatus_t status, const char* what);
 // them), y[r] = x[r] · W_eᵀ with W_e = w_table[e] [N, K] (BF16) and x its BF16 parts hi, and lo
 // unless null (round_split; the products of both summed); y f32 with leading dimension ldy.
 // row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
-// expert_products_fit: the weights' type and K it takes (16-byte aligned matrices asked of the caller).
-bool expert_products_fit(DType type, int64_t K, int64_t N);
+// expert_products_fit: the weights' type, K and number of experts it takes (16-byte aligned
+// matrices asked of the caller).
+bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert);
 int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s);
