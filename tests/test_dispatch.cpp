@@ -1,13 +1,15 @@
 // Unit tests of engine/moe_dispatch.h, the MoE dispatch index arithmetic shared by the CPU
 // and CUDA backends: expert offsets, stable gathered rows (with dropped slots), their
 // inverse, and the tiles of a grouped GEMM — against direct counting on random batches; and
-// the CUDA attention's tiling (engine/attention_tiles.h) against the positions it must cover.
+// the CUDA attention's tiling (engine/attention_tiles.h) against the positions it must cover;
+// the experts spread over streams (engine/expert_streams.h).
 #include <QtTest>
 
 #include <algorithm>
 #include <vector>
 
 #include "engine/attention_tiles.h"
+#include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
 #include "tests/test_support.h"
 
@@ -79,6 +81,40 @@ private slots:
                 QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, tiles[size_t(E)]).expert, int64_t(-1));
                 QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, -1).expert, int64_t(-1));
             }
+        }
+    }
+
+    void experts_spread_over_streams_most_rows_first() {
+        test_support::Lcg rng{23};
+        for (int trial = 0; trial < 500; ++trial) {
+            const int64_t E = 1 + rng.next() % 80;
+            const int streams = static_cast<int>(rng.next() % 6);  // 0 counts as one
+            std::vector<int64_t> offsets = {0};
+            for (int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (rng.next() % 3 == 0 ? 0 : rng.next() % 400));
+            const auto spread = d::spread_experts(offsets.data(), E, streams);
+            // Every expert with rows once, none without; the most rows first, ties in expert order.
+            std::vector<int> seen(static_cast<size_t>(E), 0);
+            std::vector<int64_t> load(static_cast<size_t>(std::max(streams, 1)), 0);
+            int64_t largest = 0;
+            for (size_t i = 0; i < spread.size(); ++i) {
+                const auto [e, j] = spread[i];
+                const int64_t rows = offsets[size_t(e) + 1] - offsets[size_t(e)];
+                QVERIFY(rows > 0);
+                QVERIFY(j >= 0 && j < std::max(streams, 1));
+                ++seen[size_t(e)];
+                if (i > 0) {
+                    const auto [pe, pj] = spread[i - 1];
+                    const int64_t prev = offsets[size_t(pe) + 1] - offsets[size_t(pe)];
+                    QVERIFY(prev > rows || (prev == rows && pe < e));
+                }
+                // Each to a stream with the fewest rows so far.
+                QCOMPARE(load[size_t(j)], *std::min_element(load.begin(), load.end()));
+                load[size_t(j)] += rows;
+                largest = std::max(largest, rows);
+            }
+            for (int64_t e = 0; e < E; ++e) QCOMPARE(seen[size_t(e)], offsets[size_t(e) + 1] > offsets[size_t(e)] ? 1 : 0);
+            // Greedy over the largest first: no stream more than one expert's rows above another.
+            QVERIFY(*std::max_element(load.begin(), load.end()) - *std::min_element(load.begin(), load.end()) <= largest);
         }
     }
 

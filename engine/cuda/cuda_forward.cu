@@ -16,6 +16,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/launch_after.h"
 #include "engine/error.h"
+#include "engine/expert_streams.h"
 
 namespace moe::cuda::detail {
 
@@ -73,18 +74,10 @@ void CudaDeepseekMoe::for_experts(const std::function<void(int64_t, launch::Blas
             if (rows(e)) fn(e, *blas_);
         return;
     }
-    std::vector<int64_t> order;
-    for (int64_t e = 0; e < E; ++e)
-        if (rows(e)) order.push_back(e);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return rows(a) > rows(b); });
     check(cudaEventRecord(fork_, stream_), "forking the expert streams");
     for (const SideStream& sd : side_) check(cudaStreamWaitEvent(sd.stream, fork_, 0), "forking the expert streams");
-    std::vector<int64_t> load(side_.size(), 0);
-    for (const int64_t e : order) {
-        const auto j = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-        fn(e, *side_[j].blas);
-        load[j] += rows(e);
-    }
+    for (const auto& [e, j] : dispatch::spread_experts(offsets_host_.data(), E, static_cast<int>(side_.size())))
+        fn(e, *side_[static_cast<size_t>(j)].blas);
     for (const SideStream& sd : side_) {
         check(cudaEventRecord(sd.done, sd.stream), "joining the expert streams");
         check(cudaStreamWaitEvent(stream_, sd.done, 0), "joining the expert streams");

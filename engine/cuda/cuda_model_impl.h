@@ -213,9 +213,8 @@ private:
     static bool rounds_once(const Ffn& f);
     static void gate_up_rounded(launch::Blas& blas, const Ffn& f, const uint16_t* hi, const uint16_t* lo, int64_t n, float* y);
     // fn(e, blas) for each expert e with rows in the step's dispatch (offsets_host_), enqueued
-    // on the side streams (the most rows first, each to the stream with the fewest rows so
-    // far) after what stream_ holds, and joined back into stream_; all on stream_ without
-    // side streams.
+    // on the side streams (dispatch::spread_experts) after what stream_ holds, and joined back
+    // into stream_; all on stream_ without side streams.
     void for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const;
     // Whether a MoE layer's routed experts run as launch::expert_products (BF16, shapes it
     // takes, every matrix 16-byte aligned; launch::grouped_expert_products); and whether each
