@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend on a machine with an NVIDIA GPU, in one go: builds (architecture of the GPU
 # at hand unless CMAKE_CUDA_ARCHITECTURES is set), runs the parity suites (ctest -L gpu), then
-# the benchmarks of docs/performance.md on random weights of DeepSeekMoE 16B's true shape —
-# `moewb bench --backend cuda` with exact and BF16 activations, with and without CUDA graphs,
-# the experts' products both ways, the decode products' streaming rates (bench_gemv),
-# the backend's stage profile, and the PyTorch eager peer when
-# torch is installed — writing each JSON into OUT-DIR.
+# the benchmarks of docs/performance.md (tools/gpu-bench.sh), writing each JSON into OUT-DIR.
 # Needs what tools/install-deps.sh installs (Qt Test runs the suites) and the CUDA toolkit.
 # Usage: tools/gpu-check.sh [build-dir] [out-dir] [config.json]
 set -euo pipefail
@@ -23,32 +19,4 @@ if ! "$MOEWB" bench --backend cuda --model resources/models/default --prompt-tok
     exit 2
 fi
 ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu.log"
-if [ ! -f "$CONFIG" ]; then
-    echo "gpu-check: $CONFIG not found: benchmarks skipped" >&2
-    exit 0
-fi
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
-    | tee "$OUT/bench-cuda.json"
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
-    --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
-    | tee "$OUT/bench-cuda-no-graphs.json"
-# The routed experts' products both ways (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
-for way in grouped cublas; do
-    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
-        --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
-    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
-        --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
-done
-# How fast decode products stream the weights (bench/bench_gemv.cu).
-"$BUILD/bench/bench_gemv" | tee "$OUT/bench-gemv.json"
-# Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
-MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 --repeat 2 \
-    --activations bf16 >/dev/null 2> "$OUT/stages.txt"
-cat "$OUT/stages.txt"
-if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-    python3 bench/torch_peer.py --random-config "$CONFIG" --device cuda --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
-        | tee "$OUT/bench-torch-peer.json"
-else
-    echo "gpu-check: no PyTorch with CUDA here: the peer is skipped" >&2
-fi
+tools/gpu-bench.sh "$MOEWB" "$BUILD/bench/bench_gemv" "$OUT" "$CONFIG"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs a bundle of tools/gpu-bundle.sh on a machine with an NVIDIA GPU and the CUDA toolkit
+# (its cudart and cuBLAS of the same major version), from a checkout of the bundle's commit:
+# each CUDA parity suite, then the GPU benchmarks (tools/gpu-bench.sh); logs and JSON into
+# OUT-DIR. The suites read tests/fixtures at the path the build had: when that path does not
+# exist here, it is made a link to this checkout (or the suites that need fixtures fail, saying so).
+# Usage: tools/gpu-bundle-run.sh BUNDLE.tar.xz [out-dir] [config.json]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE="$1"
+OUT="${2:-gpu-bundle-out}"
+CONFIG="${3:-../shared/configs/deepseek-moe-16b-base.json}"
+mkdir -p "$OUT"
+dir=$(mktemp -d)
+tar -C "$dir" -xJf "$BUNDLE" || { echo "gpu-bundle-run: $BUNDLE is not a bundle of tools/gpu-bundle.sh" >&2; exit 2; }
+here=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+[ "$(cat "$dir/COMMIT")" = "$here" ] || echo "gpu-bundle-run: the bundle was built at $(cat "$dir/COMMIT"), this checkout is $here" >&2
+src=$(cat "$dir/SOURCE_DIR")
+if [ ! -e "$src" ]; then
+    mkdir -p "$(dirname "$src")" 2>/dev/null && ln -s "$PWD" "$src" 2>/dev/null ||
+        echo "gpu-bundle-run: cannot link $src to this checkout: the suites that read fixtures will fail" >&2
+fi
+cuda_libs=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$d" ] && cuda_libs="$cuda_libs:$d"; done
+export LD_LIBRARY_PATH="$dir/lib$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export QT_QPA_PLATFORM=offscreen
+if ldd "$dir/bin/moewb" | grep -q "not found"; then
+    echo "gpu-bundle-run: libraries missing here:" >&2
+    ldd "$dir/bin/moewb" | grep "not found" >&2
+    exit 2
+fi
+failed=0
+for t in "$dir"/bin/test_cuda_*; do
+    name=$(basename "$t")
+    "$t" > "$OUT/$name.log" 2>&1
+    rc=$?
+    echo "$name: $(grep -E '^Totals' "$OUT/$name.log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
+    [ $rc -eq 0 ] || failed=1
+done
+tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
+rm -rf "$dir"
+exit $failed
