@@ -9,6 +9,7 @@
 
 #include "analysis/corpus_tokens.h"
 #include "analysis/fingerprint.h"
+#include "analysis/store/schema.h"
 #include "analysis/store/sqlite_db.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
@@ -432,9 +433,12 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
             dom.run();
         }
     }
+    // Ids above every one given before, deleted ones included (schema::remember_deleted_id).
     sql::Stmt ins(db,
-                  "INSERT INTO ablations (baseline_id, sweep, value, control, seed, from_run, mask_spec, mask_mode, "
-                  "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  "INSERT INTO ablations (ablation_id, baseline_id, sweep, value, control, seed, from_run, mask_spec, "
+                  "mask_mode, created) VALUES (1 + max(coalesce((SELECT max(ablation_id) FROM ablations), 0), "
+                  "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_deleted_ablation_id'), 0)), "
+                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                   doing);
     sql::Stmt dom(db,
                   "INSERT INTO ablation_domains (ablation_id, domain_id, tokens, ablated_nll, kl_sum, top1_agree) "
@@ -459,6 +463,33 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
         }
     }
     tx.commit();
+}
+
+std::vector<StoredAblation> delete_ablations(RoutingStore& store, const std::vector<int64_t>& ablation_ids) {
+    std::vector<StoredAblation> gone;
+    {
+        const std::vector<StoredAblation> kept = read_ablations(store);
+        for (const int64_t id : ablation_ids) {
+            const auto it = std::find_if(kept.begin(), kept.end(), [&](const StoredAblation& a) { return a.ablation_id == id; });
+            if (it == kept.end()) throw_input_error(store.path(), "no ablation " + std::to_string(id) + " in this store");
+            gone.push_back(*it);
+        }
+    }
+    sql::Db& db = store.connection();
+    const char* doing = "deleting ablations";
+    sql::Transaction tx(db, doing);
+    sql::Stmt del(db, "DELETE FROM ablations WHERE ablation_id = ?1", doing);  // their domains by ON DELETE
+    int64_t highest = 0;
+    for (const int64_t id : ablation_ids) {
+        del.bind(1, id);
+        del.run();
+        if (db.changes() != 1)
+            throw_input_error(store.path(), "ablation " + std::to_string(id) + " was deleted by another process meanwhile");
+        highest = std::max(highest, id);
+    }
+    schema::remember_deleted_id(db, "last_deleted_ablation_id", highest, doing);
+    tx.commit();
+    return gone;
 }
 
 AblationScore StoredAblation::all() const {

@@ -128,5 +128,9 @@ struct StoredAblation {
     AblationScore all() const;           // over every domain ("all")
 };
 std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<int64_t> model_id = std::nullopt);
+// Deletes the ablations (their scores per domain with them) in one transaction, all or none:
+// an id the store does not hold deletes nothing (moe::Error naming the store). The baselines
+// stay, for later jobs of the same key. Ids are never given again. Returns them as they were.
+std::vector<StoredAblation> delete_ablations(RoutingStore& store, const std::vector<int64_t>& ablation_ids);
 
 }  // namespace moe::analysis

@@ -303,12 +303,7 @@ std::vector<RunInfo> RoutingStore::delete_runs(const std::vector<int64_t>& run_i
         highest = std::max(highest, id);
     }
     // The highest id deleted, so that create_run never gives it again.
-    sql::Stmt m(db,
-                "INSERT INTO meta (key, value) VALUES ('last_deleted_run_id', ?1) ON CONFLICT (key) DO UPDATE "
-                "SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
-                doing);
-    m.bind(1, std::to_string(highest));
-    if (highest > 0) m.run();
+    schema::remember_deleted_id(db, "last_deleted_run_id", highest, doing);
     tx.commit();
     return gone;
 }

@@ -48,6 +48,7 @@ private slots:
     void sweep_builders();
     void sweep_errors();
     void store_round_trip_and_baseline_reuse();
+    void deleting_ablations();
     void old_store_is_upgraded();
     void cli_json_csv_and_errors();
     void cli_eval_of_a_corpus_file();
@@ -305,6 +306,59 @@ void AblationTest::store_round_trip_and_baseline_reuse() {
     CHECK_ERROR(moe::ErrorKind::input, store_ablation(store, rec, same_path, "cpu", model_->dtype_summary(), opt_, changed),
                 {"differs", "corpus or the engine changed"});
     QCOMPARE(read_ablations(store).size(), size_t{4});  // nothing half-written
+}
+
+void AblationTest::deleting_ablations() {
+    // All or none; the scores per domain go with an ablation, its baseline stays; ids are not
+    // given again; `moewb delete-ablation` reports what it deleted and refuses unknown ids.
+    const std::string db = (tmp_.path() + "/delete-abl.db").toStdString();
+    const Corpus c = open_corpus(corpus_.toStdString(), "test", std::nullopt);
+    const ModelRecord rec = describe_model(*model_, &*tok_, "");
+    {
+        RoutingStore store = RoutingStore::open(db);
+        AblationResult r = ablate({"*:shared", "L1:2,3"});
+        store_ablation(store, rec, c, "cpu", model_->dtype_summary(), opt_, r);
+        AblationResult r2 = ablate({"*:k=2"});
+        store_ablation(store, rec, c, "cpu", model_->dtype_summary(), opt_, r2);
+        QCOMPARE(read_ablations(store).size(), size_t{3});
+        CHECK_ERROR(moe::ErrorKind::input, delete_ablations(store, {2, 99}), {QString::fromStdString(db), "no ablation 99"});
+        QCOMPARE(read_ablations(store).size(), size_t{3});  // nothing deleted
+        const auto gone = delete_ablations(store, {3});
+        QCOMPARE(gone.size(), size_t{1});
+        QCOMPARE(gone[0].mask_spec, std::string("*:k=2"));
+        QCOMPARE(gone[0].domains.size(), size_t{2});
+        QCOMPARE(store_test::raw_text(db, "SELECT count(*) FROM ablation_domains WHERE ablation_id = 3"), std::string("0"));
+        QCOMPARE(store_test::raw_text(db, "SELECT count(*) FROM ablation_baselines"), std::string("1"));
+        AblationResult r3 = ablate({"L2:1"});
+        store_ablation(store, rec, c, "cpu", model_->dtype_summary(), opt_, r3);
+        QCOMPARE(r3.conditions[0].ablation_id, int64_t{4});  // 3 is not given again
+        QCOMPARE(r3.baseline_id, r.baseline_id);              // the kept baseline, reused
+        delete_ablations(store, {1, 2});
+        const auto left = read_ablations(store);
+        QCOMPARE(left.size(), size_t{1});
+        QCOMPARE(left[0].ablation_id, int64_t{4});
+        QVERIFY(store.check_integrity().empty());
+    }
+    auto moewb = [&](const QStringList& args, QString* out = nullptr, QString* err = nullptr) {
+        QProcess p;
+        p.start(kMoewb, args);
+        if (!p.waitForFinished(60000)) return -1;
+        if (out) *out = QString::fromUtf8(p.readAllStandardOutput());
+        if (err) *err = QString::fromUtf8(p.readAllStandardError());
+        return p.exitCode();
+    };
+    const QString qdb = QString::fromStdString(db);
+    QString out, err;
+    QCOMPARE(moewb({"delete-ablation", "--db", qdb, "--ablation", "4"}, &out, &err), 0);
+    const auto j = nlohmann::json::parse(out.toStdString());
+    QCOMPARE(j["deleted"].size(), size_t{1});
+    QCOMPARE(j["deleted"][0]["ablation_id"].get<int64_t>(), int64_t{4});
+    QCOMPARE(j["deleted"][0]["mask"].get<std::string>(), std::string("L2:1"));
+    QCOMPARE(moewb({"delete-ablation", "--db", qdb, "--ablation", "4"}, &out, &err), 2);
+    QVERIFY2(err.contains("no ablation 4") && err.contains(qdb), qPrintable(err));
+    QCOMPARE(moewb({"delete-ablation", "--db", qdb, "--ablation", "x"}, &out, &err), 2);
+    QCOMPARE(moewb({"delete-ablation", "--db", tmp_.path() + "/absent.db", "--ablation", "1"}, &out, &err), 2);
+    QVERIFY(!QFile::exists(tmp_.path() + "/absent.db"));
 }
 
 void AblationTest::old_store_is_upgraded() {

@@ -4,9 +4,13 @@
 // evaluation on a worker thread fills the table and the Δloss chart with exactly the numbers
 // run_ablation returns, can be stored, exported as `moewb ablate --csv` writes it, and can be
 // cancelled (its partial scores are not exported).
+#include <QAction>
+#include <QApplication>
 #include <QComboBox>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QTimer>
 #include <QtTest>
 #include <qcustomplot.h>
 
@@ -394,6 +398,71 @@ private slots:
         QVERIFY(wb_.waitIdle(30000));
         QVERIFY(panel_->findChild<QPushButton*>("evaluate")->isEnabled());
         QVERIFY(panel_->findChild<QPushButton*>("sweep")->isEnabled());
+    }
+
+    void aStoredAblationIsDeletedAfterConfirmation() {
+        // Last: it takes an ablation out of the shared store. The Delete key asks first (Cancel
+        // keeps it); "Delete" takes it and its scores out, the list is read again without it.
+        StoredAblationsView view;
+        connect(&wb_, &Workbench::storedAblationsReady, &view, &StoredAblationsView::showAblations);
+        connect(&view, &StoredAblationsView::deleteRequested, &wb_, &Workbench::deleteAblation);
+        QSignalSpy deleted(&wb_, &Workbench::ablationDeleted);
+        connect(&wb_, &Workbench::ablationDeleted, &wb_, &Workbench::requestStoredAblations);
+        // One more kept in the store, the one to delete.
+        panel_->setSpec("L1:2");
+        panel_->setTokenBudget(20);
+        panel_->setDomainsChecked({"code"});
+        panel_->findChild<QCheckBox*>("ablationStore")->setChecked(true);
+        QSignalSpy done(panel_->jobs(), &AblationJobs::finished);
+        press("evaluate");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 120000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        QVERIFY(wb_.waitIdle(30000));
+        wb_.requestStoredAblations();
+        QVERIFY(wb_.waitIdle(30000));
+        std::vector<an::StoredAblation> before;
+        {
+            an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+            before = an::read_ablations(store);
+        }
+        QVERIFY(!before.empty());
+        const int64_t victim = before.back().ablation_id;  // the newest, just kept
+        QCOMPARE(before.back().mask_spec, std::string("L1:2"));
+        auto answer = [](QMessageBox::StandardButton which) {
+            QTimer::singleShot(0, [which] {
+                auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+                if (box && box->objectName() == "confirmDeleteAblation") box->button(which)->click();
+            });
+        };
+        auto* del = view.findChild<QAction*>("deleteStoredAblationAction");
+        QVERIFY(del);
+        view.selectAblation(victim);
+        QVERIFY(view.findChild<QPushButton*>("deleteStoredAblation")->isEnabled());
+        answer(QMessageBox::Cancel);
+        del->trigger();
+        QVERIFY(wb_.waitIdle(30000));
+        QCOMPARE(deleted.size(), 0);
+        QCOMPARE(view.table()->rowCount(), static_cast<int>(before.size()));
+        view.selectAblation(victim);
+        answer(QMessageBox::Yes);
+        del->trigger();
+        QTRY_COMPARE_WITH_TIMEOUT(deleted.size(), 1, 30000);
+        QVERIFY2(deleted[0][0].toBool(), qPrintable(deleted[0][1].toString()));
+        QVERIFY(wb_.waitIdle(30000));
+        QCOMPARE(view.table()->rowCount(), static_cast<int>(before.size()) - 1);
+        for (int r = 0; r < view.table()->rowCount(); ++r) QVERIFY(view.table()->item(r, 0)->text() != QString::number(victim));
+        {
+            an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+            const auto after = an::read_ablations(store);
+            QCOMPARE(after.size(), before.size() - 1);
+            for (const an::StoredAblation& a : after) QVERIFY(a.ablation_id != victim);
+            QVERIFY(store.check_integrity().empty());
+        }
+        // Deleting it again fails, saying so; the list stays.
+        wb_.deleteAblation(victim);
+        QTRY_COMPARE_WITH_TIMEOUT(deleted.size(), 2, 30000);
+        QVERIFY(!deleted[1][0].toBool());
+        QVERIFY2(deleted[1][1].toString().contains(QString("no ablation %1").arg(victim)), qPrintable(deleted[1][1].toString()));
     }
 };
 

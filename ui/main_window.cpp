@@ -202,6 +202,12 @@ MainWindow::MainWindow(QWidget* parent)
         }
     });
     connect(workbench_, &Workbench::runDeleted, this, [this](bool, const QString& m) { statusBar()->showMessage(m, 10000); });
+    connect(stored_ablations_, &StoredAblationsView::deleteRequested, workbench_, &Workbench::deleteAblation);
+    connect(workbench_, &Workbench::ablationDeleted, this, [this, reread](bool ok, const QString& m) {
+        statusBar()->showMessage(m, 10000);
+        if (ok) reread();
+        else stored_ablations_->showDeleteFailure(m);
+    });
     connect(workbench_, &Workbench::traceFinished, this, [this](bool, const QString& summary) {
         statusBar()->showMessage(summary, 10000);
     });

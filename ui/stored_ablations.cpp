@@ -1,8 +1,11 @@
 // StoredAblationsView; see stored_ablations.h.
 #include "ui/stored_ablations.h"
 
+#include <QAction>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QKeySequence>
+#include <QMessageBox>
 #include <QSignalBlocker>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -33,7 +36,8 @@ StoredAblationsView::StoredAblationsView(QWidget* parent)
       table_(new QTableWidget(this)),
       domains_(new QTableWidget(this)),
       use_mask_(new QPushButton(tr("Use this mask"), this)),
-      export_(new QPushButton(tr("Export CSV…"), this)) {
+      export_(new QPushButton(tr("Export CSV…"), this)),
+      delete_(new QPushButton(tr("Delete…"), this)) {
     setObjectName("storedAblations");
     message_->setObjectName("storedAblationsMessage");
     message_->setWordWrap(true);
@@ -58,8 +62,19 @@ StoredAblationsView::StoredAblationsView(QWidget* parent)
             if (a.ablation_id == id) emit useMaskRequested(q(a.mask_spec), q(a.mask_mode));
     });
     connect(export_, &QPushButton::clicked, this, &StoredAblationsView::exportRequested);
+    delete_->setObjectName("deleteStoredAblation");
+    delete_->setToolTip(tr("Take the selected ablation and its scores out of the store (moewb delete-ablation)"));
+    delete_->setEnabled(false);
+    connect(delete_, &QPushButton::clicked, this, &StoredAblationsView::confirmDelete);
+    auto* del = new QAction(tr("Delete ablation"), table_);
+    del->setObjectName("deleteStoredAblationAction");
+    del->setShortcut(QKeySequence::Delete);
+    del->setShortcutContext(Qt::WidgetShortcut);
+    connect(del, &QAction::triggered, this, &StoredAblationsView::confirmDelete);
+    table_->addAction(del);
     auto* buttons = new QHBoxLayout;
     buttons->addWidget(use_mask_);
+    buttons->addWidget(delete_);
     buttons->addStretch(1);
     buttons->addWidget(export_);
     auto* layout = new QVBoxLayout(this);
@@ -121,14 +136,37 @@ void StoredAblationsView::showError(const QString& error) {
     message_->setText(tr("Cannot read the stored ablations: %1").arg(error));
 }
 
+void StoredAblationsView::showDeleteFailure(const QString& error) {
+    message_->setStyleSheet("color: #b3261e");
+    message_->setText(tr("Cannot delete the ablation: %1").arg(error));
+}
+
 void StoredAblationsView::selectAblation(qint64 ablation_id) {
     for (int r = 0; r < table_->rowCount(); ++r)
         if (table_->item(r, 0)->data(Qt::UserRole).toLongLong() == ablation_id) table_->selectRow(r);
 }
 
+void StoredAblationsView::confirmDelete() {
+    const int64_t id = selectedAblation();
+    const auto a = std::find_if(ablations_.begin(), ablations_.end(), [&](const analysis::StoredAblation& x) { return x.ablation_id == id; });
+    if (a == ablations_.end()) return;
+    QString what = q(a->mask_spec);
+    if (!experiment(*a).isEmpty()) what += ", " + experiment(*a);
+    QMessageBox ask(QMessageBox::Warning, tr("Delete ablation %1").arg(id),
+                    tr("Delete ablation %1 (%2 on %3, %4) and its scores from the store?\n\nThis cannot be undone.")
+                        .arg(id)
+                        .arg(q(a->model_name), q(a->corpus_name), what),
+                    QMessageBox::Yes | QMessageBox::Cancel, this);
+    ask.setObjectName("confirmDeleteAblation");
+    ask.button(QMessageBox::Yes)->setText(tr("Delete"));
+    ask.setDefaultButton(QMessageBox::Cancel);
+    if (ask.exec() == QMessageBox::Yes) emit deleteRequested(id);
+}
+
 void StoredAblationsView::showSelected() {
     const int64_t id = selectedAblation();
     use_mask_->setEnabled(id != 0);
+    delete_->setEnabled(id != 0);
     domains_->setRowCount(0);
     for (const analysis::StoredAblation& a : ablations_) {
         if (a.ablation_id != id) continue;

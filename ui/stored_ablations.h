@@ -2,7 +2,9 @@
 // ablation panel's "Keep in the store") as a table, one row per ablation with its scores over
 // all domains — newest first — and, for the selected one, its scores per domain below.
 // "Use this mask" puts the selected ablation's SPEC and mode into the ablation panel; "Export
-// CSV…" writes every stored ablation as `moewb export --ablations` does. The rows are
+// CSV…" writes every stored ablation as `moewb export --ablations` does; "Delete…" (or the
+// Delete key) takes the selected one out of the store after a confirmation, as `moewb
+// delete-ablation` does. The rows are
 // analysis::read_ablations, copied; they are read on a worker (Workbench::requestStoredAblations).
 #pragma once
 
@@ -27,15 +29,18 @@ public:
 
 public slots:
     void showAblations(const std::vector<moe::analysis::StoredAblation>& ablations);
-    void showError(const QString& error);
+    void showError(const QString& error);           // reading the store failed
+    void showDeleteFailure(const QString& error);  // deleting an ablation failed
     void selectAblation(qint64 ablation_id);
 
 signals:
     void useMaskRequested(const QString& spec, const QString& mode);
     void exportRequested();  // every stored ablation as CSV
+    void deleteRequested(qint64 ablation_id);  // confirmed by the user
 
 private:
     void showSelected();
+    void confirmDelete();
 
     std::vector<analysis::StoredAblation> ablations_;
     QLabel* message_;
@@ -43,6 +48,7 @@ private:
     QTableWidget* domains_;
     QPushButton* use_mask_;
     QPushButton* export_;
+    QPushButton* delete_;
 };
 
 }  // namespace moe::ui

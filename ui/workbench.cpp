@@ -235,6 +235,36 @@ void Workbench::requestStoredAblations() {
         });
 }
 
+void Workbench::deleteAblation(qint64 ablation_id) {
+    if (!store_ready_) {
+        emit ablationDeleted(false, tr("no routing store is open"));
+        return;
+    }
+    jobStarted();
+    const std::string p = store_path_.toStdString();
+    run_job<an::StoredAblation>(
+        this,
+        [p, ablation_id] {
+            an::StoreOptions o;
+            o.create = false;  // a store removed meanwhile is not made again, empty
+            an::RoutingStore store = an::RoutingStore::open(p, o);
+            return an::delete_ablations(store, {ablation_id}).front();
+        },
+        [this](JobResult<an::StoredAblation> r) {
+            jobDone();
+            if (!r.ok()) {
+                emit logMessage(2, tr("deleting an ablation: ") + r.error);
+                emit ablationDeleted(false, r.error);
+                return;
+            }
+            const QString m = tr("ablation %1 deleted (%2 on %3)")
+                                  .arg(r.value->ablation_id)
+                                  .arg(QString::fromStdString(r.value->mask_spec), QString::fromStdString(r.value->model_name));
+            emit logMessage(0, m);
+            emit ablationDeleted(true, m);
+        });
+}
+
 void Workbench::openCorpus(const QString& path) {
     emit logMessage(0, "opening corpus " + path);
     jobStarted();

@@ -116,6 +116,7 @@ public slots:
     void exportTokensCsv(const QString& path, qint64 run_id);
     void exportAblationsCsv(const QString& path);  // the ablations kept in the store (moewb export --ablations)
     void requestStoredAblations();  // → storedAblationsReady / storedAblationsFailed
+    void deleteAblation(qint64 ablation_id);  // → ablationDeleted
 
 signals:
     void modelLoadingStarted(const QString& dir);
@@ -130,6 +131,7 @@ signals:
     void runDeleted(bool ok, const QString& message);
     void storedAblationsReady(const std::vector<moe::analysis::StoredAblation>& ablations);
     void storedAblationsFailed(const QString& error);
+    void ablationDeleted(bool ok, const QString& message);
     void traceStarted();
     void traceProgress();
     void traceFinished(bool ok, const QString& summary);

@@ -270,4 +270,14 @@ void check_and_migrate(sql::Db& db, bool writable, std::span<const Migration> li
     tx.commit();
 }
 
+void remember_deleted_id(sql::Db& db, const char* key, int64_t highest, const char* doing) {
+    if (highest <= 0) return;
+    sql::Stmt m(db,
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE "
+                "SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                doing);
+    m.bind(1, key).bind(2, std::to_string(highest));
+    m.run();
+}
+
 }  // namespace moe::analysis::schema

@@ -41,4 +41,9 @@ void check_header(const sql::Db& db, const Header& h, int64_t latest);
 // for a file that is not a store, a store of a newer schema, or an old store opened read-only.
 void check_and_migrate(sql::Db& db, bool writable, std::span<const Migration> list);
 
+// Ids a notebook may cite (runs, ablations) are never given twice: the highest id deleted from
+// such a table is kept in `meta` under `key` (the larger of it and what is there), and new
+// rows take 1 + the larger of the table's highest id and that one.
+void remember_deleted_id(sql::Db& db, const char* key, int64_t highest, const char* doing);
+
 }  // namespace moe::analysis::schema

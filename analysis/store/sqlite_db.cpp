@@ -87,6 +87,10 @@ int64_t Db::last_insert_rowid() const {
     return sqlite3_last_insert_rowid(db_);
 }
 
+int64_t Db::changes() const {
+    return sqlite3_changes64(db_);
+}
+
 Stmt::Stmt(Db& db, std::string_view sql, const char* doing) : db_(db), doing_(doing) {
     const int rc = sqlite3_prepare_v3(db.get(), sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
                                       &stmt_, nullptr);

@@ -36,6 +36,7 @@ public:
     void exec_waiting(const std::string& sql, const char* doing);
     int64_t pragma_int(const char* name);  // "PRAGMA name" -> first column of its row
     int64_t last_insert_rowid() const;
+    int64_t changes() const;  // rows the last INSERT, UPDATE or DELETE touched
 
     // Throws the moe::Error for SQLite result code `rc` (extended), naming `doing`.
     [[noreturn]] void fail(int rc, const std::string& doing) const;

@@ -86,4 +86,27 @@ nlohmann::json score_json(const moe::analysis::AblationScore& s) {
             {"top1_agreement", s.top1_agreement()}};
 }
 
+nlohmann::json stored_ablation_json(const moe::analysis::StoredAblation& x) {
+    using nlohmann::json;
+    json domains = json::array();
+    for (const moe::analysis::AblationScore& s : x.domains) domains.push_back(score_json(s));
+    return {{"ablation_id", x.ablation_id},
+            {"baseline_id", x.baseline_id},
+            {"model", x.model_name},
+            {"corpus", x.corpus_name},
+            {"split", x.split},
+            {"max_tokens", x.max_tokens},
+            {"context", x.context},
+            {"created", x.created},
+            {"sweep", x.sweep},
+            {"value", x.value ? json(*x.value) : json(nullptr)},
+            {"control", x.control},
+            {"seed", x.seed ? json(*x.seed) : json(nullptr)},
+            {"from_run", x.from_run ? json(*x.from_run) : json(nullptr)},
+            {"mask", x.mask_spec},
+            {"mode", x.mask_mode},
+            {"domains", domains},
+            {"all", score_json(x.all())}};
+}
+
 }  // namespace moewb

@@ -40,5 +40,7 @@ void print_json(const nlohmann::json& j);
 nlohmann::json run_json(const moe::analysis::RunInfo& r);
 // One domain's (or "all") scores of an ablation as `moewb ablate --json` writes them.
 nlohmann::json score_json(const moe::analysis::AblationScore& s);
+// A stored ablation as `moewb stats --ablations` lists it (and `delete-ablation` reports it).
+nlohmann::json stored_ablation_json(const moe::analysis::StoredAblation& x);
 
 }  // namespace moewb

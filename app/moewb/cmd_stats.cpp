@@ -77,27 +77,7 @@ int cmd_stats(int argc, char** argv) {
     if (args.has("--runs")) j["runs"] = runs_json(store);
     if (args.has("--ablations")) {
         json a = json::array();
-        for (const an::StoredAblation& x : an::read_ablations(store)) {
-            json domains = json::array();
-            for (const an::AblationScore& s : x.domains) domains.push_back(score_json(s));
-            a.push_back({{"ablation_id", x.ablation_id},
-                         {"baseline_id", x.baseline_id},
-                         {"model", x.model_name},
-                         {"corpus", x.corpus_name},
-                         {"split", x.split},
-                         {"max_tokens", x.max_tokens},
-                         {"context", x.context},
-                         {"created", x.created},
-                         {"sweep", x.sweep},
-                         {"value", x.value ? json(*x.value) : json(nullptr)},
-                         {"control", x.control},
-                         {"seed", x.seed ? json(*x.seed) : json(nullptr)},
-                         {"from_run", x.from_run ? json(*x.from_run) : json(nullptr)},
-                         {"mask", x.mask_spec},
-                         {"mode", x.mask_mode},
-                         {"domains", domains},
-                         {"all", score_json(x.all())}});
-        }
+        for (const an::StoredAblation& x : an::read_ablations(store)) a.push_back(stored_ablation_json(x));
         j["ablations"] = a;
     }
     if (args.has("--load-balance")) {

@@ -20,5 +20,6 @@ int cmd_ablate(int argc, char** argv);
 int cmd_capture(int argc, char** argv);
 int cmd_import(int argc, char** argv);
 int cmd_delete_run(int argc, char** argv);
+int cmd_delete_ablation(int argc, char** argv);
 
 }  // namespace moewb

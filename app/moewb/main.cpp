@@ -35,6 +35,7 @@ const Command kCommands[] = {
     {"capture", moewb::cmd_capture, "store the routing an SGLang or vLLM server returns for a corpus"},
     {"import", moewb::cmd_import, "store saved SGLang / vLLM responses (JSONL) as a run"},
     {"delete-run", moewb::cmd_delete_run, "delete runs from a routing store (all or none)"},
+    {"delete-ablation", moewb::cmd_delete_ablation, "delete kept ablations from a routing store (all or none)"},
 };
 
 void print_usage(FILE* out) {
