@@ -400,6 +400,54 @@ private slots:
         QVERIFY(panel_->findChild<QPushButton*>("sweep")->isEnabled());
     }
 
+    void aStoredSweepIsPlotted() {
+        // A sweep kept in the store: selecting one of its conditions plots the whole sweep (a
+        // line per kind, Δloss as stored); a single mask shows no plot.
+        panel_->setRun(run_id_);
+        panel_->setTokenBudget(30);
+        panel_->setDomainsChecked({"code", "prose"});
+        panel_->findChild<QCheckBox*>("ablationStore")->setChecked(true);
+        panel_->setSweepFractions("0.125,0.25");
+        QSignalSpy done(panel_->jobs(), &AblationJobs::finished);
+        press("sweep");
+        QTRY_COMPARE_WITH_TIMEOUT(done.size(), 1, 120000);
+        QVERIFY2(done[0][0].toBool(), qPrintable(done[0][1].toString()));
+        QVERIFY(wb_.waitIdle(30000));
+        StoredAblationsView view;
+        connect(&wb_, &Workbench::storedAblationsReady, &view, &StoredAblationsView::showAblations);
+        wb_.requestStoredAblations();
+        QVERIFY(wb_.waitIdle(30000));
+        std::vector<an::StoredAblation> stored;
+        {
+            an::RoutingStore store = an::RoutingStore::open(fx_.store_path.toStdString());
+            stored = an::read_ablations(store);
+        }
+        QVERIFY(stored.size() >= 6);
+        const an::StoredAblation& last = stored.back();  // the sweep's last condition
+        QCOMPARE(last.sweep, std::string("top-routed"));
+        view.selectAblation(last.ablation_id);
+        QCustomPlot* plot = view.sweepPlot();
+        QVERIFY(plot->isVisibleTo(&view));
+        QCOMPARE(plot->graphCount(), 3);
+        for (int g = 0; g < 3; ++g) {
+            QCOMPARE(plot->graph(g)->data()->size(), 2);
+            const std::string line = plot->graph(g)->name().toStdString();
+            for (const an::StoredAblation& a : std::vector<an::StoredAblation>(stored.end() - 6, stored.end())) {
+                const std::string kind = a.control.empty() ? "most routed" : a.control;
+                if (kind != line) continue;
+                const auto it = plot->graph(g)->data()->findBegin(*a.value, false);
+                QCOMPARE(it->key, *a.value);
+                QCOMPARE(it->value, a.all().delta_loss());
+            }
+        }
+        for (const an::StoredAblation& a : stored)
+            if (a.sweep.empty()) {
+                view.selectAblation(a.ablation_id);
+                QVERIFY(!plot->isVisibleTo(&view));
+                break;
+            }
+    }
+
     void aStoredAblationIsDeletedAfterConfirmation() {
         // Last: it takes an ablation out of the shared store. The Delete key asks first (Cancel
         // keeps it); "Delete" takes it and its scores out, the list is read again without it.

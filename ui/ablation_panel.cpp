@@ -20,6 +20,7 @@
 #include "engine/model.h"
 #include "ui/expert_grid.h"
 #include "ui/plot_export.h"
+#include "ui/sweep_plot.h"
 #include "ui/widget_helpers.h"
 #include "ui/workbench.h"
 
@@ -176,11 +177,7 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     results_layout->addWidget(chart_, 1);
     sweep_chart_->setObjectName("sweepChart");
     sweep_chart_->setMinimumHeight(170);
-    sweep_chart_->xAxis->setLabel(tr("fraction of routed experts switched off"));
-    sweep_chart_->yAxis->setLabel(tr("Δloss, all domains (nats)"));
-    sweep_chart_->legend->setVisible(true);
-    sweep_chart_->legend->setFont(QFont(font().family(), font().pointSize() - 1));
-    sweep_chart_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignLeft);
+    setup_sweep_plot(sweep_chart_, tr("fraction of routed experts switched off"));
     sweep_chart_->hide();
     results_layout->addWidget(sweep_chart_, 1);
     auto* export_chart = new QPushButton(tr("Export chart…"), this);
@@ -467,7 +464,7 @@ void AblationPanel::showSweep() {
     // One table row per condition (its all-domain scores), and one line per kind of condition.
     const an::AblationResult& r = *jobs_->result();
     results_->setRowCount(static_cast<int>(r.conditions.size()));
-    std::map<std::string, std::pair<QVector<double>, QVector<double>>> lines;  // control -> (fraction, Δloss)
+    std::vector<SweepPoint> points;
     for (int i = 0; i < static_cast<int>(r.conditions.size()); ++i) {
         const an::AblationConditionResult& c = r.conditions[static_cast<size_t>(i)];
         const std::string kind = c.condition.control.empty() ? "most routed" : c.condition.control;
@@ -476,27 +473,9 @@ void AblationPanel::showSweep() {
         results_->setItem(i, 0, table_cell(QString("%1, %2").arg(f, 0, 'g', 4).arg(q(kind)), false));
         results_->item(i, 0)->setToolTip(q(c.condition.mask.spec()));
         fill_score_cells(results_, i, 1, s);
-        lines[kind].first << f;
-        lines[kind].second << s.delta_loss();
+        points.push_back({kind, f, s.delta_loss()});
     }
-    sweep_chart_->clearGraphs();
-    const std::map<std::string, QColor> colors{{"most routed", QColor("#d6604d")},
-                                               {"least-routed", QColor("#4393c3")},
-                                               {"random", QColor("#7f7f7f")}};
-    double hi = 0;
-    for (const auto& [kind, xy] : lines) {
-        QCPGraph* g = sweep_chart_->addGraph();
-        g->setName(q(kind));
-        g->setData(xy.first, xy.second, true);
-        const auto color = colors.count(kind) ? colors.at(kind) : QColor("#333");
-        g->setPen(QPen(color, 2));
-        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, color, 6));
-        for (double v : xy.second) hi = std::max(hi, v);
-    }
-    sweep_chart_->xAxis->setRange(0, 0.3);
-    sweep_chart_->rescaleAxes();
-    sweep_chart_->xAxis->setRange(0, sweep_chart_->xAxis->range().upper * 1.1);
-    sweep_chart_->yAxis->setRange(std::min(0.0, sweep_chart_->yAxis->range().lower), std::max(hi * 1.15, 1e-6));
+    plot_sweep(sweep_chart_, points);
     chart_->hide();
     sweep_chart_->show();
     sweep_chart_->replot();

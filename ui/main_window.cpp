@@ -184,7 +184,7 @@ MainWindow::MainWindow(QWidget* parent)
     // when another store is opened and when an evaluation ends.
     stored_ablations_->setWindowFlag(Qt::Tool);
     stored_ablations_->setWindowTitle(tr("Stored ablations"));
-    stored_ablations_->resize(900, 560);
+    stored_ablations_->resize(900, 720);
     connect(ablation_, &AblationPanel::storedAblationsRequested, this, &MainWindow::showStoredAblations);
     connect(workbench_, &Workbench::storedAblationsReady, stored_ablations_, &StoredAblationsView::showAblations);
     connect(workbench_, &Workbench::storedAblationsFailed, stored_ablations_, &StoredAblationsView::showError);

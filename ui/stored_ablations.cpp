@@ -9,7 +9,10 @@
 #include <QSignalBlocker>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <map>
+#include <qcustomplot.h>
 
+#include "ui/sweep_plot.h"
 #include "ui/widget_helpers.h"
 
 namespace moe::ui {
@@ -35,6 +38,8 @@ StoredAblationsView::StoredAblationsView(QWidget* parent)
       message_(new QLabel(this)),
       table_(new QTableWidget(this)),
       domains_(new QTableWidget(this)),
+      sweep_label_(new QLabel(this)),
+      sweep_plot_(new QCustomPlot(this)),
       use_mask_(new QPushButton(tr("Use this mask"), this)),
       export_(new QPushButton(tr("Export CSV…"), this)),
       delete_(new QPushButton(tr("Delete…"), this)) {
@@ -82,6 +87,14 @@ StoredAblationsView::StoredAblationsView(QWidget* parent)
     layout->addWidget(table_, 3);
     layout->addWidget(new QLabel(tr("Per domain, the selected ablation:"), this));
     layout->addWidget(domains_, 2);
+    sweep_label_->setObjectName("storedSweepLabel");
+    sweep_plot_->setObjectName("storedSweepPlot");
+    sweep_plot_->setMinimumHeight(170);
+    setup_sweep_plot(sweep_plot_, QString());
+    sweep_label_->hide();
+    sweep_plot_->hide();
+    layout->addWidget(sweep_label_);
+    layout->addWidget(sweep_plot_, 2);
     layout->addLayout(buttons);
 }
 
@@ -146,6 +159,30 @@ void StoredAblationsView::selectAblation(qint64 ablation_id) {
         if (table_->item(r, 0)->data(Qt::UserRole).toLongLong() == ablation_id) table_->selectRow(r);
 }
 
+void StoredAblationsView::showSweepOf(const analysis::StoredAblation& selected) {
+    if (selected.sweep.empty()) return;
+    std::vector<SweepPoint> points;
+    for (const analysis::StoredAblation& a : ablations_) {
+        if (a.sweep != selected.sweep || a.baseline_id != selected.baseline_id || a.created != selected.created) continue;
+        if (!a.value) return;  // a sweep of named conditions (shared): the table says it all
+        // The experiment's line named as the panel names it; each control its own.
+        const std::string line = !a.control.empty() ? a.control : a.sweep == "top-routed" ? "most routed" : a.sweep;
+        points.push_back({line, *a.value, a.all().delta_loss()});
+    }
+    if (points.size() < 2) return;
+    // What the parameter is, as `moewb ablate --sweep` names it.
+    const std::map<std::string, QString> x_of{{"top-routed", tr("fraction of routed experts switched off")},
+                                              {"skip-top", tr("ratio of the top experts skipped per token")},
+                                              {"k", tr("routed experts per token (k)")}};
+    sweep_plot_->xAxis->setLabel(x_of.count(selected.sweep) ? x_of.at(selected.sweep) : q(selected.sweep));
+    sweep_label_->setText(tr("The sweep this ablation belongs to: %1 conditions of %2, kept %3.")
+                              .arg(points.size())
+                              .arg(q(selected.sweep), q(selected.created)));
+    sweep_label_->show();
+    sweep_plot_->show();
+    plot_sweep(sweep_plot_, points);
+}
+
 void StoredAblationsView::confirmDelete() {
     const int64_t id = selectedAblation();
     const auto a = std::find_if(ablations_.begin(), ablations_.end(), [&](const analysis::StoredAblation& x) { return x.ablation_id == id; });
@@ -168,8 +205,11 @@ void StoredAblationsView::showSelected() {
     use_mask_->setEnabled(id != 0);
     delete_->setEnabled(id != 0);
     domains_->setRowCount(0);
+    sweep_label_->hide();
+    sweep_plot_->hide();
     for (const analysis::StoredAblation& a : ablations_) {
         if (a.ablation_id != id) continue;
+        showSweepOf(a);
         std::vector<analysis::AblationScore> rows = a.domains;
         rows.push_back(a.all());
         domains_->setRowCount(static_cast<int>(rows.size()));

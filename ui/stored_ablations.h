@@ -1,6 +1,8 @@
 // Stored ablations: the ablations kept in the open routing store (`moewb ablate --db`, the
 // ablation panel's "Keep in the store") as a table, one row per ablation with its scores over
-// all domains — newest first — and, for the selected one, its scores per domain below.
+// all domains — newest first — and, for the selected one, its scores per domain below; when
+// the selected one is a condition of a sweep (kept by one job: the same sweep, baseline and
+// time), the sweep's plot of Δloss against its parameter, a line per kind of condition.
 // "Use this mask" puts the selected ablation's SPEC and mode into the ablation panel; "Export
 // CSV…" writes every stored ablation as `moewb export --ablations` does; "Delete…" (or the
 // Delete key) takes the selected one out of the store after a confirmation, as `moewb
@@ -16,6 +18,8 @@
 
 #include "analysis/ablation.h"
 
+class QCustomPlot;
+
 namespace moe::ui {
 
 class StoredAblationsView : public QWidget {
@@ -24,6 +28,7 @@ public:
     explicit StoredAblationsView(QWidget* parent = nullptr);
     QTableWidget* table() const { return table_; }
     QTableWidget* domainsTable() const { return domains_; }
+    QCustomPlot* sweepPlot() const { return sweep_plot_; }  // visible while a sweep's condition is selected
     QString message() const { return message_->text(); }
     int64_t selectedAblation() const;  // 0: none
 
@@ -40,12 +45,15 @@ signals:
 
 private:
     void showSelected();
+    void showSweepOf(const analysis::StoredAblation& selected);
     void confirmDelete();
 
     std::vector<analysis::StoredAblation> ablations_;
     QLabel* message_;
     QTableWidget* table_;
     QTableWidget* domains_;
+    QLabel* sweep_label_;
+    QCustomPlot* sweep_plot_;
     QPushButton* use_mask_;
     QPushButton* export_;
     QPushButton* delete_;
