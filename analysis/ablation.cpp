@@ -436,9 +436,9 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
     // Ids above every one given before, deleted ones included (schema::remember_deleted_id).
     sql::Stmt ins(db,
                   "INSERT INTO ablations (ablation_id, baseline_id, sweep, value, control, seed, from_run, mask_spec, "
-                  "mask_mode, created) VALUES (1 + max(coalesce((SELECT max(ablation_id) FROM ablations), 0), "
-                  "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_deleted_ablation_id'), 0)), "
-                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  "mask_mode, created) VALUES (" +
+                      schema::next_id_sql("ablations", "ablation_id", "last_deleted_ablation_id") +
+                      ", ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                   doing);
     sql::Stmt dom(db,
                   "INSERT INTO ablation_domains (ablation_id, domain_id, tokens, ablated_nll, kl_sum, top1_agree) "

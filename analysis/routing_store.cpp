@@ -162,10 +162,9 @@ int64_t RoutingStore::create_run(const RunSpec& r) {
                   // A run id is never given twice, not even after that run was deleted.
                   "INSERT INTO runs (run_id, model_id, corpus_id, source, dtype, mask_spec, mask_mode, gate_weight_kind, "
                   "gate_weight_format, has_entropy, split, context, max_tokens, trace_key, status, started, "
-                  "experts_format, entropy_format, engine_version) "
-                  "VALUES (1 + max(coalesce((SELECT max(run_id) FROM runs), 0), "
-                  "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_deleted_run_id'), 0)), "
-                  "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16, ?17)",
+                  "experts_format, entropy_format, engine_version) VALUES (" +
+                      schema::next_id_sql("runs", "run_id", "last_deleted_run_id") +
+                      ", ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'incomplete', ?14, ?15, ?16, ?17)",
                   doing);
     ins.bind(1, r.model_id);
     if (r.corpus_id)

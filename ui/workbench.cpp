@@ -36,6 +36,13 @@ an::StoreOptions read_only() {
     return o;
 }
 
+// For writing to the open store: one removed meanwhile is not made again, empty.
+an::StoreOptions existing() {
+    an::StoreOptions o;
+    o.create = false;
+    return o;
+}
+
 struct LoadedModel {
     std::shared_ptr<const Model> model;  // null: the directory has no weights (config only)
     std::shared_ptr<const ModelConfig> config;
@@ -191,11 +198,7 @@ void Workbench::deleteRun(qint64 run_id) {
     const std::string p = store_path_.toStdString();
     run_job<an::RunInfo>(
         this,
-        [p, run_id] {
-            an::StoreOptions o;
-            o.create = false;  // a store removed meanwhile is not made again, empty
-            return an::RoutingStore::open(p, o).delete_runs({run_id}).front();
-        },
+        [p, run_id] { return an::RoutingStore::open(p, existing()).delete_runs({run_id}).front(); },
         [this](JobResult<an::RunInfo> r) {
             jobDone();
             if (!r.ok()) {
@@ -245,9 +248,7 @@ void Workbench::deleteAblation(qint64 ablation_id) {
     run_job<an::StoredAblation>(
         this,
         [p, ablation_id] {
-            an::StoreOptions o;
-            o.create = false;  // a store removed meanwhile is not made again, empty
-            an::RoutingStore store = an::RoutingStore::open(p, o);
+            an::RoutingStore store = an::RoutingStore::open(p, existing());
             return an::delete_ablations(store, {ablation_id}).front();
         },
         [this](JobResult<an::StoredAblation> r) {

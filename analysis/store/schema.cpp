@@ -280,4 +280,9 @@ void remember_deleted_id(sql::Db& db, const char* key, int64_t highest, const ch
     m.run();
 }
 
+std::string next_id_sql(const char* table, const char* column, const char* key) {
+    return std::string("1 + max(coalesce((SELECT max(") + column + ") FROM " + table +
+           "), 0), coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '" + key + "'), 0))";
+}
+
 }  // namespace moe::analysis::schema

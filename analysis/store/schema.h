@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "analysis/store/sqlite_db.h"
 
@@ -45,5 +46,7 @@ void check_and_migrate(sql::Db& db, bool writable, std::span<const Migration> li
 // such a table is kept in `meta` under `key` (the larger of it and what is there), and new
 // rows take 1 + the larger of the table's highest id and that one.
 void remember_deleted_id(sql::Db& db, const char* key, int64_t highest, const char* doing);
+// That id as an SQL expression for an INSERT into `table`, its id in `column`.
+std::string next_id_sql(const char* table, const char* column, const char* key);
 
 }  // namespace moe::analysis::schema

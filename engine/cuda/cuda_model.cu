@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -172,10 +171,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         blas_->set_split_activations(!o.cuda_bf16_activations);
         bf16_activations_ = o.cuda_bf16_activations;
         const DType attn_type = layers_.empty() ? DType::f32 : layers_.front().q.type;
-        // MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
-        const char* env = std::getenv("MOEWB_CUDA_ATTENTION");
-        const bool f32_asked = env && std::string(env) == "f32";
-        attention_math_ = attn_type == DType::f32 || f32_asked ? AttentionMath::f32
+        attention_math_ = attn_type == DType::f32 || launch::f32_attention_asked() ? AttentionMath::f32
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
         create_side_streams(launch::expert_streams());

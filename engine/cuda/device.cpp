@@ -130,6 +130,14 @@ bool grouped_expert_products(bool split) {
     return mode == 1 || (mode == 0 && split);
 }
 
+bool f32_attention_asked() {
+    static const bool asked = [] {
+        const char* env = std::getenv("MOEWB_CUDA_ATTENTION");
+        return env && std::string(env) == "f32";
+    }();
+    return asked;
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;

@@ -58,13 +58,13 @@ __device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, u
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <bool SPLIT, int BN>
+template <bool SPLIT>
 __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat16* xhi, const __nv_bfloat16* xlo, int64_t K,
                                                                const void* const* w_table, int64_t N, const int64_t* offsets,
                                                                int n_expert, float* y, int64_t ldy) {
     constexpr int kParts = SPLIT ? 2 : 1;
-    constexpr int kStage = kParts * kTile + BN * kLd;  // x's parts, then W's tile
-    constexpr int kNT = BN / 32;                        // n8 tiles per warp
+    constexpr int kStage = kParts * kTile + kBN * kLd;  // x's parts, then W's tile
+    constexpr int kNT = kBN / 32;                        // n8 tiles per warp
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* ring = reinterpret_cast<__nv_bfloat16*>(smem);  // [stage][x parts..., W]
 
@@ -80,10 +80,10 @@ __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat
     const int e = static_cast<int>(tl.expert);
     const int64_t r0 = tl.row0, rows = tl.rows;
     const auto* w = static_cast<const __nv_bfloat16*>(w_table[e]);
-    const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+    const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int wm = (warp / 4) * 64, wn = (warp % 4) * (BN / 4);  // the warp's 64 × BN/4 of the tile
+    const int wm = (warp / 4) * 64, wn = (warp % 4) * (kBN / 4);  // the warp's 64 × 32 of the tile
 
     // Stage s holds K columns kt·kBK ..: 16-byte pieces, four per row of each tile.
     auto load = [&](int stage, int64_t kt) {
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat
             if constexpr (SPLIT) copy16(base + kTile + r * kLd + piece, xlo + xr * K + k, row_ok);
         }
 #pragma unroll
-        for (int i = 0; i < BN * 4 / kThreads; ++i) {
+        for (int i = 0; i < kBN * 4 / kThreads; ++i) {
             const int idx = threadIdx.x + i * kThreads;
             const int r = idx / 4, piece = (idx % 4) * 8;
             const int64_t k = kt * kBK + piece;
@@ -174,23 +174,23 @@ __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat
         }
 }
 
-template <bool SPLIT, int BN>
+template <bool SPLIT>
 size_t ring_bytes() {
-    return static_cast<size_t>(kStages) * ((SPLIT ? 2 : 1) * kTile + BN * kLd) * sizeof(__nv_bfloat16);
+    return static_cast<size_t>(kStages) * ((SPLIT ? 2 : 1) * kTile + kBN * kLd) * sizeof(__nv_bfloat16);
 }
 
-template <bool SPLIT, int BN>
+template <bool SPLIT>
 void launch_grouped(const void* hi, const void* lo, int64_t K, const void* const* w_table, int64_t N, const int64_t* offsets,
                     int n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s) {
     static bool raised = false;  // per instantiation, once
     if (!raised) {
-        check(cudaFuncSetAttribute(expert_gemm_kernel<SPLIT, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(ring_bytes<SPLIT, BN>())),
+        check(cudaFuncSetAttribute(expert_gemm_kernel<SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(ring_bytes<SPLIT>())),
               "the experts' products: shared memory size");
         raised = true;
     }
-    const dim3 grid(static_cast<unsigned>((N + BN - 1) / BN), static_cast<unsigned>(row_tiles));
-    expert_gemm_kernel<SPLIT, BN><<<grid, kThreads, ring_bytes<SPLIT, BN>(), s>>>(
+    const dim3 grid(static_cast<unsigned>((N + kBN - 1) / kBN), static_cast<unsigned>(row_tiles));
+    expert_gemm_kernel<SPLIT><<<grid, kThreads, ring_bytes<SPLIT>(), s>>>(
         static_cast<const __nv_bfloat16*>(hi), static_cast<const __nv_bfloat16*>(lo), K, w_table, N, offsets, n_expert, y, ldy);
     check(cudaGetLastError(), "launching the experts' products");
 }
@@ -217,8 +217,8 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
     if (row_tiles <= 0) return;
     // 128 × 128 tiles: 128 × 256 (warps of 64 × 64) measured no faster on an H100.
     const int E = static_cast<int>(n_expert);
-    if (lo) launch_grouped<true, kBN>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
-    else launch_grouped<false, kBN>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
+    if (lo) launch_grouped<true>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
+    else launch_grouped<false>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
 }
 
 }  // namespace moe::cuda::launch

@@ -26,6 +26,8 @@ int expert_streams();
 // side streams: with split activations (two products per expert for cuBLAS, one launch
 // for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped or =cublas chooses for both (to compare).
 bool grouped_expert_products(bool split);
+// Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
+bool f32_attention_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
