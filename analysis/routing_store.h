@@ -28,6 +28,15 @@ struct StoreOptions {
     bool read_only = false;      // never write (stats, export); an old schema is then an error
     int busy_timeout_ms = 5000;  // how long a write waits for another process's lock
     int64_t max_page_count = 0;  // > 0: cap the file's size; writing past it fails as a full disk does
+
+    // A store that must exist already (one removed meanwhile is not made again, empty); with
+    // read_only, never written.
+    static StoreOptions existing(bool read_only = false) {
+        StoreOptions o;
+        o.create = false;
+        o.read_only = read_only;
+        return o;
+    }
 };
 
 struct DocumentFilter {

@@ -76,10 +76,7 @@ void AblationJobs::startSweep(qint64 run_id, const QList<double>& fractions, qui
     const std::vector<double> f(fractions.begin(), fractions.end());
     launch(
         [=](const Model& model) {
-            an::StoreOptions o;
-            o.read_only = true;
-            o.create = false;
-            an::RoutingStore s = an::RoutingStore::open(store_path, o);
+            an::RoutingStore s = an::RoutingStore::open(store_path, an::StoreOptions::existing(true));
             const auto selections = an::expert_selections(s, run_id, model.config());
             const std::vector<std::string> controls{"least-routed", "random"};
             return an::routed_sweep(model.config(), selections, run_id, f, controls, seed, mode);
@@ -190,10 +187,7 @@ void AblationJobs::requestQuickMask(QuickMask kind, int n, qint64 run_id, quint6
             if (kind == QuickMask::random) {
                 selections.assign(static_cast<size_t>(cfg.n_moe_layers()), std::vector<int64_t>(static_cast<size_t>(cfg.n_routed_experts), 0));
             } else {
-                an::StoreOptions o;
-                o.read_only = true;
-                o.create = false;
-                an::RoutingStore store = an::RoutingStore::open(store_path, o);
+                an::RoutingStore store = an::RoutingStore::open(store_path, an::StoreOptions::existing(true));
                 selections = an::expert_selections(store, run_id, cfg);
             }
             // The fraction n / E gives exactly n experts per layer (routed_sweep rounds f · E).

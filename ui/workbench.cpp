@@ -29,19 +29,8 @@ namespace {
 
 QString q(const std::string& s) { return QString::fromStdString(s); }
 
-an::StoreOptions read_only() {
-    an::StoreOptions o;
-    o.read_only = true;
-    o.create = false;
-    return o;
-}
-
-// For writing to the open store: one removed meanwhile is not made again, empty.
-an::StoreOptions existing() {
-    an::StoreOptions o;
-    o.create = false;
-    return o;
-}
+an::StoreOptions read_only() { return an::StoreOptions::existing(true); }
+an::StoreOptions existing() { return an::StoreOptions::existing(); }
 
 struct LoadedModel {
     std::shared_ptr<const Model> model;  // null: the directory has no weights (config only)

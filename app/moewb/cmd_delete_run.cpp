@@ -44,12 +44,6 @@ std::vector<int64_t> id_list(const Args& args, const char* flag, const char* wha
     return ids;
 }
 
-moe::analysis::RoutingStore open_existing(const std::string& path) {
-    moe::analysis::StoreOptions so;
-    so.create = false;
-    return moe::analysis::RoutingStore::open(path, so);
-}
-
 }  // namespace
 
 int cmd_delete_run(int argc, char** argv) {
@@ -57,7 +51,7 @@ int cmd_delete_run(int argc, char** argv) {
     if (args.help()) return print_help(kHelp);
     const std::string path = args.require("--db");
     const std::vector<int64_t> ids = id_list(args, "--run", "a run");
-    moe::analysis::RoutingStore store = open_existing(path);
+    moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(path, moe::analysis::StoreOptions::existing());
     if (!args.has("--force"))
         for (int64_t id : ids)
             if (const moe::analysis::RunInfo r = store.run(id); r.status != "complete")
@@ -78,7 +72,7 @@ int cmd_delete_ablation(int argc, char** argv) {
     if (args.help()) return print_help(kAblationHelp);
     const std::string path = args.require("--db");
     const std::vector<int64_t> ids = id_list(args, "--ablation", "an ablation");
-    moe::analysis::RoutingStore store = open_existing(path);
+    moe::analysis::RoutingStore store = moe::analysis::RoutingStore::open(path, moe::analysis::StoreOptions::existing());
     nlohmann::json deleted = nlohmann::json::array();
     for (const moe::analysis::StoredAblation& a : moe::analysis::delete_ablations(store, ids)) {
         deleted.push_back(stored_ablation_json(a));
