@@ -3,7 +3,8 @@
 // positions, grouped KV heads): the 16B's heads (16 × 128) for a 512-token prefill and for
 // decode at position 2047, grouped KV heads, small and odd shapes, the decode graph's launch
 // (position read on the device) and heads wider than the tiled kernel takes; every output
-// written (poisoned first) and within 1e-5 of the largest |v| in f32. The same prefills on the
+// written (poisoned first) and within 1e-5 of the largest |v| in f32; decode through both
+// kernels (DecodeAttention) likewise. The same prefills on the
 // tensor cores (heads of 64 and 128): split into two BF16 parts each operand is within about
 // 2⁻¹⁶ of itself (products of hi + lo missing lo·lo' and lo's rounding), the scores to about
 // 1e-5 at worst and the output to a few 1e-6 typically (6.6e-6 measured on an H100): within
@@ -19,6 +20,55 @@
 #include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
+namespace {
+
+struct Case {
+    int64_t T, pos0, nh, nkv, hd;
+    bool device_pos;
+};
+
+// Random queries, keys and values for c: keys and values for P positions.
+struct Inputs {
+    std::vector<float> q, k, v;
+};
+Inputs inputs(test_support::Lcg& rng, const Case& c, int64_t P) {
+    auto fill = [&](size_t n, float scale) {
+        std::vector<float> x(n);
+        for (auto& v : x) v = (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale;
+        return x;
+    };
+    return {fill(size_t(c.T * c.nh * c.hd), 2.0f), fill(size_t(P * c.nkv * c.hd), 2.0f), fill(size_t(P * c.nkv * c.hd), 1.0f)};
+}
+
+// The largest |got - definition| over every 32nd query (at least each one) and every head,
+// the definition in double.
+double worst_error(const Inputs& in, const Case& c, const std::vector<float>& got) {
+    double worst = 0;
+    const double scale = 1.0 / std::sqrt(double(c.hd));
+    for (int64_t t = 0; t < c.T; t += std::max<int64_t>(1, c.T / 32))
+        for (int64_t h = 0; h < c.nh; ++h) {
+            const int64_t kvh = h / (c.nh / c.nkv), visible = c.pos0 + t + 1;
+            std::vector<double> s(static_cast<size_t>(visible));
+            double m = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < visible; ++j) {
+                double d = 0;
+                for (int64_t i = 0; i < c.hd; ++i)
+                    d += double(in.q[size_t((t * c.nh + h) * c.hd + i)]) * in.k[size_t((j * c.nkv + kvh) * c.hd + i)];
+                s[size_t(j)] = d * scale;
+                m = std::max(m, s[size_t(j)]);
+            }
+            for (auto& x : s) sum += (x = std::exp(x - m));
+            for (int64_t i = 0; i < c.hd; ++i) {
+                double o = 0;
+                for (int64_t j = 0; j < visible; ++j) o += s[size_t(j)] * in.v[size_t((j * c.nkv + kvh) * c.hd + i)];
+                worst = std::max(worst, std::abs(o / sum - got[size_t((t * c.nh + h) * c.hd + i)]));
+            }
+        }
+    return worst;
+}
+
+}  // namespace
+
 class CudaAttentionTest : public QObject {
     Q_OBJECT
 private slots:
@@ -30,7 +80,6 @@ private slots:
         test_support::Lcg rng{5};
         // Tiled prefill (head widths of 1-4 lanes' worth, partial tiles, an offset start),
         // split decode (host and device position, the first position), and the wide-head path.
-        struct Case { int64_t T, pos0, nh, nkv, hd; bool device_pos; };
         using moe::cuda::AttentionMath;
         const AttentionMath maths[] = {AttentionMath::f32, AttentionMath::split_bf16, AttentionMath::bf16};
         const double tolerance[] = {1e-5, 5e-5, 2e-2};
@@ -41,42 +90,41 @@ private slots:
                              Case{1, 700, 16, 16, 128, true}, Case{3, 10, 2, 1, 192, false}, Case{130, 5, 4, 2, 128, false},
                              Case{70, 0, 2, 2, 64, false}, Case{2, 3, 2, 2, 64, false}}) {
             const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);  // device position: room beyond
-            auto fill = [&](size_t n, float scale) {
-                std::vector<float> x(n);
-                for (auto& v : x) v = (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale;
-                return x;
-            };
-            const auto q = fill(size_t(c.T * c.nh * c.hd), 2.0f), k = fill(size_t(P * c.nkv * c.hd), 2.0f),
-                       v = fill(size_t(P * c.nkv * c.hd), 1.0f);
-            const auto got = moe::cuda::causal_attention(q, k, v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi]);
+            const Inputs in = inputs(rng, c, P);
+            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi]);
             for (const float x : got) QVERIFY(std::isfinite(x));  // the output is poisoned with NaN first
-            double worst = 0;
-            const double scale = 1.0 / std::sqrt(double(c.hd));
-            for (int64_t t = 0; t < c.T; t += std::max<int64_t>(1, c.T / 32))
-                for (int64_t h = 0; h < c.nh; ++h) {
-                    const int64_t kvh = h / (c.nh / c.nkv), visible = c.pos0 + t + 1;
-                    std::vector<double> s(static_cast<size_t>(visible));
-                    double m = -INFINITY, sum = 0;
-                    for (int64_t j = 0; j < visible; ++j) {
-                        double d = 0;
-                        for (int64_t i = 0; i < c.hd; ++i)
-                            d += double(q[size_t((t * c.nh + h) * c.hd + i)]) * k[size_t((j * c.nkv + kvh) * c.hd + i)];
-                        s[size_t(j)] = d * scale;
-                        m = std::max(m, s[size_t(j)]);
-                    }
-                    for (auto& x : s) sum += (x = std::exp(x - m));
-                    for (int64_t i = 0; i < c.hd; ++i) {
-                        double o = 0;
-                        for (int64_t j = 0; j < visible; ++j) o += s[size_t(j)] * v[size_t((j * c.nkv + kvh) * c.hd + i)];
-                        worst = std::max(worst, std::abs(o / sum - got[size_t((t * c.nh + h) * c.hd + i)]));
-                    }
-                }
+            const double worst = worst_error(in, c, got);
             // Decode, and heads the tensor-core kernel does not take, stay f32 whatever is asked.
             const bool on_tensor_cores = c.T > 1 && !c.device_pos && (c.hd == 64 || c.hd == 128);
             const double tol = tolerance[on_tensor_cores ? mi : 0];
             qInfo("%s: T=%lld pos0=%lld heads %lld/%lld×%lld: max |Δ| %.3g (tolerance %.0e)", math_name[mi], (long long)c.T,
                   (long long)c.pos0, (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst, tol);
             QVERIFY(worst < tol);
+        }
+    }
+
+    // Both decode kernels (DecodeAttention) against the definition, within the f32 tolerance:
+    // every head width the vector kernel takes (4 to 128) and two it leaves to the scalar one
+    // (96, 192), grouped KV heads, the first position, splits of one position and of 64, the
+    // host's and the device's position (room for 300 more positions beyond it).
+    void decodeKernelsMatchTheDefinition() {
+        test_support::Lcg rng{11};
+        using moe::cuda::DecodeAttention;
+        for (const DecodeAttention kernel : {DecodeAttention::scalar, DecodeAttention::vector})
+        for (const Case c : {Case{1, 2047, 16, 16, 128, false}, Case{1, 4095, 16, 16, 128, true}, Case{1, 0, 4, 2, 32, false},
+                             Case{1, 700, 8, 2, 64, true}, Case{1, 63, 8, 2, 64, false}, Case{1, 333, 4, 4, 16, false},
+                             Case{1, 65, 2, 1, 8, false}, Case{1, 9, 2, 2, 4, true}, Case{1, 100, 6, 3, 96, false},
+                             Case{1, 50, 2, 1, 192, true}}) {
+            const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
+            const Inputs in = inputs(rng, c, P);
+            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
+                                                         moe::cuda::AttentionMath::f32, kernel);
+            for (const float x : got) QVERIFY(std::isfinite(x));
+            const double worst = worst_error(in, c, got);
+            qInfo("%s decode: pos0=%lld%s heads %lld/%lld×%lld: max |Δ| %.3g (tolerance 1e-5)",
+                  kernel == DecodeAttention::vector ? "vector" : "scalar", (long long)c.pos0, c.device_pos ? " (device)" : "",
+                  (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst);
+            QVERIFY(worst < 1e-5);
         }
     }
 };

@@ -29,6 +29,11 @@ for way in grouped cublas; do
     MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
         --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
 done
+# The decode split's two kernels (docs/engine.md, MOEWB_CUDA_DECODE_ATTENTION), decode after 2,048 positions.
+for kernel in scalar vector; do
+    MOEWB_CUDA_DECODE_ATTENTION=$kernel "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        --gen-tokens 128 --repeat 3 | tee "$OUT/bench-cuda-decode-attention-$kernel.json"
+done
 # How fast decode products stream the weights (bench/bench_gemv.cu).
 "$GEMV" | tee "$OUT/bench-gemv.json"
 # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).

@@ -8,6 +8,8 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
 
 namespace moe::cuda {
@@ -246,7 +248,7 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
 // Block (head, 32 output dimensions): each split's weight exp(m_s - max) once, then each
 // warp sums a quarter of the splits for its 32 dimensions and the first warp adds the four.
 constexpr int kMergeWarps = kDecodeThreads / 32;
-__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) {
+__device__ inline void decode_merge_body(const float* partials, int64_t hd, float* out) {
     __shared__ float scratch[kDecodeThreads];
     __shared__ float weight[kSplits];
     __shared__ float part[kMergeWarps][32];
@@ -270,6 +272,96 @@ __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* ou
     float sum = 0.0f;
     for (int i = 0; i < kMergeWarps; ++i) sum += part[i][lane];
     out[h * hd + d] = sum / total;
+}
+__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) { decode_merge_body(partials, hd, out); }
+
+// The same split with 16-byte loads (DecodeAttention::vector): a row of hd = 4·L floats is
+// read by L lanes, one float4 each, 32 / L rows per warp at once and kDepth rows per lane
+// group in flight before their products; the query stays in registers. Scores: a row's
+// partial dots summed over its L lanes with shuffles. Output: each lane group's sum over its
+// rows, then the groups' sums added in order through shared memory. Launched to start while
+// the kernel before runs (launch_after); it waits for that kernel before reading anything.
+constexpr int kDepth = 8;
+
+template <int L>
+__global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(const float* q, const float* k, const float* v,
+                                                                             int64_t n_heads, int64_t n_kv_heads,
+                                                                             int64_t pos0, const int64_t* d_pos, float scale,
+                                                                             float* partials) {
+    constexpr int kRowsPerWarp = 32 / L, kSlots = (kDecodeThreads / 32) * kRowsPerWarp, hd = 4 * L;
+    extern __shared__ float4 dsm4[];
+    float4* sums = dsm4;                                // [kSlots][L]
+    float* ss = reinterpret_cast<float*>(dsm4 + kSlots * L);  // [split length]
+    __shared__ float scratch[kDecodeThreads];
+    launch::wait_for_previous();
+    if (d_pos) pos0 = *d_pos;
+    const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
+    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
+    float* part = partials + (h * kSplits + split) * (hd + 2);
+    const int lane = threadIdx.x % 32, c = lane % L;
+    const int slot = (threadIdx.x / 32) * kRowsPerWarp + lane / L;
+    const float4 q4 = reinterpret_cast<const float4*>(q + h * hd)[c];
+    auto row = [&](const float* base, int64_t j) {
+        return reinterpret_cast<const float4*>(base + ((j0 + j) * n_kv_heads + kvh) * hd)[c];
+    };
+    for (int64_t first = 0; first < n; first += kDepth * kSlots) {
+        float4 r[kDepth];
+#pragma unroll
+        for (int u = 0; u < kDepth; ++u) {
+            const int64_t j = first + u * kSlots + slot;
+            r[u] = j < n ? row(k, j) : make_float4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < kDepth; ++u) {
+            float d = q4.x * r[u].x + q4.y * r[u].y + q4.z * r[u].z + q4.w * r[u].w;
+#pragma unroll
+            for (int o = L / 2; o > 0; o /= 2) d += __shfl_xor_sync(0xffffffffu, d, o);
+            const int64_t j = first + u * kSlots + slot;
+            if (c == 0 && j < n) ss[j] = d * scale;
+        }
+    }
+    __syncthreads();
+    const Softmax sm = exp_in_place(ss, n, scratch);
+    float4 acc = make_float4(0, 0, 0, 0);
+    for (int64_t first = 0; first < n; first += kDepth * kSlots) {
+        float4 r[kDepth];
+#pragma unroll
+        for (int u = 0; u < kDepth; ++u) {
+            const int64_t j = first + u * kSlots + slot;
+            r[u] = j < n ? row(v, j) : make_float4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < kDepth; ++u) {
+            const int64_t j = first + u * kSlots + slot;
+            const float p = j < n ? ss[j] : 0.0f;
+            acc.x += p * r[u].x;
+            acc.y += p * r[u].y;
+            acc.z += p * r[u].z;
+            acc.w += p * r[u].w;
+        }
+    }
+    sums[slot * L + c] = acc;
+    __syncthreads();
+    const float* flat = reinterpret_cast<const float*>(sums);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float total = 0.0f;
+        for (int g = 0; g < kSlots; ++g) total += flat[g * hd + d];
+        part[d] = total;
+    }
+    if (threadIdx.x == 0) {
+        part[hd] = n > 0 ? sm.max : -INFINITY;
+        part[hd + 1] = sm.sum;
+    }
+}
+
+// Heads the vector split takes: hd = 4·L with L a power of two from 1 to 32.
+bool vector_split_takes(int64_t hd) { return hd >= 4 && hd <= 128 && (hd & (hd - 1)) == 0; }
+
+// The merge as decode_merge_kernel, launched to start while the split runs.
+__global__ void decode_merge_after_kernel(const float* partials, int64_t hd, float* out) {
+    launch::wait_for_previous();
+    decode_merge_body(partials, hd, out);
 }
 
 int max_shared_optin() {
@@ -309,26 +401,51 @@ void launch_flash(const float* q, const float* k, const float* v, int64_t T, int
     flash_attention_kernel<ND><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
 }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <int L>
+void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const float* q, const float* k, const float* v,
+                         int64_t nkv, int64_t pos0, const int64_t* d_pos, float scale, float* partials, cudaStream_t s) {
+    fit_shared(decode_split_vector_kernel<L>, shared, kDecodeThreads * sizeof(float), positions);
+    launch::launch_after(decode_split_vector_kernel<L>, dim3(static_cast<unsigned>(nh), kSplits), dim3(kDecodeThreads), shared,
+                         s, "launching attention", q, k, v, nh, nkv, pos0, d_pos, scale, partials);
+}
+
 }  // namespace
 
 int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
 
 void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
-                       int64_t max_positions, float* partials, AttentionMath math) {
+                       int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode) {
     if (T <= 0) return;
     const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
     if (T == 1 && partials) {
         // Decode: the positions split over kSplits blocks per head, then merged.
         const int64_t positions = d_pos ? max_positions : pos0 + 1;
         const int64_t longest = attention_tiles::split_length(positions, kSplits);
+        const dim3 merge_grid(static_cast<unsigned>(n_heads), static_cast<unsigned>((head_dim + 31) / 32));
+        if (decode == DecodeAttention::vector && vector_split_takes(head_dim) && aligned16(q) && aligned16(k) &&
+            aligned16(v)) {
+            const size_t shared = static_cast<size_t>(kDecodeThreads * 4 + longest) * sizeof(float);
+            switch (head_dim) {
+                case 4: launch_vector_split<1>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 8: launch_vector_split<2>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 16: launch_vector_split<4>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 32: launch_vector_split<8>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 64: launch_vector_split<16>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                default: launch_vector_split<32>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+            }
+            launch::launch_after(decode_merge_after_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
+                                 static_cast<const float*>(partials), head_dim, out);
+            return;
+        }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
         fit_shared(decode_split_kernel, shared, kDecodeThreads * sizeof(float), positions);
         decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
             q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
         check(cudaGetLastError(), "launching attention");
-        decode_merge_kernel<<<dim3(static_cast<unsigned>(n_heads), static_cast<unsigned>((head_dim + 31) / 32)), kDecodeThreads, 0, s>>>(
-            partials, head_dim, out);
+        decode_merge_kernel<<<merge_grid, kDecodeThreads, 0, s>>>(partials, head_dim, out);
         check(cudaGetLastError(), "launching attention");
         return;
     }
@@ -358,7 +475,7 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos,
-                                    AttentionMath math) {
+                                    AttentionMath math, DecodeAttention decode) {
     if (n_kv_heads <= 0 || n_heads % n_kv_heads || pos0 + T > P ||
         static_cast<int64_t>(q.size()) != T * n_heads * head_dim ||
         static_cast<int64_t>(k.size()) != P * n_kv_heads * head_dim || k.size() != v.size())
@@ -373,7 +490,7 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     // Poisoned: every output must be written.
     check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
     launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
-                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math);
+                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode);
     check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());

@@ -20,11 +20,18 @@ namespace moe::cuda {
 // of each term) or rounded to one (bf16: the BF16 activations). Decode is f32 in every case.
 enum class AttentionMath { f32, split_bf16, bf16 };
 
+// The decode split's kernel (both f32, the same splits and merge): scalar — a warp per
+// position, one float per lane per load; vector — 16-byte loads, a position's head read by
+// hd / 4 lanes, eight positions per lane group in flight, the launches started while the
+// kernel before runs (heads of 4 to 128 that are powers of two; others take scalar).
+enum class DecodeAttention { scalar, vector };
+
 // q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd]. device_pos:
 // pos0 read on the device with room for P positions (the decode graph's launch).
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false,
-                                    AttentionMath math = AttentionMath::f32);
+                                    AttentionMath math = AttentionMath::f32,
+                                    DecodeAttention decode = DecodeAttention::scalar);
 
 }  // namespace moe::cuda

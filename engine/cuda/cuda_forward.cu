@@ -348,9 +348,11 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
     stage("rope");
     if (device_pos)
-        launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_);
+        launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_,
+                          AttentionMath::f32, decode_attention_);
     else
-        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_);
+        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_, AttentionMath::f32,
+                          decode_attention_);
     stage("attention");
     const launch::GemvPart o = part(L.o, s.x, H, true);
     launch::fused_gemv(s.attn, T, qdim, nullptr, 0, nullptr, &o, 1, stream_);

@@ -174,6 +174,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         attention_math_ = attn_type == DType::f32 || launch::f32_attention_asked() ? AttentionMath::f32
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
+        decode_attention_ = launch::decode_attention_asked();
         create_side_streams(launch::expert_streams());
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;

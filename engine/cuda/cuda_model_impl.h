@@ -244,6 +244,8 @@ private:
     // The arithmetic of prefill attention: f32 for F32 weights, else split or BF16 as the
     // activations are (AttentionMath).
     AttentionMath attention_math_ = AttentionMath::f32;
+    // The decode split's kernel (launch::decode_attention_asked).
+    DecodeAttention decode_attention_ = DecodeAttention::scalar;
 
     // Waits for the streams, then frees what is bound to them and the streams themselves.
     void release_stream() noexcept;

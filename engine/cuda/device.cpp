@@ -138,6 +138,14 @@ bool f32_attention_asked() {
     return asked;
 }
 
+DecodeAttention decode_attention_asked() {
+    static const DecodeAttention asked = [] {
+        const char* env = std::getenv("MOEWB_CUDA_DECODE_ATTENTION");
+        return env && std::string(env) == "vector" ? DecodeAttention::vector : DecodeAttention::scalar;
+    }();
+    return asked;
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;

@@ -11,6 +11,7 @@
 
 #include <utility>
 
+#include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/device.h"
 
 namespace moe::cuda::launch {
@@ -28,6 +29,9 @@ int expert_streams();
 bool grouped_expert_products(bool split);
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
+// The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
+// anything else (or unset) gives scalar (DecodeAttention).
+DecodeAttention decode_attention_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
