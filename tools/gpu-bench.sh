@@ -29,10 +29,14 @@ for way in grouped cublas; do
     MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
         --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
 done
-# The decode split's two kernels (docs/engine.md, MOEWB_CUDA_DECODE_ATTENTION), decode after 2,048 positions.
+# Decode with the decode split's two kernels (MOEWB_CUDA_DECODE_ATTENTION) and with the kernels
+# letting the next one start early or not (MOEWB_CUDA_EARLY_LAUNCH=trigger; docs/engine.md).
 for kernel in scalar vector; do
-    MOEWB_CUDA_DECODE_ATTENTION=$kernel "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
-        --gen-tokens 128 --repeat 3 | tee "$OUT/bench-cuda-decode-attention-$kernel.json"
+    for early in 1 trigger; do
+        MOEWB_CUDA_DECODE_ATTENTION=$kernel MOEWB_CUDA_EARLY_LAUNCH=$early "$MOEWB" bench --backend cuda \
+            --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
+            | tee "$OUT/bench-cuda-decode-$kernel-early-$early.json"
+    done
 done
 # How fast decode products stream the weights (bench/bench_gemv.cu).
 "$GEMV" | tee "$OUT/bench-gemv.json"

@@ -30,12 +30,21 @@ if ldd "$dir/bin/moewb" | grep -q "not found"; then
     exit 2
 fi
 failed=0
-for t in "$dir"/bin/test_cuda_*; do
-    name=$(basename "$t")
-    "$t" > "$OUT/$name.log" 2>&1
-    rc=$?
-    echo "$name: $(grep -E '^Totals' "$OUT/$name.log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
-    [ $rc -eq 0 ] || failed=1
+# Each suite as the backend runs by default, then with the switches that are not the default yet
+# (docs/engine.md: the vector decode split, kernels letting the next one start early).
+for pass in default switches; do
+    for t in "$dir"/bin/test_cuda_*; do
+        name=$(basename "$t")
+        log="$OUT/$name-$pass.log"
+        if [ $pass = default ]; then
+            "$t" > "$log" 2>&1
+        else
+            MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger "$t" > "$log" 2>&1
+        fi
+        rc=$?
+        echo "$name ($pass): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
+        [ $rc -eq 0 ] || failed=1
+    done
 done
 tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
 rm -rf "$dir"

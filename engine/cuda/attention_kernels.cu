@@ -287,12 +287,13 @@ template <int L>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(const float* q, const float* k, const float* v,
                                                                              int64_t n_heads, int64_t n_kv_heads,
                                                                              int64_t pos0, const int64_t* d_pos, float scale,
-                                                                             float* partials) {
+                                                                             float* partials, bool let_next) {
     constexpr int kRowsPerWarp = 32 / L, kSlots = (kDecodeThreads / 32) * kRowsPerWarp, hd = 4 * L;
     extern __shared__ float4 dsm4[];
     float4* sums = dsm4;                                // [kSlots][L]
     float* ss = reinterpret_cast<float*>(dsm4 + kSlots * L);  // [split length]
     __shared__ float scratch[kDecodeThreads];
+    launch::let_next_start(let_next);
     launch::wait_for_previous();
     if (d_pos) pos0 = *d_pos;
     const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
@@ -359,7 +360,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
 bool vector_split_takes(int64_t hd) { return hd >= 4 && hd <= 128 && (hd & (hd - 1)) == 0; }
 
 // The merge as decode_merge_kernel, launched to start while the split runs.
-__global__ void decode_merge_after_kernel(const float* partials, int64_t hd, float* out) {
+__global__ void decode_merge_after_kernel(const float* partials, int64_t hd, float* out, bool let_next) {
+    launch::let_next_start(let_next);
     launch::wait_for_previous();
     decode_merge_body(partials, hd, out);
 }
@@ -408,7 +410,7 @@ void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const flo
                          int64_t nkv, int64_t pos0, const int64_t* d_pos, float scale, float* partials, cudaStream_t s) {
     fit_shared(decode_split_vector_kernel<L>, shared, kDecodeThreads * sizeof(float), positions);
     launch::launch_after(decode_split_vector_kernel<L>, dim3(static_cast<unsigned>(nh), kSplits), dim3(kDecodeThreads), shared,
-                         s, "launching attention", q, k, v, nh, nkv, pos0, d_pos, scale, partials);
+                         s, "launching attention", q, k, v, nh, nkv, pos0, d_pos, scale, partials, launch::early_trigger());
 }
 
 }  // namespace
@@ -437,7 +439,7 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
                 default: launch_vector_split<32>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
             }
             launch::launch_after(decode_merge_after_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
-                                 static_cast<const float*>(partials), head_dim, out);
+                                 static_cast<const float*>(partials), head_dim, out, launch::early_trigger());
             return;
         }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);

@@ -60,6 +60,7 @@ struct Parts {
     bool accumulate[kMaxGemvParts];
     const int64_t* row0[kMaxGemvParts];
     int n;
+    bool let_next;  // let_next_start
 };
 
 __device__ inline int64_t type_bytes(WType t) { return t == WType::f32 ? 4 : 2; }
@@ -71,6 +72,7 @@ __device__ inline int64_t type_bytes(WType t) { return t == WType::f32 ? 4 : 2; 
 __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
                                                                  float* normed, Parts p) {
     extern __shared__ __align__(16) float xs[];
+    let_next_start(p.let_next);
     const int64_t t = blockIdx.y;
     const int lane = threadIdx.x % 32;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps, rows = p.end[p.n - 1];
@@ -140,10 +142,15 @@ template <typename W>
 __global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
                                                                const uint8_t* dropped, const float* weights,
                                                                const void* const* down, const W* shared_down,
-                                                               const float* shared_h, int64_t Fs, int64_t H, float* x) {
+                                                               const float* shared_h, int64_t Fs, int64_t H, float* x,
+                                                               bool let_next) {
+    let_next_start(let_next);
     const int64_t t = blockIdx.y;
     const int lane = threadIdx.x % 32;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
+    // The shared experts' rows do not depend on the routing: the warp's first one into L2 now.
+    const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+    if (shared_down && first < H) prefetch_l2(shared_down + first * Fs, Fs * static_cast<int64_t>(sizeof(W)), lane);
     wait_for_previous();
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; i < H; i += stride) {
         float acc = 0.0f;
@@ -197,6 +204,7 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
         p.row0[j] = g.row0;
     }
     p.n = n_parts;
+    p.let_next = early_trigger();
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
     allow_shared(fused_gemv_kernel, shared, "fused matrix-vector products: shared memory size");
     // With a norm and its output asked for, block 0 writes it: at least one block runs.
@@ -225,15 +233,15 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
     switch (wtype(type, "expert product")) {
     case WType::bf16:
         launch_after(moe_down_kernel<__nv_bfloat16>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped,
-                     weights, down, static_cast<const __nv_bfloat16*>(shared_down), shared_h, Fs, H, x);
+                     weights, down, static_cast<const __nv_bfloat16*>(shared_down), shared_h, Fs, H, x, early_trigger());
         break;
     case WType::f16:
         launch_after(moe_down_kernel<__half>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
-                     down, static_cast<const __half*>(shared_down), shared_h, Fs, H, x);
+                     down, static_cast<const __half*>(shared_down), shared_h, Fs, H, x, early_trigger());
         break;
     case WType::f32:
         launch_after(moe_down_kernel<float>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
-                     down, static_cast<const float*>(shared_down), shared_h, Fs, H, x);
+                     down, static_cast<const float*>(shared_down), shared_h, Fs, H, x, early_trigger());
         break;
     }
 }

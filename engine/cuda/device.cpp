@@ -110,6 +110,14 @@ bool early_launch() {
     return on;
 }
 
+bool early_trigger() {
+    static const bool on = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EARLY_LAUNCH");
+        return early_launch() && env && std::string(env) == "trigger";
+    }();
+    return on;
+}
+
 int expert_streams() {
     static const int n = [] {
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_STREAMS");

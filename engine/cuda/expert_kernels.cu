@@ -32,8 +32,9 @@ constexpr int kWarps = 8;
 // every (gridDim.x · kWarps)-th f by each warp, both rows fetched before either product.
 template <typename W>
 __global__ void __launch_bounds__(kWarps * 32, 2) gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
-                               const void* const* gate, const void* const* up, int64_t F, float* h) {
+                               const void* const* gate, const void* const* up, int64_t F, float* h, bool let_next) {
     extern __shared__ __align__(16) float xs[];
+    let_next_start(let_next);
     wait_for_previous();
     const int64_t slot = blockIdx.y;
     if (dispatch::slot_dropped(experts, dropped, slot)) return;
@@ -125,7 +126,7 @@ void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32
         using W = decltype(w);
         allow_shared(gate_up_kernel<W>, shared, "expert product: shared memory size");
         launch_after(gate_up_kernel<W>, grid, dim3(kWarps * 32), shared, s, "launching the experts' gate and up products", x, H,
-                     k, experts, dropped, gate, up, F, h);
+                     k, experts, dropped, gate, up, F, h, early_trigger());
     });
 }
 

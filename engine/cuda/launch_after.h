@@ -4,7 +4,8 @@
 // weights) overlap that kernel's end. Such a kernel must call wait_for_previous() before it
 // reads anything an earlier kernel writes or writes anything one reads. On devices before
 // compute capability 9.0, and with MOEWB_CUDA_EARLY_LAUNCH=0 in the environment (to compare),
-// it is an ordinary launch.
+// it is an ordinary launch. MOEWB_CUDA_EARLY_LAUNCH=trigger also lets it start before the
+// kernel before has ended (early_trigger).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,6 +20,9 @@ namespace moe::cuda::launch {
 // Whether launches of this process may start early (device 0's compute capability, the
 // environment), asked once.
 bool early_launch();
+// Whether the decode kernels let the kernel after them start once all their blocks have
+// started (row_math.cuh's let_next_start): MOEWB_CUDA_EARLY_LAUNCH=trigger, with early_launch().
+bool early_trigger();
 // Side streams for the routed experts' products of a step of many tokens: MOEWB_CUDA_EXPERT_STREAMS
 // (0 to 16; 0 runs them on the step's stream, to compare), 4 when unset or not such a number.
 int expert_streams();

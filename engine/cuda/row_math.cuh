@@ -112,6 +112,19 @@ __device__ inline void wait_for_previous() {
 #endif
 }
 
+// Lets the kernel after this one, when it was launched with launch_after, start once every
+// block of this one has called this (rather than once they have all ended), so that its blocks
+// take the multiprocessors as this kernel's blocks leave them and fetch their first weights
+// while this kernel's last blocks run; it waits for this kernel in wait_for_previous() all
+// the same. A no-op unless `on` (launch::early_trigger()) and on compute capability 9.0 on.
+__device__ inline void let_next_start(bool on) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (on) cudaTriggerProgrammaticLaunchCompletion();
+#else
+    (void)on;
+#endif
+}
+
 // The rotary embedding (halves layout) of one head v [2·half] in place, by the threads of a
 // block: v·cos + rotate_half(v)·sin with cos, sin [half], no fused multiply-add (the CPU's).
 __device__ inline void rope_head(float* v, const float* c, const float* s, int64_t half) {
