@@ -6,7 +6,8 @@
 // (engine/cuda/decode_kernels.h): RMSNorm within 1e-6 of the CPU's, plain, SiLU-gated and
 // residual products, and the experts' down products with the combine, each within 1e-5 of
 // the magnitude of an exact (double) computation. The routed experts' products in one launch
-// (expert_products_bf16) to the same bound as the GEMM's. Labelled gpu; without a CUDA device it is skipped with the driver's
+// (expert_products_bf16) to the same bound as the GEMM's. Query and key products that rotate
+// their heads themselves, bit for bit the CPU's rotation of the plain products. Labelled gpu; without a CUDA device it is skipped with the driver's
 // reason.
 #include <QtTest>
 
@@ -148,6 +149,43 @@ private slots:
         qInfo("fused products: RMSNorm within %.3g of the CPU's, products within %.3g of the exact magnitude", worst_norm, worst);
         QVERIFY(worst_norm < 1e-6);
         QVERIFY(worst < 1e-5);
+    }
+
+    // A decode step's q, k and v in one launch, the first two rotated by the products
+    // themselves (GemvPart::rope_cos): bit for bit the unrotated products rotated by the CPU's
+    // apply_rope_halves (the same per-row sums, the same roundings of the rotation), v the
+    // same either way; heads of 64 at positions 5..7, rows not a multiple of the block's 8.
+    void productsRotateTheirHeadsAsTheCpu() {
+        test_support::Lcg rng{13};
+        const int64_t T = 3, in = 512, hd = 64, nh = 5, nkv = 3;
+        const float eps = 1e-6f;
+        auto uniform = [&](float scale) { return (static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * scale; };
+        std::vector<float> x(size_t(T * in)), norm(static_cast<size_t>(in));
+        for (auto& v : x) v = uniform(3.0f);
+        for (auto& v : norm) v = 1.0f + uniform(0.5f);
+        const std::array<int64_t, 3> rows{nh * hd, nkv * hd, nkv * hd};
+        std::array<std::vector<uint16_t>, 3> w;
+        for (int j = 0; j < 3; ++j) {
+            w[size_t(j)].resize(size_t(rows[size_t(j)] * in));
+            for (auto& v : w[size_t(j)]) v = moe::f32_to_bf16(uniform(0.05f));
+        }
+        const moe::cpu::RopeTables rope = moe::cpu::make_rope_tables(5, T, hd, 10000.0, 1.0);
+        const auto plain = moe::cuda::fused_qkv_bf16(x, T, in, norm, eps, w, rows, hd, {}, {});
+        const auto rotated = moe::cuda::fused_qkv_bf16(x, T, in, norm, eps, w, rows, hd, rope.cos, rope.sin);
+        std::vector<float> q = plain[0], k = plain[1];
+        moe::cpu::apply_rope_halves(q.data(), T, nh, hd, rows[0], rope);
+        moe::cpu::apply_rope_halves(k.data(), T, nkv, hd, rows[1], rope);
+        int64_t differ = 0;
+        for (size_t i = 0; i < q.size(); ++i) differ += rotated[0][i] != q[i];
+        for (size_t i = 0; i < k.size(); ++i) differ += rotated[1][i] != k[i];
+        for (size_t i = 0; i < plain[2].size(); ++i) differ += rotated[2][i] != plain[2][i];
+        qInfo("rotating products: %lld of %zu values differ from the products rotated by the CPU", (long long)differ,
+              q.size() + k.size() + plain[2].size());
+        QCOMPARE(differ, int64_t{0});
+        // The rotation did something, and the unrotated products are the single-part launch's.
+        QVERIFY(rotated[0] != plain[0]);
+        const std::vector<float> alone = moe::cuda::fused_gemv_bf16(x, T, in, norm, eps, w[0], {}, rows[0], nullptr, nullptr);
+        QCOMPARE(plain[0], alone);
     }
 
     void expertDownAndCombineMatchTheCpu() {

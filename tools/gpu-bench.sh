@@ -29,15 +29,19 @@ for way in grouped cublas; do
     MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
         --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
 done
-# Decode with the decode split's two kernels (MOEWB_CUDA_DECODE_ATTENTION) and with the kernels
-# letting the next one start early or not (MOEWB_CUDA_EARLY_LAUNCH=trigger; docs/engine.md).
-for kernel in scalar vector; do
-    for early in 1 trigger; do
-        MOEWB_CUDA_DECODE_ATTENTION=$kernel MOEWB_CUDA_EARLY_LAUNCH=$early "$MOEWB" bench --backend cuda \
-            --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
-            | tee "$OUT/bench-cuda-decode-$kernel-early-$early.json"
-    done
-done
+# Decode with each switch that is not the default yet on its own, and all of them (docs/engine.md:
+# MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused).
+decode_bench() {
+    local name="$1"
+    shift
+    env "$@" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
+        | tee "$OUT/bench-cuda-decode-$name.json"
+}
+decode_bench default MOEWB_CUDA_EARLY_LAUNCH=1
+decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
+decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
+decode_bench fused-rope MOEWB_CUDA_ROPE=fused
+decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
 # How fast decode products stream the weights (bench/bench_gemv.cu).
 "$GEMV" | tee "$OUT/bench-gemv.json"
 # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).

@@ -328,7 +328,8 @@ launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
 // the output projection added to the residual; the feed-forward's RMSNorm with the router (or
 // the dense MLP's gate and up) and the shared experts' gate and up, routing, the routed
 // experts' gate and up, and their down products combined with the shared experts' and added.
-// Keys and values go straight into the cache, at the device's position with device_pos.
+// Keys and values go straight into the cache, at the device's position with device_pos. With
+// MOEWB_CUDA_ROPE=fused the q and k products rotate their heads themselves (no rope launch).
 void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                                   const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                                   const launch::RouteOutputs& routed) const {
@@ -343,10 +344,18 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     float* k_at = device_pos ? kc : kc + pos0 * kvdim;
     launch::GemvPart qkv[3] = {part(L.q, s.q, qdim), part(L.k, k_at, kvdim), part(L.v, device_pos ? vc : vc + pos0 * kvdim, kvdim)};
     qkv[1].row0 = qkv[2].row0 = row0;
+    if (fused_rope_)
+        for (int j = 0; j < 2; ++j) {
+            qkv[j].rope_cos = s.rope_cos;
+            qkv[j].rope_sin = s.rope_sin;
+            qkv[j].head_dim = hd;
+        }
     launch::fused_gemv(s.x, T, H, L.attn_norm, eps, nullptr, qkv, 3, stream_);
     stage("norm+qkv");
-    launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
-    stage("rope");
+    if (!fused_rope_) {
+        launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
+        stage("rope");
+    }
     if (device_pos)
         launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_,
                           AttentionMath::f32, decode_attention_);

@@ -175,6 +175,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
         decode_attention_ = launch::decode_attention_asked();
+        fused_rope_ = launch::fused_rope_asked();
         create_side_streams(launch::expert_streams());
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;

@@ -246,6 +246,8 @@ private:
     AttentionMath attention_math_ = AttentionMath::f32;
     // The decode split's kernel (launch::decode_attention_asked).
     DecodeAttention decode_attention_ = DecodeAttention::scalar;
+    // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
+    bool fused_rope_ = false;
 
     // Waits for the streams, then frees what is bound to them and the streams themselves.
     void release_stream() noexcept;

@@ -59,11 +59,22 @@ struct Parts {
     int64_t ldy[kMaxGemvParts];
     bool accumulate[kMaxGemvParts];
     const int64_t* row0[kMaxGemvParts];
+    const float* cos[kMaxGemvParts];  // set: rows of the part are pairs (o, o + half) of a head, rotated
+    const float* sin[kMaxGemvParts];
+    int64_t half[kMaxGemvParts];
     int n;
     bool let_next;  // let_next_start
 };
 
 __device__ inline int64_t type_bytes(WType t) { return t == WType::f32 ? 4 : 2; }
+
+// The row of part j that its i-th item computes: i itself, or for a rotated part (pairs of
+// rows o, o + half per head) the first row of the i-th pair.
+__device__ inline int64_t row_of(const Parts& p, int j, int64_t i) {
+    if (!p.cos[j]) return i;
+    const int64_t half = p.half[j];
+    return (i / half) * 2 * half + i % half;
+}
 
 // Blocks (b, token), a few per multiprocessor, that stay for all rows: the token's input
 // (normalised when norm is set) goes to shared memory once, then each warp takes every
@@ -80,9 +91,10 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
     int j = 0;
     while (j < p.n && r >= p.end[j]) ++j;
     if (r < rows) {
-        const int64_t o = r - (j ? p.end[j - 1] : 0), bytes = in * type_bytes(p.type[j]);
+        const int64_t o = row_of(p, j, r - (j ? p.end[j - 1] : 0)), bytes = in * type_bytes(p.type[j]);
         prefetch_l2(static_cast<const char*>(p.w[j]) + o * bytes, bytes, lane);
         if (p.w2[j]) prefetch_l2(static_cast<const char*>(p.w2[j]) + o * bytes, bytes, lane);
+        if (p.cos[j]) prefetch_l2(static_cast<const char*>(p.w[j]) + (o + p.half[j]) * bytes, bytes, lane);
     }
     wait_for_previous();
     const float* xr = x + t * in;
@@ -101,6 +113,20 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
     RowChunks a, b;
     for (; r < rows; r += stride) {
         while (r >= p.end[j]) ++j;
+        if (p.cos[j]) {  // rows o and o + half of one head, rotated
+            const int64_t i = r - (j ? p.end[j - 1] : 0), half = p.half[j], o = row_of(p, j, i);
+            fetch(a, p.w[j], p.type[j], o, in, lane);
+            fetch(b, p.w[j], p.type[j], o + half, in, lane);
+            const float x1 = dot(a, p.w[j], p.type[j], o, xs, in, lane);
+            const float x2 = dot(b, p.w[j], p.type[j], o + half, xs, in, lane);
+            if (lane == 0) {
+                const float c = p.cos[j][t * half + i % half], s = p.sin[j][t * half + i % half];
+                float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
+                y[0] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+                y[half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+            }
+            continue;
+        }
         const int64_t o = r - (j ? p.end[j - 1] : 0);
         fetch(a, p.w[j], p.type[j], o, in, lane);
         if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
@@ -193,7 +219,13 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
     int64_t rows = 0;
     for (int j = 0; j < n_parts; ++j) {
         const GemvPart& g = parts[j];
-        rows += g.rows;
+        if (g.rope_cos && (g.w2 || g.accumulate || g.head_dim < 2 || g.head_dim % 2 || g.rows % g.head_dim))
+            throw Error(ErrorKind::failure, "fused matrix-vector products: the rotary embedding needs a plain part of whole heads "
+                                            "of an even width");
+        rows += g.rope_cos ? g.rows / 2 : g.rows;  // a rotated part's items are pairs of rows
+        p.cos[j] = g.rope_cos;
+        p.sin[j] = g.rope_sin;
+        p.half[j] = g.head_dim / 2;
         p.w[j] = g.w;
         p.w2[j] = g.w2;
         p.type[j] = wtype(g.type, "matrix-vector product");
@@ -273,6 +305,39 @@ std::vector<float> fused_gemv_bf16(const std::vector<float>& x, int64_t T, int64
     std::vector<float> y;
     download(y, d_y, n_y);
     if (normed) download(*normed, d_normed, x.size());
+    return y;
+}
+
+std::array<std::vector<float>, 3> fused_qkv_bf16(const std::vector<float>& x, int64_t T, int64_t in,
+                                                 const std::vector<float>& norm, float eps,
+                                                 const std::array<std::vector<uint16_t>, 3>& w,
+                                                 const std::array<int64_t, 3>& rows, int64_t head_dim,
+                                                 const std::vector<float>& cos, const std::vector<float>& sin) {
+    Buffer<float> d_x(x.size()), d_norm(norm.size()), d_cos(cos.size()), d_sin(sin.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_norm, norm.data(), norm.size());
+    upload(d_cos, cos.data(), cos.size());
+    upload(d_sin, sin.data(), sin.size());
+    std::array<Buffer<uint16_t>, 3> d_w{Buffer<uint16_t>(w[0].size()), Buffer<uint16_t>(w[1].size()), Buffer<uint16_t>(w[2].size())};
+    std::array<Buffer<float>, 3> d_y{Buffer<float>(size_t(T * rows[0])), Buffer<float>(size_t(T * rows[1])),
+                                     Buffer<float>(size_t(T * rows[2]))};
+    launch::GemvPart parts[3];
+    for (int j = 0; j < 3; ++j) {
+        upload(d_w[j], w[j].data(), w[j].size());
+        parts[j].w = d_w[j].ptr;
+        parts[j].rows = rows[j];
+        parts[j].y = d_y[j].ptr;
+        parts[j].ldy = rows[j];
+        if (j < 2 && !cos.empty()) {
+            parts[j].rope_cos = d_cos.ptr;
+            parts[j].rope_sin = d_sin.ptr;
+            parts[j].head_dim = head_dim;
+        }
+    }
+    launch::fused_gemv(d_x.ptr, T, in, norm.empty() ? nullptr : d_norm.ptr, eps, nullptr, parts, 3, nullptr);
+    check(cudaDeviceSynchronize(), "running fused matrix-vector products");
+    std::array<std::vector<float>, 3> y;
+    for (int j = 0; j < 3; ++j) download(y[j], d_y[j], size_t(T * rows[j]));
     return y;
 }
 

@@ -21,6 +21,10 @@ namespace moe::cuda::launch {
 //   residual:  y[t, o] = y[t, o] + W[o] · x[t]                    (accumulate)
 // y's rows have leading dimension ldy; with row0 (a device value) y starts *row0 rows on: a
 // decode step's key and value straight into the cache at the position the device holds.
+// With rope_cos set (plain parts only), the rotary embedding of the halves layout is applied
+// to each head of head_dim rows as launch::rope_qk would after the product, with token t's
+// rope_cos, rope_sin [T, head_dim/2]: a warp computes rows o and o + head_dim/2 of a head and
+// writes them rotated, rounded as the CPU rotates them.
 struct GemvPart {
     const void* w = nullptr;
     const void* w2 = nullptr;
@@ -30,6 +34,9 @@ struct GemvPart {
     int64_t ldy = 0;
     bool accumulate = false;
     const int64_t* row0 = nullptr;
+    const float* rope_cos = nullptr;
+    const float* rope_sin = nullptr;
+    int64_t head_dim = 0;
 };
 constexpr int kMaxGemvParts = 4;
 

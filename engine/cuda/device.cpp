@@ -154,6 +154,14 @@ DecodeAttention decode_attention_asked() {
     return asked;
 }
 
+bool fused_rope_asked() {
+    static const bool asked = [] {
+        const char* env = std::getenv("MOEWB_CUDA_ROPE");
+        return env && std::string(env) == "fused";
+    }();
+    return asked;
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;

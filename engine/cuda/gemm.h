@@ -6,6 +6,7 @@
 // buffers with one cuBLAS handle per stream.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -27,6 +28,15 @@ namespace moe::cuda {
 std::vector<float> fused_gemv_bf16(const std::vector<float>& x, int64_t T, int64_t in, const std::vector<float>& norm,
                                    float eps, const std::vector<uint16_t>& w, const std::vector<uint16_t>& w2, int64_t rows,
                                    const std::vector<float>* residual, std::vector<float>* normed);
+// A decode step's queries, keys and values as the forward pass launches them: three parts in
+// one launch of fused products, y_j = w_j · RMSNorm(x) with w_j [rows_j, in] BF16, the first two
+// rotated per head of head_dim rows with cos, sin [T, head_dim/2] when cos is not empty
+// (GemvPart::rope_cos). Returns y_j [T, rows_j].
+std::array<std::vector<float>, 3> fused_qkv_bf16(const std::vector<float>& x, int64_t T, int64_t in,
+                                                 const std::vector<float>& norm, float eps,
+                                                 const std::array<std::vector<uint16_t>, 3>& w,
+                                                 const std::array<int64_t, 3>& rows, int64_t head_dim,
+                                                 const std::vector<float>& cos, const std::vector<float>& sin);
 // The routed experts' products in one launch (launch::expert_products), BF16 weights: x
 // [offsets.back(), K] f32, its rows offsets[e] .. offsets[e+1] going to expert e with w[e]
 // [N, K]; x rounded to BF16, or split into two BF16 parts. Returns y [offsets.back(), N].

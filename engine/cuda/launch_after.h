@@ -36,6 +36,9 @@ bool f32_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
 // anything else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
+// Whether MOEWB_CUDA_ROPE=fused asks a small step's query and key products to apply the rotary
+// embedding themselves (GemvPart::rope_cos) rather than a launch of their own after them.
+bool fused_rope_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
