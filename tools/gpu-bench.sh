@@ -44,6 +44,8 @@ decode_bench fused-rope MOEWB_CUDA_ROPE=fused
 decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
 # How fast decode products stream the weights (bench/bench_gemv.cu).
 "$GEMV" | tee "$OUT/bench-gemv.json"
+# The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
+MOEWB_CUDA_EARLY_LAUNCH=trigger "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
 # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
 MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 --repeat 2 \
     --activations bf16 >/dev/null 2> "$OUT/stages.txt"
