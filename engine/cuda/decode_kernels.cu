@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
     for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = xr[i];
     __syncthreads();
     if (norm) {
-        const float scale = block_rms_scale_shared(xs, in, eps);
+        const float scale = block_rms_scale(xs, in, eps);
         const bool write = normed && blockIdx.x == 0;
         for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
             const float v = rms_apply(xs[i], scale, norm[i]);

@@ -138,28 +138,11 @@ __device__ inline void rope_head(float* v, const float* c, const float* s, int64
 // silu(g) · u with the CPU's roundings (no fused multiply-add).
 __device__ inline float silu_mul_rn(float g, float u) { return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u); }
 
-// RMSNorm's 1 / sqrt(mean(x²) + eps) of the row x [n], by all threads of a block of
-// kNormThreads: the sum of squares in double, as the CPU. Every thread gets the scale.
+// RMSNorm's 1 / sqrt(mean(x²) + eps) of the row xs [n] (shared or global memory), by all
+// threads of a block of kNormThreads: the sum of squares in double, as the CPU — each warp's
+// share summed with shuffles, the warps' sums added in order by every thread after one barrier.
 constexpr int kNormThreads = 256;
-__device__ inline float block_rms_scale(const float* x, int64_t n, float eps) {
-    __shared__ double partial[kNormThreads];
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(x[i]) * x[i];
-    partial[threadIdx.x] = ss;
-    __syncthreads();
-    for (int stride = kNormThreads / 2; stride > 0; stride /= 2) {
-        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-        __syncthreads();
-    }
-    const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(n) + eps));
-    __syncthreads();  // partial is free again once every thread has read it
-    return scale;
-}
-
-// The same scale of a row already in shared memory (xs [n]), by all threads of a block of
-// kNormThreads: each warp's share summed in double with shuffles, the warps' sums added in
-// order by every thread after one barrier.
-__device__ inline float block_rms_scale_shared(const float* xs, int64_t n, float eps) {
+__device__ inline float block_rms_scale(const float* xs, int64_t n, float eps) {
     __shared__ double warp_sums[kNormThreads / 32];
     double ss = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xs[i]) * xs[i];
