@@ -5,6 +5,8 @@
 # the backend's stage profile, and the PyTorch eager peer when torch is installed — each JSON
 # into OUT-DIR. Called by tools/gpu-check.sh (after a build) and tools/gpu-bundle-run.sh.
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
+# GPU_BENCH="main experts decode gemv stages peer" (the default: all) picks sections, for a
+# short turn on a lent GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOEWB="$1"
@@ -16,19 +18,24 @@ if [ ! -f "$CONFIG" ]; then
     echo "gpu-bench: $CONFIG not found: benchmarks skipped" >&2
     exit 0
 fi
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
-    | tee "$OUT/bench-cuda.json"
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
-    --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
-"$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
-    | tee "$OUT/bench-cuda-no-graphs.json"
-# The routed experts' products both ways (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
-for way in grouped cublas; do
-    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
-        --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
-    MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 \
-        --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
-done
+want() { [[ " ${GPU_BENCH:-main experts decode gemv stages peer} " == *" $1 "* ]]; }
+if want main; then
+    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+        | tee "$OUT/bench-cuda.json"
+    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+        --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
+    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
+        | tee "$OUT/bench-cuda-no-graphs.json"
+fi
+if want experts; then
+    # The routed experts' products both ways (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
+    for way in grouped cublas; do
+        MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+            --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
+        MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+            --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
+    done
+fi
 # Decode with each switch that is not the default yet on its own, and all of them (docs/engine.md:
 # MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused).
 decode_bench() {
@@ -37,20 +44,28 @@ decode_bench() {
     env "$@" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
         | tee "$OUT/bench-cuda-decode-$name.json"
 }
-decode_bench default MOEWB_CUDA_EARLY_LAUNCH=1
-decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
-decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
-decode_bench fused-rope MOEWB_CUDA_ROPE=fused
-decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
-# How fast decode products stream the weights (bench/bench_gemv.cu).
-"$GEMV" | tee "$OUT/bench-gemv.json"
-# The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
-MOEWB_CUDA_EARLY_LAUNCH=trigger "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
-# Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
-MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 --repeat 2 \
-    --activations bf16 >/dev/null 2> "$OUT/stages.txt"
-cat "$OUT/stages.txt"
-if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+if want decode; then
+    decode_bench default MOEWB_CUDA_EARLY_LAUNCH=1
+    decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
+    decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
+    decode_bench fused-rope MOEWB_CUDA_ROPE=fused
+    decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
+fi
+if want gemv; then
+    # How fast decode products stream the weights (bench/bench_gemv.cu).
+    "$GEMV" | tee "$OUT/bench-gemv.json"
+    # The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
+    MOEWB_CUDA_EARLY_LAUNCH=trigger "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
+fi
+if want stages; then
+    # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
+    MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 \
+        --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages.txt"
+    cat "$OUT/stages.txt"
+fi
+if ! want peer; then
+    :
+elif python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     python3 bench/torch_peer.py --random-config "$CONFIG" --device cuda --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
         | tee "$OUT/bench-torch-peer.json"
 else
