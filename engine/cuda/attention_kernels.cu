@@ -214,6 +214,7 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
                                     int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* partials) {
     extern __shared__ float dsm[];
     __shared__ float scratch[kDecodeThreads];
+    launch::wait_for_previous();  // launched early with launch::early_trigger()
     if (d_pos) pos0 = *d_pos;
     const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
     const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
@@ -273,7 +274,10 @@ __device__ inline void decode_merge_body(const float* partials, int64_t hd, floa
     for (int i = 0; i < kMergeWarps; ++i) sum += part[i][lane];
     out[h * hd + d] = sum / total;
 }
-__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) { decode_merge_body(partials, hd, out); }
+__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) {
+    launch::wait_for_previous();  // launched early with launch::early_trigger()
+    decode_merge_body(partials, hd, out);
+}
 
 // The same split with 16-byte loads (DecodeAttention::vector): a row of hd = 4·L floats is
 // read by L lanes, one float4 each, 32 / L rows per warp at once and kDepth rows per lane
@@ -444,8 +448,16 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
         fit_shared(decode_split_kernel, shared, kDecodeThreads * sizeof(float), positions);
-        decode_split_kernel<<<dim3(static_cast<unsigned>(n_heads), kSplits), kDecodeThreads, shared, s>>>(
-            q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
+        const dim3 split_grid(static_cast<unsigned>(n_heads), kSplits);
+        if (launch::early_trigger()) {
+            launch::launch_after(decode_split_kernel, split_grid, dim3(kDecodeThreads), shared, s, "launching attention", q, k,
+                                 v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
+            launch::launch_after(decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
+                                 static_cast<const float*>(partials), head_dim, out);
+            return;
+        }
+        decode_split_kernel<<<split_grid, kDecodeThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos,
+                                                                       scale, partials);
         check(cudaGetLastError(), "launching attention");
         decode_merge_kernel<<<merge_grid, kDecodeThreads, 0, s>>>(partials, head_dim, out);
         check(cudaGetLastError(), "launching attention");

@@ -142,6 +142,7 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
 // One block per (token, head) of the queries and then the keys: as launch::rope_halves.
 __global__ void rope_qk_kernel(float* q, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
                                int64_t hd, const float* cos_t, const float* sin_t) {
+    wait_for_previous();  // launched early with early_trigger()
     const int64_t t = blockIdx.x / (nh + nkv), h = blockIdx.x % (nh + nkv), half = hd / 2;
     float* v = h < nh ? q + t * qld + h * hd : k + ((k_row0 ? *k_row0 : 0) + t) * kld + (h - nh) * hd;
     rope_head(v, cos_t + t * half, sin_t + t * half, half);
@@ -248,8 +249,14 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
 void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
              int64_t hd, const float* cos, const float* sin, cudaStream_t s) {
     if (T <= 0 || nh + nkv <= 0) return;
-    rope_qk_kernel<<<static_cast<unsigned>(T * (nh + nkv)), 64, 0, s>>>(q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
-    check(cudaGetLastError(), "launching the rotary embedding of queries and keys");
+    const dim3 grid(static_cast<unsigned>(T * (nh + nkv))), block(64);
+    const char* what = "launching the rotary embedding of queries and keys";
+    if (early_trigger()) {
+        launch_after(rope_qk_kernel, grid, block, 0, s, what, q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
+        return;
+    }
+    rope_qk_kernel<<<grid, block, 0, s>>>(q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
+    check(cudaGetLastError(), what);
 }
 
 void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,

@@ -8,6 +8,8 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
 #include "engine/router_core.h"
 
@@ -61,6 +63,7 @@ __device__ inline bool ranks_before(float va, int32_t a, float vb, int32_t b) { 
 __global__ void route_warp_kernel(const float* logits, int64_t n_tokens, router_core::Args a, int32_t* experts,
                                   float* weights, float* entropy, float* mass, float* margin) {
     extern __shared__ float route_shared[];  // per warp: score [E], then the ranked experts [E]
+    launch::wait_for_previous();  // launched early with launch::early_trigger()
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouteWarps + warp;
     if (t >= n_tokens) return;  // the whole warp
@@ -170,8 +173,13 @@ void route(const float* logits, int64_t T, const router_core::Args& a, const uin
     if (T <= 0) return;
     if (plain_route(a)) {
         const size_t shared = static_cast<size_t>(kRouteWarps) * 2 * static_cast<size_t>(a.n_expert) * sizeof(float);
-        route_warp_kernel<<<static_cast<unsigned>((T + kRouteWarps - 1) / kRouteWarps), kRouteWarps * 32, shared, s>>>(
-            logits, T, a, out.experts, out.weights, out.entropy, out.mass, out.margin);
+        const dim3 grid(static_cast<unsigned>((T + kRouteWarps - 1) / kRouteWarps)), block(kRouteWarps * 32);
+        if (early_trigger()) {
+            launch_after(route_warp_kernel, grid, block, shared, s, "launching the router kernel", logits, T, a, out.experts,
+                         out.weights, out.entropy, out.mass, out.margin);
+            return;
+        }
+        route_warp_kernel<<<grid, block, shared, s>>>(logits, T, a, out.experts, out.weights, out.entropy, out.mass, out.margin);
         check(cudaGetLastError(), "launching the router kernel");
         return;
     }
