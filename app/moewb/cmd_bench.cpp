@@ -36,8 +36,9 @@ const char* kHelp =
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
     "GPU 0 (random weights made there, never on the host; decode steps replayed from CUDA\n"
-    "graphs unless --no-cuda-graphs) and adds device,\n"
-    "cuda_graphs, device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
+    "graphs unless --no-cuda-graphs) and adds device, cuda_graphs, cuda_switches (the\n"
+    "backend's choices the MOEWB_CUDA_* environment made, docs/engine.md),\n"
+    "device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
     "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n"
     "--activations bf16 rounds activations to BF16 for the tensor cores (one product per\n"
@@ -148,6 +149,9 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         // How close to the hardware: decode against the time to read the weights a token uses
         // once from device memory, prefill against the BF16 tensor-core peak (2 FLOPs per
         // activated weight per token; attention's own products not counted).
+        nlohmann::json switches = nlohmann::json::object();
+        for (const auto& [name, value] : moe::cuda::backend_switches()) switches[name] = value;
+        j["cuda_switches"] = switches;
         if (const auto dev = moe::cuda::first_device()) {
             const double bytes_per_token = static_cast<double>(c.activated_params()) * dtype_bytes(model.dtype_summary());
             j["decode_weight_bytes_per_token"] = bytes_per_token;

@@ -100,6 +100,16 @@ std::optional<DeviceInfo> first_device(std::string* why) {
 
 namespace moe::cuda::launch {
 
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS.
+int expert_gemm_mode() {
+    static const int mode = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
+        const std::string v = env ? env : "";
+        return v == "grouped" ? 1 : v == "cublas" ? 2 : 0;
+    }();
+    return mode;
+}
+
 bool early_launch() {
     static const bool on = [] {
         const char* env = std::getenv("MOEWB_CUDA_EARLY_LAUNCH");
@@ -130,11 +140,7 @@ int expert_streams() {
 }
 
 bool grouped_expert_products(bool split) {
-    static const int mode = [] {  // 0 auto, 1 ours, 2 cuBLAS
-        const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
-        const std::string v = env ? env : "";
-        return v == "grouped" ? 1 : v == "cublas" ? 2 : 0;
-    }();
+    const int mode = expert_gemm_mode();
     return mode == 1 || (mode == 0 && split);
 }
 
@@ -171,3 +177,19 @@ int multiprocessors() {
 }
 
 }  // namespace moe::cuda::launch
+
+namespace moe::cuda {
+
+std::vector<std::pair<std::string, std::string>> backend_switches() {
+    static const char* const gemm[] = {"auto", "grouped", "cublas"};
+    return {
+        {"attention", launch::f32_attention_asked() ? "f32" : "tensor-cores"},
+        {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector" : "scalar"},
+        {"early_launch", launch::early_trigger() ? "trigger" : launch::early_launch() ? "on" : "off"},
+        {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
+        {"expert_gemm", gemm[launch::expert_gemm_mode()]},
+        {"expert_streams", std::to_string(launch::expert_streams())},
+    };
+}
+
+}  // namespace moe::cuda

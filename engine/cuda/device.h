@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace moe::cuda {
 
@@ -35,5 +37,12 @@ void device_free(void* p);
 // meet: "`who`: needs X GiB of device memory for `what`; the device has Y GiB free of Z GiB".
 void require_device_memory(std::size_t bytes, const std::string& who, const std::string& what);
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
+
+// The backend's choices that the environment changes (MOEWB_CUDA_*, docs/engine.md) as this
+// process makes them, name and value in a fixed order: attention (tensor-cores | f32),
+// decode_attention (scalar | vector), early_launch (off | on | trigger), rope (separate |
+// fused), expert_gemm (auto | grouped | cublas), expert_streams (0 to 16). For benchmark
+// results that say what they measured.
+std::vector<std::pair<std::string, std::string>> backend_switches();
 
 }  // namespace moe::cuda

@@ -31,6 +31,8 @@ int expert_streams();
 // side streams: with split activations (two products per expert for cuBLAS, one launch
 // for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped or =cublas chooses for both (to compare).
 bool grouped_expert_products(bool split);
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (the default per mode), 1 grouped, 2 cublas.
+int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
