@@ -307,16 +307,18 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
     const int lane = threadIdx.x % 32, c = lane % L;
     const int slot = (threadIdx.x / 32) * kRowsPerWarp + lane / L;
     const float4 q4 = reinterpret_cast<const float4*>(q + h * hd)[c];
-    auto row = [&](const float* base, int64_t j) {
-        return reinterpret_cast<const float4*>(base + ((j0 + j) * n_kv_heads + kvh) * hd)[c];
-    };
-    for (int64_t first = 0; first < n; first += kDepth * kSlots) {
-        float4 r[kDepth];
+    // The lane group's kDepth rows of keys or values from `first` on (zeros past the split).
+    auto fetch = [&](float4 (&r)[kDepth], const float* base, int64_t first) {
 #pragma unroll
         for (int u = 0; u < kDepth; ++u) {
             const int64_t j = first + u * kSlots + slot;
-            r[u] = j < n ? row(k, j) : make_float4(0, 0, 0, 0);
+            r[u] = j < n ? reinterpret_cast<const float4*>(base + ((j0 + j) * n_kv_heads + kvh) * hd)[c]
+                         : make_float4(0, 0, 0, 0);
         }
+    };
+    for (int64_t first = 0; first < n; first += kDepth * kSlots) {
+        float4 r[kDepth];
+        fetch(r, k, first);
 #pragma unroll
         for (int u = 0; u < kDepth; ++u) {
             float d = q4.x * r[u].x + q4.y * r[u].y + q4.z * r[u].z + q4.w * r[u].w;
@@ -331,11 +333,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
     float4 acc = make_float4(0, 0, 0, 0);
     for (int64_t first = 0; first < n; first += kDepth * kSlots) {
         float4 r[kDepth];
-#pragma unroll
-        for (int u = 0; u < kDepth; ++u) {
-            const int64_t j = first + u * kSlots + slot;
-            r[u] = j < n ? row(v, j) : make_float4(0, 0, 0, 0);
-        }
+        fetch(r, v, first);
 #pragma unroll
         for (int u = 0; u < kDepth; ++u) {
             const int64_t j = first + u * kSlots + slot;
