@@ -8,8 +8,9 @@
 // tensor cores (heads of 64 and 128): split into two BF16 parts each operand is within about
 // 2⁻¹⁶ of itself (products of hi + lo missing lo·lo' and lo's rounding), the scores to about
 // 1e-5 at worst and the output to a few 1e-6 typically (6.6e-6 measured on an H100): within
-// 5e-5; rounded to one BF16 part (2⁻⁸ of each operand, 4.1e-3 measured), within 2e-2.
-// Labelled gpu; without a CUDA device it is skipped with the driver's reason.
+// 5e-5; rounded to one BF16 part (2⁻⁸ of each operand, 4.1e-3 measured), within 2e-2. Every
+// path again with a BF16 KV cache, against the definition on the rounded keys and values, to
+// the same tolerances. Labelled gpu; without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
 #include <cmath>
@@ -17,6 +18,7 @@
 
 #include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/device.h"
+#include "engine/tensor.h"
 #include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
@@ -125,6 +127,45 @@ private slots:
                   kernel == DecodeAttention::vector ? "vector" : "scalar", (long long)c.pos0, c.device_pos ? " (device)" : "",
                   (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst);
             QVERIFY(worst < 1e-5);
+        }
+    }
+
+    // A BF16 KV cache (KvType::bf16) through every kernel: the tiled prefill, the tensor-core
+    // prefill with split and with BF16 operands, the wide-head path, and both decode kernels at
+    // the host's and the device's position, against the definition on the keys and values
+    // rounded to BF16 as the cache holds them — the tolerances of the f32 cache.
+    void bf16KeysAndValuesMatchTheDefinition() {
+        test_support::Lcg rng{17};
+        using moe::cuda::AttentionMath;
+        using moe::cuda::DecodeAttention;
+        struct Run { Case c; AttentionMath math; DecodeAttention decode; double tol; };
+        const Run runs[] = {
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
+            {Case{100, 37, 6, 3, 96, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
+            {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2},
+            {Case{3, 10, 2, 1, 192, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
+            {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
+            {Case{1, 700, 8, 2, 64, true}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
+            {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
+            {Case{1, 4095, 16, 16, 128, true}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
+            {Case{1, 333, 4, 4, 16, false}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
+        };
+        for (const Run& run : runs) {
+            const Case& c = run.c;
+            const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
+            Inputs in = inputs(rng, c, P);
+            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
+                                                         run.math, run.decode, moe::cuda::KvType::bf16);
+            for (const float x : got) QVERIFY(std::isfinite(x));
+            for (auto* kv : {&in.k, &in.v})
+                for (float& x : *kv) x = moe::bf16_to_f32(moe::f32_to_bf16(x));
+            const double worst = worst_error(in, c, got);
+            qInfo("BF16 cache: T=%lld pos0=%lld%s heads %lld/%lld×%lld: max |Δ| %.3g (tolerance %.0e)", (long long)c.T,
+                  (long long)c.pos0, c.device_pos ? " (device)" : "", (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst,
+                  run.tol);
+            QVERIFY(worst < run.tol);
         }
     }
 };

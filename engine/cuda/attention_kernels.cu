@@ -1,7 +1,10 @@
 // Causal attention on the device; see attention_kernels.h.
 #include "engine/cuda/attention_kernels.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "engine/attention_tiles.h"
 #include "engine/cuda/attention_mma.h"
@@ -11,6 +14,7 @@
 #include "engine/cuda/launch_after.h"
 #include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
+#include "engine/tensor.h"
 
 namespace moe::cuda {
 
@@ -54,7 +58,8 @@ __device__ Softmax exp_in_place(float* scores, int64_t n, float* scratch) {
 
 // Block (t, h). Dynamic shared memory: scores [visible] + q [hd]. The first position is pos0,
 // or *d_pos when given (a step replayed from a CUDA graph).
-__global__ void attention_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
+template <typename KV>
+__global__ void attention_kernel(const float* q, const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads,
                                  int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* out) {
     extern __shared__ float shared[];
     __shared__ float scratch[kThreads];
@@ -67,9 +72,9 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qrow[d];
     __syncthreads();
     for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
-        const float* krow = k + (j * n_kv_heads + kvh) * hd;
+        const KV* krow = k + (j * n_kv_heads + kvh) * hd;
         float s = 0;
-        for (int64_t d = 0; d < hd; ++d) s += qs[d] * krow[d];
+        for (int64_t d = 0; d < hd; ++d) s += qs[d] * launch::widen(krow[d]);
         scores[j] = s * scale;
     }
     __syncthreads();
@@ -77,7 +82,7 @@ __global__ void attention_kernel(const float* q, const float* k, const float* v,
     float* orow = out + (t * n_heads + h) * hd;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0;
-        for (int64_t j = 0; j < visible; ++j) acc += scores[j] * v[(j * n_kv_heads + kvh) * hd + d];
+        for (int64_t j = 0; j < visible; ++j) acc += scores[j] * launch::widen(v[(j * n_kv_heads + kvh) * hd + d]);
         orow[d] = acc * inv;
     }
 }
@@ -104,8 +109,8 @@ size_t flash_shared_bytes(int64_t hd) {
     return static_cast<size_t>(kBQ * ld + kBK * (ld + 4) + kBK * ld + kWarpsF * kRows * kBK) * sizeof(float);
 }
 
-template <int ND>
-__global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const float* q, const float* k, const float* v,
+template <int ND, typename KV>
+__global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const float* q, const KV* k, const KV* v,
                                                                        int64_t T, int64_t n_heads, int64_t n_kv_heads,
                                                                        int hd, int64_t pos0, float scale, float* out) {
     extern __shared__ float4 shared4[];
@@ -140,8 +145,8 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
             const int j = idx / ld, d = idx % ld;
             const bool in = k0 + j < P && d < hd;
             const int64_t at = ((k0 + j) * n_kv_heads + kvh) * hd + d;
-            ks[j * ldk + d] = in ? k[at] : 0.0f;
-            vs[j * ld + d] = in ? v[at] : 0.0f;
+            ks[j * ldk + d] = in ? launch::widen(k[at]) : 0.0f;
+            vs[j * ld + d] = in ? launch::widen(v[at]) : 0.0f;
         }
         __syncthreads();
         float s[kRows];
@@ -210,7 +215,8 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
 // to partials [nh][kSplits][hd + 2]; a second kernel merges the splits.
 constexpr int kSplits = 64, kDecodeThreads = 128;
 
-__global__ void decode_split_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
+template <typename KV>
+__global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads,
                                     int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* partials) {
     extern __shared__ float dsm[];
     __shared__ float scratch[kDecodeThreads];
@@ -226,9 +232,9 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
     __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int64_t j = warp; j < n; j += warps) {
-        const float* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
+        const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
         float acc = 0.0f;
-        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * kr[d];
+        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * launch::widen(kr[d]);
         acc = warp_sum(acc);
         if (lane == 0) ss[j] = acc * scale;
     }
@@ -237,7 +243,7 @@ __global__ void decode_split_kernel(const float* q, const float* k, const float*
     const float mx = sm.max, total = sm.sum;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
-        for (int64_t j = 0; j < n; ++j) acc += ss[j] * v[((j0 + j) * n_kv_heads + kvh) * hd + d];
+        for (int64_t j = 0; j < n; ++j) acc += ss[j] * launch::widen(v[((j0 + j) * n_kv_heads + kvh) * hd + d]);
         part[d] = acc;
     }
     if (threadIdx.x == 0) {
@@ -287,8 +293,8 @@ __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* ou
 // the kernel before runs (launch_after); it waits for that kernel before reading anything.
 constexpr int kDepth = 8;
 
-template <int L>
-__global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(const float* q, const float* k, const float* v,
+template <int L, typename KV>
+__global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(const float* q, const KV* k, const KV* v,
                                                                              int64_t n_heads, int64_t n_kv_heads,
                                                                              int64_t pos0, const int64_t* d_pos, float scale,
                                                                              float* partials, bool let_next) {
@@ -308,12 +314,11 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
     const int slot = (threadIdx.x / 32) * kRowsPerWarp + lane / L;
     const float4 q4 = reinterpret_cast<const float4*>(q + h * hd)[c];
     // The lane group's kDepth rows of keys or values from `first` on (zeros past the split).
-    auto fetch = [&](float4 (&r)[kDepth], const float* base, int64_t first) {
+    auto fetch = [&](float4 (&r)[kDepth], const KV* base, int64_t first) {
 #pragma unroll
         for (int u = 0; u < kDepth; ++u) {
             const int64_t j = first + u * kSlots + slot;
-            r[u] = j < n ? reinterpret_cast<const float4*>(base + ((j0 + j) * n_kv_heads + kvh) * hd)[c]
-                         : make_float4(0, 0, 0, 0);
+            r[u] = j < n ? launch::load4(base + ((j0 + j) * n_kv_heads + kvh) * hd + 4 * c) : make_float4(0, 0, 0, 0);
         }
     };
     for (int64_t first = 0; first < n; first += kDepth * kSlots) {
@@ -390,39 +395,36 @@ void fit_shared(K* kernel, size_t shared, size_t fixed, int64_t positions) {
               "attention: shared memory size");
 }
 
-template <int ND>
-void launch_flash(const float* q, const float* k, const float* v, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
+template <int ND, typename KV>
+void launch_flash(const float* q, const KV* k, const KV* v, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
                   int64_t pos0, float scale, float* out, cudaStream_t s) {
     const size_t shared = flash_shared_bytes(hd);
     static bool raised = false;  // per instantiation, once
     if (!raised) {
-        check(cudaFuncSetAttribute(flash_attention_kernel<ND>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        check(cudaFuncSetAttribute(flash_attention_kernel<ND, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(flash_shared_bytes(kMaxFlashHeadDim))),
               "attention: shared memory size");
         raised = true;
     }
     const dim3 grid(static_cast<unsigned>((T + kBQ - 1) / kBQ), static_cast<unsigned>(nh));
-    flash_attention_kernel<ND><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
+    flash_attention_kernel<ND, KV><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <int L>
-void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const float* q, const float* k, const float* v,
+template <int L, typename KV>
+void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const float* q, const KV* k, const KV* v,
                          int64_t nkv, int64_t pos0, const int64_t* d_pos, float scale, float* partials, cudaStream_t s) {
-    fit_shared(decode_split_vector_kernel<L>, shared, kDecodeThreads * sizeof(float), positions);
-    launch::launch_after(decode_split_vector_kernel<L>, dim3(static_cast<unsigned>(nh), kSplits), dim3(kDecodeThreads), shared,
+    fit_shared(decode_split_vector_kernel<L, KV>, shared, kDecodeThreads * sizeof(float), positions);
+    launch::launch_after(decode_split_vector_kernel<L, KV>, dim3(static_cast<unsigned>(nh), kSplits), dim3(kDecodeThreads), shared,
                          s, "launching attention", q, k, v, nh, nkv, pos0, d_pos, scale, partials, launch::early_trigger());
 }
 
-}  // namespace
-
-int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
-
-void launch::attention(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-                       int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
-                       int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode) {
-    if (T <= 0) return;
+// launch::attention with keys and values of type KV (float or BF16).
+template <typename KV>
+void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                  int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos, int64_t max_positions, float* partials,
+                  AttentionMath math, DecodeAttention decode) {
     const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
     if (T == 1 && partials) {
         // Decode: the positions split over kSplits blocks per head, then merged.
@@ -433,28 +435,28 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
             aligned16(v)) {
             const size_t shared = static_cast<size_t>(kDecodeThreads * 4 + longest) * sizeof(float);
             switch (head_dim) {
-                case 4: launch_vector_split<1>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
-                case 8: launch_vector_split<2>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
-                case 16: launch_vector_split<4>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
-                case 32: launch_vector_split<8>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
-                case 64: launch_vector_split<16>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
-                default: launch_vector_split<32>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 4: launch_vector_split<1, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 8: launch_vector_split<2, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 16: launch_vector_split<4, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 32: launch_vector_split<8, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                case 64: launch_vector_split<16, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
+                default: launch_vector_split<32, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
             }
             launch::launch_after(decode_merge_after_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
                                  static_cast<const float*>(partials), head_dim, out, launch::early_trigger());
             return;
         }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
-        fit_shared(decode_split_kernel, shared, kDecodeThreads * sizeof(float), positions);
+        fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);
         const dim3 split_grid(static_cast<unsigned>(n_heads), kSplits);
         if (launch::early_trigger()) {
-            launch::launch_after(decode_split_kernel, split_grid, dim3(kDecodeThreads), shared, s, "launching attention", q, k,
+            launch::launch_after(decode_split_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s, "launching attention", q, k,
                                  v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
             launch::launch_after(decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
                                  static_cast<const float*>(partials), head_dim, out);
             return;
         }
-        decode_split_kernel<<<split_grid, kDecodeThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos,
+        decode_split_kernel<KV><<<split_grid, kDecodeThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos,
                                                                        scale, partials);
         check(cudaGetLastError(), "launching attention");
         decode_merge_kernel<<<merge_grid, kDecodeThreads, 0, s>>>(partials, head_dim, out);
@@ -462,14 +464,15 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
         return;
     }
     if (!d_pos && math != AttentionMath::f32 &&
-        attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, math == AttentionMath::split_bf16, s))
+        launch::attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, math == AttentionMath::split_bf16,
+                      std::is_same_v<KV, __nv_bfloat16> ? KvType::bf16 : KvType::f32, s))
         return;
     if (!d_pos && head_dim <= kMaxFlashHeadDim) {
         switch ((head_dim + 31) / 32) {
-            case 1: launch_flash<1>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
-            case 2: launch_flash<2>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
-            case 3: launch_flash<3>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
-            default: launch_flash<4>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            case 1: launch_flash<1, KV>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            case 2: launch_flash<2, KV>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            case 3: launch_flash<3, KV>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
+            default: launch_flash<4, KV>(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, s); break;
         }
         check(cudaGetLastError(), "launching attention");
         return;
@@ -478,31 +481,59 @@ void launch::attention(const float* q, const float* k, const float* v, int64_t T
     // (query, head) with every visible score in shared memory.
     const int64_t positions = d_pos ? max_positions : pos0 + T;
     const size_t shared = static_cast<size_t>(positions + head_dim) * sizeof(float);
-    fit_shared(attention_kernel, shared, kThreads * sizeof(float), positions);
-    attention_kernel<<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim,
+    fit_shared(attention_kernel<KV>, shared, kThreads * sizeof(float), positions);
+    attention_kernel<KV><<<static_cast<unsigned>(T * n_heads), kThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim,
                                                                                    pos0, d_pos, scale, out);
     check(cudaGetLastError(), "launching attention");
+}
+
+}  // namespace
+
+int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
+
+void launch::attention(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                       int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
+                       int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode, KvType kv) {
+    if (T <= 0) return;
+    if (kv == KvType::bf16)
+        attention_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
+                     head_dim, pos0, out, s, d_pos, max_positions, partials, math, decode);
+    else
+        attention_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim, pos0,
+                     out, s, d_pos, max_positions, partials, math, decode);
 }
 
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos,
-                                    AttentionMath math, DecodeAttention decode) {
+                                    AttentionMath math, DecodeAttention decode, KvType kv) {
     if (n_kv_heads <= 0 || n_heads % n_kv_heads || pos0 + T > P ||
         static_cast<int64_t>(q.size()) != T * n_heads * head_dim ||
         static_cast<int64_t>(k.size()) != P * n_kv_heads * head_dim || k.size() != v.size())
         throw Error(ErrorKind::input, "causal_attention: inconsistent shapes");
-    Buffer<float> d_q(q.size()), d_k(k.size()), d_v(v.size()), d_out(q.size());
+    const bool f32 = kv == KvType::f32;
+    Buffer<float> d_q(q.size()), d_k(f32 ? k.size() : 0), d_v(f32 ? v.size() : 0), d_out(q.size());
+    Buffer<uint16_t> d_k16(kv == KvType::bf16 ? k.size() : 0), d_v16(kv == KvType::bf16 ? v.size() : 0);
     Buffer<float> d_partials(static_cast<size_t>(launch::attention_partial_floats(n_heads, head_dim)));
     Buffer<int64_t> d_pos(1);
     upload(d_q, q.data(), q.size());
-    upload(d_k, k.data(), k.size());
-    upload(d_v, v.data(), v.size());
+    if (kv == KvType::bf16) {
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        for (size_t i = 0; i < k.size(); ++i) k16[i] = f32_to_bf16(k[i]);
+        for (size_t i = 0; i < v.size(); ++i) v16[i] = f32_to_bf16(v[i]);
+        upload(d_k16, k16.data(), k16.size());
+        upload(d_v16, v16.data(), v16.size());
+    } else {
+        upload(d_k, k.data(), k.size());
+        upload(d_v, v.data(), v.size());
+    }
     upload(d_pos, &pos0, 1);
     // Poisoned: every output must be written.
     check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
-    launch::attention(d_q.ptr, d_k.ptr, d_v.ptr, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
-                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode);
+    const void* keys = kv == KvType::bf16 ? static_cast<const void*>(d_k16.ptr) : d_k.ptr;
+    const void* values = kv == KvType::bf16 ? static_cast<const void*>(d_v16.ptr) : d_v.ptr;
+    launch::attention(d_q.ptr, keys, values, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
+                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode, kv);
     check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());

@@ -26,12 +26,18 @@ enum class AttentionMath { f32, split_bf16, bf16 };
 // kernel before runs (heads of 4 to 128 that are powers of two; others take scalar).
 enum class DecodeAttention { scalar, vector };
 
+// What the KV cache holds: f32 (as the CPU's), or BF16 (MOEWB_CUDA_KV_CACHE=bf16: half the
+// memory and half the bytes a decode step's attention reads; keys after RoPE rounded once to
+// nearest). Every attention kernel reads either.
+enum class KvType { f32, bf16 };
+
 // q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd]. device_pos:
-// pos0 read on the device with room for P positions (the decode graph's launch).
+// pos0 read on the device with room for P positions (the decode graph's launch). kv: the keys
+// and values go to the device as f32, or rounded to BF16 (what such a cache holds).
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false,
                                     AttentionMath math = AttentionMath::f32,
-                                    DecodeAttention decode = DecodeAttention::scalar);
+                                    DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32);
 
 }  // namespace moe::cuda

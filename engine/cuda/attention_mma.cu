@@ -21,6 +21,7 @@
 
 #include "engine/attention_tiles.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/row_math.cuh"
 
 namespace moe::cuda::launch {
 
@@ -101,8 +102,8 @@ struct Layout {
     static constexpr size_t kBytes = static_cast<size_t>(kParts) * (kQ + kK + kV) * sizeof(__nv_bfloat16);
 };
 
-template <int HD, bool SPLIT>
-__global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q, const float* k, const float* v, int64_t T,
+template <int HD, bool SPLIT, typename KV>
+__global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q, const KV* k, const KV* v, int64_t T,
                                                                   int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale,
                                                                   int64_t n_qtiles, float* out) {
     using L = Layout<HD, SPLIT>;
@@ -140,8 +141,8 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
             float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;
             if (k0 + j < P) {
                 const int64_t at = ((k0 + j) * n_kv_heads + kvh) * HD + d;
-                kx = *reinterpret_cast<const float4*>(k + at);
-                vx = *reinterpret_cast<const float4*>(v + at);
+                kx = load4(k + at);  // a BF16 cache's values come back as they are: lo is 0
+                vx = load4(v + at);
             }
             __nv_bfloat16* kh = ks + j * L::kLd + d;
             __nv_bfloat16* vh = vs + j * L::kLd + d;
@@ -241,32 +242,28 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
     }
 }
 
-template <int HD, bool SPLIT>
-void launch_mma(const float* q, const float* k, const float* v, int64_t T, int64_t nh, int64_t nkv, int64_t pos0, float scale,
+template <int HD, bool SPLIT, typename KV>
+void launch_mma(const float* q, const KV* k, const KV* v, int64_t T, int64_t nh, int64_t nkv, int64_t pos0, float scale,
                 float* out, cudaStream_t s) {
     using L = Layout<HD, SPLIT>;
     static bool raised = false;  // per instantiation, once
     if (!raised) {
-        check(cudaFuncSetAttribute(mma_attention_kernel<HD, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        check(cudaFuncSetAttribute(mma_attention_kernel<HD, SPLIT, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(L::kBytes)),
               "attention on the tensor cores: shared memory size");
         raised = true;
     }
     const int64_t n_qtiles = (T + kBQ - 1) / kBQ;
     const dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(nh));
-    mma_attention_kernel<HD, SPLIT><<<grid, kThreads, L::kBytes, s>>>(q, k, v, T, nh, nkv, pos0, scale, n_qtiles, out);
+    mma_attention_kernel<HD, SPLIT, KV><<<grid, kThreads, L::kBytes, s>>>(q, k, v, T, nh, nkv, pos0, scale, n_qtiles, out);
     check(cudaGetLastError(), "launching attention on the tensor cores");
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-}  // namespace
-
-bool attention_mma(const float* q, const float* k, const float* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
-                   int64_t head_dim, int64_t pos0, float scale, float* out, bool split, cudaStream_t s) {
-    if ((head_dim != 64 && head_dim != 128) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) ||
-        n_kv_heads <= 0 || n_heads % n_kv_heads)
-        return false;
+template <typename KV>
+void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   int64_t pos0, float scale, float* out, bool split, cudaStream_t s) {
     if (head_dim == 128) {
         if (split) launch_mma<128, true>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
         else launch_mma<128, false>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
@@ -274,6 +271,21 @@ bool attention_mma(const float* q, const float* k, const float* v, int64_t T, in
         if (split) launch_mma<64, true>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
         else launch_mma<64, false>(q, k, v, T, n_heads, n_kv_heads, pos0, scale, out, s);
     }
+}
+
+}  // namespace
+
+bool attention_mma(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, cudaStream_t s) {
+    if ((head_dim != 64 && head_dim != 128) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) ||
+        n_kv_heads <= 0 || n_heads % n_kv_heads)
+        return false;
+    if (kv == KvType::bf16)
+        launch_mma_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
+                      head_dim, pos0, scale, out, split, s);
+    else
+        launch_mma_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim, pos0,
+                      scale, out, split, s);
     return true;
 }
 
