@@ -12,6 +12,7 @@
 //   F32 weights (f32 products, no TF32, another summation order):   1e-3, 1e-4, 1e-4, 1e-3
 //   BF16 weights, exact activations (the default: two BF16 parts):   3e-3, 2e-3, 1e-3, 1e-2
 //   BF16 weights, BF16 activations (--activations bf16, prefill):    3e-2, 0.15, 1e-2, 5e-2
+//   a BF16 KV cache (MOEWB_CUDA_KV_CACHE=bf16; prefill and decode):  the same
 // Tokens routed elsewhere are counted and reported with the largest such margin. A token routed elsewhere at a near tie changes
 // its own and (through attention) every later position's logits, so logits and gate weights
 // are compared at the positions before the first such token; the rest are counted too. Labelled gpu; without a CUDA device every
@@ -94,6 +95,7 @@ private slots:
         QTest::addColumn<QString>("form");  // prefill | long | decode (CUDA graphs) | decode-eager
         QTest::addColumn<QVariantList>("ids");
         QTest::addColumn<bool>("bf16_activations");  // LoadOptions::cuda_bf16_activations
+        QTest::addColumn<bool>("kv_bf16");           // MOEWB_CUDA_KV_CACHE=bf16 when the model loads
         // Forms with steps of many tokens; BF16 models run them also with BF16 activations.
         auto activations_of = [](const char* form, bool bf16_model) {
             std::vector<bool> out{false};
@@ -107,13 +109,21 @@ private slots:
             for (const auto& c : golden["cases"]) {
                 QVariantList ids;
                 for (int32_t id : c["ids"].get<std::vector<int32_t>>()) ids << id;
-                for (const char* form : {"prefill", "long", "decode", "decode-eager"})
+                for (const char* form : {"prefill", "long", "decode", "decode-eager"}) {
                     for (const bool bf16_act : activations_of(form, bf16_model))
                         QTest::newRow((std::string(f) + "/" + c["name"].get<std::string>() + "/" + form +
                                        (bf16_act ? "/bf16-activations" : ""))
                                           .c_str())
                             << QString::fromStdString(dir) << QString::fromStdString(c["mask"].get<std::string>())
-                            << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids << bf16_act;
+                            << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids << bf16_act
+                            << false;
+                    // BF16 models also through a BF16 KV cache, prefill and decode.
+                    if (bf16_model && std::string(form) != "long")
+                        QTest::newRow((std::string(f) + "/" + c["name"].get<std::string>() + "/" + form + "/bf16-kv").c_str())
+                            << QString::fromStdString(dir) << QString::fromStdString(c["mask"].get<std::string>())
+                            << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids << false
+                            << true;
+                }
             }
         }
         if (std::filesystem::exists(kEmbedded + "/model.safetensors")) {
@@ -125,7 +135,11 @@ private slots:
                     for (const bool bf16_act : activations_of(form, true))
                         QTest::newRow((std::string("embedded/") + mask + "/" + form + (bf16_act ? "/bf16-activations" : "")).c_str())
                             << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form) << ids
-                            << bf16_act;
+                            << bf16_act << false;
+            for (const char* form : {"prefill", "long", "decode", "decode-eager"})
+                QTest::newRow((std::string("embedded/") + form + "/bf16-kv").c_str())
+                    << QString::fromStdString(kEmbedded) << QString("") << QString("reroute") << QString(form) << ids << false
+                    << true;
         }
     }
 
@@ -136,6 +150,7 @@ private slots:
         QFETCH(QString, form);
         QFETCH(QVariantList, ids);
         QFETCH(bool, bf16_activations);
+        QFETCH(bool, kv_bf16);
         std::vector<int32_t> tokens;
         for (const QVariant& v : ids) tokens.push_back(v.toInt());
         if (form == "long") {
@@ -149,9 +164,12 @@ private slots:
         gpu_opt.cuda_graphs = form != "decode-eager";
         gpu_opt.cuda_bf16_activations = bf16_activations;
         const auto cpu = moe::load_model(dir.toStdString(), cpu_opt);
+        if (kv_bf16) qputenv("MOEWB_CUDA_KV_CACHE", "bf16");
+        else qunsetenv("MOEWB_CUDA_KV_CACHE");
         const auto gpu = moe::load_model(dir.toStdString(), gpu_opt);
+        qunsetenv("MOEWB_CUDA_KV_CACHE");
         QCOMPARE(gpu->backend(), moe::Backend::cuda);
-        QCOMPARE(gpu->backend_label(), std::string(bf16_activations ? "cuda-bf16" : "cuda"));
+        QCOMPARE(gpu->backend_label(), std::string(bf16_activations ? "cuda-bf16" : "cuda") + (kv_bf16 ? "-kv-bf16" : ""));
         const moe::ExpertMask m =
             moe::ExpertMask::parse(mask.toStdString(), cpu->config(), moe::parse_mask_mode(mode.toStdString()));
         const bool decode = form.startsWith("decode");
@@ -159,9 +177,10 @@ private slots:
         const Run b = run(*gpu, tokens, m, decode);
 
         // Tolerances by how far the device's arithmetic is from the CPU's: f32 weights, or
-        // BF16 weights with split (exact) activations, or BF16 weights with BF16 activations.
+        // BF16 weights with split (exact) activations, or BF16 weights with BF16 activations
+        // or a BF16 KV cache (keys and values to 2⁻⁹, less than BF16 activations round).
         const bool bf16 = cpu->dtype_summary() != "F32";
-        const int kind = !bf16 ? 0 : bf16_activations ? 2 : 1;
+        const int kind = kv_bf16 ? 2 : !bf16 ? 0 : bf16_activations ? 2 : 1;
         const double kLogit[] = {1e-3, 3e-3, 3e-2}, kTie[] = {1e-4, 2e-3, 0.15}, kGate[] = {1e-4, 1e-3, 1e-2},
                      kEntropy[] = {1e-3, 1e-2, 5e-2};
         const int64_t V = cpu->config().vocab_size;

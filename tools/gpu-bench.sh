@@ -37,7 +37,8 @@ if want experts; then
     done
 fi
 # Decode with each switch that is not the default yet on its own, and all of them (docs/engine.md:
-# MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused).
+# MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused,
+# MOEWB_CUDA_KV_CACHE=bf16).
 decode_bench() {
     local name="$1"
     shift
@@ -49,7 +50,9 @@ if want decode; then
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
     decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
     decode_bench fused-rope MOEWB_CUDA_ROPE=fused
+    decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
+    decode_bench all-kv-bf16 MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_KV_CACHE=bf16
 fi
 if want gemv; then
     # How fast decode products stream the weights (bench/bench_gemv.cu).

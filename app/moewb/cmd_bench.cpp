@@ -144,14 +144,16 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["cuda_graphs"] = model.uses_cuda_graphs();
         j["device_weight_bytes"] = m.weights;
         j["device_workspace_bytes"] = m.workspace;
-        j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * 4;
 #ifdef MOE_HAVE_CUDA
-        // How close to the hardware: decode against the time to read the weights a token uses
-        // once from device memory, prefill against the BF16 tensor-core peak (2 FLOPs per
-        // activated weight per token; attention's own products not counted).
+        // What the MOEWB_CUDA_* environment chose (docs/engine.md), the KV cache's type with it.
         nlohmann::json switches = nlohmann::json::object();
         for (const auto& [name, value] : moe::cuda::backend_switches()) switches[name] = value;
         j["cuda_switches"] = switches;
+        const int64_t kv_element = switches.value("kv_cache", "f32") == "bf16" ? 2 : 4;
+        j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * kv_element;
+        // How close to the hardware: decode against the time to read the weights a token uses
+        // once from device memory, prefill against the BF16 tensor-core peak (2 FLOPs per
+        // activated weight per token; attention's own products not counted).
         if (const auto dev = moe::cuda::first_device()) {
             const double bytes_per_token = static_cast<double>(c.activated_params()) * dtype_bytes(model.dtype_summary());
             j["decode_weight_bytes_per_token"] = bytes_per_token;

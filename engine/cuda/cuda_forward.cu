@@ -269,15 +269,26 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
         launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
-        float* kc = dc.keys(i);
-        float* vc = dc.values(i);
         linear(L.q, s.normed, T, s.q, qdim, s);
         launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
-        linear(L.k, s.normed, T, kc + pos0 * kvdim, kvdim, s);  // straight into the cache
-        linear(L.v, s.normed, T, vc + pos0 * kvdim, kvdim, s);
-        launch::rope_halves(kc + pos0 * kvdim, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+        if (dc.type == KvType::bf16) {
+            // The new keys and values in f32, the keys rotated, then both rounded into the cache.
+            float* kn = s.kv_new;
+            float* vn = s.kv_new + T * kvdim;
+            linear(L.k, s.normed, T, kn, kvdim, s);
+            linear(L.v, s.normed, T, vn, kvdim, s);
+            launch::rope_halves(kn, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+            launch::round_split(kn, T * kvdim, DType::bf16, dc.at(i, 0, pos0), nullptr, stream_);
+            launch::round_split(vn, T * kvdim, DType::bf16, dc.at(i, 1, pos0), nullptr, stream_);
+        } else {
+            auto* kc = static_cast<float*>(dc.at(i, 0, pos0));
+            linear(L.k, s.normed, T, kc, kvdim, s);  // straight into the cache
+            linear(L.v, s.normed, T, static_cast<float*>(dc.at(i, 1, pos0)), kvdim, s);
+            launch::rope_halves(kc, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+        }
         stage("norm+qkv+rope");
-        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_, attention_math_);
+        launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_,
+                          attention_math_, DecodeAttention::scalar, dc.type);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);
@@ -328,8 +339,9 @@ launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
 // the output projection added to the residual; the feed-forward's RMSNorm with the router (or
 // the dense MLP's gate and up) and the shared experts' gate and up, routing, the routed
 // experts' gate and up, and their down products combined with the shared experts' and added.
-// Keys and values go straight into the cache, at the device's position with device_pos. With
-// MOEWB_CUDA_ROPE=fused the q and k products rotate their heads themselves (no rope launch).
+// Keys and values go straight into an f32 cache, at the device's position with device_pos (with
+// MOEWB_CUDA_ROPE=fused the q and k products rotate their heads themselves: no rope launch);
+// into a BF16 cache through the step's f32 scratch, rotated and rounded by one launch.
 void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                                   const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                                   const launch::RouteOutputs& routed) const {
@@ -338,30 +350,42 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     const float eps = static_cast<float>(c.rms_norm_eps);
     const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
-    float* kc = dc.keys(layer);
-    float* vc = dc.values(layer);
     const int64_t* row0 = device_pos ? s.pos : nullptr;
-    float* k_at = device_pos ? kc : kc + pos0 * kvdim;
-    launch::GemvPart qkv[3] = {part(L.q, s.q, qdim), part(L.k, k_at, kvdim), part(L.v, device_pos ? vc : vc + pos0 * kvdim, kvdim)};
-    qkv[1].row0 = qkv[2].row0 = row0;
-    if (fused_rope_)
-        for (int j = 0; j < 2; ++j) {
-            qkv[j].rope_cos = s.rope_cos;
-            qkv[j].rope_sin = s.rope_sin;
-            qkv[j].head_dim = hd;
-        }
-    launch::fused_gemv(s.x, T, H, L.attn_norm, eps, nullptr, qkv, 3, stream_);
-    stage("norm+qkv");
-    if (!fused_rope_) {
-        launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
+    const int64_t at = device_pos ? 0 : pos0;  // the step's first row in the cache (else *row0)
+    if (dc.type == KvType::bf16) {
+        // The new keys and values in f32 first; rotated and rounded into the cache by one launch.
+        float* kn = s.kv_new;
+        float* vn = s.kv_new + T * kvdim;
+        const launch::GemvPart qkv[3] = {part(L.q, s.q, qdim), part(L.k, kn, kvdim), part(L.v, vn, kvdim)};
+        launch::fused_gemv(s.x, T, H, L.attn_norm, eps, nullptr, qkv, 3, stream_);
+        stage("norm+qkv");
+        launch::rope_store_kv(s.q, T, nh, qdim, kn, vn, kvdim, nkv, hd, s.rope_cos, s.rope_sin, dc.keys(layer),
+                              dc.values(layer), row0, pos0, stream_);
         stage("rope");
+    } else {
+        auto* k_at = static_cast<float*>(dc.at(layer, 0, at));
+        launch::GemvPart qkv[3] = {part(L.q, s.q, qdim), part(L.k, k_at, kvdim),
+                                   part(L.v, static_cast<float*>(dc.at(layer, 1, at)), kvdim)};
+        qkv[1].row0 = qkv[2].row0 = row0;
+        if (fused_rope_)
+            for (int j = 0; j < 2; ++j) {
+                qkv[j].rope_cos = s.rope_cos;
+                qkv[j].rope_sin = s.rope_sin;
+                qkv[j].head_dim = hd;
+            }
+        launch::fused_gemv(s.x, T, H, L.attn_norm, eps, nullptr, qkv, 3, stream_);
+        stage("norm+qkv");
+        if (!fused_rope_) {
+            launch::rope_qk(s.q, T, nh, qdim, k_at, row0, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
+            stage("rope");
+        }
     }
     if (device_pos)
-        launch::attention(s.q, kc, vc, 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity, attn_partials_,
-                          AttentionMath::f32, decode_attention_);
+        launch::attention(s.q, dc.keys(layer), dc.values(layer), 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity,
+                          attn_partials_, AttentionMath::f32, decode_attention_, dc.type);
     else
-        launch::attention(s.q, kc, vc, T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_, AttentionMath::f32,
-                          decode_attention_);
+        launch::attention(s.q, dc.keys(layer), dc.values(layer), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0,
+                          attn_partials_, AttentionMath::f32, decode_attention_, dc.type);
     stage("attention");
     const launch::GemvPart o = part(L.o, s.x, H, true);
     launch::fused_gemv(s.attn, T, qdim, nullptr, 0, nullptr, &o, 1, stream_);

@@ -175,6 +175,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
         decode_attention_ = launch::decode_attention_asked();
+        kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
         create_side_streams(launch::expert_streams());
         use_graphs_ = o.cuda_graphs && !stages_.on();
@@ -259,6 +260,7 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.logits = cv.take<float>(t * static_cast<size_t>(c.vocab_size));
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);
+    s.kv_new = cv.take<float>(kv_type_ == KvType::bf16 ? 2 * t * static_cast<size_t>(c.num_key_value_heads * c.head_dim) : 0);
     s.ids = cv.take<int32_t>(t);
     s.pos = cv.take<int64_t>(1);
     if (bytes) *bytes = cv.used();
@@ -300,6 +302,7 @@ DeviceCache& CudaDeepseekMoe::device_cache(KvCache& cache, int64_t positions) co
         auto fresh = std::make_unique<DeviceCache>();
         fresh->n_layers = config_.num_hidden_layers;
         fresh->kv_dim = config_.num_key_value_heads * config_.head_dim;
+        fresh->type = kv_type_;
         fresh->live = kv_live_;
         dc = fresh.get();
         cache.set_backend_state(std::move(fresh));
@@ -309,14 +312,15 @@ DeviceCache& CudaDeepseekMoe::device_cache(KvCache& cache, int64_t positions) co
     // else doubling.
     int64_t cap = std::max<int64_t>(positions, std::max<int64_t>(256, dc->capacity * 2));
     cap = std::max(cap, std::min<int64_t>(config_.max_position_embeddings, 4096));
-    const std::size_t bytes = static_cast<std::size_t>(cap * dc->kv_dim * 2 * dc->n_layers) * sizeof(float);
+    const std::size_t bytes = static_cast<std::size_t>(cap * dc->kv_dim * 2 * dc->n_layers) * dc->element();
     DeviceMem grown(device_alloc_for(bytes, "the KV cache (" + std::to_string(cap) + " positions)"));
     const int64_t keep = cache.length();
     for (int64_t l = 0; l < dc->n_layers && keep > 0; ++l)
         for (int kv = 0; kv < 2; ++kv) {
-            const float* src = static_cast<float*>(dc->mem.get()) + (2 * l + kv) * dc->capacity * dc->kv_dim;
-            float* dst = static_cast<float*>(grown.get()) + (2 * l + kv) * cap * dc->kv_dim;
-            check(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(keep * dc->kv_dim) * sizeof(float),
+            const std::size_t el = dc->element();
+            const char* src = static_cast<const char*>(dc->mem.get()) + (2 * l + kv) * dc->capacity * dc->kv_dim * el;
+            char* dst = static_cast<char*>(grown.get()) + (2 * l + kv) * cap * dc->kv_dim * el;
+            check(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(keep * dc->kv_dim) * el,
                                   cudaMemcpyDeviceToDevice, stream_),
                   "growing the KV cache");
         }

@@ -98,17 +98,24 @@ struct Layer {
     MoeLayer moe;
 };
 
-// The KV cache of one sequence on the device: per layer keys then values, [capacity, kv_dim].
+// The KV cache of one sequence on the device: per layer keys then values, [capacity, kv_dim],
+// of f32 or BF16 (KvType, the model's choice).
 struct DeviceCache : KvCache::BackendState {
     DeviceMem mem;
     int64_t capacity = 0, n_layers = 0, kv_dim = 0;
+    KvType type = KvType::f32;
     std::shared_ptr<std::atomic<std::size_t>> live;  // the model's count of KV bytes held
-    std::size_t bytes() const override { return static_cast<std::size_t>(capacity * kv_dim * 2 * n_layers) * sizeof(float); }
+    std::size_t element() const { return type == KvType::bf16 ? 2 : sizeof(float); }
+    std::size_t bytes() const override { return static_cast<std::size_t>(capacity * kv_dim * 2 * n_layers) * element(); }
     ~DeviceCache() override {
         if (live) *live -= bytes();
     }
-    float* keys(int64_t layer) const { return static_cast<float*>(mem.get()) + (2 * layer) * capacity * kv_dim; }
-    float* values(int64_t layer) const { return static_cast<float*>(mem.get()) + (2 * layer + 1) * capacity * kv_dim; }
+    // Layer `layer`'s keys (part 0) or values (part 1) from position `row` on.
+    void* at(int64_t layer, int part, int64_t row = 0) const {
+        return static_cast<char*>(mem.get()) + ((2 * layer + part) * capacity + row) * kv_dim * static_cast<int64_t>(element());
+    }
+    void* keys(int64_t layer) const { return at(layer, 0); }
+    void* values(int64_t layer) const { return at(layer, 1); }
 };
 
 // The binder's view of random weights: a matrix still to be made is seen by name, type and
@@ -138,7 +145,9 @@ public:
                  std::vector<float>& logits) const override;
     KvCache make_cache() const override { return KvCache(0, config_.num_key_value_heads * config_.head_dim); }
     Backend backend() const override { return Backend::cuda; }
-    std::string backend_label() const override { return bf16_activations_ ? "cuda-bf16" : "cuda"; }
+    std::string backend_label() const override {
+        return std::string(bf16_activations_ ? "cuda-bf16" : "cuda") + (kv_type_ == KvType::bf16 ? "-kv-bf16" : "");
+    }
     bool uses_cuda_graphs() const override {
         std::lock_guard lock(forward_mutex_);
         return use_graphs_ && !graphs_failed_;
@@ -160,6 +169,7 @@ private:
         unsigned long long* counts;
         int64_t *offsets, *rows, *row_slot;
         float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin;
+        float* kv_new;  // a BF16 cache's new keys then values [2, T, kv_dim] in f32, before they are stored
         int32_t* ids;
         int64_t* pos;
     };
@@ -246,6 +256,8 @@ private:
     AttentionMath attention_math_ = AttentionMath::f32;
     // The decode split's kernel (launch::decode_attention_asked).
     DecodeAttention decode_attention_ = DecodeAttention::scalar;
+    // What the KV caches hold (launch::kv_cache_asked).
+    KvType kv_type_ = KvType::f32;
     // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
     bool fused_rope_ = false;
 

@@ -148,6 +148,28 @@ __global__ void rope_qk_kernel(float* q, int64_t nh, int64_t qld, float* k, cons
     rope_head(v, cos_t + t * half, sin_t + t * half, half);
 }
 
+// One block per (token, head) of the queries and then the new keys: as rope_qk_kernel, then a
+// key head and its value head stored rounded to BF16 at the cache's row for the token.
+__global__ void rope_store_kv_kernel(float* q, int64_t nh, int64_t qld, float* kn, const float* vn, int64_t ld_new,
+                                     int64_t nkv, int64_t hd, const float* cos_t, const float* sin_t, __nv_bfloat16* kc,
+                                     __nv_bfloat16* vc, const int64_t* row0, int64_t pos0) {
+    wait_for_previous();  // launched early with early_trigger()
+    const int64_t t = blockIdx.x / (nh + nkv), h = blockIdx.x % (nh + nkv), half = hd / 2;
+    if (h < nh) {
+        rope_head(q + t * qld + h * hd, cos_t + t * half, sin_t + t * half, half);
+        return;  // the whole block
+    }
+    const int64_t kh = h - nh, kvdim = nkv * hd, row = (row0 ? *row0 : pos0) + t;
+    float* k = kn + t * ld_new + kh * hd;
+    rope_head(k, cos_t + t * half, sin_t + t * half, half);
+    __syncthreads();  // every rotated element is in
+    const float* v = vn + t * ld_new + kh * hd;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        kc[row * kvdim + kh * hd + d] = __float2bfloat16_rn(k[d]);
+        vc[row * kvdim + kh * hd + d] = __float2bfloat16_rn(v[d]);
+    }
+}
+
 // Blocks (b, token), a few per multiprocessor, each warp taking every (gridDim.x · kWarps)-th
 // output row i: the shared experts' row (when they run) and each slot's expert row, two rows
 // fetched at a time, the weighted rows added in rank order, then the sum to the residual.
@@ -256,6 +278,23 @@ void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64
         return;
     }
     rope_qk_kernel<<<grid, block, 0, s>>>(q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
+    check(cudaGetLastError(), what);
+}
+
+void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, const float* v_new, int64_t ld_new,
+                   int64_t nkv, int64_t hd, const float* cos, const float* sin, void* k_cache, void* v_cache,
+                   const int64_t* row0, int64_t pos0, cudaStream_t s) {
+    if (T <= 0 || nh + nkv <= 0) return;
+    const dim3 grid(static_cast<unsigned>(T * (nh + nkv))), block(64);
+    const char* what = "launching the rotary embedding and the BF16 store of keys and values";
+    auto* kc = static_cast<__nv_bfloat16*>(k_cache);
+    auto* vc = static_cast<__nv_bfloat16*>(v_cache);
+    if (early_trigger()) {
+        launch_after(rope_store_kv_kernel, grid, block, 0, s, what, q, nh, qld, k_new, v_new, ld_new, nkv, hd, cos, sin, kc, vc,
+                     row0, pos0);
+        return;
+    }
+    rope_store_kv_kernel<<<grid, block, 0, s>>>(q, nh, qld, k_new, v_new, ld_new, nkv, hd, cos, sin, kc, vc, row0, pos0);
     check(cudaGetLastError(), what);
 }
 

@@ -51,6 +51,14 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
 void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
              int64_t hd, const float* cos, const float* sin, cudaStream_t s);
 
+// The same rotation of T tokens' queries q (in place) and new keys k_new [T, nkv·hd] (rows
+// ld_new; rotated in place), then each key head and its value head of v_new (same layout)
+// stored rounded to BF16 into a BF16 cache (k_cache, v_cache [capacity, nkv·hd]) at row
+// (*row0 when set, else pos0) + t: a small step's keys and values into a BF16 cache.
+void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, const float* v_new, int64_t ld_new,
+                   int64_t nkv, int64_t hd, const float* cos, const float* sin, void* k_cache, void* v_cache,
+                   const int64_t* row0, int64_t pos0, cudaStream_t s);
+
 // The MoE block's output added to the residual stream, for T tokens with k slots each:
 //   x[t] += shared[t] + Σ_r weights[t·k+r] · (down_{experts[t·k+r]} · h[t·k+r])
 // in rank order, dropped slots skipped (rounded as launch::combine_rows, then the add);

@@ -168,6 +168,11 @@ bool fused_rope_asked() {
     return asked;
 }
 
+KvType kv_cache_asked() {
+    const char* env = std::getenv("MOEWB_CUDA_KV_CACHE");
+    return env && std::string(env) == "bf16" ? KvType::bf16 : KvType::f32;
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;
@@ -189,6 +194,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
         {"expert_gemm", gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
+        {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
     };
 }
 

@@ -41,6 +41,9 @@ DecodeAttention decode_attention_asked();
 // Whether MOEWB_CUDA_ROPE=fused asks a small step's query and key products to apply the rotary
 // embedding themselves (GemvPart::rope_cos) rather than a launch of their own after them.
 bool fused_rope_asked();
+// What a model's KV cache holds: MOEWB_CUDA_KV_CACHE=bf16 asks for BF16, anything else (or
+// unset) gives f32 (KvType). Read at each call: each model asks when it is loaded.
+KvType kv_cache_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
