@@ -38,7 +38,7 @@ if want experts; then
 fi
 # Decode with each switch that is not the default yet on its own, and all of them (docs/engine.md:
 # MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused,
-# MOEWB_CUDA_KV_CACHE=bf16).
+# MOEWB_CUDA_KV_CACHE=bf16, MOEWB_CUDA_WEIGHT_LOADS=stream).
 decode_bench() {
     local name="$1"
     shift
@@ -51,14 +51,19 @@ if want decode; then
     decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
     decode_bench fused-rope MOEWB_CUDA_ROPE=fused
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
-    decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
-    decode_bench all-kv-bf16 MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_KV_CACHE=bf16
+    decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
+    decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused \
+        MOEWB_CUDA_WEIGHT_LOADS=stream
+    decode_bench all-kv-bf16 MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_KV_CACHE=bf16 \
+        MOEWB_CUDA_WEIGHT_LOADS=stream
 fi
 if want gemv; then
     # How fast decode products stream the weights (bench/bench_gemv.cu).
     "$GEMV" | tee "$OUT/bench-gemv.json"
     # The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
     MOEWB_CUDA_EARLY_LAUNCH=trigger "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
+    # And with its weight loads skipping L1 (MOEWB_CUDA_WEIGHT_LOADS=stream).
+    MOEWB_CUDA_WEIGHT_LOADS=stream "$GEMV" | tee "$OUT/bench-gemv-stream.json"
 fi
 if want stages; then
     # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).

@@ -40,7 +40,8 @@ for pass in default switches; do
         if [ $pass = default ]; then
             "$t" > "$log" 2>&1
         else
-            MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused "$t" > "$log" 2>&1
+            MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused \
+                MOEWB_CUDA_WEIGHT_LOADS=stream "$t" > "$log" 2>&1
         fi
         rc=$?
         echo "$name ($pass): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"

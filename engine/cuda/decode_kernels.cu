@@ -35,18 +35,20 @@ WType wtype(DType t, const char* what) {
 }
 
 // Row o of W [*, n] (of type t): its first chunks fetched, then times x [n], by one warp.
+template <bool S>
 __device__ inline void fetch(RowChunks& c, const void* w, WType t, int64_t o, int64_t n, int lane) {
     switch (t) {
-    case WType::bf16: fetch_row(c, static_cast<const __nv_bfloat16*>(w) + o * n, n, lane); break;
-    case WType::f16: fetch_row(c, static_cast<const __half*>(w) + o * n, n, lane); break;
-    default: fetch_row(c, static_cast<const float*>(w) + o * n, n, lane); break;
+    case WType::bf16: fetch_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, n, lane); break;
+    case WType::f16: fetch_row<S>(c, static_cast<const __half*>(w) + o * n, n, lane); break;
+    default: fetch_row<S>(c, static_cast<const float*>(w) + o * n, n, lane); break;
     }
 }
+template <bool S>
 __device__ inline float dot(RowChunks& c, const void* w, WType t, int64_t o, const float* x, int64_t n, int lane) {
     switch (t) {
-    case WType::bf16: return dot_row(c, static_cast<const __nv_bfloat16*>(w) + o * n, x, n, lane);
-    case WType::f16: return dot_row(c, static_cast<const __half*>(w) + o * n, x, n, lane);
-    default: return dot_row(c, static_cast<const float*>(w) + o * n, x, n, lane);
+    case WType::bf16: return dot_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, x, n, lane);
+    case WType::f16: return dot_row<S>(c, static_cast<const __half*>(w) + o * n, x, n, lane);
+    default: return dot_row<S>(c, static_cast<const float*>(w) + o * n, x, n, lane);
     }
 }
 // The parts by value, as the kernel's argument: end[j] is the first row after part j.
@@ -80,6 +82,7 @@ __device__ inline int64_t row_of(const Parts& p, int j, int64_t i) {
 // (normalised when norm is set) goes to shared memory once, then each warp takes every
 // (gridDim.x · kWarps)-th output row. A warp's first row is asked into L2 before the kernel
 // before has finished (launch_after); its input is read once, after that kernel, from L2.
+template <bool S>
 __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
                                                                  float* normed, Parts p) {
     extern __shared__ __align__(16) float xs[];
@@ -115,10 +118,10 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
         while (r >= p.end[j]) ++j;
         if (p.cos[j]) {  // rows o and o + half of one head, rotated
             const int64_t i = r - (j ? p.end[j - 1] : 0), half = p.half[j], o = row_of(p, j, i);
-            fetch(a, p.w[j], p.type[j], o, in, lane);
-            fetch(b, p.w[j], p.type[j], o + half, in, lane);
-            const float x1 = dot(a, p.w[j], p.type[j], o, xs, in, lane);
-            const float x2 = dot(b, p.w[j], p.type[j], o + half, xs, in, lane);
+            fetch<S>(a, p.w[j], p.type[j], o, in, lane);
+            fetch<S>(b, p.w[j], p.type[j], o + half, in, lane);
+            const float x1 = dot<S>(a, p.w[j], p.type[j], o, xs, in, lane);
+            const float x2 = dot<S>(b, p.w[j], p.type[j], o + half, xs, in, lane);
             if (lane == 0) {
                 const float c = p.cos[j][t * half + i % half], s = p.sin[j][t * half + i % half];
                 float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
@@ -128,10 +131,10 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
             continue;
         }
         const int64_t o = r - (j ? p.end[j - 1] : 0);
-        fetch(a, p.w[j], p.type[j], o, in, lane);
-        if (p.w2[j]) fetch(b, p.w2[j], p.type[j], o, in, lane);
-        float v = dot(a, p.w[j], p.type[j], o, xs, in, lane);
-        if (p.w2[j]) v = silu_mul_rn(v, dot(b, p.w2[j], p.type[j], o, xs, in, lane));
+        fetch<S>(a, p.w[j], p.type[j], o, in, lane);
+        if (p.w2[j]) fetch<S>(b, p.w2[j], p.type[j], o, in, lane);
+        float v = dot<S>(a, p.w[j], p.type[j], o, xs, in, lane);
+        if (p.w2[j]) v = silu_mul_rn(v, dot<S>(b, p.w2[j], p.type[j], o, xs, in, lane));
         if (lane == 0) {
             float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
             *y = p.accumulate[j] ? __fadd_rn(*y, v) : v;
@@ -187,7 +190,7 @@ __device__ inline void down_part(int64_t p, int64_t i, int64_t t, int64_t k, int
     }
 }
 
-template <typename W>
+template <typename W, bool S>
 __global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
                                                                const uint8_t* dropped, const float* weights,
                                                                const void* const* down, const W* shared_down,
@@ -210,13 +213,13 @@ __global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* 
             down_part(p, i, t, k, F, experts, dropped, down, shared_down, Fs, row0, n0);
             if (p + 1 <= k) down_part(p + 1, i, t, k, F, experts, dropped, down, shared_down, Fs, row1, n1);
             RowChunks c0, c1;
-            if (row0) fetch_row(c0, row0, n0, lane);
-            if (row1) fetch_row(c1, row1, n1, lane);
+            if (row0) fetch_row<S>(c0, row0, n0, lane);
+            if (row1) fetch_row<S>(c1, row1, n1, lane);
             if (row0) {
-                const float v = dot_row(c0, row0, p == 0 ? shared_h + t * Fs : h + (t * k + p - 1) * F, n0, lane);
+                const float v = dot_row<S>(c0, row0, p == 0 ? shared_h + t * Fs : h + (t * k + p - 1) * F, n0, lane);
                 acc = p == 0 ? v : __fadd_rn(acc, __fmul_rn(weights[t * k + p - 1], v));
             }
-            if (row1) acc = __fadd_rn(acc, __fmul_rn(weights[t * k + p], dot_row(c1, row1, h + (t * k + p) * F, n1, lane)));
+            if (row1) acc = __fadd_rn(acc, __fmul_rn(weights[t * k + p], dot_row<S>(c1, row1, h + (t * k + p) * F, n1, lane)));
         }
         if (lane == 0) x[t * H + i] = __fadd_rn(x[t * H + i], acc);
     }
@@ -261,11 +264,12 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
     p.n = n_parts;
     p.let_next = early_trigger();
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
-    allow_shared(fused_gemv_kernel, shared, "fused matrix-vector products: shared memory size");
     // With a norm and its output asked for, block 0 writes it: at least one block runs.
     const dim3 grid(resident_blocks(rows, static_cast<unsigned>(T)), static_cast<unsigned>(T));
-    launch_after(fused_gemv_kernel, grid, dim3(kNormThreads), shared, s, "launching fused matrix-vector products", x, in, norm,
-                 eps, normed, p);
+    const auto kernel = stream_weight_loads() ? fused_gemv_kernel<true> : fused_gemv_kernel<false>;
+    allow_shared(kernel, shared, "fused matrix-vector products: shared memory size");
+    launch_after(kernel, grid, dim3(kNormThreads), shared, s, "launching fused matrix-vector products", x, in, norm, eps, normed,
+                 p);
 }
 
 void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64_t* k_row0, int64_t nkv, int64_t kld,
@@ -308,19 +312,16 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
     const dim3 grid(resident_blocks(H, static_cast<unsigned>(T)), static_cast<unsigned>(T));
     const size_t shared = 0;
     const char* what = "launching the experts' down products and combine";
+    auto go = [&](auto w) {
+        using W = decltype(w);
+        const auto kernel = stream_weight_loads() ? moe_down_kernel<W, true> : moe_down_kernel<W, false>;
+        launch_after(kernel, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights, down,
+                     static_cast<const W*>(shared_down), shared_h, Fs, H, x, early_trigger());
+    };
     switch (wtype(type, "expert product")) {
-    case WType::bf16:
-        launch_after(moe_down_kernel<__nv_bfloat16>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped,
-                     weights, down, static_cast<const __nv_bfloat16*>(shared_down), shared_h, Fs, H, x, early_trigger());
-        break;
-    case WType::f16:
-        launch_after(moe_down_kernel<__half>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
-                     down, static_cast<const __half*>(shared_down), shared_h, Fs, H, x, early_trigger());
-        break;
-    case WType::f32:
-        launch_after(moe_down_kernel<float>, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights,
-                     down, static_cast<const float*>(shared_down), shared_h, Fs, H, x, early_trigger());
-        break;
+    case WType::bf16: go(__nv_bfloat16{}); break;
+    case WType::f16: go(__half{}); break;
+    case WType::f32: go(float{}); break;
     }
 }
 

@@ -168,6 +168,14 @@ bool fused_rope_asked() {
     return asked;
 }
 
+bool stream_weight_loads() {
+    static const bool on = [] {
+        const char* env = std::getenv("MOEWB_CUDA_WEIGHT_LOADS");
+        return env && std::string(env) == "stream";
+    }();
+    return on;
+}
+
 KvType kv_cache_asked() {
     const char* env = std::getenv("MOEWB_CUDA_KV_CACHE");
     return env && std::string(env) == "bf16" ? KvType::bf16 : KvType::f32;
@@ -195,6 +203,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"expert_gemm", gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
+        {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
     };
 }
 

@@ -42,7 +42,7 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes);
 // process makes them, name and value in a fixed order: attention (tensor-cores | f32),
 // decode_attention (scalar | vector), early_launch (off | on | trigger), rope (separate |
 // fused), expert_gemm (auto | grouped | cublas), expert_streams (0 to 16), kv_cache (f32 |
-// bf16). For benchmark
+// bf16), weight_loads (cached | stream). For benchmark
 // results that say what they measured.
 std::vector<std::pair<std::string, std::string>> backend_switches();
 

@@ -41,6 +41,9 @@ DecodeAttention decode_attention_asked();
 // Whether MOEWB_CUDA_ROPE=fused asks a small step's query and key products to apply the rotary
 // embedding themselves (GemvPart::rope_cos) rather than a launch of their own after them.
 bool fused_rope_asked();
+// Whether the decode products' weight loads skip L1 and ask L2 for 256-byte sectors
+// (row_math.cuh's Chunking): MOEWB_CUDA_WEIGHT_LOADS=stream.
+bool stream_weight_loads();
 // What a model's KV cache holds: MOEWB_CUDA_KV_CACHE=bf16 asks for BF16, anything else (or
 // unset) gives f32 (KvType). Read at each call: each model asks when it is loaded.
 KvType kv_cache_asked();

@@ -57,17 +57,30 @@ struct RowChunks {
     uint4 r[kChunks];
 };
 
-template <typename W>
+// STREAM: the weights' loads ask L1 not to keep them and L2 for whole 256-byte sectors
+// (MOEWB_CUDA_WEIGHT_LOADS=stream, launch::stream_weight_loads), so that what a kernel keeps
+// in L1 besides (an input read from global memory) is not pushed out by the stream.
+template <typename W, bool STREAM = false>
 struct Chunking {
     static constexpr int kVec = 16 / sizeof(W);
     static constexpr int64_t kStep = 32 * kVec;  // elements per chunk
     __device__ static bool vectorised(int64_t n) { return n % kVec == 0; }
-    __device__ static uint4 load(const W* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+    __device__ static uint4 load(const W* p) {
+        if constexpr (STREAM) {
+            uint4 v;
+            asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "l"(p));
+            return v;
+        } else {
+            return __ldg(reinterpret_cast<const uint4*>(p));
+        }
+    }
 };
 
-template <typename W>
+template <bool STREAM = false, typename W>
 __device__ inline void fetch_row(RowChunks& c, const W* row, int64_t n, int lane) {
-    using K = Chunking<W>;
+    using K = Chunking<W, STREAM>;
     if (!K::vectorised(n)) return;
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
@@ -78,9 +91,9 @@ __device__ inline void fetch_row(RowChunks& c, const W* row, int64_t n, int lane
 
 // The warp's sum over the row, its first chunks as fetch_row left them (c then holds later
 // chunks of the row).
-template <typename W>
+template <bool STREAM = false, typename W>
 __device__ inline float dot_row(RowChunks& c, const W* row, const float* xs, int64_t n, int lane) {
-    using K = Chunking<W>;
+    using K = Chunking<W, STREAM>;
     float s[4] = {0, 0, 0, 0};
     if (!K::vectorised(n)) {
         for (int64_t i = lane; i < n; i += 32) s[0] += widen(row[i]) * xs[i];
