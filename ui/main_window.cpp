@@ -14,7 +14,6 @@
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
-#include <QTimer>
 
 #include <QPainter>
 
@@ -103,7 +102,7 @@ MainWindow::MainWindow(QWidget* parent)
     setDockNestingEnabled(true);
     // The left docks run the full height; the log sits under the heatmap only.
     setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
-    addDock(tr("Model"), "modelDock", model_panel_, Qt::LeftDockWidgetArea, true);
+    addDock(tr("Model"), "modelDock", model_panel_, Qt::LeftDockWidgetArea);
     addDock(tr("Runs and corpora"), "runsDock", runs_panel_, Qt::LeftDockWidgetArea, true);
     addDock(tr("Log"), "logDock", log_, Qt::BottomDockWidgetArea);
     QDockWidget* inspector_dock = addDock(tr("Token routing"), "inspectorDock", inspector_, Qt::RightDockWidgetArea);
@@ -123,9 +122,6 @@ MainWindow::MainWindow(QWidget* parent)
         if (level > 0) statusBar()->showMessage(m.section('\n', 0, 0), 8000);
     });
     connect(model_panel_, &ModelPanel::openRequested, this, &MainWindow::chooseModel);
-    // The left column fits what the model panel and the corpus show now (fitLeftDocks).
-    connect(workbench_, &Workbench::modelOpened, this, &MainWindow::fitLeftDocksSoon);
-    connect(workbench_, &Workbench::corpusOpened, this, &MainWindow::fitLeftDocksSoon);
     connect(runs_panel_, &RunsPanel::chooseCorpusRequested, this, &MainWindow::chooseCorpus);
     connect(runs_panel_, &RunsPanel::runSelected, heatmap_, [this](qint64 id) { heatmap_->setRun(id); });
     connect(workbench_, &Workbench::runsChanged, heatmap_, [this] {
@@ -225,7 +221,7 @@ MainWindow::MainWindow(QWidget* parent)
     default_state_ = saveState();
     QSettings settings;
     restoreGeometry(settings.value("mainWindow/geometry").toByteArray());
-    layout_restored_ = restoreState(settings.value("mainWindow/state").toByteArray());
+    restoreState(settings.value("mainWindow/state").toByteArray());
     heatmap_->setAxes(static_cast<HeatmapAxes>(
         settings.value("heatmap/axes", static_cast<int>(HeatmapAxes::experts_by_domains)).toInt()));
     heatmap_->setMeasure(static_cast<HeatmapMeasure>(settings.value("heatmap/measure", 0).toInt()));
@@ -390,39 +386,6 @@ void MainWindow::showStoredAblations() {
     stored_ablations_->show();
     stored_ablations_->raise();
     workbench_->requestStoredAblations();
-}
-
-void MainWindow::showEvent(QShowEvent* event) {
-    QMainWindow::showEvent(event);
-    fitLeftDocksSoon();
-}
-
-void MainWindow::fitLeftDocksSoon() {
-    if (layout_restored_ || fit_pending_) return;
-    fit_pending_ = true;
-    QTimer::singleShot(0, this, [this] {  // once the docks and the panels have their new sizes
-        fit_pending_ = false;
-        if (isVisible()) fitLeftDocks();
-    });
-}
-
-// The left column when the window shows and when a model or a corpus opens (not where a saved
-// layout was restored): the model's facts whole when the runs and corpora panel also gets the
-// room it asks for (the corpus and a few runs); on a short window (a laptop's 768 pixels) the
-// panel gets that room and the model's facts scroll in what is left, a third of the column at
-// least, rather than the runs table shrinking to a row.
-void MainWindow::fitLeftDocks() {
-    auto* model = findChild<QDockWidget*>("modelDock");
-    auto* runs = findChild<QDockWidget*>("runsDock");
-    if (!model || !runs || !model->isVisible() || !runs->isVisible() || !tabifiedDockWidgets(model).isEmpty() ||
-        dockWidgetArea(model) != dockWidgetArea(runs))
-        return;
-    const int column = model->height() + runs->height();
-    const int facts = model_panel_->heightForWidth(model_panel_->width());  // its wrapped lines whole
-    const int model_wants = (facts > 0 ? facts : model_panel_->sizeHint().height()) + (model->height() - model->widget()->height());
-    const int runs_wants = runs_panel_->sizeHint().height() + (runs->height() - runs->widget()->height());
-    const int model_gets = model_wants + runs_wants <= column ? model_wants : std::max(column / 3, column - runs_wants);
-    if (model_gets != model->height()) resizeDocks({model, runs}, {model_gets, column - model_gets}, Qt::Vertical);
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

@@ -68,7 +68,6 @@ public slots:
 
 protected:
     void closeEvent(QCloseEvent* event) override;
-    void showEvent(QShowEvent* event) override;
 
 private:
     void buildMenus();
@@ -90,10 +89,6 @@ private:
     RecentFiles* recent_stores_ = nullptr;
     void maybeAutoTrace();
     QByteArray default_state_;
-    bool layout_restored_ = false;  // a saved layout was restored: it is kept as it was left
-    bool fit_pending_ = false;
-    void fitLeftDocksSoon();  // unless a saved layout was restored: after this turn of the event loop
-    void fitLeftDocks();
     StartOptions options_;
     bool auto_trace_pending_ = false;
 };

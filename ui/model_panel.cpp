@@ -166,9 +166,8 @@ void ModelPanel::showModel() {
 }
 
 // A published model's fields wrap over two or three lines at the dock's width (V3's router and
-// weights); the panel is kept as tall as its wrapped text, so no line is squeezed: the dock
-// shows it whole where the column has room, and scrolls it on a short screen
-// (MainWindow::fitLeftDocks).
+// weights); the panel is kept as tall as its wrapped text, so no line is cut off and the runs
+// dock below gives up the height.
 void ModelPanel::fitHeight() {
     // The labels' new texts have invalidated the form's layout, not yet the panel's cached size
     // of the form (that comes with a posted event).
