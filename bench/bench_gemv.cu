@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/row_math.cuh"
 
 namespace {
 
@@ -31,17 +32,10 @@ void check(cudaError_t e, const char* what) {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32, kChunks = 8;  // 8 × 16 B per lane: 4 KB per row of 2048
 
+// HINT: the engine's streamed weight loads (row_math.cuh, MOEWB_CUDA_WEIGHT_LOADS=stream).
 template <bool HINT>
 __device__ inline uint4 load(const uint4* p) {
-    if constexpr (HINT) {
-        uint4 v;
-        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                     : "l"(p));
-        return v;
-    } else {
-        return __ldg(p);
-    }
+    return moe::cuda::launch::Chunking<__nv_bfloat16, HINT>::load(reinterpret_cast<const __nv_bfloat16*>(p));
 }
 
 __device__ inline float dot8(const uint4& raw, const float* xs) {

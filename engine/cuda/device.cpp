@@ -100,6 +100,16 @@ std::optional<DeviceInfo> first_device(std::string* why) {
 
 namespace moe::cuda::launch {
 
+namespace {
+
+// Whether the environment variable `name` is set to exactly `value`.
+bool env_is(const char* name, const char* value) {
+    const char* env = std::getenv(name);
+    return env && std::string(env) == value;
+}
+
+}  // namespace
+
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS.
 int expert_gemm_mode() {
     static const int mode = [] {
@@ -121,10 +131,7 @@ bool early_launch() {
 }
 
 bool early_trigger() {
-    static const bool on = [] {
-        const char* env = std::getenv("MOEWB_CUDA_EARLY_LAUNCH");
-        return early_launch() && env && std::string(env) == "trigger";
-    }();
+    static const bool on = early_launch() && env_is("MOEWB_CUDA_EARLY_LAUNCH", "trigger");
     return on;
 }
 
@@ -145,41 +152,27 @@ bool grouped_expert_products(bool split) {
 }
 
 bool f32_attention_asked() {
-    static const bool asked = [] {
-        const char* env = std::getenv("MOEWB_CUDA_ATTENTION");
-        return env && std::string(env) == "f32";
-    }();
+    static const bool asked = env_is("MOEWB_CUDA_ATTENTION", "f32");
     return asked;
 }
 
 DecodeAttention decode_attention_asked() {
-    static const DecodeAttention asked = [] {
-        const char* env = std::getenv("MOEWB_CUDA_DECODE_ATTENTION");
-        return env && std::string(env) == "vector" ? DecodeAttention::vector : DecodeAttention::scalar;
-    }();
+    static const DecodeAttention asked =
+        env_is("MOEWB_CUDA_DECODE_ATTENTION", "vector") ? DecodeAttention::vector : DecodeAttention::scalar;
     return asked;
 }
 
 bool fused_rope_asked() {
-    static const bool asked = [] {
-        const char* env = std::getenv("MOEWB_CUDA_ROPE");
-        return env && std::string(env) == "fused";
-    }();
+    static const bool asked = env_is("MOEWB_CUDA_ROPE", "fused");
     return asked;
 }
 
 bool stream_weight_loads() {
-    static const bool on = [] {
-        const char* env = std::getenv("MOEWB_CUDA_WEIGHT_LOADS");
-        return env && std::string(env) == "stream";
-    }();
+    static const bool on = env_is("MOEWB_CUDA_WEIGHT_LOADS", "stream");
     return on;
 }
 
-KvType kv_cache_asked() {
-    const char* env = std::getenv("MOEWB_CUDA_KV_CACHE");
-    return env && std::string(env) == "bf16" ? KvType::bf16 : KvType::f32;
-}
+KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
 int multiprocessors() {
     static const int n = [] {
