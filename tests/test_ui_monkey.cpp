@@ -24,6 +24,7 @@
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
 #include "ui/chat_panel.h"
+#include "ui/imgui_widget.h"
 #include "ui/main_window.h"
 #include "ui/routing_inspector.h"
 #include "ui/routing_inspector_view.h"
@@ -57,7 +58,9 @@ struct SlowEvent {
 std::vector<SlowEvent> g_slow_events;
 // Where the GUI thread's time went: wall time of top-level deliveries by receiver class and type.
 std::map<QString, std::pair<int, double>> g_time_by_kind;
-int g_windows_created = 0;  // native window surfaces created (a floated dock, a dialog)
+// Native window surfaces created (a floated dock, a dialog) or torn down (a floated dock
+// docked again, a dialog closed).
+int g_window_changes = 0;
 
 class TimedApplication : public QApplication {
 public:
@@ -67,9 +70,7 @@ public:
         t.start();
         const double cpu0 = thread_cpu_ms();
         const int type = e->type();
-        if (type == QEvent::PlatformSurface &&
-            static_cast<QPlatformSurfaceEvent*>(e)->surfaceEventType() == QPlatformSurfaceEvent::SurfaceCreated)
-            ++g_windows_created;
+        if (type == QEvent::PlatformSurface) ++g_window_changes;  // created, or about to be destroyed
         const qint64 rq0 = thread_runqueue_wait_ns();
         const QString cls = receiver->metaObject()->className();
         const QString name = cls + " " + receiver->objectName();
@@ -149,13 +150,16 @@ private slots:
         // blocked. Time it spent runnable but waiting for a CPU (this 2-core machine also runs
         // the jobs, Xvfb and whatever else is on it) is the machine's load, not ours: it is
         // taken out where the kernel reports it (/proc/thread-self/schedstat). Gaps in which a
-        // new native window appeared (a floated dock, a file dialog) are held apart: Qt, the X
-        // server and the GL driver build the window there (under Xvfb, Mesa's llvmpipe compiles
-        // the GL context's shaders on the CPU), none of it the jobs' doing; they are reported.
+        // native window appeared or went (a floated dock, a file dialog; a floated dock docked
+        // again), or the inspector's GL context was made anew (Qt recreates it when its dock
+        // moves), are held apart: Qt, the X server and the GL driver build or tear down the
+        // window or context there (under Xvfb, Mesa's llvmpipe compiles the GL context's
+        // shaders on the CPU), none of it the jobs' doing; they are reported.
         const bool have_schedstat = thread_runqueue_wait_ns() >= 0;
         QElapsedTimer tick;
         qint64 longest_gap = 0, longest_stall = 0, longest_window_gap = 0, gap_in_action = 0, wait0 = 0;
-        int windows_seen = g_windows_created, window_gaps = 0;
+        auto window_changes = [] { return g_window_changes + ImGuiWidget::contextsInitialised(); };
+        int windows_seen = window_changes(), window_gaps = 0;
         QString longest_stall_action, current_action = "start";
         QTimer heartbeat;
         connect(&heartbeat, &QTimer::timeout, [&] {
@@ -165,10 +169,11 @@ private slots:
                 const qint64 stall = gap - (wait - wait0) / 1000000;
                 longest_gap = std::max(longest_gap, gap);
                 // The window's first paint may land in the gap after the one it was created in.
-                const bool new_window = g_windows_created != windows_seen || window_gaps > 0;
-                window_gaps = g_windows_created != windows_seen ? 2 : std::max(0, window_gaps - 1);
-                windows_seen = g_windows_created;
-                if (new_window) {
+                const int changes = window_changes();
+                const bool window_change = changes != windows_seen || window_gaps > 0;
+                window_gaps = changes != windows_seen ? 2 : std::max(0, window_gaps - 1);
+                windows_seen = changes;
+                if (window_change) {
                     longest_window_gap = std::max(longest_window_gap, stall);
                 } else {
                     gap_in_action = std::max(gap_in_action, stall);
@@ -247,7 +252,7 @@ private slots:
         for (size_t i = 0; i < std::min<size_t>(5, kinds.size()); ++i)
             qInfo("monkey: GUI-thread time %.0f ms in %s", kinds[i].first, qPrintable(kinds[i].second));
         qInfo("monkey: longest gap between event-loop ticks %lld ms; longest stall (less waiting for a CPU) %lld ms, after %s; "
-              "longest gap with a new window %lld ms",
+              "longest gap with a window or GL context made or torn down %lld ms",
               static_cast<long long>(longest_gap), static_cast<long long>(longest_stall), qPrintable(longest_stall_action),
               static_cast<long long>(longest_window_gap));
         if (have_schedstat)

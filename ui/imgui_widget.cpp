@@ -5,6 +5,8 @@
 // down on aboutToBeDestroyed and set up again in the next initializeGL.
 #include "ui/imgui_widget.h"
 
+#include <atomic>
+
 #include <imgui.h>
 #include <backends/imgui_impl_opengl3.h>
 
@@ -171,7 +173,14 @@ void ImGuiWidget::requestFrames(int n) {
     update();
 }
 
+namespace {
+std::atomic<int> g_contexts_initialised{0};
+}
+
+int ImGuiWidget::contextsInitialised() { return g_contexts_initialised.load(); }
+
 void ImGuiWidget::initializeGL() {
+    ++g_contexts_initialised;
     initializeOpenGLFunctions();
     makeImGuiCurrent();
     ImGui_ImplOpenGL3_Init(nullptr);

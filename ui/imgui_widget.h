@@ -31,6 +31,9 @@ public:
 
     int framesDrawn() const { return frames_; }
     int glErrors() const { return gl_errors_; }           // glGetError() codes seen after frames
+    // GL contexts set up for ImGui views in this process so far (a new one each time Qt
+    // recreates a view's context: the view shown first, reparented, its dock floated).
+    static int contextsInitialised();
     int64_t lastVertexCount() const { return last_vertices_; }  // of the last frame's draw data
     // Draws again now and for a few frames after (ImGui settles hover state and tooltips).
     void requestFrames(int n = 2);
