@@ -97,10 +97,6 @@ __device__ inline float warp_max(float v) {
     for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ inline float warp_sum(float v) {
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 // A row of queries or values in shared memory: hd rounded up to whole float4s.
 __host__ __device__ inline int flash_ld(int64_t hd) { return static_cast<int>((hd + 3) / 4 * 4); }
@@ -171,7 +167,7 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
             // A row with nothing visible yet (or past T) keeps m = -inf: nothing to add.
             const float p = m_new == -INFINITY ? 0.0f : expf(sr - m_new);
             const float alpha = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);
-            l[r] = l[r] * alpha + warp_sum(p);
+            l[r] = l[r] * alpha + launch::warp_sum(p);
 #pragma unroll
             for (int i = 0; i < ND; ++i) o[r][i] *= alpha;
             m[r] = m_new;
@@ -235,7 +231,7 @@ __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, in
         const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
         float acc = 0.0f;
         for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * launch::widen(kr[d]);
-        acc = warp_sum(acc);
+        acc = launch::warp_sum(acc);
         if (lane == 0) ss[j] = acc * scale;
     }
     __syncthreads();
@@ -254,9 +250,12 @@ __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, in
 
 // Block (head, 32 output dimensions): each split's weight exp(m_s - max) once, then each
 // warp sums a quarter of the splits for its 32 dimensions and the first warp adds the four.
+// let_next: the kernel after it may start once its blocks have (launch::early_trigger()).
 constexpr int kMergeWarps = kDecodeThreads / 32;
-__device__ inline void decode_merge_body(const float* partials, int64_t hd, float* out) {
+__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out, bool let_next) {
     __shared__ float scratch[kDecodeThreads];
+    launch::let_next_start(let_next);
+    launch::wait_for_previous();  // when launched early
     __shared__ float weight[kSplits];
     __shared__ float part[kMergeWarps][32];
     const int64_t h = blockIdx.x;
@@ -279,10 +278,6 @@ __device__ inline void decode_merge_body(const float* partials, int64_t hd, floa
     float sum = 0.0f;
     for (int i = 0; i < kMergeWarps; ++i) sum += part[i][lane];
     out[h * hd + d] = sum / total;
-}
-__global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out) {
-    launch::wait_for_previous();  // launched early with launch::early_trigger()
-    decode_merge_body(partials, hd, out);
 }
 
 // The same split with 16-byte loads (DecodeAttention::vector): a row of hd = 4·L floats is
@@ -366,13 +361,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
 // Heads the vector split takes: hd = 4·L with L a power of two from 1 to 32.
 bool vector_split_takes(int64_t hd) { return hd >= 4 && hd <= 128 && (hd & (hd - 1)) == 0; }
 
-// The merge as decode_merge_kernel, launched to start while the split runs.
-__global__ void decode_merge_after_kernel(const float* partials, int64_t hd, float* out, bool let_next) {
-    launch::let_next_start(let_next);
-    launch::wait_for_previous();
-    decode_merge_body(partials, hd, out);
-}
-
 int max_shared_optin() {
     static const int m = [] {
         int device = 0, v = 0;
@@ -410,8 +398,6 @@ void launch_flash(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
     flash_attention_kernel<ND, KV><<<grid, kWarpsF * 32, shared, s>>>(q, k, v, T, nh, nkv, static_cast<int>(hd), pos0, scale, out);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <int L, typename KV>
 void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const float* q, const KV* k, const KV* v,
                          int64_t nkv, int64_t pos0, const int64_t* d_pos, float scale, float* partials, cudaStream_t s) {
@@ -442,25 +428,18 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
                 case 64: launch_vector_split<16, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
                 default: launch_vector_split<32, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;
             }
-            launch::launch_after(decode_merge_after_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
+            launch::launch_after(decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
                                  static_cast<const float*>(partials), head_dim, out, launch::early_trigger());
             return;
         }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
         fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);
         const dim3 split_grid(static_cast<unsigned>(n_heads), kSplits);
-        if (launch::early_trigger()) {
-            launch::launch_after(decode_split_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s, "launching attention", q, k,
-                                 v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
-            launch::launch_after(decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
-                                 static_cast<const float*>(partials), head_dim, out);
-            return;
-        }
-        decode_split_kernel<KV><<<split_grid, kDecodeThreads, shared, s>>>(q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos,
-                                                                       scale, partials);
-        check(cudaGetLastError(), "launching attention");
-        decode_merge_kernel<<<merge_grid, kDecodeThreads, 0, s>>>(partials, head_dim, out);
-        check(cudaGetLastError(), "launching attention");
+        const bool early = launch::early_trigger();
+        launch::launch_early_if(early, decode_split_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s,
+                                "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
+        launch::launch_early_if(early, decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
+                                static_cast<const float*>(partials), head_dim, out, false);
         return;
     }
     if (!d_pos && math != AttentionMath::f32 &&

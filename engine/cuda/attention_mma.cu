@@ -259,7 +259,6 @@ void launch_mma(const float* q, const KV* k, const KV* v, int64_t T, int64_t nh,
     check(cudaGetLastError(), "launching attention on the tensor cores");
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <typename KV>
 void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,

@@ -277,12 +277,7 @@ void rope_qk(float* q, int64_t T, int64_t nh, int64_t qld, float* k, const int64
     if (T <= 0 || nh + nkv <= 0) return;
     const dim3 grid(static_cast<unsigned>(T * (nh + nkv))), block(64);
     const char* what = "launching the rotary embedding of queries and keys";
-    if (early_trigger()) {
-        launch_after(rope_qk_kernel, grid, block, 0, s, what, q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
-        return;
-    }
-    rope_qk_kernel<<<grid, block, 0, s>>>(q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
-    check(cudaGetLastError(), what);
+    launch_early_if(early_trigger(), rope_qk_kernel, grid, block, 0, s, what, q, nh, qld, k, k_row0, nkv, kld, hd, cos, sin);
 }
 
 void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, const float* v_new, int64_t ld_new,
@@ -293,13 +288,8 @@ void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, c
     const char* what = "launching the rotary embedding and the BF16 store of keys and values";
     auto* kc = static_cast<__nv_bfloat16*>(k_cache);
     auto* vc = static_cast<__nv_bfloat16*>(v_cache);
-    if (early_trigger()) {
-        launch_after(rope_store_kv_kernel, grid, block, 0, s, what, q, nh, qld, k_new, v_new, ld_new, nkv, hd, cos, sin, kc, vc,
-                     row0, pos0);
-        return;
-    }
-    rope_store_kv_kernel<<<grid, block, 0, s>>>(q, nh, qld, k_new, v_new, ld_new, nkv, hd, cos, sin, kc, vc, row0, pos0);
-    check(cudaGetLastError(), what);
+    launch_early_if(early_trigger(), rope_store_kv_kernel, grid, block, 0, s, what, q, nh, qld, k_new, v_new, ld_new, nkv, hd,
+                    cos, sin, kc, vc, row0, pos0);
 }
 
 void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,

@@ -57,9 +57,10 @@ void allow_shared(K* kernel, size_t shared, const char* what) {
         check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)), what);
 }
 
+// A launch that may start early when `early` (and early_launch()), an ordinary one otherwise.
 template <typename... P, typename... A>
-void launch_after(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
-                  A&&... args) {
+void launch_early_if(bool early, void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
+                     A&&... args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
@@ -69,8 +70,14 @@ void launch_after(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cu
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = early_launch() ? 1 : 0;
+    cfg.numAttrs = early && early_launch() ? 1 : 0;
     check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), what);
+}
+
+template <typename... P, typename... A>
+void launch_after(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
+                  A&&... args) {
+    launch_early_if(true, kernel, grid, block, shared, s, what, std::forward<A>(args)...);
 }
 
 }  // namespace moe::cuda::launch

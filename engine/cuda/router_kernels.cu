@@ -174,13 +174,8 @@ void route(const float* logits, int64_t T, const router_core::Args& a, const uin
     if (plain_route(a)) {
         const size_t shared = static_cast<size_t>(kRouteWarps) * 2 * static_cast<size_t>(a.n_expert) * sizeof(float);
         const dim3 grid(static_cast<unsigned>((T + kRouteWarps - 1) / kRouteWarps)), block(kRouteWarps * 32);
-        if (early_trigger()) {
-            launch_after(route_warp_kernel, grid, block, shared, s, "launching the router kernel", logits, T, a, out.experts,
-                         out.weights, out.entropy, out.mass, out.margin);
-            return;
-        }
-        route_warp_kernel<<<grid, block, shared, s>>>(logits, T, a, out.experts, out.weights, out.entropy, out.mass, out.margin);
-        check(cudaGetLastError(), "launching the router kernel");
+        launch_early_if(early_trigger(), route_warp_kernel, grid, block, shared, s, "launching the router kernel", logits, T, a,
+                        out.experts, out.weights, out.entropy, out.mass, out.margin);
         return;
     }
     // Otherwise one thread per token, its scratch in shared memory (up to 32 tokens a block, within the
