@@ -58,23 +58,44 @@ struct Tile {
     int64_t rows = 0;     // 1 .. tile_m
 };
 
+// The segment that holds item i of segments starts[0..n] (exclusive prefix sums, 0 ≤ i <
+// starts[n]): the last e with starts[e] <= i, by binary search. A segment without items has
+// starts[e] == starts[e+1], so the one after it, holding i, is the last to qualify.
+MOE_HD inline int64_t segment_of(const int64_t* starts, int64_t n, int64_t i) {
+    int64_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        const int64_t mid = (lo + hi) / 2;
+        if (starts[mid] <= i) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 // The tile with flat index `i` (0 ≤ i < tiles[E]): the expert by binary search over tiles.
 MOE_HD inline Tile tile_at(const int64_t* offsets, const int64_t* tiles, int64_t n_expert, int64_t tile_m, int64_t i) {
     Tile t;
     if (i < 0 || i >= tiles[n_expert]) return t;
-    // The last e with tiles[e] <= i: it owns tile i (an expert without rows has
-    // tiles[e] == tiles[e+1], so a later e would qualify).
-    int64_t lo = 0, hi = n_expert;
-    while (hi - lo > 1) {
-        const int64_t mid = (lo + hi) / 2;
-        if (tiles[mid] <= i) lo = mid;
-        else hi = mid;
-    }
+    const int64_t lo = segment_of(tiles, n_expert, i);
     t.expert = lo;
     t.row0 = offsets[lo] + (i - tiles[lo]) * tile_m;
     const int64_t end = offsets[lo + 1];
     t.rows = end - t.row0 < tile_m ? end - t.row0 : tile_m;
     return t;
+}
+
+// Padded layouts (engine/expert_streams.h, plan_batches): padded [E+1] gives each expert's rows
+// a segment of its own, its rows first, then rows of zeros.
+//
+// Where gathered row `row` of expert e lies in the padded layout.
+MOE_HD inline int64_t padded_row(const int64_t* offsets, const int64_t* padded, int64_t e, int64_t row) {
+    return row - offsets[e] + padded[e];
+}
+
+// The gathered row that padded row `p` (0 ≤ p < padded[E]) holds, -1 for a row of zeros.
+MOE_HD inline int64_t row_of_padded(const int64_t* offsets, const int64_t* padded, int64_t n_expert, int64_t p) {
+    const int64_t e = segment_of(padded, n_expert, p);
+    const int64_t i = p - padded[e];
+    return i < offsets[e + 1] - offsets[e] ? offsets[e] + i : -1;
 }
 
 }  // namespace moe::dispatch

@@ -62,8 +62,9 @@ private slots:
         }
     }
 
-    // The routed experts' products in one launch: experts with no rows, one row, partial and
-    // whole tiles of 128 rows, several tiles; outputs not a multiple of the 128-wide tile; the
+    // The routed experts' products in one launch, and as cuBLAS batched products over rows
+    // padded to 64 and to 8 (several experts per batch, batches of one): experts with no rows,
+    // one row, partial and whole tiles of 128 rows, several tiles; outputs not a multiple of the 128-wide tile; the
     // same bound as one cuBLAS product per expert (against the BF16-rounded x, or split
     // against x itself), every output written (the output is poisoned with NaN first).
     void expertProductsInOneLaunchMatchAnExactSum() {
@@ -79,8 +80,11 @@ private slots:
             std::vector<std::vector<uint16_t>> w(counts.size(), std::vector<uint16_t>(size_t(N * K)));
             for (auto& m : w)
                 for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
+            // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it.
+            for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
             for (const bool split : {false, true}) {
-                const std::vector<float> y = moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
+                const std::vector<float> y = pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad)
+                                                 : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
                 QCOMPARE(y.size(), size_t(rows * N));
                 for (const float v : y) QVERIFY(std::isfinite(v));
                 double worst = 0;
@@ -97,8 +101,8 @@ private slots:
                             }
                             worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
                         }
-                qInfo("experts in one launch, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g", (long long)K, (long long)N,
-                      split ? " (split)" : "", worst);
+                qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g", pad ? "batched, padded to" : "in one launch",
+                      (long long)pad, (long long)K, (long long)N, split ? " (split)" : "", worst);
                 QVERIFY(worst < 1e-5);
             }
         }

@@ -6,6 +6,7 @@
 #include <QtTest>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "engine/attention_tiles.h"
@@ -116,6 +117,60 @@ private slots:
             // Greedy over the largest first: no stream more than one expert's rows above another.
             QVERIFY(*std::max_element(load.begin(), load.end()) - *std::min_element(load.begin(), load.end()) <= largest);
         }
+    }
+
+    void batches_pad_each_expert_once() {
+        test_support::Lcg rng{29};
+        for (int trial = 0; trial < 500; ++trial) {
+            const int64_t E = 1 + rng.next() % 80;
+            const int64_t pad = std::array<int64_t, 4>{1, 8, 64, 128}[rng.next() % 4];
+            std::vector<int64_t> offsets = {0};
+            for (int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (rng.next() % 3 == 0 ? 0 : rng.next() % 400));
+            const int64_t total = offsets.back();
+            const d::BatchPlan plan = d::plan_batches(offsets.data(), E, pad);
+            QCOMPARE(int64_t(plan.padded.size()), E + 1);
+            QCOMPARE(plan.padded[0], int64_t(0));
+            QVERIFY(plan.padded.back() <= d::padded_capacity(total, E, pad));
+            // Each expert's segment: its rows rounded up to the pad, in exactly one batch of that count.
+            std::vector<int> seen(static_cast<size_t>(E), 0);
+            int64_t prev_work = -1, prev_rows = 0;
+            for (const d::ExpertBatch& b : plan.batches) {
+                QVERIFY(b.rows > 0 && b.rows % pad == 0);
+                QVERIFY(!b.experts.empty() && std::is_sorted(b.experts.begin(), b.experts.end()));
+                const int64_t work = b.rows * int64_t(b.experts.size());
+                if (prev_work >= 0) QVERIFY(work < prev_work || (work == prev_work && b.rows > prev_rows));
+                prev_work = work;
+                prev_rows = b.rows;
+                for (const int64_t e : b.experts) {
+                    ++seen[size_t(e)];
+                    QCOMPARE(plan.padded[size_t(e) + 1] - plan.padded[size_t(e)], b.rows);
+                }
+            }
+            for (int64_t e = 0; e < E; ++e) {
+                const int64_t rows = offsets[size_t(e) + 1] - offsets[size_t(e)];
+                const int64_t seg = plan.padded[size_t(e) + 1] - plan.padded[size_t(e)];
+                QVERIFY(seg >= rows && seg < rows + pad && seg % pad == 0);
+                QCOMPARE(seen[size_t(e)], rows > 0 ? 1 : 0);
+            }
+            // Every gathered row at one padded row and back; the other padded rows are zeros.
+            std::vector<int64_t> held(static_cast<size_t>(plan.padded.back()), -2);
+            for (int64_t p = 0; p < plan.padded.back(); ++p)
+                held[size_t(p)] = d::row_of_padded(offsets.data(), plan.padded.data(), E, p);
+            int64_t zeros = 0;
+            for (int64_t v : held) zeros += v == -1;
+            QCOMPARE(zeros, plan.padded.back() - total);
+            for (int64_t e = 0; e < E; ++e)
+                for (int64_t r = offsets[size_t(e)]; r < offsets[size_t(e) + 1]; ++r)
+                    QCOMPARE(held[size_t(d::padded_row(offsets.data(), plan.padded.data(), e, r))], r);
+        }
+    }
+
+    void work_spreads_over_streams_largest_first() {
+        const std::vector<int64_t> work = {5, 0, 9, 5, 1};
+        const auto spread = d::spread_work(work, 2);
+        const std::vector<std::pair<int64_t, int>> want = {{2, 0}, {0, 1}, {3, 1}, {4, 0}};
+        QCOMPARE(spread, want);
+        QVERIFY(d::spread_work({}, 3).empty());
     }
 
     void attention_tiles_cover_exactly_the_visible_keys() {

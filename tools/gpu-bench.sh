@@ -28,17 +28,17 @@ if want main; then
         | tee "$OUT/bench-cuda-no-graphs.json"
 fi
 if want experts; then
-    # The routed experts' products both ways (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
-    for way in grouped cublas; do
+    # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
+    for way in grouped cublas batched; do
         MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
         MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
 fi
-# Decode with each switch that is not the default yet on its own, and all of them (docs/engine.md:
-# MOEWB_CUDA_DECODE_ATTENTION=vector, MOEWB_CUDA_EARLY_LAUNCH=trigger, MOEWB_CUDA_ROPE=fused,
-# MOEWB_CUDA_KV_CACHE=bf16, MOEWB_CUDA_WEIGHT_LOADS=stream).
+# Decode with each switch that is not the default yet on its own, and all of them
+# (tools/gpu-switches.sh, and MOEWB_CUDA_KV_CACHE=bf16).
+source tools/gpu-switches.sh
 decode_bench() {
     local name="$1"
     shift
@@ -52,10 +52,8 @@ if want decode; then
     decode_bench fused-rope MOEWB_CUDA_ROPE=fused
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
-    decode_bench all MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused \
-        MOEWB_CUDA_WEIGHT_LOADS=stream
-    decode_bench all-kv-bf16 MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_KV_CACHE=bf16 \
-        MOEWB_CUDA_WEIGHT_LOADS=stream
+    decode_bench all "${GPU_SWITCHES[@]}"
+    decode_bench all-kv-bf16 "${GPU_SWITCHES[@]}" MOEWB_CUDA_KV_CACHE=bf16
 fi
 if want gemv; then
     # How fast decode products stream the weights (bench/bench_gemv.cu).
@@ -70,6 +68,10 @@ if want stages; then
     MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 \
         --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages.txt"
     cat "$OUT/stages.txt"
+    # And with the switches.
+    env "${GPU_SWITCHES[@]}" MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        --gen-tokens 64 --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages-switches.txt"
+    cat "$OUT/stages-switches.txt"
 fi
 if ! want peer; then
     :

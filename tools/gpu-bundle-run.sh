@@ -31,8 +31,8 @@ if ldd "$dir/bin/moewb" | grep -q "not found"; then
 fi
 failed=0
 # Each suite as the backend runs by default, then with the switches that are not the default yet
-# (docs/engine.md: the vector decode split, kernels letting the next one start early, rotating
-# q and k products).
+# (tools/gpu-switches.sh).
+source tools/gpu-switches.sh
 for pass in default switches; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
@@ -40,8 +40,7 @@ for pass in default switches; do
         if [ $pass = default ]; then
             "$t" > "$log" 2>&1
         else
-            MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused \
-                MOEWB_CUDA_WEIGHT_LOADS=stream "$t" > "$log" 2>&1
+            env "${GPU_SWITCHES[@]}" "$t" > "$log" 2>&1
         fi
         rc=$?
         echo "$name ($pass): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"

@@ -19,7 +19,7 @@ if ! "$MOEWB" bench --backend cuda --model resources/models/default --prompt-tok
     exit 2
 fi
 ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu.log"
-# Again with the switches that are not the default yet (docs/engine.md).
-MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused MOEWB_CUDA_WEIGHT_LOADS=stream ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 \
-    | tee "$OUT/ctest-gpu-switches.log"
+# Again with the switches that are not the default yet (tools/gpu-switches.sh).
+source tools/gpu-switches.sh
+env "${GPU_SWITCHES[@]}" ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu-switches.log"
 tools/gpu-bench.sh "$MOEWB" "$BUILD/bench/bench_gemv" "$OUT" "$CONFIG"

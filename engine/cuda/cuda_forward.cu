@@ -47,41 +47,98 @@ void CudaDeepseekMoe::gate_up_rounded(launch::Blas& blas, const Ffn& f, const ui
     }
 }
 
+bool CudaDeepseekMoe::uniform_experts(const MoeLayer& m) {
+    if (m.experts.empty()) return false;
+    const Ffn& f0 = m.experts.front();
+    return std::all_of(m.experts.begin(), m.experts.end(), [&](const Ffn& f) {
+        return f.gate.out == f0.gate.out && f.gate.in == f0.gate.in && f.down.in == f0.down.in && f.down.out == f0.down.out &&
+               rounds_once(f) && f.gate.type == f0.gate.type && f.down.type == f0.gate.type;
+    });
+}
+
 bool CudaDeepseekMoe::grouped(const MoeLayer& m) const {
-    if (!launch::grouped_expert_products(blas_->split_activations()) || m.experts.empty()) return false;
+    if (!launch::grouped_expert_products(blas_->split_activations()) || !uniform_experts(m)) return false;
     const Ffn& f0 = m.experts.front();
     const auto E = static_cast<int64_t>(m.experts.size());
     if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out, E) ||
         !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out, E))
         return false;
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
-    for (const Ffn& f : m.experts)
-        if (f.gate.out != f0.gate.out || f.gate.in != f0.gate.in || f.down.in != f0.down.in || f.down.out != f0.down.out ||
-            !rounds_once(f) || !aligned(f.gate.w) || !aligned(f.up.w) || !aligned(f.down.w))
-            return false;
-    return true;
+    return std::all_of(m.experts.begin(), m.experts.end(),
+                       [&](const Ffn& f) { return aligned(f.gate.w) && aligned(f.up.w) && aligned(f.down.w); });
+}
+
+bool CudaDeepseekMoe::batched(const MoeLayer& m) {
+    return launch::batched_expert_products() && uniform_experts(m);
 }
 
 bool CudaDeepseekMoe::all_adjacent(const MoeLayer& m) {
     return std::all_of(m.experts.begin(), m.experts.end(), [](const Ffn& f) { return adjacent(f); });
 }
 
-void CudaDeepseekMoe::for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const {
-    const auto E = static_cast<int64_t>(offsets_host_.size()) - 1;
-    auto rows = [&](int64_t e) { return offsets_host_[static_cast<size_t>(e + 1)] - offsets_host_[static_cast<size_t>(e)]; };
+void CudaDeepseekMoe::on_side_streams(const std::vector<std::pair<int64_t, int>>& jobs,
+                                      const std::function<void(int64_t, launch::Blas&)>& fn) const {
     if (side_.empty()) {
-        for (int64_t e = 0; e < E; ++e)
-            if (rows(e)) fn(e, *blas_);
+        for (const auto& job : jobs) fn(job.first, *blas_);
         return;
     }
     check(cudaEventRecord(fork_, stream_), "forking the expert streams");
     for (const SideStream& sd : side_) check(cudaStreamWaitEvent(sd.stream, fork_, 0), "forking the expert streams");
-    for (const auto& [e, j] : dispatch::spread_experts(offsets_host_.data(), E, static_cast<int>(side_.size())))
-        fn(e, *side_[static_cast<size_t>(j)].blas);
+    for (const auto& [i, j] : jobs) fn(i, *side_[static_cast<size_t>(j)].blas);
     for (const SideStream& sd : side_) {
         check(cudaEventRecord(sd.done, sd.stream), "joining the expert streams");
         check(cudaStreamWaitEvent(stream_, sd.done, 0), "joining the expert streams");
     }
+}
+
+void CudaDeepseekMoe::for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const {
+    const auto E = static_cast<int64_t>(offsets_host_.size()) - 1;
+    std::vector<std::pair<int64_t, int>> jobs = dispatch::spread_experts(offsets_host_.data(), E, static_cast<int>(side_.size()));
+    // On one stream, in expert order.
+    if (side_.empty()) std::sort(jobs.begin(), jobs.end());
+    on_side_streams(jobs, fn);
+}
+
+void CudaDeepseekMoe::for_batches(const dispatch::BatchPlan& plan,
+                                  const std::function<void(const dispatch::ExpertBatch&, int64_t, launch::Blas&)>& fn) const {
+    std::vector<int64_t> first(plan.batches.size() + 1, 0), work;
+    for (size_t b = 0; b < plan.batches.size(); ++b) {
+        const dispatch::ExpertBatch& batch = plan.batches[b];
+        first[b + 1] = first[b] + static_cast<int64_t>(batch.experts.size());
+        work.push_back(batch.rows * static_cast<int64_t>(batch.experts.size()));
+    }
+    on_side_streams(dispatch::spread_work(work, static_cast<int>(side_.size())), [&](int64_t b, launch::Blas& blas) {
+        fn(plan.batches[static_cast<size_t>(b)], first[static_cast<size_t>(b)], blas);
+    });
+}
+
+void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi, const uint16_t* lo,
+                                   const Step& s) const {
+    const auto E = static_cast<int64_t>(m.experts.size());
+    const int64_t H = m.experts.front().gate.in, F = m.experts.front().gate.out;
+    tables_host_.assign(static_cast<size_t>(kBatchTables * E), nullptr);
+    int64_t i = 0;
+    for (const dispatch::ExpertBatch& b : plan.batches)
+        for (const int64_t e : b.experts) {
+            const Ffn& f = m.experts[static_cast<size_t>(e)];
+            const int64_t p = plan.padded[static_cast<size_t>(e)];
+            auto set = [&](BatchTable t, const void* v) { tables_host_[static_cast<size_t>(t * E + i)] = v; };
+            set(kGateW, f.gate.w);
+            set(kUpW, f.up.w);
+            set(kDownW, f.down.w);
+            set(kXHi, hi + p * H);
+            set(kXLo, lo ? lo + p * H : nullptr);
+            set(kHHi, hi + p * F);
+            set(kHLo, lo ? lo + p * F : nullptr);
+            set(kGateY, s.eg + p * 2 * F);
+            set(kUpY, s.eg + p * 2 * F + F);
+            set(kDownY, s.results + p * m.experts.front().down.out);
+            ++i;
+        }
+    // From pageable memory: the call returns once the pointers are staged, so the vector may be
+    // filled again for the next layer.
+    check(cudaMemcpyAsync(s.tables, tables_host_.data(), tables_host_.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_),
+          "copying the batched products' pointers");
 }
 
 void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const {
@@ -175,12 +232,50 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         check(cudaStreamSynchronize(stream_), "reading the expert offsets");
         const int64_t n_rows = offsets_host_[static_cast<size_t>(E)];
         stage("dispatch");
-        launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
         auto rows_of = [&](int64_t e) {
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
         };
-        if (grouped(m)) {
+        if (batched(m)) {
+            // Each expert's rows padded to a multiple of kBatchPad (rows of zeros after them);
+            // the experts of one padded count in one cuBLAS batched product, gate and up, then
+            // down. The slots' rows move to the padded layout for the combine.
+            const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, kBatchPad);
+            const int64_t n_pad = plan.padded.back();
+            check(cudaMemcpyAsync(s.padded, plan.padded.data(), plan.padded.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
+                                  stream_),
+                  "copying the padded layout");
+            launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
+            launch::gather_padded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, s.gathered, stream_);
+            auto* hi = static_cast<uint16_t*>(s.lowp);
+            uint16_t* lo = blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
+            launch::round_split(s.gathered, n_pad * H, m.expert_type, hi, lo, stream_);
+            batch_tables(m, plan, hi, lo, s);
+            const bool one = all_adjacent(m);
+            auto table = [&](BatchTable t, int64_t first) { return s.tables + t * E + first; };
+            auto outputs = [&](BatchTable t, int64_t first) { return reinterpret_cast<float* const*>(table(t, first)); };
+            for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
+                const auto n = static_cast<int64_t>(b.experts.size());
+                const void* const* x_lo = lo ? table(kXLo, i) : nullptr;
+                if (one) {
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kGateW, i), m.expert_type, 2 * F,
+                                                outputs(kGateY, i), 2 * F, n);
+                } else {
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kGateW, i), m.expert_type, F,
+                                                outputs(kGateY, i), 2 * F, n);
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kUpW, i), m.expert_type, F,
+                                                outputs(kUpY, i), 2 * F, n);
+                }
+            });
+            launch::silu_mul_pairs(s.eg, n_pad, F, s.eh, stream_);
+            stage("experts gate+up");
+            launch::round_split(s.eh, n_pad * F, m.expert_type, hi, lo, stream_);
+            for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
+                blas.linear_rounded_batched(table(kHHi, i), lo ? table(kHLo, i) : nullptr, b.rows, F, table(kDownW, i),
+                                            m.expert_type, H, outputs(kDownY, i), H, static_cast<int64_t>(b.experts.size()));
+            });
+        } else if (grouped(m)) {
+            launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
             // All experts in one launch per product: gate and up (one product of 2F outputs when
             // they lie side by side), then down.
             auto* hi = static_cast<uint16_t*>(s.lowp);
@@ -201,6 +296,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         } else if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.
+            launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
             auto* hi = static_cast<uint16_t*>(s.lowp);
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
@@ -218,6 +314,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
                 blas.linear_rounded(hi + r0 * F, lo ? lo + r0 * F : nullptr, n, F, d.w, d.type, H, s.results + r0 * H, H);
             });
         } else {
+            launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
             for (int64_t e = 0; e < E; ++e) {
                 const auto [r0, n] = rows_of(e);
                 if (n == 0) continue;

@@ -227,6 +227,8 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     const auto E = static_cast<size_t>(c.n_routed_experts), F = static_cast<size_t>(c.moe_intermediate_size);
     const auto qdim = static_cast<size_t>(c.num_attention_heads * c.head_dim), W = static_cast<size_t>(max_width_);
     const auto half = static_cast<size_t>(c.head_dim / 2);
+    // The experts' products' rows: one per slot, and the padding of batched products.
+    const auto rk = static_cast<size_t>(expert_rows_capacity(T * k, c.n_routed_experts));
     Carver cv(base);
     Step s{};
     s.x = cv.take<float>(t * H);
@@ -239,7 +241,7 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.ffn_u = s.ffn_g ? s.ffn_g + t * W : nullptr;
     s.ffn_h = cv.take<float>(t * W);
     s.router_logits = cv.take<float>(t * E);
-    s.lowp = cv.take<uint16_t>(2 * std::max(t * static_cast<size_t>(max_in_), tk * std::max(H, F)));  // hi and lo
+    s.lowp = cv.take<uint16_t>(2 * std::max(t * static_cast<size_t>(max_in_), rk * std::max(H, F)));  // hi and lo
     s.experts = cv.take<int32_t>(tk);
     s.weights = cv.take<float>(tk);
     s.entropy = cv.take<float>(t);
@@ -252,11 +254,13 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.offsets = cv.take<int64_t>(E + 1);
     s.rows = cv.take<int64_t>(tk);
     s.row_slot = cv.take<int64_t>(tk);
-    s.gathered = cv.take<float>(tk * H);
-    s.eg = cv.take<float>(tk * 2 * F);  // [rows, F] each, or gate and up side by side [rows, 2F]
-    s.eu = s.eg ? s.eg + tk * F : nullptr;
-    s.eh = cv.take<float>(tk * F);
-    s.results = cv.take<float>(tk * H);
+    s.padded = cv.take<int64_t>(E + 1);
+    s.tables = cv.take<void*>(kBatchTables * E);
+    s.gathered = cv.take<float>(rk * H);
+    s.eg = cv.take<float>(rk * 2 * F);  // [rows, F] each, or gate and up side by side [rows, 2F]
+    s.eu = s.eg ? s.eg + rk * F : nullptr;
+    s.eh = cv.take<float>(rk * F);
+    s.results = cv.take<float>(rk * H);
     s.logits = cv.take<float>(t * static_cast<size_t>(c.vocab_size));
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);
@@ -265,6 +269,10 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.pos = cv.take<int64_t>(1);
     if (bytes) *bytes = cv.used();
     return s;
+}
+
+int64_t CudaDeepseekMoe::expert_rows_capacity(int64_t n_slots, int64_t n_expert) {
+    return launch::batched_expert_products() ? dispatch::padded_capacity(n_slots, n_expert, kBatchPad) : n_slots;
 }
 
 void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {

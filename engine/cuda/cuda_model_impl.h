@@ -26,6 +26,7 @@
 #include "engine/cuda/routing_buffer.h"
 #include "engine/cuda/stage_clock.h"
 #include "engine/error.h"
+#include "engine/expert_streams.h"
 #include "engine/models/deepseek_common.h"
 #include "engine/models/deepseek_names.h"
 #include "engine/random_weights.h"
@@ -168,12 +169,18 @@ private:
         uint64_t* keys;
         unsigned long long* counts;
         int64_t *offsets, *rows, *row_slot;
+        int64_t* padded;  // [E+1] the padded layout of batched experts' products (dispatch::plan_batches)
+        void** tables;    // [kBatchTables, E] their pointer arrays (batch_tables)
         float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin;
         float* kv_new;  // a BF16 cache's new keys then values [2, T, kv_dim] in f32, before they are stored
         int32_t* ids;
         int64_t* pos;
     };
     static constexpr int64_t kSmallStep = 64;  // token-expert slots run as per-slot products
+    // Batched experts' products (launch::batched_expert_products): each expert's rows padded to
+    // a multiple of kBatchPad; the step's rows of the experts' products, padding included.
+    static constexpr int64_t kBatchPad = 64;
+    static int64_t expert_rows_capacity(int64_t n_slots, int64_t n_expert);
     Step carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const;
     void ensure_workspace(int64_t T, int64_t k) const;
     DeviceCache& device_cache(KvCache& cache, int64_t positions) const;
@@ -231,6 +238,24 @@ private:
     // expert's up matrix follows its gate matrix (one product of 2F outputs).
     bool grouped(const MoeLayer& m) const;
     static bool all_adjacent(const MoeLayer& m);
+    // Whether every expert of a MoE layer has the first one's shapes and rounds its
+    // activations once (rounds_once).
+    static bool uniform_experts(const MoeLayer& m);
+    // Whether a MoE layer's routed experts run as cuBLAS batched products over the padded layout.
+    static bool batched(const MoeLayer& m);
+    // The pointer arrays of the batched products of a plan, uploaded into s.tables: one row of
+    // E per kind (BatchTable), each row's experts in the order of the plan's batches.
+    enum BatchTable : int { kGateW, kUpW, kDownW, kXHi, kXLo, kHHi, kHLo, kGateY, kUpY, kDownY, kBatchTables };
+    void batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi, const uint16_t* lo,
+                      const Step& s) const;
+    // fn(batch, index of its first member in the tables, blas) for each batch of the plan, on
+    // the side streams as for_experts.
+    void for_batches(const dispatch::BatchPlan& plan,
+                     const std::function<void(const dispatch::ExpertBatch&, int64_t, launch::Blas&)>& fn) const;
+    // jobs (index, side stream) enqueued as fn(index, blas) on the side streams after what
+    // stream_ holds and joined back into stream_; all on stream_ without side streams.
+    void on_side_streams(const std::vector<std::pair<int64_t, int>>& jobs,
+                         const std::function<void(int64_t, launch::Blas&)>& fn) const;
     // A few tokens (decode): our matrix-vector kernel, activations in f32; more: cuBLAS.
     static constexpr int64_t kGemvTokens = 4;
     void linear(const Linear& l, const float* x, int64_t T, float* y, int64_t ldy, const Step& s) const {
@@ -291,6 +316,7 @@ private:
     mutable int64_t routing_tokens_ = 0;
     mutable std::string mask_uploaded_ = "";  // spec + mode of the mask in disabled_
     mutable std::vector<int64_t> offsets_host_;
+    mutable std::vector<const void*> tables_host_;  // batch_tables, before the upload
     // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
     // changes; if capture fails, steps run launch by launch from then on.
     bool use_graphs_ = true;

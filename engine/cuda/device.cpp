@@ -110,12 +110,12 @@ bool env_is(const char* name, const char* value) {
 
 }  // namespace
 
-// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS.
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched.
 int expert_gemm_mode() {
     static const int mode = [] {
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
         const std::string v = env ? env : "";
-        return v == "grouped" ? 1 : v == "cublas" ? 2 : 0;
+        return v == "grouped" ? 1 : v == "cublas" ? 2 : v == "batched" ? 3 : 0;
     }();
     return mode;
 }
@@ -150,6 +150,8 @@ bool grouped_expert_products(bool split) {
     const int mode = expert_gemm_mode();
     return mode == 1 || (mode == 0 && split);
 }
+
+bool batched_expert_products() { return expert_gemm_mode() == 3; }
 
 bool f32_attention_asked() {
     static const bool asked = env_is("MOEWB_CUDA_ATTENTION", "f32");
@@ -187,7 +189,7 @@ int multiprocessors() {
 namespace moe::cuda {
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
-    static const char* const gemm[] = {"auto", "grouped", "cublas"};
+    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched"};
     return {
         {"attention", launch::f32_attention_asked() ? "f32" : "tensor-cores"},
         {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector" : "scalar"},

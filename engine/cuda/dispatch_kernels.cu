@@ -67,6 +67,27 @@ __global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
 }
 
+// rows[s] (a gathered row of expert experts[s], or -1) moved to its padded row.
+__global__ void pad_rows_kernel(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded,
+                                int64_t* rows) {
+    const int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (s < n_slots && rows[s] >= 0) rows[s] = dispatch::padded_row(offsets, padded, experts[s], rows[s]);
+}
+
+// One block per padded row: its token's row, or zeros.
+__global__ void gather_padded_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
+                                     const int64_t* padded, int64_t n_expert, float* gathered) {
+    const int64_t p = blockIdx.x;
+    const int64_t row = dispatch::row_of_padded(offsets, padded, n_expert, p);
+    float* dst = gathered + p * H;
+    if (row < 0) {
+        for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = 0.0f;
+        return;
+    }
+    const float* src = x + (row_slot[row] / k) * H;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
+}
+
 // Blocks (token, slice of H); each element sums its k terms in rank order, as the CPU does,
 // and rounds as it does.
 __global__ void combine_kernel(const float* results, int64_t H, int64_t k, const int64_t* rows, const float* weights,
@@ -114,6 +135,21 @@ void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, 
     check(cudaGetLastError(), "launching the row gather");
 }
 
+void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded, int64_t* rows,
+              cudaStream_t s) {
+    if (n_slots <= 0) return;
+    pad_rows_kernel<<<blocks_for(n_slots), kThreads, 0, s>>>(experts, n_slots, offsets, padded, rows);
+    check(cudaGetLastError(), "launching the padding of the rows");
+}
+
+void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
+                   const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s) {
+    if (n_padded <= 0) return;
+    gather_padded_kernel<<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(x, H, k, row_slot, offsets, padded, n_expert,
+                                                                              gathered);
+    check(cudaGetLastError(), "launching the padded row gather");
+}
+
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
                   const float* base, float* out, cudaStream_t s) {
     if (T <= 0) return;
@@ -159,6 +195,40 @@ std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k
     finish("gathering rows");
     std::vector<float> out;
     download(out, d_out, row_slot.size() * static_cast<size_t>(H));
+    return out;
+}
+
+std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
+                              const std::vector<int64_t>& padded, const std::vector<int64_t>& rows) {
+    Buffer<int32_t> d_experts(experts.size());
+    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size());
+    upload(d_experts, experts.data(), experts.size());
+    upload(d_offsets, offsets.data(), offsets.size());
+    upload(d_padded, padded.data(), padded.size());
+    upload(d_rows, rows.data(), rows.size());
+    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, nullptr);
+    finish("padding rows");
+    std::vector<int64_t> out;
+    download(out, d_rows, rows.size());
+    return out;
+}
+
+std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded) {
+    const auto E = static_cast<int64_t>(offsets.size()) - 1;
+    const int64_t n_padded = padded.back();
+    Buffer<float> d_x(x.size()), d_out(static_cast<size_t>(n_padded * H));
+    Buffer<int64_t> d_row_slot(row_slot.size()), d_offsets(offsets.size()), d_padded(padded.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_row_slot, row_slot.data(), row_slot.size());
+    upload(d_offsets, offsets.data(), offsets.size());
+    upload(d_padded, padded.data(), padded.size());
+    // Poisoned: the rows of zeros must be written too.
+    check(cudaMemset(d_out.ptr, 0xff, static_cast<size_t>(n_padded * H) * sizeof(float)), "poisoning the output");
+    launch::gather_padded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, n_padded, d_out.ptr, nullptr);
+    finish("gathering padded rows");
+    std::vector<float> out;
+    download(out, d_out, static_cast<size_t>(n_padded * H));
     return out;
 }
 

@@ -22,6 +22,14 @@ DispatchResult dispatch_slots(const std::vector<int32_t>& experts, int64_t n_exp
 // gathered[r] = x[row_slot[r] / k] (rows of width H).
 std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot);
 
+// The padded layout (launch::pad_rows, launch::gather_padded) for padded [E+1]
+// (dispatch::plan_batches of offsets): the slots' rows moved to their padded rows, and the
+// padded gather of x [T, H] (rows of zeros between the experts' rows).
+std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
+                              const std::vector<int64_t>& padded, const std::vector<int64_t>& rows);
+std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded);
+
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] (r ascending, dropped slots
 // skipped); base may be empty (zeros).
 std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 
@@ -13,6 +14,8 @@
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
 #include "engine/error.h"
+#include "engine/expert_streams.h"
+#include "engine/moe_dispatch.h"
 
 namespace moe::cuda {
 
@@ -79,6 +82,25 @@ void Blas::linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in,
                                   static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type, static_cast<int>(in),
                                   beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "GEMM");
+    };
+    gemm(hi, &zero);
+    if (lo) gemm(lo, &one);
+}
+
+void Blas::linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in, const void* const* w,
+                                  DType w_type, int64_t out, float* const* y, int64_t ldy, int64_t count) {
+    if (T <= 0 || out <= 0 || count <= 0) return;
+    if (w_type != DType::bf16 && w_type != DType::f16)
+        throw Error(ErrorKind::failure, std::string("a batched GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
+    const cudaDataType_t type = w_type == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
+    auto gemm = [&](const void* const* b, const float* beta) {
+        check_cublas(cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T),
+                                         static_cast<int>(in), &alpha, w, type, static_cast<int>(in), b, type,
+                                         static_cast<int>(in), beta, reinterpret_cast<void* const*>(y), CUDA_R_32F,
+                                         static_cast<int>(ldy), static_cast<int>(count), CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT),
+                     "batched GEMM");
     };
     gemm(hi, &zero);
     if (lo) gemm(lo, &one);
@@ -154,6 +176,65 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
     blas.linear(d_x.ptr, T, in, d_w.ptr, DType::bf16, out, d_y.ptr, out, d_xb.ptr);
     check(cudaDeviceSynchronize(), "running the GEMM");
     download(y, d_y, static_cast<size_t>(T * out));
+    return y;
+}
+
+std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
+                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split, int64_t pad) {
+    const auto E = static_cast<int64_t>(w.size());
+    if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
+        static_cast<int64_t>(x.size()) != offsets.back() * K)
+        throw Error(ErrorKind::input, "expert_products_batched_bf16: x must be [offsets.back(), K] with offsets [E + 1] from 0");
+    for (const auto& m : w)
+        if (static_cast<int64_t>(m.size()) != N * K)
+            throw Error(ErrorKind::input, "expert_products_batched_bf16: each W must be [N, K]");
+    const dispatch::BatchPlan plan = dispatch::plan_batches(offsets.data(), E, pad);
+    const int64_t rows = offsets.back(), padded_rows = plan.padded.back();
+    // The padded layout on the host: each expert's rows, then zeros.
+    std::vector<float> xp(static_cast<size_t>(padded_rows * K), 0.0f);
+    for (int64_t e = 0; e < E; ++e)
+        for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
+            std::copy_n(x.begin() + r * K, K, xp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * K);
+    Buffer<float> d_x(xp.size()), d_y(static_cast<size_t>(padded_rows * N));
+    Buffer<__nv_bfloat16> d_hi(xp.size()), d_lo(xp.size()), d_w(static_cast<size_t>(E * N * K));
+    for (int64_t e = 0; e < E; ++e)
+        check(cudaMemcpy(d_w.ptr + e * N * K, w[static_cast<size_t>(e)].data(), static_cast<size_t>(N * K) * 2,
+                         cudaMemcpyHostToDevice),
+              "copying weights to the device");
+    upload(d_x, xp.data(), xp.size());
+    check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(padded_rows * N) * sizeof(float)), "poisoning the output");
+    launch::round_split(d_x.ptr, padded_rows * K, DType::bf16, d_hi.ptr, split ? d_lo.ptr : nullptr, nullptr);
+    // Pointer arrays: weights, hi, lo, y; each in the order of the plan's batches.
+    std::vector<const void*> wt, ht, lt;
+    std::vector<float*> yt;
+    for (const dispatch::ExpertBatch& b : plan.batches)
+        for (const int64_t e : b.experts) {
+            const int64_t p = plan.padded[static_cast<size_t>(e)];
+            wt.push_back(d_w.ptr + e * N * K);
+            ht.push_back(d_hi.ptr + p * K);
+            lt.push_back(d_lo.ptr + p * K);
+            yt.push_back(d_y.ptr + p * N);
+        }
+    Buffer<const void*> d_wt(wt.size()), d_ht(ht.size()), d_lt(lt.size());
+    Buffer<float*> d_yt(yt.size());
+    upload(d_wt, wt.data(), wt.size());
+    upload(d_ht, ht.data(), ht.size());
+    upload(d_lt, lt.data(), lt.size());
+    upload(d_yt, yt.data(), yt.size());
+    launch::Blas blas(nullptr);
+    int64_t first = 0;
+    for (const dispatch::ExpertBatch& b : plan.batches) {
+        const auto n = static_cast<int64_t>(b.experts.size());
+        blas.linear_rounded_batched(d_ht.ptr + first, split ? d_lt.ptr + first : nullptr, b.rows, K, d_wt.ptr + first, DType::bf16,
+                                    N, d_yt.ptr + first, N, n);
+        first += n;
+    }
+    check(cudaDeviceSynchronize(), "running the batched experts' products");
+    std::vector<float> yp, y(static_cast<size_t>(rows * N));
+    download(yp, d_y, static_cast<size_t>(padded_rows * N));
+    for (int64_t e = 0; e < E; ++e)
+        for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
+            std::copy_n(yp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * N, N, y.begin() + r * N);
     return y;
 }
 

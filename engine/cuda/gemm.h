@@ -42,6 +42,11 @@ std::array<std::vector<float>, 3> fused_qkv_bf16(const std::vector<float>& x, in
 // [N, K]; x rounded to BF16, or split into two BF16 parts. Returns y [offsets.back(), N].
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                         const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split);
+// The same products as cuBLAS batched products over the experts' rows padded to a multiple of
+// `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as MOEWB_CUDA_EXPERT_GEMM=batched
+// runs them. Returns y [offsets.back(), N] without the padding.
+std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
+                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split, int64_t pad);
 // x [T, H] += shared_down · shared_h[t] + Σ_r weights[t·k+r] · (down[experts[t·k+r]] · h[t·k+r]),
 // BF16 weights: down E matrices [H, F]; shared_down [H, Fs] (empty: no shared experts);
 // dropped [E] (empty: none). Returns the new x.

@@ -60,6 +60,14 @@ void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, i
 // gathered[r] = x[row_slot[r] / k] for r < *n_rows (a device value); up to max_rows rows.
 void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
                  int64_t max_rows, float* gathered, cudaStream_t s);
+// The padded layout of dispatch::plan_batches (engine/expert_streams.h): padded [E+1] on the
+// device. pad_rows() moves each slot's row (rows, in place) to its padded row;
+// gather_padded() fills padded rows 0 .. n_padded-1 of `gathered`: a row of zeros where
+// dispatch::row_of_padded is -1, x[row_slot[row] / k] where it is a gathered row.
+void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded, int64_t* rows,
+              cudaStream_t s);
+void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
+                   const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s);
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] in rank order (rows < 0
 // skipped); base may be null. out may be base.
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
@@ -83,6 +91,11 @@ public:
     // (its product added), each [T, in] of w_type (BF16 or F16).
     void linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in, const void* w, DType w_type, int64_t out,
                         float* y, int64_t ldy);
+    // `count` such products of the same shape in one batched call (cuBLAS's pointer arrays,
+    // device arrays of `count` pointers each): y[i] [T, out] (leading dimension ldy) = x[i] ·
+    // w[i]ᵀ with x[i] = hi[i] [T, in] and, unless lo is null, lo[i] added.
+    void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in, const void* const* w,
+                                DType w_type, int64_t out, float* const* y, int64_t ldy, int64_t count);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
     bool split_activations() const { return split_; }

@@ -31,7 +31,10 @@ int expert_streams();
 // side streams: with split activations (two products per expert for cuBLAS, one launch
 // for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped or =cublas chooses for both (to compare).
 bool grouped_expert_products(bool split);
-// MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (the default per mode), 1 grouped, 2 cublas.
+// Whether MOEWB_CUDA_EXPERT_GEMM=batched asks for cuBLAS batched products over the experts
+// whose rows are padded to the same count (dispatch::plan_batches), for both modes.
+bool batched_expert_products();
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (the default per mode), 1 grouped, 2 cublas, 3 batched.
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
