@@ -10,7 +10,8 @@
 // 1e-5 at worst and the output to a few 1e-6 typically (6.6e-6 measured on an H100): within
 // 5e-5; rounded to one BF16 part (2⁻⁸ of each operand, 4.1e-3 measured), within 2e-2. Every
 // path again with a BF16 KV cache, against the definition on the rounded keys and values, to
-// the same tolerances. Labelled gpu; without a CUDA device it is skipped with the driver's reason.
+// the same tolerances. The tensor-core prefills through both kernels (PrefillAttention: tiles,
+// pipelined), with either cache. Labelled gpu; without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
 #include <cmath>
@@ -82,18 +83,24 @@ private slots:
         test_support::Lcg rng{5};
         // Tiled prefill (head widths of 1-4 lanes' worth, partial tiles, an offset start),
         // split decode (host and device position, the first position), and the wide-head path.
+        // The tensor-core maths through both prefill kernels (PrefillAttention).
         using moe::cuda::AttentionMath;
-        const AttentionMath maths[] = {AttentionMath::f32, AttentionMath::split_bf16, AttentionMath::bf16};
-        const double tolerance[] = {1e-5, 5e-5, 2e-2};
-        const char* math_name[] = {"f32", "split bf16", "bf16"};
-        for (int mi = 0; mi < 3; ++mi)
+        using moe::cuda::PrefillAttention;
+        const AttentionMath maths[] = {AttentionMath::f32, AttentionMath::split_bf16, AttentionMath::bf16,
+                                       AttentionMath::split_bf16, AttentionMath::bf16};
+        const PrefillAttention kernels[] = {PrefillAttention::tiles, PrefillAttention::tiles, PrefillAttention::tiles,
+                                            PrefillAttention::pipelined, PrefillAttention::pipelined};
+        const double tolerance[] = {1e-5, 5e-5, 2e-2, 5e-5, 2e-2};
+        const char* math_name[] = {"f32", "split bf16", "bf16", "pipelined split bf16", "pipelined bf16"};
+        for (int mi = 0; mi < 5; ++mi)
         for (const Case c : {Case{512, 0, 16, 16, 128, false}, Case{1, 2047, 16, 16, 128, false}, Case{64, 100, 8, 2, 64, false},
                              Case{5, 0, 4, 4, 16, false}, Case{100, 37, 6, 3, 96, false}, Case{1, 0, 4, 2, 32, false},
                              Case{1, 700, 16, 16, 128, true}, Case{3, 10, 2, 1, 192, false}, Case{130, 5, 4, 2, 128, false},
                              Case{70, 0, 2, 2, 64, false}, Case{2, 3, 2, 2, 64, false}}) {
             const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);  // device position: room beyond
             const Inputs in = inputs(rng, c, P);
-            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi]);
+            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi],
+                                                         moe::cuda::DecodeAttention::scalar, moe::cuda::KvType::f32, kernels[mi]);
             for (const float x : got) QVERIFY(std::isfinite(x));  // the output is poisoned with NaN first
             const double worst = worst_error(in, c, got);
             // Decode, and heads the tensor-core kernel does not take, stay f32 whatever is asked.
@@ -138,13 +145,24 @@ private slots:
         test_support::Lcg rng{17};
         using moe::cuda::AttentionMath;
         using moe::cuda::DecodeAttention;
-        struct Run { Case c; AttentionMath math; DecodeAttention decode; double tol; };
+        using moe::cuda::PrefillAttention;
+        struct Run {
+            Case c;
+            AttentionMath math;
+            DecodeAttention decode;
+            double tol;
+            PrefillAttention prefill = PrefillAttention::tiles;
+        };
         const Run runs[] = {
             {Case{130, 5, 4, 2, 128, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{100, 37, 6, 3, 96, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
             {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
             {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
+            {Case{512, 0, 16, 16, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
+            {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2, PrefillAttention::pipelined},
             {Case{3, 10, 2, 1, 192, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{1, 700, 8, 2, 64, true}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
@@ -157,7 +175,7 @@ private slots:
             const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
             Inputs in = inputs(rng, c, P);
             const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
-                                                         run.math, run.decode, moe::cuda::KvType::bf16);
+                                                         run.math, run.decode, moe::cuda::KvType::bf16, run.prefill);
             for (const float x : got) QVERIFY(std::isfinite(x));
             for (auto* kv : {&in.k, &in.v})
                 for (float& x : *kv) x = moe::bf16_to_f32(moe::f32_to_bf16(x));

@@ -5,8 +5,8 @@
 # the backend's stage profile, and the PyTorch eager peer when torch is installed — each JSON
 # into OUT-DIR. Called by tools/gpu-check.sh (after a build) and tools/gpu-bundle-run.sh.
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
-# GPU_BENCH="main experts decode gemv stages peer" (the default: all) picks sections, for a
-# short turn on a lent GPU.
+# GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
+# for a short turn on a lent GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOEWB="$1"
@@ -18,7 +18,7 @@ if [ ! -f "$CONFIG" ]; then
     echo "gpu-bench: $CONFIG not found: benchmarks skipped" >&2
     exit 0
 fi
-want() { [[ " ${GPU_BENCH:-main experts decode gemv stages peer} " == *" $1 "* ]]; }
+want() { [[ " ${GPU_BENCH:-main experts prefill decode gemv stages peer} " == *" $1 "* ]]; }
 if want main; then
     "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
         | tee "$OUT/bench-cuda.json"
@@ -36,9 +36,19 @@ if want experts; then
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
 fi
+source tools/gpu-switches.sh
+if want prefill; then
+    # Prefill with the pipelined attention kernel (MOEWB_CUDA_ATTENTION=pipelined), and with it and
+    # the batched experts' products together, both activations.
+    for act in exact bf16; do
+        env MOEWB_CUDA_ATTENTION=pipelined "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+            --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-pipelined-$act.json"
+        env MOEWB_CUDA_ATTENTION=pipelined MOEWB_CUDA_EXPERT_GEMM=batched "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+            --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-both-$act.json"
+    done
+fi
 # Decode with each switch that is not the default yet on its own, and all of them
 # (tools/gpu-switches.sh, and MOEWB_CUDA_KV_CACHE=bf16).
-source tools/gpu-switches.sh
 decode_bench() {
     local name="$1"
     shift

@@ -410,7 +410,7 @@ void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const flo
 template <typename KV>
 void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                   int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos, int64_t max_positions, float* partials,
-                  AttentionMath math, DecodeAttention decode) {
+                  AttentionMath math, DecodeAttention decode, PrefillAttention prefill, void* scratch) {
     const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
     if (T == 1 && partials) {
         // Decode: the positions split over kSplits blocks per head, then merged.
@@ -442,9 +442,13 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
                                 static_cast<const float*>(partials), head_dim, out, false);
         return;
     }
+    const KvType kv = std::is_same_v<KV, __nv_bfloat16> ? KvType::bf16 : KvType::f32;
+    const bool split = math == AttentionMath::split_bf16;
+    if (!d_pos && math != AttentionMath::f32 && prefill == PrefillAttention::pipelined &&
+        launch::attention_pipelined(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, split, kv, scratch, s))
+        return;
     if (!d_pos && math != AttentionMath::f32 &&
-        launch::attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, math == AttentionMath::split_bf16,
-                      std::is_same_v<KV, __nv_bfloat16> ? KvType::bf16 : KvType::f32, s))
+        launch::attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, split, kv, s))
         return;
     if (!d_pos && head_dim <= kMaxFlashHeadDim) {
         switch ((head_dim + 31) / 32) {
@@ -472,20 +476,21 @@ int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { re
 
 void launch::attention(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
-                       int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode, KvType kv) {
+                       int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode, KvType kv,
+                       PrefillAttention prefill, void* scratch) {
     if (T <= 0) return;
     if (kv == KvType::bf16)
         attention_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
-                     head_dim, pos0, out, s, d_pos, max_positions, partials, math, decode);
+                     head_dim, pos0, out, s, d_pos, max_positions, partials, math, decode, prefill, scratch);
     else
         attention_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim, pos0,
-                     out, s, d_pos, max_positions, partials, math, decode);
+                     out, s, d_pos, max_positions, partials, math, decode, prefill, scratch);
 }
 
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos,
-                                    AttentionMath math, DecodeAttention decode, KvType kv) {
+                                    AttentionMath math, DecodeAttention decode, KvType kv, PrefillAttention prefill) {
     if (n_kv_heads <= 0 || n_heads % n_kv_heads || pos0 + T > P ||
         static_cast<int64_t>(q.size()) != T * n_heads * head_dim ||
         static_cast<int64_t>(k.size()) != P * n_kv_heads * head_dim || k.size() != v.size())
@@ -495,6 +500,10 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     Buffer<uint16_t> d_k16(kv == KvType::bf16 ? k.size() : 0), d_v16(kv == KvType::bf16 ? v.size() : 0);
     Buffer<float> d_partials(static_cast<size_t>(launch::attention_partial_floats(n_heads, head_dim)));
     Buffer<int64_t> d_pos(1);
+    Buffer<unsigned char> d_scratch(prefill == PrefillAttention::pipelined && math != AttentionMath::f32
+                                        ? launch::pipelined_attention_scratch(T, n_heads, n_kv_heads, head_dim, pos0,
+                                                                              math == AttentionMath::split_bf16, kv)
+                                        : 0);
     upload(d_q, q.data(), q.size());
     if (kv == KvType::bf16) {
         std::vector<uint16_t> k16(k.size()), v16(v.size());
@@ -512,7 +521,7 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     const void* keys = kv == KvType::bf16 ? static_cast<const void*>(d_k16.ptr) : d_k.ptr;
     const void* values = kv == KvType::bf16 ? static_cast<const void*>(d_v16.ptr) : d_v.ptr;
     launch::attention(d_q.ptr, keys, values, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
-                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode, kv);
+                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode, kv, prefill, d_scratch.ptr);
     check(cudaDeviceSynchronize(), "running attention");
     std::vector<float> out;
     download(out, d_out, q.size());

@@ -26,6 +26,13 @@ enum class AttentionMath { f32, split_bf16, bf16 };
 // kernel before runs (heads of 4 to 128 that are powers of two; others take scalar).
 enum class DecodeAttention { scalar, vector };
 
+// The tensor-core prefill's kernel (AttentionMath split_bf16 and bf16): tiles — each block
+// rounds the query, key and value tiles it reads as it stores them; pipelined
+// (MOEWB_CUDA_ATTENTION=pipelined) — the queries, keys and values rounded once before the
+// launch into scratch, each block's tiles copied asynchronously, the next key tile in flight
+// while the warps work on this one (engine/cuda/attention_mma.h).
+enum class PrefillAttention { tiles, pipelined };
+
 // What the KV cache holds: f32 (as the CPU's), or BF16 (MOEWB_CUDA_KV_CACHE=bf16: half the
 // memory and half the bytes a decode step's attention reads; keys after RoPE rounded once to
 // nearest). Every attention kernel reads either.
@@ -38,6 +45,7 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
                                     const std::vector<float>& v, int64_t T, int64_t P, int64_t n_heads,
                                     int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool device_pos = false,
                                     AttentionMath math = AttentionMath::f32,
-                                    DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32);
+                                    DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32,
+                                    PrefillAttention prefill = PrefillAttention::tiles);
 
 }  // namespace moe::cuda

@@ -9,6 +9,10 @@
 // P·V without leaving the registers: the accumulator of two neighbouring 8-key column tiles is
 // the A fragment of one 16-key chunk.
 //
+// The pipelined kernel (attention_pipelined) computes the same with its operands rounded
+// before the launch: its tiles come into shared memory through cp.async, two stages of key and
+// value tiles, the next in flight while the warps work on this one.
+//
 // Split (the exact activations): a value x is taken as hi + lo, hi = bf16(x), lo = bf16(x - hi),
 // and a product of two such values as hi·hi' + hi·lo' + lo·hi' (lo·lo' is below 2⁻¹⁶ of it):
 // scores and output to about 2⁻¹⁶ of their terms for three times the tensor-core work.
@@ -21,6 +25,8 @@
 
 #include "engine/attention_tiles.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/launch.h"
+#include "engine/cuda/mma.cuh"
 #include "engine/cuda/row_math.cuh"
 
 namespace moe::cuda::launch {
@@ -29,25 +35,7 @@ namespace {
 
 constexpr int kBQ = 64, kBK = 64, kWarps = 4, kThreads = kWarps * 32;
 
-// D += A·B, m16n8k16, BF16 inputs, f32 accumulator (the PTX ISA's fragment layouts).
-__device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two values as a BF16 pair (the first in the low half), rounded to nearest even; with lo,
-// the pair of their rounding residuals too.
-__device__ inline uint32_t pack(float x, float y) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
-    return *reinterpret_cast<const uint32_t*>(&v);
-}
-__device__ inline void split_pack(float x, float y, uint32_t& hi, uint32_t& lo) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-    hi = *reinterpret_cast<const uint32_t*>(&h);
-    lo = pack(x - __low2float(h), y - __high2float(h));
-}
+using namespace tc;
 
 // Four values as BF16 (8 bytes at hi) and, with lo, their rounding residuals (8 bytes at lo).
 __device__ inline void store_parts(const float4& x, __nv_bfloat16* hi, __nv_bfloat16* lo) {
@@ -58,22 +46,10 @@ __device__ inline void store_parts(const float4& x, __nv_bfloat16* hi, __nv_bflo
     if (lo) *reinterpret_cast<uint2*>(lo) = make_uint2(l0, l1);
 }
 
-__device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-__device__ inline void ldmatrix4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ inline void ldmatrix4_trans(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
 // d0 += A·B and d1 += A·B' for the B fragments of two neighbouring 8-column tiles that one
-// ldmatrix.x4 reads at b (transposed for TRANS); split, also A·(B's lo part, lo_offset
-// elements on) and (A's lo part a[1])·B: hi·hi' + hi·lo' + lo·hi'.
-template <bool SPLIT, bool TRANS>
+// ldmatrix.x4 reads at b (transposed for TRANS); with B's lo part (BLO, lo_offset elements on)
+// also A·B_lo, and with A's lo part (ALO, a[1]) also A_lo·B: hi·hi' + hi·lo' + lo·hi'.
+template <bool ALO, bool BLO, bool TRANS>
 __device__ inline void mma_two_tiles(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[2][4], const __nv_bfloat16* b,
                                      int lo_offset) {
     uint32_t r[4];
@@ -81,14 +57,140 @@ __device__ inline void mma_two_tiles(float (&d0)[4], float (&d1)[4], const uint3
     else ldmatrix4(r, b);
     mma(d0, a[0], r[0], r[1]);
     mma(d1, a[0], r[2], r[3]);
-    if constexpr (SPLIT) {
+    if constexpr (BLO) {
         uint32_t rl[4];
         if constexpr (TRANS) ldmatrix4_trans(rl, b + lo_offset);
         else ldmatrix4(rl, b + lo_offset);
         mma(d0, a[0], rl[0], rl[1]);
         mma(d1, a[0], rl[2], rl[3]);
+    }
+    if constexpr (ALO) {
         mma(d0, a[1], r[0], r[1]);
         mma(d1, a[1], r[2], r[3]);
+    }
+}
+
+// A warp's 16 query rows (g and g + 8 of each lane's quad): the output in the accumulator
+// layout, the running maximum and this lane's share of the running sum of rows g and g + 8.
+template <int HD>
+struct RowState {
+    float o[HD / 8][4];
+    float m[2], l[2];
+    __device__ void clear() {
+#pragma unroll
+        for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+        m[0] = m[1] = -INFINITY;
+        l[0] = l[1] = 0.f;
+    }
+};
+
+// Scores of the warp's 16 rows of the query tile qs (lo part q_lo elements on, when QLO)
+// against the BK keys of ks (lo part k_lo on, when KLO), rows of ld elements.
+template <int HD, int BK, bool QLO, bool KLO>
+__device__ inline void tile_scores(float (&s)[BK / 8][4], const __nv_bfloat16* qs, int q_lo, const __nv_bfloat16* ks, int k_lo,
+                                   int ld, int warp, int lane) {
+#pragma unroll
+    for (int n = 0; n < BK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < HD / 16; ++kc) {
+        uint32_t a[2][4];
+        const __nv_bfloat16* qa = qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+        ldmatrix4(a[0], qa);
+        if constexpr (QLO) ldmatrix4(a[1], qa + q_lo);
+#pragma unroll
+        for (int n = 0; n < BK / 8; n += 2) {  // key tiles n and n + 1
+            const __nv_bfloat16* kb = ks + (n * 8 + lane % 8 + (lane / 16) * 8) * ld + kc * 16 + ((lane / 8) % 2) * 8;
+            mma_two_tiles<QLO, KLO, false>(s[n], s[n + 1], a, kb, k_lo);
+        }
+    }
+}
+
+// Online softmax per row over a tile of BK keys from k0: scaled and masked scores, the new
+// maximum over the quad of lanes holding the row, the earlier output and sum rescaled; s
+// becomes the probabilities.
+template <int HD, int BK>
+__device__ inline void tile_softmax(float (&s)[BK / 8][4], RowState<HD>& st, int64_t k0, const int64_t (&qi)[2], int64_t T,
+                                    int64_t pos0, float scale, int c) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int64_t key = k0 + n * 8 + 2 * c + e;
+                const bool visible = qi[i] < T && key <= pos0 + qi[i];
+                const float x = visible ? s[n][2 * i + e] * scale : -INFINITY;
+                s[n][2 * i + e] = x;
+                mx = fmaxf(mx, x);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(st.m[i], mx);
+        const float alpha = m_new == -INFINITY ? 1.0f : expf(st.m[i] - m_new);
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * i + e] - m_new);
+                s[n][2 * i + e] = p;
+                sum += p;
+            }
+        st.l[i] = st.l[i] * alpha + sum;  // this lane's share of the row; the quad's summed at the end
+        st.m[i] = m_new;
+#pragma unroll
+        for (int n = 0; n < HD / 8; ++n) {
+            st.o[n][2 * i] *= alpha;
+            st.o[n][2 * i + 1] *= alpha;
+        }
+    }
+}
+
+// O += P·V over the tile's BK keys in chunks of 16: the probabilities as BF16 (split into
+// two parts when PLO), the values of vs (lo part v_lo on, when VLO). The score fragments are
+// the A operand without leaving the registers: the accumulators of two neighbouring 8-key
+// column tiles are the A fragment of one 16-key chunk.
+template <int HD, int BK, bool PLO, bool VLO>
+__device__ inline void tile_values(RowState<HD>& st, const float (&s)[BK / 8][4], const __nv_bfloat16* vs, int v_lo, int ld,
+                                   int lane) {
+#pragma unroll
+    for (int kc = 0; kc < BK / 16; ++kc) {
+        uint32_t a[2][4];
+        if constexpr (PLO) {
+            split_pack(s[2 * kc][0], s[2 * kc][1], a[0][0], a[1][0]);
+            split_pack(s[2 * kc][2], s[2 * kc][3], a[0][1], a[1][1]);
+            split_pack(s[2 * kc + 1][0], s[2 * kc + 1][1], a[0][2], a[1][2]);
+            split_pack(s[2 * kc + 1][2], s[2 * kc + 1][3], a[0][3], a[1][3]);
+        } else {
+            a[0][0] = pack(s[2 * kc][0], s[2 * kc][1]);
+            a[0][1] = pack(s[2 * kc][2], s[2 * kc][3]);
+            a[0][2] = pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+            a[0][3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        }
+#pragma unroll
+        for (int n = 0; n < HD / 8; n += 2) {  // output dimension tiles n and n + 1
+            const __nv_bfloat16* vb = vs + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + n * 8 + (lane / 16) * 8;
+            mma_two_tiles<PLO, VLO, true>(st.o[n], st.o[n + 1], a, vb, v_lo);
+        }
+    }
+}
+
+// The rows' outputs divided by their sums, for the queries before T.
+template <int HD>
+__device__ inline void write_rows(const RowState<HD>& st, const int64_t (&qi)[2], int64_t T, int64_t n_heads, int64_t h, int c,
+                                  float* out) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        float sum = st.l[i];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if (qi[i] >= T) continue;
+        const float inv = 1.0f / sum;
+        float* orow = out + (qi[i] * n_heads + h) * HD + 2 * c;
+#pragma unroll
+        for (int n = 0; n < HD / 8; ++n)
+            *reinterpret_cast<float2*>(orow + n * 8) = make_float2(st.o[n][2 * i] * inv, st.o[n][2 * i + 1] * inv);
     }
 }
 
@@ -102,6 +204,8 @@ struct Layout {
     static constexpr size_t kBytes = static_cast<size_t>(kParts) * (kQ + kK + kV) * sizeof(__nv_bfloat16);
 };
 
+// Each block rounds its query tile and each key and value tile to BF16 parts as it stores
+// them in shared memory.
 template <int HD, bool SPLIT, typename KV>
 __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q, const KV* k, const KV* v, int64_t T,
                                                                   int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale,
@@ -125,10 +229,8 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
         store_parts(x, hi, SPLIT ? hi + L::kQ : nullptr);
     }
 
-    float o[HD / 8][4];
-#pragma unroll
-    for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows g and g + 8 of the warp's 16
+    RowState<HD> st;
+    st.clear();
     const int row = warp * 16 + g;
     const int64_t qi[2] = {q0 + row, q0 + row + 8};
 
@@ -150,96 +252,97 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
             store_parts(vx, vh, SPLIT ? vh + L::kV : nullptr);
         }
         __syncthreads();
-
-        // Scores of the warp's 16 rows against the tile's keys: kBK / 8 accumulator tiles.
         float s[kBK / 8][4];
-#pragma unroll
-        for (int n = 0; n < kBK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-        for (int kc = 0; kc < HD / 16; ++kc) {
-            uint32_t a[2][4];
-#pragma unroll
-            for (int p = 0; p < L::kParts; ++p)
-                ldmatrix4(a[p], qs + p * L::kQ + (warp * 16 + lane % 16) * L::kLd + kc * 16 + (lane / 16) * 8);
-#pragma unroll
-            for (int n = 0; n < kBK / 8; n += 2) {  // key tiles n and n + 1
-                const __nv_bfloat16* kb = ks + (n * 8 + lane % 8 + (lane / 16) * 8) * L::kLd + kc * 16 + ((lane / 8) % 2) * 8;
-                mma_two_tiles<SPLIT, false>(s[n], s[n + 1], a, kb, L::kK);
-            }
-        }
-
-        // Online softmax per row: scaled and masked scores, the new maximum over the quad of
-        // lanes holding the row, the earlier output and sum rescaled.
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int n = 0; n < kBK / 8; ++n)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int64_t key = k0 + n * 8 + 2 * c + e;
-                    const bool visible = qi[i] < T && key <= pos0 + qi[i];
-                    const float x = visible ? s[n][2 * i + e] * scale : -INFINITY;
-                    s[n][2 * i + e] = x;
-                    mx = fmaxf(mx, x);
-                }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(m[i], mx);
-            const float alpha = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
-            float sum = 0.f;
-#pragma unroll
-            for (int n = 0; n < kBK / 8; ++n)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * i + e] - m_new);
-                    s[n][2 * i + e] = p;
-                    sum += p;
-                }
-            l[i] = l[i] * alpha + sum;  // this lane's share of the row; the quad's summed at the end
-            m[i] = m_new;
-#pragma unroll
-            for (int n = 0; n < HD / 8; ++n) {
-                o[n][2 * i] *= alpha;
-                o[n][2 * i + 1] *= alpha;
-            }
-        }
-
-        // O += P·V over the tile's keys in chunks of 16.
-#pragma unroll
-        for (int kc = 0; kc < kBK / 16; ++kc) {
-            uint32_t a[2][4];
-            if constexpr (SPLIT) {
-                split_pack(s[2 * kc][0], s[2 * kc][1], a[0][0], a[1][0]);
-                split_pack(s[2 * kc][2], s[2 * kc][3], a[0][1], a[1][1]);
-                split_pack(s[2 * kc + 1][0], s[2 * kc + 1][1], a[0][2], a[1][2]);
-                split_pack(s[2 * kc + 1][2], s[2 * kc + 1][3], a[0][3], a[1][3]);
-            } else {
-                a[0][0] = pack(s[2 * kc][0], s[2 * kc][1]);
-                a[0][1] = pack(s[2 * kc][2], s[2 * kc][3]);
-                a[0][2] = pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-                a[0][3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-            }
-#pragma unroll
-            for (int n = 0; n < HD / 8; n += 2) {  // output dimension tiles n and n + 1
-                const __nv_bfloat16* vb = vs + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::kLd + n * 8 + (lane / 16) * 8;
-                mma_two_tiles<SPLIT, true>(o[n], o[n + 1], a, vb, L::kV);
-            }
-        }
+        tile_scores<HD, kBK, SPLIT, SPLIT>(s, qs, L::kQ, ks, L::kK, L::kLd, warp, lane);
+        tile_softmax<HD, kBK>(s, st, k0, qi, T, pos0, scale, c);
+        tile_values<HD, kBK, SPLIT, SPLIT>(st, s, vs, L::kV, L::kLd, lane);
     }
+    write_rows<HD>(st, qi, T, n_heads, h, c, out);
+}
 
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        float sum = l[i];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        if (qi[i] >= T) continue;
-        const float inv = 1.0f / sum;
-        float* orow = out + (qi[i] * n_heads + h) * HD + 2 * c;
-#pragma unroll
-        for (int n = 0; n < HD / 8; ++n)
-            *reinterpret_cast<float2*>(orow + n * 8) = make_float2(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+// The pipelined kernel's shared memory: the query tile (QLO: two parts), then two stages of
+// BK keys and BK values (KVLO: two parts each), each [rows][kLd] BF16.
+template <int HD, int BK, bool QLO, bool KVLO>
+struct PipeLayout {
+    static constexpr int kQParts = QLO ? 2 : 1, kKVParts = KVLO ? 2 : 1;
+    static constexpr int kLd = HD + 8;
+    static constexpr int kQ = kBQ * kLd;               // one part of the query tile
+    static constexpr int kTile = BK * kLd;             // one part of a key or value tile
+    static constexpr int kStage = 2 * kKVParts * kTile;  // keys' parts, then values' parts
+    static constexpr size_t kBytes = (static_cast<size_t>(kQParts) * kQ + 2 * static_cast<size_t>(kStage)) * sizeof(__nv_bfloat16);
+};
+
+// Queries, keys and values rounded to BF16 parts before the launch (qh, ql [T, nh, hd]; kh, kl,
+// vh, vl [pos0 + T, nkv, hd]; the lo parts only when QLO, KVLO): each block copies its query
+// tile and then its key and value tiles into shared memory with cp.async, the next tile in
+// flight while the warps work on this one.
+template <int HD, int BK, bool QLO, bool KVLO>
+__global__ void __launch_bounds__(kThreads) pipelined_attention_kernel(
+    const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
+    const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale,
+    int64_t n_qtiles, float* out) {
+    using L = PipeLayout<HD, BK, QLO, KVLO>;
+    extern __shared__ __align__(16) unsigned char smem[];
+    __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);
+    __nv_bfloat16* stages = qs + L::kQParts * L::kQ;
+    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.x)) * kBQ, h = blockIdx.y;
+    const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    constexpr int kPieces = HD / 8;  // 16-byte pieces per row
+
+    // The query tile, rows past T zeros: the first group of copies.
+    for (int idx = threadIdx.x; idx < kBQ * kPieces; idx += kThreads) {
+        const int r = idx / kPieces, d = (idx % kPieces) * 8;
+        const bool in = q0 + r < T;
+        const int64_t at = in ? ((q0 + r) * n_heads + h) * HD + d : 0;
+        copy16(qs + r * L::kLd + d, qh + at, in);
+        if constexpr (QLO) copy16(qs + L::kQ + r * L::kLd + d, ql + at, in);
     }
+    commit();
+    auto keys = [&](int stage) { return stages + stage * L::kStage; };
+    auto values = [&](int stage) { return stages + stage * L::kStage + L::kKVParts * L::kTile; };
+    // Key tile `tile` into a stage, positions past P zeros (their values must not be NaN: a
+    // probability of 0 times NaN is NaN): one group of copies.
+    auto load = [&](int64_t tile, int stage) {
+        const int64_t k0 = tile * BK;
+        for (int idx = threadIdx.x; idx < BK * kPieces; idx += kThreads) {
+            const int j = idx / kPieces, d = (idx % kPieces) * 8;
+            const bool in = k0 + j < P;
+            const int64_t at = in ? ((k0 + j) * n_kv_heads + kvh) * HD + d : 0;
+            copy16(keys(stage) + j * L::kLd + d, kh + at, in);
+            copy16(values(stage) + j * L::kLd + d, vh + at, in);
+            if constexpr (KVLO) {
+                copy16(keys(stage) + L::kTile + j * L::kLd + d, kl + at, in);
+                copy16(values(stage) + L::kTile + j * L::kLd + d, vl + at, in);
+            }
+        }
+        commit();
+    };
+
+    RowState<HD> st;
+    st.clear();
+    const int row = warp * 16 + g;
+    const int64_t qi[2] = {q0 + row, q0 + row + 8};
+    const int64_t n_tiles = attention_tiles::key_tiles(q0, kBQ, T, pos0, BK);
+    load(0, 0);
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const int stage = static_cast<int>(tile & 1);
+        // The next tile goes to the other stage (read by the previous iteration, which every
+        // warp has finished: the barrier at its end); then this tile (and the queries) must be in.
+        if (tile + 1 < n_tiles) {
+            load(tile + 1, stage ^ 1);
+            wait_groups<1>();
+        } else {
+            wait_groups<0>();
+        }
+        __syncthreads();
+        float s[BK / 8][4];
+        tile_scores<HD, BK, QLO, KVLO>(s, qs, L::kQ, keys(stage), L::kTile, L::kLd, warp, lane);
+        tile_softmax<HD, BK>(s, st, tile * BK, qi, T, pos0, scale, c);
+        tile_values<HD, BK, QLO, KVLO>(st, s, values(stage), L::kTile, L::kLd, lane);
+        __syncthreads();
+    }
+    write_rows<HD>(st, qi, T, n_heads, h, c, out);
 }
 
 template <int HD, bool SPLIT, typename KV>
@@ -259,7 +362,6 @@ void launch_mma(const float* q, const KV* k, const KV* v, int64_t T, int64_t nh,
     check(cudaGetLastError(), "launching attention on the tensor cores");
 }
 
-
 template <typename KV>
 void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    int64_t pos0, float scale, float* out, bool split, cudaStream_t s) {
@@ -272,19 +374,101 @@ void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t 
     }
 }
 
+// Key tiles of 64 positions, of 32 when keys and values have two parts (the shared memory of
+// two blocks per multiprocessor).
+template <int HD, bool QLO, bool KVLO>
+void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
+                      const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh, int64_t nkv, int64_t pos0,
+                      float scale, float* out, cudaStream_t s) {
+    constexpr int BK = KVLO ? 32 : 64;
+    using L = PipeLayout<HD, BK, QLO, KVLO>;
+    auto* kernel = pipelined_attention_kernel<HD, BK, QLO, KVLO>;
+    static bool raised = false;  // per instantiation, once
+    if (!raised) {
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(L::kBytes)),
+              "pipelined attention: shared memory size");
+        raised = true;
+    }
+    const int64_t n_qtiles = (T + kBQ - 1) / kBQ;
+    const dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(nh));
+    kernel<<<grid, kThreads, L::kBytes, s>>>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, n_qtiles, out);
+    check(cudaGetLastError(), "launching pipelined attention");
+}
+
+template <int HD>
+void launch_pipelined_of(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
+                         const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh, int64_t nkv, int64_t pos0,
+                         float scale, float* out, cudaStream_t s) {
+    if (ql && kl) launch_pipelined<HD, true, true>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+    else if (ql) launch_pipelined<HD, true, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+    else launch_pipelined<HD, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+}
+
+bool mma_takes(const void* q, const void* k, const void* v, const void* out, int64_t n_heads, int64_t n_kv_heads,
+               int64_t head_dim) {
+    return (head_dim == 64 || head_dim == 128) && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
+           n_kv_heads > 0 && n_heads % n_kv_heads == 0;
+}
+
+size_t round256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
 }  // namespace
 
 bool attention_mma(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                    int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, cudaStream_t s) {
-    if ((head_dim != 64 && head_dim != 128) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) ||
-        n_kv_heads <= 0 || n_heads % n_kv_heads)
-        return false;
+    if (!mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim)) return false;
     if (kv == KvType::bf16)
         launch_mma_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
                       head_dim, pos0, scale, out, split, s);
     else
         launch_mma_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim, pos0,
                       scale, out, split, s);
+    return true;
+}
+
+size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool split,
+                                   KvType kv) {
+    const size_t parts = split ? 2 : 1, two = sizeof(__nv_bfloat16);
+    const size_t q = round256(static_cast<size_t>(T * n_heads * head_dim) * two);
+    const size_t kvp = kv == KvType::f32 ? round256(static_cast<size_t>((pos0 + T) * n_kv_heads * head_dim) * two) : 0;
+    return parts * (q + 2 * kvp);
+}
+
+bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, void* scratch,
+                         cudaStream_t s) {
+    if (!scratch || !mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim)) return false;
+    // The scratch: q's parts, then (an f32 cache) the keys' and the values' parts.
+    const size_t two = sizeof(__nv_bfloat16);
+    const int64_t nq = T * n_heads * head_dim, nkv = (pos0 + T) * n_kv_heads * head_dim;
+    const size_t q_bytes = round256(static_cast<size_t>(nq) * two), kv_bytes = round256(static_cast<size_t>(nkv) * two);
+    auto* base = static_cast<unsigned char*>(scratch);
+    auto take = [&](size_t bytes) {
+        auto* p = reinterpret_cast<__nv_bfloat16*>(base);
+        base += bytes;
+        return p;
+    };
+    __nv_bfloat16* qh = take(q_bytes);
+    __nv_bfloat16* ql = split ? take(q_bytes) : nullptr;
+    round_split(q, nq, DType::bf16, qh, ql, s);
+    const __nv_bfloat16 *kh, *kl = nullptr, *vh, *vl = nullptr;
+    if (kv == KvType::f32) {
+        // Every visible key and value rounded once (the kernel before rounded each tile in
+        // every block that read it).
+        __nv_bfloat16* khw = take(kv_bytes);
+        __nv_bfloat16* klw = split ? take(kv_bytes) : nullptr;
+        __nv_bfloat16* vhw = take(kv_bytes);
+        __nv_bfloat16* vlw = split ? take(kv_bytes) : nullptr;
+        round_split(static_cast<const float*>(k), nkv, DType::bf16, khw, klw, s);
+        round_split(static_cast<const float*>(v), nkv, DType::bf16, vhw, vlw, s);
+        kh = khw, kl = klw, vh = vhw, vl = vlw;
+    } else {
+        // A BF16 cache is the keys' and values' one part already.
+        kh = static_cast<const __nv_bfloat16*>(k);
+        vh = static_cast<const __nv_bfloat16*>(v);
+    }
+    if (head_dim == 128) launch_pipelined_of<128>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
+    else launch_pipelined_of<64>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
     return true;
 }
 

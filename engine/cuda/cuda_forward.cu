@@ -363,6 +363,7 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         return;
     }
     if (device_pos) throw Error(ErrorKind::failure, "a step at the device's position must be a small step");
+    void* attn_scratch = attention_scratch(T, pos0);
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
         launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
@@ -385,7 +386,7 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         }
         stage("norm+qkv+rope");
         launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_,
-                          attention_math_, DecodeAttention::scalar, dc.type);
+                          attention_math_, DecodeAttention::scalar, dc.type, prefill_attention_, attn_scratch);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);

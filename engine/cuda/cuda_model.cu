@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/cuda/attention_mma.h"
 #include "engine/cuda/cuda_model_impl.h"
 #include "engine/cuda/device.h"
 #include "engine/cuda/launch_after.h"
@@ -174,6 +175,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         attention_math_ = attn_type == DType::f32 || launch::f32_attention_asked() ? AttentionMath::f32
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
+        prefill_attention_ = launch::pipelined_attention_asked() ? PrefillAttention::pipelined : PrefillAttention::tiles;
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
@@ -300,6 +302,21 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
         routing_ = std::make_unique<RoutingBuffer>(moe_layers_, std::max(T, routing_tokens_), config_.n_routed_experts);
         routing_tokens_ = std::max(T, routing_tokens_);
     }
+}
+
+void* CudaDeepseekMoe::attention_scratch(int64_t T, int64_t pos0) const {
+    if (prefill_attention_ != PrefillAttention::pipelined || attention_math_ == AttentionMath::f32) return nullptr;
+    const ModelConfig& c = config_;
+    const std::size_t bytes = launch::pipelined_attention_scratch(T, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                                                                  pos0, attention_math_ == AttentionMath::split_bf16, kv_type_);
+    if (bytes > attn_scratch_bytes_) {
+        if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");
+        attn_scratch_.reset();
+        attn_scratch_bytes_ = 0;
+        attn_scratch_.reset(device_alloc_for(bytes, "the attention of " + std::to_string(pos0 + T) + " positions"));
+        attn_scratch_bytes_ = bytes;
+    }
+    return attn_scratch_.get();
 }
 
 DeviceCache& CudaDeepseekMoe::device_cache(KvCache& cache, int64_t positions) const {

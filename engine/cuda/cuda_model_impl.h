@@ -155,7 +155,7 @@ public:
     }
     DeviceMemory device_memory() const override {
         std::lock_guard lock(forward_mutex_);
-        return {device_name_, weights_->bytes() + aux_bytes_, kv_live_->load(), workspace_bytes_};
+        return {device_name_, weights_->bytes() + aux_bytes_, kv_live_->load(), workspace_bytes_ + attn_scratch_bytes_};
     }
 
 private:
@@ -279,6 +279,12 @@ private:
     // The arithmetic of prefill attention: f32 for F32 weights, else split or BF16 as the
     // activations are (AttentionMath).
     AttentionMath attention_math_ = AttentionMath::f32;
+    // The tensor-core prefill's kernel (launch::pipelined_attention_asked), and its scratch for
+    // a step of T tokens from pos0 (grown on demand; null for the tiles kernel).
+    PrefillAttention prefill_attention_ = PrefillAttention::tiles;
+    mutable DeviceMem attn_scratch_;
+    mutable std::size_t attn_scratch_bytes_ = 0;
+    void* attention_scratch(int64_t T, int64_t pos0) const;
     // The decode split's kernel (launch::decode_attention_asked).
     DecodeAttention decode_attention_ = DecodeAttention::scalar;
     // What the KV caches hold (launch::kv_cache_asked).

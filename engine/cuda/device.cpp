@@ -158,6 +158,11 @@ bool f32_attention_asked() {
     return asked;
 }
 
+bool pipelined_attention_asked() {
+    static const bool asked = env_is("MOEWB_CUDA_ATTENTION", "pipelined");
+    return asked;
+}
+
 DecodeAttention decode_attention_asked() {
     static const DecodeAttention asked =
         env_is("MOEWB_CUDA_DECODE_ATTENTION", "vector") ? DecodeAttention::vector : DecodeAttention::scalar;
@@ -191,7 +196,9 @@ namespace moe::cuda {
 std::vector<std::pair<std::string, std::string>> backend_switches() {
     static const char* const gemm[] = {"auto", "grouped", "cublas", "batched"};
     return {
-        {"attention", launch::f32_attention_asked() ? "f32" : "tensor-cores"},
+        {"attention", launch::f32_attention_asked()         ? "f32"
+                      : launch::pipelined_attention_asked() ? "pipelined"
+                                                            : "tensor-cores"},
         {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector" : "scalar"},
         {"early_launch", launch::early_trigger() ? "trigger" : launch::early_launch() ? "on" : "off"},
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},

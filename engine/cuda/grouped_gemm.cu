@@ -21,6 +21,7 @@
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/mma.cuh"
 #include "engine/error.h"
 #include "engine/moe_dispatch.h"
 
@@ -33,30 +34,7 @@ constexpr int kMaxExperts = 256;  // DeepSeek-V3's routed experts
 constexpr int kLd = kBK + 8;  // BF16 per shared row: 80 bytes, conflict-free ldmatrix
 constexpr int kTile = kBM * kLd;  // one part of x's tile
 
-__device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-// 16 bytes from global to shared, or zeros when !valid (src then only has to be mapped).
-__device__ inline void copy16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ inline void commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ inline void wait_groups() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ inline void ldmatrix4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-__device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using namespace tc;
 
 template <bool SPLIT>
 __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat16* xhi, const __nv_bfloat16* xlo, int64_t K,

@@ -36,11 +36,14 @@ void add(float* x, const float* y, int64_t n, cudaStream_t s);
 // (flash-style); other shapes one block per query and head. Throws when the positions need
 // more shared memory per block than the device has. `math` chooses the arithmetic of several
 // queries at a host-known position (AttentionMath), `decode` the kernel of one query
-// (DecodeAttention), `kv` what k and v hold (KvType).
+// (DecodeAttention), `kv` what k and v hold (KvType), `prefill` the tensor-core kernel of
+// several (PrefillAttention; pipelined needs `scratch` of pipelined_attention_scratch bytes,
+// engine/cuda/attention_mma.h, and takes tiles without it).
 void attention(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos = nullptr,
                int64_t max_positions = 0, float* partials = nullptr, AttentionMath math = AttentionMath::f32,
-               DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32);
+               DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32,
+               PrefillAttention prefill = PrefillAttention::tiles, void* scratch = nullptr);
 int64_t attention_partial_floats(int64_t n_heads, int64_t head_dim);
 
 // The router: RouterParams as the kernel takes them (device pointers for excluded and bias

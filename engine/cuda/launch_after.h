@@ -38,6 +38,9 @@ bool batched_expert_products();
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
+// Whether MOEWB_CUDA_ATTENTION=pipelined asks for the pipelined tensor-core prefill kernel
+// (PrefillAttention::pipelined).
+bool pipelined_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
 // anything else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
