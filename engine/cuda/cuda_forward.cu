@@ -210,28 +210,35 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const launch::RouteOutputs& routed_here = r.out;
     const int64_t k = r.k;
 
-    // 2. The shared experts, the combine's base.
-    const bool shared_on = shared_runs(m, layer, opt);
-    if (shared_on) ffn(m.shared, s.normed, T, s.base, s);
-    stage("shared experts");
-
-    // 3. The routed experts.
+    // 2. A large step's dispatch: its offsets go to the host (pinned memory) while the device
+    //    runs the shared experts, so that the host enqueues the routed experts' products before
+    //    the device runs out of work.
     const uint8_t* dropped = r.dropped;
     const int64_t n_slots = T * k;
+    if (n_slots > kSmallStep) {
+        launch::dispatch(routed_here.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
+        check(cudaMemcpyAsync(offsets_pinned_.get(), s.offsets, static_cast<size_t>(E + 1) * sizeof(int64_t),
+                              cudaMemcpyDeviceToHost, stream_),
+              "reading the expert offsets");
+        check(cudaEventRecord(offsets_ready_, stream_), "reading the expert offsets");
+    }
+
+    // 3. The shared experts, the combine's base.
+    const bool shared_on = shared_runs(m, layer, opt);
+    if (shared_on) ffn(m.shared, s.normed, T, s.base, s);
+    stage(n_slots > kSmallStep ? "dispatch+shared" : "shared experts");
+
+    // 4. The routed experts.
     if (n_slots <= kSmallStep) {
         launch::expert_gate_up(s.normed, T, H, k, routed_here.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
                                stream_);
         launch::expert_down(s.eh, n_slots, F, routed_here.experts, dropped, m.down_table, m.expert_type, H, s.results, stream_);
         launch::slot_rows(routed_here.experts, dropped, n_slots, s.rows, stream_);
     } else {
-        launch::dispatch(routed_here.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
-        offsets_host_.resize(static_cast<size_t>(E + 1));
-        check(cudaMemcpyAsync(offsets_host_.data(), s.offsets, static_cast<size_t>(E + 1) * sizeof(int64_t),
-                              cudaMemcpyDeviceToHost, stream_),
-              "reading the expert offsets");
-        check(cudaStreamSynchronize(stream_), "reading the expert offsets");
+        check(cudaEventSynchronize(offsets_ready_), "reading the expert offsets");
+        const auto* offsets = static_cast<const int64_t*>(offsets_pinned_.get());
+        offsets_host_.assign(offsets, offsets + E + 1);
         const int64_t n_rows = offsets_host_[static_cast<size_t>(E)];
-        stage("dispatch");
         auto rows_of = [&](int64_t e) {
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
@@ -330,7 +337,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             }
         }
     }
-    // 4. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
+    // 5. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
     launch::combine_rows(s.results, H, T, k, s.rows, routed_here.weights, shared_on ? s.base : nullptr, s.branch, stream_);
 }
 

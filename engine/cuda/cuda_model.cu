@@ -180,6 +180,11 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
         create_side_streams(launch::expert_streams());
+        check(cudaEventCreateWithFlags(&offsets_ready_, cudaEventDisableTiming), "creating an event");
+        void* offsets = nullptr;
+        check(cudaMallocHost(&offsets, static_cast<size_t>(std::max<int64_t>(E, 0) + 1) * sizeof(int64_t)),
+              "allocating pinned host memory");
+        offsets_pinned_.reset(offsets);
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;
         check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
@@ -215,6 +220,8 @@ void CudaDeepseekMoe::release_stream() noexcept {
     side_.clear();
     if (fork_) cudaEventDestroy(fork_);
     fork_ = nullptr;
+    if (offsets_ready_) cudaEventDestroy(offsets_ready_);
+    offsets_ready_ = nullptr;
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     graph_exec_ = nullptr;
     blas_.reset();

@@ -322,6 +322,8 @@ private:
     mutable int64_t routing_tokens_ = 0;
     mutable std::string mask_uploaded_ = "";  // spec + mode of the mask in disabled_
     mutable std::vector<int64_t> offsets_host_;
+    PinnedMem offsets_pinned_;             // [E+1]: a large step's expert offsets, read from the device
+    cudaEvent_t offsets_ready_ = nullptr;  // recorded after that read
     mutable std::vector<const void*> tables_host_;  // batch_tables, before the upload
     // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
     // changes; if capture fails, steps run launch by launch from then on.
