@@ -374,21 +374,31 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
         launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
-        linear(L.q, s.normed, T, s.q, qdim, s);
+        // q, k and v of 16-bit weights of one type on cuBLAS: the normed rows rounded once for
+        // the three (what Blas::linear rounds for each).
+        const bool once = T > kGemvTokens && L.q.type == L.k.type && L.q.type == L.v.type && (L.q.type == DType::bf16 || L.q.type == DType::f16);
+        auto* hi = static_cast<uint16_t*>(s.lowp);
+        uint16_t* lo = blas_->split_activations() ? hi + T * H : nullptr;
+        if (once) launch::round_split(s.normed, T * H, L.q.type, hi, lo, stream_);
+        auto project = [&](const Linear& l, float* y, int64_t ldy) {
+            if (once) blas_->linear_rounded(hi, lo, T, l.in, l.w, l.type, l.out, y, ldy);
+            else linear(l, s.normed, T, y, ldy, s);
+        };
+        project(L.q, s.q, qdim);
         launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
         if (dc.type == KvType::bf16) {
             // The new keys and values in f32, the keys rotated, then both rounded into the cache.
             float* kn = s.kv_new;
             float* vn = s.kv_new + T * kvdim;
-            linear(L.k, s.normed, T, kn, kvdim, s);
-            linear(L.v, s.normed, T, vn, kvdim, s);
+            project(L.k, kn, kvdim);
+            project(L.v, vn, kvdim);
             launch::rope_halves(kn, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
             launch::round_split(kn, T * kvdim, DType::bf16, dc.at(i, 0, pos0), nullptr, stream_);
             launch::round_split(vn, T * kvdim, DType::bf16, dc.at(i, 1, pos0), nullptr, stream_);
         } else {
             auto* kc = static_cast<float*>(dc.at(i, 0, pos0));
-            linear(L.k, s.normed, T, kc, kvdim, s);  // straight into the cache
-            linear(L.v, s.normed, T, static_cast<float*>(dc.at(i, 1, pos0)), kvdim, s);
+            project(L.k, kc, kvdim);  // straight into the cache
+            project(L.v, static_cast<float*>(dc.at(i, 1, pos0)), kvdim);
             launch::rope_halves(kc, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
         }
         stage("norm+qkv+rope");
