@@ -367,6 +367,9 @@ void ChatPanel::tagTokens(int answer, const TokenRouting& routing, const std::ve
     constexpr size_t kLookAhead = 8;
     size_t at = 0;
     QTextCursor c(doc);
+    // One edit: the document lays the answer out again once, not after every token's mark (a
+    // few hundred marks on a long answer took over 100 ms of the GUI thread).
+    c.beginEditBlock();
     for (size_t t = 0; t < generated.size() && at < bytes.size(); ++t) {
         const std::string piece = tokenizer->token_text(generated[t]);
         if (piece.empty()) continue;
@@ -382,6 +385,7 @@ void ChatPanel::tagTokens(int answer, const TokenRouting& routing, const std::ve
         c.mergeCharFormat(f);
         at = found + piece.size();
     }
+    c.endEditBlock();
 }
 
 std::optional<std::pair<int, int64_t>> ChatPanel::tokenAt(int position) const {
