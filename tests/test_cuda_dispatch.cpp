@@ -1,7 +1,9 @@
 // CPU vs CUDA parity of the MoE dispatch (engine/cuda/dispatch_kernels.h against
 // engine/moe_dispatch.h and the CPU backend's loops): expert offsets, stable rows with dropped
 // slots and their inverse must be identical; the gather is a copy and the combine sums the
-// same terms in the same order, so both are compared for exact equality. Labelled gpu;
+// same terms in the same order, so both are compared for exact equality; so are the padded
+// layout of batched products and the gathers that round as they copy (round_split's parts,
+// bit for bit). Labelled gpu;
 // without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -12,7 +14,23 @@
 #include "engine/cuda/dispatch_kernels.h"
 #include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
+#include "engine/tensor.h"
 #include "tests/test_support.h"
+
+namespace {
+
+// parts are round_split's of f32 values v: hi their rounding to BF16 (nearest even), lo the
+// rounding of what hi left out (when split), bit for bit.
+void check_rounded(const moe::cuda::Bf16Parts& parts, const std::vector<float>& v, bool split) {
+    QCOMPARE(parts.hi.size(), v.size());
+    QCOMPARE(parts.lo.size(), split ? v.size() : size_t(0));
+    for (size_t i = 0; i < v.size(); ++i) {
+        QCOMPARE(parts.hi[i], moe::f32_to_bf16(v[i]));
+        if (split) QCOMPARE(parts.lo[i], moe::f32_to_bf16(v[i] - moe::bf16_to_f32(parts.hi[i])));
+    }
+}
+
+}  // namespace
 
 class CudaDispatchTest : public QObject {
     Q_OBJECT
@@ -73,10 +91,14 @@ private slots:
                         QCOMPARE(padded_rows[sl], rows[sl] < 0 ? int64_t(-1)
                                                                : moe::dispatch::padded_row(offsets.data(), plan.padded.data(),
                                                                                            experts[sl], rows[sl]));
+                    // Rounded in the gather: round_split's parts of the same rows.
+                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, plan.padded, true), padded_x, true);
                     // The combine over the padded rows sums what it sums over the gathered ones.
                     QCOMPARE(moe::cuda::combine_rows(padded_x, H, T, k, padded_rows, w, base),
                              moe::cuda::combine_rows(gathered, H, T, k, rows, w, base));
                 }
+                for (const bool split : {false, true})
+                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, {}, split), gathered, split);
                 const std::vector<float> out = moe::cuda::combine_rows(gathered, H, T, k, rows, w, base);
                 for (int64_t t = 0; t < T; ++t)
                     for (int64_t i = 0; i < H; ++i) {

@@ -1,7 +1,8 @@
 // CPU vs CUDA parity of the row-wise and elementwise operations (engine/cuda/ops_kernels.h
 // against engine/cpu/ops.h) on the 16B's widths: the rotary embedding rounds as the CPU and
 // must be identical; RMSNorm sums squares in double in another order (at most 1 ulp apart);
-// the SiLU product goes through the device's expf (at most 2e-7 relative apart). Labelled
+// the SiLU product goes through the device's expf (at most 2e-7 relative apart), and rounded
+// to BF16 parts as it is made it must be the parts of the unrounded one bit for bit. Labelled
 // gpu; without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -11,7 +12,9 @@
 #include "engine/cpu/ops.h"
 #include "engine/cuda/device.h"
 #include "tests/cuda_test_support.h"
+#include "engine/cuda/gemm.h"
 #include "engine/cuda/ops_kernels.h"
+#include "engine/tensor.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -67,6 +70,30 @@ private slots:
         const double d = max_relative(want, got);
         qInfo("SiLU product: max relative difference %.3g", d);
         QVERIFY(d <= 5e-7);
+    }
+
+    // The SiLU-gated product of gate and up side by side, rounded to BF16 parts as it is made:
+    // bit for bit round_split's parts of the product the device makes unrounded.
+    void siluMulRoundedAsMade() {
+        test_support::Lcg rng{4};
+        const int64_t rows = 37, F = 1408;
+        const auto gu = random_values(rng, size_t(rows * 2 * F), 12.0f);
+        std::vector<float> g(size_t(rows * F)), u(size_t(rows * F));
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t f = 0; f < F; ++f) {
+                g[size_t(r * F + f)] = gu[size_t(r * 2 * F + f)];
+                u[size_t(r * F + f)] = gu[size_t(r * 2 * F + F + f)];
+            }
+        const std::vector<float> h = moe::cuda::silu_mul(g, u);
+        for (const bool split : {false, true}) {
+            const moe::cuda::Bf16Parts parts = moe::cuda::silu_mul_round_bf16(gu, rows, F, split);
+            QCOMPARE(parts.hi.size(), h.size());
+            QCOMPARE(parts.lo.size(), split ? h.size() : size_t(0));
+            for (size_t i = 0; i < h.size(); ++i) {
+                QCOMPARE(parts.hi[i], moe::f32_to_bf16(h[i]));
+                if (split) QCOMPARE(parts.lo[i], moe::f32_to_bf16(h[i] - moe::bf16_to_f32(parts.hi[i])));
+            }
+        }
     }
 };
 

@@ -149,6 +149,13 @@ void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, c
         uint16_t* lo = blas_->split_activations() ? hi + T * f.gate.in : nullptr;
         launch::round_split(x, T * f.gate.in, f.gate.type, hi, lo, stream_);
         gate_up_rounded(*blas_, f, hi, lo, T, s.ffn_g);
+        if (f.down.type == f.gate.type) {
+            // The hidden rows rounded as they are made, for the down product.
+            lo = blas_->split_activations() ? hi + T * W : nullptr;
+            launch::silu_mul_round(s.ffn_g, T, W, f.down.type, hi, lo, stream_);
+            blas_->linear_rounded(hi, lo, T, W, f.down.w, f.down.type, f.down.out, out, f.down.out);
+            return;
+        }
         launch::silu_mul_pairs(s.ffn_g, T, W, s.ffn_h, stream_);
         linear(f.down, s.ffn_h, T, out, f.down.out, s);
         return;
@@ -253,10 +260,10 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
                                   stream_),
                   "copying the padded layout");
             launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
-            launch::gather_padded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, s.gathered, stream_);
             auto* hi = static_cast<uint16_t*>(s.lowp);
             uint16_t* lo = blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
-            launch::round_split(s.gathered, n_pad * H, m.expert_type, hi, lo, stream_);
+            launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi, lo,
+                                          stream_);
             batch_tables(m, plan, hi, lo, s);
             const bool one = all_adjacent(m);
             auto table = [&](BatchTable t, int64_t first) { return s.tables + t * E + first; };
@@ -274,47 +281,42 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
                                                 outputs(kUpY, i), 2 * F, n);
                 }
             });
-            launch::silu_mul_pairs(s.eg, n_pad, F, s.eh, stream_);
+            launch::silu_mul_round(s.eg, n_pad, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
-            launch::round_split(s.eh, n_pad * F, m.expert_type, hi, lo, stream_);
             for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
                 blas.linear_rounded_batched(table(kHHi, i), lo ? table(kHLo, i) : nullptr, b.rows, F, table(kDownW, i),
                                             m.expert_type, H, outputs(kDownY, i), H, static_cast<int64_t>(b.experts.size()));
             });
         } else if (grouped(m)) {
-            launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
             // All experts in one launch per product: gate and up (one product of 2F outputs when
             // they lie side by side), then down.
             auto* hi = static_cast<uint16_t*>(s.lowp);
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
             const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
-            launch::round_split(s.gathered, n_rows * H, m.expert_type, hi, lo, stream_);
+            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo, stream_);
             if (all_adjacent(m)) {
                 launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, 2 * F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
             } else {
                 launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
                 launch::expert_products(hi, lo, H, m.up_table, m.expert_type, F, s.offsets, E, tiles, s.eg + F, 2 * F, stream_);
             }
-            launch::silu_mul_pairs(s.eg, n_rows, F, s.eh, stream_);
+            launch::silu_mul_round(s.eg, n_rows, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
-            launch::round_split(s.eh, n_rows * F, m.expert_type, hi, lo, stream_);
             launch::expert_products(hi, lo, F, m.down_table, m.expert_type, H, s.offsets, E, tiles, s.results, H, stream_);
         } else if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.
-            launch::gather_rows(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, s.gathered, stream_);
             auto* hi = static_cast<uint16_t*>(s.lowp);
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
-            launch::round_split(s.gathered, n_rows * H, m.expert_type, hi, lo, stream_);
+            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo, stream_);
             for_experts([&](int64_t e, launch::Blas& blas) {
                 const auto [r0, n] = rows_of(e);
                 gate_up_rounded(blas, m.experts[static_cast<size_t>(e)], hi + r0 * H, lo ? lo + r0 * H : nullptr, n, s.eg + r0 * 2 * F);
             });
-            launch::silu_mul_pairs(s.eg, n_rows, F, s.eh, stream_);
+            launch::silu_mul_round(s.eg, n_rows, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
-            launch::round_split(s.eh, n_rows * F, m.expert_type, hi, lo, stream_);
             for_experts([&](int64_t e, launch::Blas& blas) {
                 const auto [r0, n] = rows_of(e);
                 const Linear& d = m.experts[static_cast<size_t>(e)].down;

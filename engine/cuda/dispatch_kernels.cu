@@ -10,6 +10,8 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/row_math.cuh"
+#include "engine/error.h"
 #include "engine/moe_dispatch.h"
 
 namespace moe::cuda {
@@ -57,14 +59,14 @@ __global__ void row_slot_kernel(const int64_t* rows, int64_t n_slots, int64_t* r
     if (s < n_slots && rows[s] >= 0) row_slot[rows[s]] = s;
 }
 
-// One block per gathered row, for up to *n_rows rows.
-__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
-                              float* gathered) {
+// One block per gathered row, for up to *n_rows rows: f32 (L = float) or rounded parts.
+template <typename L>
+__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows, L* hi,
+                              L* lo) {
     const int64_t r = blockIdx.x;
     if (r >= *n_rows) return;
     const float* src = x + (row_slot[r] / k) * H;
-    float* dst = gathered + r * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) launch::store_parts_at(src[i], hi, lo, r * H + i);
 }
 
 // rows[s] (a gathered row of expert experts[s], or -1) moved to its padded row.
@@ -74,19 +76,16 @@ __global__ void pad_rows_kernel(const int32_t* experts, int64_t n_slots, const i
     if (s < n_slots && rows[s] >= 0) rows[s] = dispatch::padded_row(offsets, padded, experts[s], rows[s]);
 }
 
-// One block per padded row: its token's row, or zeros.
+// One block per padded row: its token's row, or zeros; f32 (L = float) or rounded parts.
+template <typename L>
 __global__ void gather_padded_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
-                                     const int64_t* padded, int64_t n_expert, float* gathered) {
+                                     const int64_t* padded, int64_t n_expert, L* hi, L* lo) {
     const int64_t p = blockIdx.x;
     const int64_t row = dispatch::row_of_padded(offsets, padded, n_expert, p);
-    float* dst = gathered + p * H;
-    if (row < 0) {
-        for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = 0.0f;
-        return;
-    }
-    const float* src = x + (row_slot[row] / k) * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
+    const float* src = row < 0 ? nullptr : x + (row_slot[row] / k) * H;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) launch::store_parts_at(src ? src[i] : 0.0f, hi, lo, p * H + i);
 }
+
 
 // Blocks (token, slice of H); each element sums its k terms in rank order, as the CPU does,
 // and rounds as it does.
@@ -131,8 +130,19 @@ void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, i
 void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
                  int64_t max_rows, float* gathered, cudaStream_t s) {
     if (max_rows <= 0) return;
-    gather_kernel<<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, gathered);
+    gather_kernel<float><<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, gathered, nullptr);
     check(cudaGetLastError(), "launching the row gather");
+}
+
+void gather_rows_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                         int64_t max_rows, DType type, void* hi, void* lo, cudaStream_t s) {
+    if (max_rows <= 0) return;
+    launch::on_sixteen_bit(type, "gathered rows", [&](auto l) {
+        using L = decltype(l);
+        gather_kernel<L><<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, static_cast<L*>(hi),
+                                                                              static_cast<L*>(lo));
+    });
+    check(cudaGetLastError(), "launching the rounded row gather");
 }
 
 void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded, int64_t* rows,
@@ -145,9 +155,21 @@ void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, c
 void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
                    const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s) {
     if (n_padded <= 0) return;
-    gather_padded_kernel<<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(x, H, k, row_slot, offsets, padded, n_expert,
-                                                                              gathered);
+    gather_padded_kernel<float><<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(x, H, k, row_slot, offsets, padded,
+                                                                                     n_expert, gathered, nullptr);
     check(cudaGetLastError(), "launching the padded row gather");
+}
+
+void gather_padded_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
+                           const int64_t* padded, int64_t n_expert, int64_t n_padded, DType type, void* hi, void* lo,
+                           cudaStream_t s) {
+    if (n_padded <= 0) return;
+    launch::on_sixteen_bit(type, "padded rows", [&](auto l) {
+        using L = decltype(l);
+        gather_padded_kernel<L><<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(
+            x, H, k, row_slot, offsets, padded, n_expert, static_cast<L*>(hi), static_cast<L*>(lo));
+    });
+    check(cudaGetLastError(), "launching the rounded padded row gather");
 }
 
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
@@ -229,6 +251,34 @@ std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t
     finish("gathering padded rows");
     std::vector<float> out;
     download(out, d_out, static_cast<size_t>(n_padded * H));
+    return out;
+}
+
+Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                              const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split) {
+    const auto E = static_cast<int64_t>(offsets.size()) - 1;
+    const int64_t rows = padded.empty() ? static_cast<int64_t>(row_slot.size()) : padded.back();
+    const size_t n = static_cast<size_t>(rows * H);
+    Buffer<float> d_x(x.size());
+    Buffer<int64_t> d_row_slot(row_slot.size()), d_offsets(offsets.size()), d_padded(padded.size()), d_rows(1);
+    Buffer<uint16_t> d_hi(n), d_lo(split ? n : 0);
+    upload(d_x, x.data(), x.size());
+    upload(d_row_slot, row_slot.data(), row_slot.size());
+    upload(d_offsets, offsets.data(), offsets.size());
+    upload(d_padded, padded.data(), padded.size());
+    upload(d_rows, &rows, 1);
+    // Poisoned: every part must be written (0xffff is a BF16 NaN).
+    check(cudaMemset(d_hi.ptr, 0xff, n * 2), "poisoning the output");
+    if (split) check(cudaMemset(d_lo.ptr, 0xff, n * 2), "poisoning the output");
+    if (padded.empty())
+        launch::gather_rows_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_rows.ptr, rows, DType::bf16, d_hi.ptr, d_lo.ptr, nullptr);
+    else
+        launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, rows, DType::bf16, d_hi.ptr,
+                                      d_lo.ptr, nullptr);
+    finish("gathering rounded rows");
+    Bf16Parts out;
+    download(out.hi, d_hi, n);
+    if (split) download(out.lo, d_lo, n);
     return out;
 }
 

@@ -30,6 +30,15 @@ std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::ve
 std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
                                  const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded);
 
+// BF16 parts as launch::round_split leaves them: hi, and lo (empty unless split).
+struct Bf16Parts {
+    std::vector<uint16_t> hi, lo;
+};
+// The dense gather (padded empty) or the padded one, rounded to BF16 parts in the same launch
+// (launch::gather_rows_rounded, launch::gather_padded_rounded).
+Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                              const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split);
+
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] (r ascending, dropped slots
 // skipped); base may be empty (zeros).
 std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,

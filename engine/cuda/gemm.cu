@@ -13,6 +13,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
+#include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
 #include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
@@ -36,16 +37,16 @@ __global__ void residual_f16_kernel(const float* x, int64_t n, __half* y) {
 template <typename L>
 __global__ void round_split_kernel(const float* x, int64_t n, L* hi, L* lo) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    if constexpr (std::is_same_v<L, __half>) {
-        const __half h = __float2half_rn(x[i]);
-        hi[i] = h;
-        if (lo) lo[i] = __float2half_rn(x[i] - __half2float(h));
-    } else {
-        const __nv_bfloat16 h = __float2bfloat16_rn(x[i]);
-        hi[i] = h;
-        if (lo) lo[i] = __float2bfloat16_rn(x[i] - __bfloat162float(h));
-    }
+    if (i < n) launch::store_parts_at(x[i], hi, lo, i);
+}
+
+// The same parts of h = silu(g) · u for gu [rows, 2F] (gate and up side by side): h [rows, F].
+template <typename L>
+__global__ void silu_mul_round_kernel(const float* gu, int64_t rows, int64_t F, L* hi, L* lo) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * F) return;
+    const int64_t r = i / F, f = i % F;
+    launch::store_parts_at(launch::silu_mul_rn(gu[r * 2 * F + f], gu[r * 2 * F + F + f]), hi, lo, i);
 }
 
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
@@ -61,13 +62,20 @@ void check_cublas(cublasStatus_t s, const char* what) {
 
 void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s) {
     if (n <= 0) return;
-    if (type == DType::bf16)
-        round_split_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(hi), static_cast<__nv_bfloat16*>(lo));
-    else if (type == DType::f16)
-        round_split_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<__half*>(hi), static_cast<__half*>(lo));
-    else
-        throw Error(ErrorKind::failure, std::string("activations rounded to ") + dtype_name(type) + ": not a 16-bit type");
+    on_sixteen_bit(type, "activations", [&](auto l) {
+        using L = decltype(l);
+        round_split_kernel<<<blocks_for(n), 256, 0, s>>>(x, n, static_cast<L*>(hi), static_cast<L*>(lo));
+    });
     check(cudaGetLastError(), "rounding activations");
+}
+
+void silu_mul_round(const float* gu, int64_t rows, int64_t F, DType type, void* hi, void* lo, cudaStream_t s) {
+    if (rows <= 0 || F <= 0) return;
+    on_sixteen_bit(type, "a SiLU-gated product", [&](auto l) {
+        using L = decltype(l);
+        silu_mul_round_kernel<<<blocks_for(rows * F), 256, 0, s>>>(gu, rows, F, static_cast<L*>(hi), static_cast<L*>(lo));
+    });
+    check(cudaGetLastError(), "launching the rounded SiLU-gated product");
 }
 
 void Blas::linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in, const void* w, DType w_type, int64_t out,
@@ -177,6 +185,20 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
     check(cudaDeviceSynchronize(), "running the GEMM");
     download(y, d_y, static_cast<size_t>(T * out));
     return y;
+}
+
+Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split) {
+    if (static_cast<int64_t>(gu.size()) != rows * 2 * F) throw Error(ErrorKind::input, "silu_mul_round_bf16: gu must be [rows, 2F]");
+    const size_t n = static_cast<size_t>(rows * F);
+    Buffer<float> d_gu(gu.size());
+    Buffer<uint16_t> d_hi(n), d_lo(split ? n : 0);
+    upload(d_gu, gu.data(), gu.size());
+    launch::silu_mul_round(d_gu.ptr, rows, F, DType::bf16, d_hi.ptr, d_lo.ptr, nullptr);
+    check(cudaDeviceSynchronize(), "running the rounded SiLU-gated product");
+    Bf16Parts out;
+    download(out.hi, d_hi, n);
+    if (split) download(out.lo, d_lo, n);
+    return out;
 }
 
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,

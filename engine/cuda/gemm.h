@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/cuda/dispatch_kernels.h"  // Bf16Parts
+
 namespace moe::cuda {
 
 // x [T, in] f32, w [out, in] BF16 bits; returns y [T, out]. Throws moe::Error on a CUDA or
@@ -47,6 +49,9 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
 // runs them. Returns y [offsets.back(), N] without the padding.
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split, int64_t pad);
+// h = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F] rounded to BF16 parts in one launch
+// (launch::silu_mul_round).
+Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split);
 // x [T, H] += shared_down · shared_h[t] + Σ_r weights[t·k+r] · (down[experts[t·k+r]] · h[t·k+r]),
 // BF16 weights: down E matrices [H, F]; shared_down [H, Fs] (empty: no shared experts);
 // dropped [E] (empty: none). Returns the new x.

@@ -63,6 +63,10 @@ void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, i
 // gathered[r] = x[row_slot[r] / k] for r < *n_rows (a device value); up to max_rows rows.
 void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
                  int64_t max_rows, float* gathered, cudaStream_t s);
+// The same rows rounded as round_split rounds them, into hi and (unless null) lo of `type`
+// (BF16 or F16): what the experts' products take, without the rows in f32 between.
+void gather_rows_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                         int64_t max_rows, DType type, void* hi, void* lo, cudaStream_t s);
 // The padded layout of dispatch::plan_batches (engine/expert_streams.h): padded [E+1] on the
 // device. pad_rows() moves each slot's row (rows, in place) to its padded row;
 // gather_padded() fills padded rows 0 .. n_padded-1 of `gathered`: a row of zeros where
@@ -71,6 +75,9 @@ void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, c
               cudaStream_t s);
 void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
                    const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s);
+void gather_padded_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
+                           const int64_t* padded, int64_t n_expert, int64_t n_padded, DType type, void* hi, void* lo,
+                           cudaStream_t s);
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] in rank order (rows < 0
 // skipped); base may be null. out may be base.
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
@@ -128,5 +135,8 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
 void round_split(const float* x, int64_t n, DType type, void* hi, void* lo, cudaStream_t s);
 // h [rows, F] = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F]: a gate and up product made as one.
 void silu_mul_pairs(const float* gu, int64_t rows, int64_t F, float* h, cudaStream_t s);
+// The same h rounded as round_split rounds it, into hi and (unless null) lo [rows, F] of `type`
+// (BF16 or F16): what the down product takes, without h in f32 between.
+void silu_mul_round(const float* gu, int64_t rows, int64_t F, DType type, void* hi, void* lo, cudaStream_t s);
 
 }  // namespace moe::cuda::launch

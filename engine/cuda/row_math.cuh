@@ -7,6 +7,12 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
+
+#include <string>
+
+#include "engine/error.h"
+#include "engine/tensor.h"
 
 namespace moe::cuda::launch {
 
@@ -154,6 +160,33 @@ __device__ inline void rope_head(float* v, const float* c, const float* s, int64
         v[j] = __fsub_rn(__fmul_rn(x1, c[j]), __fmul_rn(x2, s[j]));
         v[j + half] = __fadd_rn(__fmul_rn(x2, c[j]), __fmul_rn(x1, s[j]));
     }
+}
+
+// v stored at index i: as it is (L = float), or as launch::round_split's parts (L = BF16 or
+// F16): hi[i] its rounding to nearest even and, unless lo is null, lo[i] the rounding of what
+// that left out.
+template <typename L>
+__device__ inline void store_parts_at(float v, L* hi, L* lo, int64_t i) {
+    if constexpr (std::is_same_v<L, float>) {
+        hi[i] = v;
+    } else if constexpr (std::is_same_v<L, __half>) {
+        const __half h = __float2half_rn(v);
+        hi[i] = h;
+        if (lo) lo[i] = __float2half_rn(v - __half2float(h));
+    } else {
+        const __nv_bfloat16 h = __float2bfloat16_rn(v);
+        hi[i] = h;
+        if (lo) lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
+// f(L{}) with L the 16-bit type of activations rounded for `type`'s weights (BF16 or F16);
+// for other types a moe::Error naming `what`.
+template <typename F>
+void on_sixteen_bit(DType type, const char* what, F&& f) {
+    if (type == DType::bf16) f(__nv_bfloat16{});
+    else if (type == DType::f16) f(__half{});
+    else throw Error(ErrorKind::failure, std::string(what) + " rounded to " + dtype_name(type) + ": not a 16-bit type");
 }
 
 // silu(g) · u with the CPU's roundings (no fused multiply-add).
