@@ -91,3 +91,6 @@ elif python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; th
 else
     echo "gpu-bench: no PyTorch with CUDA here: the peer is skipped" >&2
 fi
+# The results in one line each (the end of a log is what a short turn on a GPU reads).
+echo "== summary"
+python3 tools/gpu-summary.py "$OUT" | tee "$OUT/summary.txt" || echo "gpu-bench: no python3 here: see the JSON in $OUT" >&2

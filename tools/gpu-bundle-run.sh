@@ -48,5 +48,7 @@ for pass in default switches; do
     done
 done
 tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
+echo "== suites"
+cat "$OUT/suites.txt"
 rm -rf "$dir"
 exit $failed
