@@ -35,6 +35,11 @@ if want experts; then
         MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
+    # Batched products over rows padded to 128 and to 256 (MOEWB_CUDA_EXPERT_PAD; 64 above).
+    for pad in 128 256; do
+        MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_EXPERT_PAD=$pad "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+            --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-batched-pad$pad.json"
+    done
 fi
 source tools/gpu-switches.sh
 if want prefill; then

@@ -18,6 +18,7 @@ DEFAULTS = {
     "rope": "separate",
     "expert_gemm": "auto",
     "expert_streams": "4",
+    "expert_pad": "64",
     "kv_cache": "f32",
     "weight_loads": "cached",
 }

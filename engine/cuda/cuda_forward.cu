@@ -251,10 +251,10 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
         };
         if (batched(m)) {
-            // Each expert's rows padded to a multiple of kBatchPad (rows of zeros after them);
+            // Each expert's rows padded to a multiple of expert_row_pad() (rows of zeros after them);
             // the experts of one padded count in one cuBLAS batched product, gate and up, then
             // down. The slots' rows move to the padded layout for the combine.
-            const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, kBatchPad);
+            const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, launch::expert_row_pad());
             const int64_t n_pad = plan.padded.back();
             check(cudaMemcpyAsync(s.padded, plan.padded.data(), plan.padded.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
                                   stream_),

@@ -281,7 +281,7 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
 }
 
 int64_t CudaDeepseekMoe::expert_rows_capacity(int64_t n_slots, int64_t n_expert) {
-    return launch::batched_expert_products() ? dispatch::padded_capacity(n_slots, n_expert, kBatchPad) : n_slots;
+    return launch::batched_expert_products() ? dispatch::padded_capacity(n_slots, n_expert, launch::expert_row_pad()) : n_slots;
 }
 
 void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {

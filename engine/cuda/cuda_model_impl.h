@@ -178,8 +178,8 @@ private:
     };
     static constexpr int64_t kSmallStep = 64;  // token-expert slots run as per-slot products
     // Batched experts' products (launch::batched_expert_products): each expert's rows padded to
-    // a multiple of kBatchPad; the step's rows of the experts' products, padding included.
-    static constexpr int64_t kBatchPad = 64;
+    // a multiple of launch::expert_row_pad(); the step's rows of the experts' products, padding
+    // included.
     static int64_t expert_rows_capacity(int64_t n_slots, int64_t n_expert);
     Step carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const;
     void ensure_workspace(int64_t T, int64_t k) const;

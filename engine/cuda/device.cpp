@@ -153,6 +153,18 @@ bool grouped_expert_products(bool split) {
 
 bool batched_expert_products() { return expert_gemm_mode() == 3; }
 
+int64_t expert_row_pad() {
+    static const int64_t pad = [] {
+        const char* env = std::getenv("MOEWB_CUDA_EXPERT_PAD");
+        if (!env || !*env) return int64_t(64);
+        char* end = nullptr;
+        const long v = std::strtol(env, &end, 10);
+        const bool power_of_two = v > 0 && (v & (v - 1)) == 0;
+        return *end == '\0' && power_of_two && v >= 8 && v <= 512 ? static_cast<int64_t>(v) : int64_t(64);
+    }();
+    return pad;
+}
+
 bool f32_attention_asked() {
     static const bool asked = env_is("MOEWB_CUDA_ATTENTION", "f32");
     return asked;
@@ -204,6 +216,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
         {"expert_gemm", gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
+        {"expert_pad", std::to_string(launch::expert_row_pad())},
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
     };

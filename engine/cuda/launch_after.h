@@ -34,6 +34,9 @@ bool grouped_expert_products(bool split);
 // Whether MOEWB_CUDA_EXPERT_GEMM=batched asks for cuBLAS batched products over the experts
 // whose rows are padded to the same count (dispatch::plan_batches), for both modes.
 bool batched_expert_products();
+// What each expert's rows are padded to a multiple of for batched products:
+// MOEWB_CUDA_EXPERT_PAD, a power of two from 8 to 512; 64 when unset or not such a number.
+int64_t expert_row_pad();
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (the default per mode), 1 grouped, 2 cublas, 3 batched.
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
