@@ -116,13 +116,20 @@ void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan&
                                    const Step& s) const {
     const auto E = static_cast<int64_t>(m.experts.size());
     const int64_t H = m.experts.front().gate.in, F = m.experts.front().gate.out;
-    tables_host_.assign(static_cast<size_t>(kBatchTables * E), nullptr);
+    // The padded layout, then the tables, in the pinned buffer: written again only after the next
+    // layer's offsets have come back, when these copies are long done.
+    auto* padded = static_cast<int64_t*>(plan_pinned_.get());
+    std::copy(plan.padded.begin(), plan.padded.end(), padded);
+    check(cudaMemcpyAsync(s.padded, padded, plan.padded.size() * sizeof(int64_t), cudaMemcpyHostToDevice, stream_),
+          "copying the padded layout");
+    auto* tables = reinterpret_cast<const void**>(padded + E + 1);
+    std::fill(tables, tables + kBatchTables * E, nullptr);
     int64_t i = 0;
     for (const dispatch::ExpertBatch& b : plan.batches)
         for (const int64_t e : b.experts) {
             const Ffn& f = m.experts[static_cast<size_t>(e)];
             const int64_t p = plan.padded[static_cast<size_t>(e)];
-            auto set = [&](BatchTable t, const void* v) { tables_host_[static_cast<size_t>(t * E + i)] = v; };
+            auto set = [&](BatchTable t, const void* v) { tables[t * E + i] = v; };
             set(kGateW, f.gate.w);
             set(kUpW, f.up.w);
             set(kDownW, f.down.w);
@@ -135,9 +142,7 @@ void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan&
             set(kDownY, s.results + p * m.experts.front().down.out);
             ++i;
         }
-    // From pageable memory: the call returns once the pointers are staged, so the vector may be
-    // filled again for the next layer.
-    check(cudaMemcpyAsync(s.tables, tables_host_.data(), tables_host_.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_),
+    check(cudaMemcpyAsync(s.tables, tables, static_cast<size_t>(kBatchTables * E) * sizeof(void*), cudaMemcpyHostToDevice, stream_),
           "copying the batched products' pointers");
 }
 
@@ -256,15 +261,12 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             // down. The slots' rows move to the padded layout for the combine.
             const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, launch::expert_row_pad());
             const int64_t n_pad = plan.padded.back();
-            check(cudaMemcpyAsync(s.padded, plan.padded.data(), plan.padded.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
-                                  stream_),
-                  "copying the padded layout");
-            launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
             auto* hi = static_cast<uint16_t*>(s.lowp);
             uint16_t* lo = blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
+            batch_tables(m, plan, hi, lo, s);  // s.padded and s.tables
+            launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
             launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi, lo,
                                           stream_);
-            batch_tables(m, plan, hi, lo, s);
             const bool one = all_adjacent(m);
             auto table = [&](BatchTable t, int64_t first) { return s.tables + t * E + first; };
             auto outputs = [&](BatchTable t, int64_t first) { return reinterpret_cast<float* const*>(table(t, first)); };

@@ -185,6 +185,10 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         check(cudaMallocHost(&offsets, static_cast<size_t>(std::max<int64_t>(E, 0) + 1) * sizeof(int64_t)),
               "allocating pinned host memory");
         offsets_pinned_.reset(offsets);
+        void* plan = nullptr;
+        check(cudaMallocHost(&plan, static_cast<size_t>((std::max<int64_t>(E, 0) + 1) * (1 + kBatchTables)) * sizeof(int64_t)),
+              "allocating pinned host memory");
+        plan_pinned_.reset(plan);
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;
         check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");

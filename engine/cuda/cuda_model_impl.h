@@ -243,8 +243,9 @@ private:
     static bool uniform_experts(const MoeLayer& m);
     // Whether a MoE layer's routed experts run as cuBLAS batched products over the padded layout.
     static bool batched(const MoeLayer& m);
-    // The pointer arrays of the batched products of a plan, uploaded into s.tables: one row of
-    // E per kind (BatchTable), each row's experts in the order of the plan's batches.
+    // The padded layout of a plan uploaded into s.padded, and the pointer arrays of its batched
+    // products into s.tables: one row of E per kind (BatchTable), each row's experts in the
+    // order of the plan's batches.
     enum BatchTable : int { kGateW, kUpW, kDownW, kXHi, kXLo, kHHi, kHLo, kGateY, kUpY, kDownY, kBatchTables };
     void batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi, const uint16_t* lo,
                       const Step& s) const;
@@ -324,7 +325,9 @@ private:
     mutable std::vector<int64_t> offsets_host_;
     PinnedMem offsets_pinned_;             // [E+1]: a large step's expert offsets, read from the device
     cudaEvent_t offsets_ready_ = nullptr;  // recorded after that read
-    mutable std::vector<const void*> tables_host_;  // batch_tables, before the upload
+    // Pinned: a batched step's padded layout [E+1] then its pointer arrays [kBatchTables, E],
+    // before their upload (pinned, so that the upload does not wait for the stream).
+    PinnedMem plan_pinned_;
     // Decode (one token) replayed from a CUDA graph, captured again when what it is bound to
     // changes; if capture fails, steps run launch by launch from then on.
     bool use_graphs_ = true;
