@@ -65,7 +65,8 @@ MOE_HD inline int64_t segment_of(const int64_t* starts, int64_t n, int64_t i) {
     int64_t lo = 0, hi = n;
     while (hi - lo > 1) {
         const int64_t mid = (lo + hi) / 2;
-        if (starts[mid] <= i) lo = mid;
+        if (starts[mid] <= i)
+            lo = mid;
         else hi = mid;
     }
     return lo;

@@ -93,23 +93,26 @@ private slots:
         const double tolerance[] = {1e-5, 5e-5, 2e-2, 5e-5, 2e-2};
         const char* math_name[] = {"f32", "split bf16", "bf16", "pipelined split bf16", "pipelined bf16"};
         for (int mi = 0; mi < 5; ++mi)
-        for (const Case c : {Case{512, 0, 16, 16, 128, false}, Case{1, 2047, 16, 16, 128, false}, Case{64, 100, 8, 2, 64, false},
-                             Case{5, 0, 4, 4, 16, false}, Case{100, 37, 6, 3, 96, false}, Case{1, 0, 4, 2, 32, false},
-                             Case{1, 700, 16, 16, 128, true}, Case{3, 10, 2, 1, 192, false}, Case{130, 5, 4, 2, 128, false},
-                             Case{70, 0, 2, 2, 64, false}, Case{2, 3, 2, 2, 64, false}}) {
-            const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);  // device position: room beyond
-            const Inputs in = inputs(rng, c, P);
-            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi],
-                                                         moe::cuda::DecodeAttention::scalar, moe::cuda::KvType::f32, kernels[mi]);
-            for (const float x : got) QVERIFY(std::isfinite(x));  // the output is poisoned with NaN first
-            const double worst = worst_error(in, c, got);
-            // Decode, and heads the tensor-core kernel does not take, stay f32 whatever is asked.
-            const bool on_tensor_cores = c.T > 1 && !c.device_pos && (c.hd == 64 || c.hd == 128);
-            const double tol = tolerance[on_tensor_cores ? mi : 0];
-            qInfo("%s: T=%lld pos0=%lld heads %lld/%lld×%lld: max |Δ| %.3g (tolerance %.0e)", math_name[mi], (long long)c.T,
-                  (long long)c.pos0, (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst, tol);
-            QVERIFY(worst < tol);
-        }
+            for (const Case c :
+                 {Case{512, 0, 16, 16, 128, false}, Case{1, 2047, 16, 16, 128, false}, Case{64, 100, 8, 2, 64, false},
+                  Case{5, 0, 4, 4, 16, false}, Case{100, 37, 6, 3, 96, false}, Case{1, 0, 4, 2, 32, false},
+                  Case{1, 700, 16, 16, 128, true}, Case{3, 10, 2, 1, 192, false}, Case{130, 5, 4, 2, 128, false},
+                  Case{70, 0, 2, 2, 64, false}, Case{2, 3, 2, 2, 64, false}}) {
+                const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);  // device position: room beyond
+                const Inputs in = inputs(rng, c, P);
+                const auto got = moe::cuda::causal_attention(
+                    in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, maths[mi],
+                    moe::cuda::DecodeAttention::scalar, moe::cuda::KvType::f32, kernels[mi]);
+                for (const float x : got) QVERIFY(std::isfinite(x));  // the output is poisoned with NaN first
+                const double worst = worst_error(in, c, got);
+                // Decode, and heads the tensor-core kernel does not take, stay f32 whatever is asked.
+                const bool on_tensor_cores = c.T > 1 && !c.device_pos && (c.hd == 64 || c.hd == 128);
+                const double tol = tolerance[on_tensor_cores ? mi : 0];
+                qInfo("%s: T=%lld pos0=%lld heads %lld/%lld×%lld: max |Δ| %.3g (tolerance %.0e)", math_name[mi],
+                      (long long)c.T, (long long)c.pos0, (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst,
+                      tol);
+                QVERIFY(worst < tol);
+            }
     }
 
     // Both decode kernels (DecodeAttention) against the definition, within the f32 tolerance:
@@ -159,10 +162,14 @@ private slots:
             {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
             {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5},
             {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2},
-            {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
-            {Case{512, 0, 16, 16, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
-            {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5, PrefillAttention::pipelined},
-            {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2, PrefillAttention::pipelined},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5,
+             PrefillAttention::pipelined},
+            {Case{512, 0, 16, 16, 128, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5,
+             PrefillAttention::pipelined},
+            {Case{70, 0, 2, 2, 64, false}, AttentionMath::split_bf16, DecodeAttention::scalar, 5e-5,
+             PrefillAttention::pipelined},
+            {Case{130, 5, 4, 2, 128, false}, AttentionMath::bf16, DecodeAttention::scalar, 2e-2,
+             PrefillAttention::pipelined},
             {Case{3, 10, 2, 1, 192, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
             {Case{1, 700, 8, 2, 64, true}, AttentionMath::f32, DecodeAttention::scalar, 1e-5},
@@ -174,8 +181,9 @@ private slots:
             const Case& c = run.c;
             const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
             Inputs in = inputs(rng, c, P);
-            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
-                                                         run.math, run.decode, moe::cuda::KvType::bf16, run.prefill);
+            const auto got =
+                moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos, run.math,
+                                            run.decode, moe::cuda::KvType::bf16, run.prefill);
             for (const float x : got) QVERIFY(std::isfinite(x));
             for (auto* kv : {&in.k, &in.v})
                 for (float& x : *kv) x = moe::bf16_to_f32(moe::f32_to_bf16(x));

@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "engine/cuda/device.h"
-#include "tests/cuda_test_support.h"
 #include "engine/cuda/dispatch_kernels.h"
 #include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
 #include "engine/tensor.h"
+#include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -79,7 +79,8 @@ private slots:
                 // the slots' rows moved with them.
                 for (const int64_t pad : {int64_t(64), int64_t(7)}) {
                     const moe::dispatch::BatchPlan plan = moe::dispatch::plan_batches(offsets.data(), E, pad);
-                    const std::vector<float> padded_x = moe::cuda::gather_padded(x, H, k, row_slot, offsets, plan.padded);
+                    const std::vector<float> padded_x =
+                        moe::cuda::gather_padded(x, H, k, row_slot, offsets, plan.padded);
                     QCOMPARE(padded_x.size(), size_t(plan.padded.back() * H));
                     for (int64_t p = 0; p < plan.padded.back(); ++p) {
                         const int64_t row = moe::dispatch::row_of_padded(offsets.data(), plan.padded.data(), E, p);
@@ -88,17 +89,20 @@ private slots:
                     }
                     const std::vector<int64_t> padded_rows = moe::cuda::pad_rows(experts, offsets, plan.padded, rows);
                     for (size_t sl = 0; sl < rows.size(); ++sl)
-                        QCOMPARE(padded_rows[sl], rows[sl] < 0 ? int64_t(-1)
-                                                               : moe::dispatch::padded_row(offsets.data(), plan.padded.data(),
-                                                                                           experts[sl], rows[sl]));
+                        QCOMPARE(padded_rows[sl], rows[sl] < 0
+                                                      ? int64_t(-1)
+                                                      : moe::dispatch::padded_row(offsets.data(), plan.padded.data(),
+                                                                                  experts[sl], rows[sl]));
                     // Rounded in the gather: round_split's parts of the same rows.
-                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, plan.padded, true), padded_x, true);
+                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, plan.padded, true),
+                                  padded_x, true);
                     // The combine over the padded rows sums what it sums over the gathered ones.
                     QCOMPARE(moe::cuda::combine_rows(padded_x, H, T, k, padded_rows, w, base),
                              moe::cuda::combine_rows(gathered, H, T, k, rows, w, base));
                 }
                 for (const bool split : {false, true})
-                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, {}, split), gathered, split);
+                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, {}, split), gathered,
+                                  split);
                 const std::vector<float> out = moe::cuda::combine_rows(gathered, H, T, k, rows, w, base);
                 for (int64_t t = 0; t < T; ++t)
                     for (int64_t i = 0; i < H; ++i) {

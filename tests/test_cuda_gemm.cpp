@@ -82,29 +82,32 @@ private slots:
                 for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
             // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it.
             for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
-            for (const bool split : {false, true}) {
-                const std::vector<float> y = pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad)
-                                                 : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
-                QCOMPARE(y.size(), size_t(rows * N));
-                for (const float v : y) QVERIFY(std::isfinite(v));
-                double worst = 0;
-                for (size_t e = 0; e < counts.size(); ++e)
-                    for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
-                        for (int64_t o = r % 5; o < N; o += 5) {
-                            double exact = 0, mag = 0;
-                            for (int64_t i = 0; i < K; ++i) {
-                                const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
-                                const float xi = x[size_t(r * K + i)];
-                                const double xv = split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
-                                exact += xv * wi;
-                                mag += std::abs(xv * wi);
+                for (const bool split : {false, true}) {
+                    const std::vector<float> y =
+                        pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad)
+                            : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
+                    QCOMPARE(y.size(), size_t(rows * N));
+                    for (const float v : y) QVERIFY(std::isfinite(v));
+                    double worst = 0;
+                    for (size_t e = 0; e < counts.size(); ++e)
+                        for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
+                            for (int64_t o = r % 5; o < N; o += 5) {
+                                double exact = 0, mag = 0;
+                                for (int64_t i = 0; i < K; ++i) {
+                                    const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
+                                    const float xi = x[size_t(r * K + i)];
+                                    const double xv =
+                                        split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
+                                    exact += xv * wi;
+                                    mag += std::abs(xv * wi);
+                                }
+                                worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
                             }
-                            worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
-                        }
-                qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g", pad ? "batched, padded to" : "in one launch",
-                      (long long)pad, (long long)K, (long long)N, split ? " (split)" : "", worst);
-                QVERIFY(worst < 1e-5);
-            }
+                    qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
+                          pad ? "batched, padded to" : "in one launch", (long long)pad, (long long)K, (long long)N,
+                          split ? " (split)" : "", worst);
+                    QVERIFY(worst < 1e-5);
+                }
         }
     }
 

@@ -11,10 +11,10 @@
 
 #include "engine/cpu/ops.h"
 #include "engine/cuda/device.h"
-#include "tests/cuda_test_support.h"
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/ops_kernels.h"
 #include "engine/tensor.h"
+#include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
 namespace {

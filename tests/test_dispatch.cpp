@@ -125,7 +125,8 @@ private slots:
             const int64_t E = 1 + rng.next() % 80;
             const int64_t pad = std::array<int64_t, 4>{1, 8, 64, 128}[rng.next() % 4];
             std::vector<int64_t> offsets = {0};
-            for (int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (rng.next() % 3 == 0 ? 0 : rng.next() % 400));
+            for (int64_t e = 0; e < E; ++e)
+                offsets.push_back(offsets.back() + (rng.next() % 3 == 0 ? 0 : rng.next() % 400));
             const int64_t total = offsets.back();
             const d::BatchPlan plan = d::plan_batches(offsets.data(), E, pad);
             QCOMPARE(int64_t(plan.padded.size()), E + 1);

@@ -408,9 +408,10 @@ void launch_vector_split(size_t shared, int64_t positions, int64_t nh, const flo
 
 // launch::attention with keys and values of type KV (float or BF16).
 template <typename KV>
-void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                  int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos, int64_t max_positions, float* partials,
-                  AttentionMath math, DecodeAttention decode, PrefillAttention prefill, void* scratch) {
+void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                  int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
+                  int64_t max_positions, float* partials, AttentionMath math, DecodeAttention decode,
+                  PrefillAttention prefill, void* scratch) {
     const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
     if (T == 1 && partials) {
         // Decode: the positions split over kSplits blocks per head, then merged.
@@ -480,11 +481,12 @@ void launch::attention(const float* q, const void* k, const void* v, int64_t T, 
                        PrefillAttention prefill, void* scratch) {
     if (T <= 0) return;
     if (kv == KvType::bf16)
-        attention_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
-                     head_dim, pos0, out, s, d_pos, max_positions, partials, math, decode, prefill, scratch);
+        attention_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads,
+                     n_kv_heads, head_dim, pos0, out, s, d_pos, max_positions, partials, math, decode, prefill,
+                     scratch);
     else
-        attention_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim, pos0,
-                     out, s, d_pos, max_positions, partials, math, decode, prefill, scratch);
+        attention_of(q, static_cast<const float*>(k), static_cast<const float*>(v), T, n_heads, n_kv_heads, head_dim,
+                     pos0, out, s, d_pos, max_positions, partials, math, decode, prefill, scratch);
 }
 
 std::vector<float> causal_attention(const std::vector<float>& q, const std::vector<float>& k,

@@ -87,8 +87,8 @@ struct RowState {
 // Scores of the warp's 16 rows of the query tile qs (lo part q_lo elements on, when QLO)
 // against the BK keys of ks (lo part k_lo on, when KLO), rows of ld elements.
 template <int HD, int BK, bool QLO, bool KLO>
-__device__ inline void tile_scores(float (&s)[BK / 8][4], const __nv_bfloat16* qs, int q_lo, const __nv_bfloat16* ks, int k_lo,
-                                   int ld, int warp, int lane) {
+__device__ inline void tile_scores(float (&s)[BK / 8][4], const __nv_bfloat16* qs, int q_lo, const __nv_bfloat16* ks,
+                                   int k_lo, int ld, int warp, int lane) {
 #pragma unroll
     for (int n = 0; n < BK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 #pragma unroll
@@ -109,8 +109,8 @@ __device__ inline void tile_scores(float (&s)[BK / 8][4], const __nv_bfloat16* q
 // maximum over the quad of lanes holding the row, the earlier output and sum rescaled; s
 // becomes the probabilities.
 template <int HD, int BK>
-__device__ inline void tile_softmax(float (&s)[BK / 8][4], RowState<HD>& st, int64_t k0, const int64_t (&qi)[2], int64_t T,
-                                    int64_t pos0, float scale, int c) {
+__device__ inline void tile_softmax(float (&s)[BK / 8][4], RowState<HD>& st, int64_t k0, const int64_t (&qi)[2],
+                                    int64_t T, int64_t pos0, float scale, int c) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         float mx = -INFINITY;
@@ -152,8 +152,8 @@ __device__ inline void tile_softmax(float (&s)[BK / 8][4], RowState<HD>& st, int
 // the A operand without leaving the registers: the accumulators of two neighbouring 8-key
 // column tiles are the A fragment of one 16-key chunk.
 template <int HD, int BK, bool PLO, bool VLO>
-__device__ inline void tile_values(RowState<HD>& st, const float (&s)[BK / 8][4], const __nv_bfloat16* vs, int v_lo, int ld,
-                                   int lane) {
+__device__ inline void tile_values(RowState<HD>& st, const float (&s)[BK / 8][4], const __nv_bfloat16* vs, int v_lo,
+                                   int ld, int lane) {
 #pragma unroll
     for (int kc = 0; kc < BK / 16; ++kc) {
         uint32_t a[2][4];
@@ -178,8 +178,8 @@ __device__ inline void tile_values(RowState<HD>& st, const float (&s)[BK / 8][4]
 
 // The rows' outputs divided by their sums, for the queries before T.
 template <int HD>
-__device__ inline void write_rows(const RowState<HD>& st, const int64_t (&qi)[2], int64_t T, int64_t n_heads, int64_t h, int c,
-                                  float* out) {
+__device__ inline void write_rows(const RowState<HD>& st, const int64_t (&qi)[2], int64_t T, int64_t n_heads, int64_t h,
+                                  int c, float* out) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         float sum = st.l[i];
@@ -266,10 +266,11 @@ template <int HD, int BK, bool QLO, bool KVLO>
 struct PipeLayout {
     static constexpr int kQParts = QLO ? 2 : 1, kKVParts = KVLO ? 2 : 1;
     static constexpr int kLd = HD + 8;
-    static constexpr int kQ = kBQ * kLd;               // one part of the query tile
-    static constexpr int kTile = BK * kLd;             // one part of a key or value tile
+    static constexpr int kQ = kBQ * kLd;                 // one part of the query tile
+    static constexpr int kTile = BK * kLd;               // one part of a key or value tile
     static constexpr int kStage = 2 * kKVParts * kTile;  // keys' parts, then values' parts
-    static constexpr size_t kBytes = (static_cast<size_t>(kQParts) * kQ + 2 * static_cast<size_t>(kStage)) * sizeof(__nv_bfloat16);
+    static constexpr size_t kBytes =
+        (static_cast<size_t>(kQParts) * kQ + 2 * static_cast<size_t>(kStage)) * sizeof(__nv_bfloat16);
 };
 
 // Queries, keys and values rounded to BF16 parts before the launch (qh, ql [T, nh, hd]; kh, kl,
@@ -277,10 +278,11 @@ struct PipeLayout {
 // tile and then its key and value tiles into shared memory with cp.async, the next tile in
 // flight while the warps work on this one.
 template <int HD, int BK, bool QLO, bool KVLO>
-__global__ void __launch_bounds__(kThreads) pipelined_attention_kernel(
-    const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
-    const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale,
-    int64_t n_qtiles, float* out) {
+__global__ void __launch_bounds__(kThreads)
+    pipelined_attention_kernel(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
+                               const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T,
+                               int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale, int64_t n_qtiles,
+                               float* out) {
     using L = PipeLayout<HD, BK, QLO, KVLO>;
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);
@@ -377,9 +379,9 @@ void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t 
 // Key tiles of 64 positions, of 32 when keys and values have two parts (the shared memory of
 // two blocks per multiprocessor).
 template <int HD, bool QLO, bool KVLO>
-void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
-                      const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh, int64_t nkv, int64_t pos0,
-                      float scale, float* out, cudaStream_t s) {
+void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
+                      const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh,
+                      int64_t nkv, int64_t pos0, float scale, float* out, cudaStream_t s) {
     constexpr int BK = KVLO ? 32 : 64;
     using L = PipeLayout<HD, BK, QLO, KVLO>;
     auto* kernel = pipelined_attention_kernel<HD, BK, QLO, KVLO>;
@@ -396,12 +398,15 @@ void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __
 }
 
 template <int HD>
-void launch_pipelined_of(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh, const __nv_bfloat16* kl,
-                         const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh, int64_t nkv, int64_t pos0,
-                         float scale, float* out, cudaStream_t s) {
-    if (ql && kl) launch_pipelined<HD, true, true>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
-    else if (ql) launch_pipelined<HD, true, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
-    else launch_pipelined<HD, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+void launch_pipelined_of(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
+                         const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T,
+                         int64_t nh, int64_t nkv, int64_t pos0, float scale, float* out, cudaStream_t s) {
+    if (ql && kl)
+        launch_pipelined<HD, true, true>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+    else if (ql)
+        launch_pipelined<HD, true, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+    else
+        launch_pipelined<HD, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
 }
 
 bool mma_takes(const void* q, const void* k, const void* v, const void* out, int64_t n_heads, int64_t n_kv_heads,
@@ -410,7 +415,9 @@ bool mma_takes(const void* q, const void* k, const void* v, const void* out, int
            n_kv_heads > 0 && n_heads % n_kv_heads == 0;
 }
 
-size_t round256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t round256(size_t bytes) {
+    return (bytes + 255) / 256 * 256;
+}
 
 }  // namespace
 
@@ -426,8 +433,8 @@ bool attention_mma(const float* q, const void* k, const void* v, int64_t T, int6
     return true;
 }
 
-size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t pos0, bool split,
-                                   KvType kv) {
+size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t pos0,
+                                   bool split, KvType kv) {
     const size_t parts = split ? 2 : 1, two = sizeof(__nv_bfloat16);
     const size_t q = round256(static_cast<size_t>(T * n_heads * head_dim) * two);
     const size_t kvp = kv == KvType::f32 ? round256(static_cast<size_t>((pos0 + T) * n_kv_heads * head_dim) * two) : 0;
@@ -467,8 +474,10 @@ bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T
         kh = static_cast<const __nv_bfloat16*>(k);
         vh = static_cast<const __nv_bfloat16*>(v);
     }
-    if (head_dim == 128) launch_pipelined_of<128>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
-    else launch_pipelined_of<64>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
+    if (head_dim == 128)
+        launch_pipelined_of<128>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
+    else
+        launch_pipelined_of<64>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
     return true;
 }
 

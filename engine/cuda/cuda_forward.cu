@@ -51,8 +51,9 @@ bool CudaDeepseekMoe::uniform_experts(const MoeLayer& m) {
     if (m.experts.empty()) return false;
     const Ffn& f0 = m.experts.front();
     return std::all_of(m.experts.begin(), m.experts.end(), [&](const Ffn& f) {
-        return f.gate.out == f0.gate.out && f.gate.in == f0.gate.in && f.down.in == f0.down.in && f.down.out == f0.down.out &&
-               rounds_once(f) && f.gate.type == f0.gate.type && f.down.type == f0.gate.type;
+        return f.gate.out == f0.gate.out && f.gate.in == f0.gate.in && f.down.in == f0.down.in &&
+               f.down.out == f0.down.out && rounds_once(f) && f.gate.type == f0.gate.type &&
+               f.down.type == f0.gate.type;
     });
 }
 
@@ -93,14 +94,16 @@ void CudaDeepseekMoe::on_side_streams(const std::vector<std::pair<int64_t, int>>
 
 void CudaDeepseekMoe::for_experts(const std::function<void(int64_t, launch::Blas&)>& fn) const {
     const auto E = static_cast<int64_t>(offsets_host_.size()) - 1;
-    std::vector<std::pair<int64_t, int>> jobs = dispatch::spread_experts(offsets_host_.data(), E, static_cast<int>(side_.size()));
+    std::vector<std::pair<int64_t, int>> jobs =
+        dispatch::spread_experts(offsets_host_.data(), E, static_cast<int>(side_.size()));
     // On one stream, in expert order.
     if (side_.empty()) std::sort(jobs.begin(), jobs.end());
     on_side_streams(jobs, fn);
 }
 
-void CudaDeepseekMoe::for_batches(const dispatch::BatchPlan& plan,
-                                  const std::function<void(const dispatch::ExpertBatch&, int64_t, launch::Blas&)>& fn) const {
+void CudaDeepseekMoe::for_batches(
+    const dispatch::BatchPlan& plan,
+    const std::function<void(const dispatch::ExpertBatch&, int64_t, launch::Blas&)>& fn) const {
     std::vector<int64_t> first(plan.batches.size() + 1, 0), work;
     for (size_t b = 0; b < plan.batches.size(); ++b) {
         const dispatch::ExpertBatch& batch = plan.batches[b];
@@ -112,8 +115,8 @@ void CudaDeepseekMoe::for_batches(const dispatch::BatchPlan& plan,
     });
 }
 
-void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi, const uint16_t* lo,
-                                   const Step& s) const {
+void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi,
+                                   const uint16_t* lo, const Step& s) const {
     const auto E = static_cast<int64_t>(m.experts.size());
     const int64_t H = m.experts.front().gate.in, F = m.experts.front().gate.out;
     // The padded layout, then the tables, in the pinned buffer: written again only after the next
@@ -142,7 +145,8 @@ void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan&
             set(kDownY, s.results + p * m.experts.front().down.out);
             ++i;
         }
-    check(cudaMemcpyAsync(s.tables, tables, static_cast<size_t>(kBatchTables * E) * sizeof(void*), cudaMemcpyHostToDevice, stream_),
+    check(cudaMemcpyAsync(s.tables, tables, static_cast<size_t>(kBatchTables * E) * sizeof(void*),
+                          cudaMemcpyHostToDevice, stream_),
           "copying the batched products' pointers");
 }
 
@@ -262,14 +266,17 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, launch::expert_row_pad());
             const int64_t n_pad = plan.padded.back();
             auto* hi = static_cast<uint16_t*>(s.lowp);
-            uint16_t* lo = blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
+            uint16_t* lo =
+                blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
             batch_tables(m, plan, hi, lo, s);  // s.padded and s.tables
             launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
-            launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi, lo,
-                                          stream_);
+            launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi,
+                                          lo, stream_);
             const bool one = all_adjacent(m);
             auto table = [&](BatchTable t, int64_t first) { return s.tables + t * E + first; };
-            auto outputs = [&](BatchTable t, int64_t first) { return reinterpret_cast<float* const*>(table(t, first)); };
+            auto outputs = [&](BatchTable t, int64_t first) {
+                return reinterpret_cast<float* const*>(table(t, first));
+            };
             for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
                 const auto n = static_cast<int64_t>(b.experts.size());
                 const void* const* x_lo = lo ? table(kXLo, i) : nullptr;
@@ -287,7 +294,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             stage("experts gate+up");
             for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
                 blas.linear_rounded_batched(table(kHHi, i), lo ? table(kHLo, i) : nullptr, b.rows, F, table(kDownW, i),
-                                            m.expert_type, H, outputs(kDownY, i), H, static_cast<int64_t>(b.experts.size()));
+                                            m.expert_type, H, outputs(kDownY, i), H,
+                                            static_cast<int64_t>(b.experts.size()));
             });
         } else if (grouped(m)) {
             // All experts in one launch per product: gate and up (one product of 2F outputs when
@@ -296,7 +304,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
             const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
-            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo, stream_);
+            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
+                                        stream_);
             if (all_adjacent(m)) {
                 launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, 2 * F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
             } else {
@@ -312,7 +321,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             auto* hi = static_cast<uint16_t*>(s.lowp);
             const int64_t room = n_slots * std::max(H, F);
             uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
-            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo, stream_);
+            launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
+                                        stream_);
             for_experts([&](int64_t e, launch::Blas& blas) {
                 const auto [r0, n] = rows_of(e);
                 gate_up_rounded(blas, m.experts[static_cast<size_t>(e)], hi + r0 * H, lo ? lo + r0 * H : nullptr, n, s.eg + r0 * 2 * F);
@@ -380,13 +390,16 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
         // q, k and v of 16-bit weights of one type on cuBLAS: the normed rows rounded once for
         // the three (what Blas::linear rounds for each).
-        const bool once = T > kGemvTokens && L.q.type == L.k.type && L.q.type == L.v.type && (L.q.type == DType::bf16 || L.q.type == DType::f16);
+        const bool once = T > kGemvTokens && L.q.type == L.k.type && L.q.type == L.v.type &&
+                          (L.q.type == DType::bf16 || L.q.type == DType::f16);
         auto* hi = static_cast<uint16_t*>(s.lowp);
         uint16_t* lo = blas_->split_activations() ? hi + T * H : nullptr;
         if (once) launch::round_split(s.normed, T * H, L.q.type, hi, lo, stream_);
         auto project = [&](const Linear& l, float* y, int64_t ldy) {
-            if (once) blas_->linear_rounded(hi, lo, T, l.in, l.w, l.type, l.out, y, ldy);
-            else linear(l, s.normed, T, y, ldy, s);
+            if (once)
+                blas_->linear_rounded(hi, lo, T, l.in, l.w, l.type, l.out, y, ldy);
+            else
+                linear(l, s.normed, T, y, ldy, s);
         };
         project(L.q, s.q, qdim);
         launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
@@ -406,8 +419,9 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
             launch::rope_halves(kc, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
         }
         stage("norm+qkv+rope");
-        launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0, attn_partials_,
-                          attention_math_, DecodeAttention::scalar, dc.type, prefill_attention_, attn_scratch);
+        launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0,
+                          attn_partials_, attention_math_, DecodeAttention::scalar, dc.type, prefill_attention_,
+                          attn_scratch);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
         launch::add(s.x, s.branch, T * H, stream_);

@@ -175,7 +175,8 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         attention_math_ = attn_type == DType::f32 || launch::f32_attention_asked() ? AttentionMath::f32
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
-        prefill_attention_ = launch::pipelined_attention_asked() ? PrefillAttention::pipelined : PrefillAttention::tiles;
+        prefill_attention_ =
+            launch::pipelined_attention_asked() ? PrefillAttention::pipelined : PrefillAttention::tiles;
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
@@ -186,7 +187,8 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
               "allocating pinned host memory");
         offsets_pinned_.reset(offsets);
         void* plan = nullptr;
-        check(cudaMallocHost(&plan, static_cast<size_t>((std::max<int64_t>(E, 0) + 1) * (1 + kBatchTables)) * sizeof(int64_t)),
+        check(cudaMallocHost(&plan,
+                             static_cast<size_t>((std::max<int64_t>(E, 0) + 1) * (1 + kBatchTables)) * sizeof(int64_t)),
               "allocating pinned host memory");
         plan_pinned_.reset(plan);
         use_graphs_ = o.cuda_graphs && !stages_.on();
@@ -285,7 +287,8 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
 }
 
 int64_t CudaDeepseekMoe::expert_rows_capacity(int64_t n_slots, int64_t n_expert) {
-    return launch::batched_expert_products() ? dispatch::padded_capacity(n_slots, n_expert, launch::expert_row_pad()) : n_slots;
+    return launch::batched_expert_products() ? dispatch::padded_capacity(n_slots, n_expert, launch::expert_row_pad())
+                                             : n_slots;
 }
 
 void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
@@ -318,8 +321,9 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
 void* CudaDeepseekMoe::attention_scratch(int64_t T, int64_t pos0) const {
     if (prefill_attention_ != PrefillAttention::pipelined || attention_math_ == AttentionMath::f32) return nullptr;
     const ModelConfig& c = config_;
-    const std::size_t bytes = launch::pipelined_attention_scratch(T, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                                                                  pos0, attention_math_ == AttentionMath::split_bf16, kv_type_);
+    const std::size_t bytes =
+        launch::pipelined_attention_scratch(T, c.num_attention_heads, c.num_key_value_heads, c.head_dim, pos0,
+                                            attention_math_ == AttentionMath::split_bf16, kv_type_);
     if (bytes > attn_scratch_bytes_) {
         if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");
         attn_scratch_.reset();

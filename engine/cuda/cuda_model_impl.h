@@ -18,8 +18,8 @@
 
 #include "engine/cpu/ops.h"
 #include "engine/cuda/cuda_model.h"
-#include "engine/cuda/device.h"
 #include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/device.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch.h"

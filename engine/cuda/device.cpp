@@ -151,7 +151,9 @@ bool grouped_expert_products(bool split) {
     return mode == 1 || (mode == 0 && split);
 }
 
-bool batched_expert_products() { return expert_gemm_mode() == 3; }
+bool batched_expert_products() {
+    return expert_gemm_mode() == 3;
+}
 
 int64_t expert_row_pad() {
     static const int64_t pad = [] {
@@ -212,7 +214,9 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
                       : launch::pipelined_attention_asked() ? "pipelined"
                                                             : "tensor-cores"},
         {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector" : "scalar"},
-        {"early_launch", launch::early_trigger() ? "trigger" : launch::early_launch() ? "on" : "off"},
+        {"early_launch", launch::early_trigger()  ? "trigger"
+                         : launch::early_launch() ? "on"
+                                                  : "off"},
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
         {"expert_gemm", gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},

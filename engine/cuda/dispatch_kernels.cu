@@ -61,8 +61,8 @@ __global__ void row_slot_kernel(const int64_t* rows, int64_t n_slots, int64_t* r
 
 // One block per gathered row, for up to *n_rows rows: f32 (L = float) or rounded parts.
 template <typename L>
-__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows, L* hi,
-                              L* lo) {
+__global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
+                              L* hi, L* lo) {
     const int64_t r = blockIdx.x;
     if (r >= *n_rows) return;
     const float* src = x + (row_slot[r] / k) * H;
@@ -78,14 +78,14 @@ __global__ void pad_rows_kernel(const int32_t* experts, int64_t n_slots, const i
 
 // One block per padded row: its token's row, or zeros; f32 (L = float) or rounded parts.
 template <typename L>
-__global__ void gather_padded_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
-                                     const int64_t* padded, int64_t n_expert, L* hi, L* lo) {
+__global__ void gather_padded_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot,
+                                     const int64_t* offsets, const int64_t* padded, int64_t n_expert, L* hi, L* lo) {
     const int64_t p = blockIdx.x;
     const int64_t row = dispatch::row_of_padded(offsets, padded, n_expert, p);
     const float* src = row < 0 ? nullptr : x + (row_slot[row] / k) * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) launch::store_parts_at(src ? src[i] : 0.0f, hi, lo, p * H + i);
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+        launch::store_parts_at(src ? src[i] : 0.0f, hi, lo, p * H + i);
 }
-
 
 // Blocks (token, slice of H); each element sums its k terms in rank order, as the CPU does,
 // and rounds as it does.
@@ -130,7 +130,8 @@ void dispatch(const int32_t* experts, int64_t n_slots, const uint8_t* dropped, i
 void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
                  int64_t max_rows, float* gathered, cudaStream_t s) {
     if (max_rows <= 0) return;
-    gather_kernel<float><<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, gathered, nullptr);
+    gather_kernel<float>
+        <<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, gathered, nullptr);
     check(cudaGetLastError(), "launching the row gather");
 }
 
@@ -139,8 +140,8 @@ void gather_rows_rounded(const float* x, int64_t H, int64_t k, const int64_t* ro
     if (max_rows <= 0) return;
     launch::on_sixteen_bit(type, "gathered rows", [&](auto l) {
         using L = decltype(l);
-        gather_kernel<L><<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows, static_cast<L*>(hi),
-                                                                              static_cast<L*>(lo));
+        gather_kernel<L><<<static_cast<unsigned>(max_rows), kThreads, 0, s>>>(x, H, k, row_slot, n_rows,
+                                                                              static_cast<L*>(hi), static_cast<L*>(lo));
     });
     check(cudaGetLastError(), "launching the rounded row gather");
 }
@@ -228,15 +229,17 @@ std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::ve
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_padded, padded.data(), padded.size());
     upload(d_rows, rows.data(), rows.size());
-    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, nullptr);
+    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr,
+                     nullptr);
     finish("padding rows");
     std::vector<int64_t> out;
     download(out, d_rows, rows.size());
     return out;
 }
 
-std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
-                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded) {
+std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k,
+                                 const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
+                                 const std::vector<int64_t>& padded) {
     const auto E = static_cast<int64_t>(offsets.size()) - 1;
     const int64_t n_padded = padded.back();
     Buffer<float> d_x(x.size()), d_out(static_cast<size_t>(n_padded * H));
@@ -271,10 +274,11 @@ Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k,
     check(cudaMemset(d_hi.ptr, 0xff, n * 2), "poisoning the output");
     if (split) check(cudaMemset(d_lo.ptr, 0xff, n * 2), "poisoning the output");
     if (padded.empty())
-        launch::gather_rows_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_rows.ptr, rows, DType::bf16, d_hi.ptr, d_lo.ptr, nullptr);
+        launch::gather_rows_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_rows.ptr, rows, DType::bf16, d_hi.ptr, d_lo.ptr,
+                                    nullptr);
     else
-        launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, rows, DType::bf16, d_hi.ptr,
-                                      d_lo.ptr, nullptr);
+        launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, rows, DType::bf16,
+                                      d_hi.ptr, d_lo.ptr, nullptr);
     finish("gathering rounded rows");
     Bf16Parts out;
     download(out.hi, d_hi, n);

@@ -27,8 +27,9 @@ std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k
 // padded gather of x [T, H] (rows of zeros between the experts' rows).
 std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
                               const std::vector<int64_t>& padded, const std::vector<int64_t>& rows);
-std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
-                                 const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded);
+std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k,
+                                 const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
+                                 const std::vector<int64_t>& padded);
 
 // BF16 parts as launch::round_split leaves them: hi, and lo (empty unless split).
 struct Bf16Parts {

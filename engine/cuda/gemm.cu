@@ -73,7 +73,8 @@ void silu_mul_round(const float* gu, int64_t rows, int64_t F, DType type, void* 
     if (rows <= 0 || F <= 0) return;
     on_sixteen_bit(type, "a SiLU-gated product", [&](auto l) {
         using L = decltype(l);
-        silu_mul_round_kernel<<<blocks_for(rows * F), 256, 0, s>>>(gu, rows, F, static_cast<L*>(hi), static_cast<L*>(lo));
+        silu_mul_round_kernel<<<blocks_for(rows * F), 256, 0, s>>>(gu, rows, F, static_cast<L*>(hi),
+                                                                   static_cast<L*>(lo));
     });
     check(cudaGetLastError(), "launching the rounded SiLU-gated product");
 }
@@ -95,11 +96,13 @@ void Blas::linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in,
     if (lo) gemm(lo, &one);
 }
 
-void Blas::linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in, const void* const* w,
-                                  DType w_type, int64_t out, float* const* y, int64_t ldy, int64_t count) {
+void Blas::linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in,
+                                  const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy,
+                                  int64_t count) {
     if (T <= 0 || out <= 0 || count <= 0) return;
     if (w_type != DType::bf16 && w_type != DType::f16)
-        throw Error(ErrorKind::failure, std::string("a batched GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
+        throw Error(ErrorKind::failure,
+                    std::string("a batched GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
     const cudaDataType_t type = w_type == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
     const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
     auto gemm = [&](const void* const* b, const float* beta) {
@@ -188,7 +191,8 @@ std::vector<float> linear_bf16(const std::vector<float>& x, const std::vector<ui
 }
 
 Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split) {
-    if (static_cast<int64_t>(gu.size()) != rows * 2 * F) throw Error(ErrorKind::input, "silu_mul_round_bf16: gu must be [rows, 2F]");
+    if (static_cast<int64_t>(gu.size()) != rows * 2 * F)
+        throw Error(ErrorKind::input, "silu_mul_round_bf16: gu must be [rows, 2F]");
     const size_t n = static_cast<size_t>(rows * F);
     Buffer<float> d_gu(gu.size());
     Buffer<uint16_t> d_hi(n), d_lo(split ? n : 0);
@@ -201,12 +205,15 @@ Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_
     return out;
 }
 
-std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
-                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split, int64_t pad) {
+std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
+                                                const std::vector<int64_t>& offsets,
+                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
+                                                int64_t pad) {
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
         static_cast<int64_t>(x.size()) != offsets.back() * K)
-        throw Error(ErrorKind::input, "expert_products_batched_bf16: x must be [offsets.back(), K] with offsets [E + 1] from 0");
+        throw Error(ErrorKind::input,
+                    "expert_products_batched_bf16: x must be [offsets.back(), K] with offsets [E + 1] from 0");
     for (const auto& m : w)
         if (static_cast<int64_t>(m.size()) != N * K)
             throw Error(ErrorKind::input, "expert_products_batched_bf16: each W must be [N, K]");
@@ -216,7 +223,8 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     std::vector<float> xp(static_cast<size_t>(padded_rows * K), 0.0f);
     for (int64_t e = 0; e < E; ++e)
         for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
-            std::copy_n(x.begin() + r * K, K, xp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * K);
+            std::copy_n(x.begin() + r * K, K,
+                        xp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * K);
     Buffer<float> d_x(xp.size()), d_y(static_cast<size_t>(padded_rows * N));
     Buffer<__nv_bfloat16> d_hi(xp.size()), d_lo(xp.size()), d_w(static_cast<size_t>(E * N * K));
     for (int64_t e = 0; e < E; ++e)
@@ -247,8 +255,8 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     int64_t first = 0;
     for (const dispatch::ExpertBatch& b : plan.batches) {
         const auto n = static_cast<int64_t>(b.experts.size());
-        blas.linear_rounded_batched(d_ht.ptr + first, split ? d_lt.ptr + first : nullptr, b.rows, K, d_wt.ptr + first, DType::bf16,
-                                    N, d_yt.ptr + first, N, n);
+        blas.linear_rounded_batched(d_ht.ptr + first, split ? d_lt.ptr + first : nullptr, b.rows, K, d_wt.ptr + first,
+                                    DType::bf16, N, d_yt.ptr + first, N, n);
         first += n;
     }
     check(cudaDeviceSynchronize(), "running the batched experts' products");
@@ -256,7 +264,8 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     download(yp, d_y, static_cast<size_t>(padded_rows * N));
     for (int64_t e = 0; e < E; ++e)
         for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
-            std::copy_n(yp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * N, N, y.begin() + r * N);
+            std::copy_n(yp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * N, N,
+                        y.begin() + r * N);
     return y;
 }
 

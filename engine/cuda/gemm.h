@@ -47,8 +47,10 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
 // The same products as cuBLAS batched products over the experts' rows padded to a multiple of
 // `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as MOEWB_CUDA_EXPERT_GEMM=batched
 // runs them. Returns y [offsets.back(), N] without the padding.
-std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
-                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split, int64_t pad);
+std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
+                                                const std::vector<int64_t>& offsets,
+                                                const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
+                                                int64_t pad);
 // h = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F] rounded to BF16 parts in one launch
 // (launch::silu_mul_round).
 Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split);

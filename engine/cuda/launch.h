@@ -104,8 +104,9 @@ public:
     // `count` such products of the same shape in one batched call (cuBLAS's pointer arrays,
     // device arrays of `count` pointers each): y[i] [T, out] (leading dimension ldy) = x[i] ·
     // w[i]ᵀ with x[i] = hi[i] [T, in] and, unless lo is null, lo[i] added.
-    void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in, const void* const* w,
-                                DType w_type, int64_t out, float* const* y, int64_t ldy, int64_t count);
+    void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in,
+                                const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy,
+                                int64_t count);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
     bool split_activations() const { return split_; }

@@ -10,13 +10,18 @@
 
 namespace moe::cuda::tc {
 
-__device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ inline uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 // 16 bytes from global to shared, or zeros when !valid (src then only has to be mapped).
 __device__ inline void copy16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
 }
-__device__ inline void commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N>
 __device__ inline void wait_groups() {

@@ -184,9 +184,12 @@ __device__ inline void store_parts_at(float v, L* hi, L* lo, int64_t i) {
 // for other types a moe::Error naming `what`.
 template <typename F>
 void on_sixteen_bit(DType type, const char* what, F&& f) {
-    if (type == DType::bf16) f(__nv_bfloat16{});
-    else if (type == DType::f16) f(__half{});
-    else throw Error(ErrorKind::failure, std::string(what) + " rounded to " + dtype_name(type) + ": not a 16-bit type");
+    if (type == DType::bf16)
+        f(__nv_bfloat16{});
+    else if (type == DType::f16)
+        f(__half{});
+    else
+        throw Error(ErrorKind::failure, std::string(what) + " rounded to " + dtype_name(type) + ": not a 16-bit type");
 }
 
 // silu(g) · u with the CPU's roundings (no fused multiply-add).
