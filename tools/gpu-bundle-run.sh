@@ -44,6 +44,8 @@ for pass in default switches; do
         fi
         rc=$?
         echo "$name ($pass): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
+        # What failed and where, for a log read from its end.
+        [ $rc -eq 0 ] || grep -A1 -E '^FAIL!' "$log" | head -12 | sed 's/^/    /' | tee -a "$OUT/suites.txt"
         [ $rc -eq 0 ] || failed=1
     done
 done
