@@ -4,6 +4,13 @@
 # platform; the main window runs on a real X server (xvfb-run), as on a desktop.
 moe_add_qtest(test_ui_heatmap LABELS ui SOURCES test_ui_heatmap.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_main_window LABELS ui XVFB SOURCES test_ui_main_window.cpp ui_test_support.h LIBS moe_ui)
+# The main window's layout on a laptop's short screen (1366 × 768).
+if(MOE_XVFB_RUN)
+  add_test(NAME test_ui_main_window_short_screen
+           COMMAND ${MOE_XVFB_RUN} -a -s "-screen 0 1366x768x24" $<TARGET_FILE:test_ui_main_window>
+                   theLeftDocksShareTheColumnOnAShortScreen)
+  set_tests_properties(test_ui_main_window_short_screen PROPERTIES LABELS ui ENVIRONMENT "QT_QPA_PLATFORM=xcb")
+endif()
 moe_add_qtest(test_ui_inspector LABELS ui XVFB SOURCES test_ui_inspector.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_ablation LABELS ui SOURCES test_ui_ablation.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_chat LABELS ui SOURCES test_ui_chat.cpp ui_test_support.h LIBS moe_ui)

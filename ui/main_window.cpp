@@ -3,6 +3,8 @@
 
 #include <QAbstractSpinBox>
 #include <QApplication>
+#include <QGuiApplication>
+#include <QScreen>
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDockWidget>
@@ -218,6 +220,13 @@ MainWindow::MainWindow(QWidget* parent)
     resizeDocks({findChild<QDockWidget*>("modelDock"), findChild<QDockWidget*>("inspectorDock")}, {450, 400},
                 Qt::Horizontal);
     resizeDocks({findChild<QDockWidget*>("logDock")}, {130}, Qt::Vertical);
+    // On a short screen (a 1366 × 768 laptop) the model's facts and the runs and corpora share
+    // the left column as tabs, the runs in front: stacked, the runs table fell below the fold.
+    if (const QScreen* screen = QGuiApplication::primaryScreen(); screen && screen->availableGeometry().height() < 900) {
+        auto* runs_dock = findChild<QDockWidget*>("runsDock");
+        tabifyDockWidget(findChild<QDockWidget*>("modelDock"), runs_dock);
+        runs_dock->raise();
+    }
     default_state_ = saveState();
     QSettings settings;
     restoreGeometry(settings.value("mainWindow/geometry").toByteArray());
