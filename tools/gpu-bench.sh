@@ -67,6 +67,8 @@ if want decode; then
     decode_bench fused-rope MOEWB_CUDA_ROPE=fused
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
+    decode_bench blocks3 MOEWB_CUDA_DECODE_BLOCKS=3
+    decode_bench blocks3-trigger MOEWB_CUDA_DECODE_BLOCKS=3 MOEWB_CUDA_EARLY_LAUNCH=trigger
     decode_bench all "${GPU_SWITCHES[@]}"
     decode_bench all-kv-bf16 "${GPU_SWITCHES[@]}" MOEWB_CUDA_KV_CACHE=bf16
 fi

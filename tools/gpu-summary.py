@@ -21,6 +21,7 @@ DEFAULTS = {
     "expert_pad": "64",
     "kv_cache": "f32",
     "weight_loads": "cached",
+    "decode_blocks": "2",
 }
 
 

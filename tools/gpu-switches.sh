@@ -4,4 +4,5 @@
 # (MOEWB_CUDA_KV_CACHE=bf16 is left out: the suites have rows of their own for it, with BF16
 # tolerances.)
 GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_EARLY_LAUNCH=trigger MOEWB_CUDA_ROPE=fused
-    MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_ATTENTION=pipelined)
+    MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_ATTENTION=pipelined
+    MOEWB_CUDA_DECODE_BLOCKS=3)

@@ -35,16 +35,16 @@ WType wtype(DType t, const char* what) {
 }
 
 // Row o of W [*, n] (of type t): its first chunks fetched, then times x [n], by one warp.
-template <bool S>
-__device__ inline void fetch(RowChunks& c, const void* w, WType t, int64_t o, int64_t n, int lane) {
+template <bool S, int N>
+__device__ inline void fetch(RowChunks<N>& c, const void* w, WType t, int64_t o, int64_t n, int lane) {
     switch (t) {
     case WType::bf16: fetch_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, n, lane); break;
     case WType::f16: fetch_row<S>(c, static_cast<const __half*>(w) + o * n, n, lane); break;
     default: fetch_row<S>(c, static_cast<const float*>(w) + o * n, n, lane); break;
     }
 }
-template <bool S>
-__device__ inline float dot(RowChunks& c, const void* w, WType t, int64_t o, const float* x, int64_t n, int lane) {
+template <bool S, int N>
+__device__ inline float dot(RowChunks<N>& c, const void* w, WType t, int64_t o, const float* x, int64_t n, int lane) {
     switch (t) {
     case WType::bf16: return dot_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, x, n, lane);
     case WType::f16: return dot_row<S>(c, static_cast<const __half*>(w) + o * n, x, n, lane);
@@ -82,8 +82,8 @@ __device__ inline int64_t row_of(const Parts& p, int j, int64_t i) {
 // (normalised when norm is set) goes to shared memory once, then each warp takes every
 // (gridDim.x · kWarps)-th output row. A warp's first row is asked into L2 before the kernel
 // before has finished (launch_after); its input is read once, after that kernel, from L2.
-template <bool S>
-__global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
+template <bool S, int MINB>
+__global__ void __launch_bounds__(kNormThreads, MINB) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
                                                                  float* normed, Parts p) {
     extern __shared__ __align__(16) float xs[];
     let_next_start(p.let_next);
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kNormThreads, 2) fused_gemv_kernel(const float
         }
         __syncthreads();
     }
-    RowChunks a, b;
+    RowChunks<kDecodeChunks<MINB>> a, b;
     for (; r < rows; r += stride) {
         while (r >= p.end[j]) ++j;
         if (p.cos[j]) {  // rows o and o + half of one head, rotated
@@ -190,8 +190,8 @@ __device__ inline void down_part(int64_t p, int64_t i, int64_t t, int64_t k, int
     }
 }
 
-template <typename W, bool S>
-__global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
+template <typename W, bool S, int MINB>
+__global__ void __launch_bounds__(kNormThreads, MINB) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
                                                                const uint8_t* dropped, const float* weights,
                                                                const void* const* down, const W* shared_down,
                                                                const float* shared_h, int64_t Fs, int64_t H, float* x,
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(kNormThreads, 2) moe_down_kernel(const float* 
             int64_t n0 = 0, n1 = 0;
             down_part(p, i, t, k, F, experts, dropped, down, shared_down, Fs, row0, n0);
             if (p + 1 <= k) down_part(p + 1, i, t, k, F, experts, dropped, down, shared_down, Fs, row1, n1);
-            RowChunks c0, c1;
+            RowChunks<kDecodeChunks<MINB>> c0, c1;
             if (row0) fetch_row<S>(c0, row0, n0, lane);
             if (row1) fetch_row<S>(c1, row1, n1, lane);
             if (row0) {
@@ -266,7 +266,9 @@ void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float 
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
     // With a norm and its output asked for, block 0 writes it: at least one block runs.
     const dim3 grid(resident_blocks(rows, static_cast<unsigned>(T)), static_cast<unsigned>(T));
-    const auto kernel = stream_weight_loads() ? fused_gemv_kernel<true> : fused_gemv_kernel<false>;
+    const bool three = decode_blocks() == 3;
+    const auto kernel = stream_weight_loads() ? (three ? fused_gemv_kernel<true, 3> : fused_gemv_kernel<true, 2>)
+                                              : (three ? fused_gemv_kernel<false, 3> : fused_gemv_kernel<false, 2>);
     allow_shared(kernel, shared, "fused matrix-vector products: shared memory size");
     launch_after(kernel, grid, dim3(kNormThreads), shared, s, "launching fused matrix-vector products", x, in, norm, eps, normed,
                  p);
@@ -304,7 +306,9 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
     const char* what = "launching the experts' down products and combine";
     auto go = [&](auto w) {
         using W = decltype(w);
-        const auto kernel = stream_weight_loads() ? moe_down_kernel<W, true> : moe_down_kernel<W, false>;
+        const bool three = decode_blocks() == 3;
+        const auto kernel = stream_weight_loads() ? (three ? moe_down_kernel<W, true, 3> : moe_down_kernel<W, true, 2>)
+                                                  : (three ? moe_down_kernel<W, false, 3> : moe_down_kernel<W, false, 2>);
         launch_after(kernel, grid, dim3(kNormThreads), shared, s, what, h, k, F, experts, dropped, weights, down,
                      static_cast<const W*>(shared_down), shared_h, Fs, H, x, early_trigger());
     };

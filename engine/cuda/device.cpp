@@ -193,6 +193,11 @@ bool stream_weight_loads() {
     return on;
 }
 
+int decode_blocks() {
+    static const int n = env_is("MOEWB_CUDA_DECODE_BLOCKS", "3") ? 3 : 2;
+    return n;
+}
+
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
 int multiprocessors() {
@@ -223,6 +228,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"expert_pad", std::to_string(launch::expert_row_pad())},
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
+        {"decode_blocks", std::to_string(launch::decode_blocks())},
     };
 }
 

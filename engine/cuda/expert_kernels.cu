@@ -30,8 +30,8 @@ constexpr int kWarps = 8;
 // Blocks (b, slot), a few per multiprocessor over all slots, that stay for all rows: the
 // slot's input in shared memory once, then h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x) for
 // every (gridDim.x · kWarps)-th f by each warp, both rows fetched before either product.
-template <typename W, bool S>
-__global__ void __launch_bounds__(kWarps * 32, 2) gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
+template <typename W, bool S, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                                const void* const* gate, const void* const* up, int64_t F, float* h, bool let_next) {
     extern __shared__ __align__(16) float xs[];
     let_next_start(let_next);
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gate_up_kernel(const float* x,
     const W* u_base = static_cast<const W*>(up[e]);
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
     for (int64_t f = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; f < F; f += stride) {
-        RowChunks g, u;
+        RowChunks<kDecodeChunks<MINB>> g, u;
         fetch_row<S>(g, g_base + f * H, H, lane);
         fetch_row<S>(u, u_base + f * H, H, lane);
         const float gv = dot_row<S>(g, g_base + f * H, xs, H, lane);
@@ -124,7 +124,9 @@ void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32
     const size_t shared = static_cast<size_t>(H) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {
         using W = decltype(w);
-        const auto kernel = stream_weight_loads() ? gate_up_kernel<W, true> : gate_up_kernel<W, false>;
+        const bool three = decode_blocks() == 3;
+        const auto kernel = stream_weight_loads() ? (three ? gate_up_kernel<W, true, 3> : gate_up_kernel<W, true, 2>)
+                                                  : (three ? gate_up_kernel<W, false, 3> : gate_up_kernel<W, false, 2>);
         allow_shared(kernel, shared, "expert product: shared memory size");
         launch_after(kernel, grid, dim3(kWarps * 32), shared, s, "launching the experts' gate and up products", x, H,
                      k, experts, dropped, gate, up, F, h, early_trigger());

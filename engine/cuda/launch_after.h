@@ -56,6 +56,11 @@ bool stream_weight_loads();
 // What a model's KV cache holds: MOEWB_CUDA_KV_CACHE=bf16 asks for BF16, anything else (or
 // unset) gives f32 (KvType). Read at each call: each model asks when it is loaded.
 KvType kv_cache_asked();
+// The decode product kernels' shape (row_math.cuh's kDecodeChunks): 3 with
+// MOEWB_CUDA_DECODE_BLOCKS=3 — compiled for three blocks per multiprocessor while two are
+// launched, so that the next kernel's blocks, started early (MOEWB_CUDA_EARLY_LAUNCH=trigger),
+// fit beside them and fetch their first weights; 2 otherwise.
+int decode_blocks();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 

@@ -58,10 +58,19 @@ __device__ inline float dot_vec(const uint4& raw, const float* xs) {
 // (RowChunks::fetch), before what the products need from earlier kernels is there.
 constexpr int kChunks = 8;
 
-// The first kChunks chunks of one lane's share of a row, whatever the weights' type.
+// The first N chunks of one lane's share of a row, whatever the weights' type (N a multiple
+// of 4: the sums are the same, bit for bit, for every such N).
+template <int N = kChunks>
 struct RowChunks {
-    uint4 r[kChunks];
+    static_assert(N % 4 == 0, "chunks in groups of four");
+    uint4 r[N];
 };
+
+// The decode product kernels' shape (MOEWB_CUDA_DECODE_BLOCKS, launch::decode_blocks): compiled
+// for MINB blocks of kNormThreads per multiprocessor (2: 128 registers; 3: 80, with half the
+// chunks in flight per lane, so that no register is spilled), two launched per multiprocessor.
+template <int MINB>
+constexpr int kDecodeChunks = MINB >= 3 ? kChunks / 2 : kChunks;
 
 // STREAM: the weights' loads ask L1 not to keep them and L2 for whole 256-byte sectors
 // (MOEWB_CUDA_WEIGHT_LOADS=stream, launch::stream_weight_loads), so that what a kernel keeps
@@ -84,12 +93,12 @@ struct Chunking {
     }
 };
 
-template <bool STREAM = false, typename W>
-__device__ inline void fetch_row(RowChunks& c, const W* row, int64_t n, int lane) {
+template <bool STREAM = false, typename W, int N>
+__device__ inline void fetch_row(RowChunks<N>& c, const W* row, int64_t n, int lane) {
     using K = Chunking<W, STREAM>;
     if (!K::vectorised(n)) return;
 #pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
+    for (int j = 0; j < N; ++j) {
         const int64_t i = j * K::kStep + lane * K::kVec;
         if (i < n) c.r[j] = K::load(row + i);
     }
@@ -97,24 +106,24 @@ __device__ inline void fetch_row(RowChunks& c, const W* row, int64_t n, int lane
 
 // The warp's sum over the row, its first chunks as fetch_row left them (c then holds later
 // chunks of the row).
-template <bool STREAM = false, typename W>
-__device__ inline float dot_row(RowChunks& c, const W* row, const float* xs, int64_t n, int lane) {
+template <bool STREAM = false, typename W, int N>
+__device__ inline float dot_row(RowChunks<N>& c, const W* row, const float* xs, int64_t n, int lane) {
     using K = Chunking<W, STREAM>;
     float s[4] = {0, 0, 0, 0};
     if (!K::vectorised(n)) {
         for (int64_t i = lane; i < n; i += 32) s[0] += widen(row[i]) * xs[i];
         return warp_sum(s[0]);
     }
-    for (int64_t base = 0; base < n; base += kChunks * K::kStep) {
+    for (int64_t base = 0; base < n; base += N * K::kStep) {
         if (base > 0) {
 #pragma unroll
-            for (int j = 0; j < kChunks; ++j) {
+            for (int j = 0; j < N; ++j) {
                 const int64_t i = base + j * K::kStep + lane * K::kVec;
                 if (i < n) c.r[j] = K::load(row + i);
             }
         }
 #pragma unroll
-        for (int j = 0; j < kChunks; ++j) {
+        for (int j = 0; j < N; ++j) {
             const int64_t i = base + j * K::kStep + lane * K::kVec;
             if (i < n) s[j % 4] += dot_vec<W>(c.r[j], xs + i);
         }
@@ -124,7 +133,7 @@ __device__ inline float dot_row(RowChunks& c, const W* row, const float* xs, int
 
 template <typename W>
 __device__ inline float warp_dot(const W* row, const float* xs, int64_t n, int lane) {
-    RowChunks c;
+    RowChunks<> c;
     fetch_row(c, row, n, lane);
     return dot_row(c, row, xs, n, lane);
 }
