@@ -11,6 +11,9 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QTimer>
+#include <QSlider>
+#include <QWheelEvent>
+#include <QHeaderView>
 #include <QtTest>
 #include <qcustomplot.h>
 
@@ -113,6 +116,44 @@ private slots:
         QCOMPARE(panel_->maskState().spec(), std::string("L2:0,1;*:k=2"));
         press("clearMask");
         QVERIFY(panel_->maskError().isEmpty());
+    }
+
+    void theGridsCellsShrinkToShowManyExperts() {
+        // The cell size slider (and Ctrl + wheel) make every cell small: DeepSeek-V3's 58 × 257
+        // cells fit a screen. Small cells show colours only, no headers, and still toggle.
+        ExpertGrid* g = panel_->grid();
+        auto* slider = panel_->findChild<QSlider*>("gridCellSize");
+        QVERIFY(slider);
+        QCOMPARE(g->cellSize(), int(ExpertGrid::kMaxCell));
+        QVERIFY(g->horizontalHeader()->isVisible());
+        const int wide = g->horizontalHeader()->length();
+        slider->setValue(6);
+        QCOMPARE(g->cellSize(), 6);
+        QCOMPARE(g->columnWidth(ExpertGrid::columnOfExpert(9)), 6);
+        QCOMPARE(g->rowHeight(1), 6);
+        QCOMPARE(g->horizontalHeader()->length(), 6 * g->columnCount());
+        QVERIFY(g->horizontalHeader()->length() < wide);
+        QVERIFY(!g->horizontalHeader()->isVisible() && !g->verticalHeader()->isVisible());
+        click(1, ExpertGrid::columnOfExpert(9));
+        QCOMPARE(panel_->specText(), QString("L2:9"));
+        QTableWidgetItem* cell = g->item(1, ExpertGrid::columnOfExpert(9));
+        QVERIFY(cell->data(Qt::UserRole).toBool());
+        QCOMPARE(cell->text(), QString());  // no room for ×
+        QVERIFY(cell->toolTip().contains("expert 9"));
+        // Ctrl + wheel: a step larger; the slider follows.
+        const QPoint at = g->visualItemRect(cell).center();
+        QWheelEvent up(QPointF(at), QPointF(g->viewport()->mapToGlobal(at)), QPoint(), QPoint(0, 120), Qt::NoButton,
+                       Qt::ControlModifier, Qt::NoScrollPhase, false);
+        QApplication::sendEvent(g->viewport(), &up);
+        QCOMPARE(g->cellSize(), 9);
+        QCOMPARE(slider->value(), 9);
+        // Back to full size: headers and × again.
+        slider->setValue(ExpertGrid::kMaxCell);
+        QVERIFY(g->horizontalHeader()->isVisible());
+        QCOMPARE(g->horizontalHeader()->length(), wide);
+        QCOMPARE(cell->text(), QString("×"));
+        press("clearMask");
+        QCOMPARE(panel_->specText(), QString());
     }
 
     void quickActionsUseTheRunsCounts() {

@@ -8,6 +8,7 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QGridLayout>
+#include <QSlider>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -35,7 +36,7 @@ QString q(const std::string& s) { return QString::fromStdString(s); }
 AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     : QWidget(parent), workbench_(workbench), jobs_(new AblationJobs(workbench, this)), spec_(new QLineEdit(this)),
       mask_error_(error_label(this, "maskError")), mode_(new QComboBox(this)), n_(new QSpinBox(this)),
-      seed_(new QSpinBox(this)), run_label_(new QLabel(this)), grid_(new ExpertGrid(this)),
+      seed_(new QSpinBox(this)), run_label_(new QLabel(this)), grid_(new ExpertGrid(this)), cell_size_(new QSlider(Qt::Horizontal, this)),
       domains_(new QListWidget(this)), budget_(new QSpinBox(this)), store_(new QCheckBox(tr("Keep in the store"), this)),
       evaluate_(new QPushButton(tr("Evaluate"), this)), cancel_(new QPushButton(tr("Cancel"), this)),
       progress_(new QProgressBar(this)), status_(new QLabel(this)), results_(new QTableWidget(this)),
@@ -106,6 +107,19 @@ AblationPanel::AblationPanel(Workbench* workbench, QWidget* parent)
     mask_layout->addLayout(quick_row2);
     mask_layout->addLayout(quick_row3);
     mask_layout->addWidget(run_label_);
+    // The cells' size: small enough, a model of hundreds of experts per layer fits the dock.
+    cell_size_->setObjectName("gridCellSize");
+    cell_size_->setRange(ExpertGrid::kMinCell, ExpertGrid::kMaxCell);
+    cell_size_->setValue(grid_->cellSize());
+    cell_size_->setToolTip(tr("The size of the grid's cells (also Ctrl + wheel over the grid); below %1 px the "
+                              "cells show colours only, their tooltips which expert they are")
+                               .arg(ExpertGrid::kLabelledCell));
+    connect(cell_size_, &QSlider::valueChanged, grid_, &ExpertGrid::setCellSize);
+    connect(grid_, &ExpertGrid::cellSizeChanged, cell_size_, &QSlider::setValue);
+    auto* cell_row = new QHBoxLayout;
+    cell_row->addWidget(new QLabel(tr("Cells:"), mask_box));
+    cell_row->addWidget(cell_size_, 1);
+    mask_layout->addLayout(cell_row);
     mask_layout->addWidget(grid_, 1);
 
     // --- the evaluation ---

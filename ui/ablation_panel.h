@@ -17,6 +17,7 @@
 #include <QListWidget>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSlider>
 #include <QSpinBox>
 #include <QTableWidget>
 #include <QWidget>
@@ -94,6 +95,7 @@ private:
     QSpinBox* seed_;
     QLabel* run_label_;
     ExpertGrid* grid_;
+    QSlider* cell_size_;
     QListWidget* domains_;
     QSpinBox* budget_;
     QCheckBox* store_;
