@@ -1,6 +1,7 @@
 // CPU vs CUDA parity of the row-wise and elementwise operations (engine/cuda/ops_kernels.h
 // against engine/cpu/ops.h) on the 16B's widths: the rotary embedding rounds as the CPU and
-// must be identical; RMSNorm sums squares in double in another order (at most 1 ulp apart);
+// must be identical; RMSNorm sums squares in double in another order (at most 1 ulp apart), and
+// after a residual add in the same launch it must be the add's and the norm's values exactly;
 // the SiLU product goes through the device's expf (at most 2e-7 relative apart), and rounded
 // to BF16 parts as it is made it must be the parts of the unrounded one bit for bit. Labelled
 // gpu; without a CUDA device it is skipped with the driver's reason.
@@ -59,6 +60,20 @@ private slots:
         moe::cpu::apply_rope_halves(want.data(), T, nh, hd, ld, tables);
         moe::cuda::apply_rope_halves(x, T, nh, hd, ld, tables);
         QCOMPARE(x, want);
+    }
+
+    // The residual add and RMSNorm in one launch: the same values, bit for bit, as the add and
+    // then the norm of the sum (rms_norm's own launch).
+    void addAndNormInOneLaunch() {
+        test_support::Lcg rng{5};
+        const int64_t T = 7, n = 2048;
+        const auto x = random_values(rng, size_t(T * n), 3.0f), b = random_values(rng, size_t(T * n), 1.0f),
+                   w = random_values(rng, size_t(n), 1.0f);
+        std::vector<float> sum(x.size());
+        for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + b[i];
+        const auto [x_new, y] = moe::cuda::add_rms_norm(x, b, w, T, n, 1e-6f);
+        QCOMPARE(x_new, sum);
+        QCOMPARE(y, moe::cuda::rms_norm(sum, w, T, n, 1e-6f));
     }
 
     void siluMul() {

@@ -387,7 +387,8 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     void* attn_scratch = attention_scratch(T, pos0);
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
         const Layer& L = layers_[static_cast<size_t>(i)];
-        launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
+        // After the first layer, the previous layer's residual add made this norm (add_rms_norm).
+        if (i == 0) launch::rms_norm(s.x, L.attn_norm, T, H, eps, s.normed, stream_);
         // q, k and v of 16-bit weights of one type on cuBLAS: the normed rows rounded once for
         // the three (what Blas::linear rounds for each).
         const bool once = T > kGemvTokens && L.q.type == L.k.type && L.q.type == L.v.type &&
@@ -424,11 +425,13 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
                           attn_scratch);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);
-        launch::add(s.x, s.branch, T * H, stream_);
-        launch::rms_norm(s.x, L.ffn_norm, T, H, eps, s.normed, stream_);
+        launch::add_rms_norm(s.x, s.branch, L.ffn_norm, T, H, eps, s.normed, stream_);
         stage("o+residual+norm");
         feed_forward(L, i, T, opt, s, routed);
-        launch::add(s.x, s.branch, T * H, stream_);
+        if (i + 1 < c.num_hidden_layers)
+            launch::add_rms_norm(s.x, s.branch, layers_[static_cast<size_t>(i + 1)].attn_norm, T, H, eps, s.normed, stream_);
+        else
+            launch::add(s.x, s.branch, T * H, stream_);
         stage(L.is_moe ? "experts+combine" : "dense mlp");
     }
     launch::rms_norm(s.x + first * H, final_norm_, n_out, H, eps, s.normed, stream_);

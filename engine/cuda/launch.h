@@ -27,6 +27,9 @@ void rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, c
 void silu_mul(const float* g, const float* u, int64_t n, float* h, cudaStream_t s);
 // x += y, n elements.
 void add(float* x, const float* y, int64_t n, cudaStream_t s);
+// x += b, then y = RMSNorm(x) · w, for T rows of n: add then rms_norm in one launch, the same
+// values bit for bit.
+void add_rms_norm(float* x, const float* b, const float* w, int64_t T, int64_t n, float eps, float* y, cudaStream_t s);
 
 // Causal attention of queries q [T, nh, hd] at positions pos0.. over keys and values
 // [pos0 + T, nkv, hd] -> out [T, nh, hd]. With d_pos, the first position is read on the

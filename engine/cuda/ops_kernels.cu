@@ -23,6 +23,17 @@ __global__ void rms_norm_kernel(const float* x, const float* w, int64_t n, float
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = launch::rms_apply(xr[i], scale, w[i]);
 }
 
+// The same row after the residual branch b is added to it (x updated in place).
+__global__ void add_rms_norm_kernel(float* x, const float* b, const float* w, int64_t n, float eps, float* y) {
+    float* xr = x + blockIdx.x * n;
+    const float* br = b + blockIdx.x * n;
+    // Each thread adds the elements it reads again below: no barrier needed before the norm.
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) xr[i] = __fadd_rn(xr[i], br[i]);
+    const float scale = launch::block_rms_scale(xr, n, eps);
+    float* yr = y + blockIdx.x * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = launch::rms_apply(xr[i], scale, w[i]);
+}
+
 // One block per (token, head): out = x·cos(emb) + rotate_half(x)·sin(emb), no fused multiply-add.
 __global__ void rope_halves_kernel(float* x, int64_t n_heads, int64_t hd, int64_t ld, const float* cos_t,
                                    const float* sin_t) {
@@ -65,6 +76,12 @@ void rms_norm(const float* x, const float* w, int64_t T, int64_t n, float eps, f
     check(cudaGetLastError(), "launching RMSNorm");
 }
 
+void add_rms_norm(float* x, const float* b, const float* w, int64_t T, int64_t n, float eps, float* y, cudaStream_t s) {
+    if (T <= 0) return;
+    add_rms_norm_kernel<<<static_cast<unsigned>(T), launch::kNormThreads, 0, s>>>(x, b, w, n, eps, y);
+    check(cudaGetLastError(), "launching the residual add and RMSNorm");
+}
+
 void rope_halves(float* x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld, const float* cos, const float* sin,
                  cudaStream_t s) {
     if (T <= 0 || n_heads <= 0) return;
@@ -101,6 +118,20 @@ std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float
     std::vector<float> y;
     download(y, d_y, x.size());
     return y;
+}
+
+std::pair<std::vector<float>, std::vector<float>> add_rms_norm(const std::vector<float>& x, const std::vector<float>& b,
+                                                              const std::vector<float>& w, int64_t T, int64_t n, float eps) {
+    Buffer<float> d_x(x.size()), d_b(b.size()), d_w(w.size()), d_y(x.size());
+    upload(d_x, x.data(), x.size());
+    upload(d_b, b.data(), b.size());
+    upload(d_w, w.data(), w.size());
+    launch::add_rms_norm(d_x.ptr, d_b.ptr, d_w.ptr, T, n, eps, d_y.ptr, nullptr);
+    finish("residual add and RMSNorm");
+    std::pair<std::vector<float>, std::vector<float>> out;
+    download(out.first, d_x, x.size());
+    download(out.second, d_y, x.size());
+    return out;
 }
 
 void apply_rope_halves(std::vector<float>& x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu/ops.h"
@@ -13,6 +14,9 @@
 namespace moe::cuda {
 
 std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int64_t T, int64_t n, float eps);
+// x + b and RMSNorm(x + b) · w in one launch (launch::add_rms_norm): {the new x, y}.
+std::pair<std::vector<float>, std::vector<float>> add_rms_norm(const std::vector<float>& x, const std::vector<float>& b,
+                                                              const std::vector<float>& w, int64_t T, int64_t n, float eps);
 // x [T, ld] with n_heads heads of hd at the start of each row, rotated in place as
 // cpu::apply_rope_halves; tables from cpu::make_rope_tables.
 void apply_rope_halves(std::vector<float>& x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld,
