@@ -403,21 +403,21 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
                 linear(l, s.normed, T, y, ldy, s);
         };
         project(L.q, s.q, qdim);
-        launch::rope_halves(s.q, T, nh, hd, qdim, s.rope_cos, s.rope_sin, stream_);
+        // The rotary embedding of queries and keys in one launch (the decode step's kernels: the
+        // same rotation, head by head).
         if (dc.type == KvType::bf16) {
-            // The new keys and values in f32, the keys rotated, then both rounded into the cache.
+            // The new keys and values in f32; the keys rotated, then both rounded into the cache.
             float* kn = s.kv_new;
             float* vn = s.kv_new + T * kvdim;
             project(L.k, kn, kvdim);
             project(L.v, vn, kvdim);
-            launch::rope_halves(kn, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
-            launch::round_split(kn, T * kvdim, DType::bf16, dc.at(i, 0, pos0), nullptr, stream_);
-            launch::round_split(vn, T * kvdim, DType::bf16, dc.at(i, 1, pos0), nullptr, stream_);
+            launch::rope_store_kv(s.q, T, nh, qdim, kn, vn, kvdim, nkv, hd, s.rope_cos, s.rope_sin, dc.keys(i), dc.values(i),
+                                  nullptr, pos0, stream_);
         } else {
             auto* kc = static_cast<float*>(dc.at(i, 0, pos0));
             project(L.k, kc, kvdim);  // straight into the cache
             project(L.v, static_cast<float*>(dc.at(i, 1, pos0)), kvdim);
-            launch::rope_halves(kc, T, nkv, hd, kvdim, s.rope_cos, s.rope_sin, stream_);
+            launch::rope_qk(s.q, T, nh, qdim, kc, nullptr, nkv, kvdim, hd, s.rope_cos, s.rope_sin, stream_);
         }
         stage("norm+qkv+rope");
         launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0,
