@@ -7,7 +7,9 @@
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
 # GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
 # for a short turn on a lent GPU.
-set -euo pipefail
+# Not -e: a run that fails (its error in the log) does not keep the others from running; the
+# summary at the end shows which results are missing.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 MOEWB="$1"
 GEMV="$2"
