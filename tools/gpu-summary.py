@@ -38,6 +38,9 @@ def main():
     for path in sorted(out.glob("*.json")):
         try:
             text = path.read_text()
+            if not text.strip():
+                rows.append((path.stem, "no result (the run failed: see the log)"))
+                continue
             doc = json.loads(text)
         except (OSError, ValueError):
             # moewb bench writes one object per line for several configurations.
