@@ -38,11 +38,15 @@ def main():
     for path in sorted(out.glob("*.json")):
         try:
             text = path.read_text()
-            if not text.strip():
-                rows.append((path.stem, "no result (the run failed: see the log)"))
-                continue
+        except OSError as e:
+            rows.append((path.stem, f"unreadable: {e}"))
+            continue
+        if not text.strip():
+            rows.append((path.stem, "no result (the run failed: see the log)"))
+            continue
+        try:
             doc = json.loads(text)
-        except (OSError, ValueError):
+        except ValueError:
             # moewb bench writes one object per line for several configurations.
             try:
                 docs = [json.loads(line) for line in text.splitlines() if line.strip()]
