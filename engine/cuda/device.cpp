@@ -108,6 +108,16 @@ bool env_is(const char* name, const char* value) {
     return env && std::string(env) == value;
 }
 
+// The environment variable `name` as a whole number from lo to hi for which ok(v) holds;
+// `fallback` when it is unset or not such a number.
+long env_number(const char* name, long lo, long hi, long fallback, bool (*ok)(long) = nullptr) {
+    const char* env = std::getenv(name);
+    if (!env || !*env) return fallback;
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    return *end == '\0' && v >= lo && v <= hi && (!ok || ok(v)) ? v : fallback;
+}
+
 }  // namespace
 
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched.
@@ -136,13 +146,7 @@ bool early_trigger() {
 }
 
 int expert_streams() {
-    static const int n = [] {
-        const char* env = std::getenv("MOEWB_CUDA_EXPERT_STREAMS");
-        if (!env || !*env) return 4;
-        char* end = nullptr;
-        const long v = std::strtol(env, &end, 10);
-        return *end == '\0' && v >= 0 && v <= 16 ? static_cast<int>(v) : 4;
-    }();
+    static const int n = static_cast<int>(env_number("MOEWB_CUDA_EXPERT_STREAMS", 0, 16, 4));
     return n;
 }
 
@@ -156,14 +160,8 @@ bool batched_expert_products() {
 }
 
 int64_t expert_row_pad() {
-    static const int64_t pad = [] {
-        const char* env = std::getenv("MOEWB_CUDA_EXPERT_PAD");
-        if (!env || !*env) return int64_t(64);
-        char* end = nullptr;
-        const long v = std::strtol(env, &end, 10);
-        const bool power_of_two = v > 0 && (v & (v - 1)) == 0;
-        return *end == '\0' && power_of_two && v >= 8 && v <= 512 ? static_cast<int64_t>(v) : int64_t(64);
-    }();
+    static const int64_t pad =
+        env_number("MOEWB_CUDA_EXPERT_PAD", 8, 512, 64, [](long v) { return (v & (v - 1)) == 0; });
     return pad;
 }
 
