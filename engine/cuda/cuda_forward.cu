@@ -255,6 +255,10 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         const auto* offsets = static_cast<const int64_t*>(offsets_pinned_.get());
         offsets_host_.assign(offsets, offsets + E + 1);
         const int64_t n_rows = offsets_host_[static_cast<size_t>(E)];
+        // The experts' rows rounded to 16-bit parts (hi, and lo with exact activations), room
+        // for every row of the step each: the gathered rows, then the hidden rows.
+        auto* hi = static_cast<uint16_t*>(s.lowp);
+        uint16_t* lo = blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
         auto rows_of = [&](int64_t e) {
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
@@ -265,9 +269,6 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             // down. The slots' rows move to the padded layout for the combine.
             const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, launch::expert_row_pad());
             const int64_t n_pad = plan.padded.back();
-            auto* hi = static_cast<uint16_t*>(s.lowp);
-            uint16_t* lo =
-                blas_->split_activations() ? hi + expert_rows_capacity(n_slots, E) * std::max(H, F) : nullptr;
             batch_tables(m, plan, hi, lo, s);  // s.padded and s.tables
             launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
             launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi,
@@ -300,9 +301,6 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         } else if (grouped(m)) {
             // All experts in one launch per product: gate and up (one product of 2F outputs when
             // they lie side by side), then down.
-            auto* hi = static_cast<uint16_t*>(s.lowp);
-            const int64_t room = n_slots * std::max(H, F);
-            uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
             const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
             launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
                                         stream_);
@@ -318,9 +316,6 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         } else if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.
-            auto* hi = static_cast<uint16_t*>(s.lowp);
-            const int64_t room = n_slots * std::max(H, F);
-            uint16_t* lo = blas_->split_activations() ? hi + room : nullptr;
             launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
                                         stream_);
             for_experts([&](int64_t e, launch::Blas& blas) {
