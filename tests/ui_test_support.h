@@ -1,8 +1,11 @@
 // Helpers of the GUI suites: a temporary model directory (random weights of a tiny
 // DeepSeekMoE config + the tiny-llm fixture tokenizer, as tests/test_store_support.h makes
-// them) and a corpus of two domains, and waiting for a Workbench's jobs.
+// them) and a corpus of two domains, and waiting for a Workbench's jobs. The user's settings
+// (QSettings) live in the fixture's folder too: two runs of one suite (CTest runs a suite's
+// short-screen case beside the whole suite) never read or clear each other's.
 #pragma once
 
+#include <QSettings>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -17,6 +20,8 @@ struct Fixture {
     bool ok = false;
     Fixture() {
         if (!tmp.isValid()) return;
+        for (auto format : {QSettings::NativeFormat, QSettings::IniFormat})
+            QSettings::setPath(format, QSettings::UserScope, tmp.filePath("settings"));
         model_dir = tmp.filePath("tiny-model");
         corpus_dir = tmp.filePath("corpus");
         store_path = tmp.filePath("data/workbench.db");  // the parent is made by openStore
