@@ -361,16 +361,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_vector_kernel(con
 // Heads the vector split takes: hd = 4·L with L a power of two from 1 to 32.
 bool vector_split_takes(int64_t hd) { return hd >= 4 && hd <= 128 && (hd & (hd - 1)) == 0; }
 
-int max_shared_optin() {
-    static const int m = [] {
-        int device = 0, v = 0;
-        check(cudaGetDevice(&device), "attention: device");
-        check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
-        return v;
-    }();
-    return m;
-}
-
 // A kernel with `shared` bytes of dynamic shared memory (and `fixed` of its own) for
 // `positions` positions: refused when the device has too little per block, else allowed.
 template <typename K>
@@ -472,6 +462,16 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
 }
 
 }  // namespace
+
+int max_shared_optin() {
+    static const int m = [] {
+        int device = 0, v = 0;
+        check(cudaGetDevice(&device), "attention: device");
+        check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "attention: shared memory");
+        return v;
+    }();
+    return m;
+}
 
 int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
 

@@ -38,6 +38,10 @@ enum class PrefillAttention { tiles, pipelined };
 // nearest). Every attention kernel reads either.
 enum class KvType { f32, bf16 };
 
+// The most dynamic shared memory one block may ask for on the current device (its opt-in
+// limit): 227 KB on compute 9.0, 163 KB on 8.0, 99 KB on 8.6 and 8.9.
+int max_shared_optin();
+
 // q [T, nh, hd]; k, v [P, nkv, hd] with P ≥ pos0 + T; returns [T, nh, hd]. device_pos:
 // pos0 read on the device with room for P positions (the decode graph's launch). kv: the keys
 // and values go to the device as f32, or rounded to BF16 (what such a cache holds).

@@ -409,10 +409,30 @@ void launch_pipelined_of(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const
         launch_pipelined<HD, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
 }
 
+// `bytes`: the shared memory of the instantiation the shape takes, which must fit the device's
+// limit per block (a head of 128 with two parts needs 102 KB: more than compute 8.6 and 8.9
+// allow; those take the f32 tiled kernel).
 bool mma_takes(const void* q, const void* k, const void* v, const void* out, int64_t n_heads, int64_t n_kv_heads,
-               int64_t head_dim) {
+               int64_t head_dim, size_t bytes) {
     return (head_dim == 64 || head_dim == 128) && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
-           n_kv_heads > 0 && n_heads % n_kv_heads == 0;
+           n_kv_heads > 0 && n_heads % n_kv_heads == 0 && bytes <= static_cast<size_t>(max_shared_optin());
+}
+
+size_t mma_bytes(int64_t head_dim, bool split) {
+    if (head_dim == 128) return split ? Layout<128, true>::kBytes : Layout<128, false>::kBytes;
+    return split ? Layout<64, true>::kBytes : Layout<64, false>::kBytes;
+}
+
+// The pipelined kernel's shared memory (launch_pipelined_of's choice of parts).
+template <int HD>
+size_t pipelined_bytes_of(bool qlo, bool kvlo) {
+    if (qlo && kvlo) return PipeLayout<HD, 32, true, true>::kBytes;
+    return qlo ? PipeLayout<HD, 64, true, false>::kBytes : PipeLayout<HD, 64, false, false>::kBytes;
+}
+
+size_t pipelined_bytes(int64_t head_dim, bool split, KvType kv) {
+    const bool kvlo = split && kv == KvType::f32;
+    return head_dim == 128 ? pipelined_bytes_of<128>(split, kvlo) : pipelined_bytes_of<64>(split, kvlo);
 }
 
 size_t round256(size_t bytes) {
@@ -423,7 +443,7 @@ size_t round256(size_t bytes) {
 
 bool attention_mma(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                    int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, cudaStream_t s) {
-    if (!mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim)) return false;
+    if (!mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim, mma_bytes(head_dim, split))) return false;
     if (kv == KvType::bf16)
         launch_mma_of(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), T, n_heads, n_kv_heads,
                       head_dim, pos0, scale, out, split, s);
@@ -444,7 +464,8 @@ size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_head
 bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                          int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, void* scratch,
                          cudaStream_t s) {
-    if (!scratch || !mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim)) return false;
+    if (!scratch || !mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim, pipelined_bytes(head_dim, split, kv)))
+        return false;
     // The scratch: q's parts, then (an f32 cache) the keys' and the values' parts.
     const size_t two = sizeof(__nv_bfloat16);
     const int64_t nq = T * n_heads * head_dim, nkv = (pos0 + T) * n_kv_heads * head_dim;

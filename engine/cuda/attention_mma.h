@@ -3,7 +3,8 @@
 // (f32 or BF16, as the KV cache holds them: KvType) -> out [T, nh, hd]. split: every operand as two BF16 parts
 // (hi + lo) and three products per product, about 2⁻¹⁶ of each term (the exact activations);
 // else one BF16 part (the BF16 activations). Heads of 64 or 128 with 16-byte aligned rows;
-// each returns false, launching nothing, for other shapes.
+// each returns false, launching nothing, for other shapes and where the kernel's shared memory
+// exceeds the device's limit per block (heads of 128 with two parts on compute 8.6 and 8.9).
 #pragma once
 
 #include <cuda_runtime.h>

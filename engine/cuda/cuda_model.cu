@@ -347,6 +347,11 @@ DeviceCache& CudaDeepseekMoe::device_cache(KvCache& cache, int64_t positions) co
         dc = fresh.get();
         cache.set_backend_state(std::move(fresh));
     }
+    // A cache another CUDA model made: its layout (and the scratch sized from this model's
+    // cache type) would not fit.
+    if (dc->type != kv_type_ || dc->n_layers != config_.num_hidden_layers ||
+        dc->kv_dim != config_.num_key_value_heads * config_.head_dim)
+        throw Error(ErrorKind::input, "a KV cache of another model (or KV cache type) was given to the CUDA model");
     if (positions <= dc->capacity) return *dc;
     // Grow: room for the context length at once when it fits (decode then never allocates),
     // else doubling.
