@@ -74,9 +74,12 @@ inline BatchPlan plan_batches(const int64_t* offsets, int64_t n_expert, int64_t 
     return plan;
 }
 
-// The most padded rows a plan of `n_rows` rows over `n_expert` experts can have.
+// The most padded rows a plan of `n_rows` rows over `n_expert` experts can have: only experts
+// with rows are padded, at most one per row (a short prefill of a 256-expert model pads a
+// few experts, not all of them).
 inline int64_t padded_capacity(int64_t n_rows, int64_t n_expert, int64_t pad) {
-    return n_rows + std::max<int64_t>(n_expert, 0) * (std::max<int64_t>(pad, 1) - 1);
+    const int64_t padded_experts = std::min(std::max<int64_t>(n_expert, 0), std::max<int64_t>(n_rows, 0));
+    return n_rows + padded_experts * (std::max<int64_t>(pad, 1) - 1);
 }
 
 }  // namespace moe::dispatch

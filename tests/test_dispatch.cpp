@@ -132,6 +132,13 @@ private slots:
             QCOMPARE(int64_t(plan.padded.size()), E + 1);
             QCOMPARE(plan.padded[0], int64_t(0));
             QVERIFY(plan.padded.back() <= d::padded_capacity(total, E, pad));
+            // The bound is reached: n ≤ E rows, each an expert of its own, each padded whole.
+            {
+                const int64_t n = 1 + int64_t(rng.next() % uint64_t(E));
+                std::vector<int64_t> ones(static_cast<size_t>(E) + 1);
+                for (int64_t e = 0; e <= E; ++e) ones[size_t(e)] = std::min(e, n);
+                QCOMPARE(d::plan_batches(ones.data(), E, pad).padded.back(), d::padded_capacity(n, E, pad));
+            }
             // Each expert's segment: its rows rounded up to the pad, in exactly one batch of that count.
             std::vector<int> seen(static_cast<size_t>(E), 0);
             int64_t prev_work = -1, prev_rows = 0;

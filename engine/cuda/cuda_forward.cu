@@ -64,13 +64,22 @@ bool CudaDeepseekMoe::grouped(const MoeLayer& m) const {
     if (!launch::expert_products_fit(m.expert_type, f0.gate.in, f0.gate.out, E) ||
         !launch::expert_products_fit(m.expert_type, f0.down.in, f0.down.out, E))
         return false;
+    return experts_aligned(m);
+}
+
+bool CudaDeepseekMoe::experts_aligned(const MoeLayer& m) {
     auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
     return std::all_of(m.experts.begin(), m.experts.end(),
                        [&](const Ffn& f) { return aligned(f.gate.w) && aligned(f.up.w) && aligned(f.down.w); });
 }
 
+// The batched products' pointer tables live on the device, where cuBLAS cannot check them:
+// every matrix they name starts on 16 bytes (the weights, and rows of widths that are
+// multiples of 8).
 bool CudaDeepseekMoe::batched(const MoeLayer& m) {
-    return launch::batched_expert_products() && uniform_experts(m);
+    if (!launch::batched_expert_products() || !uniform_experts(m)) return false;
+    const Ffn& f0 = m.experts.front();
+    return f0.gate.in % 8 == 0 && f0.gate.out % 8 == 0 && experts_aligned(m);
 }
 
 bool CudaDeepseekMoe::all_adjacent(const MoeLayer& m) {

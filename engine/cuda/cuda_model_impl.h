@@ -241,6 +241,8 @@ private:
     // Whether every expert of a MoE layer has the first one's shapes and rounds its
     // activations once (rounds_once).
     static bool uniform_experts(const MoeLayer& m);
+    // Whether every routed expert's weights start on 16 bytes.
+    static bool experts_aligned(const MoeLayer& m);
     // Whether a MoE layer's routed experts run as cuBLAS batched products over the padded layout.
     static bool batched(const MoeLayer& m);
     // The padded layout of a plan uploaded into s.padded, and the pointer arrays of its batched
