@@ -408,8 +408,9 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
         const int64_t positions = d_pos ? max_positions : pos0 + 1;
         const int64_t longest = attention_tiles::split_length(positions, kSplits);
         const dim3 merge_grid(static_cast<unsigned>(n_heads), static_cast<unsigned>((head_dim + 31) / 32));
-        if (decode == DecodeAttention::vector && vector_split_takes(head_dim) && aligned16(q) && aligned16(k) &&
-            aligned16(v)) {
+        // Four of a row's values per load: 16 bytes of an f32 cache, 8 of a BF16 one.
+        if (decode == DecodeAttention::vector && vector_split_takes(head_dim) && aligned16(q) &&
+            aligned_to(k, 4 * sizeof(KV)) && aligned_to(v, 4 * sizeof(KV))) {
             const size_t shared = static_cast<size_t>(kDecodeThreads * 4 + longest) * sizeof(float);
             switch (head_dim) {
                 case 4: launch_vector_split<1, KV>(shared, positions, n_heads, q, k, v, n_kv_heads, pos0, d_pos, scale, partials, s); break;

@@ -425,7 +425,7 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
         }
         stage("norm+qkv+rope");
         launch::attention(s.q, dc.keys(i), dc.values(i), T, nh, nkv, hd, pos0, s.attn, stream_, nullptr, 0,
-                          attn_partials_, attention_math_, DecodeAttention::scalar, dc.type, prefill_attention_,
+                          attn_partials_, attention_math_, decode_attention_, dc.type, prefill_attention_,
                           attn_scratch);
         stage("attention");
         linear(L.o, s.attn, T, s.branch, H, s);

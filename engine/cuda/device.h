@@ -40,13 +40,16 @@ void require_device_memory(std::size_t bytes, const std::string& who, const std:
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 // Whether a device address is 16-byte aligned (what vector loads of a row need).
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+inline bool aligned_to(const void* p, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
 
 // The backend's choices that the environment changes (MOEWB_CUDA_*, docs/engine.md) as this
 // process makes them, name and value in a fixed order: attention (tensor-cores | f32 |
 // pipelined), decode_attention (scalar | vector), early_launch (off | on | trigger), rope
 // (separate | fused), expert_gemm (auto | grouped | cublas | batched), expert_streams (0 to 16),
 // expert_pad (8 to 512), kv_cache (f32 | bf16), weight_loads (cached | stream), decode_blocks
-// (2 | 3). For benchmark results that say what they measured.
+// (2 | 3). For benchmark results that say what they measured. Read from the environment at the
+// call: kv_cache says what a model loaded now holds (one loaded earlier says its own in its
+// backend label).
 std::vector<std::pair<std::string, std::string>> backend_switches();
 
 }  // namespace moe::cuda

@@ -206,7 +206,8 @@ __device__ inline float silu_mul_rn(float g, float u) { return __fmul_rn(__fdiv_
 
 // RMSNorm's 1 / sqrt(mean(x²) + eps) of the row xs [n] (shared or global memory), by all
 // threads of a block of kNormThreads: the sum of squares in double, as the CPU — each warp's
-// share summed with shuffles, the warps' sums added in order by every thread after one barrier.
+// share summed with shuffles, the warps' sums added in order by every thread after a barrier,
+// and a second before the shared sums may be written again (a kernel may call it twice).
 constexpr int kNormThreads = 256;
 __device__ inline float block_rms_scale(const float* xs, int64_t n, float eps) {
     __shared__ double warp_sums[kNormThreads / 32];
@@ -217,6 +218,7 @@ __device__ inline float block_rms_scale(const float* xs, int64_t n, float eps) {
     __syncthreads();
     double total = 0;
     for (int w = 0; w < kNormThreads / 32; ++w) total += warp_sums[w];
+    __syncthreads();
     return static_cast<float>(1.0 / sqrt(total / static_cast<double>(n) + eps));
 }
 
