@@ -31,22 +31,33 @@ if ldd "$dir/bin/moewb" | grep -q "not found"; then
 fi
 failed=0
 # Each suite as the backend runs by default, then with the switches that are not the default yet
-# (tools/gpu-switches.sh).
+# (tools/gpu-switches.sh). A suite that fails only with the switches runs again with each switch
+# alone (GPU_BISECT=0 skips that), so that the log names the switch that breaks it.
 source tools/gpu-switches.sh
 for pass in default switches; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
         log="$OUT/$name-$pass.log"
+        start=$SECONDS
         if [ $pass = default ]; then
             "$t" > "$log" 2>&1
         else
             env "${GPU_SWITCHES[@]}" "$t" > "$log" 2>&1
         fi
         rc=$?
-        echo "$name ($pass): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
+        echo "$name ($pass, $((SECONDS - start)) s): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
         # What failed and where, for a log read from its end.
         [ $rc -eq 0 ] || grep -A1 -E '^FAIL!' "$log" | head -12 | sed 's/^/    /' | tee -a "$OUT/suites.txt"
         [ $rc -eq 0 ] || failed=1
+        if [ $rc -ne 0 ] && [ $pass = switches ] && [ "${GPU_BISECT:-1}" != 0 ] &&
+            grep -qE "^$name \(default, [0-9]+ s\): Totals: [0-9]+ passed, 0 failed" "$OUT/suites.txt"; then
+            for sw in "${GPU_SWITCHES[@]}"; do
+                alone="$OUT/$name-${sw%%=*}.log"
+                env "$sw" "$t" > "$alone" 2>&1
+                rc_alone=$?
+                echo "    $sw alone: $(grep -E '^Totals' "$alone" || echo "exit $rc_alone")" | tee -a "$OUT/suites.txt"
+            done
+        fi
     done
 done
 tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
