@@ -24,6 +24,9 @@ public:
     // Name, type and shape only; a source that makes its bytes on request (RandomTensors)
     // answers without making them (data may then be null).
     virtual const TensorView* info(const std::string& name) const { return find(name); }
+    // Bytes that finding every tensor would still allocate on the host (a source that makes
+    // its bytes on request); 0 for files mapped into memory and tensors already made.
+    virtual size_t bytes_to_make() const { return 0; }
 };
 
 class SafetensorsFile;

@@ -8,6 +8,7 @@
 #include "engine/cpu/arena.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
+#include "engine/host_memory.h"
 #include "engine/models/deepseek_moe.h"
 #include "engine/models/deepseek_v2.h"
 
@@ -72,6 +73,10 @@ std::unique_ptr<Model> make_model(const ModelConfig& config, std::shared_ptr<Ten
                               "this build has no CUDA backend (the CUDA toolkit was not found when it was built)");
         return f(config, std::move(tensors), opt);
     }
+    // Weights the CPU model would make on the host as it reads them (random weights): refused
+    // here with the numbers, rather than by the kernel's out-of-memory killer halfway through.
+    if (const size_t bytes = tensors->bytes_to_make())
+        require_host_memory(bytes, tensors->describe(), "the weights the CPU model makes in memory");
     switch (config.arch) {
         case Architecture::deepseek_moe: return make_deepseek_moe(config, std::move(tensors), opt);
         case Architecture::deepseek_v2:

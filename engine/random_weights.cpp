@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "engine/error.h"
+#include "engine/host_memory.h"
 #include "engine/models/deepseek_names.h"
 #include "engine/random_values.h"
 
@@ -61,7 +62,8 @@ struct Item {
     std::vector<uint8_t> bytes;
 };
 
-std::vector<Item> random_items(const ModelConfig& c, DType dtype, uint64_t seed) {
+// With make false, FP8 linears and their scales come with their shapes only (no bytes).
+std::vector<Item> random_items(const ModelConfig& c, DType dtype, uint64_t seed, bool make = true) {
     namespace names = deepseek_names;
     std::vector<Item> items;
     struct Out {
@@ -83,11 +85,16 @@ std::vector<Item> random_items(const ModelConfig& c, DType dtype, uint64_t seed)
     auto linear = [&](const std::string& name, int64_t rows, int64_t cols) {
         const float a = std::sqrt(3.0f / static_cast<float>(cols));
         if (!fp8) return add(name, {rows, cols}, a, 0.0f);
+        constexpr int64_t B = 128;
+        const int64_t br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
+        if (!make) {
+            out->add(name, DType::f8_e4m3, {rows, cols}, {});
+            out->add(name + "_scale_inv", DType::f32, {br, bc}, {});
+            return;
+        }
         // Quantised per 128x128 block: scale = max|w| / 448 (e4m3's largest value).
         const std::vector<uint8_t> raw = random_bytes(rows * cols, DType::f32, a, 0.0f, seed ^ std::hash<std::string>{}(name));
         const float* w = reinterpret_cast<const float*>(raw.data());
-        constexpr int64_t B = 128;
-        const int64_t br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
         std::vector<float> scales(static_cast<size_t>(br * bc));
         std::vector<uint8_t> q(static_cast<size_t>(rows * cols));
         for (int64_t i = 0; i < br; ++i)
@@ -157,9 +164,27 @@ std::vector<Item> random_items(const ModelConfig& c, DType dtype, uint64_t seed)
     return items;
 }
 
+// Who needs the memory, for messages: the config's file where it has one.
+std::string random_of(const ModelConfig& c) {
+    return c.source.empty() ? "random weights" : "random weights of " + c.source;
+}
+
+// The bytes of items (of a shapes-only list); with recipes_too false, only those made at once.
+size_t items_bytes(const std::vector<Item>& items, bool recipes_too) {
+    size_t n = 0;
+    for (const Item& it : items)
+        if (recipes_too || !it.recipe) n += static_cast<size_t>(numel_of(it.shape)) * dtype_size(it.dtype);
+    return n;
+}
+
 }  // namespace
 
+size_t random_weight_bytes(const ModelConfig& c, DType dtype) {
+    return items_bytes(random_items(c, dtype, 0, false), true);
+}
+
 std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType dtype, uint64_t seed) {
+    require_host_memory(random_weight_bytes(c, dtype), random_of(c), "every tensor at once");
     auto out = std::make_shared<MemoryTensors>();
     for (Item& it : random_items(c, dtype, seed)) {
         if (it.recipe)
@@ -169,7 +194,9 @@ std::shared_ptr<MemoryTensors> make_random_tensors(const ModelConfig& c, DType d
     return out;
 }
 
-RandomTensors::RandomTensors(const ModelConfig& config, DType dtype, uint64_t seed) {
+RandomTensors::RandomTensors(const ModelConfig& config, DType dtype, uint64_t seed) : describe_(random_of(config)) {
+    if (const size_t eager = items_bytes(random_items(config, dtype, seed, false), false))
+        require_host_memory(eager, random_of(config), "its FP8 linears (made at once)");
     for (Item& it : random_items(config, dtype, seed)) {
         auto e = std::make_unique<Entry>();
         e->view.name = it.name;
@@ -202,6 +229,14 @@ const TensorView* RandomTensors::find(const std::string& name) const {
 const TensorView* RandomTensors::shape_of(const std::string& name) const {
     const auto it = tensors_.find(name);
     return it == tensors_.end() ? nullptr : &it->second->view;
+}
+
+size_t RandomTensors::bytes_to_make() const {
+    std::lock_guard lock(mutex_);
+    size_t n = 0;
+    for (const auto& [name, e] : tensors_)
+        if (!e->view.data) n += e->view.nbytes;
+    return n;
 }
 
 const RandomRecipe* RandomTensors::pending(const std::string& name) const {

@@ -20,7 +20,8 @@ private slots:
 
 void CliErrorTest::cli_exits_2_data() {
     QTest::addColumn<QString>("fixture");
-    QTest::addColumn<QString>("damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape | foreign_tokenizer
+    QTest::addColumn<QString>(
+        "damage");  // none | truncated | deepseek_v2 | missing_shard | wrong_shape | foreign_tokenizer | huge
     QTest::addColumn<QStringList>("args");  // DIR stands for the damaged copy
     QTest::addColumn<QString>("needle");
     const QString s = "f32_single";
@@ -64,6 +65,13 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("eval: another model's tokenizer") << s << "foreign_tokenizer"
                                                      << QStringList{"eval", "--model", "DIR", "--text", "DIR/config.json"}
                                                      << "tokenizer.json: tokenizer has 100015 tokens";
+    // Random weights larger than any machine's memory (1024 layers of 1024 experts 1M wide):
+    // refused with the numbers before anything is made or written, not killed by the kernel.
+    QTest::newRow("bench: random weights beyond the host's memory")
+        << s << "huge" << QStringList{"bench", "--random-config", "DIR/config.json"} << "of host memory";
+    QTest::newRow("make-random: random weights beyond the host's memory")
+        << s << "huge" << QStringList{"make-random", "--config", "DIR/config.json", "--out", "DIR/out"}
+        << "of host memory";
     QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"
                                            << logits + QStringList{"--ids", "1"} << kShard2;
 }
@@ -89,6 +97,10 @@ void CliErrorTest::cli_exits_2() {
         const QString from = QStringLiteral(MOE_SOURCE_DIR "/tests/fixtures/tokenizers/deepseek-llm/");
         QVERIFY(QFile::copy(from + "tokenizer.json", dir + "/tokenizer.json"));
         QVERIFY(QFile::copy(from + "tokenizer_config.json", dir + "/tokenizer_config.json"));
+    } else if (damage == "huge") {
+        QVERIFY(set_config_value(dir, "num_hidden_layers", "1024"));
+        QVERIFY(set_config_value(dir, "n_routed_experts", "1024"));
+        QVERIFY(set_config_value(dir, "moe_intermediate_size", "1048576"));
     } else if (damage == "wrong_shape") {
         Safetensors st = Safetensors::read(dir + "/" + kSingle);
         st.header[kEmbed]["shape"] = {48, 96};
@@ -109,6 +121,7 @@ void CliErrorTest::cli_exits_2() {
     QVERIFY2(out.isEmpty(), qPrintable("stdout: " + out.left(300)));
     QVERIFY2(err.contains("error") || err.contains("unknown"), qPrintable(err));
     QVERIFY2(err.contains(needle), qPrintable(err));
+    QVERIFY(!QFileInfo::exists(dir + "/out"));  // nothing written
 }
 
 namespace {

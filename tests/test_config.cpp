@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "engine/host_memory.h"
 #include "engine/model_config.h"
+#include "engine/random_weights.h"
 
 namespace {
 const std::string kShared = std::string(MOE_SOURCE_DIR) + "/../shared/configs/";
@@ -32,6 +34,39 @@ private slots:
         QVERIFY(std::abs(c.total_params() / 16.38e9 - 1) < 0.002);
         // Published "2.8 B activated" counts the embedding table (0.21 B) once more.
         QVERIFY(std::abs((c.activated_params() + c.vocab_size * c.hidden_size) / 2.83e9 - 1) < 0.005);
+    }
+    void host_memory_from_meminfo() {
+        // MemAvailable plus SwapFree, in bytes; nothing where the kernel gives no MemAvailable.
+        const char* text =
+            "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n"
+            "SwapTotal: 4000 kB\nSwapFree:        3000 kB\n";
+        QCOMPARE(moe::parse_available_memory(text), std::optional<uint64_t>((20000000ull + 3000) * 1024));
+        QCOMPARE(moe::parse_available_memory("MemAvailable: 7 kB\n"), std::optional<uint64_t>(7 * 1024));
+        QVERIFY(!moe::parse_available_memory("MemTotal: 7 kB\nMemFree: 3 kB\n"));
+        QVERIFY(!moe::parse_available_memory("MemAvailableX: 7 kB\n"));
+        QCOMPARE(moe::format_gib(3ull << 29), std::string("1.50 GiB"));
+        QVERIFY(moe::available_host_memory().value_or(1) > 0);
+    }
+    void random_weight_bytes_without_making_them() {
+        // The shapes-only count equals the bytes of the tensors made, BF16 and FP8 (the
+        // linears quantised in 128 × 128 blocks with their scales).
+        const std::string fixtures = std::string(MOE_SOURCE_DIR) + "/tests/fixtures/";
+        for (const char* model : {"f32_single", "v3_fp8_mtp"}) {
+            const moe::ModelConfig c = moe::load_model_config(fixtures + model + "/config.json");
+            for (const moe::DType d : {moe::DType::bf16, moe::DType::f8_e4m3, moe::DType::f32}) {
+                const auto made = moe::make_random_tensors(c, d, 3);
+                size_t bytes = 0;
+                for (const std::string& name : made->names()) bytes += made->find(name)->nbytes;
+                QCOMPARE(moe::random_weight_bytes(c, d), bytes);
+                QCOMPARE(moe::RandomTensors(c, d, 3).weight_bytes(), bytes);
+            }
+        }
+        // A lazy source has every byte still to make until it is read.
+        const moe::ModelConfig c = moe::load_model_config(fixtures + "f32_single/config.json");
+        moe::RandomTensors lazy(c, moe::DType::bf16, 3);
+        QCOMPARE(lazy.bytes_to_make(), lazy.weight_bytes());
+        const size_t embed = lazy.find("model.embed_tokens.weight")->nbytes;
+        QCOMPARE(lazy.bytes_to_make(), lazy.weight_bytes() - embed);
     }
     void text_that_is_not_json() {
         // The hint about Python's NaN and Infinity only where the text has them.

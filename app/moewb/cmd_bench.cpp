@@ -11,6 +11,7 @@
 #include "app/moewb/commands.h"
 #include "engine/cpu/matmul.h"
 #include "engine/error.h"
+#include "engine/host_memory.h"
 #include "engine/random_weights.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/device.h"
@@ -241,6 +242,10 @@ int cmd_bench(int argc, char** argv) {
                 config.num_nextn_predict_layers = 0;
             }
             for (const auto& d : dtypes) {
+                if (lo.backend == moe::Backend::cpu)
+                    moe::require_host_memory(moe::random_weight_bytes(config, parse_dtype_flag(d)), path,
+                                             "random " + d + " weights of " + std::to_string(config.num_hidden_layers) +
+                                                 " layers on the CPU (--layers N benchmarks the first N)");
                 auto model = moe::make_model(config, std::make_shared<moe::RandomTensors>(config, parse_dtype_flag(d), seed), lo);
                 auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
                 if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";

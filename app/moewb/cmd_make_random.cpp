@@ -60,10 +60,10 @@ int cmd_make_random(int argc, char** argv) {
                                                 "); choose another directory, or --force to replace them");
         }
     }
+    // The weights first: refused for want of memory before anything is written.
+    auto tensors = moe::make_random_tensors(config, dtype, seed);
     fs::create_directories(out, ec);
     if (ec) moe::throw_input_error(out, "--out: cannot create the directory: " + ec.message());
-
-    auto tensors = moe::make_random_tensors(config, dtype, seed);
     moe::save_safetensors(*tensors, out + "/model.safetensors");
     const std::string config_out = out + "/config.json";
     if (!fs::exists(config_out, ec) || !fs::equivalent(config.source, config_out, ec)) {

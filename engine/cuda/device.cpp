@@ -9,6 +9,7 @@
 
 #include "engine/cuda/launch_after.h"
 #include "engine/error.h"
+#include "engine/host_memory.h"
 
 namespace moe::cuda {
 
@@ -29,11 +30,7 @@ void require_device_memory(std::size_t bytes, const std::string& who, const std:
     std::size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "reading free device memory");
     if (bytes <= free_b) return;
-    auto gib = [](std::size_t b) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0));
-        return std::string(buf);
-    };
+    auto gib = [](std::size_t b) { return format_gib(b); };
     throw_input_error(who, "needs " + gib(bytes) + " of device memory for " + what + "; the device has " + gib(free_b) +
                                " free of " + gib(total_b));
 }
