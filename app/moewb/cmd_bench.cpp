@@ -11,7 +11,6 @@
 #include "app/moewb/commands.h"
 #include "engine/cpu/matmul.h"
 #include "engine/error.h"
-#include "engine/host_memory.h"
 #include "engine/random_weights.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/device.h"
@@ -84,17 +83,23 @@ struct Timing {
     double prefill = 1e300, decode = 1e300;
 };
 
-// Seconds of one prefill of `prompt` in a fresh session.
-double time_prefill(const moe::Model& model, const std::vector<int32_t>& prompt, CopyingObserver* observer) {
+// Seconds of the prefill of `prompt` in the fresh session `s`; the last position's logits into
+// `logits`.
+double time_prefill(moe::Session& s, const std::vector<int32_t>& prompt, CopyingObserver* observer,
+                    std::vector<float>& logits) {
     if (observer) observer->clear();
-    moe::Session s(model);
     moe::ForwardOptions opt;
     opt.all_logits = false;
     opt.observer = observer;
-    std::vector<float> logits;
     const auto t0 = std::chrono::steady_clock::now();
     s.forward(prompt, opt, logits);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double time_prefill(const moe::Model& model, const std::vector<int32_t>& prompt, CopyingObserver* observer) {
+    moe::Session s(model);
+    std::vector<float> logits;
+    return time_prefill(s, prompt, observer, logits);
 }
 
 Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, int64_t n_gen, int repeat,
@@ -103,14 +108,11 @@ Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, in
     Timing best;
     std::vector<float> logits;
     for (int r = 0; r < repeat; ++r) {
-        if (observer) observer->clear();
         moe::Session s(model);
+        best.prefill = std::min(best.prefill, time_prefill(s, prompt, observer, logits));
         moe::ForwardOptions opt;
         opt.all_logits = false;
         opt.observer = observer;
-        auto t0 = clock::now();
-        s.forward(prompt, opt, logits);
-        best.prefill = std::min(best.prefill, std::chrono::duration<double>(clock::now() - t0).count());
         opt.source = moe::TokenSource::generated;
         auto t1 = clock::now();
         for (int64_t g = 0; g < n_gen; ++g) {
@@ -242,10 +244,6 @@ int cmd_bench(int argc, char** argv) {
                 config.num_nextn_predict_layers = 0;
             }
             for (const auto& d : dtypes) {
-                if (lo.backend == moe::Backend::cpu)
-                    moe::require_host_memory(moe::random_weight_bytes(config, parse_dtype_flag(d)), path,
-                                             "random " + d + " weights of " + std::to_string(config.num_hidden_layers) +
-                                                 " layers on the CPU (--layers N benchmarks the first N)");
                 auto model = moe::make_model(config, std::make_shared<moe::RandomTensors>(config, parse_dtype_flag(d), seed), lo);
                 auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
                 if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";

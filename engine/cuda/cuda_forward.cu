@@ -68,9 +68,8 @@ bool CudaDeepseekMoe::grouped(const MoeLayer& m) const {
 }
 
 bool CudaDeepseekMoe::experts_aligned(const MoeLayer& m) {
-    auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
     return std::all_of(m.experts.begin(), m.experts.end(),
-                       [&](const Ffn& f) { return aligned(f.gate.w) && aligned(f.up.w) && aligned(f.down.w); });
+                       [](const Ffn& f) { return aligned16(f.gate.w) && aligned16(f.up.w) && aligned16(f.down.w); });
 }
 
 // The batched products' pointer tables live on the device, where cuBLAS cannot check them:

@@ -3,7 +3,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -30,9 +29,8 @@ void require_device_memory(std::size_t bytes, const std::string& who, const std:
     std::size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "reading free device memory");
     if (bytes <= free_b) return;
-    auto gib = [](std::size_t b) { return format_gib(b); };
-    throw_input_error(who, "needs " + gib(bytes) + " of device memory for " + what + "; the device has " + gib(free_b) +
-                               " free of " + gib(total_b));
+    throw_input_error(who, "needs " + format_gib(bytes) + " of device memory for " + what + "; the device has " +
+                               format_gib(free_b) + " free of " + format_gib(total_b));
 }
 
 void copy_to_device(void* dst, const void* src, std::size_t bytes) {

@@ -38,9 +38,11 @@ void device_free(void* p);
 // meet: "`who`: needs X GiB of device memory for `what`; the device has Y GiB free of Z GiB".
 void require_device_memory(std::size_t bytes, const std::string& who, const std::string& what);
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
-// Whether a device address is 16-byte aligned (what vector loads of a row need).
-inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+// Whether a device address is aligned to `bytes` (what vector loads of a row need), to 16.
 inline bool aligned_to(const void* p, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
+inline bool aligned16(const void* p) {
+    return aligned_to(p, 16);
+}
 
 // The backend's choices that the environment changes (MOEWB_CUDA_*, docs/engine.md) as this
 // process makes them, name and value in a fixed order: attention (tensor-cores | f32 |
