@@ -5,6 +5,7 @@
 # OUT-DIR. The suites read tests/fixtures at the path the build had: when that path does not
 # exist here, it is made a link to this checkout (or the suites that need fixtures fail, saying so).
 # Usage: tools/gpu-bundle-run.sh BUNDLE.tar.xz [out-dir] [config.json]
+# GPU_PASSES and GPU_BENCH (tools/gpu-bench.sh) pick the parts, for a short turn on a lent GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$1"
@@ -33,8 +34,9 @@ failed=0
 # Each suite as the backend runs by default, then with the switches that are not the default yet
 # (tools/gpu-switches.sh). A suite that fails only with the switches runs again with each switch
 # alone (GPU_BISECT=0 skips that), so that the log names the switch that breaks it.
+# GPU_PASSES="default" (or "switches") runs one pass only; GPU_PASSES="" none, for the benchmarks alone.
 source tools/gpu-switches.sh
-for pass in default switches; do
+for pass in ${GPU_PASSES-default switches}; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
         log="$OUT/$name-$pass.log"
