@@ -16,30 +16,33 @@ GEMV="$2"
 OUT="$3"
 CONFIG="${4:-../shared/configs/deepseek-moe-16b-base.json}"
 mkdir -p "$OUT"
+# Each run ends after GPU_RUN_TIMEOUT seconds (300 unless set), so that one that hangs does not
+# take the rest of a short turn.
+LIMIT=(timeout -k 5 "${GPU_RUN_TIMEOUT:-300}")
 if [ ! -f "$CONFIG" ]; then
     echo "gpu-bench: $CONFIG not found: benchmarks skipped" >&2
     exit 0
 fi
 want() { [[ " ${GPU_BENCH:-main experts prefill decode gemv stages peer} " == *" $1 "* ]]; }
 if want main; then
-    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+    "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
         | tee "$OUT/bench-cuda.json"
-    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
+    "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
         --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
-    "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
+    "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
         | tee "$OUT/bench-cuda-no-graphs.json"
 fi
 if want experts; then
     # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
     for way in grouped cublas batched; do
-        MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
-        MOEWB_CUDA_EXPERT_GEMM=$way "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
     # Batched products over rows padded to 128 and to 256 (MOEWB_CUDA_EXPERT_PAD; 64 above).
     for pad in 128 256; do
-        MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_EXPERT_PAD=$pad "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_EXPERT_PAD=$pad "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
             --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-batched-pad$pad.json"
     done
 fi
@@ -48,9 +51,9 @@ if want prefill; then
     # Prefill with the pipelined attention kernel (MOEWB_CUDA_ATTENTION=pipelined), and with it and
     # the batched experts' products together, both activations.
     for act in exact bf16; do
-        env MOEWB_CUDA_ATTENTION=pipelined "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        env MOEWB_CUDA_ATTENTION=pipelined "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-pipelined-$act.json"
-        env MOEWB_CUDA_ATTENTION=pipelined MOEWB_CUDA_EXPERT_GEMM=batched "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        env MOEWB_CUDA_ATTENTION=pipelined MOEWB_CUDA_EXPERT_GEMM=batched "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
             --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-both-$act.json"
     done
 fi
@@ -59,7 +62,7 @@ fi
 decode_bench() {
     local name="$1"
     shift
-    env "$@" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
+    env "$@" "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
         | tee "$OUT/bench-cuda-decode-$name.json"
 }
 if want decode; then
@@ -76,19 +79,19 @@ if want decode; then
 fi
 if want gemv; then
     # How fast decode products stream the weights (bench/bench_gemv.cu).
-    "$GEMV" | tee "$OUT/bench-gemv.json"
+    "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv.json"
     # The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
-    MOEWB_CUDA_EARLY_LAUNCH=trigger "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
+    MOEWB_CUDA_EARLY_LAUNCH=trigger "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
     # And with its weight loads skipping L1 (MOEWB_CUDA_WEIGHT_LOADS=stream).
-    MOEWB_CUDA_WEIGHT_LOADS=stream "$GEMV" | tee "$OUT/bench-gemv-stream.json"
+    MOEWB_CUDA_WEIGHT_LOADS=stream "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv-stream.json"
 fi
 if want stages; then
     # Where the time goes, stage by stage (docs/engine.md, MOEWB_CUDA_STAGES).
-    MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 \
+    MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 64 \
         --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages.txt"
     cat "$OUT/stages.txt"
     # And with the switches.
-    env "${GPU_SWITCHES[@]}" MOEWB_CUDA_STAGES=1 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+    env "${GPU_SWITCHES[@]}" MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
         --gen-tokens 64 --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages-switches.txt"
     cat "$OUT/stages-switches.txt"
 fi

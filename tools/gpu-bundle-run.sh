@@ -35,6 +35,8 @@ failed=0
 # (tools/gpu-switches.sh). A suite that fails only with the switches runs again with each switch
 # alone (GPU_BISECT=0 skips that), so that the log names the switch that breaks it.
 # GPU_PASSES="default" (or "switches") runs one pass only; GPU_PASSES="" none, for the benchmarks alone.
+# A suite ends after GPU_SUITE_TIMEOUT seconds (600 unless set): one that hangs does not take the turn.
+LIMIT=(timeout -k 5 "${GPU_SUITE_TIMEOUT:-600}")
 source tools/gpu-switches.sh
 for pass in ${GPU_PASSES-default switches}; do
     for t in "$dir"/bin/test_cuda_*; do
@@ -42,9 +44,9 @@ for pass in ${GPU_PASSES-default switches}; do
         log="$OUT/$name-$pass.log"
         start=$SECONDS
         if [ $pass = default ]; then
-            "$t" > "$log" 2>&1
+            "${LIMIT[@]}" "$t" > "$log" 2>&1
         else
-            env "${GPU_SWITCHES[@]}" "$t" > "$log" 2>&1
+            env "${GPU_SWITCHES[@]}" "${LIMIT[@]}" "$t" > "$log" 2>&1
         fi
         rc=$?
         echo "$name ($pass, $((SECONDS - start)) s): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
@@ -55,7 +57,7 @@ for pass in ${GPU_PASSES-default switches}; do
             grep -qE "^$name \(default, [0-9]+ s\): Totals: [0-9]+ passed, 0 failed" "$OUT/suites.txt"; then
             for sw in "${GPU_SWITCHES[@]}"; do
                 alone="$OUT/$name-${sw%%=*}.log"
-                env "$sw" "$t" > "$alone" 2>&1
+                env "$sw" "${LIMIT[@]}" "$t" > "$alone" 2>&1
                 rc_alone=$?
                 echo "    $sw alone: $(grep -E '^Totals' "$alone" || echo "exit $rc_alone")" | tee -a "$OUT/suites.txt"
             done
