@@ -48,17 +48,21 @@ if want experts; then
 fi
 source tools/gpu-switches.sh
 if want prefill; then
-    # Prefill with the pipelined attention kernel (MOEWB_CUDA_ATTENTION=pipelined), and with it and
-    # the batched experts' products together, both activations.
+    # Prefill with the first tensor-core attention kernel (MOEWB_CUDA_ATTENTION=tensor-cores), and
+    # with it and the experts' products of the former default (ours with exact activations, cuBLAS
+    # per expert on side streams with BF16 ones) together, both activations.
     for act in exact bf16; do
-        env MOEWB_CUDA_ATTENTION=pipelined "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
-            --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-pipelined-$act.json"
-        env MOEWB_CUDA_ATTENTION=pipelined MOEWB_CUDA_EXPERT_GEMM=batched "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
-            --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-both-$act.json"
+        former=grouped
+        [ $act = bf16 ] && former=cublas
+        env MOEWB_CUDA_ATTENTION=tensor-cores "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+            --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-prefill-tiles-$act.json"
+        env MOEWB_CUDA_ATTENTION=tensor-cores MOEWB_CUDA_EXPERT_GEMM=$former "${LIMIT[@]}" "$MOEWB" bench --backend cuda \
+            --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act \
+            | tee "$OUT/bench-cuda-prefill-former-$act.json"
     done
 fi
 # Decode with each switch that is not the default yet on its own, and all of them
-# (tools/gpu-switches.sh, and MOEWB_CUDA_KV_CACHE=bf16).
+# (tools/gpu-switches.sh, and MOEWB_CUDA_KV_CACHE=bf16); and with each former default.
 decode_bench() {
     local name="$1"
     shift
@@ -66,22 +70,22 @@ decode_bench() {
         | tee "$OUT/bench-cuda-decode-$name.json"
 }
 if want decode; then
-    decode_bench default MOEWB_CUDA_EARLY_LAUNCH=1
+    decode_bench default
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
-    decode_bench trigger MOEWB_CUDA_EARLY_LAUNCH=trigger
-    decode_bench fused-rope MOEWB_CUDA_ROPE=fused
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
     decode_bench blocks3 MOEWB_CUDA_DECODE_BLOCKS=3
-    decode_bench blocks3-trigger MOEWB_CUDA_DECODE_BLOCKS=3 MOEWB_CUDA_EARLY_LAUNCH=trigger
     decode_bench all "${GPU_SWITCHES[@]}"
     decode_bench all-kv-bf16 "${GPU_SWITCHES[@]}" MOEWB_CUDA_KV_CACHE=bf16
+    decode_bench early-on MOEWB_CUDA_EARLY_LAUNCH=on
+    decode_bench separate-rope MOEWB_CUDA_ROPE=separate
+    decode_bench former "${GPU_FORMER[@]}"
 fi
 if want gemv; then
     # How fast decode products stream the weights (bench/bench_gemv.cu).
     "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv.json"
-    # The same with the engine's products letting the next launch start early (MOEWB_CUDA_EARLY_LAUNCH=trigger).
-    MOEWB_CUDA_EARLY_LAUNCH=trigger "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv-trigger.json"
+    # The same with the engine's products waiting for the kernel before them to end (MOEWB_CUDA_EARLY_LAUNCH=on).
+    MOEWB_CUDA_EARLY_LAUNCH=on "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv-early-on.json"
     # And with its weight loads skipping L1 (MOEWB_CUDA_WEIGHT_LOADS=stream).
     MOEWB_CUDA_WEIGHT_LOADS=stream "${LIMIT[@]}" "$GEMV" | tee "$OUT/bench-gemv-stream.json"
 fi

@@ -31,31 +31,34 @@ if ldd "$dir/bin/moewb" | grep -q "not found"; then
     exit 2
 fi
 failed=0
-# Each suite as the backend runs by default, then with the switches that are not the default yet
-# (tools/gpu-switches.sh). A suite that fails only with the switches runs again with each switch
-# alone (GPU_BISECT=0 skips that), so that the log names the switch that breaks it.
-# GPU_PASSES="default" (or "switches") runs one pass only; GPU_PASSES="" none, for the benchmarks alone.
+# Each suite as the backend runs by default, then with the switches that are not the default yet,
+# then with the former defaults (tools/gpu-switches.sh). A suite that fails only with the
+# switches (or the former defaults) runs again with each alone (GPU_BISECT=0 skips that), so
+# that the log names the one that breaks it. GPU_PASSES="default" (or "switches", "former") runs
+# those passes only; GPU_PASSES="" none, for the benchmarks alone.
 # A suite ends after GPU_SUITE_TIMEOUT seconds (600 unless set): one that hangs does not take the turn.
 LIMIT=(timeout -k 5 "${GPU_SUITE_TIMEOUT:-600}")
 source tools/gpu-switches.sh
-for pass in ${GPU_PASSES-default switches}; do
+for pass in ${GPU_PASSES-default switches former}; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
         log="$OUT/$name-$pass.log"
         start=$SECONDS
-        if [ $pass = default ]; then
-            "${LIMIT[@]}" "$t" > "$log" 2>&1
-        else
-            env "${GPU_SWITCHES[@]}" "${LIMIT[@]}" "$t" > "$log" 2>&1
-        fi
+        case $pass in
+        default) set -- ;;
+        switches) set -- "${GPU_SWITCHES[@]}" ;;
+        former) set -- "${GPU_FORMER[@]}" ;;
+        *) echo "gpu-bundle-run: no pass $pass (default, switches, former)" >&2; exit 2 ;;
+        esac
+        env "$@" "${LIMIT[@]}" "$t" > "$log" 2>&1
         rc=$?
         echo "$name ($pass, $((SECONDS - start)) s): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
         # What failed and where, for a log read from its end.
         [ $rc -eq 0 ] || grep -A1 -E '^FAIL!' "$log" | head -12 | sed 's/^/    /' | tee -a "$OUT/suites.txt"
         [ $rc -eq 0 ] || failed=1
-        if [ $rc -ne 0 ] && [ $pass = switches ] && [ "${GPU_BISECT:-1}" != 0 ] &&
+        if [ $rc -ne 0 ] && [ $pass != default ] && [ "${GPU_BISECT:-1}" != 0 ] &&
             grep -qE "^$name \(default, [0-9]+ s\): Totals: [0-9]+ passed, 0 failed" "$OUT/suites.txt"; then
-            for sw in "${GPU_SWITCHES[@]}"; do
+            for sw in "$@"; do
                 alone="$OUT/$name-${sw%%=*}.log"
                 env "$sw" "${LIMIT[@]}" "$t" > "$alone" 2>&1
                 rc_alone=$?

@@ -22,4 +22,6 @@ ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu.
 # Again with the switches that are not the default yet (tools/gpu-switches.sh).
 source tools/gpu-switches.sh
 env "${GPU_SWITCHES[@]}" ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu-switches.log"
+# And with the former defaults, which can still be chosen.
+env "${GPU_FORMER[@]}" ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest-gpu-former.log"
 tools/gpu-bench.sh "$MOEWB" "$BUILD/bench/bench_gemv" "$OUT" "$CONFIG"

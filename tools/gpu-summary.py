@@ -12,10 +12,10 @@ import sys
 # The backend's choices when no MOEWB_CUDA_* variable is set (docs/engine.md): a run lists only
 # what differs from these.
 DEFAULTS = {
-    "attention": "tensor-cores",
+    "attention": "pipelined",
     "decode_attention": "scalar",
-    "early_launch": "on",
-    "rope": "separate",
+    "early_launch": "trigger",
+    "rope": "fused",
     "expert_gemm": "auto",
     "expert_streams": "4",
     "expert_pad": "64",

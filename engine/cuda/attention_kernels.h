@@ -27,8 +27,8 @@ enum class AttentionMath { f32, split_bf16, bf16 };
 enum class DecodeAttention { scalar, vector };
 
 // The tensor-core prefill's kernel (AttentionMath split_bf16 and bf16): tiles — each block
-// rounds the query, key and value tiles it reads as it stores them; pipelined
-// (MOEWB_CUDA_ATTENTION=pipelined) — the queries, keys and values rounded once before the
+// rounds the query, key and value tiles it reads as it stores them (MOEWB_CUDA_ATTENTION=tensor-cores,
+// to compare); pipelined (the default) — the queries, keys and values rounded once before the
 // launch into scratch, each block's tiles copied asynchronously, the next key tile in flight
 // while the warps work on this one (engine/cuda/attention_mma.h).
 enum class PrefillAttention { tiles, pipelined };

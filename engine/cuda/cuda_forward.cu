@@ -478,8 +478,8 @@ launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
 // the output projection added to the residual; the feed-forward's RMSNorm with the router (or
 // the dense MLP's gate and up) and the shared experts' gate and up, routing, the routed
 // experts' gate and up, and their down products combined with the shared experts' and added.
-// Keys and values go straight into an f32 cache, at the device's position with device_pos (with
-// MOEWB_CUDA_ROPE=fused the q and k products rotate their heads themselves: no rope launch);
+// Keys and values go straight into an f32 cache, at the device's position with device_pos (the
+// q and k products rotate their heads themselves unless MOEWB_CUDA_ROPE=separate: no rope launch);
 // into a BF16 cache through the step's f32 scratch, rotated and rounded by one launch.
 void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                                   const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,

@@ -136,7 +136,7 @@ bool early_launch() {
 }
 
 bool early_trigger() {
-    static const bool on = early_launch() && env_is("MOEWB_CUDA_EARLY_LAUNCH", "trigger");
+    static const bool on = early_launch() && !env_is("MOEWB_CUDA_EARLY_LAUNCH", "on") && !env_is("MOEWB_CUDA_EARLY_LAUNCH", "1");
     return on;
 }
 
@@ -151,7 +151,8 @@ bool grouped_expert_products(bool split) {
 }
 
 bool batched_expert_products() {
-    return expert_gemm_mode() == 3;
+    const int mode = expert_gemm_mode();
+    return mode == 3 || mode == 0;
 }
 
 int64_t expert_row_pad() {
@@ -166,7 +167,7 @@ bool f32_attention_asked() {
 }
 
 bool pipelined_attention_asked() {
-    static const bool asked = env_is("MOEWB_CUDA_ATTENTION", "pipelined");
+    static const bool asked = !env_is("MOEWB_CUDA_ATTENTION", "tensor-cores");
     return asked;
 }
 
@@ -177,7 +178,7 @@ DecodeAttention decode_attention_asked() {
 }
 
 bool fused_rope_asked() {
-    static const bool asked = env_is("MOEWB_CUDA_ROPE", "fused");
+    static const bool asked = !env_is("MOEWB_CUDA_ROPE", "separate");
     return asked;
 }
 

@@ -45,8 +45,8 @@ std::array<std::vector<float>, 3> fused_qkv_bf16(const std::vector<float>& x, in
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                         const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split);
 // The same products as cuBLAS batched products over the experts' rows padded to a multiple of
-// `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as MOEWB_CUDA_EXPERT_GEMM=batched
-// runs them. Returns y [offsets.back(), N] without the padding.
+// `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as a prefill's routed experts
+// run by default. Returns y [offsets.back(), N] without the padding.
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,

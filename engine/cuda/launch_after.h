@@ -4,8 +4,8 @@
 // weights) overlap that kernel's end. Such a kernel must call wait_for_previous() before it
 // reads anything an earlier kernel writes or writes anything one reads. On devices before
 // compute capability 9.0, and with MOEWB_CUDA_EARLY_LAUNCH=0 in the environment (to compare),
-// it is an ordinary launch. MOEWB_CUDA_EARLY_LAUNCH=trigger also lets it start before the
-// kernel before has ended (early_trigger).
+// it is an ordinary launch. The decode kernels also let it start before they have ended
+// (early_trigger), unless MOEWB_CUDA_EARLY_LAUNCH=on asks for the early launch alone.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -21,34 +21,38 @@ namespace moe::cuda::launch {
 // environment), asked once.
 bool early_launch();
 // Whether the decode kernels let the kernel after them start once all their blocks have
-// started (row_math.cuh's let_next_start): MOEWB_CUDA_EARLY_LAUNCH=trigger, with early_launch().
+// started (row_math.cuh's let_next_start): with early_launch(), unless MOEWB_CUDA_EARLY_LAUNCH=on
+// (or =1) asks for early launches that wait for the kernel before them to end.
 bool early_trigger();
 // Side streams for the routed experts' products of a step of many tokens: MOEWB_CUDA_EXPERT_STREAMS
 // (0 to 16; 0 runs them on the step's stream, to compare), 4 when unset or not such a number.
 int expert_streams();
-// Whether the routed experts' products of a step of many tokens run as one launch of our own
-// (launch::expert_products) where they fit, rather than one cuBLAS product per expert on the
-// side streams: with split activations (two products per expert for cuBLAS, one launch
-// for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped or =cublas chooses for both (to compare).
+// Where the batched products cannot run (batched_expert_products), whether the routed experts'
+// products of a step of many tokens run as one launch of our own (launch::expert_products)
+// rather than one cuBLAS product per expert on the side streams: with split activations (two
+// products per expert for cuBLAS, one launch for ours) by default; MOEWB_CUDA_EXPERT_GEMM=grouped
+// or =cublas chooses for both (to compare).
 bool grouped_expert_products(bool split);
-// Whether MOEWB_CUDA_EXPERT_GEMM=batched asks for cuBLAS batched products over the experts
-// whose rows are padded to the same count (dispatch::plan_batches), for both modes.
+// Whether the routed experts' products run as cuBLAS batched products over the experts whose
+// rows are padded to the same count (dispatch::plan_batches), for both modes: by default and
+// with MOEWB_CUDA_EXPERT_GEMM=batched, where the experts allow it (CudaDeepseekMoe::batched).
 bool batched_expert_products();
 // What each expert's rows are padded to a multiple of for batched products:
 // MOEWB_CUDA_EXPERT_PAD, a power of two from 8 to 512; 64 when unset or not such a number.
 int64_t expert_row_pad();
-// MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (the default per mode), 1 grouped, 2 cublas, 3 batched.
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (batched, else the default per mode), 1 grouped,
+// 2 cublas, 3 batched.
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
-// Whether MOEWB_CUDA_ATTENTION=pipelined asks for the pipelined tensor-core prefill kernel
-// (PrefillAttention::pipelined).
+// Whether the tensor-core prefill runs the pipelined kernel (PrefillAttention::pipelined): unless
+// MOEWB_CUDA_ATTENTION=tensor-cores asks for the first one (PrefillAttention::tiles, to compare).
 bool pipelined_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
 // anything else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
-// Whether MOEWB_CUDA_ROPE=fused asks a small step's query and key products to apply the rotary
-// embedding themselves (GemvPart::rope_cos) rather than a launch of their own after them.
+// Whether a small step's query and key products apply the rotary embedding themselves
+// (GemvPart::rope_cos), unless MOEWB_CUDA_ROPE=separate asks for a launch of its own after them.
 bool fused_rope_asked();
 // Whether the decode products' weight loads skip L1 and ask L2 for 256-byte sectors
 // (row_math.cuh's Chunking): MOEWB_CUDA_WEIGHT_LOADS=stream.
@@ -58,7 +62,7 @@ bool stream_weight_loads();
 KvType kv_cache_asked();
 // The decode product kernels' shape (row_math.cuh's kDecodeChunks): 3 with
 // MOEWB_CUDA_DECODE_BLOCKS=3 — compiled for three blocks per multiprocessor while two are
-// launched, so that the next kernel's blocks, started early (MOEWB_CUDA_EARLY_LAUNCH=trigger),
+// launched, so that the next kernel's blocks, started early (early_trigger()),
 // fit beside them and fetch their first weights; 2 otherwise.
 int decode_blocks();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
