@@ -40,10 +40,14 @@ if want experts; then
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
-    # Batched products over rows padded to 128 and to 256 (MOEWB_CUDA_EXPERT_PAD; 64 above).
-    for pad in 128 256; do
-        MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_EXPERT_PAD=$pad "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
-            --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-batched-pad$pad.json"
+    # Batched products over rows padded to 16, 32 and 128 (MOEWB_CUDA_EXPERT_PAD; 64 above): less
+    # padding, more batches.
+    for pad in 16 32 128; do
+        for act in exact bf16; do
+            MOEWB_CUDA_EXPERT_GEMM=batched MOEWB_CUDA_EXPERT_PAD=$pad "${LIMIT[@]}" "$MOEWB" bench --backend cuda \
+                --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act \
+                | tee "$OUT/bench-cuda-experts-batched-pad$pad-$act.json"
+        done
     done
 fi
 source tools/gpu-switches.sh
