@@ -287,7 +287,9 @@ __global__ void __launch_bounds__(kThreads)
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);
     __nv_bfloat16* stages = qs + L::kQParts * L::kQ;
-    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.x)) * kBQ, h = blockIdx.y;
+    // The longest tiles (latest queries) of every head first: the blocks start in order of
+    // blockIdx.x (the head), then blockIdx.y, so the last to start are the shortest.
+    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.y)) * kBQ, h = blockIdx.x;
     const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     constexpr int kPieces = HD / 8;  // 16-byte pieces per row
@@ -392,7 +394,8 @@ void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __
         raised = true;
     }
     const int64_t n_qtiles = (T + kBQ - 1) / kBQ;
-    const dim3 grid(static_cast<unsigned>(n_qtiles), static_cast<unsigned>(nh));
+    if (n_qtiles > 65535) throw Error(ErrorKind::input, "pipelined attention: more than 65535 query tiles");
+    const dim3 grid(static_cast<unsigned>(nh), static_cast<unsigned>(n_qtiles));
     kernel<<<grid, kThreads, L::kBytes, s>>>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, n_qtiles, out);
     check(cudaGetLastError(), "launching pipelined attention");
 }
