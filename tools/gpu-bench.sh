@@ -79,8 +79,6 @@ if want decode; then
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
     decode_bench blocks3 MOEWB_CUDA_DECODE_BLOCKS=3
-    decode_bench prefetch MOEWB_CUDA_PREFETCH=l2
-    decode_bench prefetch-kv-bf16 MOEWB_CUDA_PREFETCH=l2 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench all "${GPU_SWITCHES[@]}"
     decode_bench all-kv-bf16 "${GPU_SWITCHES[@]}" MOEWB_CUDA_KV_CACHE=bf16
     decode_bench early-on MOEWB_CUDA_EARLY_LAUNCH=on

@@ -22,7 +22,6 @@ DEFAULTS = {
     "kv_cache": "f32",
     "weight_loads": "cached",
     "decode_blocks": "2",
-    "prefetch": "off",
 }
 
 

@@ -465,10 +465,6 @@ launch::GemvPart CudaDeepseekMoe::part(const Linear& l, float* y, int64_t ldy, b
     return p;
 }
 
-launch::Span CudaDeepseekMoe::span(const Linear& l) {
-    return {l.w, l.out * l.in * static_cast<int64_t>(dtype_size(l.type))};
-}
-
 launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
     if (f.gate.type != f.up.type || f.gate.out != f.up.out)
         throw Error(ErrorKind::input, "a feed-forward's gate and up projections differ in type or shape");
@@ -523,21 +519,6 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
             stage("rope");
         }
     }
-    const bool shared_on = L.is_moe && shared_runs(L.moe, layer, opt);
-    if (prefetch_l2_) {
-        // While attention runs (its reads far from the memory's bandwidth), the weights of the
-        // products after it into L2: the output projection, and the norm's products (the
-        // router and the shared experts' gate and up, or the dense MLP's gate and up).
-        const Ffn* ffn = L.is_moe ? (shared_on ? &L.moe.shared : nullptr) : &L.mlp;
-        const launch::Span spans[4] = {
-            span(L.o),
-            L.is_moe ? launch::Span{L.moe.router, c.n_routed_experts * H * static_cast<int64_t>(sizeof(float))}
-                     : launch::Span{},
-            ffn ? span(ffn->gate) : launch::Span{},
-            ffn ? span(ffn->up) : launch::Span{},
-        };
-        launch::l2_prefetch(spans, 4, stream_);
-    }
     if (device_pos)
         launch::attention(s.q, dc.keys(layer), dc.values(layer), 1, nh, nkv, hd, 0, s.attn, stream_, s.pos, dc.capacity,
                           attn_partials_, AttentionMath::f32, decode_attention_, dc.type);
@@ -559,16 +540,11 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     }
     const MoeLayer& m = L.moe;
     const int64_t E = c.n_routed_experts, F = c.moe_intermediate_size;
+    const bool shared_on = shared_runs(m, layer, opt);
     launch::GemvPart in[2] = {part(Linear{m.router, DType::f32, E, H}, s.router_logits, E), {}};
     if (shared_on) in[1] = gated_part(m.shared, s.ffn_h);
     launch::fused_gemv(s.x, T, H, L.ffn_norm, eps, s.normed, in, shared_on ? 2 : 1, stream_);
     stage("norm+router+shared up");
-    if (prefetch_l2_ && shared_on) {
-        // While the router runs, the shared experts' down weights, which the down-and-combine
-        // launch reads beside the routed experts'.
-        const launch::Span down = span(m.shared.down);
-        launch::l2_prefetch(&down, 1, stream_);
-    }
     const Routed r = route_layer(m, layer, T, opt, s, routed);
     stage("route");
     launch::expert_gate_up(s.normed, T, H, r.k, r.out.experts, r.dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,

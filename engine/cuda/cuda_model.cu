@@ -180,7 +180,6 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
-        prefetch_l2_ = launch::l2_prefetch_asked() && launch::l2_prefetch_available();
         create_side_streams(launch::expert_streams());
         check(cudaEventCreateWithFlags(&offsets_ready_, cudaEventDisableTiming), "creating an event");
         void* offsets = nullptr;

@@ -222,8 +222,6 @@ private:
                      const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
-    // The bytes of a linear layer's weights, for launch::l2_prefetch.
-    static launch::Span span(const Linear& l);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
     // Steps of many tokens with 16-bit weights: activations rounded once for several products
     // (launch::round_split), a feed-forward's gate and up made as one product [n, 2F] when they
@@ -296,10 +294,6 @@ private:
     KvType kv_type_ = KvType::f32;
     // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
     bool fused_rope_ = false;
-    // Whether a small step's layer prefetches the weights of the products after attention into
-    // L2 while attention runs, and the shared experts' down weights while routing runs
-    // (launch::l2_prefetch_asked and l2_prefetch_available).
-    bool prefetch_l2_ = false;
 
     // Waits for the streams, then frees what is bound to them and the streams themselves.
     void release_stream() noexcept;

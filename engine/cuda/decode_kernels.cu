@@ -294,53 +294,6 @@ void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, c
                     cos, sin, kc, vc, row0, pos0);
 }
 
-namespace {
-
-constexpr uint32_t kPrefetchChunk = 32 * 1024;
-
-struct PrefetchSpans {
-    const void* p[kMaxPrefetchSpans];
-    uint64_t bytes[kMaxPrefetchSpans];
-    int n;
-};
-
-__global__ void l2_prefetch_kernel(PrefetchSpans a, bool let_next) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const uint64_t first = (static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPrefetchChunk;
-    const uint64_t step = static_cast<uint64_t>(gridDim.x) * blockDim.x * kPrefetchChunk;
-    for (int i = 0; i < a.n; ++i) {
-        // The 16-byte-aligned inside of the span, as global addresses.
-        const auto at = static_cast<uint64_t>(__cvta_generic_to_global(a.p[i]));
-        const uint64_t begin = (at + 15) & ~uint64_t(15), end = (at + a.bytes[i]) & ~uint64_t(15);
-        for (uint64_t c = begin + first; c < end; c += step) {
-            const auto bytes = static_cast<uint32_t>(end - c < kPrefetchChunk ? end - c : kPrefetchChunk);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c), "r"(bytes) : "memory");
-        }
-    }
-#endif
-    let_next_start(let_next);
-    wait_for_previous();
-}
-
-}  // namespace
-
-void l2_prefetch(const Span* spans, int n, cudaStream_t s) {
-    if (!l2_prefetch_available()) return;
-    PrefetchSpans a{};
-    uint64_t chunks = 0;
-    for (int i = 0; i < n && i < kMaxPrefetchSpans; ++i) {
-        if (!spans[i].p || spans[i].bytes < 32) continue;
-        a.p[a.n] = spans[i].p;
-        a.bytes[a.n] = static_cast<uint64_t>(spans[i].bytes);
-        chunks = std::max(chunks, (a.bytes[a.n] + kPrefetchChunk - 1) / kPrefetchChunk);
-        ++a.n;
-    }
-    if (a.n == 0) return;
-    // A thread per chunk of the longest span, in blocks of 128, at most 64 blocks.
-    const auto blocks = static_cast<unsigned>(std::min<uint64_t>((chunks + 127) / 128, 64));
-    launch_after(l2_prefetch_kernel, dim3(blocks), dim3(128), 0, s, "launching the L2 prefetch", a, early_trigger());
-}
-
 void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
                       const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
                       const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s) {

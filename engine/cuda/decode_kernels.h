@@ -68,19 +68,4 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
                       const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
                       const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s);
 
-// Bytes of device memory that no kernel of the step writes (weights), for l2_prefetch.
-struct Span {
-    const void* p = nullptr;
-    int64_t bytes = 0;
-};
-constexpr int kMaxPrefetchSpans = 4;
-
-// Asks L2 for the spans (at most kMaxPrefetchSpans; empty ones skipped) so that the launches
-// after it find them there: one small launch whose threads issue bulk prefetches
-// (cp.async.bulk.prefetch.L2, 32 KB each, the 16-byte-aligned inside of each span) and return
-// without waiting for the data. It is launched early (launch_after): the prefetches start
-// while the kernel before still runs; it then waits for that kernel, so that the launch after
-// it, which waits for it, waits for both. Launches nothing unless l2_prefetch_available().
-void l2_prefetch(const Span* spans, int n, cudaStream_t s);
-
 }  // namespace moe::cuda::launch

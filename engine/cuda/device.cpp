@@ -192,19 +192,6 @@ int decode_blocks() {
     return n;
 }
 
-bool l2_prefetch_available() {
-    static const bool yes = [] {
-        int major = 0;
-        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
-    }();
-    return yes;
-}
-
-bool l2_prefetch_asked() {
-    static const bool asked = env_is("MOEWB_CUDA_PREFETCH", "l2");
-    return asked;
-}
-
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
 int multiprocessors() {
@@ -236,7 +223,6 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},
-        {"prefetch", launch::l2_prefetch_asked() && launch::l2_prefetch_available() ? "l2" : "off"},
     };
 }
 

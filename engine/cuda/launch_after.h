@@ -57,11 +57,6 @@ bool fused_rope_asked();
 // Whether the decode products' weight loads skip L1 and ask L2 for 256-byte sectors
 // (row_math.cuh's Chunking): MOEWB_CUDA_WEIGHT_LOADS=stream.
 bool stream_weight_loads();
-// Whether the device has bulk prefetches into L2 (compute capability 9.0 on), asked once.
-bool l2_prefetch_available();
-// Whether MOEWB_CUDA_PREFETCH=l2 asks a decode layer to prefetch into L2, while attention runs,
-// the weights of the products after it (launch::l2_prefetch).
-bool l2_prefetch_asked();
 // What a model's KV cache holds: MOEWB_CUDA_KV_CACHE=bf16 asks for BF16, anything else (or
 // unset) gives f32 (KvType). Read at each call: each model asks when it is loaded.
 KvType kv_cache_asked();
