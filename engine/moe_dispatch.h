@@ -99,4 +99,17 @@ MOE_HD inline int64_t row_of_padded(const int64_t* offsets, const int64_t* padde
     return i < offsets[e + 1] - offsets[e] ? offsets[e] + i : -1;
 }
 
+// The stacked layout of a padded layout, for products whose activations are split in two
+// parts (hi and lo, each rounded to 16 bits): expert e's segment doubled, at 2·padded[e], its
+// padded rows' hi parts first, then their lo parts in the same order, so that one product over
+// the segment's 2·(padded[e+1] − padded[e]) rows makes both parts' products. Padded row p of
+// expert e has its hi part at row stacked_hi(padded, e, p) and its lo part at
+// stacked_lo(padded, e, p); the layout has 2·padded[E] rows.
+MOE_HD inline int64_t stacked_hi(const int64_t* padded, int64_t e, int64_t p) {
+    return p + padded[e];
+}
+MOE_HD inline int64_t stacked_lo(const int64_t* padded, int64_t e, int64_t p) {
+    return p + padded[e + 1];
+}
+
 }  // namespace moe::dispatch

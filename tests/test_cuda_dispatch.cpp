@@ -3,7 +3,8 @@
 // slots and their inverse must be identical; the gather is a copy and the combine sums the
 // same terms in the same order, so both are compared for exact equality; so are the padded
 // layout of batched products and the gathers that round as they copy (round_split's parts,
-// bit for bit). Labelled gpu;
+// bit for bit), and the stacked layout of split activations (the same parts at other rows, a
+// combine of two rows' sums). Labelled gpu;
 // without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
@@ -94,11 +95,43 @@ private slots:
                                                       : moe::dispatch::padded_row(offsets.data(), plan.padded.data(),
                                                                                   experts[sl], rows[sl]));
                     // Rounded in the gather: round_split's parts of the same rows.
-                    check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, plan.padded, true),
-                                  padded_x, true);
+                    const moe::cuda::Bf16Parts parts =
+                        moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, plan.padded, true);
+                    check_rounded(parts, padded_x, true);
                     // The combine over the padded rows sums what it sums over the gathered ones.
                     QCOMPARE(moe::cuda::combine_rows(padded_x, H, T, k, padded_rows, w, base),
                              moe::cuda::combine_rows(gathered, H, T, k, rows, w, base));
+                    // The stacked layout: each slot's rows of its two parts, the same parts at them,
+                    // and a combine of two rows' sums as the combine of the sums.
+                    const moe::cuda::StackedRows st = moe::cuda::pad_rows_stacked(experts, offsets, plan.padded, rows);
+                    const std::vector<uint16_t> stacked =
+                        moe::cuda::gather_stacked_bf16(x, H, k, row_slot, offsets, plan.padded);
+                    QCOMPARE(stacked.size(), size_t(2 * plan.padded.back() * H));
+                    const int64_t n_pad = plan.padded.back();
+                    std::vector<float> two(size_t(2 * n_pad * H)), sums(size_t(n_pad * H));
+                    for (auto& v : two) v = static_cast<float>(rng.next(2001)) / 1000.0f - 1.0f;
+                    for (int64_t p = 0; p < n_pad; ++p) {
+                        const int64_t e = moe::dispatch::segment_of(plan.padded.data(), E, p);
+                        const int64_t rh = moe::dispatch::stacked_hi(plan.padded.data(), e, p);
+                        const int64_t rl = moe::dispatch::stacked_lo(plan.padded.data(), e, p);
+                        for (int64_t i = 0; i < H; ++i) {
+                            QCOMPARE(stacked[size_t(rh * H + i)], parts.hi[size_t(p * H + i)]);
+                            QCOMPARE(stacked[size_t(rl * H + i)], parts.lo[size_t(p * H + i)]);
+                            sums[size_t(p * H + i)] = two[size_t(rh * H + i)] + two[size_t(rl * H + i)];
+                        }
+                    }
+                    for (size_t sl = 0; sl < rows.size(); ++sl) {
+                        if (rows[sl] < 0) {
+                            QCOMPARE(st.hi[sl], int64_t(-1));
+                            QCOMPARE(st.lo[sl], int64_t(-1));
+                            continue;
+                        }
+                        const int64_t e = experts[sl];
+                        QCOMPARE(st.hi[sl], moe::dispatch::stacked_hi(plan.padded.data(), e, padded_rows[sl]));
+                        QCOMPARE(st.lo[sl], moe::dispatch::stacked_lo(plan.padded.data(), e, padded_rows[sl]));
+                    }
+                    QCOMPARE(moe::cuda::combine_rows(two, H, T, k, st.hi, w, base, st.lo),
+                             moe::cuda::combine_rows(sums, H, T, k, padded_rows, w, base));
                 }
                 for (const bool split : {false, true})
                     check_rounded(moe::cuda::gather_rounded_bf16(x, H, k, row_slot, offsets, {}, split), gathered,

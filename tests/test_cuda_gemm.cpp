@@ -82,9 +82,11 @@ private slots:
                 for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
             // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it.
             for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
-                for (const bool split : {false, true}) {
+                for (const int mode : {0, 1, 2}) {  // BF16, split, split with stacked parts
+                    const bool split = mode > 0, stacked = mode == 2;
+                    if (stacked && !pad) continue;
                     const std::vector<float> y =
-                        pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad)
+                        pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked)
                             : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
                     QCOMPARE(y.size(), size_t(rows * N));
                     for (const float v : y) QVERIFY(std::isfinite(v));
@@ -105,7 +107,7 @@ private slots:
                             }
                     qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
                           pad ? "batched, padded to" : "in one launch", (long long)pad, (long long)K, (long long)N,
-                          split ? " (split)" : "", worst);
+                          stacked ? " (split, stacked)" : split ? " (split)" : "", worst);
                     QVERIFY(worst < 1e-5);
                 }
         }

@@ -14,6 +14,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/ops_kernels.h"
+#include "engine/moe_dispatch.h"
 #include "engine/tensor.h"
 #include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
@@ -107,6 +108,35 @@ private slots:
             for (size_t i = 0; i < h.size(); ++i) {
                 QCOMPARE(parts.hi[i], moe::f32_to_bf16(h[i]));
                 if (split) QCOMPARE(parts.lo[i], moe::f32_to_bf16(h[i] - moe::bf16_to_f32(parts.hi[i])));
+            }
+        }
+    }
+
+    // The same over a stacked layout (padded rows' hi and lo parts' products at rows of their
+    // own, dispatch::stacked_hi): each padded row's gate and up are the sums of its two rows,
+    // and h's parts land at the same two rows — bit for bit the parts of the product of the sums.
+    void siluMulOfStackedParts() {
+        test_support::Lcg rng{5};
+        const int64_t F = 1408;
+        const std::vector<int64_t> padded = {0, 64, 64, 192, 256};  // an expert without rows
+        const int64_t E = int64_t(padded.size()) - 1, n_pad = padded.back();
+        const auto two = random_values(rng, size_t(2 * n_pad * 2 * F), 12.0f);
+        std::vector<float> sums(size_t(n_pad * 2 * F));
+        for (int64_t p = 0; p < n_pad; ++p) {
+            const int64_t e = moe::dispatch::segment_of(padded.data(), E, p);
+            const int64_t rh = moe::dispatch::stacked_hi(padded.data(), e, p), rl = moe::dispatch::stacked_lo(padded.data(), e, p);
+            for (int64_t j = 0; j < 2 * F; ++j)
+                sums[size_t(p * 2 * F + j)] = two[size_t(rh * 2 * F + j)] + two[size_t(rl * 2 * F + j)];
+        }
+        const moe::cuda::Bf16Parts want = moe::cuda::silu_mul_round_bf16(sums, n_pad, F, true);
+        const std::vector<uint16_t> got = moe::cuda::silu_mul_round_stacked_bf16(two, padded, F);
+        QCOMPARE(got.size(), size_t(2 * n_pad * F));
+        for (int64_t p = 0; p < n_pad; ++p) {
+            const int64_t e = moe::dispatch::segment_of(padded.data(), E, p);
+            const int64_t rh = moe::dispatch::stacked_hi(padded.data(), e, p), rl = moe::dispatch::stacked_lo(padded.data(), e, p);
+            for (int64_t f = 0; f < F; ++f) {
+                QCOMPARE(got[size_t(rh * F + f)], want.hi[size_t(p * F + f)]);
+                QCOMPARE(got[size_t(rl * F + f)], want.lo[size_t(p * F + f)]);
             }
         }
     }

@@ -170,6 +170,20 @@ private slots:
             for (int64_t e = 0; e < E; ++e)
                 for (int64_t r = offsets[size_t(e)]; r < offsets[size_t(e) + 1]; ++r)
                     QCOMPARE(held[size_t(d::padded_row(offsets.data(), plan.padded.data(), e, r))], r);
+            // The stacked layout: each padded row's hi and lo parts at rows of their own, together
+            // the rows 0 .. 2·padded[E] − 1 once each; expert e's hi parts make the first half of
+            // its doubled segment, in padded order, its lo parts the second.
+            std::vector<int> used(static_cast<size_t>(2 * plan.padded.back()), 0);
+            for (int64_t p = 0; p < plan.padded.back(); ++p) {
+                const int64_t e = d::segment_of(plan.padded.data(), E, p);
+                const int64_t seg = plan.padded[size_t(e) + 1] - plan.padded[size_t(e)], i = p - plan.padded[size_t(e)];
+                const int64_t hi = d::stacked_hi(plan.padded.data(), e, p), lo = d::stacked_lo(plan.padded.data(), e, p);
+                QCOMPARE(hi, 2 * plan.padded[size_t(e)] + i);
+                QCOMPARE(lo, 2 * plan.padded[size_t(e)] + seg + i);
+                ++used[size_t(hi)];
+                ++used[size_t(lo)];
+            }
+            QVERIFY(std::all_of(used.begin(), used.end(), [](int u) { return u == 1; }));
         }
     }
 

@@ -127,6 +127,7 @@ void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan&
                                    const uint16_t* lo, const Step& s) const {
     const auto E = static_cast<int64_t>(m.experts.size());
     const int64_t H = m.experts.front().gate.in, F = m.experts.front().gate.out;
+    const bool stacked = stacked_parts_ && lo;
     // The padded layout, then the tables, in the pinned buffer: written again only after the next
     // layer's offsets have come back, when these copies are long done.
     auto* padded = static_cast<int64_t*>(plan_pinned_.get());
@@ -140,17 +141,19 @@ void CudaDeepseekMoe::batch_tables(const MoeLayer& m, const dispatch::BatchPlan&
         for (const int64_t e : b.experts) {
             const Ffn& f = m.experts[static_cast<size_t>(e)];
             const int64_t p = plan.padded[static_cast<size_t>(e)];
+            // The segment's first row: of the padded layout, or of the stacked one (twice as long).
+            const int64_t q = stacked ? 2 * p : p;
             auto set = [&](BatchTable t, const void* v) { tables[t * E + i] = v; };
             set(kGateW, f.gate.w);
             set(kUpW, f.up.w);
             set(kDownW, f.down.w);
-            set(kXHi, hi + p * H);
-            set(kXLo, lo ? lo + p * H : nullptr);
-            set(kHHi, hi + p * F);
-            set(kHLo, lo ? lo + p * F : nullptr);
-            set(kGateY, s.eg + p * 2 * F);
-            set(kUpY, s.eg + p * 2 * F + F);
-            set(kDownY, s.results + p * m.experts.front().down.out);
+            set(kXHi, hi + q * H);
+            set(kXLo, lo && !stacked ? lo + p * H : nullptr);
+            set(kHHi, hi + q * F);
+            set(kHLo, lo && !stacked ? lo + p * F : nullptr);
+            set(kGateY, s.eg + q * 2 * F);
+            set(kUpY, s.eg + q * 2 * F + F);
+            set(kDownY, s.results + q * m.experts.front().down.out);
             ++i;
         }
     check(cudaMemcpyAsync(s.tables, tables, static_cast<size_t>(kBatchTables * E) * sizeof(void*),
@@ -253,6 +256,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     stage(n_slots > kSmallStep ? "dispatch+shared" : "shared experts");
 
     // 4. The routed experts.
+    const int64_t* rows_lo = nullptr;  // with stacked parts: each slot's lo part's row
     if (n_slots <= kSmallStep) {
         launch::expert_gate_up(s.normed, T, H, k, routed_here.experts, dropped, m.gate_table, m.up_table, m.expert_type, F, s.eh,
                                stream_);
@@ -275,35 +279,44 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             // Each expert's rows padded to a multiple of expert_row_pad() (rows of zeros after them);
             // the experts of one padded count in one cuBLAS batched product, gate and up, then
             // down. The slots' rows move to the padded layout for the combine.
+            // With stacked parts (exact activations), each expert's hi and lo parts are the rows of
+            // one product, twice the segment's rows (dispatch::stacked_hi), summed after it.
             const dispatch::BatchPlan plan = dispatch::plan_batches(offsets_host_.data(), E, launch::expert_row_pad());
             const int64_t n_pad = plan.padded.back();
+            const bool stacked = stacked_parts_ && lo;
+            if (stacked) rows_lo = s.rows_lo;
             batch_tables(m, plan, hi, lo, s);  // s.padded and s.tables
-            launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stream_);
+            launch::pad_rows(routed_here.experts, n_slots, s.offsets, s.padded, s.rows, stacked ? s.rows_lo : nullptr, stream_);
             launch::gather_padded_rounded(s.normed, H, k, s.row_slot, s.offsets, s.padded, E, n_pad, m.expert_type, hi,
-                                          lo, stream_);
+                                          lo, stream_, stacked);
             const bool one = all_adjacent(m);
             auto table = [&](BatchTable t, int64_t first) { return s.tables + t * E + first; };
             auto outputs = [&](BatchTable t, int64_t first) {
                 return reinterpret_cast<float* const*>(table(t, first));
             };
+            const int64_t per_row = stacked ? 2 : 1;  // rows of a product per padded row
+            const bool add_lo = lo && !stacked;       // a second product for the lo parts
             for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
                 const auto n = static_cast<int64_t>(b.experts.size());
-                const void* const* x_lo = lo ? table(kXLo, i) : nullptr;
+                const void* const* x_lo = add_lo ? table(kXLo, i) : nullptr;
                 if (one) {
-                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kGateW, i), m.expert_type, 2 * F,
-                                                outputs(kGateY, i), 2 * F, n);
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i), m.expert_type,
+                                                2 * F, outputs(kGateY, i), 2 * F, n);
                 } else {
-                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kGateW, i), m.expert_type, F,
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i), m.expert_type, F,
                                                 outputs(kGateY, i), 2 * F, n);
-                    blas.linear_rounded_batched(table(kXHi, i), x_lo, b.rows, H, table(kUpW, i), m.expert_type, F,
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kUpW, i), m.expert_type, F,
                                                 outputs(kUpY, i), 2 * F, n);
                 }
             });
-            launch::silu_mul_round(s.eg, n_pad, F, m.expert_type, hi, lo, stream_);
+            if (stacked)
+                launch::silu_mul_round_stacked(s.eg, s.padded, E, n_pad, F, m.expert_type, hi, stream_);
+            else
+                launch::silu_mul_round(s.eg, n_pad, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
             for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
-                blas.linear_rounded_batched(table(kHHi, i), lo ? table(kHLo, i) : nullptr, b.rows, F, table(kDownW, i),
-                                            m.expert_type, H, outputs(kDownY, i), H,
+                blas.linear_rounded_batched(table(kHHi, i), add_lo ? table(kHLo, i) : nullptr, per_row * b.rows, F,
+                                            table(kDownW, i), m.expert_type, H, outputs(kDownY, i), H,
                                             static_cast<int64_t>(b.experts.size()));
             });
         } else if (grouped(m)) {
@@ -355,7 +368,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         }
     }
     // 5. out[t] = shared[t] + Σ_rank w · expert[t], in rank order.
-    launch::combine_rows(s.results, H, T, k, s.rows, routed_here.weights, shared_on ? s.base : nullptr, s.branch, stream_);
+    launch::combine_rows(s.results, H, T, k, s.rows, routed_here.weights, shared_on ? s.base : nullptr, s.branch, stream_,
+                         rows_lo);
 }
 
 void CudaDeepseekMoe::record_routing(int64_t layer, const ForwardOptions& opt, const launch::RouteOutputs& routed) const {

@@ -180,6 +180,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
+        stacked_parts_ = launch::stacked_expert_parts() && launch::batched_expert_products() && !bf16_activations_;
         create_side_streams(launch::expert_streams());
         check(cudaEventCreateWithFlags(&offsets_ready_, cudaEventDisableTiming), "creating an event");
         void* offsets = nullptr;
@@ -268,14 +269,17 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.counts = cv.take<unsigned long long>(E + 1);
     s.offsets = cv.take<int64_t>(E + 1);
     s.rows = cv.take<int64_t>(tk);
+    s.rows_lo = cv.take<int64_t>(stacked_parts_ ? tk : 0);
     s.row_slot = cv.take<int64_t>(tk);
     s.padded = cv.take<int64_t>(E + 1);
     s.tables = cv.take<void*>(kBatchTables * E);
     s.gathered = cv.take<float>(rk * H);
-    s.eg = cv.take<float>(rk * 2 * F);  // [rows, F] each, or gate and up side by side [rows, 2F]
+    // The experts' outputs: rows of both parts with stacked parts.
+    const size_t ro = stacked_parts_ ? 2 * rk : rk;
+    s.eg = cv.take<float>(ro * 2 * F);  // [rows, F] each, or gate and up side by side [rows, 2F]
     s.eu = s.eg ? s.eg + rk * F : nullptr;
     s.eh = cv.take<float>(rk * F);
-    s.results = cv.take<float>(rk * H);
+    s.results = cv.take<float>(ro * H);
     s.logits = cv.take<float>(t * static_cast<size_t>(c.vocab_size));
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);

@@ -169,6 +169,7 @@ private:
         uint64_t* keys;
         unsigned long long* counts;
         int64_t *offsets, *rows, *row_slot;
+        int64_t* rows_lo;  // [T·k] each slot's lo part's row of a stacked layout (stacked_parts_)
         int64_t* padded;  // [E+1] the padded layout of batched experts' products (dispatch::plan_batches)
         void** tables;    // [kBatchTables, E] their pointer arrays (batch_tables)
         float *gathered, *eg, *eu, *eh, *results, *logits, *rope_cos, *rope_sin;
@@ -249,6 +250,8 @@ private:
     // products into s.tables: one row of E per kind (BatchTable), each row's experts in the
     // order of the plan's batches.
     enum BatchTable : int { kGateW, kUpW, kDownW, kXHi, kXLo, kHHi, kHLo, kGateY, kUpY, kDownY, kBatchTables };
+    // With stacked_parts_, both parts' rows in hi's stacked layout (lo null), and the products'
+    // outputs of twice the rows.
     void batch_tables(const MoeLayer& m, const dispatch::BatchPlan& plan, const uint16_t* hi, const uint16_t* lo,
                       const Step& s) const;
     // fn(batch, index of its first member in the tables, blas) for each batch of the plan, on
@@ -294,6 +297,10 @@ private:
     KvType kv_type_ = KvType::f32;
     // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
     bool fused_rope_ = false;
+    // Whether batched experts' products take the hi and lo parts of exact activations as the
+    // rows of one product (launch::stacked_expert_parts and split activations): the step's
+    // expert outputs then have twice the rows.
+    bool stacked_parts_ = false;
 
     // Waits for the streams, then frees what is bound to them and the streams themselves.
     void release_stream() noexcept;

@@ -155,6 +155,11 @@ bool batched_expert_products() {
     return mode == 3 || mode == 0;
 }
 
+bool stacked_expert_parts() {
+    static const bool asked = env_is("MOEWB_CUDA_EXPERT_PARTS", "stacked");
+    return asked;
+}
+
 int64_t expert_row_pad() {
     static const int64_t pad =
         env_number("MOEWB_CUDA_EXPERT_PAD", 8, 512, 64, [](long v) { return (v & (v - 1)) == 0; });
@@ -220,6 +225,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"expert_gemm", gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
         {"expert_pad", std::to_string(launch::expert_row_pad())},
+        {"expert_parts", launch::stacked_expert_parts() ? "stacked" : "apart"},
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},

@@ -69,35 +69,54 @@ __global__ void gather_kernel(const float* x, int64_t H, int64_t k, const int64_
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) launch::store_parts_at(src[i], hi, lo, r * H + i);
 }
 
-// rows[s] (a gathered row of expert experts[s], or -1) moved to its padded row.
+// rows[s] (a gathered row of expert experts[s], or -1) moved to its padded row; with rows_lo,
+// to the stacked layout's row of its hi part, and rows_lo[s] to its lo part's (-1 with rows[s]).
 __global__ void pad_rows_kernel(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded,
-                                int64_t* rows) {
+                                int64_t* rows, int64_t* rows_lo) {
     const int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (s < n_slots && rows[s] >= 0) rows[s] = dispatch::padded_row(offsets, padded, experts[s], rows[s]);
+    if (s >= n_slots) return;
+    if (rows[s] < 0) {
+        if (rows_lo) rows_lo[s] = -1;
+        return;
+    }
+    const int64_t e = experts[s], p = dispatch::padded_row(offsets, padded, e, rows[s]);
+    rows[s] = rows_lo ? dispatch::stacked_hi(padded, e, p) : p;
+    if (rows_lo) rows_lo[s] = dispatch::stacked_lo(padded, e, p);
 }
 
-// One block per padded row: its token's row, or zeros; f32 (L = float) or rounded parts.
+// One block per padded row: its token's row, or zeros; f32 (L = float) or rounded parts. With
+// `stacked`, both parts into hi at the rows of the stacked layout (lo unused).
 template <typename L>
 __global__ void gather_padded_kernel(const float* x, int64_t H, int64_t k, const int64_t* row_slot,
-                                     const int64_t* offsets, const int64_t* padded, int64_t n_expert, L* hi, L* lo) {
+                                     const int64_t* offsets, const int64_t* padded, int64_t n_expert, L* hi, L* lo,
+                                     bool stacked) {
     const int64_t p = blockIdx.x;
     const int64_t row = dispatch::row_of_padded(offsets, padded, n_expert, p);
     const float* src = row < 0 ? nullptr : x + (row_slot[row] / k) * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
-        launch::store_parts_at(src ? src[i] : 0.0f, hi, lo, p * H + i);
+    L* h = hi + p * H;
+    L* l = lo ? lo + p * H : nullptr;
+    if (stacked) {
+        const int64_t e = dispatch::segment_of(padded, n_expert, p);
+        h = hi + dispatch::stacked_hi(padded, e, p) * H;
+        l = hi + dispatch::stacked_lo(padded, e, p) * H;
+    }
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) launch::store_parts_at(src ? src[i] : 0.0f, h, l, i);
 }
 
 // Blocks (token, slice of H); each element sums its k terms in rank order, as the CPU does,
 // and rounds as it does.
-__global__ void combine_kernel(const float* results, int64_t H, int64_t k, const int64_t* rows, const float* weights,
-                               const float* base, float* out) {
+// With rows_lo, each slot's result is the sum of two rows (its hi and lo parts' products).
+__global__ void combine_kernel(const float* results, int64_t H, int64_t k, const int64_t* rows, const int64_t* rows_lo,
+                               const float* weights, const float* base, float* out) {
     const int64_t t = blockIdx.x;
     for (int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; i < H; i += static_cast<int64_t>(gridDim.y) * blockDim.x) {
         float acc = base ? base[t * H + i] : 0.0f;
         for (int64_t r = 0; r < k; ++r) {
             const int64_t row = rows[t * k + r];
+            if (row < 0) continue;
+            const float v = rows_lo ? __fadd_rn(results[row * H + i], results[rows_lo[t * k + r] * H + i]) : results[row * H + i];
             // Rounded multiply, then add (no fused multiply-add): the CPU's rounding exactly.
-            if (row >= 0) acc = __fadd_rn(acc, __fmul_rn(weights[t * k + r], results[row * H + i]));
+            acc = __fadd_rn(acc, __fmul_rn(weights[t * k + r], v));
         }
         out[t * H + i] = acc;
     }
@@ -147,9 +166,9 @@ void gather_rows_rounded(const float* x, int64_t H, int64_t k, const int64_t* ro
 }
 
 void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded, int64_t* rows,
-              cudaStream_t s) {
+              int64_t* rows_lo, cudaStream_t s) {
     if (n_slots <= 0) return;
-    pad_rows_kernel<<<blocks_for(n_slots), kThreads, 0, s>>>(experts, n_slots, offsets, padded, rows);
+    pad_rows_kernel<<<blocks_for(n_slots), kThreads, 0, s>>>(experts, n_slots, offsets, padded, rows, rows_lo);
     check(cudaGetLastError(), "launching the padding of the rows");
 }
 
@@ -157,29 +176,29 @@ void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot
                    const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s) {
     if (n_padded <= 0) return;
     gather_padded_kernel<float><<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(x, H, k, row_slot, offsets, padded,
-                                                                                     n_expert, gathered, nullptr);
+                                                                                     n_expert, gathered, nullptr, false);
     check(cudaGetLastError(), "launching the padded row gather");
 }
 
 void gather_padded_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
                            const int64_t* padded, int64_t n_expert, int64_t n_padded, DType type, void* hi, void* lo,
-                           cudaStream_t s) {
+                           cudaStream_t s, bool stacked) {
     if (n_padded <= 0) return;
     launch::on_sixteen_bit(type, "padded rows", [&](auto l) {
         using L = decltype(l);
         gather_padded_kernel<L><<<static_cast<unsigned>(n_padded), kThreads, 0, s>>>(
-            x, H, k, row_slot, offsets, padded, n_expert, static_cast<L*>(hi), static_cast<L*>(lo));
+            x, H, k, row_slot, offsets, padded, n_expert, static_cast<L*>(hi), static_cast<L*>(lo), stacked);
     });
     check(cudaGetLastError(), "launching the rounded padded row gather");
 }
 
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
-                  const float* base, float* out, cudaStream_t s) {
+                  const float* base, float* out, cudaStream_t s, const int64_t* rows_lo) {
     if (T <= 0) return;
     // A small step spreads each token's row over several blocks.
     const unsigned slices = static_cast<unsigned>(std::min<int64_t>((H + kThreads - 1) / kThreads, T >= 64 ? 1 : 64 / T));
-    combine_kernel<<<dim3(static_cast<unsigned>(T), std::max(1u, slices)), kThreads, 0, s>>>(results, H, k, rows, weights,
-                                                                                            base, out);
+    combine_kernel<<<dim3(static_cast<unsigned>(T), std::max(1u, slices)), kThreads, 0, s>>>(results, H, k, rows, rows_lo,
+                                                                                            weights, base, out);
     check(cudaGetLastError(), "launching the weighted combine");
 }
 
@@ -229,11 +248,52 @@ std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::ve
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_padded, padded.data(), padded.size());
     upload(d_rows, rows.data(), rows.size());
-    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr,
+    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, nullptr,
                      nullptr);
     finish("padding rows");
     std::vector<int64_t> out;
     download(out, d_rows, rows.size());
+    return out;
+}
+
+StackedRows pad_rows_stacked(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
+                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows) {
+    Buffer<int32_t> d_experts(experts.size());
+    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size()), d_lo(rows.size());
+    upload(d_experts, experts.data(), experts.size());
+    upload(d_offsets, offsets.data(), offsets.size());
+    upload(d_padded, padded.data(), padded.size());
+    upload(d_rows, rows.data(), rows.size());
+    check(cudaMemset(d_lo.ptr, 0x7f, rows.size() * sizeof(int64_t)), "poisoning the output");
+    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, d_lo.ptr,
+                     nullptr);
+    finish("padding rows into the stacked layout");
+    StackedRows out;
+    download(out.hi, d_rows, rows.size());
+    download(out.lo, d_lo, rows.size());
+    return out;
+}
+
+std::vector<uint16_t> gather_stacked_bf16(const std::vector<float>& x, int64_t H, int64_t k,
+                                          const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
+                                          const std::vector<int64_t>& padded) {
+    const auto E = static_cast<int64_t>(offsets.size()) - 1;
+    const int64_t n_padded = padded.back();
+    const size_t n = static_cast<size_t>(2 * n_padded * H);
+    Buffer<float> d_x(x.size());
+    Buffer<int64_t> d_row_slot(row_slot.size()), d_offsets(offsets.size()), d_padded(padded.size());
+    Buffer<uint16_t> d_parts(n), d_unused(1);
+    upload(d_x, x.data(), x.size());
+    upload(d_row_slot, row_slot.data(), row_slot.size());
+    upload(d_offsets, offsets.data(), offsets.size());
+    upload(d_padded, padded.data(), padded.size());
+    // Poisoned: every part must be written (0xffff is a BF16 NaN).
+    check(cudaMemset(d_parts.ptr, 0xff, n * 2), "poisoning the output");
+    launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, n_padded, DType::bf16,
+                                  d_parts.ptr, d_unused.ptr, nullptr, true);
+    finish("gathering padded rows into the stacked layout");
+    std::vector<uint16_t> out;
+    download(out, d_parts, n);
     return out;
 }
 
@@ -288,16 +348,17 @@ Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k,
 
 std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,
                                 const std::vector<int64_t>& rows, const std::vector<float>& weights,
-                                const std::vector<float>& base) {
+                                const std::vector<float>& base, const std::vector<int64_t>& rows_lo) {
     const size_t n_out = static_cast<size_t>(T * H);
     Buffer<float> d_results(results.size()), d_weights(weights.size()), d_base(base.size()), d_out(n_out);
-    Buffer<int64_t> d_rows(rows.size());
+    Buffer<int64_t> d_rows(rows.size()), d_rows_lo(rows_lo.size());
     upload(d_results, results.data(), results.size());
     upload(d_weights, weights.data(), weights.size());
     upload(d_base, base.data(), base.size());
     upload(d_rows, rows.data(), rows.size());
+    upload(d_rows_lo, rows_lo.data(), rows_lo.size());
     launch::combine_rows(d_results.ptr, H, T, k, d_rows.ptr, d_weights.ptr, base.empty() ? nullptr : d_base.ptr,
-                         d_out.ptr, nullptr);
+                         d_out.ptr, nullptr, rows_lo.empty() ? nullptr : d_rows_lo.ptr);
     finish("combining rows");
     std::vector<float> out;
     download(out, d_out, n_out);

@@ -41,9 +41,22 @@ Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k,
                               const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split);
 
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] (r ascending, dropped slots
-// skipped); base may be empty (zeros).
+// skipped); base may be empty (zeros). With rows_lo (not empty), each term's result is
+// results[rows[i]] + results[rows_lo[i]].
 std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,
                                 const std::vector<int64_t>& rows, const std::vector<float>& weights,
-                                const std::vector<float>& base);
+                                const std::vector<float>& base, const std::vector<int64_t>& rows_lo = {});
+
+// The stacked layout of split activations (dispatch::stacked_hi): the slots' rows of both parts
+// (launch::pad_rows with rows_lo), and the padded gather's BF16 parts at their stacked rows,
+// [2·padded[E], H] (launch::gather_padded_rounded, stacked).
+struct StackedRows {
+    std::vector<int64_t> hi, lo;
+};
+StackedRows pad_rows_stacked(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
+                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows);
+std::vector<uint16_t> gather_stacked_bf16(const std::vector<float>& x, int64_t H, int64_t k,
+                                          const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
+                                          const std::vector<int64_t>& padded);
 
 }  // namespace moe::cuda

@@ -49,6 +49,21 @@ __global__ void silu_mul_round_kernel(const float* gu, int64_t rows, int64_t F, 
     launch::store_parts_at(launch::silu_mul_rn(gu[r * 2 * F + f], gu[r * 2 * F + F + f]), hi, lo, i);
 }
 
+// One block per padded row p of a stacked layout: gate and up the sums of its two parts' rows,
+// h's parts stored at the same rows of the F-wide layout.
+template <typename L>
+__global__ void silu_mul_round_stacked_kernel(const float* gu, const int64_t* padded, int64_t n_expert, int64_t F, L* parts) {
+    const int64_t p = blockIdx.x;
+    const int64_t e = dispatch::segment_of(padded, n_expert, p);
+    const int64_t rh = dispatch::stacked_hi(padded, e, p), rl = dispatch::stacked_lo(padded, e, p);
+    const float* gh = gu + rh * 2 * F;
+    const float* gl = gu + rl * 2 * F;
+    for (int64_t f = threadIdx.x; f < F; f += blockDim.x) {
+        const float g = __fadd_rn(gh[f], gl[f]), u = __fadd_rn(gh[F + f], gl[F + f]);
+        launch::store_parts_at(launch::silu_mul_rn(g, u), parts + rh * F, parts + rl * F, f);
+    }
+}
+
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 
 }  // namespace
@@ -77,6 +92,17 @@ void silu_mul_round(const float* gu, int64_t rows, int64_t F, DType type, void* 
                                                                    static_cast<L*>(lo));
     });
     check(cudaGetLastError(), "launching the rounded SiLU-gated product");
+}
+
+void silu_mul_round_stacked(const float* gu, const int64_t* padded, int64_t n_expert, int64_t n_padded, int64_t F,
+                            DType type, void* hi, cudaStream_t s) {
+    if (n_padded <= 0 || F <= 0) return;
+    on_sixteen_bit(type, "a SiLU-gated product", [&](auto l) {
+        using L = decltype(l);
+        silu_mul_round_stacked_kernel<<<static_cast<unsigned>(n_padded), 256, 0, s>>>(gu, padded, n_expert, F,
+                                                                                     static_cast<L*>(hi));
+    });
+    check(cudaGetLastError(), "launching the rounded SiLU-gated product of stacked parts");
 }
 
 void Blas::linear_rounded(const void* hi, const void* lo, int64_t T, int64_t in, const void* w, DType w_type, int64_t out,
@@ -205,10 +231,30 @@ Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_
     return out;
 }
 
+std::vector<uint16_t> silu_mul_round_stacked_bf16(const std::vector<float>& gu, const std::vector<int64_t>& padded,
+                                                  int64_t F) {
+    if (padded.empty() || static_cast<int64_t>(gu.size()) != 2 * padded.back() * 2 * F)
+        throw Error(ErrorKind::input, "silu_mul_round_stacked_bf16: gu must be [2·padded[E], 2F]");
+    const auto E = static_cast<int64_t>(padded.size()) - 1;
+    const size_t n = static_cast<size_t>(2 * padded.back() * F);
+    Buffer<float> d_gu(gu.size());
+    Buffer<int64_t> d_padded(padded.size());
+    Buffer<uint16_t> d_parts(n);
+    upload(d_gu, gu.data(), gu.size());
+    upload(d_padded, padded.data(), padded.size());
+    check(cudaMemset(d_parts.ptr, 0xff, n * 2), "poisoning the output");
+    launch::silu_mul_round_stacked(d_gu.ptr, d_padded.ptr, E, padded.back(), F, DType::bf16, d_parts.ptr, nullptr);
+    check(cudaDeviceSynchronize(), "running the rounded SiLU-gated product of stacked parts");
+    std::vector<uint16_t> out;
+    download(out, d_parts, n);
+    return out;
+}
+
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                                int64_t pad) {
+                                                int64_t pad, bool stacked) {
+    stacked = stacked && split;
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
         static_cast<int64_t>(x.size()) != offsets.back() * K)
@@ -225,15 +271,29 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
         for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
             std::copy_n(x.begin() + r * K, K,
                         xp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * K);
-    Buffer<float> d_x(xp.size()), d_y(static_cast<size_t>(padded_rows * N));
+    const int64_t per_row = stacked ? 2 : 1;  // product rows per padded row
+    Buffer<float> d_x(xp.size()), d_y(static_cast<size_t>(per_row * padded_rows * N));
     Buffer<__nv_bfloat16> d_hi(xp.size()), d_lo(xp.size()), d_w(static_cast<size_t>(E * N * K));
     for (int64_t e = 0; e < E; ++e)
         check(cudaMemcpy(d_w.ptr + e * N * K, w[static_cast<size_t>(e)].data(), static_cast<size_t>(N * K) * 2,
                          cudaMemcpyHostToDevice),
               "copying weights to the device");
     upload(d_x, xp.data(), xp.size());
-    check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(padded_rows * N) * sizeof(float)), "poisoning the output");
+    check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(per_row * padded_rows * N) * sizeof(float)), "poisoning the output");
     launch::round_split(d_x.ptr, padded_rows * K, DType::bf16, d_hi.ptr, split ? d_lo.ptr : nullptr, nullptr);
+    // The stacked layout: both parts of each padded row moved to their rows of one buffer.
+    Buffer<__nv_bfloat16> d_parts(stacked ? 2 * xp.size() : 0);
+    if (stacked)
+        for (int64_t p = 0; p < padded_rows; ++p) {
+            const int64_t e = dispatch::segment_of(plan.padded.data(), E, p);
+            const auto bytes = static_cast<size_t>(K) * 2;
+            check(cudaMemcpy(d_parts.ptr + dispatch::stacked_hi(plan.padded.data(), e, p) * K, d_hi.ptr + p * K, bytes,
+                             cudaMemcpyDeviceToDevice),
+                  "stacking the parts");
+            check(cudaMemcpy(d_parts.ptr + dispatch::stacked_lo(plan.padded.data(), e, p) * K, d_lo.ptr + p * K, bytes,
+                             cudaMemcpyDeviceToDevice),
+                  "stacking the parts");
+        }
     // Pointer arrays: weights, hi, lo, y; each in the order of the plan's batches.
     std::vector<const void*> wt, ht, lt;
     std::vector<float*> yt;
@@ -241,9 +301,9 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
         for (const int64_t e : b.experts) {
             const int64_t p = plan.padded[static_cast<size_t>(e)];
             wt.push_back(d_w.ptr + e * N * K);
-            ht.push_back(d_hi.ptr + p * K);
+            ht.push_back(stacked ? d_parts.ptr + 2 * p * K : d_hi.ptr + p * K);
             lt.push_back(d_lo.ptr + p * K);
-            yt.push_back(d_y.ptr + p * N);
+            yt.push_back(d_y.ptr + per_row * p * N);
         }
     Buffer<const void*> d_wt(wt.size()), d_ht(ht.size()), d_lt(lt.size());
     Buffer<float*> d_yt(yt.size());
@@ -255,17 +315,23 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     int64_t first = 0;
     for (const dispatch::ExpertBatch& b : plan.batches) {
         const auto n = static_cast<int64_t>(b.experts.size());
-        blas.linear_rounded_batched(d_ht.ptr + first, split ? d_lt.ptr + first : nullptr, b.rows, K, d_wt.ptr + first,
-                                    DType::bf16, N, d_yt.ptr + first, N, n);
+        blas.linear_rounded_batched(d_ht.ptr + first, split && !stacked ? d_lt.ptr + first : nullptr, per_row * b.rows, K,
+                                    d_wt.ptr + first, DType::bf16, N, d_yt.ptr + first, N, n);
         first += n;
     }
     check(cudaDeviceSynchronize(), "running the batched experts' products");
     std::vector<float> yp, y(static_cast<size_t>(rows * N));
-    download(yp, d_y, static_cast<size_t>(padded_rows * N));
+    download(yp, d_y, static_cast<size_t>(per_row * padded_rows * N));
     for (int64_t e = 0; e < E; ++e)
-        for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r)
-            std::copy_n(yp.begin() + dispatch::padded_row(offsets.data(), plan.padded.data(), e, r) * N, N,
-                        y.begin() + r * N);
+        for (int64_t r = offsets[static_cast<size_t>(e)]; r < offsets[static_cast<size_t>(e) + 1]; ++r) {
+            const int64_t p = dispatch::padded_row(offsets.data(), plan.padded.data(), e, r);
+            if (!stacked) {
+                std::copy_n(yp.begin() + p * N, N, y.begin() + r * N);
+                continue;
+            }
+            const int64_t hi = dispatch::stacked_hi(plan.padded.data(), e, p), lo = dispatch::stacked_lo(plan.padded.data(), e, p);
+            for (int64_t o = 0; o < N; ++o) y[static_cast<size_t>(r * N + o)] = yp[static_cast<size_t>(hi * N + o)] + yp[static_cast<size_t>(lo * N + o)];
+        }
     return y;
 }
 

@@ -47,13 +47,20 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
 // The same products as cuBLAS batched products over the experts' rows padded to a multiple of
 // `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as a prefill's routed experts
 // run by default. Returns y [offsets.back(), N] without the padding.
+// With `stacked` (split only), each expert's hi and lo parts are the rows of one product over
+// the stacked layout (dispatch::stacked_hi), as with MOEWB_CUDA_EXPERT_PARTS=stacked, and each
+// row's two products are summed after it.
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                                int64_t pad);
+                                                int64_t pad, bool stacked = false);
 // h = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F] rounded to BF16 parts in one launch
 // (launch::silu_mul_round).
 Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split);
+// The same over a stacked layout of padded [E+1] (launch::silu_mul_round_stacked): gu
+// [2·padded[E], 2F]; returns h's BF16 parts at their stacked rows, [2·padded[E], F].
+std::vector<uint16_t> silu_mul_round_stacked_bf16(const std::vector<float>& gu, const std::vector<int64_t>& padded,
+                                                  int64_t F);
 // x [T, H] += shared_down · shared_h[t] + Σ_r weights[t·k+r] · (down[experts[t·k+r]] · h[t·k+r]),
 // BF16 weights: down E matrices [H, F]; shared_down [H, Fs] (empty: no shared experts);
 // dropped [E] (empty: none). Returns the new x.

@@ -71,20 +71,24 @@ void gather_rows(const float* x, int64_t H, int64_t k, const int64_t* row_slot, 
 void gather_rows_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* n_rows,
                          int64_t max_rows, DType type, void* hi, void* lo, cudaStream_t s);
 // The padded layout of dispatch::plan_batches (engine/expert_streams.h): padded [E+1] on the
-// device. pad_rows() moves each slot's row (rows, in place) to its padded row;
-// gather_padded() fills padded rows 0 .. n_padded-1 of `gathered`: a row of zeros where
-// dispatch::row_of_padded is -1, x[row_slot[row] / k] where it is a gathered row.
+// device. pad_rows() moves each slot's row (rows, in place) to its padded row — with rows_lo
+// (n_slots), to the stacked layout's row of its hi part (dispatch::stacked_hi), rows_lo to its
+// lo part's; gather_padded() fills padded rows 0 .. n_padded-1 of `gathered`: a row of zeros
+// where dispatch::row_of_padded is -1, x[row_slot[row] / k] where it is a gathered row;
+// gather_padded_rounded() the same rounded, as gather_rows_rounded, or with `stacked` both
+// parts into hi at the stacked layout's rows (2·n_padded rows; lo unused).
 void pad_rows(const int32_t* experts, int64_t n_slots, const int64_t* offsets, const int64_t* padded, int64_t* rows,
-              cudaStream_t s);
+              int64_t* rows_lo, cudaStream_t s);
 void gather_padded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
                    const int64_t* padded, int64_t n_expert, int64_t n_padded, float* gathered, cudaStream_t s);
 void gather_padded_rounded(const float* x, int64_t H, int64_t k, const int64_t* row_slot, const int64_t* offsets,
                            const int64_t* padded, int64_t n_expert, int64_t n_padded, DType type, void* hi, void* lo,
-                           cudaStream_t s);
+                           cudaStream_t s, bool stacked = false);
 // out[t] = base[t] + Σ_r weights[t·k+r] · results[rows[t·k+r]] in rank order (rows < 0
-// skipped); base may be null. out may be base.
+// skipped); base may be null. out may be base. With rows_lo, each term's result is
+// results[rows[i]] + results[rows_lo[i]] (a stacked layout's two parts), rounded once.
 void combine_rows(const float* results, int64_t H, int64_t T, int64_t k, const int64_t* rows, const float* weights,
-                  const float* base, float* out, cudaStream_t s);
+                  const float* base, float* out, cudaStream_t s, const int64_t* rows_lo = nullptr);
 
 // cuBLAS bound to one stream. linear(): y [T, out] = x [T, in] · Wᵀ with W [out, in] as the
 // checkpoint stores it (BF16 or F16: x is rounded to that type, round to nearest even, into
@@ -142,5 +146,11 @@ void silu_mul_pairs(const float* gu, int64_t rows, int64_t F, float* h, cudaStre
 // The same h rounded as round_split rounds it, into hi and (unless null) lo [rows, F] of `type`
 // (BF16 or F16): what the down product takes, without h in f32 between.
 void silu_mul_round(const float* gu, int64_t rows, int64_t F, DType type, void* hi, void* lo, cudaStream_t s);
+// The same over a stacked layout (dispatch::stacked_hi, padded [n_expert+1] on the device, its
+// n_padded rows): padded row p's gate and up are the sums of its hi and lo parts' rows of gu
+// [2·n_padded, 2F], each rounded once, and h's two parts go to hi at the same rows of a
+// [2·n_padded, F] layout.
+void silu_mul_round_stacked(const float* gu, const int64_t* padded, int64_t n_expert, int64_t n_padded, int64_t F,
+                            DType type, void* hi, cudaStream_t s);
 
 }  // namespace moe::cuda::launch

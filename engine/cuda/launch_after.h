@@ -40,6 +40,10 @@ bool batched_expert_products();
 // What each expert's rows are padded to a multiple of for batched products:
 // MOEWB_CUDA_EXPERT_PAD, a power of two from 8 to 512; 64 when unset or not such a number.
 int64_t expert_row_pad();
+// Whether, with exact activations, the batched products take each expert's hi and lo parts as
+// the rows of one product (dispatch::stacked_hi: the weights read once for both, twice the
+// rows a product) rather than two products, the second added: MOEWB_CUDA_EXPERT_PARTS=stacked.
+bool stacked_expert_parts();
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (batched, else the default per mode), 1 grouped,
 // 2 cublas, 3 batched.
 int expert_gemm_mode();
