@@ -40,9 +40,9 @@ if want experts; then
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 --activations bf16 | tee "$OUT/bench-cuda-experts-$way-bf16-activations.json"
     done
-    # With exact activations, each expert's hi and lo parts as the rows of one product.
-    MOEWB_CUDA_EXPERT_PARTS=stacked "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
-        --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-stacked.json"
+    # With exact activations, each expert's hi and lo parts as two products (the former default).
+    MOEWB_CUDA_EXPERT_PARTS=apart "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
+        --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-apart.json"
     # Batched products over rows padded to 16, 32 and 128 (MOEWB_CUDA_EXPERT_PAD; 64 above): less
     # padding, more batches.
     for pad in 16 32 128; do

@@ -3,9 +3,8 @@
 # by default and once with all of these; tools/gpu-bench.sh benches them alone and together.
 # (MOEWB_CUDA_KV_CACHE=bf16 is left out: the suites have rows of their own for it, with BF16
 # tolerances.)
-GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_DECODE_BLOCKS=3
-    MOEWB_CUDA_EXPERT_PARTS=stacked)
+GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_DECODE_BLOCKS=3)
 # The paths that were the default before and can still be chosen (to compare): the suites run
 # once with these too.
 GPU_FORMER=(MOEWB_CUDA_EARLY_LAUNCH=on MOEWB_CUDA_ROPE=separate MOEWB_CUDA_ATTENTION=tensor-cores
-    MOEWB_CUDA_EXPERT_GEMM=grouped)
+    MOEWB_CUDA_EXPERT_GEMM=grouped MOEWB_CUDA_EXPERT_PARTS=apart)

@@ -156,7 +156,7 @@ bool batched_expert_products() {
 }
 
 bool stacked_expert_parts() {
-    static const bool asked = env_is("MOEWB_CUDA_EXPERT_PARTS", "stacked");
+    static const bool asked = !env_is("MOEWB_CUDA_EXPERT_PARTS", "apart");
     return asked;
 }
 

@@ -48,7 +48,8 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
 // `pad` (dispatch::plan_batches; Blas::linear_rounded_batched), as a prefill's routed experts
 // run by default. Returns y [offsets.back(), N] without the padding.
 // With `stacked` (split only), each expert's hi and lo parts are the rows of one product over
-// the stacked layout (dispatch::stacked_hi), as with MOEWB_CUDA_EXPERT_PARTS=stacked, and each
+// the stacked layout (dispatch::stacked_hi), as exact activations' batched products run by
+// default, and each
 // row's two products are summed after it.
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,

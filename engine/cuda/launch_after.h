@@ -42,7 +42,8 @@ bool batched_expert_products();
 int64_t expert_row_pad();
 // Whether, with exact activations, the batched products take each expert's hi and lo parts as
 // the rows of one product (dispatch::stacked_hi: the weights read once for both, twice the
-// rows a product) rather than two products, the second added: MOEWB_CUDA_EXPERT_PARTS=stacked.
+// rows a product) rather than two products, the second added (MOEWB_CUDA_EXPERT_PARTS=apart, to
+// compare).
 bool stacked_expert_parts();
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (batched, else the default per mode), 1 grouped,
 // 2 cublas, 3 batched.
