@@ -2,6 +2,7 @@
 # traced on worker threads (see tests/CMakeLists.txt for moe_add_qtest). Included only when
 # the GUI is built. The panels and the heatmap need no GL: they run on the offscreen
 # platform; the main window runs on a real X server (xvfb-run), as on a desktop.
+moe_add_qtest(test_ui_job LABELS ui SOURCES test_ui_job.cpp LIBS moe_ui)
 moe_add_qtest(test_ui_heatmap LABELS ui SOURCES test_ui_heatmap.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_main_window LABELS ui XVFB SOURCES test_ui_main_window.cpp ui_test_support.h LIBS moe_ui)
 # The main window's layout on a laptop's short screen (1366 × 768).

@@ -1,8 +1,9 @@
-// lower_worker_priority, wait_for_jobs; see job.h.
+// lower_worker_priority, job_pool, wait_for_jobs; see job.h.
 #include "ui/job.h"
 
 #include <QCoreApplication>
 #include <QDeadlineTimer>
+#include <QThread>
 #include <algorithm>
 
 #ifdef __linux__
@@ -23,6 +24,18 @@ void lower_worker_priority() {
     const auto tid = static_cast<id_t>(syscall(SYS_gettid));
     (void)setpriority(PRIO_PROCESS, tid, std::max(getpriority(PRIO_PROCESS, tid), 10));
 #endif
+}
+
+QThreadPool* job_pool() {
+    // Made once and never destroyed: a job may still run while the application object goes,
+    // and the pool's threads end with the process.
+    static QThreadPool* const pool = [] {
+        auto* p = new QThreadPool;
+        p->setMaxThreadCount(std::max(2, QThread::idealThreadCount()));
+        p->setObjectName(QStringLiteral("moe-workbench jobs"));
+        return p;
+    }();
+    return pool;
 }
 
 bool wait_for_jobs(const int& jobs, int timeout_ms) {

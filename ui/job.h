@@ -1,4 +1,4 @@
-// Runs one piece of engine/analysis work on a worker thread (Qt's global thread pool) and
+// Runs one piece of engine/analysis work on a worker thread (the jobs' own thread pool) and
 // delivers its outcome on the GUI thread. Not a scheduler: jobs run as soon as a pool thread
 // is free. Nothing is thrown across the thread: the work's moe::Error or std::exception is
 // caught on the worker and handed back as a message, so the event loop never blocks and
@@ -8,6 +8,7 @@
 #include <QFutureWatcher>
 #include <QObject>
 #include <QString>
+#include <QThreadPool>
 #include <QtConcurrent/QtConcurrentRun>
 #include <atomic>
 #include <exception>
@@ -31,6 +32,12 @@ struct JobResult {
 // a worker starts (a model's compute threads, created when a job loads it) inherit it.
 void lower_worker_priority();
 
+// The thread pool the jobs run on (as many threads as the machine has cores, at least 2) — not
+// Qt's global pool: Qt's raster painting splits large fills over the global pool's threads and
+// the GUI thread waits for them, so a job holding a global thread (at its lowered priority)
+// would hold up the paint until the job ended.
+QThreadPool* job_pool();
+
 // Runs `work()` on a worker thread; `done(result)` runs on `context`'s thread (the GUI
 // thread) when it has finished, unless `context` has been destroyed by then.
 template <class T>
@@ -40,7 +47,7 @@ void run_job(QObject* context, std::function<T()> work, std::function<void(JobRe
         done(watcher->result());
         watcher->deleteLater();
     });
-    watcher->setFuture(QtConcurrent::run([work = std::move(work)]() -> JobResult<T> {
+    watcher->setFuture(QtConcurrent::run(job_pool(), [work = std::move(work)]() -> JobResult<T> {
         lower_worker_priority();
         JobResult<T> r;
         try {
