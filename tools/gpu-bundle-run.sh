@@ -6,6 +6,7 @@
 # exist here, it is made a link to this checkout (or the suites that need fixtures fail, saying so).
 # Usage: tools/gpu-bundle-run.sh BUNDLE.tar.xz [out-dir] [config.json]
 # GPU_PASSES and GPU_BENCH (tools/gpu-bench.sh) pick the parts, for a short turn on a lent GPU.
+# At the end OUT-DIR is also packed into OUT-DIR.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$1"
@@ -69,6 +70,8 @@ for pass in ${GPU_PASSES-default switches former}; do
 done
 tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
 echo "== suites"
-cat "$OUT/suites.txt"
+cat "$OUT/suites.txt" 2>/dev/null
+# Everything in one file beside OUT-DIR (a lent GPU's tool brings back only a few files).
+tar -C "$OUT" -czf "${OUT%/}.tgz" . && echo "gpu-bundle-run: all results in ${OUT%/}.tgz"
 rm -rf "$dir"
 exit $failed
