@@ -240,61 +240,27 @@ std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k
     return out;
 }
 
-std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
-                              const std::vector<int64_t>& padded, const std::vector<int64_t>& rows) {
-    Buffer<int32_t> d_experts(experts.size());
-    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size());
-    upload(d_experts, experts.data(), experts.size());
-    upload(d_offsets, offsets.data(), offsets.size());
-    upload(d_padded, padded.data(), padded.size());
-    upload(d_rows, rows.data(), rows.size());
-    launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, nullptr,
-                     nullptr);
-    finish("padding rows");
-    std::vector<int64_t> out;
-    download(out, d_rows, rows.size());
-    return out;
-}
-
 StackedRows pad_rows_stacked(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
-                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows) {
+                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows, bool stacked) {
     Buffer<int32_t> d_experts(experts.size());
-    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size()), d_lo(rows.size());
+    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size()), d_lo(stacked ? rows.size() : 0);
     upload(d_experts, experts.data(), experts.size());
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_padded, padded.data(), padded.size());
     upload(d_rows, rows.data(), rows.size());
-    check(cudaMemset(d_lo.ptr, 0x7f, rows.size() * sizeof(int64_t)), "poisoning the output");
+    if (stacked) check(cudaMemset(d_lo.ptr, 0x7f, rows.size() * sizeof(int64_t)), "poisoning the output");
     launch::pad_rows(d_experts.ptr, static_cast<int64_t>(rows.size()), d_offsets.ptr, d_padded.ptr, d_rows.ptr, d_lo.ptr,
                      nullptr);
-    finish("padding rows into the stacked layout");
+    finish("padding rows");
     StackedRows out;
     download(out.hi, d_rows, rows.size());
-    download(out.lo, d_lo, rows.size());
+    if (stacked) download(out.lo, d_lo, rows.size());
     return out;
 }
 
-std::vector<uint16_t> gather_stacked_bf16(const std::vector<float>& x, int64_t H, int64_t k,
-                                          const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
-                                          const std::vector<int64_t>& padded) {
-    const auto E = static_cast<int64_t>(offsets.size()) - 1;
-    const int64_t n_padded = padded.back();
-    const size_t n = static_cast<size_t>(2 * n_padded * H);
-    Buffer<float> d_x(x.size());
-    Buffer<int64_t> d_row_slot(row_slot.size()), d_offsets(offsets.size()), d_padded(padded.size());
-    Buffer<uint16_t> d_parts(n), d_unused(1);
-    upload(d_x, x.data(), x.size());
-    upload(d_row_slot, row_slot.data(), row_slot.size());
-    upload(d_offsets, offsets.data(), offsets.size());
-    upload(d_padded, padded.data(), padded.size());
-    // Poisoned: every part must be written (0xffff is a BF16 NaN).
-    check(cudaMemset(d_parts.ptr, 0xff, n * 2), "poisoning the output");
-    launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, n_padded, DType::bf16,
-                                  d_parts.ptr, d_unused.ptr, nullptr, true);
-    finish("gathering padded rows into the stacked layout");
-    std::vector<uint16_t> out;
-    download(out, d_parts, n);
-    return out;
+std::vector<int64_t> pad_rows(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
+                              const std::vector<int64_t>& padded, const std::vector<int64_t>& rows) {
+    return pad_rows_stacked(experts, offsets, padded, rows, false).hi;
 }
 
 std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t k,
@@ -317,33 +283,50 @@ std::vector<float> gather_padded(const std::vector<float>& x, int64_t H, int64_t
     return out;
 }
 
-Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
-                              const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split) {
+namespace {
+
+// gather_rounded_bf16, or with `stacked` (split, padded) both parts into hi at the rows of the
+// stacked layout (lo empty).
+Bf16Parts gather_rounded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                         const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split, bool stacked) {
     const auto E = static_cast<int64_t>(offsets.size()) - 1;
     const int64_t rows = padded.empty() ? static_cast<int64_t>(row_slot.size()) : padded.back();
     const size_t n = static_cast<size_t>(rows * H);
     Buffer<float> d_x(x.size());
     Buffer<int64_t> d_row_slot(row_slot.size()), d_offsets(offsets.size()), d_padded(padded.size()), d_rows(1);
-    Buffer<uint16_t> d_hi(n), d_lo(split ? n : 0);
+    Buffer<uint16_t> d_hi(stacked ? 2 * n : n), d_lo(split ? n : 0);
     upload(d_x, x.data(), x.size());
     upload(d_row_slot, row_slot.data(), row_slot.size());
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_padded, padded.data(), padded.size());
     upload(d_rows, &rows, 1);
     // Poisoned: every part must be written (0xffff is a BF16 NaN).
-    check(cudaMemset(d_hi.ptr, 0xff, n * 2), "poisoning the output");
+    check(cudaMemset(d_hi.ptr, 0xff, (stacked ? 2 * n : n) * 2), "poisoning the output");
     if (split) check(cudaMemset(d_lo.ptr, 0xff, n * 2), "poisoning the output");
     if (padded.empty())
         launch::gather_rows_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_rows.ptr, rows, DType::bf16, d_hi.ptr, d_lo.ptr,
                                     nullptr);
     else
         launch::gather_padded_rounded(d_x.ptr, H, k, d_row_slot.ptr, d_offsets.ptr, d_padded.ptr, E, rows, DType::bf16,
-                                      d_hi.ptr, d_lo.ptr, nullptr);
+                                      d_hi.ptr, d_lo.ptr, nullptr, stacked);
     finish("gathering rounded rows");
     Bf16Parts out;
-    download(out.hi, d_hi, n);
-    if (split) download(out.lo, d_lo, n);
+    download(out.hi, d_hi, stacked ? 2 * n : n);
+    if (split && !stacked) download(out.lo, d_lo, n);
     return out;
+}
+
+}  // namespace
+
+Bf16Parts gather_rounded_bf16(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
+                              const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split) {
+    return gather_rounded(x, H, k, row_slot, offsets, padded, split, false);
+}
+
+std::vector<uint16_t> gather_stacked_bf16(const std::vector<float>& x, int64_t H, int64_t k,
+                                          const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
+                                          const std::vector<int64_t>& padded) {
+    return gather_rounded(x, H, k, row_slot, offsets, padded, true, true).hi;
 }
 
 std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, int64_t T, int64_t k,

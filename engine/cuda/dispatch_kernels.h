@@ -48,13 +48,13 @@ std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, in
                                 const std::vector<float>& base, const std::vector<int64_t>& rows_lo = {});
 
 // The stacked layout of split activations (dispatch::stacked_hi): the slots' rows of both parts
-// (launch::pad_rows with rows_lo), and the padded gather's BF16 parts at their stacked rows,
+// (launch::pad_rows with rows_lo; without `stacked`, pad_rows' rows in hi and lo empty), and the padded gather's BF16 parts at their stacked rows,
 // [2·padded[E], H] (launch::gather_padded_rounded, stacked).
 struct StackedRows {
     std::vector<int64_t> hi, lo;
 };
 StackedRows pad_rows_stacked(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
-                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows);
+                             const std::vector<int64_t>& padded, const std::vector<int64_t>& rows, bool stacked = true);
 std::vector<uint16_t> gather_stacked_bf16(const std::vector<float>& x, int64_t H, int64_t k,
                                           const std::vector<int64_t>& row_slot, const std::vector<int64_t>& offsets,
                                           const std::vector<int64_t>& padded);
