@@ -243,7 +243,8 @@ std::vector<float> gather_rows(const std::vector<float>& x, int64_t H, int64_t k
 StackedRows pad_rows_stacked(const std::vector<int32_t>& experts, const std::vector<int64_t>& offsets,
                              const std::vector<int64_t>& padded, const std::vector<int64_t>& rows, bool stacked) {
     Buffer<int32_t> d_experts(experts.size());
-    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size()), d_lo(stacked ? rows.size() : 0);
+    Buffer<int64_t> d_offsets(offsets.size()), d_padded(padded.size()), d_rows(rows.size()),
+        d_lo(stacked ? rows.size() : 0);
     upload(d_experts, experts.data(), experts.size());
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_padded, padded.data(), padded.size());
@@ -288,7 +289,8 @@ namespace {
 // gather_rounded_bf16, or with `stacked` (split, padded) both parts into hi at the rows of the
 // stacked layout (lo empty).
 Bf16Parts gather_rounded(const std::vector<float>& x, int64_t H, int64_t k, const std::vector<int64_t>& row_slot,
-                         const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split, bool stacked) {
+                         const std::vector<int64_t>& offsets, const std::vector<int64_t>& padded, bool split,
+                         bool stacked) {
     const auto E = static_cast<int64_t>(offsets.size()) - 1;
     const int64_t rows = padded.empty() ? static_cast<int64_t>(row_slot.size()) : padded.back();
     const size_t n = static_cast<size_t>(rows * H);

@@ -48,8 +48,8 @@ std::vector<float> combine_rows(const std::vector<float>& results, int64_t H, in
                                 const std::vector<float>& base, const std::vector<int64_t>& rows_lo = {});
 
 // The stacked layout of split activations (dispatch::stacked_hi): the slots' rows of both parts
-// (launch::pad_rows with rows_lo; without `stacked`, pad_rows' rows in hi and lo empty), and the padded gather's BF16 parts at their stacked rows,
-// [2·padded[E], H] (launch::gather_padded_rounded, stacked).
+// (launch::pad_rows with rows_lo; without `stacked`, pad_rows' rows in hi and lo empty), and the padded gather's BF16
+// parts at their stacked rows, [2·padded[E], H] (launch::gather_padded_rounded, stacked).
 struct StackedRows {
     std::vector<int64_t> hi, lo;
 };
