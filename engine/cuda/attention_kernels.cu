@@ -8,6 +8,7 @@
 
 #include "engine/attention_tiles.h"
 #include "engine/cuda/attention_mma.h"
+#include "engine/cuda/decode_attention.cuh"
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/launch.h"
@@ -23,38 +24,11 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int64_t kMaxFlashHeadDim = 128;  // 4 output dimensions per lane
 
-__device__ float block_reduce(float v, float* scratch, bool take_max) {
-    scratch[threadIdx.x] = v;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        if (threadIdx.x < stride) {
-            const float o = scratch[threadIdx.x + stride];
-            scratch[threadIdx.x] = take_max ? fmaxf(scratch[threadIdx.x], o) : scratch[threadIdx.x] + o;
-        }
-        __syncthreads();
-    }
-    const float r = scratch[0];
-    __syncthreads();
-    return r;
-}
-
-// scores[0..n) (shared memory, written before the call) become exp(score - max); returns the
-// maximum and the sum of the exponentials. The block's threads all call it; it synchronises.
-struct Softmax {
-    float max, sum;
-};
-__device__ Softmax exp_in_place(float* scores, int64_t n, float* scratch) {
-    float local = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, scores[j]);
-    const float mx = block_reduce(local, scratch, true);
-    float sum = 0.0f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        const float p = expf(scores[j] - mx);
-        scores[j] = p;
-        sum += p;
-    }
-    return {mx, block_reduce(sum, scratch, false)};  // synchronises: every p is in
-}
+using decode_attn::block_reduce;
+using decode_attn::exp_in_place;
+using decode_attn::kDecodeThreads;
+using decode_attn::kSplits;
+using decode_attn::Softmax;
 
 // Block (t, h). Dynamic shared memory: scores [visible] + q [hd]. The first position is pos0,
 // or *d_pos when given (a step replayed from a CUDA graph).
@@ -206,11 +180,7 @@ __global__ void __launch_bounds__(kWarpsF * 32) flash_attention_kernel(const flo
 }
 
 // --- Decode: one query split over the positions ---------------------------------------------
-// Block (head, split): the split's share of the visible positions (ceil(visible / kSplits),
-// so the launch is the same at every position); its maximum, sum and unnormalised output go
-// to partials [nh][kSplits][hd + 2]; a second kernel merges the splits.
-constexpr int kSplits = 64, kDecodeThreads = 128;
-
+// Block (head, split): decode_attn::split_item; a second kernel merges the splits.
 template <typename KV>
 __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads,
                                     int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* partials) {
@@ -218,66 +188,18 @@ __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, in
     __shared__ float scratch[kDecodeThreads];
     launch::wait_for_previous();  // launched early with launch::early_trigger()
     if (d_pos) pos0 = *d_pos;
-    const int64_t h = blockIdx.x, split = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
-    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
-    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
-    float* part = partials + (h * kSplits + split) * (hd + 2);
-    float* qs = dsm;        // [hd]
-    float* ss = dsm + hd;   // [split length]
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
-    __syncthreads();
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    for (int64_t j = warp; j < n; j += warps) {
-        const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
-        float acc = 0.0f;
-        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * launch::widen(kr[d]);
-        acc = launch::warp_sum(acc);
-        if (lane == 0) ss[j] = acc * scale;
-    }
-    __syncthreads();
-    const Softmax sm = exp_in_place(ss, n, scratch);
-    const float mx = sm.max, total = sm.sum;
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int64_t j = 0; j < n; ++j) acc += ss[j] * launch::widen(v[((j0 + j) * n_kv_heads + kvh) * hd + d]);
-        part[d] = acc;
-    }
-    if (threadIdx.x == 0) {
-        part[hd] = n > 0 ? mx : -INFINITY;
-        part[hd + 1] = total;
-    }
+    decode_attn::split_item(q, k, v, n_heads, n_kv_heads, hd, pos0, blockIdx.x, blockIdx.y, scale, partials, dsm,
+                            scratch);
 }
 
-// Block (head, 32 output dimensions): each split's weight exp(m_s - max) once, then each
-// warp sums a quarter of the splits for its 32 dimensions and the first warp adds the four.
+// Block (head, 32 output dimensions): decode_attn::merge_item.
 // let_next: the kernel after it may start once its blocks have (launch::early_trigger()).
-constexpr int kMergeWarps = kDecodeThreads / 32;
 __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out, bool let_next) {
     __shared__ float scratch[kDecodeThreads];
+    __shared__ decode_attn::MergeShared sh;
     launch::let_next_start(let_next);
     launch::wait_for_previous();  // when launched early
-    __shared__ float weight[kSplits];
-    __shared__ float part[kMergeWarps][32];
-    const int64_t h = blockIdx.x;
-    const float* base = partials + h * kSplits * (hd + 2);
-    const bool mine = threadIdx.x < kSplits;
-    const float m = mine ? base[threadIdx.x * (hd + 2) + hd] : -INFINITY;
-    const float l = mine ? base[threadIdx.x * (hd + 2) + hd + 1] : 0.0f;
-    const float mx = block_reduce(m, scratch, true);
-    const float w = mine && l > 0.0f ? expf(m - mx) : 0.0f;
-    if (mine) weight[threadIdx.x] = w;
-    const float total = block_reduce(w * l, scratch, false);  // synchronises: weight is in
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t d = static_cast<int64_t>(blockIdx.y) * 32 + lane;
-    float acc = 0.0f;
-    if (d < hd)
-        for (int s = warp; s < kSplits; s += kMergeWarps) acc += base[s * (hd + 2) + d] * weight[s];
-    part[warp][lane] = acc;
-    __syncthreads();
-    if (warp != 0 || d >= hd) return;
-    float sum = 0.0f;
-    for (int i = 0; i < kMergeWarps; ++i) sum += part[i][lane];
-    out[h * hd + d] = sum / total;
+    decode_attn::merge_item(partials, hd, out, blockIdx.x, blockIdx.y, scratch, sh);
 }
 
 // The same split with 16-byte loads (DecodeAttention::vector): a row of hd = 4·L floats is

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/cuda/decode_bodies.cuh"
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/gemm.h"
@@ -21,125 +22,22 @@ namespace moe::cuda::launch {
 
 namespace {
 
-constexpr int kWarps = kNormThreads / 32;  // one output row per warp
+using decode_body::kWarps;
+using decode_body::Parts;
+using decode_body::WType;
+using decode_body::wtype;
 
-enum class WType : int { bf16, f16, f32 };
-
-WType wtype(DType t, const char* what) {
-    switch (t) {
-    case DType::bf16: return WType::bf16;
-    case DType::f16: return WType::f16;
-    case DType::f32: return WType::f32;
-    default: throw Error(ErrorKind::input, std::string("the CUDA backend has no ") + what + " for " + dtype_name(t) + " weights");
-    }
-}
-
-// Row o of W [*, n] (of type t): its first chunks fetched, then times x [n], by one warp.
-template <bool S, int N>
-__device__ inline void fetch(RowChunks<N>& c, const void* w, WType t, int64_t o, int64_t n, int lane) {
-    switch (t) {
-    case WType::bf16: fetch_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, n, lane); break;
-    case WType::f16: fetch_row<S>(c, static_cast<const __half*>(w) + o * n, n, lane); break;
-    default: fetch_row<S>(c, static_cast<const float*>(w) + o * n, n, lane); break;
-    }
-}
-template <bool S, int N>
-__device__ inline float dot(RowChunks<N>& c, const void* w, WType t, int64_t o, const float* x, int64_t n, int lane) {
-    switch (t) {
-    case WType::bf16: return dot_row<S>(c, static_cast<const __nv_bfloat16*>(w) + o * n, x, n, lane);
-    case WType::f16: return dot_row<S>(c, static_cast<const __half*>(w) + o * n, x, n, lane);
-    default: return dot_row<S>(c, static_cast<const float*>(w) + o * n, x, n, lane);
-    }
-}
-// The parts by value, as the kernel's argument: end[j] is the first row after part j.
-struct Parts {
-    const void* w[kMaxGemvParts];
-    const void* w2[kMaxGemvParts];
-    WType type[kMaxGemvParts];
-    int64_t end[kMaxGemvParts];
-    float* y[kMaxGemvParts];
-    int64_t ldy[kMaxGemvParts];
-    bool accumulate[kMaxGemvParts];
-    const int64_t* row0[kMaxGemvParts];
-    const float* cos[kMaxGemvParts];  // set: rows of the part are pairs (o, o + half) of a head, rotated
-    const float* sin[kMaxGemvParts];
-    int64_t half[kMaxGemvParts];
-    int n;
-    bool let_next;  // let_next_start
-};
-
-__device__ inline int64_t type_bytes(WType t) { return t == WType::f32 ? 4 : 2; }
-
-// The row of part j that its i-th item computes: i itself, or for a rotated part (pairs of
-// rows o, o + half per head) the first row of the i-th pair.
-__device__ inline int64_t row_of(const Parts& p, int j, int64_t i) {
-    if (!p.cos[j]) return i;
-    const int64_t half = p.half[j];
-    return (i / half) * 2 * half + i % half;
-}
-
-// Blocks (b, token), a few per multiprocessor, that stay for all rows: the token's input
-// (normalised when norm is set) goes to shared memory once, then each warp takes every
-// (gridDim.x · kWarps)-th output row. A warp's first row is asked into L2 before the kernel
-// before has finished (launch_after); its input is read once, after that kernel, from L2.
+// Blocks (b, token), a few per multiprocessor, that stay for all rows (decode_body::gemv_rows).
+// A warp's first row is asked into L2 before the kernel before has finished (launch_after);
+// its input is read once, after that kernel, from L2.
 template <bool S, int MINB>
 __global__ void __launch_bounds__(kNormThreads, MINB) fused_gemv_kernel(const float* x, int64_t in, const float* norm, float eps,
                                                                  float* normed, Parts p) {
     extern __shared__ __align__(16) float xs[];
     let_next_start(p.let_next);
-    const int64_t t = blockIdx.y;
-    const int lane = threadIdx.x % 32;
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps, rows = p.end[p.n - 1];
-    int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
-    int j = 0;
-    while (j < p.n && r >= p.end[j]) ++j;
-    if (r < rows) {
-        const int64_t o = row_of(p, j, r - (j ? p.end[j - 1] : 0)), bytes = in * type_bytes(p.type[j]);
-        prefetch_l2(static_cast<const char*>(p.w[j]) + o * bytes, bytes, lane);
-        if (p.w2[j]) prefetch_l2(static_cast<const char*>(p.w2[j]) + o * bytes, bytes, lane);
-        if (p.cos[j]) prefetch_l2(static_cast<const char*>(p.w[j]) + (o + p.half[j]) * bytes, bytes, lane);
-    }
+    decode_body::gemv_prefetch(p, in, blockIdx.x);
     wait_for_previous();
-    const float* xr = x + t * in;
-    for (int64_t i = threadIdx.x; i < in; i += blockDim.x) xs[i] = xr[i];
-    __syncthreads();
-    if (norm) {
-        const float scale = block_rms_scale(xs, in, eps);
-        const bool write = normed && blockIdx.x == 0;
-        for (int64_t i = threadIdx.x; i < in; i += blockDim.x) {
-            const float v = rms_apply(xs[i], scale, norm[i]);
-            xs[i] = v;
-            if (write) normed[t * in + i] = v;
-        }
-        __syncthreads();
-    }
-    RowChunks<kDecodeChunks<MINB>> a, b;
-    for (; r < rows; r += stride) {
-        while (r >= p.end[j]) ++j;
-        if (p.cos[j]) {  // rows o and o + half of one head, rotated
-            const int64_t i = r - (j ? p.end[j - 1] : 0), half = p.half[j], o = row_of(p, j, i);
-            fetch<S>(a, p.w[j], p.type[j], o, in, lane);
-            fetch<S>(b, p.w[j], p.type[j], o + half, in, lane);
-            const float x1 = dot<S>(a, p.w[j], p.type[j], o, xs, in, lane);
-            const float x2 = dot<S>(b, p.w[j], p.type[j], o + half, xs, in, lane);
-            if (lane == 0) {
-                const float c = p.cos[j][t * half + i % half], s = p.sin[j][t * half + i % half];
-                float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
-                y[0] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-                y[half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-            }
-            continue;
-        }
-        const int64_t o = r - (j ? p.end[j - 1] : 0);
-        fetch<S>(a, p.w[j], p.type[j], o, in, lane);
-        if (p.w2[j]) fetch<S>(b, p.w2[j], p.type[j], o, in, lane);
-        float v = dot<S>(a, p.w[j], p.type[j], o, xs, in, lane);
-        if (p.w2[j]) v = silu_mul_rn(v, dot<S>(b, p.w2[j], p.type[j], o, xs, in, lane));
-        if (lane == 0) {
-            float* y = p.y[j] + ((p.row0[j] ? *p.row0[j] : 0) + t) * p.ldy[j] + o;
-            *y = p.accumulate[j] ? __fadd_rn(*y, v) : v;
-        }
-    }
+    decode_body::gemv_rows<S, MINB>(x, in, norm, eps, normed, p, blockIdx.x, gridDim.x, blockIdx.y, xs);
 }
 
 // One block per (token, head) of the queries and then the keys: as launch::rope_halves.
@@ -173,23 +71,8 @@ __global__ void rope_store_kv_kernel(float* q, int64_t nh, int64_t qld, float* k
     }
 }
 
-// Blocks (b, token), a few per multiprocessor, each warp taking every (gridDim.x · kWarps)-th
-// output row i: the shared experts' row (when they run) and each slot's expert row, two rows
-// fetched at a time, the weighted rows added in rank order, then the sum to the residual.
-template <typename W>
-__device__ inline void down_part(int64_t p, int64_t i, int64_t t, int64_t k, int64_t F, const int32_t* experts,
-                                  const uint8_t* dropped, const void* const* down, const W* shared_down, int64_t Fs,
-                                  const W*& row, int64_t& n) {
-    if (p == 0) {
-        row = shared_down ? shared_down + i * Fs : nullptr;
-        n = Fs;
-    } else {
-        const int64_t slot = t * k + p - 1;
-        row = dispatch::slot_dropped(experts, dropped, slot) ? nullptr : static_cast<const W*>(down[experts[slot]]) + i * F;
-        n = F;
-    }
-}
-
+// Blocks (b, token), a few per multiprocessor, that stay for all output rows
+// (decode_body::down_rows).
 template <typename W, bool S, int MINB>
 __global__ void __launch_bounds__(kNormThreads, MINB) moe_down_kernel(const float* h, int64_t k, int64_t F, const int32_t* experts,
                                                                const uint8_t* dropped, const float* weights,
@@ -197,32 +80,10 @@ __global__ void __launch_bounds__(kNormThreads, MINB) moe_down_kernel(const floa
                                                                const float* shared_h, int64_t Fs, int64_t H, float* x,
                                                                bool let_next) {
     let_next_start(let_next);
-    const int64_t t = blockIdx.y;
-    const int lane = threadIdx.x % 32;
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
-    // The shared experts' rows do not depend on the routing: the warp's first one into L2 now.
-    const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
-    if (shared_down && first < H) prefetch_l2(shared_down + first * Fs, Fs * static_cast<int64_t>(sizeof(W)), lane);
+    decode_body::down_prefetch(shared_down, Fs, H, blockIdx.x);
     wait_for_previous();
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; i < H; i += stride) {
-        float acc = 0.0f;
-        for (int64_t p = 0; p <= k; p += 2) {
-            // Parts p and p + 1: 0 the shared experts, 1 + r slot r.
-            const W *row0 = nullptr, *row1 = nullptr;
-            int64_t n0 = 0, n1 = 0;
-            down_part(p, i, t, k, F, experts, dropped, down, shared_down, Fs, row0, n0);
-            if (p + 1 <= k) down_part(p + 1, i, t, k, F, experts, dropped, down, shared_down, Fs, row1, n1);
-            RowChunks<kDecodeChunks<MINB>> c0, c1;
-            if (row0) fetch_row<S>(c0, row0, n0, lane);
-            if (row1) fetch_row<S>(c1, row1, n1, lane);
-            if (row0) {
-                const float v = dot_row<S>(c0, row0, p == 0 ? shared_h + t * Fs : h + (t * k + p - 1) * F, n0, lane);
-                acc = p == 0 ? v : __fadd_rn(acc, __fmul_rn(weights[t * k + p - 1], v));
-            }
-            if (row1) acc = __fadd_rn(acc, __fmul_rn(weights[t * k + p], dot_row<S>(c1, row1, h + (t * k + p) * F, n1, lane)));
-        }
-        if (lane == 0) x[t * H + i] = __fadd_rn(x[t * H + i], acc);
-    }
+    decode_body::down_rows<W, S, MINB>(h, k, F, experts, dropped, weights, down, shared_down, shared_h, Fs, H, x,
+                                       blockIdx.x, gridDim.x, blockIdx.y);
 }
 
 unsigned tiles(int64_t rows) { return static_cast<unsigned>((rows + kWarps - 1) / kWarps); }
@@ -237,31 +98,9 @@ unsigned resident_blocks(int64_t rows, unsigned per_token_share) {
 
 void fused_gemv(const float* x, int64_t T, int64_t in, const float* norm, float eps, float* normed, const GemvPart* parts,
                 int n_parts, cudaStream_t s) {
-    if (n_parts < 0 || n_parts > kMaxGemvParts)
-        throw Error(ErrorKind::failure, "fused matrix-vector products: " + std::to_string(n_parts) + " parts (at most " +
-                                            std::to_string(kMaxGemvParts) + ")");
+    Parts p = decode_body::make_parts(parts, n_parts);
     if (T <= 0 || n_parts == 0) return;
-    Parts p{};
-    int64_t rows = 0;
-    for (int j = 0; j < n_parts; ++j) {
-        const GemvPart& g = parts[j];
-        if (g.rope_cos && (g.w2 || g.accumulate || g.head_dim < 2 || g.head_dim % 2 || g.rows % g.head_dim))
-            throw Error(ErrorKind::failure, "fused matrix-vector products: the rotary embedding needs a plain part of whole heads "
-                                            "of an even width");
-        rows += g.rope_cos ? g.rows / 2 : g.rows;  // a rotated part's items are pairs of rows
-        p.cos[j] = g.rope_cos;
-        p.sin[j] = g.rope_sin;
-        p.half[j] = g.head_dim / 2;
-        p.w[j] = g.w;
-        p.w2[j] = g.w2;
-        p.type[j] = wtype(g.type, "matrix-vector product");
-        p.end[j] = rows;
-        p.y[j] = g.y;
-        p.ldy[j] = g.ldy;
-        p.accumulate[j] = g.accumulate;
-        p.row0[j] = g.row0;
-    }
-    p.n = n_parts;
+    const int64_t rows = decode_body::items(p);
     p.let_next = early_trigger();
     const size_t shared = static_cast<size_t>(in) * sizeof(float);
     // With a norm and its output asked for, block 0 writes it: at least one block runs.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "engine/cuda/decode_bodies.cuh"
 #include "engine/cuda/device.h"
 #include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch_after.h"
@@ -25,35 +26,18 @@ __global__ void embed_kernel(const W* table, const int32_t* ids, int64_t H, floa
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x) x[t * H + i] = widen(row[i]);
 }
 
-constexpr int kWarps = 8;
+constexpr int kWarps = decode_body::kWarps;
 
-// Blocks (b, slot), a few per multiprocessor over all slots, that stay for all rows: the
-// slot's input in shared memory once, then h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x) for
-// every (gridDim.x · kWarps)-th f by each warp, both rows fetched before either product.
+// Blocks (b, slot), a few per multiprocessor over all slots, that stay for all rows
+// (decode_body::gate_up_rows).
 template <typename W, bool S, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gate_up_kernel(const float* x, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                                const void* const* gate, const void* const* up, int64_t F, float* h, bool let_next) {
     extern __shared__ __align__(16) float xs[];
     let_next_start(let_next);
     wait_for_previous();
-    const int64_t slot = blockIdx.y;
-    if (dispatch::slot_dropped(experts, dropped, slot)) return;
-    const int32_t e = experts[slot];
-    const int lane = threadIdx.x % 32;
-    const float* xr = x + (slot / k) * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) xs[i] = xr[i];
-    __syncthreads();
-    const W* g_base = static_cast<const W*>(gate[e]);
-    const W* u_base = static_cast<const W*>(up[e]);
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
-    for (int64_t f = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; f < F; f += stride) {
-        RowChunks<kDecodeChunks<MINB>> g, u;
-        fetch_row<S>(g, g_base + f * H, H, lane);
-        fetch_row<S>(u, u_base + f * H, H, lane);
-        const float gv = dot_row<S>(g, g_base + f * H, xs, H, lane);
-        const float uv = dot_row<S>(u, u_base + f * H, xs, H, lane);
-        if (lane == 0) h[slot * F + f] = silu_mul_rn(gv, uv);
-    }
+    decode_body::gate_up_rows<W, S, MINB>(x, H, k, experts, dropped, gate, up, F, h, blockIdx.x, gridDim.x, blockIdx.y,
+                                          xs);
 }
 
 // Block (row tile, slot): out[slot, i] = down_e[i]·h[slot], one warp per i.

@@ -1,0 +1,139 @@
+// The decode split of attention (one query, the visible positions split over kSplits parts
+// per head, then merged) as device functions of one work item each, so that the split and
+// merge kernels (attention_kernels.cu) and the decode layer kernel (decode_layer.cu) compute
+// the same values: an item's arithmetic does not depend on the block's size (see
+// split_item). Also the block reductions and softmax of the other attention kernels.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/attention_tiles.h"
+#include "engine/cuda/row_math.cuh"
+
+namespace moe::cuda::decode_attn {
+
+constexpr int kSplits = 64, kDecodeThreads = 128;
+constexpr int kMergeWarps = kDecodeThreads / 32;  // the warps that sum a merge item's splits
+
+// The block's reduction of one value per thread (the maximum, or the sum in a tree over
+// scratch [blockDim.x]); every thread gets the result. It synchronises.
+__device__ inline float block_reduce(float v, float* scratch, bool take_max) {
+    scratch[threadIdx.x] = v;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+        if (threadIdx.x < stride) {
+            const float o = scratch[threadIdx.x + stride];
+            scratch[threadIdx.x] = take_max ? fmaxf(scratch[threadIdx.x], o) : scratch[threadIdx.x] + o;
+        }
+        __syncthreads();
+    }
+    const float r = scratch[0];
+    __syncthreads();
+    return r;
+}
+
+// scores[0..n) (shared memory, written before the call) become exp(score - max); returns the
+// maximum and the sum of the exponentials. The block's threads all call it; it synchronises.
+struct Softmax {
+    float max, sum;
+};
+__device__ inline Softmax exp_in_place(float* scores, int64_t n, float* scratch) {
+    float local = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) local = fmaxf(local, scores[j]);
+    const float mx = block_reduce(local, scratch, true);
+    float sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float p = expf(scores[j] - mx);
+        scores[j] = p;
+        sum += p;
+    }
+    return {mx, block_reduce(sum, scratch, false)};  // synchronises: every p is in
+}
+
+// Dynamic shared memory (floats) a split item needs beside its scratch: the query [hd] and
+// the scores of the longest split.
+__host__ __device__ inline int64_t split_floats(int64_t hd, int64_t positions) {
+    return hd + attention_tiles::split_length(positions, kSplits);
+}
+
+// Item (head h, split) of the query q [nh·hd] over the positions 0..pos0 of k, v [*, nkv, hd]:
+// the split's share of the visible positions (ceil(visible / kSplits), so that the work is the
+// same at every position), its maximum, sum and unnormalised output to
+// partials [nh][kSplits][hd + 2]. dsm: split_floats(hd, visible) floats; scratch: blockDim.x.
+// Each score is one warp's, each output dimension one thread's, and the softmax's sum a tree
+// over the block whose extra slots hold zeros: with at most one score per thread of a block of
+// kDecodeThreads (16,384 positions), a block of 256 threads computes the same values.
+template <typename KV>
+__device__ inline void split_item(const float* q, const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads,
+                                  int64_t hd, int64_t pos0, int64_t h, int64_t split, float scale, float* partials,
+                                  float* dsm, float* scratch) {
+    const int64_t kvh = h / (n_heads / n_kv_heads);
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
+    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
+    float* part = partials + (h * kSplits + split) * (hd + 2);
+    float* qs = dsm;       // [hd]
+    float* ss = dsm + hd;  // [split length]
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
+    __syncthreads();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int64_t j = warp; j < n; j += warps) {
+        const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
+        float acc = 0.0f;
+        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * launch::widen(kr[d]);
+        acc = launch::warp_sum(acc);
+        if (lane == 0) ss[j] = acc * scale;
+    }
+    __syncthreads();
+    const Softmax sm = exp_in_place(ss, n, scratch);
+    const float mx = sm.max, total = sm.sum;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int64_t j = 0; j < n; ++j) acc += ss[j] * launch::widen(v[((j0 + j) * n_kv_heads + kvh) * hd + d]);
+        part[d] = acc;
+    }
+    if (threadIdx.x == 0) {
+        part[hd] = n > 0 ? mx : -INFINITY;
+        part[hd + 1] = total;
+    }
+}
+
+// Shared memory of a merge item.
+struct MergeShared {
+    float weight[kSplits];
+    float part[kMergeWarps][32];
+};
+
+// Item (head h, 32 output dimensions from 32·chunk) of the merge of the splits in partials
+// into out [nh·hd]: each split's weight exp(m_s - max) once, then each of the first
+// kMergeWarps warps sums a share of the splits for the item's dimensions and the first warp
+// adds the shares. scratch: blockDim.x floats (at least kSplits threads). The same values in
+// a block of any such size.
+__device__ inline void merge_item(const float* partials, int64_t hd, float* out, int64_t h, int64_t chunk,
+                                  float* scratch, MergeShared& sh) {
+    const float* base = partials + h * kSplits * (hd + 2);
+    const bool mine = threadIdx.x < kSplits;
+    const float m = mine ? base[threadIdx.x * (hd + 2) + hd] : -INFINITY;
+    const float l = mine ? base[threadIdx.x * (hd + 2) + hd + 1] : 0.0f;
+    const float mx = block_reduce(m, scratch, true);
+    const float w = mine && l > 0.0f ? expf(m - mx) : 0.0f;
+    if (mine) sh.weight[threadIdx.x] = w;
+    const float total = block_reduce(w * l, scratch, false);  // synchronises: weight is in
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t d = chunk * 32 + lane;
+    if (warp < kMergeWarps) {
+        float acc = 0.0f;
+        if (d < hd)
+            for (int s = warp; s < kSplits; s += kMergeWarps) acc += base[s * (hd + 2) + d] * sh.weight[s];
+        sh.part[warp][lane] = acc;
+    }
+    __syncthreads();
+    if (warp == 0 && d < hd) {
+        float sum = 0.0f;
+        for (int i = 0; i < kMergeWarps; ++i) sum += sh.part[i][lane];
+        out[h * hd + d] = sum / total;
+    }
+}
+
+}  // namespace moe::cuda::decode_attn
