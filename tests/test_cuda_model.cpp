@@ -20,11 +20,13 @@
 #include <QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <vector>
 
 #include "engine/cuda/cuda_model.h"
+#include "engine/cuda/device.h"
 #include "engine/error.h"
 #include "engine/expert_mask.h"
 #include "engine/model.h"
@@ -230,6 +232,105 @@ private slots:
                                                  .arg(max_diff).arg(tol).arg(max_abs).arg(first_flip)));
         worst_ratio_[kind] = std::max(worst_ratio_[kind], max_diff / std::max(1.0, max_abs));
         worst_flip_[kind] = std::max(worst_flip_[kind], flip_margin);
+    }
+
+    // MOEWB_CUDA_DECODE_KERNEL=layer: each decoder layer of a one-token step as one cooperative
+    // launch computes what the launches compute, so the logits and the routing are the same
+    // bit for bit — through CUDA graphs and launch by launch, dense and MoE layers, F32 and BF16
+    // weights, every mask (those the layer kernel does not take, skip-top and skip-random,
+    // leave their MoE layers to the launches).
+    void layerKernelMatchesLaunches_data() {
+        QTest::addColumn<QString>("dir");
+        QTest::addColumn<QString>("mask");
+        QTest::addColumn<QString>("mode");
+        QTest::addColumn<QString>("form");
+        QTest::addColumn<QVariantList>("ids");
+        for (const char* f : kFixtures) {
+            const std::string dir = test_support::fixture_path(f);
+            const auto golden = test_support::read_json(dir + "/golden.json");
+            for (const auto& c : golden["cases"]) {
+                QVariantList ids;
+                for (int32_t id : c["ids"].get<std::vector<int32_t>>()) ids << id;
+                for (const char* form : {"decode", "decode-eager"})
+                    QTest::newRow((std::string(f) + "/" + c["name"].get<std::string>() + "/" + form).c_str())
+                        << QString::fromStdString(dir) << QString::fromStdString(c["mask"].get<std::string>())
+                        << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids;
+            }
+        }
+        if (std::filesystem::exists(kEmbedded + "/model.safetensors")) {
+            QVariantList ids;
+            std::mt19937 rng(11);
+            for (int i = 0; i < 40; ++i) ids << static_cast<int32_t>(rng() % 4000);
+            for (const char* mask : {"", "*:shared", "L1:0,1,2,3;*:k=3", "*:skip-top=1;*:skip-random=1@5"})
+                for (const char* form : {"decode", "decode-eager"})
+                    QTest::newRow((std::string("embedded/") + mask + "/" + form).c_str())
+                        << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form) << ids;
+            for (const char* form : {"decode", "decode-eager"})
+                QTest::newRow((std::string("embedded/drop/") + form).c_str())
+                    << QString::fromStdString(kEmbedded) << QString("L1:0,1,2,3;L2:5") << QString("drop") << QString(form) << ids;
+        }
+    }
+
+    void layerKernelMatchesLaunches() {
+        QFETCH(QString, dir);
+        QFETCH(QString, mask);
+        QFETCH(QString, mode);
+        QFETCH(QString, form);
+        QFETCH(QVariantList, ids);
+        std::vector<int32_t> tokens;
+        for (const QVariant& v : ids) tokens.push_back(v.toInt());
+        // The layer kernel computes the scalar decode split, the fused rotary embedding and an
+        // f32 cache; with other choices in the environment (the suites' switch passes) the two
+        // are not the same computation, or the layer kernel does not run.
+        for (const auto& [name, value] : moe::cuda::backend_switches())
+            if ((name == "decode_attention" && value != "scalar") || (name == "rope" && value != "fused") ||
+                (name == "kv_cache" && value != "f32"))
+                QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
+                                                         ": the launches compute otherwise than the layer kernel")));
+        moe::LoadOptions o;
+        o.backend = moe::Backend::cuda;
+        o.cuda_graphs = form != "decode-eager";
+        const QByteArray asked = qgetenv("MOEWB_CUDA_DECODE_KERNEL");
+        const bool was_set = qEnvironmentVariableIsSet("MOEWB_CUDA_DECODE_KERNEL");
+        qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
+        const auto launches = moe::load_model(dir.toStdString(), o);
+        qputenv("MOEWB_CUDA_DECODE_KERNEL", "layer");
+        const auto layers = moe::load_model(dir.toStdString(), o);
+        if (was_set) qputenv("MOEWB_CUDA_DECODE_KERNEL", asked);
+        else qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
+        const moe::ExpertMask m =
+            moe::ExpertMask::parse(mask.toStdString(), launches->config(), moe::parse_mask_mode(mode.toStdString()));
+        const Run a = run(*launches, tokens, m, true);
+        const int64_t before = moe::cuda::decode_layer_launches();
+        const Run b = run(*layers, tokens, m, true);
+        const int64_t ran = moe::cuda::decode_layer_launches() - before;
+        qInfo("%lld layers as one launch", static_cast<long long>(ran));
+        // Every layer of every step (or, through a graph, of each capture) when no mask keeps
+        // the MoE layers from it.
+        if (!mask.contains("skip")) QVERIFY(ran >= launches->config().num_hidden_layers);
+
+        QCOMPARE(b.logits.size(), a.logits.size());
+        for (size_t i = 0; i < a.logits.size(); ++i)
+            if (std::memcmp(&a.logits[i], &b.logits[i], sizeof(float)) != 0)
+                QFAIL(qPrintable(QString("logit %1 (position %2): %3 launch by launch, %4 as one launch")
+                                     .arg(i)
+                                     .arg(i / static_cast<size_t>(launches->config().vocab_size))
+                                     .arg(static_cast<double>(a.logits[i]), 0, 'g', 9)
+                                     .arg(static_cast<double>(b.logits[i]), 0, 'g', 9)));
+        QCOMPARE(b.routing.layers().size(), a.routing.layers().size());
+        for (const auto& [layer, routed] : a.routing.layers()) {
+            const auto it = b.routing.layers().find(layer);
+            QVERIFY(it != b.routing.layers().end());
+            QCOMPARE(it->second.size(), routed.size());
+            for (size_t t = 0; t < routed.size(); ++t) {
+                const auto& x = routed[t];
+                const auto& y = it->second[t];
+                const QString where = QString("layer %1 position %2").arg(layer).arg(t);
+                QVERIFY2(x.experts == y.experts, qPrintable(where + ": experts differ"));
+                QVERIFY2(x.gate_weights == y.gate_weights, qPrintable(where + ": gate weights differ"));
+                QVERIFY2(x.entropy == y.entropy && x.margin == y.margin, qPrintable(where + ": entropy or margin differ"));
+            }
+        }
     }
 
     void refusesWhatItDoesNotRun() {

@@ -23,6 +23,7 @@ DEFAULTS = {
     "kv_cache": "f32",
     "weight_loads": "cached",
     "decode_blocks": "2",
+    "decode_kernel": "launches",
 }
 
 

@@ -186,8 +186,9 @@ void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, c
     linear(f.down, s.ffn_h, T, out, f.down.out, s);
 }
 
-CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
-                                                     const Step& s, const launch::RouteOutputs& routed) const {
+CudaDeepseekMoe::Routed CudaDeepseekMoe::plan_route(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
+                                                    const Step& s, const launch::RouteOutputs& routed, router_core::Args& args,
+                                                    const uint64_t*& keys) const {
     const ModelConfig& c = config_;
     const int64_t E = c.n_routed_experts;
     const LayerIntervention* li = opt.mask ? opt.mask->layer(layer) : nullptr;
@@ -210,11 +211,20 @@ CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t 
     rp.n_group = c.n_group;
     rp.topk_group = c.topk_group;
     rp.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
-    const uint64_t* keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
+    keys = rp.skip_random > 0 ? s.keys + m.index * T : nullptr;
+    args = launch::router_args(rp);
     // Observed: the router writes straight into this layer's part of the routing buffer.
     r.out = routed;
     if (opt.observer && routing_) r.out = routing_->slot(layer);
-    launch::route(s.router_logits, T, launch::router_args(rp), keys, s.route_scratch, r.out, stream_);
+    return r;
+}
+
+CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
+                                                     const Step& s, const launch::RouteOutputs& routed) const {
+    router_core::Args args;
+    const uint64_t* keys = nullptr;
+    const Routed r = plan_route(m, layer, T, opt, s, routed, args, keys);
+    launch::route(s.router_logits, T, args, keys, s.route_scratch, r.out, stream_);
     if (opt.observer) record_routing(layer, opt, r.out);
     return r;
 }
@@ -503,6 +513,10 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     const float eps = static_cast<float>(c.rms_norm_eps);
     const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
+    if (layer_in_one_launch(L, layer, T, pos0, s, dc, opt, device_pos, routed)) {
+        stage("layer");
+        return;
+    }
     const int64_t* row0 = device_pos ? s.pos : nullptr;
     const int64_t at = device_pos ? 0 : pos0;  // the step's first row in the cache (else *row0)
     if (dc.type == KvType::bf16) {
@@ -568,6 +582,83 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
                              shared_on ? m.shared.down.w : nullptr, m.shared.down.type, s.ffn_h, m.shared.down.in, H, s.x,
                              stream_);
     stage("experts down+combine");
+}
+
+bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
+                                          const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                                          const launch::RouteOutputs& routed) const {
+    if (!layer_kernel_ || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
+    const ModelConfig& c = config_;
+    const int64_t H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+    const int64_t qdim = nh * hd, kvdim = nkv * hd;
+    launch::DecodeLayer d;
+    d.x = s.x;
+    d.H = H;
+    d.eps = static_cast<float>(c.rms_norm_eps);
+    d.attn_norm = L.attn_norm;
+    const int64_t at = device_pos ? 0 : pos0;
+    d.qkv[0] = part(L.q, s.q, qdim);
+    d.qkv[1] = part(L.k, static_cast<float*>(dc.at(layer, 0, at)), kvdim);
+    d.qkv[2] = part(L.v, static_cast<float*>(dc.at(layer, 1, at)), kvdim);
+    d.qkv[1].row0 = d.qkv[2].row0 = device_pos ? s.pos : nullptr;
+    for (int j = 0; j < 2; ++j) {
+        d.qkv[j].rope_cos = s.rope_cos;
+        d.qkv[j].rope_sin = s.rope_sin;
+        d.qkv[j].head_dim = hd;
+    }
+    d.q = s.q;
+    d.k_cache = static_cast<const float*>(dc.keys(layer));
+    d.v_cache = static_cast<const float*>(dc.values(layer));
+    d.nh = nh;
+    d.nkv = nkv;
+    d.hd = hd;
+    d.pos0 = pos0;
+    d.d_pos = device_pos ? s.pos : nullptr;
+    d.max_positions = dc.capacity;
+    d.partials = attn_partials_;
+    d.attn = s.attn;
+    d.o = part(L.o, s.x, H, true);
+    d.ffn_norm = L.ffn_norm;
+    d.moe = L.is_moe;
+    Routed r;
+    if (!L.is_moe) {
+        d.ffn[0] = gated_part(L.mlp, s.ffn_h);
+        d.n_ffn = 1;
+        d.dense_down = part(L.mlp.down, s.x, H, true);
+        d.inter = L.mlp.down.in;
+        d.ffn_h = s.ffn_h;
+    } else {
+        const MoeLayer& m = L.moe;
+        const int64_t E = c.n_routed_experts;
+        const bool shared_on = shared_runs(m, layer, opt);
+        d.ffn[0] = part(Linear{m.router, DType::f32, E, H}, s.router_logits, E);
+        d.n_ffn = 1;
+        if (shared_on) d.ffn[d.n_ffn++] = gated_part(m.shared, s.ffn_h);
+        d.normed = s.normed;
+        d.router_logits = s.router_logits;
+        const uint64_t* keys = nullptr;
+        r = plan_route(m, layer, T, opt, s, routed, d.route, keys);
+        if (keys) return false;
+        d.out = r.out;
+        d.dropped = r.dropped;
+        d.k = r.k;
+        d.F = c.moe_intermediate_size;
+        d.gate = m.gate_table;
+        d.up = m.up_table;
+        d.down = m.down_table;
+        d.expert_type = m.expert_type;
+        d.eh = s.eh;
+        d.ffn_h = s.ffn_h;
+        if (shared_on) {
+            d.shared_down = m.shared.down.w;
+            d.shared_type = m.shared.down.type;
+            d.Fs = m.shared.down.in;
+        }
+    }
+    if (!launch::decode_layer_runs(d)) return false;
+    launch::decode_layer(d, stream_);
+    if (L.is_moe && opt.observer) record_routing(layer, opt, r.out);
+    return true;
 }
 
 // The step's host inputs: token ids, the rotary tables of its positions, and the per-token

@@ -215,12 +215,20 @@ private:
     static bool shared_runs(const MoeLayer& m, int64_t layer, const ForwardOptions& opt);
     Routed route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
                        const launch::RouteOutputs& routed) const;
+    // What route_layer launches the router with (args; keys of skip-random or null) and where
+    // its outputs go, nothing enqueued.
+    Routed plan_route(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt, const Step& s,
+                      const launch::RouteOutputs& routed, router_core::Args& args, const uint64_t*& keys) const;
     // The most experts per token any layer of the step routes to.
     int64_t k_max(const ForwardOptions& opt) const;
     // Steps of a few tokens run each layer in fused launches (small_layer).
     bool small_step(int64_t T, const ForwardOptions& opt) const;
     void small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
                      const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
+    // A one-token step's layer as one cooperative launch (launch::decode_layer) where
+    // layer_kernel_ asks for it and it can run the layer; whether it did.
+    bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
+                             const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
@@ -297,6 +305,8 @@ private:
     KvType kv_type_ = KvType::f32;
     // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
     bool fused_rope_ = false;
+    // Whether a one-token step runs each layer as one launch (launch::layer_kernel_asked).
+    bool layer_kernel_ = false;
     // Whether batched experts' products take the hi and lo parts of exact activations as the
     // rows of one product (launch::stacked_expert_parts and split activations): the step's
     // expert outputs then have twice the rows.

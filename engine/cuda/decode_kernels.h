@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "engine/cuda/route_outputs.h"
+#include "engine/router_core.h"
 #include "engine/tensor.h"
 
 namespace moe::cuda::launch {
@@ -67,5 +69,68 @@ void rope_store_kv(float* q, int64_t T, int64_t nh, int64_t qld, float* k_new, c
 void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
                       const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
                       const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s);
+
+// A decoder layer of a one-token step (decode at batch 1) as one cooperative launch
+// (MOEWB_CUDA_DECODE_KERNEL=layer, launch::layer_kernel_asked): blocks that stay for the whole
+// layer (two per multiprocessor) go through its stages with a grid-wide barrier between each
+// and the next —
+//   1. the attention's RMSNorm and the q, k, v products, q and k rotated, k and v into the
+//      f32 cache at the step's row (qkv, as fused_gemv);
+//   2. the decode split of attention over the cache; 3. its merge (as launch::attention);
+//   4. the output projection added to the residual (o);
+//   5. the feed-forward's RMSNorm with the router and the shared experts' gated product, or
+//      the dense MLP's gated product (ffn);
+//   6. dense: its down product added to the residual; MoE: the routing (one warp, plain
+//      routes: route_warp), then 7. the routed experts' gate and up products, then 8. their
+//      down products with the shared experts' and the weighted combine added to the residual
+//      (as launch::expert_gate_up and moe_down_combine);
+// — each block asking the weights of its first rows of the next stage into L2 before it waits
+// at the barrier. Every value is computed as those launches compute it: the same logits, bit
+// for bit (attention for up to 16,384 positions; beyond, its softmax sums in another order).
+struct DecodeLayer {
+    float* x = nullptr;  // [H] the residual stream
+    int64_t H = 0;
+    float eps = 0;
+    const float* attn_norm = nullptr;
+    GemvPart qkv[3];
+    const float* q = nullptr;  // the rotated query [nh·hd] qkv[0] writes
+    const float* k_cache = nullptr;
+    const float* v_cache = nullptr;
+    int64_t nh = 0, nkv = 0, hd = 0;
+    int64_t pos0 = 0;              // the step's position, unless d_pos
+    const int64_t* d_pos = nullptr;  // on the device (a step replayed from a CUDA graph)
+    int64_t max_positions = 0;     // with d_pos: the cache's capacity
+    float* partials = nullptr;     // attention_partial_floats(nh, hd)
+    float* attn = nullptr;         // [nh·hd]
+    GemvPart o;
+    const float* ffn_norm = nullptr;
+    float* normed = nullptr;  // MoE: the normalised input, written for the experts
+    GemvPart ffn[2];
+    int n_ffn = 0;
+    bool moe = false;
+    // Dense: the down product (input ffn_h of width inter).
+    GemvPart dense_down;
+    int64_t inter = 0;
+    const float* ffn_h = nullptr;  // dense: the gated product; MoE: the shared experts' (width Fs)
+    // MoE.
+    const float* router_logits = nullptr;
+    router_core::Args route{};
+    RouteOutputs out{};
+    const uint8_t* dropped = nullptr;
+    int64_t k = 0, F = 0;
+    const void* const* gate = nullptr;
+    const void* const* up = nullptr;
+    const void* const* down = nullptr;
+    DType expert_type = DType::bf16;
+    float* eh = nullptr;  // [k, F]
+    const void* shared_down = nullptr;  // null: the shared experts do not run
+    DType shared_type = DType::bf16;
+    int64_t Fs = 0;
+};
+
+// Whether decode_layer can run L on the current device: cooperative launches, a plain route,
+// experts of one type, the shared memory it needs.
+bool decode_layer_runs(const DecodeLayer& L);
+void decode_layer(const DecodeLayer& L, cudaStream_t s);
 
 }  // namespace moe::cuda::launch

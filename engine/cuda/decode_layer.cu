@@ -1,0 +1,283 @@
+// A decoder layer of a one-token step as one cooperative launch; see decode_kernels.h
+// (launch::decode_layer). The stages are the device functions of the launches they stand for
+// (decode_bodies.cuh, decode_attention.cuh, route_warp.cuh), run by blocks that stay for the
+// layer, with a grid-wide barrier between each stage and the next.
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "engine/cuda/attention_kernels.h"
+#include "engine/cuda/decode_attention.cuh"
+#include "engine/cuda/decode_bodies.cuh"
+#include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/device.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/route_warp.cuh"
+#include "engine/cuda/row_math.cuh"
+#include "engine/error.h"
+
+namespace moe::cuda::launch {
+
+namespace {
+
+namespace cg = cooperative_groups;
+using decode_body::kWarps;
+using decode_body::Parts;
+
+constexpr int kLayerMinBlocks = 2;  // blocks of kNormThreads per multiprocessor
+
+// The layer as the kernel takes it (by value).
+struct LayerArgs {
+    float* x;
+    int64_t H;
+    float eps;
+    const float* attn_norm;
+    Parts qkv;
+    const float* q;
+    const float* kc;
+    const float* vc;
+    int64_t nh, nkv, hd, pos0;
+    const int64_t* d_pos;
+    float scale;
+    float* partials;
+    float* attn;
+    Parts o;
+    const float* ffn_norm;
+    float* normed;
+    Parts ffn;
+    bool moe;
+    Parts dense_down;
+    int64_t inter;
+    const float* ffn_h;
+    const float* logits;
+    router_core::Args route;
+    RouteOutputs out;
+    const uint8_t* dropped;
+    int64_t k, F, per_slot;
+    const void* const* gate;
+    const void* const* up;
+    const void* const* down;
+    const void* shared_down;
+    int64_t Fs;
+    float* eh;
+};
+
+// Blocks (b of nb) of kNormThreads threads, all resident (a cooperative launch). Dynamic
+// shared memory: layer_shared_floats floats. W: the experts' weight type.
+template <typename W>
+__global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_kernel(LayerArgs a) {
+    extern __shared__ __align__(16) float sm[];
+    cg::grid_group grid = cg::this_grid();
+    const int64_t b = blockIdx.x, nb = gridDim.x;
+    const int64_t qdim = a.nh * a.hd;
+
+    // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache).
+    decode_body::gemv_rows<false, kLayerMinBlocks>(a.x, a.H, a.attn_norm, a.eps, nullptr, a.qkv, b, nb, 0, sm);
+    grid.sync();
+
+    // 2. Attention's splits: items (head, split).
+    const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
+    float* scratch = sm;                   // [kNormThreads]
+    float* item_shared = sm + kNormThreads;  // the item's own
+    for (int64_t item = b; item < a.nh * decode_attn::kSplits; item += nb) {
+        decode_attn::split_item(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
+                                item % decode_attn::kSplits, a.scale, a.partials, item_shared, scratch);
+        __syncthreads();  // the item's shared memory is read before the next one writes it
+    }
+    grid.sync();
+
+    // 3. The merge: items (head, 32 dimensions).
+    const int64_t chunks = (a.hd + 31) / 32;
+    auto& merge = *reinterpret_cast<decode_attn::MergeShared*>(item_shared);
+    for (int64_t item = b; item < a.nh * chunks; item += nb) {
+        decode_attn::merge_item(a.partials, a.hd, a.attn, item / chunks, item % chunks, scratch, merge);
+        __syncthreads();
+    }
+    decode_body::gemv_prefetch(a.o, qdim, b);
+    grid.sync();
+
+    // 4. The output projection added to the residual.
+    decode_body::gemv_rows<false, kLayerMinBlocks>(a.attn, qdim, nullptr, 0.0f, nullptr, a.o, b, nb, 0, sm);
+    decode_body::gemv_prefetch(a.ffn, a.H, b);
+    grid.sync();
+
+    // 5. RMSNorm, the router and the shared experts' gated product (or the dense MLP's).
+    decode_body::gemv_rows<false, kLayerMinBlocks>(a.x, a.H, a.ffn_norm, a.eps, a.normed, a.ffn, b, nb, 0, sm);
+    if (!a.moe) {
+        decode_body::gemv_prefetch(a.dense_down, a.inter, b);
+        grid.sync();
+        // 6. The dense MLP's down product added to the residual.
+        decode_body::gemv_rows<false, kLayerMinBlocks>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0, sm);
+        return;
+    }
+    const W* shared_down = static_cast<const W*>(a.shared_down);
+    decode_body::down_prefetch(shared_down, a.Fs, a.H, b);
+    grid.sync();
+
+    // 6. The routing, by the first warp.
+    if (b == 0 && threadIdx.x < 32)
+        route_warp::token(a.logits, 0, a.route, sm, a.out.experts, a.out.weights, a.out.entropy, a.out.mass, a.out.margin);
+    grid.sync();
+
+    // 7. The routed experts' gate and up: items (share of the rows, slot).
+    for (int64_t item = b; item < a.k * a.per_slot; item += nb) {
+        decode_body::gate_up_rows<W, false, kLayerMinBlocks>(a.normed, a.H, a.k, a.out.experts, a.dropped, a.gate, a.up, a.F,
+                                                             a.eh, item % a.per_slot, a.per_slot, item / a.per_slot, sm);
+        __syncthreads();
+    }
+    grid.sync();
+
+    // 8. The down products, the shared experts' and the weighted combine, added to the residual.
+    decode_body::down_rows<W, false, kLayerMinBlocks>(a.eh, a.k, a.F, a.out.experts, a.dropped, a.out.weights, a.down,
+                                                      shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0);
+}
+
+// The dynamic shared memory (floats) the kernel needs for L: the most any stage takes.
+int64_t layer_shared_floats(const DecodeLayer& L) {
+    const int64_t positions = L.d_pos ? L.max_positions : L.pos0 + 1;
+    int64_t n = std::max(L.H, L.nh * L.hd);
+    n = std::max(n, kNormThreads + decode_attn::split_floats(L.hd, positions));
+    n = std::max(n, kNormThreads + static_cast<int64_t>(sizeof(decode_attn::MergeShared) / sizeof(float)));
+    if (!L.moe) return std::max(n, L.inter);
+    return std::max(n, route_warp::shared_floats(L.route.n_expert));
+}
+
+// Blocks of the kernel for W that a multiprocessor holds with `shared` bytes each (0: the
+// kernel cannot run so), asked once per (type, size).
+int resident_per_multiprocessor(DType type, size_t shared) {
+    static std::mutex mu;
+    static std::map<std::pair<int, size_t>, int> known;
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto key = std::make_pair(static_cast<int>(type), shared);
+    if (const auto it = known.find(key); it != known.end()) return it->second;
+    int n = 0;
+    auto ask = [&](auto kernel) {
+        if (shared > 48 * 1024 &&
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return;
+        }
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kNormThreads, shared) != cudaSuccess) {
+            (void)cudaGetLastError();
+            n = 0;
+        }
+    };
+    switch (type) {
+    case DType::bf16: ask(decode_layer_kernel<__nv_bfloat16>); break;
+    case DType::f16: ask(decode_layer_kernel<__half>); break;
+    case DType::f32: ask(decode_layer_kernel<float>); break;
+    default: break;
+    }
+    known[key] = n;
+    return n;
+}
+
+bool cooperative_device() {
+    static const bool on = [] {
+        int v = 0;
+        return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, 0) == cudaSuccess && v != 0;
+    }();
+    return on;
+}
+
+DType kernel_type(const DecodeLayer& L) { return L.moe ? L.expert_type : DType::bf16; }
+
+std::atomic<int64_t> layer_launches{0};
+
+}  // namespace
+
+bool decode_layer_runs(const DecodeLayer& L) {
+    if (!cooperative_device() || multiprocessors() <= 0) return false;
+    if (L.moe) {
+        if (!route_warp::takes(L.route) || L.k != L.route.k) return false;
+        if (L.shared_down && L.shared_type != L.expert_type) return false;
+        if (L.expert_type != DType::bf16 && L.expert_type != DType::f16 && L.expert_type != DType::f32) return false;
+    }
+    if (L.nh <= 0 || L.nkv <= 0 || L.nh % L.nkv != 0 || L.hd <= 0) return false;
+    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
+    if (shared > static_cast<size_t>(max_shared_optin())) return false;
+    return resident_per_multiprocessor(kernel_type(L), shared) >= 1;
+}
+
+void decode_layer(const DecodeLayer& L, cudaStream_t s) {
+    if (!decode_layer_runs(L))
+        throw Error(ErrorKind::failure, "the decode layer kernel cannot run this layer on this device");
+    LayerArgs a{};
+    a.x = L.x;
+    a.H = L.H;
+    a.eps = L.eps;
+    a.attn_norm = L.attn_norm;
+    a.qkv = decode_body::make_parts(L.qkv, 3);
+    a.q = L.q;
+    a.kc = L.k_cache;
+    a.vc = L.v_cache;
+    a.nh = L.nh;
+    a.nkv = L.nkv;
+    a.hd = L.hd;
+    a.pos0 = L.pos0;
+    a.d_pos = L.d_pos;
+    a.scale = 1.0f / sqrtf(static_cast<float>(L.hd));
+    a.partials = L.partials;
+    a.attn = L.attn;
+    a.o = decode_body::make_parts(&L.o, 1);
+    a.ffn_norm = L.ffn_norm;
+    a.normed = L.normed;
+    a.ffn = decode_body::make_parts(L.ffn, L.n_ffn);
+    a.moe = L.moe;
+    if (!L.moe) a.dense_down = decode_body::make_parts(&L.dense_down, 1);
+    a.inter = L.inter;
+    a.ffn_h = L.ffn_h;
+    a.logits = L.router_logits;
+    a.route = L.route;
+    a.out = L.out;
+    a.dropped = L.dropped;
+    a.k = L.k;
+    a.F = L.F;
+    a.gate = L.gate;
+    a.up = L.up;
+    a.down = L.down;
+    a.shared_down = L.shared_down;
+    a.Fs = L.Fs;
+    a.eh = L.eh;
+
+    const DType type = kernel_type(L);
+    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
+    const int per_sm = std::min(resident_per_multiprocessor(type, shared), kLayerMinBlocks);
+    const int64_t blocks = static_cast<int64_t>(per_sm) * multiprocessors();
+    // The gate and up rows of each slot over an equal share of the blocks (as expert_gate_up).
+    const int64_t tiles = (L.F + kWarps - 1) / kWarps;
+    a.per_slot = L.moe ? std::max<int64_t>(1, std::min<int64_t>(tiles, blocks / std::max<int64_t>(1, L.k))) : 1;
+
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+    cfg.blockDim = dim3(kNormThreads);
+    cfg.dynamicSmemBytes = shared;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    const char* what = "launching the decode layer kernel";
+    switch (type) {
+    case DType::bf16: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__nv_bfloat16>, a), what); break;
+    case DType::f16: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__half>, a), what); break;
+    default: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<float>, a), what); break;
+    }
+    layer_launches.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace moe::cuda::launch
+
+namespace moe::cuda {
+
+std::int64_t decode_layer_launches() { return launch::layer_launches.load(std::memory_order_relaxed); }
+
+}  // namespace moe::cuda
