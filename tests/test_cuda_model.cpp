@@ -264,10 +264,12 @@ private slots:
             for (const char* mask : {"", "*:shared", "L1:0,1,2,3;*:k=3", "*:skip-top=1;*:skip-random=1@5"})
                 for (const char* form : {"decode", "decode-eager"})
                     QTest::newRow((std::string("embedded/") + mask + "/" + form).c_str())
-                        << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form) << ids;
+                        << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form)
+                        << ids;
             for (const char* form : {"decode", "decode-eager"})
                 QTest::newRow((std::string("embedded/drop/") + form).c_str())
-                    << QString::fromStdString(kEmbedded) << QString("L1:0,1,2,3;L2:5") << QString("drop") << QString(form) << ids;
+                    << QString::fromStdString(kEmbedded) << QString("L1:0,1,2,3;L2:5") << QString("drop")
+                    << QString(form) << ids;
         }
     }
 
@@ -286,7 +288,7 @@ private slots:
             if ((name == "decode_attention" && value != "scalar") || (name == "rope" && value != "fused") ||
                 (name == "kv_cache" && value != "f32"))
                 QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
-                                                         ": the launches compute otherwise than the layer kernel")));
+                                                        ": the launches compute otherwise than the layer kernel")));
         moe::LoadOptions o;
         o.backend = moe::Backend::cuda;
         o.cuda_graphs = form != "decode-eager";
@@ -296,8 +298,10 @@ private slots:
         const auto launches = moe::load_model(dir.toStdString(), o);
         qputenv("MOEWB_CUDA_DECODE_KERNEL", "layer");
         const auto layers = moe::load_model(dir.toStdString(), o);
-        if (was_set) qputenv("MOEWB_CUDA_DECODE_KERNEL", asked);
-        else qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
+        if (was_set)
+            qputenv("MOEWB_CUDA_DECODE_KERNEL", asked);
+        else
+            qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
         const moe::ExpertMask m =
             moe::ExpertMask::parse(mask.toStdString(), launches->config(), moe::parse_mask_mode(mode.toStdString()));
         const Run a = run(*launches, tokens, m, true);
@@ -328,7 +332,8 @@ private slots:
                 const QString where = QString("layer %1 position %2").arg(layer).arg(t);
                 QVERIFY2(x.experts == y.experts, qPrintable(where + ": experts differ"));
                 QVERIFY2(x.gate_weights == y.gate_weights, qPrintable(where + ": gate weights differ"));
-                QVERIFY2(x.entropy == y.entropy && x.margin == y.margin, qPrintable(where + ": entropy or margin differ"));
+                QVERIFY2(x.entropy == y.entropy && x.margin == y.margin,
+                         qPrintable(where + ": entropy or margin differ"));
             }
         }
     }

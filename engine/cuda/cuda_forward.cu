@@ -186,8 +186,9 @@ void CudaDeepseekMoe::ffn(const Ffn& f, const float* x, int64_t T, float* out, c
     linear(f.down, s.ffn_h, T, out, f.down.out, s);
 }
 
-CudaDeepseekMoe::Routed CudaDeepseekMoe::plan_route(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
-                                                    const Step& s, const launch::RouteOutputs& routed, router_core::Args& args,
+CudaDeepseekMoe::Routed CudaDeepseekMoe::plan_route(const MoeLayer& m, int64_t layer, int64_t T,
+                                                    const ForwardOptions& opt, const Step& s,
+                                                    const launch::RouteOutputs& routed, router_core::Args& args,
                                                     const uint64_t*& keys) const {
     const ModelConfig& c = config_;
     const int64_t E = c.n_routed_experts;
@@ -219,8 +220,9 @@ CudaDeepseekMoe::Routed CudaDeepseekMoe::plan_route(const MoeLayer& m, int64_t l
     return r;
 }
 
-CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t layer, int64_t T, const ForwardOptions& opt,
-                                                     const Step& s, const launch::RouteOutputs& routed) const {
+CudaDeepseekMoe::Routed CudaDeepseekMoe::route_layer(const MoeLayer& m, int64_t layer, int64_t T,
+                                                     const ForwardOptions& opt, const Step& s,
+                                                     const launch::RouteOutputs& routed) const {
     router_core::Args args;
     const uint64_t* keys = nullptr;
     const Routed r = plan_route(m, layer, T, opt, s, routed, args, keys);

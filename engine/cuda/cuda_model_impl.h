@@ -227,8 +227,9 @@ private:
                      const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
     // A one-token step's layer as one cooperative launch (launch::decode_layer) where
     // layer_kernel_ asks for it and it can run the layer; whether it did.
-    bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
-                             const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
+    bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
+                             const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                             const launch::RouteOutputs& routed) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;

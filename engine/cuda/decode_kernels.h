@@ -97,11 +97,11 @@ struct DecodeLayer {
     const float* k_cache = nullptr;
     const float* v_cache = nullptr;
     int64_t nh = 0, nkv = 0, hd = 0;
-    int64_t pos0 = 0;              // the step's position, unless d_pos
+    int64_t pos0 = 0;                // the step's position, unless d_pos
     const int64_t* d_pos = nullptr;  // on the device (a step replayed from a CUDA graph)
-    int64_t max_positions = 0;     // with d_pos: the cache's capacity
-    float* partials = nullptr;     // attention_partial_floats(nh, hd)
-    float* attn = nullptr;         // [nh·hd]
+    int64_t max_positions = 0;       // with d_pos: the cache's capacity
+    float* partials = nullptr;       // attention_partial_floats(nh, hd)
+    float* attn = nullptr;           // [nh·hd]
     GemvPart o;
     const float* ffn_norm = nullptr;
     float* normed = nullptr;  // MoE: the normalised input, written for the experts
@@ -122,7 +122,7 @@ struct DecodeLayer {
     const void* const* up = nullptr;
     const void* const* down = nullptr;
     DType expert_type = DType::bf16;
-    float* eh = nullptr;  // [k, F]
+    float* eh = nullptr;                // [k, F]
     const void* shared_down = nullptr;  // null: the shared experts do not run
     DType shared_type = DType::bf16;
     int64_t Fs = 0;

@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
 
     // 2. Attention's splits: items (head, split).
     const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
-    float* scratch = sm;                   // [kNormThreads]
+    float* scratch = sm;                     // [kNormThreads]
     float* item_shared = sm + kNormThreads;  // the item's own
     for (int64_t item = b; item < a.nh * decode_attn::kSplits; item += nb) {
         decode_attn::split_item(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
@@ -114,7 +114,8 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
         decode_body::gemv_prefetch(a.dense_down, a.inter, b);
         grid.sync();
         // 6. The dense MLP's down product added to the residual.
-        decode_body::gemv_rows<false, kLayerMinBlocks>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0, sm);
+        decode_body::gemv_rows<false, kLayerMinBlocks>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0,
+                                                       sm);
         return;
     }
     const W* shared_down = static_cast<const W*>(a.shared_down);
@@ -123,13 +124,15 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
 
     // 6. The routing, by the first warp.
     if (b == 0 && threadIdx.x < 32)
-        route_warp::token(a.logits, 0, a.route, sm, a.out.experts, a.out.weights, a.out.entropy, a.out.mass, a.out.margin);
+        route_warp::token(a.logits, 0, a.route, sm, a.out.experts, a.out.weights, a.out.entropy, a.out.mass,
+                          a.out.margin);
     grid.sync();
 
     // 7. The routed experts' gate and up: items (share of the rows, slot).
     for (int64_t item = b; item < a.k * a.per_slot; item += nb) {
-        decode_body::gate_up_rows<W, false, kLayerMinBlocks>(a.normed, a.H, a.k, a.out.experts, a.dropped, a.gate, a.up, a.F,
-                                                             a.eh, item % a.per_slot, a.per_slot, item / a.per_slot, sm);
+        decode_body::gate_up_rows<W, false, kLayerMinBlocks>(a.normed, a.H, a.k, a.out.experts, a.dropped, a.gate, a.up,
+                                                             a.F, a.eh, item % a.per_slot, a.per_slot,
+                                                             item / a.per_slot, sm);
         __syncthreads();
     }
     grid.sync();
@@ -159,8 +162,8 @@ int resident_per_multiprocessor(DType type, size_t shared) {
     if (const auto it = known.find(key); it != known.end()) return it->second;
     int n = 0;
     auto ask = [&](auto kernel) {
-        if (shared > 48 * 1024 &&
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)) != cudaSuccess) {
+        if (shared > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       static_cast<int>(shared)) != cudaSuccess) {
             (void)cudaGetLastError();
             return;
         }
@@ -170,10 +173,17 @@ int resident_per_multiprocessor(DType type, size_t shared) {
         }
     };
     switch (type) {
-    case DType::bf16: ask(decode_layer_kernel<__nv_bfloat16>); break;
-    case DType::f16: ask(decode_layer_kernel<__half>); break;
-    case DType::f32: ask(decode_layer_kernel<float>); break;
-    default: break;
+        case DType::bf16:
+            ask(decode_layer_kernel<__nv_bfloat16>);
+            break;
+        case DType::f16:
+            ask(decode_layer_kernel<__half>);
+            break;
+        case DType::f32:
+            ask(decode_layer_kernel<float>);
+            break;
+        default:
+            break;
     }
     known[key] = n;
     return n;
@@ -187,7 +197,9 @@ bool cooperative_device() {
     return on;
 }
 
-DType kernel_type(const DecodeLayer& L) { return L.moe ? L.expert_type : DType::bf16; }
+DType kernel_type(const DecodeLayer& L) {
+    return L.moe ? L.expert_type : DType::bf16;
+}
 
 std::atomic<int64_t> layer_launches{0};
 
@@ -267,9 +279,15 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
     cfg.numAttrs = 1;
     const char* what = "launching the decode layer kernel";
     switch (type) {
-    case DType::bf16: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__nv_bfloat16>, a), what); break;
-    case DType::f16: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__half>, a), what); break;
-    default: check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<float>, a), what); break;
+        case DType::bf16:
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__nv_bfloat16>, a), what);
+            break;
+        case DType::f16:
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__half>, a), what);
+            break;
+        default:
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<float>, a), what);
+            break;
     }
     layer_launches.fetch_add(1, std::memory_order_relaxed);
 }
@@ -278,6 +296,8 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
 
 namespace moe::cuda {
 
-std::int64_t decode_layer_launches() { return launch::layer_launches.load(std::memory_order_relaxed); }
+std::int64_t decode_layer_launches() {
+    return launch::layer_launches.load(std::memory_order_relaxed);
+}
 
 }  // namespace moe::cuda

@@ -197,7 +197,9 @@ int decode_blocks() {
     return n;
 }
 
-bool layer_kernel_asked() { return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer"); }
+bool layer_kernel_asked() {
+    return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer");
+}
 
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
