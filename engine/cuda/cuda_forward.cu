@@ -653,6 +653,7 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
         d.ffn_h = s.ffn_h;
         if (shared_on) {
             d.shared_down = m.shared.down.w;
+            d.shared_y = s.branch;
             d.shared_type = m.shared.down.type;
             d.Fs = m.shared.down.in;
         }

@@ -99,6 +99,23 @@ __device__ inline void split_item(const float* q, const KV* k, const KV* v, int6
     }
 }
 
+// The keys and values item (h, split) reads, asked into L2 by the block's threads (a 128-byte
+// line each at a time): what a block prefetches for its first item while it waits for the
+// products before.
+template <typename KV>
+__device__ inline void split_prefetch(const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads, int64_t hd,
+                                      int64_t pos0, int64_t h, int64_t split) {
+    const int64_t kvh = h / (n_heads / n_kv_heads);
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
+    const int64_t row_bytes = hd * static_cast<int64_t>(sizeof(KV)), lines = (row_bytes + 127) / 128;
+    const int64_t n = mine.end - mine.begin;
+    for (int64_t i = threadIdx.x; i < 2 * n * lines; i += blockDim.x) {
+        const int64_t j = i / (2 * lines), rest = i % (2 * lines);
+        const KV* base = (rest < lines ? k : v) + ((mine.begin + j) * n_kv_heads + kvh) * hd;
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(reinterpret_cast<const char*>(base) + (rest % lines) * 128));
+    }
+}
+
 // Shared memory of a merge item.
 struct MergeShared {
     float weight[kSplits];

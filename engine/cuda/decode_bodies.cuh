@@ -250,19 +250,51 @@ __device__ inline void down_prefetch(const W* shared_down, int64_t Fs, int64_t H
         prefetch_l2(shared_down + first * Fs, Fs * static_cast<int64_t>(sizeof(W)), threadIdx.x % 32);
 }
 
+// The first routed experts' down rows (slots 0 and 1) of this warp's first output row in
+// block b, into L2, once the routing is known.
+template <typename W>
+__device__ inline void down_prefetch_routed(const int32_t* experts, const uint8_t* dropped, const void* const* down,
+                                            int64_t k, int64_t F, int64_t H, int64_t b, int64_t t) {
+    const int64_t i = b * kWarps + threadIdx.x / 32;
+    if (i >= H) return;
+    for (int64_t r = 0; r < k && r < 2; ++r) {
+        const int64_t slot = t * k + r;
+        if (dispatch::slot_dropped(experts, dropped, slot)) continue;
+        prefetch_l2(static_cast<const W*>(down[experts[slot]]) + i * F, F * static_cast<int64_t>(sizeof(W)),
+                    threadIdx.x % 32);
+    }
+}
+
+// Block b of nb, token t: the shared experts' down products alone, y[t, i] = shared_down[i] ·
+// shared_h[t] for every (nb · kWarps)-th row i by each warp, each computed as down_rows computes
+// it (the value down_rows then takes from y).
+template <typename W, bool S, int MINB>
+__device__ inline void shared_down_rows(const W* shared_down, const float* shared_h, int64_t Fs, int64_t H, float* y,
+                                        int64_t b, int64_t nb, int64_t t) {
+    const int lane = threadIdx.x % 32;
+    for (int64_t i = b * kWarps + threadIdx.x / 32; i < H; i += nb * kWarps) {
+        RowChunks<kDecodeChunks<MINB>> c;
+        fetch_row<S>(c, shared_down + i * Fs, Fs, lane);
+        const float v = dot_row<S>(c, shared_down + i * Fs, shared_h + t * Fs, Fs, lane);
+        if (lane == 0) y[t * H + i] = v;
+    }
+}
+
 // Block b of nb, token t: each warp takes every (nb · kWarps)-th output row i and adds to the
 // residual x[t, i] the shared experts' row (when they run) and each slot's weighted expert
-// row in rank order, two rows fetched at a time (launch::moe_down_combine).
+// row in rank order, two rows fetched at a time (launch::moe_down_combine). With shared_y, the
+// shared experts' rows were computed before (shared_down_rows) and are taken from there: the
+// same sums in the same order.
 template <typename W, bool S, int MINB>
 __device__ inline void down_rows(const float* h, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
                                  const float* weights, const void* const* down, const W* shared_down,
                                  const float* shared_h, int64_t Fs, int64_t H, float* x, int64_t b, int64_t nb,
-                                 int64_t t) {
+                                 int64_t t, const float* shared_y = nullptr) {
     const int lane = threadIdx.x % 32;
     const int64_t stride = nb * kWarps;
     for (int64_t i = b * kWarps + threadIdx.x / 32; i < H; i += stride) {
-        float acc = 0.0f;
-        for (int64_t p = 0; p <= k; p += 2) {
+        float acc = shared_y ? shared_y[t * H + i] : 0.0f;
+        for (int64_t p = shared_y ? 1 : 0; p <= k; p += 2) {
             // Parts p and p + 1: 0 the shared experts, 1 + r slot r.
             const W *row0 = nullptr, *row1 = nullptr;
             int64_t n0 = 0, n1 = 0;

@@ -84,9 +84,13 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
 //      routes: route_warp), then 7. the routed experts' gate and up products, then 8. their
 //      down products with the shared experts' and the weighted combine added to the residual
 //      (as launch::expert_gate_up and moe_down_combine);
-// — each block asking the weights of its first rows of the next stage into L2 before it waits
-// at the barrier. Every value is computed as those launches compute it: the same logits, bit
-// for bit (attention for up to 16,384 positions; beyond, its softmax sums in another order).
+// — each block asking what its first rows of a later stage read into L2 before it waits at a
+// barrier (the keys and values of its first attention item; at the start of attention, the
+// output projection's and the feed-forward's first rows; the first routed experts' down rows
+// once the routing is known), and, while the first warp routes, the other blocks computing the
+// shared experts' down products into shared_y. Every value is computed as those launches
+// compute it: the same logits, bit for bit (attention for up to 16,384 positions; beyond, its
+// softmax sums in another order).
 struct DecodeLayer {
     float* x = nullptr;  // [H] the residual stream
     int64_t H = 0;
@@ -123,6 +127,7 @@ struct DecodeLayer {
     const void* const* down = nullptr;
     DType expert_type = DType::bf16;
     float* eh = nullptr;                // [k, F]
+    float* shared_y = nullptr;          // [H] scratch: the shared experts' down products, made while routing
     const void* shared_down = nullptr;  // null: the shared experts do not run
     DType shared_type = DType::bf16;
     int64_t Fs = 0;

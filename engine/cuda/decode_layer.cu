@@ -67,6 +67,7 @@ struct LayerArgs {
     const void* shared_down;
     int64_t Fs;
     float* eh;
+    float* shared_y;
 };
 
 // Blocks (b of nb) of kNormThreads threads, all resident (a cooperative launch). Dynamic
@@ -78,15 +79,25 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     const int64_t b = blockIdx.x, nb = gridDim.x;
     const int64_t qdim = a.nh * a.hd;
 
-    // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache).
+    const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
+    const int64_t n_splits = a.nh * decode_attn::kSplits;
+
+    // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache). Then the keys and values of
+    // the block's first attention item into L2 (all but the step's own are there already).
     decode_body::gemv_rows<false, kLayerMinBlocks>(a.x, a.H, a.attn_norm, a.eps, nullptr, a.qkv, b, nb, 0, sm);
+    if (b < n_splits)
+        decode_attn::split_prefetch(a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, b / decode_attn::kSplits,
+                                    b % decode_attn::kSplits);
     grid.sync();
 
-    // 2. Attention's splits: items (head, split).
-    const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
+    // 2. Attention's splits: items (head, split). The first rows of the output projection and of
+    // the feed-forward's products into L2 first: attention waits on its reads more than it
+    // streams.
+    decode_body::gemv_prefetch(a.o, qdim, b);
+    decode_body::gemv_prefetch(a.ffn, a.H, b);
     float* scratch = sm;                     // [kNormThreads]
     float* item_shared = sm + kNormThreads;  // the item's own
-    for (int64_t item = b; item < a.nh * decode_attn::kSplits; item += nb) {
+    for (int64_t item = b; item < n_splits; item += nb) {
         decode_attn::split_item(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
                                 item % decode_attn::kSplits, a.scale, a.partials, item_shared, scratch);
         __syncthreads();  // the item's shared memory is read before the next one writes it
@@ -119,13 +130,19 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
         return;
     }
     const W* shared_down = static_cast<const W*>(a.shared_down);
-    decode_body::down_prefetch(shared_down, a.Fs, a.H, b);
+    // With more than one block the others compute the shared experts' down products while the
+    // first routes (into shared_y; the down stage then takes them from there).
+    const float* shared_y = shared_down && a.shared_y && nb > 1 ? a.shared_y : nullptr;
+    if (b > 0) decode_body::down_prefetch(shared_down, a.Fs, a.H, b - 1);
     grid.sync();
 
-    // 6. The routing, by the first warp.
+    // 6. The routing, by the first warp; the shared experts' down products, by the other blocks.
     if (b == 0 && threadIdx.x < 32)
         route_warp::token(a.logits, 0, a.route, sm, a.out.experts, a.out.weights, a.out.entropy, a.out.mass,
                           a.out.margin);
+    if (shared_y && b > 0)
+        decode_body::shared_down_rows<W, false, kLayerMinBlocks>(shared_down, a.ffn_h, a.Fs, a.H, a.shared_y, b - 1,
+                                                                 nb - 1, 0);
     grid.sync();
 
     // 7. The routed experts' gate and up: items (share of the rows, slot).
@@ -135,11 +152,12 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
                                                              item / a.per_slot, sm);
         __syncthreads();
     }
+    decode_body::down_prefetch_routed<W>(a.out.experts, a.dropped, a.down, a.k, a.F, a.H, b, 0);
     grid.sync();
 
     // 8. The down products, the shared experts' and the weighted combine, added to the residual.
     decode_body::down_rows<W, false, kLayerMinBlocks>(a.eh, a.k, a.F, a.out.experts, a.dropped, a.out.weights, a.down,
-                                                      shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0);
+                                                      shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0, shared_y);
 }
 
 // The dynamic shared memory (floats) the kernel needs for L: the most any stage takes.
@@ -258,6 +276,7 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
     a.shared_down = L.shared_down;
     a.Fs = L.Fs;
     a.eh = L.eh;
+    a.shared_y = L.shared_y;
 
     const DType type = kernel_type(L);
     const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
