@@ -65,7 +65,12 @@ __host__ __device__ inline int64_t split_floats(int64_t hd, int64_t positions) {
 // Each score is one warp's, each output dimension one thread's, and the softmax's sum a tree
 // over the block whose extra slots hold zeros: with at most one score per thread of a block of
 // kDecodeThreads (16,384 positions), a block of 256 threads computes the same values.
-template <typename KV>
+//
+// U > 1 keeps more loads in flight without changing a sum: each warp computes the scores of U
+// positions at once (their keys' loads issued together, each position's sum over d in the same
+// order), and each thread loads U values of its dimension before it adds them in order — the
+// same values as U = 1 (what the split kernel runs), with U times the loads under way.
+template <typename KV, int U = 1>
 __device__ inline void split_item(const float* q, const KV* k, const KV* v, int64_t n_heads, int64_t n_kv_heads,
                                   int64_t hd, int64_t pos0, int64_t h, int64_t split, float scale, float* partials,
                                   float* dsm, float* scratch) {
@@ -78,19 +83,45 @@ __device__ inline void split_item(const float* q, const KV* k, const KV* v, int6
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[h * hd + d];
     __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    for (int64_t j = warp; j < n; j += warps) {
-        const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;
-        float acc = 0.0f;
-        for (int64_t d = lane; d < hd; d += 32) acc += qs[d] * launch::widen(kr[d]);
-        acc = launch::warp_sum(acc);
-        if (lane == 0) ss[j] = acc * scale;
+    const int64_t row_stride = n_kv_heads * hd;  // from one position's key (or value) head to the next
+    for (int64_t j = warp; j < n; j += static_cast<int64_t>(warps) * U) {
+        const KV* kr = k + ((j0 + j) * n_kv_heads + kvh) * hd;  // position j; j + u·warps at u·warps rows on
+        float acc[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) acc[u] = 0.0f;
+        for (int64_t d = lane; d < hd; d += 32) {
+            KV kv[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+                if (U == 1 || j + u * warps < n) kv[u] = kr[u * warps * row_stride + d];
+#pragma unroll
+            for (int u = 0; u < U; ++u)
+                if (U == 1 || j + u * warps < n) acc[u] += qs[d] * launch::widen(kv[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            if (U > 1 && j + u * warps >= n) break;
+            const float sum = launch::warp_sum(acc[u]);
+            if (lane == 0) ss[j + u * warps] = sum * scale;
+        }
     }
     __syncthreads();
     const Softmax sm = exp_in_place(ss, n, scratch);
     const float mx = sm.max, total = sm.sum;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        const KV* vd = v + (j0 * n_kv_heads + kvh) * hd + d;  // position j0's value of dimension d
         float acc = 0.0f;
-        for (int64_t j = 0; j < n; ++j) acc += ss[j] * launch::widen(v[((j0 + j) * n_kv_heads + kvh) * hd + d]);
+        int64_t j = 0;
+        if constexpr (U > 1) {
+            for (; j + U <= n; j += U) {
+                KV vv[U];
+#pragma unroll
+                for (int u = 0; u < U; ++u) vv[u] = vd[(j + u) * row_stride];
+#pragma unroll
+                for (int u = 0; u < U; ++u) acc += ss[j + u] * launch::widen(vv[u]);
+            }
+        }
+        for (; j < n; ++j) acc += ss[j] * launch::widen(vd[j * row_stride]);
         part[d] = acc;
     }
     if (threadIdx.x == 0) {

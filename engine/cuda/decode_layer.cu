@@ -32,6 +32,10 @@ using decode_body::kWarps;
 using decode_body::Parts;
 
 constexpr int kLayerMinBlocks = 2;  // blocks of kNormThreads per multiprocessor
+// Positions a warp (or values a thread) of an attention item loads at once
+// (decode_attn::split_item's U): a block has several items in turn, so each must keep more
+// loads in flight than the split kernel's blocks, of which many run at once.
+constexpr int kAttentionDepth = 4;
 
 // The layer as the kernel takes it (by value).
 struct LayerArgs {
@@ -98,8 +102,13 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     float* scratch = sm;                     // [kNormThreads]
     float* item_shared = sm + kNormThreads;  // the item's own
     for (int64_t item = b; item < n_splits; item += nb) {
-        decode_attn::split_item(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
-                                item % decode_attn::kSplits, a.scale, a.partials, item_shared, scratch);
+        // The next item's keys and values on their way to L2 while this one is worked on.
+        if (item + nb < n_splits)
+            decode_attn::split_prefetch(a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, (item + nb) / decode_attn::kSplits,
+                                        (item + nb) % decode_attn::kSplits);
+        decode_attn::split_item<float, kAttentionDepth>(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
+                                                        item % decode_attn::kSplits, a.scale, a.partials, item_shared,
+                                                        scratch);
         __syncthreads();  // the item's shared memory is read before the next one writes it
     }
     grid.sync();
