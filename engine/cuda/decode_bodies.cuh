@@ -129,11 +129,9 @@ __device__ inline int64_t row_of(const Parts& p, int j, int64_t i) {
     return (i / half) * 2 * half + i % half;
 }
 
-// The first item of this warp of block b: its rows asked into L2 (before what the products
-// read is there).
-__device__ inline void gemv_prefetch(const Parts& p, int64_t in, int64_t b) {
+// Item r's rows asked into L2 by the warp (no register waits for them).
+__device__ inline void gemv_prefetch_item(const Parts& p, int64_t in, int64_t r) {
     const int lane = threadIdx.x % 32;
-    const int64_t r = b * kWarps + threadIdx.x / 32;
     if (r >= items(p)) return;
     int j = 0;
     while (j < p.n && r >= p.end[j]) ++j;
@@ -143,10 +141,16 @@ __device__ inline void gemv_prefetch(const Parts& p, int64_t in, int64_t b) {
     if (p.cos[j]) prefetch_l2(static_cast<const char*>(p.w[j]) + (o + p.half[j]) * bytes, bytes, lane);
 }
 
+// The first item of this warp of block b: its rows asked into L2 (before what the products
+// read is there).
+__device__ inline void gemv_prefetch(const Parts& p, int64_t in, int64_t b) {
+    gemv_prefetch_item(p, in, b * kWarps + threadIdx.x / 32);
+}
+
 // Block b of nb, token t of x [*, in]: the token's input (normalised first when norm is set,
 // and then written to normed by block 0 when normed is set) in shared memory xs [in], then
 // each warp takes every (nb · kWarps)-th item. All threads of the block call it.
-template <bool S, int MINB>
+template <bool S, int MINB, bool AHEAD = false>
 __device__ inline void gemv_rows(const float* x, int64_t in, const float* norm, float eps, float* normed,
                                  const Parts& p, int64_t b, int64_t nb, int64_t t, float* xs) {
     const int lane = threadIdx.x % 32;
@@ -170,6 +174,7 @@ __device__ inline void gemv_rows(const float* x, int64_t in, const float* norm, 
     while (j < p.n && r >= p.end[j]) ++j;
     RowChunks<kDecodeChunks<MINB>> a, c;
     for (; r < rows; r += stride) {
+        if constexpr (AHEAD) gemv_prefetch_item(p, in, r + stride);  // the next item, while this one is read
         while (r >= p.end[j]) ++j;
         if (p.cos[j]) {  // rows o and o + half of one head, rotated
             const int64_t i = r - (j ? p.end[j - 1] : 0), half = p.half[j], o = row_of(p, j, i);
@@ -201,7 +206,7 @@ __device__ inline void gemv_rows(const float* x, int64_t in, const float* norm, 
 // x [slot / k] in shared memory xs [H], then h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x) for
 // every (nb · kWarps)-th f by each warp, both rows fetched before either product. A dropped
 // slot computes nothing. All threads of the block call it.
-template <typename W, bool S, int MINB>
+template <typename W, bool S, int MINB, bool AHEAD = false>
 __device__ inline void gate_up_rows(const float* x, int64_t H, int64_t k, const int32_t* experts,
                                     const uint8_t* dropped, const void* const* gate, const void* const* up, int64_t F,
                                     float* h, int64_t b, int64_t nb, int64_t slot, float* xs) {
@@ -215,6 +220,11 @@ __device__ inline void gate_up_rows(const float* x, int64_t H, int64_t k, const 
     const W* u_base = static_cast<const W*>(up[e]);
     const int64_t stride = nb * kWarps;
     for (int64_t f = b * kWarps + threadIdx.x / 32; f < F; f += stride) {
+        if constexpr (AHEAD)
+            if (f + stride < F) {
+                prefetch_l2(g_base + (f + stride) * H, H * static_cast<int64_t>(sizeof(W)), lane);
+                prefetch_l2(u_base + (f + stride) * H, H * static_cast<int64_t>(sizeof(W)), lane);
+            }
         RowChunks<kDecodeChunks<MINB>> g, u;
         fetch_row<S>(g, g_base + f * H, H, lane);
         fetch_row<S>(u, u_base + f * H, H, lane);
@@ -285,7 +295,7 @@ __device__ inline void shared_down_rows(const W* shared_down, const float* share
 // row in rank order, two rows fetched at a time (launch::moe_down_combine). With shared_y, the
 // shared experts' rows were computed before (shared_down_rows) and are taken from there: the
 // same sums in the same order.
-template <typename W, bool S, int MINB>
+template <typename W, bool S, int MINB, bool AHEAD = false>
 __device__ inline void down_rows(const float* h, int64_t k, int64_t F, const int32_t* experts, const uint8_t* dropped,
                                  const float* weights, const void* const* down, const W* shared_down,
                                  const float* shared_h, int64_t Fs, int64_t H, float* x, int64_t b, int64_t nb,
@@ -296,6 +306,13 @@ __device__ inline void down_rows(const float* h, int64_t k, int64_t F, const int
         float acc = shared_y ? shared_y[t * H + i] : 0.0f;
         for (int64_t p = shared_y ? 1 : 0; p <= k; p += 2) {
             // Parts p and p + 1: 0 the shared experts, 1 + r slot r.
+            if constexpr (AHEAD)  // the next pair's rows, while this pair is read
+                for (int64_t q = p + 2; q <= k && q < p + 4; ++q) {
+                    const W* ahead = nullptr;
+                    int64_t n = 0;
+                    down_part(q, i, t, k, F, experts, dropped, down, shared_down, Fs, ahead, n);
+                    if (ahead) prefetch_l2(ahead, n * static_cast<int64_t>(sizeof(W)), lane);
+                }
             const W *row0 = nullptr, *row1 = nullptr;
             int64_t n0 = 0, n1 = 0;
             down_part(p, i, t, k, F, experts, dropped, down, shared_down, Fs, row0, n0);

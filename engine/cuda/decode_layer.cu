@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
 
     // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache). Then the keys and values of
     // the block's first attention item into L2 (all but the step's own are there already).
-    decode_body::gemv_rows<false, kLayerMinBlocks>(a.x, a.H, a.attn_norm, a.eps, nullptr, a.qkv, b, nb, 0, sm);
+    decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.x, a.H, a.attn_norm, a.eps, nullptr, a.qkv, b, nb, 0, sm);
     if (b < n_splits)
         decode_attn::split_prefetch(a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, b / decode_attn::kSplits,
                                     b % decode_attn::kSplits);
@@ -124,17 +124,17 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     grid.sync();
 
     // 4. The output projection added to the residual.
-    decode_body::gemv_rows<false, kLayerMinBlocks>(a.attn, qdim, nullptr, 0.0f, nullptr, a.o, b, nb, 0, sm);
+    decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.attn, qdim, nullptr, 0.0f, nullptr, a.o, b, nb, 0, sm);
     decode_body::gemv_prefetch(a.ffn, a.H, b);
     grid.sync();
 
     // 5. RMSNorm, the router and the shared experts' gated product (or the dense MLP's).
-    decode_body::gemv_rows<false, kLayerMinBlocks>(a.x, a.H, a.ffn_norm, a.eps, a.normed, a.ffn, b, nb, 0, sm);
+    decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.x, a.H, a.ffn_norm, a.eps, a.normed, a.ffn, b, nb, 0, sm);
     if (!a.moe) {
         decode_body::gemv_prefetch(a.dense_down, a.inter, b);
         grid.sync();
         // 6. The dense MLP's down product added to the residual.
-        decode_body::gemv_rows<false, kLayerMinBlocks>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0,
+        decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0,
                                                        sm);
         return;
     }
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
 
     // 7. The routed experts' gate and up: items (share of the rows, slot).
     for (int64_t item = b; item < a.k * a.per_slot; item += nb) {
-        decode_body::gate_up_rows<W, false, kLayerMinBlocks>(a.normed, a.H, a.k, a.out.experts, a.dropped, a.gate, a.up,
+        decode_body::gate_up_rows<W, false, kLayerMinBlocks, true>(a.normed, a.H, a.k, a.out.experts, a.dropped, a.gate, a.up,
                                                              a.F, a.eh, item % a.per_slot, a.per_slot,
                                                              item / a.per_slot, sm);
         __syncthreads();
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     grid.sync();
 
     // 8. The down products, the shared experts' and the weighted combine, added to the residual.
-    decode_body::down_rows<W, false, kLayerMinBlocks>(a.eh, a.k, a.F, a.out.experts, a.dropped, a.out.weights, a.down,
+    decode_body::down_rows<W, false, kLayerMinBlocks, true>(a.eh, a.k, a.F, a.out.experts, a.dropped, a.out.weights, a.down,
                                                       shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0, shared_y);
 }
 
