@@ -234,35 +234,27 @@ private slots:
         worst_flip_[kind] = std::max(worst_flip_[kind], flip_margin);
     }
 
-    // MOEWB_CUDA_DECODE_KERNEL=layer (each decoder layer of a one-token step as one cooperative
-    // launch) and =step (all of them as one) compute what the launches compute, so the logits
-    // and the routing are the same bit for bit — through CUDA graphs and launch by launch, dense
-    // and MoE layers, F32 and BF16 weights, every mask (those the one-launch kernels do not
-    // take, skip-top and skip-random, leave their MoE layers to the launches, and a step with
-    // such a layer to the layer kernel and the launches).
+    // MOEWB_CUDA_DECODE_KERNEL=layer: each decoder layer of a one-token step as one cooperative
+    // launch computes what the launches compute, so the logits and the routing are the same
+    // bit for bit — through CUDA graphs and launch by launch, dense and MoE layers, F32 and BF16
+    // weights, every mask (those the layer kernel does not take, skip-top and skip-random,
+    // leave their MoE layers to the launches).
     void layerKernelMatchesLaunches_data() {
         QTest::addColumn<QString>("dir");
         QTest::addColumn<QString>("mask");
         QTest::addColumn<QString>("mode");
         QTest::addColumn<QString>("form");
         QTest::addColumn<QVariantList>("ids");
-        QTest::addColumn<QString>("kernel");  // MOEWB_CUDA_DECODE_KERNEL
-        auto rows = [](const std::string& name, const std::string& dir, const QString& mask, const QString& mode,
-                       const QVariantList& ids) {
-            for (const char* form : {"decode", "decode-eager"})
-                for (const char* kernel : {"layer", "step"})
-                    QTest::newRow((name + "/" + form + "/" + kernel).c_str())
-                        << QString::fromStdString(dir) << mask << mode << QString(form) << ids << QString(kernel);
-        };
         for (const char* f : kFixtures) {
             const std::string dir = test_support::fixture_path(f);
             const auto golden = test_support::read_json(dir + "/golden.json");
             for (const auto& c : golden["cases"]) {
                 QVariantList ids;
                 for (int32_t id : c["ids"].get<std::vector<int32_t>>()) ids << id;
-                rows(std::string(f) + "/" + c["name"].get<std::string>(), dir,
-                     QString::fromStdString(c["mask"].get<std::string>()),
-                     QString::fromStdString(c["mask_mode"].get<std::string>()), ids);
+                for (const char* form : {"decode", "decode-eager"})
+                    QTest::newRow((std::string(f) + "/" + c["name"].get<std::string>() + "/" + form).c_str())
+                        << QString::fromStdString(dir) << QString::fromStdString(c["mask"].get<std::string>())
+                        << QString::fromStdString(c["mask_mode"].get<std::string>()) << QString(form) << ids;
             }
         }
         if (std::filesystem::exists(kEmbedded + "/model.safetensors")) {
@@ -270,8 +262,14 @@ private slots:
             std::mt19937 rng(11);
             for (int i = 0; i < 40; ++i) ids << static_cast<int32_t>(rng() % 4000);
             for (const char* mask : {"", "*:shared", "L1:0,1,2,3;*:k=3", "*:skip-top=1;*:skip-random=1@5"})
-                rows(std::string("embedded/") + mask, kEmbedded, QString(mask), QString("reroute"), ids);
-            rows("embedded/drop", kEmbedded, QString("L1:0,1,2,3;L2:5"), QString("drop"), ids);
+                for (const char* form : {"decode", "decode-eager"})
+                    QTest::newRow((std::string("embedded/") + mask + "/" + form).c_str())
+                        << QString::fromStdString(kEmbedded) << QString(mask) << QString("reroute") << QString(form)
+                        << ids;
+            for (const char* form : {"decode", "decode-eager"})
+                QTest::newRow((std::string("embedded/drop/") + form).c_str())
+                    << QString::fromStdString(kEmbedded) << QString("L1:0,1,2,3;L2:5") << QString("drop")
+                    << QString(form) << ids;
         }
     }
 
@@ -281,17 +279,16 @@ private slots:
         QFETCH(QString, mode);
         QFETCH(QString, form);
         QFETCH(QVariantList, ids);
-        QFETCH(QString, kernel);
         std::vector<int32_t> tokens;
         for (const QVariant& v : ids) tokens.push_back(v.toInt());
-        // The one-launch kernels compute the scalar decode split, the fused rotary embedding and an
-        // f32 cache; with other choices in the environment (the suites' switch passes) they and
-        // the launches are not the same computation, or they do not run.
+        // The layer kernel computes the scalar decode split, the fused rotary embedding and an
+        // f32 cache; with other choices in the environment (the suites' switch passes) the two
+        // are not the same computation, or the layer kernel does not run.
         for (const auto& [name, value] : moe::cuda::backend_switches())
             if ((name == "decode_attention" && value != "scalar") || (name == "rope" && value != "fused") ||
                 (name == "kv_cache" && value != "f32"))
                 QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
-                                                        ": the launches compute otherwise than the one-launch kernels")));
+                                                        ": the launches compute otherwise than the layer kernel")));
         moe::LoadOptions o;
         o.backend = moe::Backend::cuda;
         o.cuda_graphs = form != "decode-eager";
@@ -299,7 +296,7 @@ private slots:
         const bool was_set = qEnvironmentVariableIsSet("MOEWB_CUDA_DECODE_KERNEL");
         qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
         const auto launches = moe::load_model(dir.toStdString(), o);
-        qputenv("MOEWB_CUDA_DECODE_KERNEL", kernel.toUtf8());
+        qputenv("MOEWB_CUDA_DECODE_KERNEL", "layer");
         const auto layers = moe::load_model(dir.toStdString(), o);
         if (was_set)
             qputenv("MOEWB_CUDA_DECODE_KERNEL", asked);
@@ -311,7 +308,7 @@ private slots:
         const int64_t before = moe::cuda::decode_layer_launches();
         const Run b = run(*layers, tokens, m, true);
         const int64_t ran = moe::cuda::decode_layer_launches() - before;
-        qInfo("%lld layers in one-launch kernels", static_cast<long long>(ran));
+        qInfo("%lld layers as one launch", static_cast<long long>(ran));
         // Every layer of every step (or, through a graph, of each capture) when no mask keeps
         // the MoE layers from it.
         if (!mask.contains("skip")) QVERIFY(ran >= launches->config().num_hidden_layers);

@@ -79,7 +79,6 @@ decode_bench() {
 if want decode; then
     decode_bench default
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
-    decode_bench step MOEWB_CUDA_DECODE_KERNEL=step
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream

@@ -3,11 +3,10 @@
 # by default and once with all of these; tools/gpu-bench.sh benches them alone and together.
 # (MOEWB_CUDA_KV_CACHE=bf16 is left out: the suites have rows of their own for it, with BF16
 # tolerances.)
-# (MOEWB_CUDA_DECODE_KERNEL=step takes the layers of a decode step from the other decode
-# switches: with it they act on the launches of what it does not run; where a step has a layer
-# it cannot take, it runs the layer kernel and the launches, so the suites exercise all three.)
+# (MOEWB_CUDA_DECODE_KERNEL=layer takes the layers of a decode step from the other decode
+# switches: with it they act on the launches of what it does not run.)
 GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_DECODE_BLOCKS=3
-    MOEWB_CUDA_DECODE_KERNEL=step)
+    MOEWB_CUDA_DECODE_KERNEL=layer)
 # The paths that were the default before and can still be chosen (to compare): the suites run
 # once with these too.
 GPU_FORMER=(MOEWB_CUDA_EARLY_LAUNCH=on MOEWB_CUDA_ROPE=separate MOEWB_CUDA_ATTENTION=tensor-cores

@@ -405,11 +405,7 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     stage("embed");
     const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
     if (small_step(T, opt)) {
-        if (step_in_one_launch(T, pos0, s, dc, opt, device_pos, routed))
-            stage("layers");
-        else
-            for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-                small_layer(layers_[static_cast<size_t>(i)], i, T, pos0, s, dc, opt, device_pos, routed);
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i) small_layer(layers_[static_cast<size_t>(i)], i, T, pos0, s, dc, opt, device_pos, routed);
         const launch::GemvPart head = part(head_, s.logits, c.vocab_size);
         launch::fused_gemv(s.x + first * H, n_out, H, final_norm_, eps, nullptr, &head, 1, stream_);
         stage("norm+head");
@@ -590,14 +586,14 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     stage("experts down+combine");
 }
 
-bool CudaDeepseekMoe::one_launch_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
-                                       const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
-                                       const launch::RouteOutputs& routed, launch::DecodeLayer& d, Routed& r) const {
-    if (T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
+bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
+                                          const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                                          const launch::RouteOutputs& routed) const {
+    if (!layer_kernel_ || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
-    d = launch::DecodeLayer{};
+    launch::DecodeLayer d;
     d.x = s.x;
     d.H = H;
     d.eps = static_cast<float>(c.rms_norm_eps);
@@ -626,6 +622,7 @@ bool CudaDeepseekMoe::one_launch_layer(const Layer& L, int64_t layer, int64_t T,
     d.o = part(L.o, s.x, H, true);
     d.ffn_norm = L.ffn_norm;
     d.moe = L.is_moe;
+    Routed r;
     if (!L.is_moe) {
         d.ffn[0] = gated_part(L.mlp, s.ffn_h);
         d.n_ffn = 1;
@@ -661,40 +658,9 @@ bool CudaDeepseekMoe::one_launch_layer(const Layer& L, int64_t layer, int64_t T,
             d.Fs = m.shared.down.in;
         }
     }
-    return true;
-}
-
-bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
-                                          const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
-                                          const launch::RouteOutputs& routed) const {
-    if (decode_kernel_ == launch::DecodeKernel::launches) return false;
-    launch::DecodeLayer d;
-    Routed r;
-    if (!one_launch_layer(L, layer, T, pos0, s, dc, opt, device_pos, routed, d, r) || !launch::decode_layer_runs(d))
-        return false;
+    if (!launch::decode_layer_runs(d)) return false;
     launch::decode_layer(d, stream_);
     if (L.is_moe && opt.observer) record_routing(layer, opt, r.out);
-    return true;
-}
-
-bool CudaDeepseekMoe::step_in_one_launch(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
-                                         const ForwardOptions& opt, bool device_pos,
-                                         const launch::RouteOutputs& routed) const {
-    if (decode_kernel_ != launch::DecodeKernel::step || !step_args_) return false;
-    const auto n = static_cast<size_t>(config_.num_hidden_layers);
-    std::vector<launch::DecodeLayer> d(n);
-    std::vector<Routed> r(n);
-    for (size_t i = 0; i < n; ++i)
-        if (!one_launch_layer(layers_[i], static_cast<int64_t>(i), T, pos0, s, dc, opt, device_pos, routed, d[i], r[i]))
-            return false;
-    if (!launch::decode_step_runs(d.data(), static_cast<int>(n))) return false;
-    // A graph's step has arguments of its own (its replays copy them again).
-    const std::size_t bytes = launch::decode_step_bytes(static_cast<int>(n)), area = device_pos ? bytes : 0;
-    launch::decode_step(d.data(), static_cast<int>(n), static_cast<char*>(step_args_pinned_.get()) + area,
-                        static_cast<char*>(step_args_.get()) + area, stream_);
-    if (opt.observer)
-        for (size_t i = 0; i < n; ++i)
-            if (layers_[i].is_moe) record_routing(static_cast<int64_t>(i), opt, r[i].out);
     return true;
 }
 

@@ -180,16 +180,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
-        decode_kernel_ = launch::decode_kernel_asked();
-        if (decode_kernel_ == launch::DecodeKernel::step) {
-            // The step kernel's layer arguments: one area for steps launch by launch, one for the
-            // step a CUDA graph captures (which its replays copy again).
-            const std::size_t bytes = launch::decode_step_bytes(static_cast<int>(c.num_hidden_layers));
-            void* host = nullptr;
-            check(cudaMallocHost(&host, 2 * bytes), "allocating pinned host memory");
-            step_args_pinned_.reset(host);
-            step_args_.reset(device_alloc_for(2 * bytes, "the decode step's layers"));
-        }
+        layer_kernel_ = launch::layer_kernel_asked();
         stacked_parts_ = launch::stacked_expert_parts() && launch::batched_expert_products() && !bf16_activations_;
         create_side_streams(launch::expert_streams());
         check(cudaEventCreateWithFlags(&offsets_ready_, cudaEventDisableTiming), "creating an event");

@@ -225,19 +225,11 @@ private:
     bool small_step(int64_t T, const ForwardOptions& opt) const;
     void small_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
                      const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
-    // A one-token step's layer in the form of launch::decode_layer, and its routing (what
-    // plan_route gives); false where that kernel cannot take the layer.
-    bool one_launch_layer(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
-                          const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed,
-                          launch::DecodeLayer& d, Routed& r) const;
     // A one-token step's layer as one cooperative launch (launch::decode_layer) where
-    // decode_kernel_ asks for it and it can run the layer; whether it did.
-    bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc,
-                             const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed) const;
-    // All the layers of a one-token step as one cooperative launch (launch::decode_step) where
-    // decode_kernel_ asks for it and it can run every layer; whether it did.
-    bool step_in_one_launch(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
-                            bool device_pos, const launch::RouteOutputs& routed) const;
+    // layer_kernel_ asks for it and it can run the layer; whether it did.
+    bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
+                             const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                             const launch::RouteOutputs& routed) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
@@ -314,12 +306,8 @@ private:
     KvType kv_type_ = KvType::f32;
     // Whether a small step's q and k products apply the rotary embedding (launch::fused_rope_asked).
     bool fused_rope_ = false;
-    // How a one-token step runs its layers (launch::decode_kernel_asked), and with
-    // DecodeKernel::step the layers' arguments (two areas of decode_step_bytes(layers): launch
-    // by launch, and for a CUDA graph's step), pinned and on the device.
-    launch::DecodeKernel decode_kernel_ = launch::DecodeKernel::launches;
-    PinnedMem step_args_pinned_;
-    DeviceMem step_args_;
+    // Whether a one-token step runs each layer as one launch (launch::layer_kernel_asked).
+    bool layer_kernel_ = false;
     // Whether batched experts' products take the hi and lo parts of exact activations as the
     // rows of one product (launch::stacked_expert_parts and split activations): the step's
     // expert outputs then have twice the rows.

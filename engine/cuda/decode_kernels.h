@@ -9,7 +9,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "engine/cuda/route_outputs.h"
@@ -71,13 +70,8 @@ void moe_down_combine(const float* h, int64_t T, int64_t k, int64_t F, const int
                       const float* weights, const void* const* down, DType type, const void* shared_down, DType shared_type,
                       const float* shared_h, int64_t Fs, int64_t H, float* x, cudaStream_t s);
 
-// How a one-token step runs its decoder layers: as launches (eight a layer, the functions
-// above), each layer as one cooperative launch (decode_layer), or all of them as one
-// (decode_step) — where the one-launch kernels can run them (launch::decode_kernel_asked).
-enum class DecodeKernel { launches, layer, step };
-
 // A decoder layer of a one-token step (decode at batch 1) as one cooperative launch
-// (MOEWB_CUDA_DECODE_KERNEL=layer, launch::decode_kernel_asked): blocks that stay for the whole
+// (MOEWB_CUDA_DECODE_KERNEL=layer, launch::layer_kernel_asked): blocks that stay for the whole
 // layer (two per multiprocessor) go through its stages with a grid-wide barrier between each
 // and the next —
 //   1. the attention's RMSNorm and the q, k, v products, q and k rotated, k and v into the
@@ -143,15 +137,5 @@ struct DecodeLayer {
 // experts of one type, the shared memory it needs.
 bool decode_layer_runs(const DecodeLayer& L);
 void decode_layer(const DecodeLayer& L, cudaStream_t s);
-
-// All the layers of a one-token step as one cooperative launch (MOEWB_CUDA_DECODE_KERNEL=step):
-// each layer's stages as decode_layer runs them, one layer after another with a barrier
-// between, so that no launch ends and starts between layers. The n layers' arguments are
-// written to host_args (pinned, decode_step_bytes(n)) and copied on s to device_args (as
-// large) before the launch; a CUDA graph that captures the step replays that copy, so
-// host_args must keep them while such a graph is in use.
-std::size_t decode_step_bytes(int n);
-bool decode_step_runs(const DecodeLayer* layers, int n);
-void decode_step(const DecodeLayer* layers, int n, void* host_args, void* device_args, cudaStream_t s);
 
 }  // namespace moe::cuda::launch

@@ -11,8 +11,6 @@
 #include <atomic>
 #include <map>
 #include <mutex>
-#include <optional>
-#include <tuple>
 #include <string>
 
 #include "engine/cuda/attention_kernels.h"
@@ -76,11 +74,12 @@ struct LayerArgs {
     float* shared_y;
 };
 
-// One layer's stages by every block (b of nb) of kNormThreads threads, all resident (a
-// cooperative launch). sm: layer_shared_floats floats of dynamic shared memory. W: the experts'
-// weight type.
+// Blocks (b of nb) of kNormThreads threads, all resident (a cooperative launch). Dynamic
+// shared memory: layer_shared_floats floats. W: the experts' weight type.
 template <typename W>
-__device__ inline void layer_stages(const LayerArgs& a, cg::grid_group& grid, float* sm) {
+__global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_kernel(LayerArgs a) {
+    extern __shared__ __align__(16) float sm[];
+    cg::grid_group grid = cg::this_grid();
     const int64_t b = blockIdx.x, nb = gridDim.x;
     const int64_t qdim = a.nh * a.hd;
 
@@ -170,25 +169,6 @@ __device__ inline void layer_stages(const LayerArgs& a, cg::grid_group& grid, fl
                                                       shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0, shared_y);
 }
 
-template <typename W>
-__global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_kernel(LayerArgs a) {
-    extern __shared__ __align__(16) float sm[];
-    cg::grid_group grid = cg::this_grid();
-    layer_stages<W>(a, grid, sm);
-}
-
-// The layers one after another, a barrier between each and the next (their arguments in
-// device memory).
-template <typename W>
-__global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_step_kernel(const LayerArgs* layers, int n) {
-    extern __shared__ __align__(16) float sm[];
-    cg::grid_group grid = cg::this_grid();
-    for (int l = 0; l < n; ++l) {
-        layer_stages<W>(layers[l], grid, sm);
-        if (l + 1 < n) grid.sync();
-    }
-}
-
 // The dynamic shared memory (floats) the kernel needs for L: the most any stage takes.
 int64_t layer_shared_floats(const DecodeLayer& L) {
     const int64_t positions = L.d_pos ? L.max_positions : L.pos0 + 1;
@@ -199,13 +179,13 @@ int64_t layer_shared_floats(const DecodeLayer& L) {
     return std::max(n, route_warp::shared_floats(L.route.n_expert));
 }
 
-// Blocks of the layer (step = false) or step kernel for `type` that a multiprocessor holds
-// with `shared` bytes each (0: the kernel cannot run so), asked once per (kernel, type, size).
-int resident_per_multiprocessor(bool step, DType type, size_t shared) {
+// Blocks of the kernel for W that a multiprocessor holds with `shared` bytes each (0: the
+// kernel cannot run so), asked once per (type, size).
+int resident_per_multiprocessor(DType type, size_t shared) {
     static std::mutex mu;
-    static std::map<std::tuple<bool, int, size_t>, int> known;
+    static std::map<std::pair<int, size_t>, int> known;
     const std::lock_guard<std::mutex> lock(mu);
-    const auto key = std::make_tuple(step, static_cast<int>(type), shared);
+    const auto key = std::make_pair(static_cast<int>(type), shared);
     if (const auto it = known.find(key); it != known.end()) return it->second;
     int n = 0;
     auto ask = [&](auto kernel) {
@@ -221,13 +201,13 @@ int resident_per_multiprocessor(bool step, DType type, size_t shared) {
     };
     switch (type) {
         case DType::bf16:
-            step ? ask(decode_step_kernel<__nv_bfloat16>) : ask(decode_layer_kernel<__nv_bfloat16>);
+            ask(decode_layer_kernel<__nv_bfloat16>);
             break;
         case DType::f16:
-            step ? ask(decode_step_kernel<__half>) : ask(decode_layer_kernel<__half>);
+            ask(decode_layer_kernel<__half>);
             break;
         case DType::f32:
-            step ? ask(decode_step_kernel<float>) : ask(decode_layer_kernel<float>);
+            ask(decode_layer_kernel<float>);
             break;
         default:
             break;
@@ -252,29 +232,22 @@ std::atomic<int64_t> layer_launches{0};
 
 }  // namespace
 
-namespace {
-
-// What a layer needs that any device of the kind has (cooperative launches), and that the
-// kernel takes (a plain route, experts of one type, grouped heads).
-bool layer_takes(const DecodeLayer& L) {
+bool decode_layer_runs(const DecodeLayer& L) {
     if (!cooperative_device() || multiprocessors() <= 0) return false;
     if (L.moe) {
         if (!route_warp::takes(L.route) || L.k != L.route.k) return false;
         if (L.shared_down && L.shared_type != L.expert_type) return false;
         if (L.expert_type != DType::bf16 && L.expert_type != DType::f16 && L.expert_type != DType::f32) return false;
     }
-    return L.nh > 0 && L.nkv > 0 && L.nh % L.nkv == 0 && L.hd > 0;
+    if (L.nh <= 0 || L.nkv <= 0 || L.nh % L.nkv != 0 || L.hd <= 0) return false;
+    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
+    if (shared > static_cast<size_t>(max_shared_optin())) return false;
+    return resident_per_multiprocessor(kernel_type(L), shared) >= 1;
 }
 
-// The blocks of a launch with `shared` bytes each: kLayerMinBlocks per multiprocessor, or as
-// many as fit (0: none).
-int64_t launch_blocks(bool step, DType type, size_t shared) {
-    if (shared > static_cast<size_t>(max_shared_optin())) return 0;
-    const int per_sm = std::min(resident_per_multiprocessor(step, type, shared), kLayerMinBlocks);
-    return static_cast<int64_t>(per_sm) * multiprocessors();
-}
-
-LayerArgs to_args(const DecodeLayer& L, int64_t blocks) {
+void decode_layer(const DecodeLayer& L, cudaStream_t s) {
+    if (!decode_layer_runs(L))
+        throw Error(ErrorKind::failure, "the decode layer kernel cannot run this layer on this device");
     LayerArgs a{};
     a.x = L.x;
     a.H = L.H;
@@ -313,16 +286,15 @@ LayerArgs to_args(const DecodeLayer& L, int64_t blocks) {
     a.Fs = L.Fs;
     a.eh = L.eh;
     a.shared_y = L.shared_y;
+
+    const DType type = kernel_type(L);
+    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
+    const int per_sm = std::min(resident_per_multiprocessor(type, shared), kLayerMinBlocks);
+    const int64_t blocks = static_cast<int64_t>(per_sm) * multiprocessors();
     // The gate and up rows of each slot over an equal share of the blocks (as expert_gate_up).
     const int64_t tiles = (L.F + kWarps - 1) / kWarps;
     a.per_slot = L.moe ? std::max<int64_t>(1, std::min<int64_t>(tiles, blocks / std::max<int64_t>(1, L.k))) : 1;
-    return a;
-}
 
-// The layer kernel (one argument: the layer) or the step kernel (the layers in device memory,
-// their count) for `type`, launched cooperatively.
-template <typename... A>
-void launch_cooperative(DType type, int64_t blocks, size_t shared, cudaStream_t s, const char* what, A... args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(static_cast<unsigned>(blocks));
     cfg.blockDim = dim3(kNormThreads);
@@ -333,86 +305,19 @@ void launch_cooperative(DType type, int64_t blocks, size_t shared, cudaStream_t 
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    auto go = [&](auto tag) {
-        using W = decltype(tag);
-        if constexpr (sizeof...(A) == 1)
-            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<W>, args...), what);
-        else
-            check(cudaLaunchKernelEx(&cfg, decode_step_kernel<W>, args...), what);
-    };
+    const char* what = "launching the decode layer kernel";
     switch (type) {
         case DType::bf16:
-            go(__nv_bfloat16{});
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__nv_bfloat16>, a), what);
             break;
         case DType::f16:
-            go(__half{});
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__half>, a), what);
             break;
         default:
-            go(float{});
+            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<float>, a), what);
             break;
     }
-}
-
-// The step kernel's shared memory: the most any of its layers needs.
-size_t step_shared(const DecodeLayer* layers, int n) {
-    int64_t most = 0;
-    for (int l = 0; l < n; ++l) most = std::max(most, layer_shared_floats(layers[l]));
-    return static_cast<size_t>(most) * sizeof(float);
-}
-
-// The kernel's weight type of a step: its MoE layers' experts' (all the same), else BF16;
-// nothing when they differ.
-std::optional<DType> step_type(const DecodeLayer* layers, int n) {
-    std::optional<DType> t;
-    for (int l = 0; l < n; ++l) {
-        if (!layers[l].moe) continue;
-        if (t && layers[l].expert_type != *t) return std::nullopt;
-        t = layers[l].expert_type;
-    }
-    return t ? t : DType::bf16;
-}
-
-}  // namespace
-
-bool decode_layer_runs(const DecodeLayer& L) {
-    if (!layer_takes(L)) return false;
-    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
-    return launch_blocks(false, kernel_type(L), shared) > 0;
-}
-
-void decode_layer(const DecodeLayer& L, cudaStream_t s) {
-    if (!decode_layer_runs(L))
-        throw Error(ErrorKind::failure, "the decode layer kernel cannot run this layer on this device");
-    const DType type = kernel_type(L);
-    const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
-    const int64_t blocks = launch_blocks(false, type, shared);
-    launch_cooperative(type, blocks, shared, s, "launching the decode layer kernel", to_args(L, blocks));
     layer_launches.fetch_add(1, std::memory_order_relaxed);
-}
-
-std::size_t decode_step_bytes(int n) { return static_cast<std::size_t>(std::max(n, 0)) * sizeof(LayerArgs); }
-
-bool decode_step_runs(const DecodeLayer* layers, int n) {
-    if (n <= 0) return false;
-    for (int l = 0; l < n; ++l)
-        if (!layer_takes(layers[l])) return false;
-    const std::optional<DType> type = step_type(layers, n);
-    return type && launch_blocks(true, *type, step_shared(layers, n)) > 0;
-}
-
-void decode_step(const DecodeLayer* layers, int n, void* host_args, void* device_args, cudaStream_t s) {
-    if (!decode_step_runs(layers, n))
-        throw Error(ErrorKind::failure, "the decode step kernel cannot run this step on this device");
-    const DType type = *step_type(layers, n);
-    const size_t shared = step_shared(layers, n);
-    const int64_t blocks = launch_blocks(true, type, shared);
-    auto* args = static_cast<LayerArgs*>(host_args);
-    for (int l = 0; l < n; ++l) args[l] = to_args(layers[l], blocks);
-    check(cudaMemcpyAsync(device_args, host_args, decode_step_bytes(n), cudaMemcpyHostToDevice, s),
-          "copying the decode step's layers");
-    launch_cooperative(type, blocks, shared, s, "launching the decode step kernel",
-                       static_cast<const LayerArgs*>(device_args), n);
-    layer_launches.fetch_add(n, std::memory_order_relaxed);
 }
 
 }  // namespace moe::cuda::launch

@@ -197,10 +197,8 @@ int decode_blocks() {
     return n;
 }
 
-DecodeKernel decode_kernel_asked() {
-    return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer")  ? DecodeKernel::layer
-           : env_is("MOEWB_CUDA_DECODE_KERNEL", "step") ? DecodeKernel::step
-                                                        : DecodeKernel::launches;
+bool layer_kernel_asked() {
+    return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer");
 }
 
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
@@ -235,9 +233,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},
-        {"decode_kernel", launch::decode_kernel_asked() == launch::DecodeKernel::layer  ? "layer"
-                          : launch::decode_kernel_asked() == launch::DecodeKernel::step ? "step"
-                                                                                        : "launches"},
+        {"decode_kernel", launch::layer_kernel_asked() ? "layer" : "launches"},
     };
 }
 

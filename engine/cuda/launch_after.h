@@ -13,7 +13,6 @@
 #include <utility>
 
 #include "engine/cuda/attention_kernels.h"
-#include "engine/cuda/decode_kernels.h"
 #include "engine/cuda/device.h"
 
 namespace moe::cuda::launch {
@@ -71,10 +70,10 @@ KvType kv_cache_asked();
 // launched, so that the next kernel's blocks, started early (early_trigger()),
 // fit beside them and fetch their first weights; 2 otherwise.
 int decode_blocks();
-// How a one-token step runs its decoder layers (decode_kernels.h's DecodeKernel):
-// MOEWB_CUDA_DECODE_KERNEL=layer or =step; launches otherwise. Read at each call: each model
-// asks when it is loaded.
-DecodeKernel decode_kernel_asked();
+// Whether a one-token step runs each decoder layer as one cooperative launch
+// (launch::decode_layer, where it can run the layer): MOEWB_CUDA_DECODE_KERNEL=layer; the
+// launches of decode_kernels.h otherwise. Read at each call: each model asks when it is loaded.
+bool layer_kernel_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
 
