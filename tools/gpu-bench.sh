@@ -6,7 +6,8 @@
 # into OUT-DIR. Called by tools/gpu-check.sh (after a build) and tools/gpu-bundle-run.sh.
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
 # GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
-# for a short turn on a lent GPU.
+# for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
+# without, alone.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -76,6 +77,12 @@ decode_bench() {
     env "$@" "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 \
         | tee "$OUT/bench-cuda-decode-$name.json"
 }
+if want layer; then
+    # The shortest comparison of the decode layer kernel (MOEWB_CUDA_DECODE_KERNEL=layer) with the
+    # launches, for a short turn (not among the default sections: decode has both).
+    decode_bench launches
+    decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
+fi
 if want decode; then
     decode_bench default
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
