@@ -80,36 +80,44 @@ private slots:
             std::vector<std::vector<uint16_t>> w(counts.size(), std::vector<uint16_t>(size_t(N * K)));
             for (auto& m : w)
                 for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
-            // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it.
+            // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it, as batched
+            // calls or (grouped) one grouped call.
             for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
-                for (const int mode : {0, 1, 2}) {  // BF16, split, split with stacked parts
-                    const bool split = mode > 0, stacked = mode == 2;
-                    if (stacked && !pad) continue;
-                    const std::vector<float> y =
-                        pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked)
-                            : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
-                    QCOMPARE(y.size(), size_t(rows * N));
-                    for (const float v : y) QVERIFY(std::isfinite(v));
-                    double worst = 0;
-                    for (size_t e = 0; e < counts.size(); ++e)
-                        for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
-                            for (int64_t o = r % 5; o < N; o += 5) {
-                                double exact = 0, mag = 0;
-                                for (int64_t i = 0; i < K; ++i) {
-                                    const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
-                                    const float xi = x[size_t(r * K + i)];
-                                    const double xv =
-                                        split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
-                                    exact += xv * wi;
-                                    mag += std::abs(xv * wi);
+                for (const int mode : {0, 1, 2})  // BF16, split, split with stacked parts
+                    for (const bool grouped : {false, true}) {
+                        const bool split = mode > 0, stacked = mode == 2;
+                        if ((stacked || grouped) && !pad) continue;
+                        const std::vector<float> y = pad ? moe::cuda::expert_products_batched_bf16(
+                                                               x, K, offsets, w, N, split, pad, stacked, grouped)
+                                                         : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
+                        QCOMPARE(y.size(), size_t(rows * N));
+                        for (const float v : y) QVERIFY(std::isfinite(v));
+                        double worst = 0;
+                        for (size_t e = 0; e < counts.size(); ++e)
+                            for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
+                                for (int64_t o = r % 5; o < N; o += 5) {
+                                    double exact = 0, mag = 0;
+                                    for (int64_t i = 0; i < K; ++i) {
+                                        const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
+                                        const float xi = x[size_t(r * K + i)];
+                                        const double xv =
+                                            split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
+                                        exact += xv * wi;
+                                        mag += std::abs(xv * wi);
+                                    }
+                                    worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
                                 }
-                                worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
-                            }
-                    qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
-                          pad ? "batched, padded to" : "in one launch", (long long)pad, (long long)K, (long long)N,
-                          stacked ? " (split, stacked)" : split ? " (split)" : "", worst);
-                    QVERIFY(worst < 1e-5);
-                }
+                        qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
+                              !pad      ? "in one launch"
+                              : grouped ? "grouped call, padded to"
+                                        : "batched, padded to",
+                              (long long)pad, (long long)K, (long long)N,
+                              stacked ? " (split, stacked)"
+                              : split ? " (split)"
+                                      : "",
+                              worst);
+                        QVERIFY(worst < 1e-5);
+                    }
         }
     }
 

@@ -115,12 +115,13 @@ long env_number(const char* name, long lo, long hi, long fallback, bool (*ok)(lo
 
 }  // namespace
 
-// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched.
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched, 4
+// cuBLAS batched layouts in one grouped call.
 int expert_gemm_mode() {
     static const int mode = [] {
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
         const std::string v = env ? env : "";
-        return v == "grouped" ? 1 : v == "cublas" ? 2 : v == "batched" ? 3 : 0;
+        return v == "grouped" ? 1 : v == "cublas" ? 2 : v == "batched" ? 3 : v == "cublas-grouped" ? 4 : 0;
     }();
     return mode;
 }
@@ -152,7 +153,11 @@ bool grouped_expert_products(bool split) {
 
 bool batched_expert_products() {
     const int mode = expert_gemm_mode();
-    return mode == 3 || mode == 0;
+    return mode == 3 || mode == 0 || mode == 4;
+}
+
+bool grouped_cublas_expert_products() {
+    return expert_gemm_mode() == 4;
 }
 
 bool stacked_expert_parts() {
@@ -216,7 +221,7 @@ int multiprocessors() {
 namespace moe::cuda {
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
-    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched"};
+    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "cublas-grouped"};
     return {
         {"attention", launch::f32_attention_asked()         ? "f32"
                       : launch::pipelined_attention_asked() ? "pipelined"

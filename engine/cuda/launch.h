@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/route_outputs.h"
@@ -114,6 +115,12 @@ public:
     void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in,
                                 const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy,
                                 int64_t count);
+    // Groups of such products in one grouped call (cublasGemmGroupedBatchedEx): group g has
+    // sizes[g] products of rows[g] rows each, their pointers one after another in the device
+    // arrays (the groups' in order); in, out, w_type, ldy as above.
+    void linear_rounded_grouped(const void* const* hi, const void* const* lo, const std::vector<int64_t>& rows,
+                                const std::vector<int64_t>& sizes, int64_t in, const void* const* w, DType w_type,
+                                int64_t out, float* const* y, int64_t ldy);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
     bool split_activations() const { return split_; }
