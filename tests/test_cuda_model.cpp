@@ -44,6 +44,12 @@ struct Run {
     moe::RoutingRecorder routing;
 };
 
+std::vector<int32_t> tokens_of(const QVariantList& ids) {
+    std::vector<int32_t> tokens;
+    for (const QVariant& v : ids) tokens.push_back(v.toInt());
+    return tokens;
+}
+
 Run run(const moe::Model& model, const std::vector<int32_t>& ids, const moe::ExpertMask& mask, bool decode) {
     Run r;
     moe::Session s(model);
@@ -61,6 +67,22 @@ Run run(const moe::Model& model, const std::vector<int32_t>& ids, const moe::Exp
         r.logits.insert(r.logits.end(), step.begin(), step.end());
     }
     return r;
+}
+
+// fn(layer, t, x, y) for each token t of each MoE layer of two runs (x of a, y of b), once it
+// is checked that they routed the same layers and as many tokens; stops at the first failure.
+template <typename F>
+void each_routed(const Run& a, const Run& b, F&& fn) {
+    QCOMPARE(b.routing.layers().size(), a.routing.layers().size());
+    for (const auto& [layer, routed] : a.routing.layers()) {
+        const auto it = b.routing.layers().find(layer);
+        QVERIFY(it != b.routing.layers().end());
+        QCOMPARE(it->second.size(), routed.size());
+        for (size_t t = 0; t < routed.size(); ++t) {
+            fn(layer, t, routed[t], it->second[t]);
+            if (QTest::currentTestFailed()) return;
+        }
+    }
 }
 
 }  // namespace
@@ -153,8 +175,7 @@ private slots:
         QFETCH(QVariantList, ids);
         QFETCH(bool, bf16_activations);
         QFETCH(bool, kv_bf16);
-        std::vector<int32_t> tokens;
-        for (const QVariant& v : ids) tokens.push_back(v.toInt());
+        std::vector<int32_t> tokens = tokens_of(ids);
         if (form == "long") {
             const std::vector<int32_t> once = tokens;
             for (int r = 0; r < 2; ++r) tokens.insert(tokens.end(), once.begin(), once.end());
@@ -194,31 +215,28 @@ private slots:
         const double tie = kTie[kind];
         int64_t first_flip = positions;
         double flip_margin = 0;
-        QCOMPARE(b.routing.layers().size(), a.routing.layers().size());
-        for (const auto& [layer, routed] : a.routing.layers()) {
-            const auto it = b.routing.layers().find(layer);
-            QVERIFY(it != b.routing.layers().end());
-            QCOMPARE(it->second.size(), routed.size());
-            for (size_t t = 0; t < routed.size(); ++t) {
+        each_routed(
+            a, b,
+            [&](int64_t layer, size_t t, const moe::RoutingRecorder::Token& x, const moe::RoutingRecorder::Token& y) {
                 ++tokens_compared_;
-                const auto& x = routed[t];
-                const auto& y = it->second[t];
                 QCOMPARE(y.source, x.source);
                 if (x.experts != y.experts) {
                     QVERIFY2(x.margin < tie, qPrintable(QString("layer %1 position %2: experts differ with margin %3")
-                                                            .arg(layer).arg(t).arg(x.margin)));
+                                                            .arg(layer)
+                                                            .arg(t)
+                                                            .arg(x.margin)));
                     ++near_ties_;
                     flip_margin = std::max(flip_margin, static_cast<double>(x.margin));
                     first_flip = std::min(first_flip, static_cast<int64_t>(t));
-                    continue;
+                    return;
                 }
-                if (static_cast<int64_t>(t) >= first_flip) continue;  // downstream of a tie: not comparable
+                if (static_cast<int64_t>(t) >= first_flip) return;  // downstream of a tie: not comparable
                 for (size_t r = 0; r < x.gate_weights.size(); ++r)
                     QVERIFY2(std::abs(x.gate_weights[r] - y.gate_weights[r]) <= kGate[kind],
                              qPrintable(QString("layer %1 position %2 rank %3").arg(layer).arg(t).arg(r)));
                 QVERIFY(std::abs(x.entropy - y.entropy) <= kEntropy[kind]);
-            }
-        }
+            });
+        if (QTest::currentTestFailed()) return;
         positions_compared_ += first_flip;
         positions_after_ties_ += positions - first_flip;
 
@@ -279,8 +297,7 @@ private slots:
         QFETCH(QString, mode);
         QFETCH(QString, form);
         QFETCH(QVariantList, ids);
-        std::vector<int32_t> tokens;
-        for (const QVariant& v : ids) tokens.push_back(v.toInt());
+        const std::vector<int32_t> tokens = tokens_of(ids);
         // The layer kernel computes the scalar decode split, the fused rotary embedding and an
         // f32 cache; with other choices in the environment (the suites' switch passes) the two
         // are not the same computation, or the layer kernel does not run.
@@ -324,21 +341,15 @@ private slots:
                                      .arg(i / static_cast<size_t>(launches->config().vocab_size))
                                      .arg(static_cast<double>(a.logits[i]), 0, 'g', 9)
                                      .arg(static_cast<double>(b.logits[i]), 0, 'g', 9)));
-        QCOMPARE(b.routing.layers().size(), a.routing.layers().size());
-        for (const auto& [layer, routed] : a.routing.layers()) {
-            const auto it = b.routing.layers().find(layer);
-            QVERIFY(it != b.routing.layers().end());
-            QCOMPARE(it->second.size(), routed.size());
-            for (size_t t = 0; t < routed.size(); ++t) {
-                const auto& x = routed[t];
-                const auto& y = it->second[t];
+        each_routed(
+            a, b,
+            [&](int64_t layer, size_t t, const moe::RoutingRecorder::Token& x, const moe::RoutingRecorder::Token& y) {
                 const QString where = QString("layer %1 position %2").arg(layer).arg(t);
                 QVERIFY2(x.experts == y.experts, qPrintable(where + ": experts differ"));
                 QVERIFY2(x.gate_weights == y.gate_weights, qPrintable(where + ": gate weights differ"));
                 QVERIFY2(x.entropy == y.entropy && x.margin == y.margin,
                          qPrintable(where + ": entropy or margin differ"));
-            }
-        }
+            });
     }
 
     void refusesWhatItDoesNotRun() {

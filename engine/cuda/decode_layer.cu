@@ -295,26 +295,17 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
     const int64_t tiles = (L.F + kWarps - 1) / kWarps;
     a.per_slot = L.moe ? std::max<int64_t>(1, std::min<int64_t>(tiles, blocks / std::max<int64_t>(1, L.k))) : 1;
 
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(blocks));
-    cfg.blockDim = dim3(kNormThreads);
-    cfg.dynamicSmemBytes = shared;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    const dim3 grid(static_cast<unsigned>(blocks)), block(kNormThreads);
     const char* what = "launching the decode layer kernel";
     switch (type) {
         case DType::bf16:
-            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__nv_bfloat16>, a), what);
+            launch_cooperative(decode_layer_kernel<__nv_bfloat16>, grid, block, shared, s, what, a);
             break;
         case DType::f16:
-            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<__half>, a), what);
+            launch_cooperative(decode_layer_kernel<__half>, grid, block, shared, s, what, a);
             break;
         default:
-            check(cudaLaunchKernelEx(&cfg, decode_layer_kernel<float>, a), what);
+            launch_cooperative(decode_layer_kernel<float>, grid, block, shared, s, what, a);
             break;
     }
     layer_launches.fetch_add(1, std::memory_order_relaxed);

@@ -88,21 +88,39 @@ void allow_shared(K* kernel, size_t shared, const char* what) {
         check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)), what);
 }
 
-// A launch that may start early when `early` (and early_launch()), an ordinary one otherwise.
+// A launch with the launch attributes attr [n_attr] (cudaLaunchKernelEx).
 template <typename... P, typename... A>
-void launch_early_if(bool early, void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
-                     A&&... args) {
+void launch_with(const cudaLaunchAttribute* attr, unsigned n_attr, void (*kernel)(P...), dim3 grid, dim3 block,
+                 size_t shared, cudaStream_t s, const char* what, A&&... args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = shared;
     cfg.stream = s;
+    cfg.attrs = const_cast<cudaLaunchAttribute*>(attr);
+    cfg.numAttrs = n_attr;
+    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), what);
+}
+
+// A launch that may start early when `early` (and early_launch()), an ordinary one otherwise.
+template <typename... P, typename... A>
+void launch_early_if(bool early, void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s,
+                     const char* what, A&&... args) {
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = early && early_launch() ? 1 : 0;
-    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), what);
+    launch_with(attr, early && early_launch() ? 1 : 0, kernel, grid, block, shared, s, what, std::forward<A>(args)...);
+}
+
+// A cooperative launch: all its blocks resident at once, so that they may wait for each other
+// (cooperative_groups::this_grid().sync()).
+template <typename... P, typename... A>
+void launch_cooperative(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared, cudaStream_t s, const char* what,
+                        A&&... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    launch_with(attr, 1, kernel, grid, block, shared, s, what, std::forward<A>(args)...);
 }
 
 template <typename... P, typename... A>
