@@ -82,6 +82,10 @@ if want layer; then
     # launches, for a short turn (not among the default sections: decode has both).
     decode_bench launches
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
+    # And where the layer kernel's time goes, stage by stage inside it ("layer: qkv", …).
+    MOEWB_CUDA_DECODE_KERNEL=layer MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-layer.txt"
+    cat "$OUT/stages-layer.txt"
 fi
 if want decode; then
     decode_bench default

@@ -686,6 +686,10 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
         }
     }
     if (!launch::decode_layer_runs(d)) return false;
+    // With the stage profile on, the kernel times its own stages ("layer: qkv", …).
+    const char* const* names = nullptr;
+    const int n_stages = launch::decode_layer_stages(L.is_moe, &names);
+    d.stamps = stages_.inside("layer: ", names, n_stages);
     launch::decode_layer(d, stream_);
     if (L.is_moe && opt.observer) record_routing(layer, opt, r.out);
     return true;

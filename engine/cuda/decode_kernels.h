@@ -131,7 +131,15 @@ struct DecodeLayer {
     const void* shared_down = nullptr;  // null: the shared experts do not run
     DType shared_type = DType::bf16;
     int64_t Fs = 0;
+    // Set (MOEWB_CUDA_STAGES=1): room for decode_layer_stages + 1 time stamps (ns, block 0
+    // as it leaves each barrier: the start of each stage, then the end, after a barrier added
+    // for it).
+    unsigned long long* stamps = nullptr;
 };
+
+// The stages decode_layer times into DecodeLayer::stamps (their names, static), for a dense
+// or a MoE layer.
+int decode_layer_stages(bool moe, const char* const** names);
 
 // Whether decode_layer can run L on the current device: cooperative launches, a plain route,
 // experts of one type, the shared memory it needs.

@@ -72,7 +72,17 @@ struct LayerArgs {
     int64_t Fs;
     float* eh;
     float* shared_y;
+    unsigned long long* stamps;
 };
+
+__device__ inline unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
+const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "route", "gate+up", "down"};
 
 // Blocks (b of nb) of kNormThreads threads, all resident (a cooperative launch). Dynamic
 // shared memory: layer_shared_floats floats. W: the experts' weight type.
@@ -85,6 +95,14 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
 
     const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
     const int64_t n_splits = a.nh * decode_attn::kSplits;
+    int stage = 0;  // with stamps: block 0's thread 0 notes when each stage starts
+    auto next_stage = [&] {
+        grid.sync();
+        if (a.stamps && b == 0 && threadIdx.x == 0) a.stamps[stage] = global_ns();
+        ++stage;
+    };
+    if (a.stamps && b == 0 && threadIdx.x == 0) a.stamps[stage] = global_ns();
+    ++stage;
 
     // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache). Then the keys and values of
     // the block's first attention item into L2 (all but the step's own are there already).
@@ -92,7 +110,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     if (b < n_splits)
         decode_attn::split_prefetch(a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, b / decode_attn::kSplits,
                                     b % decode_attn::kSplits);
-    grid.sync();
+    next_stage();
 
     // 2. Attention's splits: items (head, split). The first rows of the output projection and of
     // the feed-forward's products into L2 first: attention waits on its reads more than it
@@ -111,7 +129,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
                                                         scratch);
         __syncthreads();  // the item's shared memory is read before the next one writes it
     }
-    grid.sync();
+    next_stage();
 
     // 3. The merge: items (head, 32 dimensions).
     const int64_t chunks = (a.hd + 31) / 32;
@@ -121,21 +139,22 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
         __syncthreads();
     }
     decode_body::gemv_prefetch(a.o, qdim, b);
-    grid.sync();
+    next_stage();
 
     // 4. The output projection added to the residual.
     decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.attn, qdim, nullptr, 0.0f, nullptr, a.o, b, nb, 0, sm);
     decode_body::gemv_prefetch(a.ffn, a.H, b);
-    grid.sync();
+    next_stage();
 
     // 5. RMSNorm, the router and the shared experts' gated product (or the dense MLP's).
     decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.x, a.H, a.ffn_norm, a.eps, a.normed, a.ffn, b, nb, 0, sm);
     if (!a.moe) {
         decode_body::gemv_prefetch(a.dense_down, a.inter, b);
-        grid.sync();
+        next_stage();
         // 6. The dense MLP's down product added to the residual.
         decode_body::gemv_rows<false, kLayerMinBlocks, true>(a.ffn_h, a.inter, nullptr, 0.0f, nullptr, a.dense_down, b, nb, 0,
                                                        sm);
+        if (a.stamps) next_stage();  // the end of the last stage
         return;
     }
     const W* shared_down = static_cast<const W*>(a.shared_down);
@@ -143,7 +162,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     // first routes (into shared_y; the down stage then takes them from there).
     const float* shared_y = shared_down && a.shared_y && nb > 1 ? a.shared_y : nullptr;
     if (b > 0) decode_body::down_prefetch(shared_down, a.Fs, a.H, b - 1);
-    grid.sync();
+    next_stage();
 
     // 6. The routing, by the first warp; the shared experts' down products, by the other blocks.
     if (b == 0 && threadIdx.x < 32)
@@ -152,7 +171,7 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
     if (shared_y && b > 0)
         decode_body::shared_down_rows<W, false, kLayerMinBlocks>(shared_down, a.ffn_h, a.Fs, a.H, a.shared_y, b - 1,
                                                                  nb - 1, 0);
-    grid.sync();
+    next_stage();
 
     // 7. The routed experts' gate and up: items (share of the rows, slot).
     for (int64_t item = b; item < a.k * a.per_slot; item += nb) {
@@ -162,11 +181,12 @@ __global__ void __launch_bounds__(kNormThreads, kLayerMinBlocks) decode_layer_ke
         __syncthreads();
     }
     decode_body::down_prefetch_routed<W>(a.out.experts, a.dropped, a.down, a.k, a.F, a.H, b, 0);
-    grid.sync();
+    next_stage();
 
     // 8. The down products, the shared experts' and the weighted combine, added to the residual.
     decode_body::down_rows<W, false, kLayerMinBlocks, true>(a.eh, a.k, a.F, a.out.experts, a.dropped, a.out.weights, a.down,
                                                       shared_down, a.ffn_h, a.Fs, a.H, a.x, b, nb, 0, shared_y);
+    if (a.stamps) next_stage();  // the end of the last stage
 }
 
 // The dynamic shared memory (floats) the kernel needs for L: the most any stage takes.
@@ -232,6 +252,11 @@ std::atomic<int64_t> layer_launches{0};
 
 }  // namespace
 
+int decode_layer_stages(bool moe, const char* const** names) {
+    if (names) *names = moe ? kMoeStages : kDenseStages;
+    return moe ? static_cast<int>(std::size(kMoeStages)) : static_cast<int>(std::size(kDenseStages));
+}
+
 bool decode_layer_runs(const DecodeLayer& L) {
     if (!cooperative_device() || multiprocessors() <= 0) return false;
     if (L.moe) {
@@ -286,6 +311,7 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
     a.Fs = L.Fs;
     a.eh = L.eh;
     a.shared_y = L.shared_y;
+    a.stamps = L.stamps;
 
     const DType type = kernel_type(L);
     const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);

@@ -27,6 +27,11 @@ public:
     void mark(const char* stage) {
         if (on_ && stream_) record(stage);
     }
+    // For a launch that times its own stages (the decode layer kernel): room on the device for
+    // n + 1 time stamps (ns, %globaltimer: the start of each of its n stages, then its end),
+    // which end() reads back and adds to the totals as `names` [n] (static strings), each
+    // prefixed by `prefix`; null when the clock is off or the step has no room left.
+    unsigned long long* inside(const char* prefix, const char* const* names, int n);
     void end();
 
 private:
@@ -42,6 +47,19 @@ private:
         int64_t count = 0;
     };
     std::vector<std::pair<std::string, Total>> totals_[2];  // [prefill, decode], in first-seen order
+    void add(const std::string& name, double ms);
+    // The launches' own stamps (inside()): device and host copies, and what each group names.
+    static constexpr size_t kStamps = 4096;
+    unsigned long long* stamps_device_ = nullptr;
+    std::vector<unsigned long long> stamps_host_;
+    size_t stamps_used_ = 0;
+    struct Group {
+        size_t first;
+        std::string prefix;
+        const char* const* names;
+        int n;
+    };
+    std::vector<Group> groups_;
     int64_t steps_[2] = {0, 0};
     bool warm_[2] = {false, false};
 };
