@@ -311,12 +311,12 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             // MOEWB_CUDA_EXPERT_GEMM=cublas-grouped: every batch in one grouped call on the step's
             // stream (launch::grouped_cublas_expert_products), in place of a batched call each.
             const bool grouped_call = launch::grouped_cublas_expert_products();
-            std::vector<int64_t> group_rows, group_sizes;
-            for (const dispatch::ExpertBatch& b : plan.batches) {
-                group_rows.push_back(per_row * b.rows);
-                group_sizes.push_back(static_cast<int64_t>(b.experts.size()));
-            }
+            std::vector<int64_t> group_rows, group_sizes;  // with grouped_call: a group per batch
             if (grouped_call) {
+                for (const dispatch::ExpertBatch& b : plan.batches) {
+                    group_rows.push_back(per_row * b.rows);
+                    group_sizes.push_back(static_cast<int64_t>(b.experts.size()));
+                }
                 const void* const* x_lo = add_lo ? table(kXLo, 0) : nullptr;
                 if (one) {
                     blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, group_rows, group_sizes, H, table(kGateW, 0),
