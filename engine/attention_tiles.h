@@ -17,6 +17,15 @@ MOE_HD inline int64_t key_tiles(int64_t q0, int64_t bq, int64_t T, int64_t pos0,
     return (pos0 + last_query - 1 + bk) / bk;
 }
 
+// Whether any of the queries q_first .. q_first+rows-1 (those before T) sees a key of the tile
+// that starts at key k0: the earliest of them sees keys 0 .. pos0 + q_first, the latest up to
+// pos0 + its index. A tile no query of a group sees changes nothing of the group's online
+// softmax (its scores are all masked), so the group's products for it may be skipped.
+MOE_HD inline bool rows_see_tile(int64_t q_first, int64_t rows, int64_t T, int64_t pos0, int64_t k0) {
+    const int64_t last = q_first + rows < T ? q_first + rows - 1 : T - 1;
+    return q_first < T && k0 <= pos0 + last;
+}
+
 // One decode query sees `visible` positions, split into n_splits runs of equal length (the
 // last ones shorter or empty): split s takes [begin, end).
 struct Range {

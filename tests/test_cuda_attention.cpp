@@ -11,7 +11,8 @@
 // 5e-5; rounded to one BF16 part (2⁻⁸ of each operand, 4.1e-3 measured), within 2e-2. Every
 // path again with a BF16 KV cache, against the definition on the rounded keys and values, to
 // the same tolerances. The tensor-core prefills through both kernels (PrefillAttention: tiles,
-// pipelined), with either cache. Labelled gpu; without a CUDA device it is skipped with the driver's reason.
+// pipelined), with either cache; the pipelined kernel with 32 query rows a warp equal, value for
+// value, to the one with 16. Labelled gpu; without a CUDA device it is skipped with the driver's reason.
 #include <QtTest>
 
 #include <cmath>
@@ -193,6 +194,51 @@ private slots:
                   run.tol);
             QVERIFY(worst < run.tol);
         }
+    }
+
+    // The pipelined kernel with 32 query rows a warp (PrefillAttention::pipelined_wide,
+    // MOEWB_CUDA_ATTENTION=wide) computes each row's sums as the one with 16 does, in the same
+    // order, and skips only key tiles none of a row tile's queries sees: the same outputs, value
+    // for value, for both maths and caches, heads of 64 and 128, partial and single query
+    // tiles, an offset start and grouped KV heads.
+    void wideRowsMatchPipelined() {
+        test_support::Lcg rng{23};
+        using moe::cuda::AttentionMath;
+        using moe::cuda::KvType;
+        using moe::cuda::PrefillAttention;
+        int64_t compared = 0;
+        for (const AttentionMath math : {AttentionMath::split_bf16, AttentionMath::bf16})
+            for (const KvType kv : {KvType::f32, KvType::bf16})
+                for (const Case c :
+                     {Case{512, 0, 16, 16, 128, false}, Case{130, 5, 4, 2, 128, false}, Case{129, 0, 2, 2, 128, false},
+                      Case{70, 0, 2, 2, 64, false}, Case{200, 37, 8, 2, 64, false}, Case{2, 3, 2, 2, 64, false},
+                      Case{300, 1000, 4, 4, 128, false}, Case{64, 0, 2, 1, 128, false}}) {
+                    const int64_t P = c.pos0 + c.T;
+                    const Inputs in = inputs(rng, c, P);
+                    auto run = [&](PrefillAttention prefill) {
+                        return moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, false,
+                                                           math, moe::cuda::DecodeAttention::scalar, kv, prefill);
+                    };
+                    const auto narrow = run(PrefillAttention::pipelined), wide = run(PrefillAttention::pipelined_wide);
+                    QCOMPARE(wide.size(), narrow.size());
+                    for (size_t i = 0; i < wide.size(); ++i) {
+                        QVERIFY(std::isfinite(wide[i]));  // the output is poisoned with NaN first
+                        if (wide[i] != narrow[i])
+                            QFAIL(qPrintable(
+                                QString("T=%1 pos0=%2 heads %3/%4×%5: output %6 is %7 with 32 rows a warp, %8 "
+                                        "with 16")
+                                    .arg(c.T)
+                                    .arg(c.pos0)
+                                    .arg(c.nh)
+                                    .arg(c.nkv)
+                                    .arg(c.hd)
+                                    .arg(i)
+                                    .arg(double(wide[i]), 0, 'g', 9)
+                                    .arg(double(narrow[i]), 0, 'g', 9)));
+                    }
+                    compared += static_cast<int64_t>(wide.size());
+                }
+        qInfo("32 query rows a warp: %lld outputs equal to the pipelined kernel's", static_cast<long long>(compared));
     }
 };
 

@@ -208,6 +208,16 @@ private slots:
                 const int64_t tiles = a::key_tiles(q0, bq, T, pos0, bk);
                 QVERIFY(tiles * bk > last_seen);
                 QVERIFY((tiles - 1) * bk <= last_seen);
+                // A group of 16 queries of the tile skips a key tile exactly when none of them
+                // sees any of its keys (counted key by key).
+                for (int64_t first = q0; first < q0 + bq; first += 16)
+                    for (int64_t tile = 0; tile < tiles; ++tile) {
+                        bool any = false;
+                        for (int64_t q = first; q < std::min({first + 16, q0 + bq, T}); ++q)
+                            for (int64_t key = tile * bk; key < (tile + 1) * bk && !any; ++key) any = key <= pos0 + q;
+                        QCOMPARE(a::rows_see_tile(first, std::min<int64_t>(16, q0 + bq - first), T, pos0, tile * bk),
+                                 any);
+                    }
             }
         }
         for (int64_t visible = 1; visible <= 5000; visible += 1 + visible / 7)

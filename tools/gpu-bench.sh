@@ -7,7 +7,7 @@
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
 # GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
 # for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
-# without, alone.
+# without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -68,6 +68,18 @@ if want prefill; then
             --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act \
             | tee "$OUT/bench-cuda-prefill-former-$act.json"
     done
+fi
+if want prefill || want wide; then
+    # Prefill attention with 32 query rows a warp (MOEWB_CUDA_ATTENTION=wide) and, in turn, the
+    # default's 16, both activations; then where the time of a wide prefill goes.
+    for act in exact bf16; do
+        for attention in pipelined wide; do
+            MOEWB_CUDA_ATTENTION=$attention "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG"                 --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act                 | tee "$OUT/bench-cuda-prefill-$attention-$act.json"
+        done
+    done
+    MOEWB_CUDA_ATTENTION=wide MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 8 --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages-wide.txt"
+    cat "$OUT/stages-wide.txt"
 fi
 # Decode with each switch that is not the default yet on its own, and all of them
 # (tools/gpu-switches.sh, and MOEWB_CUDA_KV_CACHE=bf16); and with each former default.

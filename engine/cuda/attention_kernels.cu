@@ -358,8 +358,9 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
     }
     const KvType kv = std::is_same_v<KV, __nv_bfloat16> ? KvType::bf16 : KvType::f32;
     const bool split = math == AttentionMath::split_bf16;
-    if (!d_pos && math != AttentionMath::f32 && prefill == PrefillAttention::pipelined &&
-        launch::attention_pipelined(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, split, kv, scratch, s))
+    if (!d_pos && math != AttentionMath::f32 && prefill != PrefillAttention::tiles &&
+        launch::attention_pipelined(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, split, kv, scratch, s,
+                                    prefill == PrefillAttention::pipelined_wide))
         return;
     if (!d_pos && math != AttentionMath::f32 &&
         launch::attention_mma(q, k, v, T, n_heads, n_kv_heads, head_dim, pos0, scale, out, split, kv, s))
@@ -425,7 +426,7 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
     Buffer<uint16_t> d_k16(kv == KvType::bf16 ? k.size() : 0), d_v16(kv == KvType::bf16 ? v.size() : 0);
     Buffer<float> d_partials(static_cast<size_t>(launch::attention_partial_floats(n_heads, head_dim)));
     Buffer<int64_t> d_pos(1);
-    Buffer<unsigned char> d_scratch(prefill == PrefillAttention::pipelined && math != AttentionMath::f32
+    Buffer<unsigned char> d_scratch(prefill != PrefillAttention::tiles && math != AttentionMath::f32
                                         ? launch::pipelined_attention_scratch(T, n_heads, n_kv_heads, head_dim, pos0,
                                                                               math == AttentionMath::split_bf16, kv)
                                         : 0);

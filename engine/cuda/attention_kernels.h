@@ -30,8 +30,10 @@ enum class DecodeAttention { scalar, vector };
 // rounds the query, key and value tiles it reads as it stores them (MOEWB_CUDA_ATTENTION=tensor-cores,
 // to compare); pipelined (the default) — the queries, keys and values rounded once before the
 // launch into scratch, each block's tiles copied asynchronously, the next key tile in flight
-// while the warps work on this one (engine/cuda/attention_mma.h).
-enum class PrefillAttention { tiles, pipelined };
+// while the warps work on this one (engine/cuda/attention_mma.h); pipelined_wide
+// (MOEWB_CUDA_ATTENTION=wide) — the same with 32 query rows a warp, each fragment of keys and
+// values read from shared memory going into two products (the same values).
+enum class PrefillAttention { tiles, pipelined, pipelined_wide };
 
 // What the KV cache holds: f32 (as the CPU's), or BF16 (MOEWB_CUDA_KV_CACHE=bf16: half the
 // memory and half the bytes a decode step's attention reads; keys after RoPE rounded once to

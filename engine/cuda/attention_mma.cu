@@ -11,7 +11,9 @@
 //
 // The pipelined kernel (attention_pipelined) computes the same with its operands rounded
 // before the launch: its tiles come into shared memory through cp.async, two stages of key and
-// value tiles, the next in flight while the warps work on this one.
+// value tiles, the next in flight while the warps work on this one. Wide, its warps take 32
+// query rows each (a block 128 queries), each fragment of keys and values going into two
+// products; each row's sums stay the same.
 //
 // Split (the exact activations): a value x is taken as hi + lo, hi = bf16(x), lo = bf16(x - hi),
 // and a product of two such values as hi·hi' + hi·lo' + lo·hi' (lo·lo' is below 2⁻¹⁶ of it):
@@ -46,21 +48,27 @@ __device__ inline void store_parts(const float4& x, __nv_bfloat16* hi, __nv_bflo
     if (lo) *reinterpret_cast<uint2*>(lo) = make_uint2(l0, l1);
 }
 
-// d0 += A·B and d1 += A·B' for the B fragments of two neighbouring 8-column tiles that one
-// ldmatrix.x4 reads at b (transposed for TRANS); with B's lo part (BLO, lo_offset elements on)
-// also A·B_lo, and with A's lo part (ALO, a[1]) also A_lo·B: hi·hi' + hi·lo' + lo·hi'.
-template <bool ALO, bool BLO, bool TRANS>
-__device__ inline void mma_two_tiles(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[2][4], const __nv_bfloat16* b,
-                                     int lo_offset) {
-    uint32_t r[4];
+// The B fragments of two neighbouring 8-column tiles that one ldmatrix.x4 reads at b
+// (transposed for TRANS), and with BLO those of B's lo part (lo_offset elements on) into rl.
+template <bool BLO, bool TRANS>
+__device__ inline void load_b_pair(uint32_t (&r)[4], uint32_t (&rl)[4], const __nv_bfloat16* b, int lo_offset) {
     if constexpr (TRANS) ldmatrix4_trans(r, b);
-    else ldmatrix4(r, b);
+    else
+        ldmatrix4(r, b);
+    if constexpr (BLO) {
+        if constexpr (TRANS) ldmatrix4_trans(rl, b + lo_offset);
+        else ldmatrix4(rl, b + lo_offset);
+    }
+}
+
+// d0 += A·B and d1 += A·B' for those fragments (r); with B's lo part (BLO, rl) also A·B_lo,
+// and with A's lo part (ALO, a[1]) also A_lo·B: hi·hi' + hi·lo' + lo·hi', in that order.
+template <bool ALO, bool BLO>
+__device__ inline void mma_pair(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[2][4], const uint32_t (&r)[4],
+                                const uint32_t (&rl)[4]) {
     mma(d0, a[0], r[0], r[1]);
     mma(d1, a[0], r[2], r[3]);
     if constexpr (BLO) {
-        uint32_t rl[4];
-        if constexpr (TRANS) ldmatrix4_trans(rl, b + lo_offset);
-        else ldmatrix4(rl, b + lo_offset);
         mma(d0, a[0], rl[0], rl[1]);
         mma(d1, a[0], rl[2], rl[3]);
     }
@@ -84,23 +92,36 @@ struct RowState {
     }
 };
 
-// Scores of the warp's 16 rows of the query tile qs (lo part q_lo elements on, when QLO)
-// against the BK keys of ks (lo part k_lo on, when KLO), rows of ld elements.
-template <int HD, int BK, bool QLO, bool KLO>
-__device__ inline void tile_scores(float (&s)[BK / 8][4], const __nv_bfloat16* qs, int q_lo, const __nv_bfloat16* ks,
-                                   int k_lo, int ld, int warp, int lane) {
+// Scores of the warp's MT tiles of 16 query rows (from row0 of the query tile qs; its lo part
+// q_lo elements on, when QLO) against the BK keys of ks (lo part k_lo on, when KLO), rows of ld
+// elements; each fragment of the keys read once for all MT row tiles. Row tiles that are not
+// live see none of the keys: left alone.
+template <int HD, int BK, int MT, bool QLO, bool KLO>
+__device__ inline void tile_scores(float (&s)[MT][BK / 8][4], const __nv_bfloat16* qs, int q_lo,
+                                   const __nv_bfloat16* ks, int k_lo, int ld, int row0, int lane,
+                                   const bool (&live)[MT]) {
 #pragma unroll
-    for (int n = 0; n < BK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.f;
 #pragma unroll
     for (int kc = 0; kc < HD / 16; ++kc) {
-        uint32_t a[2][4];
-        const __nv_bfloat16* qa = qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
-        ldmatrix4(a[0], qa);
-        if constexpr (QLO) ldmatrix4(a[1], qa + q_lo);
+        uint32_t a[MT][2][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            if (!live[m]) continue;
+            const __nv_bfloat16* qa = qs + (row0 + m * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+            ldmatrix4(a[m][0], qa);
+            if constexpr (QLO) ldmatrix4(a[m][1], qa + q_lo);
+        }
 #pragma unroll
         for (int n = 0; n < BK / 8; n += 2) {  // key tiles n and n + 1
             const __nv_bfloat16* kb = ks + (n * 8 + lane % 8 + (lane / 16) * 8) * ld + kc * 16 + ((lane / 8) % 2) * 8;
-            mma_two_tiles<QLO, KLO, false>(s[n], s[n + 1], a, kb, k_lo);
+            uint32_t r[4], rl[4];
+            load_b_pair<KLO, false>(r, rl, kb, k_lo);
+#pragma unroll
+            for (int m = 0; m < MT; ++m)
+                if (live[m]) mma_pair<QLO, KLO>(s[m][n], s[m][n + 1], a[m], r, rl);
         }
     }
 }
@@ -147,31 +168,41 @@ __device__ inline void tile_softmax(float (&s)[BK / 8][4], RowState<HD>& st, int
     }
 }
 
-// O += P·V over the tile's BK keys in chunks of 16: the probabilities as BF16 (split into
-// two parts when PLO), the values of vs (lo part v_lo on, when VLO). The score fragments are
-// the A operand without leaving the registers: the accumulators of two neighbouring 8-key
-// column tiles are the A fragment of one 16-key chunk.
-template <int HD, int BK, bool PLO, bool VLO>
-__device__ inline void tile_values(RowState<HD>& st, const float (&s)[BK / 8][4], const __nv_bfloat16* vs, int v_lo,
-                                   int ld, int lane) {
+// O += P·V over the tile's BK keys in chunks of 16 for the warp's MT row tiles: the
+// probabilities as BF16 (split into two parts when PLO), the values of vs (lo part v_lo on,
+// when VLO), each fragment of the values read once for all MT row tiles. The score fragments
+// are the A operand without leaving the registers: the accumulators of two neighbouring 8-key
+// column tiles are the A fragment of one 16-key chunk. Row tiles that are not live are left alone.
+template <int HD, int BK, int MT, bool PLO, bool VLO>
+__device__ inline void tile_values(RowState<HD> (&st)[MT], const float (&s)[MT][BK / 8][4], const __nv_bfloat16* vs,
+                                   int v_lo, int ld, int lane, const bool (&live)[MT]) {
 #pragma unroll
     for (int kc = 0; kc < BK / 16; ++kc) {
-        uint32_t a[2][4];
-        if constexpr (PLO) {
-            split_pack(s[2 * kc][0], s[2 * kc][1], a[0][0], a[1][0]);
-            split_pack(s[2 * kc][2], s[2 * kc][3], a[0][1], a[1][1]);
-            split_pack(s[2 * kc + 1][0], s[2 * kc + 1][1], a[0][2], a[1][2]);
-            split_pack(s[2 * kc + 1][2], s[2 * kc + 1][3], a[0][3], a[1][3]);
-        } else {
-            a[0][0] = pack(s[2 * kc][0], s[2 * kc][1]);
-            a[0][1] = pack(s[2 * kc][2], s[2 * kc][3]);
-            a[0][2] = pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-            a[0][3] = pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        uint32_t a[MT][2][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            if (!live[m]) continue;
+            const float(&p)[BK / 8][4] = s[m];
+            if constexpr (PLO) {
+                split_pack(p[2 * kc][0], p[2 * kc][1], a[m][0][0], a[m][1][0]);
+                split_pack(p[2 * kc][2], p[2 * kc][3], a[m][0][1], a[m][1][1]);
+                split_pack(p[2 * kc + 1][0], p[2 * kc + 1][1], a[m][0][2], a[m][1][2]);
+                split_pack(p[2 * kc + 1][2], p[2 * kc + 1][3], a[m][0][3], a[m][1][3]);
+            } else {
+                a[m][0][0] = pack(p[2 * kc][0], p[2 * kc][1]);
+                a[m][0][1] = pack(p[2 * kc][2], p[2 * kc][3]);
+                a[m][0][2] = pack(p[2 * kc + 1][0], p[2 * kc + 1][1]);
+                a[m][0][3] = pack(p[2 * kc + 1][2], p[2 * kc + 1][3]);
+            }
         }
 #pragma unroll
         for (int n = 0; n < HD / 8; n += 2) {  // output dimension tiles n and n + 1
             const __nv_bfloat16* vb = vs + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + n * 8 + (lane / 16) * 8;
-            mma_two_tiles<PLO, VLO, true>(st.o[n], st.o[n + 1], a, vb, v_lo);
+            uint32_t r[4], rl[4];
+            load_b_pair<VLO, true>(r, rl, vb, v_lo);
+#pragma unroll
+            for (int m = 0; m < MT; ++m)
+                if (live[m]) mma_pair<PLO, VLO>(st[m].o[n], st[m].o[n + 1], a[m], r, rl);
         }
     }
 }
@@ -229,10 +260,11 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
         store_parts(x, hi, SPLIT ? hi + L::kQ : nullptr);
     }
 
-    RowState<HD> st;
-    st.clear();
+    RowState<HD> st[1];
+    st[0].clear();
     const int row = warp * 16 + g;
     const int64_t qi[2] = {q0 + row, q0 + row + 8};
+    const bool live[1] = {true};
 
     const int64_t n_tiles = attention_tiles::key_tiles(q0, kBQ, T, pos0, kBK);
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
@@ -252,21 +284,21 @@ __global__ void __launch_bounds__(kThreads) mma_attention_kernel(const float* q,
             store_parts(vx, vh, SPLIT ? vh + L::kV : nullptr);
         }
         __syncthreads();
-        float s[kBK / 8][4];
-        tile_scores<HD, kBK, SPLIT, SPLIT>(s, qs, L::kQ, ks, L::kK, L::kLd, warp, lane);
-        tile_softmax<HD, kBK>(s, st, k0, qi, T, pos0, scale, c);
-        tile_values<HD, kBK, SPLIT, SPLIT>(st, s, vs, L::kV, L::kLd, lane);
+        float s[1][kBK / 8][4];
+        tile_scores<HD, kBK, 1, SPLIT, SPLIT>(s, qs, L::kQ, ks, L::kK, L::kLd, warp * 16, lane, live);
+        tile_softmax<HD, kBK>(s[0], st[0], k0, qi, T, pos0, scale, c);
+        tile_values<HD, kBK, 1, SPLIT, SPLIT>(st, s, vs, L::kV, L::kLd, lane, live);
     }
-    write_rows<HD>(st, qi, T, n_heads, h, c, out);
+    write_rows<HD>(st[0], qi, T, n_heads, h, c, out);
 }
 
-// The pipelined kernel's shared memory: the query tile (QLO: two parts), then two stages of
-// BK keys and BK values (KVLO: two parts each), each [rows][kLd] BF16.
-template <int HD, int BK, bool QLO, bool KVLO>
+// The pipelined kernel's shared memory: the query tile of BQ rows (QLO: two parts), then two
+// stages of BK keys and BK values (KVLO: two parts each), each [rows][kLd] BF16.
+template <int HD, int BK, int BQ, bool QLO, bool KVLO>
 struct PipeLayout {
     static constexpr int kQParts = QLO ? 2 : 1, kKVParts = KVLO ? 2 : 1;
     static constexpr int kLd = HD + 8;
-    static constexpr int kQ = kBQ * kLd;                 // one part of the query tile
+    static constexpr int kQ = BQ * kLd;                  // one part of the query tile
     static constexpr int kTile = BK * kLd;               // one part of a key or value tile
     static constexpr int kStage = 2 * kKVParts * kTile;  // keys' parts, then values' parts
     static constexpr size_t kBytes =
@@ -276,26 +308,30 @@ struct PipeLayout {
 // Queries, keys and values rounded to BF16 parts before the launch (qh, ql [T, nh, hd]; kh, kl,
 // vh, vl [pos0 + T, nkv, hd]; the lo parts only when QLO, KVLO): each block copies its query
 // tile and then its key and value tiles into shared memory with cp.async, the next tile in
-// flight while the warps work on this one.
-template <int HD, int BK, bool QLO, bool KVLO>
+// flight while the warps work on this one. Each warp takes MT tiles of 16 query rows (a block
+// kWarps · 16 · MT queries): every fragment of keys and values it reads from shared memory goes
+// into MT products. With MT > 1 a row tile skips the key tiles none of its queries sees (the
+// last ones of a block's diagonal): they would leave its state as it is.
+template <int HD, int BK, int MT, bool QLO, bool KVLO>
 __global__ void __launch_bounds__(kThreads)
     pipelined_attention_kernel(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
                                const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T,
                                int64_t n_heads, int64_t n_kv_heads, int64_t pos0, float scale, int64_t n_qtiles,
                                float* out) {
-    using L = PipeLayout<HD, BK, QLO, KVLO>;
+    constexpr int BQ = kWarps * 16 * MT;
+    using L = PipeLayout<HD, BK, BQ, QLO, KVLO>;
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem);
     __nv_bfloat16* stages = qs + L::kQParts * L::kQ;
     // The longest tiles (latest queries) of every head first: the blocks start in order of
     // blockIdx.x (the head), then blockIdx.y, so the last to start are the shortest.
-    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.y)) * kBQ, h = blockIdx.x;
+    const int64_t q0 = (n_qtiles - 1 - static_cast<int64_t>(blockIdx.y)) * BQ, h = blockIdx.x;
     const int64_t kvh = h / (n_heads / n_kv_heads), P = pos0 + T;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     constexpr int kPieces = HD / 8;  // 16-byte pieces per row
 
     // The query tile, rows past T zeros: the first group of copies.
-    for (int idx = threadIdx.x; idx < kBQ * kPieces; idx += kThreads) {
+    for (int idx = threadIdx.x; idx < BQ * kPieces; idx += kThreads) {
         const int r = idx / kPieces, d = (idx % kPieces) * 8;
         const bool in = q0 + r < T;
         const int64_t at = in ? ((q0 + r) * n_heads + h) * HD + d : 0;
@@ -323,11 +359,16 @@ __global__ void __launch_bounds__(kThreads)
         commit();
     };
 
-    RowState<HD> st;
-    st.clear();
-    const int row = warp * 16 + g;
-    const int64_t qi[2] = {q0 + row, q0 + row + 8};
-    const int64_t n_tiles = attention_tiles::key_tiles(q0, kBQ, T, pos0, BK);
+    RowState<HD> st[MT];
+    int64_t qi[MT][2];
+    const int row0 = warp * 16 * MT;  // the warp's first row in the query tile
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+        st[m].clear();
+        qi[m][0] = q0 + row0 + m * 16 + g;
+        qi[m][1] = qi[m][0] + 8;
+    }
+    const int64_t n_tiles = attention_tiles::key_tiles(q0, BQ, T, pos0, BK);
     load(0, 0);
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
         const int stage = static_cast<int>(tile & 1);
@@ -340,13 +381,20 @@ __global__ void __launch_bounds__(kThreads)
             wait_groups<0>();
         }
         __syncthreads();
-        float s[BK / 8][4];
-        tile_scores<HD, BK, QLO, KVLO>(s, qs, L::kQ, keys(stage), L::kTile, L::kLd, warp, lane);
-        tile_softmax<HD, BK>(s, st, tile * BK, qi, T, pos0, scale, c);
-        tile_values<HD, BK, QLO, KVLO>(st, s, values(stage), L::kTile, L::kLd, lane);
+        bool live[MT];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)  // (one row tile a warp: every tile, as the kernel has run by default)
+            live[m] = MT == 1 || attention_tiles::rows_see_tile(q0 + row0 + m * 16, 16, T, pos0, tile * BK);
+        float s[MT][BK / 8][4];
+        tile_scores<HD, BK, MT, QLO, KVLO>(s, qs, L::kQ, keys(stage), L::kTile, L::kLd, row0, lane, live);
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+            if (live[m]) tile_softmax<HD, BK>(s[m], st[m], tile * BK, qi[m], T, pos0, scale, c);
+        tile_values<HD, BK, MT, QLO, KVLO>(st, s, values(stage), L::kTile, L::kLd, lane, live);
         __syncthreads();
     }
-    write_rows<HD>(st, qi, T, n_heads, h, c, out);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) write_rows<HD>(st[m], qi[m], T, n_heads, h, c, out);
 }
 
 template <int HD, bool SPLIT, typename KV>
@@ -379,37 +427,37 @@ void launch_mma_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t 
 }
 
 // Key tiles of 64 positions, of 32 when keys and values have two parts (the shared memory of
-// two blocks per multiprocessor).
-template <int HD, bool QLO, bool KVLO>
+// two blocks per multiprocessor); MT row tiles of 16 queries per warp.
+template <int HD, int MT, bool QLO, bool KVLO>
 void launch_pipelined(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
                       const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T, int64_t nh,
                       int64_t nkv, int64_t pos0, float scale, float* out, cudaStream_t s) {
-    constexpr int BK = KVLO ? 32 : 64;
-    using L = PipeLayout<HD, BK, QLO, KVLO>;
-    auto* kernel = pipelined_attention_kernel<HD, BK, QLO, KVLO>;
+    constexpr int BK = KVLO ? 32 : 64, BQ = kWarps * 16 * MT;
+    using L = PipeLayout<HD, BK, BQ, QLO, KVLO>;
+    auto* kernel = pipelined_attention_kernel<HD, BK, MT, QLO, KVLO>;
     static bool raised = false;  // per instantiation, once
     if (!raised) {
         check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(L::kBytes)),
               "pipelined attention: shared memory size");
         raised = true;
     }
-    const int64_t n_qtiles = (T + kBQ - 1) / kBQ;
+    const int64_t n_qtiles = (T + BQ - 1) / BQ;
     if (n_qtiles > 65535) throw Error(ErrorKind::input, "pipelined attention: more than 65535 query tiles");
     const dim3 grid(static_cast<unsigned>(nh), static_cast<unsigned>(n_qtiles));
     kernel<<<grid, kThreads, L::kBytes, s>>>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, n_qtiles, out);
     check(cudaGetLastError(), "launching pipelined attention");
 }
 
-template <int HD>
+template <int HD, int MT>
 void launch_pipelined_of(const __nv_bfloat16* qh, const __nv_bfloat16* ql, const __nv_bfloat16* kh,
                          const __nv_bfloat16* kl, const __nv_bfloat16* vh, const __nv_bfloat16* vl, int64_t T,
                          int64_t nh, int64_t nkv, int64_t pos0, float scale, float* out, cudaStream_t s) {
     if (ql && kl)
-        launch_pipelined<HD, true, true>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+        launch_pipelined<HD, MT, true, true>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
     else if (ql)
-        launch_pipelined<HD, true, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+        launch_pipelined<HD, MT, true, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
     else
-        launch_pipelined<HD, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
+        launch_pipelined<HD, MT, false, false>(qh, ql, kh, kl, vh, vl, T, nh, nkv, pos0, scale, out, s);
 }
 
 // `bytes`: the shared memory of the instantiation the shape takes, which must fit the device's
@@ -427,15 +475,17 @@ size_t mma_bytes(int64_t head_dim, bool split) {
 }
 
 // The pipelined kernel's shared memory (launch_pipelined_of's choice of parts).
-template <int HD>
+template <int HD, int MT>
 size_t pipelined_bytes_of(bool qlo, bool kvlo) {
-    if (qlo && kvlo) return PipeLayout<HD, 32, true, true>::kBytes;
-    return qlo ? PipeLayout<HD, 64, true, false>::kBytes : PipeLayout<HD, 64, false, false>::kBytes;
+    constexpr int BQ = kWarps * 16 * MT;
+    if (qlo && kvlo) return PipeLayout<HD, 32, BQ, true, true>::kBytes;
+    return qlo ? PipeLayout<HD, 64, BQ, true, false>::kBytes : PipeLayout<HD, 64, BQ, false, false>::kBytes;
 }
 
-size_t pipelined_bytes(int64_t head_dim, bool split, KvType kv) {
+size_t pipelined_bytes(int64_t head_dim, bool split, KvType kv, bool wide) {
     const bool kvlo = split && kv == KvType::f32;
-    return head_dim == 128 ? pipelined_bytes_of<128>(split, kvlo) : pipelined_bytes_of<64>(split, kvlo);
+    if (wide) return head_dim == 128 ? pipelined_bytes_of<128, 2>(split, kvlo) : pipelined_bytes_of<64, 2>(split, kvlo);
+    return head_dim == 128 ? pipelined_bytes_of<128, 1>(split, kvlo) : pipelined_bytes_of<64, 1>(split, kvlo);
 }
 
 size_t round256(size_t bytes) {
@@ -466,8 +516,8 @@ size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_head
 
 bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                          int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, void* scratch,
-                         cudaStream_t s) {
-    if (!scratch || !mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim, pipelined_bytes(head_dim, split, kv)))
+                         cudaStream_t s, bool wide) {
+    if (!scratch || !mma_takes(q, k, v, out, n_heads, n_kv_heads, head_dim, pipelined_bytes(head_dim, split, kv, wide)))
         return false;
     // The scratch: q's parts, then (an f32 cache) the keys' and the values' parts.
     const size_t two = sizeof(__nv_bfloat16);
@@ -498,10 +548,11 @@ bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T
         kh = static_cast<const __nv_bfloat16*>(k);
         vh = static_cast<const __nv_bfloat16*>(v);
     }
+    auto run = [&](auto launch) { launch(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s); };
     if (head_dim == 128)
-        launch_pipelined_of<128>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
+        wide ? run(launch_pipelined_of<128, 2>) : run(launch_pipelined_of<128, 1>);
     else
-        launch_pipelined_of<64>(qh, ql, kh, kl, vh, vl, T, n_heads, n_kv_heads, pos0, scale, out, s);
+        wide ? run(launch_pipelined_of<64, 2>) : run(launch_pipelined_of<64, 1>);
     return true;
 }
 

@@ -25,11 +25,14 @@ bool attention_mma(const float* q, const void* k, const void* v, int64_t T, int6
 // cache is read as it is, its keys' and values' lo parts being 0), then each block copies its
 // tiles into shared memory with cp.async, the next key tile in flight while its warps work on
 // this one. The same products in the same order as attention_mma (key tiles of 32 positions
-// when keys and values have two parts). Returns false also without scratch.
+// when keys and values have two parts). Returns false also without scratch. wide
+// (PrefillAttention::pipelined_wide): each warp takes 32 query rows rather than 16, a block
+// 128 queries, every fragment of keys and values read from shared memory going into two
+// products; the same values (each row's sums in the same order).
 size_t pipelined_attention_scratch(int64_t T, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t pos0,
                                    bool split, KvType kv);
 bool attention_pipelined(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                          int64_t head_dim, int64_t pos0, float scale, float* out, bool split, KvType kv, void* scratch,
-                         cudaStream_t s);
+                         cudaStream_t s, bool wide = false);
 
 }  // namespace moe::cuda::launch

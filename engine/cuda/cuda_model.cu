@@ -175,8 +175,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         attention_math_ = attn_type == DType::f32 || launch::f32_attention_asked() ? AttentionMath::f32
                           : bf16_activations_                  ? AttentionMath::bf16
                                                                : AttentionMath::split_bf16;
-        prefill_attention_ =
-            launch::pipelined_attention_asked() ? PrefillAttention::pipelined : PrefillAttention::tiles;
+        prefill_attention_ = launch::prefill_attention_asked();
         decode_attention_ = launch::decode_attention_asked();
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
@@ -324,7 +323,7 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
 }
 
 void* CudaDeepseekMoe::attention_scratch(int64_t T, int64_t pos0) const {
-    if (prefill_attention_ != PrefillAttention::pipelined || attention_math_ == AttentionMath::f32) return nullptr;
+    if (prefill_attention_ == PrefillAttention::tiles || attention_math_ == AttentionMath::f32) return nullptr;
     const ModelConfig& c = config_;
     const std::size_t bytes =
         launch::pipelined_attention_scratch(T, c.num_attention_heads, c.num_key_value_heads, c.head_dim, pos0,

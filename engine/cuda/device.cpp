@@ -176,8 +176,10 @@ bool f32_attention_asked() {
     return asked;
 }
 
-bool pipelined_attention_asked() {
-    static const bool asked = !env_is("MOEWB_CUDA_ATTENTION", "tensor-cores");
+PrefillAttention prefill_attention_asked() {
+    static const PrefillAttention asked = env_is("MOEWB_CUDA_ATTENTION", "tensor-cores") ? PrefillAttention::tiles
+                                          : env_is("MOEWB_CUDA_ATTENTION", "wide") ? PrefillAttention::pipelined_wide
+                                                                                   : PrefillAttention::pipelined;
     return asked;
 }
 
@@ -223,9 +225,10 @@ namespace moe::cuda {
 std::vector<std::pair<std::string, std::string>> backend_switches() {
     static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "cublas-grouped"};
     return {
-        {"attention", launch::f32_attention_asked()         ? "f32"
-                      : launch::pipelined_attention_asked() ? "pipelined"
-                                                            : "tensor-cores"},
+        {"attention", launch::f32_attention_asked()                                           ? "f32"
+                      : launch::prefill_attention_asked() == PrefillAttention::pipelined_wide ? "wide"
+                      : launch::prefill_attention_asked() == PrefillAttention::pipelined      ? "pipelined"
+                                                                                              : "tensor-cores"},
         {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector" : "scalar"},
         {"early_launch", launch::early_trigger()  ? "trigger"
                          : launch::early_launch() ? "on"

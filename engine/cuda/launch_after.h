@@ -54,9 +54,10 @@ bool grouped_cublas_expert_products();
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
-// Whether the tensor-core prefill runs the pipelined kernel (PrefillAttention::pipelined): unless
-// MOEWB_CUDA_ATTENTION=tensor-cores asks for the first one (PrefillAttention::tiles, to compare).
-bool pipelined_attention_asked();
+// The tensor-core prefill's kernel: pipelined, unless MOEWB_CUDA_ATTENTION=tensor-cores asks for
+// the first one (tiles, to compare) or MOEWB_CUDA_ATTENTION=wide for the pipelined kernel with
+// 32 query rows a warp (pipelined_wide).
+PrefillAttention prefill_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
 // anything else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
