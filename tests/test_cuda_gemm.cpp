@@ -6,9 +6,10 @@
 // (engine/cuda/decode_kernels.h): RMSNorm within 1e-6 of the CPU's, plain, SiLU-gated and
 // residual products, and the experts' down products with the combine, each within 1e-5 of
 // the magnitude of an exact (double) computation. The routed experts' products in one launch
-// (expert_products_bf16) to the same bound as the GEMM's. Query and key products that rotate
-// their heads themselves, bit for bit the CPU's rotation of the plain products. Labelled gpu; without a CUDA device it is skipped with the driver's
-// reason.
+// (expert_products_bf16) to the same bound as the GEMM's, with the mma.sync kernel and, on a
+// device of compute 9.0, the warpgroup-product (wgmma) kernel. Query and key products that rotate
+// their heads themselves, bit for bit the CPU's rotation of the plain products. Labelled gpu; without a CUDA device it
+// is skipped with the driver's reason.
 #include <QtTest>
 
 #include <cmath>
@@ -67,58 +68,16 @@ private slots:
     // one row, partial and whole tiles of 128 rows, several tiles; outputs not a multiple of the 128-wide tile; the
     // same bound as one cuBLAS product per expert (against the BF16-rounded x, or split
     // against x itself), every output written (the output is poisoned with NaN first).
-    void expertProductsInOneLaunchMatchAnExactSum() {
-        test_support::Lcg rng{9};
-        struct Shape { int64_t K, N; };
-        for (const Shape sh : {Shape{2048, 2816}, Shape{1408, 2048}, Shape{64, 200}}) {
-            const std::vector<int64_t> counts = {0, 1, 127, 128, 129, 300, 5, 0, 64};
-            std::vector<int64_t> offsets = {0};
-            for (const int64_t n : counts) offsets.push_back(offsets.back() + n);
-            const int64_t rows = offsets.back(), K = sh.K, N = sh.N;
-            std::vector<float> x(size_t(rows * K));
-            for (auto& v : x) v = static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f;
-            std::vector<std::vector<uint16_t>> w(counts.size(), std::vector<uint16_t>(size_t(N * K)));
-            for (auto& m : w)
-                for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
-            // pad 0: ours in one launch; otherwise cuBLAS batched over rows padded to it, as batched
-            // calls or (grouped) one grouped call.
-            for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
-                for (const int mode : {0, 1, 2})  // BF16, split, split with stacked parts
-                    for (const bool grouped : {false, true}) {
-                        const bool split = mode > 0, stacked = mode == 2;
-                        if ((stacked || grouped) && !pad) continue;
-                        const std::vector<float> y = pad ? moe::cuda::expert_products_batched_bf16(
-                                                               x, K, offsets, w, N, split, pad, stacked, grouped)
-                                                         : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split);
-                        QCOMPARE(y.size(), size_t(rows * N));
-                        for (const float v : y) QVERIFY(std::isfinite(v));
-                        double worst = 0;
-                        for (size_t e = 0; e < counts.size(); ++e)
-                            for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
-                                for (int64_t o = r % 5; o < N; o += 5) {
-                                    double exact = 0, mag = 0;
-                                    for (int64_t i = 0; i < K; ++i) {
-                                        const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
-                                        const float xi = x[size_t(r * K + i)];
-                                        const double xv =
-                                            split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
-                                        exact += xv * wi;
-                                        mag += std::abs(xv * wi);
-                                    }
-                                    worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
-                                }
-                        qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
-                              !pad      ? "in one launch"
-                              : grouped ? "grouped call, padded to"
-                                        : "batched, padded to",
-                              (long long)pad, (long long)K, (long long)N,
-                              stacked ? " (split, stacked)"
-                              : split ? " (split)"
-                                      : "",
-                              worst);
-                        QVERIFY(worst < 1e-5);
-                    }
-        }
+    void expertProductsInOneLaunchMatchAnExactSum() { expert_products_match_an_exact_sum(false); }
+
+    // The same products in one launch on Hopper's warpgroup products (MOEWB_CUDA_EXPERT_GEMM=wgmma),
+    // to the same bound: outputs not a multiple of its 256-wide (128 split) tile, K of one
+    // 64-wide tile and of many.
+    void wgmmaExpertProductsMatchAnExactSum() {
+        if (!moe::cuda::expert_wgmma_available())
+            QSKIP(
+                "the wgmma experts' kernel needs a device of compute 9.0 and a build for it (architectures naming 90)");
+        expert_products_match_an_exact_sum(true);
     }
 
     void fusedProductsMatchTheCpu() {
@@ -252,6 +211,64 @@ private slots:
                 qInfo("down + combine (shared %d, drop %d): within %.3g of the exact magnitude", int(with_shared), int(drop), worst);
                 QVERIFY(worst < 1e-5);
             }
+        }
+    }
+
+private:
+    // pad 0: ours in one launch (on the warpgroup products with wgmma, alone); otherwise cuBLAS
+    // batched over rows padded to it, as batched calls or (grouped) one grouped call.
+    static void expert_products_match_an_exact_sum(bool wgmma) {
+        test_support::Lcg rng{9};
+        struct Shape {
+            int64_t K, N;
+        };
+        for (const Shape sh : {Shape{2048, 2816}, Shape{1408, 2048}, Shape{64, 200}}) {
+            const std::vector<int64_t> counts = {0, 1, 127, 128, 129, 300, 5, 0, 64};
+            std::vector<int64_t> offsets = {0};
+            for (const int64_t n : counts) offsets.push_back(offsets.back() + n);
+            const int64_t rows = offsets.back(), K = sh.K, N = sh.N;
+            std::vector<float> x(size_t(rows * K));
+            for (auto& v : x) v = static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f;
+            std::vector<std::vector<uint16_t>> w(counts.size(), std::vector<uint16_t>(size_t(N * K)));
+            for (auto& m : w)
+                for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
+            for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
+                for (const int mode : {0, 1, 2})  // BF16, split, split with stacked parts
+                    for (const bool grouped : {false, true}) {
+                        const bool split = mode > 0, stacked = mode == 2;
+                        if (((stacked || grouped) && !pad) || (wgmma && pad)) continue;
+                        const std::vector<float> y =
+                            pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked,
+                                                                          grouped)
+                                : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split, wgmma);
+                        QCOMPARE(y.size(), size_t(rows * N));
+                        for (const float v : y) QVERIFY(std::isfinite(v));
+                        double worst = 0;
+                        for (size_t e = 0; e < counts.size(); ++e)
+                            for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
+                                for (int64_t o = r % 5; o < N; o += 5) {
+                                    double exact = 0, mag = 0;
+                                    for (int64_t i = 0; i < K; ++i) {
+                                        const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
+                                        const float xi = x[size_t(r * K + i)];
+                                        const double xv =
+                                            split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
+                                        exact += xv * wi;
+                                        mag += std::abs(xv * wi);
+                                    }
+                                    worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
+                                }
+                        qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
+                              !pad      ? (wgmma ? "in one launch (wgmma)" : "in one launch")
+                              : grouped ? "grouped call, padded to"
+                                        : "batched, padded to",
+                              (long long)pad, (long long)K, (long long)N,
+                              stacked ? " (split, stacked)"
+                              : split ? " (split)"
+                                      : "",
+                              worst);
+                        QVERIFY(worst < 1e-5);
+                    }
         }
     }
 };

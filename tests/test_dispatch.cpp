@@ -12,6 +12,7 @@
 #include "engine/attention_tiles.h"
 #include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
+#include "engine/wgmma_layout.h"
 #include "tests/test_support.h"
 
 namespace d = moe::dispatch;
@@ -193,6 +194,57 @@ private slots:
         const std::vector<std::pair<int64_t, int>> want = {{2, 0}, {0, 1}, {3, 1}, {4, 0}};
         QCOMPARE(spread, want);
         QVERIFY(d::spread_work({}, 3).empty());
+    }
+
+    // The Hopper experts' kernel's bookkeeping (engine/wgmma_layout.h): the swizzled tile is a
+    // permutation of 16-byte pieces within each row, repeating every eight rows, and is the
+    // PTX ISA's 128-byte swizzle written as address bits (bits 4-6 XOR bits 7-9); the
+    // descriptor's fields decode to what the header says and step by 32 bytes per 16 columns; and
+    // the accumulator's registers cover a 64 × N tile once over a warpgroup's 128 threads.
+    void wgmma_layout_is_the_ptx_layout() {
+        namespace w = moe::wgmma_layout;
+        const uint32_t rows = 256;
+        std::vector<int> seen(rows * 8, 0);
+        for (uint32_t r = 0; r < rows; ++r)
+            for (uint32_t c = 0; c < 8; ++c) {
+                const uint32_t at = w::swizzled_offset(r, c);
+                QCOMPARE(at % 16, 0u);
+                QVERIFY(at >= r * 128 && at < r * 128 + 128);
+                ++seen[at / 16];
+                if (r >= 8) QCOMPARE(at, w::swizzled_offset(r - 8, c) + 1024);
+                const uint32_t plain = r * 128 + c * 16;
+                QCOMPARE(at, plain ^ (((plain >> 7) & 7u) << 4));
+            }
+        for (const int n : seen) QCOMPARE(n, 1);
+
+        for (const uint32_t address : {0u, 1024u, 8192u + 32u, 0x2F400u, 0x3FC00u}) {
+            const uint64_t d = w::descriptor(address);
+            QCOMPARE(d & 0x3FFF, uint64_t((address & 0x3FFFF) >> 4));
+            QCOMPARE((d >> 16) & 0x3FFF, uint64_t(1));
+            QCOMPARE((d >> 32) & 0x3FFF, uint64_t(1024 / 16));
+            QCOMPARE((d >> 49) & 7, uint64_t(0));
+            QCOMPARE(d >> 62, uint64_t(1));
+            QCOMPARE(d & ~((uint64_t(1) << 14) - 1) & ((uint64_t(1) << 16) - 1), uint64_t(0));   // bits 14-15 clear
+            if (address + 96 < 0x40000) QCOMPARE(w::descriptor(address + 96) - d, uint64_t(6));  // 3 × 16 columns on
+        }
+
+        for (const int n : {64, 128, 256}) {
+            std::vector<int> cover(static_cast<size_t>(64 * n), 0);
+            for (int warp = 0; warp < 4; ++warp)
+                for (int lane = 0; lane < 32; ++lane)
+                    for (int i = 0; i < n / 2; ++i) {
+                        const auto cell = w::accumulator_cell(warp, lane, i);
+                        QVERIFY(cell.row >= 0 && cell.row < 64 && cell.col >= 0 && cell.col < n);
+                        ++cover[static_cast<size_t>(cell.row * n + cell.col)];
+                        // Registers 2j and 2j + 1 are neighbouring columns of one row (stored as a pair).
+                        if (i % 2 == 1) {
+                            const auto first = w::accumulator_cell(warp, lane, i - 1);
+                            QCOMPARE(first.row, cell.row);
+                            QCOMPARE(first.col + 1, cell.col);
+                        }
+                    }
+            for (const int c : cover) QCOMPARE(c, 1);
+        }
     }
 
     void attention_tiles_cover_exactly_the_visible_keys() {

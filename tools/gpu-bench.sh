@@ -7,7 +7,8 @@
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
 # GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
 # for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
-# without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone.
+# without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
+# GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -35,7 +36,7 @@ if want main; then
 fi
 if want experts; then
     # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
-    for way in grouped cublas batched cublas-grouped; do
+    for way in grouped cublas batched cublas-grouped wgmma; do
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
@@ -68,6 +69,19 @@ if want prefill; then
             --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act \
             | tee "$OUT/bench-cuda-prefill-former-$act.json"
     done
+fi
+if want wgmma; then
+    # The routed experts' products on Hopper's warpgroup products (MOEWB_CUDA_EXPERT_GEMM=wgmma)
+    # and, in turn, as by default, both activations; then where the time of such a prefill goes.
+    for act in exact bf16; do
+        for way in auto wgmma; do
+            MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+                --prompt-tokens 2048 --gen-tokens 8 --repeat 3 --activations $act | tee "$OUT/bench-cuda-experts-$way-$act.json"
+        done
+    done
+    MOEWB_CUDA_EXPERT_GEMM=wgmma MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 8 --repeat 2 --activations bf16 >/dev/null 2> "$OUT/stages-wgmma.txt"
+    cat "$OUT/stages-wgmma.txt"
 fi
 if want prefill || want wide; then
     # Prefill attention with 32 query rows a warp (MOEWB_CUDA_ATTENTION=wide) and, in turn, the

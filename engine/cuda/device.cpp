@@ -121,7 +121,12 @@ int expert_gemm_mode() {
     static const int mode = [] {
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
         const std::string v = env ? env : "";
-        return v == "grouped" ? 1 : v == "cublas" ? 2 : v == "batched" ? 3 : v == "cublas-grouped" ? 4 : 0;
+        return v == "grouped"          ? 1
+               : v == "cublas"         ? 2
+               : v == "batched"        ? 3
+               : v == "cublas-grouped" ? 4
+               : v == "wgmma"          ? 5
+                                       : 0;
     }();
     return mode;
 }
@@ -148,7 +153,7 @@ int expert_streams() {
 
 bool grouped_expert_products(bool split) {
     const int mode = expert_gemm_mode();
-    return mode == 1 || (mode == 0 && split);
+    return mode == 1 || mode == 5 || (mode == 0 && split);
 }
 
 bool batched_expert_products() {
@@ -223,7 +228,7 @@ int multiprocessors() {
 namespace moe::cuda {
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
-    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "cublas-grouped"};
+    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "cublas-grouped", "wgmma"};
     return {
         {"attention", launch::f32_attention_asked()                                           ? "f32"
                       : launch::prefill_attention_asked() == PrefillAttention::pipelined_wide ? "wide"

@@ -20,6 +20,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/gemm.h"
+#include "engine/cuda/grouped_wgmma.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/mma.cuh"
 #include "engine/error.h"
@@ -185,14 +186,39 @@ int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert) {
     return tiles.back();
 }
 
+bool expert_wgmma_available() {
+#ifdef MOE_HAVE_SM90A
+    static const bool on = [] {
+        int device = 0, major = 0, minor = 0;
+        return cudaGetDevice(&device) == cudaSuccess &&
+               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+               cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess && major == 9 &&
+               minor == 0;
+    }();
+    return on;
+#else
+    return false;
+#endif
+}
+
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
-                     const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s) {
+                     const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
+                     bool wgmma) {
     if (!expert_products_fit(type, K, N, n_expert))
         throw Error(ErrorKind::failure, std::string("the experts' products in one launch take BF16 weights, K a multiple of ") +
                                             std::to_string(kBK) + " and at most " + std::to_string(kMaxExperts) + " experts; asked " +
                                             dtype_name(type) + ", K = " + std::to_string(K) + ", " + std::to_string(n_expert) +
                                             " experts");
     if (row_tiles <= 0) return;
+#ifdef MOE_HAVE_SM90A
+    if (wgmma && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
+        check(expert_products_wgmma(hi, lo, K, w_table, N, offsets, n_expert, row_tiles, y, ldy, s),
+              "launching the experts' products (wgmma)");
+        return;
+    }
+#else
+    (void)wgmma;
+#endif
     // 128 × 128 tiles: 128 × 256 (warps of 64 × 64) measured no faster on an H100.
     const int E = static_cast<int>(n_expert);
     if (lo) launch_grouped<true>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
@@ -203,8 +229,13 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
 
 namespace moe::cuda {
 
+bool expert_wgmma_available() {
+    return launch::expert_wgmma_available();
+}
+
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
-                                        const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split) {
+                                        const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
+                                        bool wgmma) {
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
         static_cast<int64_t>(x.size()) != offsets.back() * K)
@@ -230,7 +261,7 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
     check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(rows * N) * sizeof(float)), "poisoning the output");
     launch::round_split(d_x.ptr, rows * K, DType::bf16, d_hi.ptr, split ? d_lo.ptr : nullptr, nullptr);
     launch::expert_products(d_hi.ptr, split ? d_lo.ptr : nullptr, K, d_table.ptr, DType::bf16, N, d_offsets.ptr, E,
-                            launch::expert_row_tiles(offsets.data(), E), d_y.ptr, N, nullptr);
+                            launch::expert_row_tiles(offsets.data(), E), d_y.ptr, N, nullptr, wgmma);
     check(cudaDeviceSynchronize(), "running the experts' products");
     std::vector<float> y;
     download(y, d_y, static_cast<size_t>(rows * N));

@@ -50,7 +50,8 @@ bool stacked_expert_parts();
 // the side streams: MOEWB_CUDA_EXPERT_GEMM=cublas-grouped (to compare).
 bool grouped_cublas_expert_products();
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (batched, else the default per mode), 1 grouped,
-// 2 cublas, 3 batched, 4 cublas-grouped.
+// 2 cublas, 3 batched, 4 cublas-grouped, 5 wgmma (the grouped layout on Hopper's warpgroup
+// products where the device and the build have them: launch::expert_wgmma_available).
 int expert_gemm_mode();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
