@@ -216,6 +216,18 @@ private slots:
                 QCOMPARE(at, plain ^ (((plain >> 7) & 7u) << 4));
             }
         for (const int n : seen) QCOMPARE(n, 1);
+        // A product's 16 columns kk of the tile start 32 · kk bytes on (the descriptor's start
+        // address), and the hardware applies the swizzle to the address bits: element (r, k) of
+        // that slice, at the plain address start + r · 128 + 2k, swizzled, is where the copies
+        // put column 16 · kk + k of row r.
+        for (uint32_t kk = 0; kk < 4; ++kk)
+            for (uint32_t r = 0; r < 64; ++r)
+                for (uint32_t k = 0; k < 16; ++k) {
+                    const uint32_t tile = 8192, plain = tile + 32 * kk + r * 128 + 2 * k;
+                    const uint32_t column = 16 * kk + k;
+                    QCOMPARE(plain ^ (((plain >> 7) & 7u) << 4),
+                             tile + w::swizzled_offset(r, column / 8) + 2 * (column % 8));
+                }
 
         for (const uint32_t address : {0u, 1024u, 8192u + 32u, 0x2F400u, 0x3FC00u}) {
             const uint64_t d = w::descriptor(address);
