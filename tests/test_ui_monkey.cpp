@@ -124,7 +124,8 @@ public:
         if (type == QEvent::Close && qobject_cast<QDockWidget*>(receiver)) ++g_window_changes;
         const qint64 rq0 = thread_runqueue_wait_ns();
         const QString cls = receiver->metaObject()->className();
-        const QString name = cls + " " + receiver->objectName();
+        QString name = cls + " " + receiver->objectName();
+        if (auto* button = qobject_cast<QAbstractButton*>(receiver)) name += " \"" + button->text() + "\"";
         ++depth_;
         const bool r = QApplication::notify(receiver, e);  // may delete the receiver
         --depth_;
