@@ -20,6 +20,7 @@
 #include "engine/cuda/device.h"
 #include "engine/cuda/device_buffer.h"
 #include "engine/cuda/gemm.h"
+#include "engine/cuda/grouped_tiles.cuh"
 #include "engine/cuda/grouped_wgmma.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/mma.cuh"
@@ -31,7 +32,7 @@ namespace moe::cuda::launch {
 namespace {
 
 constexpr int kBM = 128, kBN = 128, kBK = 32, kStages = 3, kThreads = 256;
-constexpr int kMaxExperts = 256;  // DeepSeek-V3's routed experts
+constexpr int kMaxExperts = kGroupedMaxExperts;
 constexpr int kLd = kBK + 8;  // BF16 per shared row: 80 bytes, conflict-free ldmatrix
 constexpr int kTile = kBM * kLd;  // one part of x's tile
 
@@ -47,15 +48,8 @@ __global__ void __launch_bounds__(kThreads) expert_gemm_kernel(const __nv_bfloat
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16* ring = reinterpret_cast<__nv_bfloat16*>(smem);  // [stage][x parts..., W]
 
-    // This block's expert and rows (engine/moe_dispatch.h: the tiles of a grouped product),
-    // from the offsets read once into shared memory.
-    __shared__ int64_t offs[kMaxExperts + 1], tiles[kMaxExperts + 1];
-    for (int i = threadIdx.x; i <= n_expert; i += kThreads) offs[i] = offsets[i];
-    __syncthreads();
-    if (threadIdx.x == 0) dispatch::expert_tiles(offs, n_expert, kBM, tiles);
-    __syncthreads();
-    const dispatch::Tile tl = dispatch::tile_at(offs, tiles, n_expert, kBM, blockIdx.y);
-    if (tl.expert < 0) return;  // past the last tile (the grid is sized from the host's counts)
+    const dispatch::Tile tl = block_tile(offsets, n_expert, kBM, blockIdx.y);
+    if (tl.expert < 0) return;
     const int e = static_cast<int>(tl.expert);
     const int64_t r0 = tl.row0, rows = tl.rows;
     const auto* w = static_cast<const __nv_bfloat16*>(w_table[e]);

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda/grouped_tiles.cuh"
 #include "engine/cuda/mma.cuh"
 #include "engine/moe_dispatch.h"
 #include "engine/wgmma_layout.h"
@@ -27,7 +28,7 @@ namespace moe::cuda::launch {
 namespace {
 
 constexpr int kBM = 128, kBK = 64, kStages = 4, kThreads = 256;
-constexpr int kMaxExperts = 256;  // DeepSeek-V3's routed experts
+constexpr int kMaxExperts = kGroupedMaxExperts;
 
 using namespace tc;
 namespace wl = wgmma_layout;
@@ -132,14 +133,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t ring = (raw + 1023u) & ~1023u;
     unsigned char* ring_ptr = smem_raw + (ring - raw);
 
-    // This block's expert and rows (engine/moe_dispatch.h: the tiles of a grouped product).
-    __shared__ int64_t offs[kMaxExperts + 1], tiles[kMaxExperts + 1];
-    for (int i = threadIdx.x; i <= n_expert; i += kThreads) offs[i] = offsets[i];
-    __syncthreads();
-    if (threadIdx.x == 0) dispatch::expert_tiles(offs, n_expert, kBM, tiles);
-    __syncthreads();
-    const dispatch::Tile tl = dispatch::tile_at(offs, tiles, n_expert, kBM, blockIdx.y);
-    if (tl.expert < 0) return;  // past the last tile (the grid is sized from the host's counts)
+    const dispatch::Tile tl = block_tile(offsets, n_expert, kBM, blockIdx.y);
+    if (tl.expert < 0) return;
     const int64_t r0 = tl.row0, rows = tl.rows;
     const auto* w = static_cast<const __nv_bfloat16*>(w_table[tl.expert]);
     const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
