@@ -239,7 +239,9 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
                          : launch::early_launch() ? "on"
                                                   : "off"},
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
-        {"expert_gemm", gemm[launch::expert_gemm_mode()]},
+        {"expert_gemm", launch::expert_gemm_mode() == 5 && !launch::expert_wgmma_available()
+                            ? "grouped (wgmma asked: this device or build has no wgmma kernel)"
+                            : gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
         {"expert_pad", std::to_string(launch::expert_row_pad())},
         {"expert_parts", launch::stacked_expert_parts() ? "stacked" : "apart"},

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/cuda/attention_kernels.h"
+#include "engine/cuda/launch_after.h"  // expert_gemm_mode
 #include "engine/cuda/route_outputs.h"
 #include "engine/router.h"
 #include "engine/router_core.h"
@@ -140,7 +141,6 @@ void check_cublas(cublasStatus_t status, const char* what);
 // row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
 // expert_products_fit: the weights' type, K and number of experts it takes (16-byte aligned
 // matrices asked of the caller).
-int expert_gemm_mode();  // MOEWB_CUDA_EXPERT_GEMM (launch_after.h)
 // wgmma: the same products on Hopper's warpgroup products (engine/cuda/grouped_wgmma.h) where
 // expert_wgmma_available() and the shape allows (K a multiple of 64); the mma.sync kernel
 // otherwise. By default as MOEWB_CUDA_EXPERT_GEMM=wgmma asks.
@@ -149,9 +149,6 @@ int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
                      bool wgmma = expert_gemm_mode() == 5);
-// Whether this build has the Hopper kernel (its architectures name 9.0) and the device is of
-// compute 9.0, which runs it.
-bool expert_wgmma_available();
 
 // hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
 // the activations of several products rounded once (Blas::linear_rounded).

@@ -53,6 +53,9 @@ bool grouped_cublas_expert_products();
 // 2 cublas, 3 batched, 4 cublas-grouped, 5 wgmma (the grouped layout on Hopper's warpgroup
 // products where the device and the build have them: launch::expert_wgmma_available).
 int expert_gemm_mode();
+// Whether this build has the Hopper experts' kernel (its architectures name 9.0) and the device
+// is of compute 9.0, which runs it (launch::expert_products's wgmma).
+bool expert_wgmma_available();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
 // The tensor-core prefill's kernel: pipelined, unless MOEWB_CUDA_ATTENTION=tensor-cores asks for
