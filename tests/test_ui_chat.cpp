@@ -118,9 +118,20 @@ private slots:
         const moe::GenerateResult& r = *panel_->session()->lastResult();
         QVERIFY2(r.tokens.size() >= 100, qPrintable(QString::number(r.tokens.size())));
         QCOMPARE(streamed, QString::fromStdString(r.text));  // every piece, in order, once
-        QVERIFY(at.size() < r.tokens.size() / 4);
         // Pieces reach the window at most every 33 ms; the last comes with the answer's end.
         for (size_t i = 1; i + 1 < at.size(); ++i) QVERIFY2(at[i] - at[i - 1] >= 30, qPrintable(QString::number(at[i] - at[i - 1])));
+        // So where the tokens came several a frame (the embedded model on an idle machine), a piece
+        // holds several: far fewer pieces than tokens. A machine too busy to make a token in
+        // less than 6 ms makes pieces of fewer, which the intervals above still bound.
+        const double ms_per_token = at.empty() ? 0 : double(at.back() - at.front()) / double(r.tokens.size());
+        if (ms_per_token < 6)  // then at most a piece per 30 ms is under a fifth of the tokens
+            QVERIFY2(at.size() < r.tokens.size() / 4, qPrintable(QString("%1 pieces for %2 tokens at %3 ms a token")
+                                                                     .arg(at.size())
+                                                                     .arg(r.tokens.size())
+                                                                     .arg(ms_per_token)));
+        else
+            qInfo("%.1f ms a token (a busy machine): the pieces' count is not checked, their intervals are",
+                  ms_per_token);
     }
     void theMaskIsAppliedAndTheRoutingInspectable() {
         // Experts 0..11 of layer 1 off (reroute): every token's layer-1 experts are 12..15.

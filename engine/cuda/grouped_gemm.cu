@@ -174,9 +174,14 @@ bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert) {
     return type == DType::bf16 && K > 0 && K % kBK == 0 && N > 0 && n_expert > 0 && n_expert <= kMaxExperts;
 }
 
-int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert) {
+int expert_wgmma_rows() {
+    static const int rows = expert_gemm_mode() == 5 && expert_wgmma_available() ? expert_rows_asked() : 0;
+    return rows;
+}
+
+int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert, int wgmma_rows) {
     std::vector<int64_t> tiles(static_cast<size_t>(n_expert + 1));
-    dispatch::expert_tiles(offsets_host, n_expert, kBM, tiles.data());
+    dispatch::expert_tiles(offsets_host, n_expert, wgmma_rows ? wgmma_rows : kBM, tiles.data());
     return tiles.back();
 }
 
@@ -197,7 +202,7 @@ bool expert_wgmma_available() {
 
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
-                     bool wgmma) {
+                     int wgmma_rows) {
     if (!expert_products_fit(type, K, N, n_expert))
         throw Error(ErrorKind::failure, std::string("the experts' products in one launch take BF16 weights, K a multiple of ") +
                                             std::to_string(kBK) + " and at most " + std::to_string(kMaxExperts) + " experts; asked " +
@@ -205,13 +210,13 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
                                             " experts");
     if (row_tiles <= 0) return;
 #ifdef MOE_HAVE_SM90A
-    if (wgmma && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
-        check(expert_products_wgmma(hi, lo, K, w_table, N, offsets, n_expert, row_tiles, y, ldy, s),
+    if (wgmma_rows && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
+        check(expert_products_wgmma(hi, lo, K, w_table, N, offsets, n_expert, row_tiles, y, ldy, s, wgmma_rows),
               "launching the experts' products (wgmma)");
         return;
     }
 #else
-    (void)wgmma;
+    (void)wgmma_rows;
 #endif
     // 128 × 128 tiles: 128 × 256 (warps of 64 × 64) measured no faster on an H100.
     const int E = static_cast<int>(n_expert);
@@ -229,7 +234,7 @@ bool expert_wgmma_available() {
 
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                         const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                        bool wgmma) {
+                                        int wgmma_rows) {
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
         static_cast<int64_t>(x.size()) != offsets.back() * K)
@@ -255,7 +260,7 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
     check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(rows * N) * sizeof(float)), "poisoning the output");
     launch::round_split(d_x.ptr, rows * K, DType::bf16, d_hi.ptr, split ? d_lo.ptr : nullptr, nullptr);
     launch::expert_products(d_hi.ptr, split ? d_lo.ptr : nullptr, K, d_table.ptr, DType::bf16, N, d_offsets.ptr, E,
-                            launch::expert_row_tiles(offsets.data(), E), d_y.ptr, N, nullptr, wgmma);
+                            launch::expert_row_tiles(offsets.data(), E, wgmma_rows), d_y.ptr, N, nullptr, wgmma_rows);
     check(cudaDeviceSynchronize(), "running the experts' products");
     std::vector<float> y;
     download(y, d_y, static_cast<size_t>(rows * N));

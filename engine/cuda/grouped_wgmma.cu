@@ -2,8 +2,10 @@
 // products (wgmma); see grouped_wgmma.h. Compiled for compute 9.0a alone (the "a" features:
 // wgmma), into the backend beside its other kernels.
 //
-// Block: a tile of kBM = 128 rows of one expert (as launch::expert_products's tiles) by kBN
-// output features (256; 128 with x's two parts), two warpgroups of 64 rows each. Tiles of
+// Block: a tile of BM rows of one expert (128, as launch::expert_products's tiles, each of the
+// two warpgroups 64 of them; or 64, MOEWB_CUDA_EXPERT_ROWS=64, each warpgroup all of them and
+// half the outputs: less of a tile left empty by an expert's last rows, for twice the reads of
+// the weights' tiles) by kBN output features (256; 128 with x's two parts). Tiles of
 // kBK = 64 along K (128 bytes a row) go to shared memory through cp.async in the 128-byte
 // swizzled layout the warpgroup products read (engine/wgmma_layout.h), a ring of kStages, two
 // tiles ahead: at step kt the block waits for tile kt, fences it for the tensor cores' reads
@@ -27,17 +29,20 @@ namespace moe::cuda::launch {
 
 namespace {
 
-constexpr int kBM = 128, kBK = 64, kStages = 4, kThreads = 256;
+constexpr int kBK = 64, kStages = 4, kThreads = 256;
 constexpr int kMaxExperts = kGroupedMaxExperts;
 
 using namespace tc;
 namespace wl = wgmma_layout;
 
-template <bool SPLIT>
+// Tiles of BM rows (128: each warpgroup 64 of them and all kBN outputs; 64: each warpgroup
+// all 64 rows and half the outputs) by kBN outputs.
+template <bool SPLIT, int BM>
 struct Shape {
     static constexpr int kBN = SPLIT ? 128 : 256;
+    static constexpr int kWgN = BM == 128 ? kBN : kBN / 2;  // a warpgroup's outputs (its products' N)
     static constexpr int kParts = SPLIT ? 2 : 1;
-    static constexpr uint32_t kATile = kBM * kBK * 2;  // bytes of one part of x's tile
+    static constexpr uint32_t kATile = BM * kBK * 2;   // bytes of one part of x's tile
     static constexpr uint32_t kBTile = kBN * kBK * 2;  // bytes of W's tile
     static constexpr uint32_t kStage = kParts * kATile + kBTile;
     static constexpr size_t kBytes = static_cast<size_t>(kStages) * kStage + 1024;  // + room to align to 1,024
@@ -64,13 +69,14 @@ __device__ inline void fence_accumulators(float (&d)[R]) {
     for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// The accumulators' operands of the warpgroup products below: the names %0 .. %63 and
-// %64 .. %127 in the instruction, and d[0] .. d[63] (d[64] ..) bound to them.
-#define MOE_WG_NAMES_0_63                     \
+// The accumulators' operands of the warpgroup products below: their names in the instruction
+// (%0 .. %127), and d[0] .. bound to them.
+#define MOE_WG_NAMES_0_31                     \
     "%0, %1, %2, %3, %4, %5, %6, %7,"         \
     "%8, %9, %10, %11, %12, %13, %14, %15,"   \
     "%16, %17, %18, %19, %20, %21, %22, %23," \
-    "%24, %25, %26, %27, %28, %29, %30, %31," \
+    "%24, %25, %26, %27, %28, %29, %30, %31"
+#define MOE_WG_NAMES_32_63                    \
     "%32, %33, %34, %35, %36, %37, %38, %39," \
     "%40, %41, %42, %43, %44, %45, %46, %47," \
     "%48, %49, %50, %51, %52, %53, %54, %55," \
@@ -87,53 +93,64 @@ __device__ inline void fence_accumulators(float (&d)[R]) {
 #define MOE_WG_D8(i)                                                                                            \
     "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
         "+f"(d[i + 7])
-#define MOE_WG_D64(i)                                                                                           \
-    MOE_WG_D8(i), MOE_WG_D8(i + 8), MOE_WG_D8(i + 16), MOE_WG_D8(i + 24), MOE_WG_D8(i + 32), MOE_WG_D8(i + 40), \
-        MOE_WG_D8(i + 48), MOE_WG_D8(i + 56)
+#define MOE_WG_D32(i) MOE_WG_D8(i), MOE_WG_D8(i + 8), MOE_WG_D8(i + 16), MOE_WG_D8(i + 24)
+#define MOE_WG_D64(i) MOE_WG_D32(i), MOE_WG_D32(i + 32)
 
 // D (64 × N, f32, N/2 registers a thread) += A · Bᵀ over 16 columns of K, A and B from shared
 // memory through their descriptors (both K-major, not transposed).
 __device__ inline void wgmma_n256(float (&d)[128], uint64_t a, uint64_t b) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_63 "," MOE_WG_NAMES_64_127
-        "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_31 "," MOE_WG_NAMES_32_63
+        "," MOE_WG_NAMES_64_127 "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
         : MOE_WG_D64(0), MOE_WG_D64(64)
         : "l"(a), "l"(b), "r"(1));
 }
 __device__ inline void wgmma_n128(float (&d)[64], uint64_t a, uint64_t b) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_63 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_31 "," MOE_WG_NAMES_32_63
+        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
         : MOE_WG_D64(0)
         : "l"(a), "l"(b), "r"(1));
 }
+__device__ inline void wgmma_n64(float (&d)[32], uint64_t a, uint64_t b) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_31 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : MOE_WG_D32(0)
+        : "l"(a), "l"(b), "r"(1));
+}
 #undef MOE_WG_D64
+#undef MOE_WG_D32
 #undef MOE_WG_D8
 #undef MOE_WG_NAMES_64_127
-#undef MOE_WG_NAMES_0_63
+#undef MOE_WG_NAMES_32_63
+#undef MOE_WG_NAMES_0_31
 
 template <int N>
 __device__ inline void wgmma_tile(float (&d)[N / 2], uint64_t a, uint64_t b) {
     if constexpr (N == 256)
         wgmma_n256(d, a, b);
-    else
+    else if constexpr (N == 128)
         wgmma_n128(d, a, b);
+    else
+        wgmma_n64(d, a, b);
 }
 
-template <bool SPLIT>
+template <bool SPLIT, int BM>
 __global__ void __launch_bounds__(kThreads, 1)
     expert_wgmma_kernel(const __nv_bfloat16* xhi, const __nv_bfloat16* xlo, int64_t K, const void* const* w_table,
                         int64_t N, const int64_t* offsets, int n_expert, float* y, int64_t ldy) {
-    using S = Shape<SPLIT>;
-    constexpr int kBN = S::kBN;
+    using S = Shape<SPLIT, BM>;
+    constexpr int kBN = S::kBN, kWgN = S::kWgN;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     // The ring at the first 1,024-byte boundary: the swizzle follows the address bits.
     const uint32_t raw = smem_addr(smem_raw);
     const uint32_t ring = (raw + 1023u) & ~1023u;
     unsigned char* ring_ptr = smem_raw + (ring - raw);
 
-    const dispatch::Tile tl = block_tile(offsets, n_expert, kBM, blockIdx.y);
+    const dispatch::Tile tl = block_tile(offsets, n_expert, BM, blockIdx.y);
     if (tl.expert < 0) return;
     const int64_t r0 = tl.row0, rows = tl.rows;
     const auto* w = static_cast<const __nv_bfloat16*>(w_table[tl.expert]);
@@ -143,7 +160,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto load = [&](int stage, int64_t kt) {
         unsigned char* base = ring_ptr + stage * S::kStage;
         const int64_t k = kt * kBK;
-        for (int i = threadIdx.x; i < kBM * 8; i += kThreads) {
+        for (int i = threadIdx.x; i < BM * 8; i += kThreads) {
             const int r = i / 8, piece = i % 8;
             const bool ok = r < rows;
             const int64_t at = (ok ? r0 + r : r0) * K + k + piece * 8;
@@ -160,12 +177,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
     };
 
-    float acc[kBN / 2];
+    float acc[kWgN / 2];
 #pragma unroll
-    for (int i = 0; i < kBN / 2; ++i) acc[i] = 0.f;
+    for (int i = 0; i < kWgN / 2; ++i) acc[i] = 0.f;
     fence_accumulators(acc);
 
-    const int wg = threadIdx.x / 128;  // the warpgroup: rows 64·wg .. of the tile
+    // The warpgroup's rows of the tile (from row0) and outputs (from col0).
+    const int wg = threadIdx.x / 128;
+    const int row0 = BM == 128 ? 64 * wg : 0, col0 = BM == 128 ? 0 : kWgN * wg;
     const int64_t n_k = K / kBK;
     load(0, 0);
     commit();
@@ -178,13 +197,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (kt + 2 < n_k) load(static_cast<int>((kt + 2) % kStages), kt + 2);
         commit();
         const uint32_t stage = ring + static_cast<uint32_t>(kt % kStages) * S::kStage;
-        const uint32_t a_hi = stage + static_cast<uint32_t>(wg) * 64u * 128u, b = stage + S::kParts * S::kATile;
+        const uint32_t a_hi = stage + static_cast<uint32_t>(row0) * 128u;
+        const uint32_t b = stage + S::kParts * S::kATile + static_cast<uint32_t>(col0) * 128u;
         wgmma_fence();
 #pragma unroll
         for (uint32_t kk = 0; kk < kBK / 16; ++kk) {
             const uint64_t db = wl::descriptor(b + 32u * kk);
-            wgmma_tile<kBN>(acc, wl::descriptor(a_hi + 32u * kk), db);
-            if constexpr (SPLIT) wgmma_tile<kBN>(acc, wl::descriptor(a_hi + S::kATile + 32u * kk), db);
+            wgmma_tile<kWgN>(acc, wl::descriptor(a_hi + 32u * kk), db);
+            if constexpr (SPLIT) wgmma_tile<kWgN>(acc, wl::descriptor(a_hi + S::kATile + 32u * kk), db);
         }
         wgmma_commit();
         wgmma_wait<1>();  // the products of tile kt - 1 are done (kt's may still run)
@@ -194,9 +214,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
 #pragma unroll
-    for (int i = 0; i < kBN / 2; i += 2) {
+    for (int i = 0; i < kWgN / 2; i += 2) {
         const wl::Cell cell = wl::accumulator_cell(warp, lane, i);
-        const int64_t r = 64 * wg + cell.row, col = n0 + cell.col;
+        const int64_t r = row0 + cell.row, col = n0 + col0 + cell.col;
         if (r >= rows) continue;
         float* yr = y + (r0 + r) * ldy;
         if (col + 1 < N)
@@ -206,18 +226,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 }
 
-template <bool SPLIT>
+template <bool SPLIT, int BM>
 cudaError_t launch_wgmma(const void* hi, const void* lo, int64_t K, const void* const* w_table, int64_t N,
                          const int64_t* offsets, int n_expert, int64_t row_tiles, float* y, int64_t ldy,
                          cudaStream_t s) {
-    using S = Shape<SPLIT>;
+    using S = Shape<SPLIT, BM>;
     static const cudaError_t raised = cudaFuncSetAttribute(
-        expert_wgmma_kernel<SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kBytes));
+        expert_wgmma_kernel<SPLIT, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kBytes));
     if (raised != cudaSuccess) return raised;
     const dim3 grid(static_cast<unsigned>((N + S::kBN - 1) / S::kBN), static_cast<unsigned>(row_tiles));
-    expert_wgmma_kernel<SPLIT><<<grid, kThreads, S::kBytes, s>>>(static_cast<const __nv_bfloat16*>(hi),
-                                                                 static_cast<const __nv_bfloat16*>(lo), K, w_table, N,
-                                                                 offsets, n_expert, y, ldy);
+    expert_wgmma_kernel<SPLIT, BM><<<grid, kThreads, S::kBytes, s>>>(static_cast<const __nv_bfloat16*>(hi),
+                                                                     static_cast<const __nv_bfloat16*>(lo), K, w_table,
+                                                                     N, offsets, n_expert, y, ldy);
     return cudaGetLastError();
 }
 
@@ -229,11 +249,15 @@ bool expert_wgmma_fit(int64_t K, int64_t N, int64_t n_expert) {
 
 cudaError_t expert_products_wgmma(const void* hi, const void* lo, int64_t K, const void* const* w_table, int64_t N,
                                   const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy,
-                                  cudaStream_t s) {
+                                  cudaStream_t s, int tile_rows) {
     if (row_tiles <= 0) return cudaSuccess;
+    if (tile_rows != 64 && tile_rows != 128) return cudaErrorInvalidValue;
     const int E = static_cast<int>(n_expert);
-    return lo ? launch_wgmma<true>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s)
-              : launch_wgmma<false>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
+    if (tile_rows == 64)
+        return lo ? launch_wgmma<true, 64>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s)
+                  : launch_wgmma<false, 64>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
+    return lo ? launch_wgmma<true, 128>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s)
+              : launch_wgmma<false, 128>(hi, lo, K, w_table, N, offsets, E, row_tiles, y, ldy, s);
 }
 
 }  // namespace moe::cuda::launch

@@ -141,14 +141,15 @@ void check_cublas(cublasStatus_t status, const char* what);
 // row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
 // expert_products_fit: the weights' type, K and number of experts it takes (16-byte aligned
 // matrices asked of the caller).
-// wgmma: the same products on Hopper's warpgroup products (engine/cuda/grouped_wgmma.h) where
-// expert_wgmma_available() and the shape allows (K a multiple of 64); the mma.sync kernel
-// otherwise. By default as MOEWB_CUDA_EXPERT_GEMM=wgmma asks.
+// wgmma_rows (expert_wgmma_rows): 0, the mma.sync kernel with tiles of 128 rows; 128 or 64, the
+// same products on Hopper's warpgroup products (engine/cuda/grouped_wgmma.h) with tiles of that
+// many rows, where expert_wgmma_available() and the shape allows (K a multiple of 64), else the
+// mma.sync kernel (on a grid counted for the smaller tiles: the blocks past its tiles end at once).
 bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert);
-int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
+int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert, int wgmma_rows = expert_wgmma_rows());
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
-                     bool wgmma = expert_gemm_mode() == 5);
+                     int wgmma_rows = expert_wgmma_rows());
 
 // hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
 // the activations of several products rounded once (Blas::linear_rounded).
