@@ -1,7 +1,7 @@
 // The routed experts' products of a step of many tokens in one launch on Hopper's warpgroup
 // products (engine/cuda/grouped_wgmma.cu, compiled for compute 9.0a only): what
-// launch::expert_products computes (the same tiles of 128 rows of an expert, x as one BF16 part
-// or two), for MOEWB_CUDA_EXPERT_GEMM=wgmma on a device of compute 9.0. For the .cu files.
+// launch::expert_products computes (tiles of 128 rows of an expert, or of 64, x as one BF16
+// part or two), for MOEWB_CUDA_EXPERT_GEMM=wgmma on a device of compute 9.0. For the .cu files.
 #pragma once
 
 #include <cuda_runtime.h>
