@@ -311,20 +311,15 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             // MOEWB_CUDA_EXPERT_GEMM=cublas-grouped: every batch in one grouped call on the step's
             // stream (launch::grouped_cublas_expert_products), in place of a batched call each.
             const bool grouped_call = launch::grouped_cublas_expert_products();
-            std::vector<int64_t> group_rows, group_sizes;  // with grouped_call: a group per batch
             if (grouped_call) {
-                for (const dispatch::ExpertBatch& b : plan.batches) {
-                    group_rows.push_back(per_row * b.rows);
-                    group_sizes.push_back(static_cast<int64_t>(b.experts.size()));
-                }
                 const void* const* x_lo = add_lo ? table(kXLo, 0) : nullptr;
                 if (one) {
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, group_rows, group_sizes, H, table(kGateW, 0),
+                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kGateW, 0),
                                                   m.expert_type, 2 * F, outputs(kGateY, 0), 2 * F);
                 } else {
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, group_rows, group_sizes, H, table(kGateW, 0),
+                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kGateW, 0),
                                                   m.expert_type, F, outputs(kGateY, 0), 2 * F);
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, group_rows, group_sizes, H, table(kUpW, 0),
+                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kUpW, 0),
                                                   m.expert_type, F, outputs(kUpY, 0), 2 * F);
                 }
             } else {
@@ -348,9 +343,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
                 launch::silu_mul_round(s.eg, n_pad, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
             if (grouped_call) {
-                blas_->linear_rounded_grouped(table(kHHi, 0), add_lo ? table(kHLo, 0) : nullptr, group_rows,
-                                              group_sizes, F, table(kDownW, 0), m.expert_type, H, outputs(kDownY, 0),
-                                              H);
+                blas_->linear_rounded_grouped(table(kHHi, 0), add_lo ? table(kHLo, 0) : nullptr, plan.batches, per_row,
+                                              F, table(kDownW, 0), m.expert_type, H, outputs(kDownY, 0), H);
             } else {
                 for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
                     blas.linear_rounded_batched(table(kHHi, i), add_lo ? table(kHLo, i) : nullptr, per_row * b.rows, F,

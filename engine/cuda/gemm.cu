@@ -143,26 +143,24 @@ void Blas::linear_rounded_batched(const void* const* hi, const void* const* lo, 
     if (lo) gemm(lo, &one);
 }
 
-void Blas::linear_rounded_grouped(const void* const* hi, const void* const* lo, const std::vector<int64_t>& rows,
-                                  const std::vector<int64_t>& sizes, int64_t in, const void* const* w, DType w_type,
-                                  int64_t out, float* const* y, int64_t ldy) {
-    if (rows.size() != sizes.size())
-        throw Error(ErrorKind::failure, "a grouped GEMM: " + std::to_string(rows.size()) + " row counts for " +
-                                            std::to_string(sizes.size()) + " groups");
+void Blas::linear_rounded_grouped(const void* const* hi, const void* const* lo,
+                                  const std::vector<dispatch::ExpertBatch>& batches, int64_t per_row, int64_t in,
+                                  const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy) {
     if (w_type != DType::bf16 && w_type != DType::f16)
         throw Error(ErrorKind::failure,
                     std::string("a grouped GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
     std::vector<int> m, n, k, lda, ldb, ldc, size;
-    for (size_t g = 0; g < rows.size(); ++g) {
-        if (rows[g] <= 0 || sizes[g] <= 0)
+    for (size_t g = 0; g < batches.size(); ++g) {
+        const int64_t rows = per_row * batches[g].rows, count = static_cast<int64_t>(batches[g].experts.size());
+        if (rows <= 0 || count <= 0)
             throw Error(ErrorKind::failure, "a grouped GEMM: group " + std::to_string(g) + " is empty");
         m.push_back(static_cast<int>(out));
-        n.push_back(static_cast<int>(rows[g]));
+        n.push_back(static_cast<int>(rows));
         k.push_back(static_cast<int>(in));
         lda.push_back(static_cast<int>(in));
         ldb.push_back(static_cast<int>(in));
         ldc.push_back(static_cast<int>(ldy));
-        size.push_back(static_cast<int>(sizes[g]));
+        size.push_back(static_cast<int>(count));
     }
     if (m.empty() || out <= 0) return;
     const auto groups = static_cast<int>(m.size());
@@ -350,21 +348,16 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     upload(d_yt, yt.data(), yt.size());
     launch::Blas blas(nullptr);
     if (grouped) {
-        std::vector<int64_t> rows_of, sizes;
+        blas.linear_rounded_grouped(d_ht.ptr, split && !stacked ? d_lt.ptr : nullptr, plan.batches, per_row, K,
+                                    d_wt.ptr, DType::bf16, N, d_yt.ptr, N);
+    } else {
+        int64_t first = 0;
         for (const dispatch::ExpertBatch& b : plan.batches) {
-            rows_of.push_back(per_row * b.rows);
-            sizes.push_back(static_cast<int64_t>(b.experts.size()));
+            const auto n = static_cast<int64_t>(b.experts.size());
+            blas.linear_rounded_batched(d_ht.ptr + first, split && !stacked ? d_lt.ptr + first : nullptr,
+                                        per_row * b.rows, K, d_wt.ptr + first, DType::bf16, N, d_yt.ptr + first, N, n);
+            first += n;
         }
-        blas.linear_rounded_grouped(d_ht.ptr, split && !stacked ? d_lt.ptr : nullptr, rows_of, sizes, K, d_wt.ptr,
-                                    DType::bf16, N, d_yt.ptr, N);
-    }
-    int64_t first = 0;
-    for (const dispatch::ExpertBatch& b : plan.batches) {
-        if (grouped) break;
-        const auto n = static_cast<int64_t>(b.experts.size());
-        blas.linear_rounded_batched(d_ht.ptr + first, split && !stacked ? d_lt.ptr + first : nullptr, per_row * b.rows, K,
-                                    d_wt.ptr + first, DType::bf16, N, d_yt.ptr + first, N, n);
-        first += n;
     }
     check(cudaDeviceSynchronize(), "running the batched experts' products");
     std::vector<float> yp, y(static_cast<size_t>(rows * N));

@@ -13,6 +13,7 @@
 #include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/launch_after.h"  // expert_gemm_mode
 #include "engine/cuda/route_outputs.h"
+#include "engine/expert_streams.h"  // dispatch::ExpertBatch
 #include "engine/router.h"
 #include "engine/router_core.h"
 #include "engine/tensor.h"
@@ -116,12 +117,13 @@ public:
     void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in,
                                 const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy,
                                 int64_t count);
-    // Groups of such products in one grouped call (cublasGemmGroupedBatchedEx): group g has
-    // sizes[g] products of rows[g] rows each, their pointers one after another in the device
-    // arrays (the groups' in order); in, out, w_type, ldy as above.
-    void linear_rounded_grouped(const void* const* hi, const void* const* lo, const std::vector<int64_t>& rows,
-                                const std::vector<int64_t>& sizes, int64_t in, const void* const* w, DType w_type,
-                                int64_t out, float* const* y, int64_t ldy);
+    // The batches of a plan (dispatch::plan_batches) in one grouped call
+    // (cublasGemmGroupedBatchedEx), a group per batch: its experts' products of per_row · rows
+    // rows each, their pointers one after another in the device arrays (the batches' in order);
+    // in, out, w_type, ldy as above.
+    void linear_rounded_grouped(const void* const* hi, const void* const* lo,
+                                const std::vector<dispatch::ExpertBatch>& batches, int64_t per_row, int64_t in,
+                                const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
     bool split_activations() const { return split_; }
