@@ -85,8 +85,15 @@ SchedTime display_stack_time(qint64 x_pid) {
              QDir(QString("/proc/%1/task").arg(pid)).entryList(QDir::Dirs | QDir::NoDotAndDotDot)) {
             const QString dir = QString("/proc/%1/task/%2/").arg(pid).arg(tid);
             if (!name_prefix.isEmpty()) {
-                QFile comm(dir + "comm");
-                if (!comm.open(QIODevice::ReadOnly) || !comm.readAll().startsWith(name_prefix)) continue;
+                // A thread's name read once (the heartbeat asks every 5 ms on the GUI thread).
+                static std::map<QString, bool> named;
+                auto it = named.find(dir);
+                if (it == named.end()) {
+                    QFile comm(dir + "comm");
+                    it = named.emplace(dir, comm.open(QIODevice::ReadOnly) && comm.readAll().startsWith(name_prefix))
+                             .first;
+                }
+                if (!it->second) continue;
             }
             if (const auto t = read_schedstat(dir + "schedstat")) {
                 sum.cpu_ns += t->cpu_ns;
