@@ -218,8 +218,7 @@ private slots:
 
 private:
     // pad 0: ours in one launch (alone, on the warpgroup products with tiles of wgmma_rows rows
-    // when that is not 0); otherwise cuBLAS batched over rows padded to it, as batched calls or
-    // (grouped) one grouped call.
+    // when that is not 0); otherwise cuBLAS batched over rows padded to it.
     static void expert_products_match_an_exact_sum(int wgmma_rows) {
         const bool wgmma = wgmma_rows > 0;
         test_support::Lcg rng{9};
@@ -237,43 +236,39 @@ private:
             for (auto& m : w)
                 for (auto& v : m) v = moe::f32_to_bf16((static_cast<float>(rng.next(20001)) / 10000.0f - 1.0f) * 0.05f);
             for (const int64_t pad : {int64_t(0), int64_t(64), int64_t(8)})
-                for (const int mode : {0, 1, 2})  // BF16, split, split with stacked parts
-                    for (const bool grouped : {false, true}) {
-                        const bool split = mode > 0, stacked = mode == 2;
-                        if (((stacked || grouped) && !pad) || (wgmma && pad)) continue;
-                        const std::vector<float> y =
-                            pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked,
-                                                                          grouped)
-                                : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split, wgmma_rows);
-                        QCOMPARE(y.size(), size_t(rows * N));
-                        for (const float v : y) QVERIFY(std::isfinite(v));
-                        double worst = 0;
-                        for (size_t e = 0; e < counts.size(); ++e)
-                            for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
-                                for (int64_t o = r % 5; o < N; o += 5) {
-                                    double exact = 0, mag = 0;
-                                    for (int64_t i = 0; i < K; ++i) {
-                                        const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
-                                        const float xi = x[size_t(r * K + i)];
-                                        const double xv =
-                                            split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
-                                        exact += xv * wi;
-                                        mag += std::abs(xv * wi);
-                                    }
-                                    worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
+                for (const int mode : {0, 1, 2}) {  // BF16, split, split with stacked parts
+                    const bool split = mode > 0, stacked = mode == 2;
+                    if ((stacked && !pad) || (wgmma && pad)) continue;
+                    const std::vector<float> y =
+                        pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked)
+                            : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split, wgmma_rows);
+                    QCOMPARE(y.size(), size_t(rows * N));
+                    for (const float v : y) QVERIFY(std::isfinite(v));
+                    double worst = 0;
+                    for (size_t e = 0; e < counts.size(); ++e)
+                        for (int64_t r = offsets[e]; r < offsets[e + 1]; r += std::max<int64_t>(1, counts[e] / 24))
+                            for (int64_t o = r % 5; o < N; o += 5) {
+                                double exact = 0, mag = 0;
+                                for (int64_t i = 0; i < K; ++i) {
+                                    const double wi = double(moe::bf16_to_f32(w[e][size_t(o * K + i)]));
+                                    const float xi = x[size_t(r * K + i)];
+                                    const double xv =
+                                        split ? double(xi) : double(moe::bf16_to_f32(moe::f32_to_bf16(xi)));
+                                    exact += xv * wi;
+                                    mag += std::abs(xv * wi);
                                 }
-                        qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
-                              !pad
-                                  ? (wgmma ? "in one launch on the warpgroup products, tiles of rows" : "in one launch")
-                              : grouped ? "grouped call, padded to"
-                                        : "batched, padded to",
-                              (long long)(pad ? pad : wgmma_rows), (long long)K, (long long)N,
-                              stacked ? " (split, stacked)"
-                              : split ? " (split)"
-                                      : "",
-                              worst);
-                        QVERIFY(worst < 1e-5);
-                    }
+                                worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
+                            }
+                    qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
+                          !pad ? (wgmma ? "in one launch on the warpgroup products, tiles of rows" : "in one launch")
+                               : "batched, padded to",
+                          (long long)(pad ? pad : wgmma_rows), (long long)K, (long long)N,
+                          stacked ? " (split, stacked)"
+                          : split ? " (split)"
+                                  : "",
+                          worst);
+                    QVERIFY(worst < 1e-5);
+                }
         }
     }
 };

@@ -36,7 +36,7 @@ if want main; then
 fi
 if want experts; then
     # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.
-    for way in grouped cublas batched cublas-grouped wgmma; do
+    for way in grouped cublas batched wgmma; do
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \
             --gen-tokens 8 --repeat 3 | tee "$OUT/bench-cuda-experts-$way.json"
         MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 \

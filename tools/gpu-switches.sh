@@ -5,8 +5,7 @@
 # tolerances.)
 # (MOEWB_CUDA_DECODE_KERNEL=layer takes the layers of a decode step from the other decode
 # switches: with it they act on the launches of what it does not run.)
-# (MOEWB_CUDA_EXPERT_GEMM takes one value at a time: wgmma here, our own kernel end to end;
-# cublas-grouped's products are checked by test_cuda_gemm and benched by gpu-bench.sh.)
+# (MOEWB_CUDA_EXPERT_GEMM takes one value at a time: wgmma here, our own kernel end to end.)
 GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_DECODE_BLOCKS=3
     MOEWB_CUDA_DECODE_KERNEL=layer MOEWB_CUDA_EXPERT_GEMM=wgmma MOEWB_CUDA_ATTENTION=wide)
 # The paths that were the default before and can still be chosen (to compare): the suites run

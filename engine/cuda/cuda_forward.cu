@@ -308,50 +308,29 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             };
             const int64_t per_row = stacked ? 2 : 1;  // rows of a product per padded row
             const bool add_lo = lo && !stacked;       // a second product for the lo parts
-            // MOEWB_CUDA_EXPERT_GEMM=cublas-grouped: every batch in one grouped call on the step's
-            // stream (launch::grouped_cublas_expert_products), in place of a batched call each.
-            const bool grouped_call = launch::grouped_cublas_expert_products();
-            if (grouped_call) {
-                const void* const* x_lo = add_lo ? table(kXLo, 0) : nullptr;
+            for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
+                const auto n = static_cast<int64_t>(b.experts.size());
+                const void* const* x_lo = add_lo ? table(kXLo, i) : nullptr;
                 if (one) {
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kGateW, 0),
-                                                  m.expert_type, 2 * F, outputs(kGateY, 0), 2 * F);
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i),
+                                                m.expert_type, 2 * F, outputs(kGateY, i), 2 * F, n);
                 } else {
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kGateW, 0),
-                                                  m.expert_type, F, outputs(kGateY, 0), 2 * F);
-                    blas_->linear_rounded_grouped(table(kXHi, 0), x_lo, plan.batches, per_row, H, table(kUpW, 0),
-                                                  m.expert_type, F, outputs(kUpY, 0), 2 * F);
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i),
+                                                m.expert_type, F, outputs(kGateY, i), 2 * F, n);
+                    blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kUpW, i),
+                                                m.expert_type, F, outputs(kUpY, i), 2 * F, n);
                 }
-            } else {
-                for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
-                    const auto n = static_cast<int64_t>(b.experts.size());
-                    const void* const* x_lo = add_lo ? table(kXLo, i) : nullptr;
-                    if (one) {
-                        blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i),
-                                                    m.expert_type, 2 * F, outputs(kGateY, i), 2 * F, n);
-                    } else {
-                        blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kGateW, i),
-                                                    m.expert_type, F, outputs(kGateY, i), 2 * F, n);
-                        blas.linear_rounded_batched(table(kXHi, i), x_lo, per_row * b.rows, H, table(kUpW, i),
-                                                    m.expert_type, F, outputs(kUpY, i), 2 * F, n);
-                    }
-                });
-            }
+            });
             if (stacked)
                 launch::silu_mul_round_stacked(s.eg, s.padded, E, n_pad, F, m.expert_type, hi, stream_);
             else
                 launch::silu_mul_round(s.eg, n_pad, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
-            if (grouped_call) {
-                blas_->linear_rounded_grouped(table(kHHi, 0), add_lo ? table(kHLo, 0) : nullptr, plan.batches, per_row,
-                                              F, table(kDownW, 0), m.expert_type, H, outputs(kDownY, 0), H);
-            } else {
-                for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
-                    blas.linear_rounded_batched(table(kHHi, i), add_lo ? table(kHLo, i) : nullptr, per_row * b.rows, F,
-                                                table(kDownW, i), m.expert_type, H, outputs(kDownY, i), H,
-                                                static_cast<int64_t>(b.experts.size()));
-                });
-            }
+            for_batches(plan, [&](const dispatch::ExpertBatch& b, int64_t i, launch::Blas& blas) {
+                blas.linear_rounded_batched(table(kHHi, i), add_lo ? table(kHLo, i) : nullptr, per_row * b.rows, F,
+                                            table(kDownW, i), m.expert_type, H, outputs(kDownY, i), H,
+                                            static_cast<int64_t>(b.experts.size()));
+            });
         } else if (grouped(m)) {
             // All experts in one launch per product: gate and up (one product of 2F outputs when
             // they lie side by side), then down.

@@ -115,18 +115,13 @@ long env_number(const char* name, long lo, long hi, long fallback, bool (*ok)(lo
 
 }  // namespace
 
-// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched, 4
-// cuBLAS batched layouts in one grouped call.
+// MOEWB_CUDA_EXPERT_GEMM as asked: 0 auto, 1 ours, 2 cuBLAS per expert, 3 cuBLAS batched, 4 ours
+// on the warpgroup products.
 int expert_gemm_mode() {
     static const int mode = [] {
         const char* env = std::getenv("MOEWB_CUDA_EXPERT_GEMM");
         const std::string v = env ? env : "";
-        return v == "grouped"          ? 1
-               : v == "cublas"         ? 2
-               : v == "batched"        ? 3
-               : v == "cublas-grouped" ? 4
-               : v == "wgmma"          ? 5
-                                       : 0;
+        return v == "grouped" ? 1 : v == "cublas" ? 2 : v == "batched" ? 3 : v == "wgmma" ? 4 : 0;
     }();
     return mode;
 }
@@ -153,16 +148,12 @@ int expert_streams() {
 
 bool grouped_expert_products(bool split) {
     const int mode = expert_gemm_mode();
-    return mode == 1 || mode == 5 || (mode == 0 && split);
+    return mode == 1 || mode == 4 || (mode == 0 && split);
 }
 
 bool batched_expert_products() {
     const int mode = expert_gemm_mode();
-    return mode == 3 || mode == 0 || mode == 4;
-}
-
-bool grouped_cublas_expert_products() {
-    return expert_gemm_mode() == 4;
+    return mode == 3 || mode == 0;
 }
 
 int expert_rows_asked() {
@@ -233,7 +224,7 @@ int multiprocessors() {
 namespace moe::cuda {
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
-    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "cublas-grouped", "wgmma"};
+    static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "wgmma"};
     return {
         {"attention", launch::f32_attention_asked()                                           ? "f32"
                       : launch::prefill_attention_asked() == PrefillAttention::pipelined_wide ? "wide"
@@ -244,7 +235,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
                          : launch::early_launch() ? "on"
                                                   : "off"},
         {"rope", launch::fused_rope_asked() ? "fused" : "separate"},
-        {"expert_gemm", launch::expert_gemm_mode() == 5 && !launch::expert_wgmma_available()
+        {"expert_gemm", launch::expert_gemm_mode() == 4 && !launch::expert_wgmma_available()
                             ? "grouped (wgmma asked: this device or build has no wgmma kernel)"
                             : gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},

@@ -143,41 +143,6 @@ void Blas::linear_rounded_batched(const void* const* hi, const void* const* lo, 
     if (lo) gemm(lo, &one);
 }
 
-void Blas::linear_rounded_grouped(const void* const* hi, const void* const* lo,
-                                  const std::vector<dispatch::ExpertBatch>& batches, int64_t per_row, int64_t in,
-                                  const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy) {
-    if (w_type != DType::bf16 && w_type != DType::f16)
-        throw Error(ErrorKind::failure,
-                    std::string("a grouped GEMM on rounded activations with ") + dtype_name(w_type) + " weights");
-    std::vector<int> m, n, k, lda, ldb, ldc, size;
-    for (size_t g = 0; g < batches.size(); ++g) {
-        const int64_t rows = per_row * batches[g].rows, count = static_cast<int64_t>(batches[g].experts.size());
-        if (rows <= 0 || count <= 0)
-            throw Error(ErrorKind::failure, "a grouped GEMM: group " + std::to_string(g) + " is empty");
-        m.push_back(static_cast<int>(out));
-        n.push_back(static_cast<int>(rows));
-        k.push_back(static_cast<int>(in));
-        lda.push_back(static_cast<int>(in));
-        ldb.push_back(static_cast<int>(in));
-        ldc.push_back(static_cast<int>(ldy));
-        size.push_back(static_cast<int>(count));
-    }
-    if (m.empty() || out <= 0) return;
-    const auto groups = static_cast<int>(m.size());
-    const cudaDataType_t type = w_type == DType::bf16 ? CUDA_R_16BF : CUDA_R_16F;
-    const std::vector<cublasOperation_t> ta(m.size(), CUBLAS_OP_T), tb(m.size(), CUBLAS_OP_N);
-    const std::vector<float> alpha(m.size(), 1.0f), zero(m.size(), 0.0f), one(m.size(), 1.0f);
-    auto gemm = [&](const void* const* b, const std::vector<float>& beta) {
-        check_cublas(cublasGemmGroupedBatchedEx(handle_, ta.data(), tb.data(), m.data(), n.data(), k.data(),
-                                                alpha.data(), w, type, lda.data(), b, type, ldb.data(), beta.data(),
-                                                reinterpret_cast<void* const*>(y), CUDA_R_32F, ldc.data(), groups,
-                                                size.data(), CUBLAS_COMPUTE_32F),
-                     "grouped GEMM");
-    };
-    gemm(hi, zero);
-    if (lo) gemm(lo, one);
-}
-
 Blas::Blas(cudaStream_t s) : stream_(s) {
     constexpr size_t kWorkspace = size_t(32) << 20;
     check_cublas(cublasCreate(&handle_), "creating a handle");
@@ -288,7 +253,7 @@ std::vector<uint16_t> silu_mul_round_stacked_bf16(const std::vector<float>& gu, 
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                                int64_t pad, bool stacked, bool grouped) {
+                                                int64_t pad, bool stacked) {
     stacked = stacked && split;
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
@@ -347,17 +312,12 @@ std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int
     upload(d_lt, lt.data(), lt.size());
     upload(d_yt, yt.data(), yt.size());
     launch::Blas blas(nullptr);
-    if (grouped) {
-        blas.linear_rounded_grouped(d_ht.ptr, split && !stacked ? d_lt.ptr : nullptr, plan.batches, per_row, K,
-                                    d_wt.ptr, DType::bf16, N, d_yt.ptr, N);
-    } else {
-        int64_t first = 0;
-        for (const dispatch::ExpertBatch& b : plan.batches) {
-            const auto n = static_cast<int64_t>(b.experts.size());
-            blas.linear_rounded_batched(d_ht.ptr + first, split && !stacked ? d_lt.ptr + first : nullptr,
-                                        per_row * b.rows, K, d_wt.ptr + first, DType::bf16, N, d_yt.ptr + first, N, n);
-            first += n;
-        }
+    int64_t first = 0;
+    for (const dispatch::ExpertBatch& b : plan.batches) {
+        const auto n = static_cast<int64_t>(b.experts.size());
+        blas.linear_rounded_batched(d_ht.ptr + first, split && !stacked ? d_lt.ptr + first : nullptr, per_row * b.rows,
+                                    K, d_wt.ptr + first, DType::bf16, N, d_yt.ptr + first, N, n);
+        first += n;
     }
     check(cudaDeviceSynchronize(), "running the batched experts' products");
     std::vector<float> yp, y(static_cast<size_t>(rows * N));

@@ -55,12 +55,11 @@ bool expert_wgmma_available();
 // With `stacked` (split only), each expert's hi and lo parts are the rows of one product over
 // the stacked layout (dispatch::stacked_hi), as exact activations' batched products run by
 // default, and each
-// row's two products are summed after it. With `grouped`, the batches run as one cuBLAS
-// grouped call (Blas::linear_rounded_grouped, MOEWB_CUDA_EXPERT_GEMM=cublas-grouped).
+// row's two products are summed after it.
 std::vector<float> expert_products_batched_bf16(const std::vector<float>& x, int64_t K,
                                                 const std::vector<int64_t>& offsets,
                                                 const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                                int64_t pad, bool stacked = false, bool grouped = false);
+                                                int64_t pad, bool stacked = false);
 // h = silu(gu[r, f]) · gu[r, F + f] of gu [rows, 2F] rounded to BF16 parts in one launch
 // (launch::silu_mul_round).
 Bf16Parts silu_mul_round_bf16(const std::vector<float>& gu, int64_t rows, int64_t F, bool split);

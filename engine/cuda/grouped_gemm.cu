@@ -175,7 +175,7 @@ bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert) {
 }
 
 int expert_wgmma_rows() {
-    static const int rows = expert_gemm_mode() == 5 && expert_wgmma_available() ? expert_rows_asked() : 0;
+    static const int rows = expert_gemm_mode() == 4 && expert_wgmma_available() ? expert_rows_asked() : 0;
     return rows;
 }
 

@@ -117,13 +117,6 @@ public:
     void linear_rounded_batched(const void* const* hi, const void* const* lo, int64_t T, int64_t in,
                                 const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy,
                                 int64_t count);
-    // The batches of a plan (dispatch::plan_batches) in one grouped call
-    // (cublasGemmGroupedBatchedEx), a group per batch: its experts' products of per_row · rows
-    // rows each, their pointers one after another in the device arrays (the batches' in order);
-    // in, out, w_type, ldy as above.
-    void linear_rounded_grouped(const void* const* hi, const void* const* lo,
-                                const std::vector<dispatch::ExpertBatch>& batches, int64_t per_row, int64_t in,
-                                const void* const* w, DType w_type, int64_t out, float* const* y, int64_t ldy);
     cudaStream_t stream() const { return stream_; }
     void set_split_activations(bool on) { split_ = on; }
     bool split_activations() const { return split_; }

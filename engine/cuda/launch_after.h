@@ -45,12 +45,8 @@ int64_t expert_row_pad();
 // rows a product) rather than two products, the second added (MOEWB_CUDA_EXPERT_PARTS=apart, to
 // compare).
 bool stacked_expert_parts();
-// Whether the batched products' layout runs as one cuBLAS grouped call
-// (cublasGemmGroupedBatchedEx) per product rather than one batched call per padded count on
-// the side streams: MOEWB_CUDA_EXPERT_GEMM=cublas-grouped (to compare).
-bool grouped_cublas_expert_products();
 // MOEWB_CUDA_EXPERT_GEMM as asked: 0 unset (batched, else the default per mode), 1 grouped,
-// 2 cublas, 3 batched, 4 cublas-grouped, 5 wgmma (the grouped layout on Hopper's warpgroup
+// 2 cublas, 3 batched, 4 wgmma (the grouped layout on Hopper's warpgroup
 // products where the device and the build have them: launch::expert_wgmma_available).
 int expert_gemm_mode();
 // Whether this build has the Hopper experts' kernel (its architectures name 9.0) and the device
