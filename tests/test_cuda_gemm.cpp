@@ -68,7 +68,7 @@ private slots:
     // one row, partial and whole tiles of 128 rows, several tiles; outputs not a multiple of the 128-wide tile; the
     // same bound as one cuBLAS product per expert (against the BF16-rounded x, or split
     // against x itself), every output written (the output is poisoned with NaN first).
-    void expertProductsInOneLaunchMatchAnExactSum() { expert_products_match_an_exact_sum(0); }
+    void expertProductsInOneLaunchMatchAnExactSum() { expert_products_match_an_exact_sum(false); }
 
     void fusedProductsMatchTheCpu() {
         test_support::Lcg rng{9};
@@ -204,23 +204,23 @@ private slots:
         }
     }
 
-    // The same products in one launch on Hopper's warpgroup products (MOEWB_CUDA_EXPERT_GEMM=wgmma),
-    // with tiles of 128 and of 64 rows (MOEWB_CUDA_EXPERT_ROWS), to the same bound: outputs not
-    // a multiple of its 256-wide (128 split) tile, K of one 64-wide tile and of many.
-    // Last: a fault of the kernel (an illegal instruction) leaves the process's CUDA context
-    // unusable, and would fail the suite's other checks with it.
+    // The same products in one launch on Hopper's warpgroup products fed by the TMA
+    // (MOEWB_CUDA_EXPERT_GEMM=wgmma), to the same bound: outputs not a multiple of its 256-wide
+    // (128 split) tile, K of one 64-wide tile and of many, experts' tiles whose rows run into the
+    // next expert's and past the last row.
+    // Last: a fault of the kernel (an illegal instruction, a trap) leaves the process's CUDA
+    // context unusable, and would fail the suite's other checks with it.
     void wgmmaExpertProductsMatchAnExactSum() {
         if (!moe::cuda::expert_wgmma_available())
             QSKIP(
                 "the wgmma experts' kernel needs a device of compute 9.0 and a build for it (architectures naming 90)");
-        for (const int rows : {128, 64}) expert_products_match_an_exact_sum(rows);
+        expert_products_match_an_exact_sum(true);
     }
 
 private:
-    // pad 0: ours in one launch (alone, on the warpgroup products with tiles of wgmma_rows rows
-    // when that is not 0); otherwise cuBLAS batched over rows padded to it.
-    static void expert_products_match_an_exact_sum(int wgmma_rows) {
-        const bool wgmma = wgmma_rows > 0;
+    // pad 0: ours in one launch (alone: on the warpgroup products with `wgmma`); otherwise cuBLAS
+    // batched over rows padded to it.
+    static void expert_products_match_an_exact_sum(bool wgmma) {
         test_support::Lcg rng{9};
         struct Shape {
             int64_t K, N;
@@ -241,7 +241,7 @@ private:
                     if ((stacked && !pad) || (wgmma && pad)) continue;
                     const std::vector<float> y =
                         pad ? moe::cuda::expert_products_batched_bf16(x, K, offsets, w, N, split, pad, stacked)
-                            : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split, wgmma_rows);
+                            : moe::cuda::expert_products_bf16(x, K, offsets, w, N, split, wgmma);
                     QCOMPARE(y.size(), size_t(rows * N));
                     for (const float v : y) QVERIFY(std::isfinite(v));
                     double worst = 0;
@@ -259,10 +259,11 @@ private:
                                 }
                                 worst = std::max(worst, std::abs(double(y[size_t(r * N + o)]) - exact) / mag);
                             }
-                    qInfo("experts %s %lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
-                          !pad ? (wgmma ? "in one launch on the warpgroup products, tiles of rows" : "in one launch")
-                               : "batched, padded to",
-                          (long long)(pad ? pad : wgmma_rows), (long long)K, (long long)N,
+                    qInfo("experts %s%lld, K=%lld N=%lld%s: max |y - exact| / Σ|xw| = %.3g",
+                          !pad ? (wgmma ? "in one launch on the warpgroup products, tiles of rows 128 "
+                                        : "in one launch ")
+                               : "batched, padded to ",
+                          (long long)(pad ? pad : 128), (long long)K, (long long)N,
                           stacked ? " (split, stacked)"
                           : split ? " (split)"
                                   : "",

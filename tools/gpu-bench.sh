@@ -71,12 +71,12 @@ if want prefill; then
     done
 fi
 if want wgmma; then
-    # The routed experts' products on Hopper's warpgroup products (MOEWB_CUDA_EXPERT_GEMM=wgmma)
-    # and, in turn, as by default, both activations; then where the time of such a prefill goes.
-    # (MOEWB_CUDA_EXPERT_ROWS=64: its tiles of 64 rows rather than 128.)
+    # The routed experts' products on Hopper's warpgroup products (MOEWB_CUDA_EXPERT_GEMM=wgmma),
+    # as by default and on the mma.sync kernel they replace (grouped), both activations; then
+    # where the time of such a prefill goes.
     for act in exact bf16; do
-        for way in auto wgmma wgmma-64; do
-            env MOEWB_CUDA_EXPERT_GEMM=${way%-64} $([ $way = wgmma-64 ] && echo MOEWB_CUDA_EXPERT_ROWS=64) "${LIMIT[@]}" \
+        for way in auto wgmma grouped; do
+            MOEWB_CUDA_EXPERT_GEMM=$way "${LIMIT[@]}" \
                 "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 8 --repeat 3 \
                 --activations $act | tee "$OUT/bench-cuda-experts-$way-$act.json"
         done

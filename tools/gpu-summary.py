@@ -19,7 +19,6 @@ DEFAULTS = {
     "expert_gemm": "auto",
     "expert_streams": "4",
     "expert_pad": "64",
-    "expert_rows": "128",
     "expert_parts": "stacked",
     "kv_cache": "f32",
     "weight_loads": "cached",

@@ -337,15 +337,21 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
             launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
                                         stream_);
+            // (On the Hopper kernel where the weights have tensor maps: m.gate_maps.)
+            auto maps = [&](const void* w) { return launch::ExpertMaps{w, n_rows}; };
             if (all_adjacent(m)) {
-                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, 2 * F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
+                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, 2 * F, s.offsets, E, tiles, s.eg, 2 * F,
+                                        stream_, maps(m.gate_maps));
             } else {
-                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, F, s.offsets, E, tiles, s.eg, 2 * F, stream_);
-                launch::expert_products(hi, lo, H, m.up_table, m.expert_type, F, s.offsets, E, tiles, s.eg + F, 2 * F, stream_);
+                launch::expert_products(hi, lo, H, m.gate_table, m.expert_type, F, s.offsets, E, tiles, s.eg, 2 * F,
+                                        stream_, maps(m.gate_maps));
+                launch::expert_products(hi, lo, H, m.up_table, m.expert_type, F, s.offsets, E, tiles, s.eg + F, 2 * F,
+                                        stream_, maps(m.up_maps));
             }
             launch::silu_mul_round(s.eg, n_rows, F, m.expert_type, hi, lo, stream_);
             stage("experts gate+up");
-            launch::expert_products(hi, lo, F, m.down_table, m.expert_type, H, s.offsets, E, tiles, s.results, H, stream_);
+            launch::expert_products(hi, lo, F, m.down_table, m.expert_type, H, s.offsets, E, tiles, s.results, H,
+                                    stream_, maps(m.down_maps));
         } else if (rounds_once(m.experts.front())) {
             // The gathered rows rounded once for all experts; each expert's gate and up as one
             // product; the hidden rows rounded once for the down products.

@@ -101,13 +101,18 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     embed_type_ = weights_->tensor(names::embed).dtype;
     head_ = c.tie_word_embeddings ? Linear{embed_, embed_type_, V, H} : lin(names::lm_head);
 
-    // aux: the f32 vectors, then per MoE layer three pointer tables [E], then the mask [n_moe, E].
+    // aux: the f32 vectors, then per MoE layer three pointer tables [E] (and, for the Hopper
+    // experts' kernel, three tables of tensor maps), then the mask [n_moe, E].
+    const bool maps_wanted = launch::expert_wgmma_asked();
     std::size_t f32_count = 0;
     for (const auto& v : host_f32) f32_count += v.size();
     Carver sizing(nullptr);
     for (const auto& v : host_f32) sizing.take<float>(v.size());
     for (size_t m = 0; m < moe_layers_.size(); ++m)
-        for (int j = 0; j < 3; ++j) sizing.take<const void*>(static_cast<size_t>(E));
+        for (int j = 0; j < 3; ++j) {
+            sizing.take<const void*>(static_cast<size_t>(E));
+            if (maps_wanted) sizing.take<unsigned char>(launch::expert_maps_bytes(static_cast<size_t>(E)));
+        }
     sizing.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     sizing.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
     aux_bytes_ = sizing.used();
@@ -154,15 +159,29 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     for (int64_t i : moe_layers_) {
         MoeLayer& m = layers_[static_cast<size_t>(i)].moe;
         const void** t3[3];
+        const void* maps[3] = {};
+        bool all_maps = maps_wanted && m.expert_type == DType::bf16;
+        const Ffn& f0 = m.experts.front();
         for (int j = 0; j < 3; ++j) {
             t3[j] = carve.take<const void*>(static_cast<size_t>(E));
             std::vector<const void*> host;
             for (const Ffn& f : m.experts) host.push_back(j == 0 ? f.gate.w : j == 1 ? f.up.w : f.down.w);
             check(cudaMemcpy(t3[j], host.data(), host.size() * sizeof(void*), cudaMemcpyHostToDevice), "copying expert tables");
+            if (!maps_wanted) continue;
+            unsigned char* to = carve.take<unsigned char>(launch::expert_maps_bytes(static_cast<size_t>(E)));
+            const Linear& l = j == 0 ? f0.gate : j == 1 ? f0.up : f0.down;
+            const int64_t rows = j == 0 && all_adjacent(m) ? 2 * l.out : l.out;  // gate and up as one product
+            all_maps = all_maps && launch::write_expert_maps(host, l.in, rows, !o.cuda_bf16_activations, to);
+            maps[j] = to;
         }
         m.gate_table = t3[0];
         m.up_table = t3[1];
         m.down_table = t3[2];
+        if (all_maps) {
+            m.gate_maps = maps[0];
+            m.up_maps = maps[1];
+            m.down_maps = maps[2];
+        }
     }
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));

@@ -87,6 +87,11 @@ struct MoeLayer {
     const void* const* gate_table = nullptr;  // [E] device pointers
     const void* const* up_table = nullptr;
     const void* const* down_table = nullptr;
+    // The same weights as the TMA's tensor maps for the Hopper kernel (launch::write_expert_maps;
+    // gate's of 2F rows where gate and up lie side by side), or null.
+    const void* gate_maps = nullptr;
+    const void* up_maps = nullptr;
+    const void* down_maps = nullptr;
     bool has_shared = false;
     Ffn shared;
 };

@@ -156,11 +156,6 @@ bool batched_expert_products() {
     return mode == 3 || mode == 0;
 }
 
-int expert_rows_asked() {
-    static const int rows = env_is("MOEWB_CUDA_EXPERT_ROWS", "64") ? 64 : 128;
-    return rows;
-}
-
 bool stacked_expert_parts() {
     static const bool asked = !env_is("MOEWB_CUDA_EXPERT_PARTS", "apart");
     return asked;
@@ -240,7 +235,6 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
                             : gemm[launch::expert_gemm_mode()]},
         {"expert_streams", std::to_string(launch::expert_streams())},
         {"expert_pad", std::to_string(launch::expert_row_pad())},
-        {"expert_rows", std::to_string(launch::expert_rows_asked())},
         {"expert_parts", launch::stacked_expert_parts() ? "stacked" : "apart"},
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},

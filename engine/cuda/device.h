@@ -48,7 +48,7 @@ inline bool aligned16(const void* p) {
 // process makes them, name and value in a fixed order: attention (tensor-cores | f32 |
 // pipelined | wide), decode_attention (scalar | vector), early_launch (off | on | trigger), rope
 // (separate | fused), expert_gemm (auto | grouped | cublas | batched | wgmma),
-// expert_streams (0 to 16), expert_pad (8 to 512), expert_rows (128 | 64), kv_cache (f32 | bf16), weight_loads (cached
+// expert_streams (0 to 16), expert_pad (8 to 512), kv_cache (f32 | bf16), weight_loads (cached
 // | stream), decode_blocks (2 | 3), decode_kernel (launches | layer). For benchmark results that say what they
 // measured. Read from the environment at the call: kv_cache and decode_kernel say what a model loaded now does (one
 // loaded earlier says its kv_cache in its backend label).

@@ -42,11 +42,11 @@ std::array<std::vector<float>, 3> fused_qkv_bf16(const std::vector<float>& x, in
 // The routed experts' products in one launch (launch::expert_products), BF16 weights: x
 // [offsets.back(), K] f32, its rows offsets[e] .. offsets[e+1] going to expert e with w[e]
 // [N, K]; x rounded to BF16, or split into two BF16 parts. Returns y [offsets.back(), N].
-// wgmma_rows 128 or 64: on Hopper's warpgroup products with tiles of that many rows
-// (launch::expert_products's wgmma_rows), which needs expert_wgmma_available().
+// With `wgmma`, on Hopper's warpgroup products fed by the TMA (launch::expert_products with the
+// weights' tensor maps), which needs expert_wgmma_available().
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                         const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                        int wgmma_rows = 0);
+                                        bool wgmma = false);
 // Whether the build has the Hopper experts' kernel and the device (compute 9.0) runs it.
 bool expert_wgmma_available();
 // The same products as cuBLAS batched products over the experts' rows padded to a multiple of

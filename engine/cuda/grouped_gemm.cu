@@ -174,15 +174,37 @@ bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert) {
     return type == DType::bf16 && K > 0 && K % kBK == 0 && N > 0 && n_expert > 0 && n_expert <= kMaxExperts;
 }
 
-int expert_wgmma_rows() {
-    static const int rows = expert_gemm_mode() == 4 && expert_wgmma_available() ? expert_rows_asked() : 0;
-    return rows;
+bool expert_wgmma_asked() {
+    static const bool on = expert_gemm_mode() == 4 && expert_wgmma_available();
+    return on;
 }
 
-int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert, int wgmma_rows) {
+int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert) {
     std::vector<int64_t> tiles(static_cast<size_t>(n_expert + 1));
-    dispatch::expert_tiles(offsets_host, n_expert, wgmma_rows ? wgmma_rows : kBM, tiles.data());
+    dispatch::expert_tiles(offsets_host, n_expert, kBM, tiles.data());
     return tiles.back();
+}
+
+std::size_t expert_maps_bytes(std::size_t n_expert) {
+    return n_expert * kExpertMapBytes;
+}
+
+bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_device) {
+#ifdef MOE_HAVE_SM90A
+    struct alignas(64) Map {
+        unsigned char bytes[kExpertMapBytes];
+    };
+    std::vector<Map> maps(w.size());
+    if (w.empty() || !expert_wgmma_available() || !expert_wgmma_fit(K, N, static_cast<int64_t>(w.size())) ||
+        !encode_expert_maps(w, K, N, split, maps.data()))
+        return false;
+    check(cudaMemcpy(maps_device, maps.data(), expert_maps_bytes(w.size()), cudaMemcpyHostToDevice),
+          "copying the experts' tensor maps");
+    return true;
+#else
+    (void)w, (void)K, (void)N, (void)split, (void)maps_device;
+    return false;
+#endif
 }
 
 bool expert_wgmma_available() {
@@ -202,7 +224,7 @@ bool expert_wgmma_available() {
 
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
-                     int wgmma_rows) {
+                     ExpertMaps maps) {
     if (!expert_products_fit(type, K, N, n_expert))
         throw Error(ErrorKind::failure, std::string("the experts' products in one launch take BF16 weights, K a multiple of ") +
                                             std::to_string(kBK) + " and at most " + std::to_string(kMaxExperts) + " experts; asked " +
@@ -210,13 +232,13 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
                                             " experts");
     if (row_tiles <= 0) return;
 #ifdef MOE_HAVE_SM90A
-    if (wgmma_rows && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
-        check(expert_products_wgmma(hi, lo, K, w_table, N, offsets, n_expert, row_tiles, y, ldy, s, wgmma_rows),
+    if (maps.w && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
+        check(expert_products_wgmma(hi, lo, K, maps.w, N, offsets, n_expert, row_tiles, maps.x_rows, y, ldy, s),
               "launching the experts' products (wgmma)");
         return;
     }
 #else
-    (void)wgmma_rows;
+    (void)maps;
 #endif
     // 128 × 128 tiles: 128 × 256 (warps of 64 × 64) measured no faster on an H100.
     const int E = static_cast<int>(n_expert);
@@ -234,7 +256,7 @@ bool expert_wgmma_available() {
 
 std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, const std::vector<int64_t>& offsets,
                                         const std::vector<std::vector<uint16_t>>& w, int64_t N, bool split,
-                                        int wgmma_rows) {
+                                        bool wgmma) {
     const auto E = static_cast<int64_t>(w.size());
     if (static_cast<int64_t>(offsets.size()) != E + 1 || offsets.front() != 0 ||
         static_cast<int64_t>(x.size()) != offsets.back() * K)
@@ -253,6 +275,9 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
         table.push_back(d_w.ptr + e * N * K);
     }
     Buffer<const void*> d_table(table.size());
+    Buffer<unsigned char> d_maps(wgmma ? launch::expert_maps_bytes(table.size()) : 0);
+    if (wgmma && !launch::write_expert_maps(table, K, N, split, d_maps.ptr))
+        throw Error(ErrorKind::failure, "expert_products_bf16: no tensor maps for the wgmma kernel here");
     upload(d_x, x.data(), x.size());
     upload(d_offsets, offsets.data(), offsets.size());
     upload(d_table, table.data(), table.size());
@@ -260,7 +285,8 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
     check(cudaMemset(d_y.ptr, 0xff, static_cast<size_t>(rows * N) * sizeof(float)), "poisoning the output");
     launch::round_split(d_x.ptr, rows * K, DType::bf16, d_hi.ptr, split ? d_lo.ptr : nullptr, nullptr);
     launch::expert_products(d_hi.ptr, split ? d_lo.ptr : nullptr, K, d_table.ptr, DType::bf16, N, d_offsets.ptr, E,
-                            launch::expert_row_tiles(offsets.data(), E, wgmma_rows), d_y.ptr, N, nullptr, wgmma_rows);
+                            launch::expert_row_tiles(offsets.data(), E), d_y.ptr, N, nullptr,
+                            wgmma ? launch::ExpertMaps{d_maps.ptr, rows} : launch::ExpertMaps{});
     check(cudaDeviceSynchronize(), "running the experts' products");
     std::vector<float> y;
     download(y, d_y, static_cast<size_t>(rows * N));

@@ -136,15 +136,25 @@ void check_cublas(cublasStatus_t status, const char* what);
 // row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
 // expert_products_fit: the weights' type, K and number of experts it takes (16-byte aligned
 // matrices asked of the caller).
-// wgmma_rows (expert_wgmma_rows): 0, the mma.sync kernel with tiles of 128 rows; 128 or 64, the
-// same products on Hopper's warpgroup products (engine/cuda/grouped_wgmma.h) with tiles of that
-// many rows, where expert_wgmma_available() and the shape allows (K a multiple of 64), else the
-// mma.sync kernel (on a grid counted for the smaller tiles: the blocks past its tiles end at once).
+// With `maps` (their weights as the TMA's tensor maps, write_expert_maps, and x's rows: x is
+// [maps.x_rows, K]) the same products run on Hopper's warpgroup products
+// (engine/cuda/grouped_wgmma.h) where expert_wgmma_available() and the shape allows (K a
+// multiple of 64); else, and without maps, on the mma.sync kernel. Both take tiles of 128 rows.
+struct ExpertMaps {
+    const void* w = nullptr;  // [n_expert] tensor maps on the device
+    int64_t x_rows = 0;
+};
 bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert);
-int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert, int wgmma_rows = expert_wgmma_rows());
+int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
-                     int wgmma_rows = expert_wgmma_rows());
+                     ExpertMaps maps = {});
+// The experts' weights w (BF16 [N, K] each, on the device) as the Hopper kernel's tensor maps
+// for x in two parts (split) or one: expert_maps_bytes(w.size()) bytes written to maps_device
+// (aligned to 64 bytes). False, writing nothing, where this build or device has no such kernel,
+// the driver no tensor maps, or the shapes are not ones it takes.
+std::size_t expert_maps_bytes(std::size_t n_expert);
+bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_device);
 
 // hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
 // the activations of several products rounded once (Blas::linear_rounded).

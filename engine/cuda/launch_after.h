@@ -52,12 +52,9 @@ int expert_gemm_mode();
 // Whether this build has the Hopper experts' kernel (its architectures name 9.0) and the device
 // is of compute 9.0, which runs it (launch::expert_products's wgmma).
 bool expert_wgmma_available();
-// The grouped experts' kernel as asked: 0 the mma.sync kernel; 128 or 64 the wgmma kernel with
-// tiles of that many rows (MOEWB_CUDA_EXPERT_GEMM=wgmma; MOEWB_CUDA_EXPERT_ROWS=64 for 64),
-// where expert_wgmma_available() (else 0).
-int expert_wgmma_rows();
-// MOEWB_CUDA_EXPERT_ROWS as asked: 128, or 64.
-int expert_rows_asked();
+// Whether a prefill's routed experts go to the Hopper kernel: MOEWB_CUDA_EXPERT_GEMM=wgmma where
+// expert_wgmma_available().
+bool expert_wgmma_asked();
 // Whether MOEWB_CUDA_ATTENTION=f32 keeps prefill attention on the CUDA cores (to compare).
 bool f32_attention_asked();
 // The tensor-core prefill's kernel: pipelined, unless MOEWB_CUDA_ATTENTION=tensor-cores asks for
