@@ -171,7 +171,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
             unsigned char* to = carve.take<unsigned char>(launch::expert_maps_bytes(static_cast<size_t>(E)));
             const Linear& l = j == 0 ? f0.gate : j == 1 ? f0.up : f0.down;
             const int64_t rows = j == 0 && all_adjacent(m) ? 2 * l.out : l.out;  // gate and up as one product
-            all_maps = all_maps && launch::write_expert_maps(host, l.in, rows, !o.cuda_bf16_activations, to);
+            all_maps = all_maps && launch::write_expert_maps(host, l.in, rows, to);
             maps[j] = to;
         }
         m.gate_table = t3[0];

@@ -189,20 +189,20 @@ std::size_t expert_maps_bytes(std::size_t n_expert) {
     return n_expert * kExpertMapBytes;
 }
 
-bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_device) {
+bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, void* maps_device) {
 #ifdef MOE_HAVE_SM90A
     struct alignas(64) Map {
         unsigned char bytes[kExpertMapBytes];
     };
     std::vector<Map> maps(w.size());
     if (w.empty() || !expert_wgmma_available() || !expert_wgmma_fit(K, N, static_cast<int64_t>(w.size())) ||
-        !encode_expert_maps(w, K, N, split, maps.data()))
+        !encode_expert_maps(w, K, N, maps.data()))
         return false;
     check(cudaMemcpy(maps_device, maps.data(), expert_maps_bytes(w.size()), cudaMemcpyHostToDevice),
           "copying the experts' tensor maps");
     return true;
 #else
-    (void)w, (void)K, (void)N, (void)split, (void)maps_device;
+    (void)w, (void)K, (void)N, (void)maps_device;
     return false;
 #endif
 }
@@ -276,7 +276,7 @@ std::vector<float> expert_products_bf16(const std::vector<float>& x, int64_t K, 
     }
     Buffer<const void*> d_table(table.size());
     Buffer<unsigned char> d_maps(wgmma ? launch::expert_maps_bytes(table.size()) : 0);
-    if (wgmma && !launch::write_expert_maps(table, K, N, split, d_maps.ptr))
+    if (wgmma && !launch::write_expert_maps(table, K, N, d_maps.ptr))
         throw Error(ErrorKind::failure, "expert_products_bf16: no tensor maps for the wgmma kernel here");
     upload(d_x, x.data(), x.size());
     upload(d_offsets, offsets.data(), offsets.size());

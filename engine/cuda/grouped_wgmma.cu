@@ -3,24 +3,25 @@
 // compute 9.0a alone (the "a" features: wgmma, setmaxnreg), into the backend beside its other
 // kernels.
 //
-// Tiles of kBM = 128 rows of one expert by kBN output features (256; 128 with x's two parts);
-// a block a multiprocessor, each taking tiles in turn (the output tiles of a row tile one after
-// another, so that the blocks running together share x's rows and an expert's matrix in L2),
-// three warpgroups. The first is the producer: one of its threads asks the TMA for each
-// tile of kBK = 64 along K (128 bytes a row) of x's rows and of W's rows, into a ring of kStages
-// stages, in the 128-byte swizzled K-major layout the warpgroup products read
-// (engine/wgmma_layout.h), each stage's arrival counted in bytes by its "full" barrier. The
-// other two are the consumers, 64 rows of the tile each: each waits for a stage's full barrier,
-// issues its four products of 16 columns (eight with x's lo part: hi, then lo, into the same
-// accumulators), leaves them in flight, and once the products of the stage before are done
-// (wgmma.wait_group 1) hands that stage back to the producer through its "empty" barrier; a
-// tile's outputs go from the registers to y while the producer fills the ring with the next
-// tile's. The producer gives its registers to the consumers (setmaxnreg): 128 accumulators a
-// thread.
+// Tiles of kBM = 128 rows of one expert by kBN = 256 output features; a block a
+// multiprocessor, each taking tiles in turn (the output tiles of a row tile one after another,
+// so that the blocks running together share x's rows and an expert's matrix in L2), three
+// warpgroups. The first is the producer: one of its threads asks the TMA for each tile of
+// kBK = 64 along K (128 bytes a row) of x's rows (both parts where x has two) and of W's rows,
+// into a ring of kStages stages (four; three with x's two parts), in the 128-byte swizzled
+// K-major layout the warpgroup products read (engine/wgmma_layout.h), each stage's arrival
+// counted in bytes by its "full" barrier. The other two are the consumers, 64 rows of the tile
+// each: each waits for a stage's full barrier, issues its four products of 16 columns (eight
+// with x's lo part: hi, then lo, into the same accumulators), leaves them in flight, and once
+// the products of the stage before are done (wgmma.wait_group 1) hands that stage back to the
+// producer through its "empty" barrier; a tile's outputs go from the registers to y while the
+// producer fills the ring with the next tile's. The producer gives its registers to the
+// consumers (setmaxnreg): 128 accumulators a thread.
 // Rows of x past the expert's are the next expert's (or zeros past the last): their products
-// are computed and not written. (An expert's last 64 rows or fewer as a half tile, both
-// consumers on its rows with half the outputs each, measured slower on an H200: prefill at
-// 0.95 of the default's rate against 0.99 with whole tiles.)
+// are computed and not written. Measured on an H200 against other shapes (prefill's rate, as a
+// fraction of the default's): with x's two parts, tiles of 128 outputs in four stages 0.98,
+// these 0.99–1.00; an expert's last 64 rows or fewer as a half tile (both consumers on its
+// rows, half the outputs each) 0.95 against 0.99 with whole tiles.
 #include "engine/cuda/grouped_wgmma.h"
 
 #include <cuda.h>  // CUtensorMap and its encoder's types (the driver's entry point is found at run time)
@@ -40,7 +41,7 @@ namespace moe::cuda::launch {
 
 namespace {
 
-constexpr int kBM = 128, kBK = 64, kStages = 4, kThreads = 384;
+constexpr int kBM = 128, kBK = 64, kThreads = 384;
 constexpr int kMaxExperts = kGroupedMaxExperts;
 static_assert(sizeof(CUtensorMap) == kExpertMapBytes, "a tensor map is 128 bytes");
 
@@ -50,18 +51,18 @@ namespace wl = wgmma_layout;
 // Tiles of kBM rows by kBN outputs; each consumer warpgroup 64 rows and all kBN outputs.
 template <bool SPLIT>
 struct Shape {
-    static constexpr int kBN = SPLIT ? 128 : 256;
+    static constexpr int kBN = 256;
     static constexpr int kParts = SPLIT ? 2 : 1;
     static constexpr uint32_t kATile = kBM * kBK * 2;  // bytes of one part of x's tile
     static constexpr uint32_t kBTile = kBN * kBK * 2;  // bytes of W's tile
     static constexpr uint32_t kStage = kParts * kATile + kBTile;
+    static constexpr int kStages = SPLIT ? 3 : 4;  // what shared memory holds (64 and 48 KB a stage)
     static constexpr size_t kBytes = static_cast<size_t>(kStages) * kStage + 1024;  // + room to align to 1,024
 };
 
 // The box a tensor map of W hands out: kBK columns by the tile's outputs.
-int box_rows(bool split) {
-    return split ? Shape<true>::kBN : Shape<false>::kBN;
-}
+constexpr int kBoxRows = Shape<false>::kBN;
+static_assert(Shape<true>::kBN == kBoxRows, "one map for both kernels");
 
 __device__ inline void mbar_init(uint32_t bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -167,14 +168,6 @@ __device__ inline void wgmma_n256(float (&d)[128], uint64_t a, uint64_t b) {
         : MOE_WG_D64(0), MOE_WG_D64(64)
         : "l"(a), "l"(b), "r"(1));
 }
-__device__ inline void wgmma_n128(float (&d)[64], uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" MOE_WG_NAMES_0_31 "," MOE_WG_NAMES_32_63
-        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : MOE_WG_D64(0)
-        : "l"(a), "l"(b), "r"(1));
-}
 #undef MOE_WG_D64
 #undef MOE_WG_D32
 #undef MOE_WG_D8
@@ -182,21 +175,13 @@ __device__ inline void wgmma_n128(float (&d)[64], uint64_t a, uint64_t b) {
 #undef MOE_WG_NAMES_32_63
 #undef MOE_WG_NAMES_0_31
 
-template <int N>
-__device__ inline void wgmma_tile(float (&d)[N / 2], uint64_t a, uint64_t b) {
-    if constexpr (N == 256)
-        wgmma_n256(d, a, b);
-    else
-        wgmma_n128(d, a, b);
-}
-
 template <bool SPLIT>
 __global__ void __launch_bounds__(kThreads, 1)
     expert_wgmma_kernel(const __grid_constant__ CUtensorMap x_hi, const __grid_constant__ CUtensorMap x_lo,
                         const CUtensorMap* w_maps, int64_t K, int64_t N, const int64_t* offsets, int n_expert, float* y,
                         int64_t ldy) {
     using S = Shape<SPLIT>;
-    constexpr int kBN = S::kBN;
+    constexpr int kBN = S::kBN, kStages = S::kStages;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t barriers[2 * kStages];  // full, then empty
     // The ring at the first 1,024-byte boundary: the swizzle follows the address bits.
@@ -261,8 +246,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (uint32_t kk = 0; kk < kBK / 16; ++kk) {
                 const uint64_t db = wl::descriptor(b + 32u * kk);
-                wgmma_tile<kBN>(acc, wl::descriptor(a_hi + 32u * kk), db);
-                if constexpr (SPLIT) wgmma_tile<kBN>(acc, wl::descriptor(a_hi + S::kATile + 32u * kk), db);
+                wgmma_n256(acc, wl::descriptor(a_hi + 32u * kk), db);
+                if constexpr (SPLIT) wgmma_n256(acc, wl::descriptor(a_hi + S::kATile + 32u * kk), db);
             }
             wgmma_commit();
             wgmma_wait<1>();  // the products of the K tile before are done (this one's may still run)
@@ -349,10 +334,10 @@ bool expert_wgmma_fit(int64_t K, int64_t N, int64_t n_expert) {
     return K > 0 && K % kBK == 0 && N > 0 && N < (int64_t(1) << 31) && n_expert > 0 && n_expert <= kMaxExperts;
 }
 
-bool encode_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_host) {
+bool encode_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, void* maps_host) {
     auto* out = static_cast<CUtensorMap*>(maps_host);
     for (size_t e = 0; e < w.size(); ++e)
-        if (!encode_rows(out + e, w[e], K, N, box_rows(split))) return false;
+        if (!encode_rows(out + e, w[e], K, N, kBoxRows)) return false;
     return true;
 }
 

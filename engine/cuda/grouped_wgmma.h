@@ -18,11 +18,11 @@ constexpr int kExpertMapBytes = 128;
 // The shapes the kernel takes: K a multiple of 64, at most 256 experts (rows of x and of each
 // W_e 16-byte aligned, asked of the caller as for launch::expert_products).
 bool expert_wgmma_fit(int64_t K, int64_t N, int64_t n_expert);
-// The TMA's tensor maps of the experts' weights w[e] (BF16 [N, K] each) for the kernel with x
-// in two parts (split) or one, kExpertMapBytes each into maps_host (aligned to 64 bytes), for
+// The TMA's tensor maps of the experts' weights w[e] (BF16 [N, K] each), kExpertMapBytes each
+// into maps_host (aligned to 64 bytes), for
 // the caller to copy to the device (aligned to 64 bytes). False where the driver has no tensor
 // maps or a matrix is not one they describe (K not a multiple of 64, a base not on 16 bytes).
-bool encode_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_host);
+bool encode_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, void* maps_host);
 // launch::expert_products's arguments with the weights as their maps (encode_expert_maps, on
 // the device) and x's rows (x_rows: x is [x_rows, K], the offsets within it). Returns the
 // launch's error (cudaErrorNoKernelImageForDevice on a device other than compute 9.0;

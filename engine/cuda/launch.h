@@ -149,12 +149,12 @@ int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
                      ExpertMaps maps = {});
-// The experts' weights w (BF16 [N, K] each, on the device) as the Hopper kernel's tensor maps
-// for x in two parts (split) or one: expert_maps_bytes(w.size()) bytes written to maps_device
+// The experts' weights w (BF16 [N, K] each, on the device) as the Hopper kernel's tensor maps:
+// expert_maps_bytes(w.size()) bytes written to maps_device
 // (aligned to 64 bytes). False, writing nothing, where this build or device has no such kernel,
 // the driver no tensor maps, or the shapes are not ones it takes.
 std::size_t expert_maps_bytes(std::size_t n_expert);
-bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, bool split, void* maps_device);
+bool write_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, void* maps_device);
 
 // hi = x rounded to `type` (BF16 or F16), n elements; lo, unless null, = (x - hi) rounded:
 // the activations of several products rounded once (Blas::linear_rounded).
