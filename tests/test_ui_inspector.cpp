@@ -1,8 +1,8 @@
-// The token routing inspector (Dear ImGui in a QOpenGLWidget) on a real X server with Mesa's
-// software GL (xvfb-run): a document of a traced run is read on a worker thread and drawn
-// without GL errors; a hover over a known cell reports that cell's token and layer, with the
-// experts the store holds for it; highlighting an expert colours its cells; a 4,000-token ×
-// 27-layer document draws only its visible rows; an idle view draws no frames.
+// The token routing inspector (Dear ImGui drawn with OpenGL offscreen, ImGuiWidget) on a real X
+// server with Mesa's software GL (xvfb-run): a document of a traced run is read on a worker
+// thread and drawn without GL errors, the window holding it left on Qt's raster path; a hover over a known cell reports
+// that cell's token and layer, with the experts the store holds for it; highlighting an expert colours its cells; a
+// 4,000-token × 27-layer document draws only its visible rows; an idle view draws no frames.
 #include <QSignalSpy>
 #include <QtTest>
 
@@ -65,6 +65,12 @@ private slots:
 
         QVERIFY(wait_frames(view, 2));
         QCOMPARE(view->glErrors(), 0);
+        QVERIFY2(view->glFailure().isEmpty(), qPrintable(view->glFailure()));
+        // Drawn offscreen and painted as an image: nothing in the window is a widget that Qt
+        // composes through OpenGL (which would take the whole window with it on every flush).
+        for (QWidget* c : insp.window()->findChildren<QWidget*>())
+            QVERIFY2(!c->inherits("QOpenGLWidget") && !c->inherits("QQuickWidget"), c->metaObject()->className());
+        QCOMPARE(view->grabFramebuffer().size(), view->size() * view->devicePixelRatio());
 
         // Hover over token 5, the second MoE layer.
         const int64_t row = 5, col = 1;

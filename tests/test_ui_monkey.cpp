@@ -211,21 +211,19 @@ private slots:
         // the jobs, Xvfb and whatever else is on it) is the machine's load, not ours: it is
         // taken out where the kernel reports it (/proc/thread-self/schedstat). Gaps in which a
         // native window appeared or went (a floated dock, a file dialog; a floated dock docked
-        // again), or the inspector's GL context was made anew (Qt recreates it when its dock
-        // moves), are held apart: Qt, the X server and the GL driver build or tear down the
-        // window or context there (under Xvfb, Mesa's llvmpipe compiles the GL context's
-        // shaders on the CPU), none of it the jobs' doing; they are reported. So are gaps in
-        // which a dock was closed: the window is laid out again and, holding a GL view, composed
-        // again whole by the GL driver (llvmpipe's threads, while the GUI thread waits: 40 to
-        // 110 ms under Xvfb). In those gaps the GUI thread's own CPU time is held to the bound.
+        // again), or the inspector's GL context was made (at its first frame), are held apart:
+        // Qt, the X server and the GL driver build or tear down the window or context there
+        // (under Xvfb, Mesa's llvmpipe compiles the GL context's shaders on the CPU), none of it
+        // the jobs' doing; they are reported. So are gaps in which a dock was closed (the window
+        // is laid out again). In those gaps the GUI thread's own CPU time is held to the bound.
         // In the other gaps, time the GUI thread spent blocked while the display stack worked
-        // or waited for a CPU is the display stack's: a window holding a GL view is composed
-        // whole through GL on every flush (Qt's rule for QOpenGLWidget), which under Xvfb is
-        // llvmpipe's threads rasterising 1400 × 900 pixels on this machine's two CPUs beside the
-        // jobs (their time, 40 to 70 ms, came out of a stall of 109 ms after a click on the
-        // expert grid's corner), and the X server takes the image. The stall bound holds what is
+        // or waited for a CPU is the display stack's: the X server taking the window's image,
+        // Mesa's llvmpipe threads drawing the inspector's frames. The stall bound holds what is
         // left, the GUI thread's own; the gap with the display stack's work in it (not its
-        // waits for a CPU) is held to a looser bound of its own.
+        // waits for a CPU) is held to a looser bound of its own. (When the inspector was a
+        // QOpenGLWidget, Qt composed the whole window through GL on every flush: llvmpipe
+        // rasterising 1400 × 900 pixels each time, 40 to 70 ms of a 109 ms stall, and 22 ms of
+        // the GUI thread's time an update of the main window against 3 ms since.)
         const bool have_schedstat = thread_runqueue_wait_ns() >= 0;
         const qint64 x_pid = x_server_pid();
         QElapsedTimer tick;
@@ -369,7 +367,7 @@ private slots:
                  qPrintable(QString("the GUI thread computed %1 ms in one gap with a window change").arg(longest_window_gap_cpu)));
         if (have_schedstat) {
             QVERIFY2(longest_stall <= 100, qPrintable(QString("the event loop stalled %1 ms after %2").arg(longest_stall).arg(longest_stall_action)));
-            QVERIFY2(longest_display_gap <= 250,
+            QVERIFY2(longest_display_gap <= 150,
                      qPrintable(QString("the event loop stalled %1 ms, the display stack's work included, after %2")
                                     .arg(longest_display_gap)
                                     .arg(longest_display_gap_action)));

@@ -1,8 +1,8 @@
 // ImGuiWidget; see imgui_widget.h. Pitfalls handled here (../shared/notes/qt-imgui-qcustomplot.md):
 // mouse tracking on, or moves never arrive; the widget's ImGuiContext made current in every
 // handler (CreateContext does not switch when one exists); io.DeltaTime > 0; no imgui.ini;
-// the GL context can be recreated (reparenting, a dock floated), so the renderer is shut
-// down on aboutToBeDestroyed and set up again in the next initializeGL.
+// the framebuffer object and ImGui's renderer made and destroyed with the widget's context
+// current.
 #include "ui/imgui_widget.h"
 
 #include <atomic>
@@ -13,7 +13,10 @@
 #include <QFile>
 #include <QGuiApplication>
 #include <QKeyEvent>
+#include <QOffscreenSurface>
 #include <QOpenGLContext>
+#include <QOpenGLFramebufferObject>
+#include <QPainter>
 #include <QWheelEvent>
 #include <algorithm>
 #include <cfloat>
@@ -76,9 +79,10 @@ bool in_base_ranges(char32_t c) {
 
 }  // namespace
 
-ImGuiWidget::ImGuiWidget(QWidget* parent) : QOpenGLWidget(parent) {
+ImGuiWidget::ImGuiWidget(QWidget* parent) : QWidget(parent) {
     setMouseTracking(true);
     setFocusPolicy(Qt::StrongFocus);
+    setAttribute(Qt::WA_OpaquePaintEvent);  // the frame covers every pixel
     ImGuiContext* previous = ImGui::GetCurrentContext();
     ctx_ = ImGui::CreateContext();
     ImGui::SetCurrentContext(ctx_);
@@ -95,11 +99,10 @@ ImGuiWidget::ImGuiWidget(QWidget* parent) : QOpenGLWidget(parent) {
 }
 
 ImGuiWidget::~ImGuiWidget() {
-    disconnect(context_gone_);  // the base class destroys the context after this object is gone
-    if (renderer_ready_ && context()) {
-        makeCurrent();
+    if (gl_ && gl_->makeCurrent(surface_.get())) {
         shutdownRenderer();
-        doneCurrent();
+        fbo_.reset();
+        gl_->doneCurrent();
     }
     ImGui::DestroyContext(ctx_);
 }
@@ -170,6 +173,7 @@ bool ImGuiWidget::hasGlyph(char32_t c) const {
 
 void ImGuiWidget::requestFrames(int n) {
     pending_frames_ = std::max(pending_frames_, n);
+    dirty_ = true;
     update();
 }
 
@@ -179,21 +183,31 @@ std::atomic<int> g_contexts_initialised{0};
 
 int ImGuiWidget::contextsInitialised() { return g_contexts_initialised.load(); }
 
-void ImGuiWidget::initializeGL() {
+bool ImGuiWidget::initializeGL() {
+    if (gl_) return true;
+    if (!gl_failure_.isEmpty()) return false;
+    auto gl = std::make_unique<QOpenGLContext>();
+    gl->setFormat(QSurfaceFormat::defaultFormat());
+    if (!gl->create()) {
+        gl_failure_ = tr("no OpenGL context could be made on this display");
+        return false;
+    }
+    auto surface = std::make_unique<QOffscreenSurface>();
+    surface->setFormat(gl->format());
+    surface->create();
+    if (!surface->isValid() || !gl->makeCurrent(surface.get())) {
+        gl_failure_ = tr("no offscreen surface for OpenGL on this display");
+        return false;
+    }
+    gl_ = std::move(gl);
+    surface_ = std::move(surface);
     ++g_contexts_initialised;
     initializeOpenGLFunctions();
     makeImGuiCurrent();
     ImGui_ImplOpenGL3_Init(nullptr);
     renderer_ready_ = true;
     device_objects_ = false;
-    disconnect(context_gone_);
-    context_gone_ = connect(context(), &QOpenGLContext::aboutToBeDestroyed, this,
-            [this] {
-                makeCurrent();
-                shutdownRenderer();
-                doneCurrent();
-            },
-            Qt::DirectConnection);
+    return true;
 }
 
 void ImGuiWidget::shutdownRenderer() {
@@ -203,10 +217,17 @@ void ImGuiWidget::shutdownRenderer() {
     renderer_ready_ = false;
 }
 
-void ImGuiWidget::paintGL() {
+void ImGuiWidget::drawFrame() {
+    if (!initializeGL() || !gl_->makeCurrent(surface_.get())) return;
+    const qreal dpr = devicePixelRatioF();
+    const QSize pixels(std::max(1, qRound(width() * dpr)), std::max(1, qRound(height() * dpr)));
+    if (!fbo_ || fbo_->size() != pixels) {
+        fbo_.reset();
+        fbo_ = std::make_unique<QOpenGLFramebufferObject>(pixels);
+    }
+    fbo_->bind();
     makeImGuiCurrent();
     ImGuiIO& io = ImGui::GetIO();
-    const qreal dpr = devicePixelRatioF();
     io.DisplaySize = ImVec2(static_cast<float>(width()), static_cast<float>(height()));
     io.DisplayFramebufferScale = ImVec2(static_cast<float>(dpr), static_cast<float>(dpr));
     // ImGui asserts a positive step; frames come on demand, so the step is capped.
@@ -226,18 +247,53 @@ void ImGuiWidget::paintGL() {
     ImGui::NewFrame();
     drawImGui();
     ImGui::Render();
-    glViewport(0, 0, static_cast<int>(width() * dpr), static_cast<int>(height() * dpr));
+    glViewport(0, 0, pixels.width(), pixels.height());
     glClearColor(0.12f, 0.12f, 0.13f, 1.0f);
     glClear(GL_COLOR_BUFFER_BIT);
     ImDrawData* data = ImGui::GetDrawData();
     last_vertices_ = data ? data->TotalVtxCount : 0;
     ImGui_ImplOpenGL3_RenderDrawData(data);
     for (GLenum e = glGetError(); e != GL_NO_ERROR; e = glGetError()) ++gl_errors_;
+    frame_ = fbo_->toImage();  // in Qt's row order
+    frame_.setDevicePixelRatio(dpr);
+    fbo_->release();
+    gl_->doneCurrent();
     ++frames_;
-    if (pending_frames_ > 0) {
-        --pending_frames_;
-        update();
+}
+
+QImage ImGuiWidget::grabFramebuffer() {
+    if (dirty_ || frame_.isNull()) {
+        dirty_ = false;
+        drawFrame();
     }
+    return frame_;
+}
+
+void ImGuiWidget::paintEvent(QPaintEvent*) {
+    if (dirty_) {
+        dirty_ = false;
+        drawFrame();
+        if (pending_frames_ > 0) {
+            --pending_frames_;
+            dirty_ = true;
+            update();
+        }
+    }
+    QPainter p(this);
+    if (frame_.isNull()) {
+        p.fillRect(rect(), QColor(31, 31, 33));
+        if (!gl_failure_.isEmpty()) {
+            p.setPen(Qt::white);
+            p.drawText(rect(), Qt::AlignCenter | Qt::TextWordWrap, tr("This view needs OpenGL: %1.").arg(gl_failure_));
+        }
+        return;
+    }
+    p.drawImage(QPoint(0, 0), frame_);
+}
+
+void ImGuiWidget::resizeEvent(QResizeEvent* event) {
+    dirty_ = true;
+    QWidget::resizeEvent(event);
 }
 
 void ImGuiWidget::mouseMoveEvent(QMouseEvent* event) {
@@ -289,7 +345,7 @@ void ImGuiWidget::setKey(QKeyEvent* event, bool down) {
 void ImGuiWidget::keyPressEvent(QKeyEvent* event) {
     setKey(event, true);
     // Keys ImGui does not use go on to the window (shortcuts).
-    if (imgui_key(event->key()) < 0 && !ImGui::GetIO().WantTextInput) QOpenGLWidget::keyPressEvent(event);
+    if (imgui_key(event->key()) < 0 && !ImGui::GetIO().WantTextInput) QWidget::keyPressEvent(event);
 }
 
 void ImGuiWidget::keyReleaseEvent(QKeyEvent* event) { setKey(event, false); }
@@ -298,7 +354,7 @@ void ImGuiWidget::leaveEvent(QEvent* event) {
     makeImGuiCurrent();
     ImGui::GetIO().MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
     requestFrames();
-    QOpenGLWidget::leaveEvent(event);
+    QWidget::leaveEvent(event);
 }
 
 void ImGuiWidget::focusOutEvent(QFocusEvent* event) {
@@ -308,7 +364,7 @@ void ImGuiWidget::focusOutEvent(QFocusEvent* event) {
     std::fill(std::begin(io.MouseDown), std::end(io.MouseDown), false);
     io.KeyCtrl = io.KeyShift = io.KeyAlt = io.KeySuper = false;
     requestFrames();
-    QOpenGLWidget::focusOutEvent(event);
+    QWidget::focusOutEvent(event);
 }
 
 }  // namespace moe::ui

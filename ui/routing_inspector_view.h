@@ -1,4 +1,4 @@
-// The token routing inspector's grid, drawn with Dear ImGui in a QOpenGLWidget: one row per
+// The token routing inspector's grid, drawn with Dear ImGui (ImGuiWidget): one row per
 // token (its text at the left), one column per MoE layer, each cell coloured by the experts
 // the token was routed to in that layer — the rank-0 expert's hue, or, when one expert is
 // highlighted, how high it ranked among the k (grey when not selected). Hover shows the
