@@ -52,6 +52,14 @@ MOE_HD inline void expert_tiles(const int64_t* offsets, int64_t n_expert, int64_
     for (int64_t e = 0; e < n_expert; ++e) tiles[e + 1] = tiles[e] + ceil_div(offsets[e + 1] - offsets[e], tile_m);
 }
 
+// The most tiles of tile_m rows (expert_tiles) n_rows rows over n_expert experts can make,
+// however they are routed: each expert's ceil(n_e / tile_m) summed is at most
+// floor((n_rows + n_expert · (tile_m − 1)) / tile_m). What a launch sized before the counts
+// reach the host takes (its blocks past the last tile do nothing).
+MOE_HD inline int64_t max_expert_tiles(int64_t n_rows, int64_t n_expert, int64_t tile_m) {
+    return (n_rows + n_expert * (tile_m - 1)) / tile_m;
+}
+
 struct Tile {
     int64_t expert = -1;  // -1: past the last tile
     int64_t row0 = 0;     // first gathered row

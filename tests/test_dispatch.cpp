@@ -80,9 +80,24 @@ private slots:
                     for (int64_t r = t.row0; r < t.row0 + t.rows; ++r) ++covered[size_t(r)];
                 }
                 for (int c : covered) QCOMPARE(c, 1);
+                // Within the bound a launch sized before the counts are known takes (from the
+                // rows routed, and from the slots, dropped ones included).
+                QVERIFY(tiles[size_t(E)] <= d::max_expert_tiles(total, E, tile_m));
+                QVERIFY(tiles[size_t(E)] <= d::max_expert_tiles(T * k, E, tile_m));
                 QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, tiles[size_t(E)]).expert, int64_t(-1));
                 QCOMPARE(d::tile_at(offsets.data(), tiles.data(), E, tile_m, -1).expert, int64_t(-1));
             }
+        }
+    }
+
+    // The bound is reached: each expert one row past a whole number of tiles.
+    void max_expert_tiles_is_reached() {
+        for (int64_t tile_m : {int64_t(1), int64_t(16), int64_t(128)}) {
+            std::vector<int64_t> offsets = {0};
+            for (int64_t e = 0; e < 9; ++e) offsets.push_back(offsets.back() + tile_m * (e % 3) + 1);
+            std::vector<int64_t> tiles(offsets.size());
+            d::expert_tiles(offsets.data(), 9, tile_m, tiles.data());
+            QCOMPARE(tiles.back(), d::max_expert_tiles(offsets.back(), 9, tile_m));
         }
     }
 

@@ -249,17 +249,22 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     const launch::RouteOutputs& routed_here = r.out;
     const int64_t k = r.k;
 
-    // 2. A large step's dispatch: its offsets go to the host (pinned memory) while the device
-    //    runs the shared experts, so that the host enqueues the routed experts' products before
-    //    the device runs out of work.
+    // 2. A large step's dispatch. The grouped launches (one a product for all experts) read the
+    //    experts' counts on the device, sized for the most rows and tiles the step can have: the
+    //    host enqueues them without waiting for the routing. For the others the offsets go to
+    //    the host (pinned memory) while the device runs the shared experts, so that the host
+    //    enqueues the routed experts' products before the device runs out of work.
     const uint8_t* dropped = r.dropped;
     const int64_t n_slots = T * k;
+    const bool counts_on_device = n_slots > kSmallStep && !batched(m) && grouped(m);
     if (n_slots > kSmallStep) {
         launch::dispatch(routed_here.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
-        check(cudaMemcpyAsync(offsets_pinned_.get(), s.offsets, static_cast<size_t>(E + 1) * sizeof(int64_t),
-                              cudaMemcpyDeviceToHost, stream_),
-              "reading the expert offsets");
-        check(cudaEventRecord(offsets_ready_, stream_), "reading the expert offsets");
+        if (!counts_on_device) {
+            check(cudaMemcpyAsync(offsets_pinned_.get(), s.offsets, static_cast<size_t>(E + 1) * sizeof(int64_t),
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "reading the expert offsets");
+            check(cudaEventRecord(offsets_ready_, stream_), "reading the expert offsets");
+        }
     }
 
     // 3. The shared experts, the combine's base.
@@ -275,10 +280,15 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
         launch::expert_down(s.eh, n_slots, F, routed_here.experts, dropped, m.down_table, m.expert_type, H, s.results, stream_);
         launch::slot_rows(routed_here.experts, dropped, n_slots, s.rows, stream_);
     } else {
-        check(cudaEventSynchronize(offsets_ready_), "reading the expert offsets");
-        const auto* offsets = static_cast<const int64_t*>(offsets_pinned_.get());
-        offsets_host_.assign(offsets, offsets + E + 1);
-        const int64_t n_rows = offsets_host_[static_cast<size_t>(E)];
+        if (!counts_on_device) {
+            check(cudaEventSynchronize(offsets_ready_), "reading the expert offsets");
+            const auto* offsets = static_cast<const int64_t*>(offsets_pinned_.get());
+            offsets_host_.assign(offsets, offsets + E + 1);
+        }
+        // The rows routed (fewer than the slots where a mask drops some); with the counts on
+        // the device, the slots: the launches past the rows routed find nothing to do or
+        // compute rows nothing reads.
+        const int64_t n_rows = counts_on_device ? n_slots : offsets_host_[static_cast<size_t>(E)];
         // The experts' rows rounded to 16-bit parts (hi, and lo with exact activations), room
         // for every row of the step each: the gathered rows, then the hidden rows.
         auto* hi = static_cast<uint16_t*>(s.lowp);
@@ -331,10 +341,10 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
                                             table(kDownW, i), m.expert_type, H, outputs(kDownY, i), H,
                                             static_cast<int64_t>(b.experts.size()));
             });
-        } else if (grouped(m)) {
+        } else if (counts_on_device) {
             // All experts in one launch per product: gate and up (one product of 2F outputs when
-            // they lie side by side), then down.
-            const int64_t tiles = launch::expert_row_tiles(offsets_host_.data(), E);
+            // they lie side by side), then down; on a grid of the most tiles the step can have.
+            const int64_t tiles = launch::max_expert_row_tiles(n_slots, E);
             launch::gather_rows_rounded(s.normed, H, k, s.row_slot, s.offsets + E, n_rows, m.expert_type, hi, lo,
                                         stream_);
             // (On the Hopper kernel where the weights have tensor maps: m.gate_maps.)

@@ -185,6 +185,10 @@ int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert) {
     return tiles.back();
 }
 
+int64_t max_expert_row_tiles(int64_t n_rows, int64_t n_expert) {
+    return dispatch::max_expert_tiles(n_rows, n_expert, kBM);
+}
+
 std::size_t expert_maps_bytes(std::size_t n_expert) {
     return n_expert * kExpertMapBytes;
 }

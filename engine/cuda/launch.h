@@ -133,7 +133,8 @@ void check_cublas(cublasStatus_t status, const char* what);
 // for each expert e, its rows offsets[e] .. offsets[e+1] (device values, as dispatch() leaves
 // them), y[r] = x[r] · W_eᵀ with W_e = w_table[e] [N, K] (BF16) and x its BF16 parts hi, and lo
 // unless null (round_split; the products of both summed); y f32 with leading dimension ldy.
-// row_tiles: expert_row_tiles() of the host's copy of the offsets (the launch's size).
+// row_tiles: expert_row_tiles() of the host's copy of the offsets, or max_expert_row_tiles() (the launch's size:
+// blocks past the last tile do nothing).
 // expert_products_fit: the weights' type, K and number of experts it takes (16-byte aligned
 // matrices asked of the caller).
 // With `maps` (their weights as the TMA's tensor maps, write_expert_maps, and x's rows: x is
@@ -146,6 +147,9 @@ struct ExpertMaps {
 };
 bool expert_products_fit(DType type, int64_t K, int64_t N, int64_t n_expert);
 int64_t expert_row_tiles(const int64_t* offsets_host, int64_t n_expert);
+// The most row tiles n_rows rows can make over n_expert experts (dispatch::max_expert_tiles):
+// row_tiles for a launch sized before the counts reach the host.
+int64_t max_expert_row_tiles(int64_t n_rows, int64_t n_expert);
 void expert_products(const void* hi, const void* lo, int64_t K, const void* const* w_table, DType type, int64_t N,
                      const int64_t* offsets, int64_t n_expert, int64_t row_tiles, float* y, int64_t ldy, cudaStream_t s,
                      ExpertMaps maps = {});
