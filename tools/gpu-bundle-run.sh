@@ -6,7 +6,8 @@
 # exist here, it is made a link to this checkout (or the suites that need fixtures fail, saying so).
 # Usage: tools/gpu-bundle-run.sh BUNDLE.tar.xz [out-dir] [config.json]
 # GPU_PASSES and GPU_BENCH (tools/gpu-bench.sh) pick the parts, for a short turn on a lent GPU.
-# At the end OUT-DIR is also packed into OUT-DIR.tgz.
+# At the end OUT-DIR is also packed into OUT-DIR.tgz (GPU_LOOSE=0: and removed, its two summaries
+# kept beside it: a lent GPU's tool brings back only a few files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="$1"
@@ -71,7 +72,13 @@ done
 tools/gpu-bench.sh "$dir/bin/moewb" "$dir/bin/bench_gemv" "$OUT" "$CONFIG"
 echo "== suites"
 cat "$OUT/suites.txt" 2>/dev/null
-# Everything in one file beside OUT-DIR (a lent GPU's tool brings back only a few files).
+# Everything in one file beside OUT-DIR (a lent GPU's tool brings back only a few files); with
+# GPU_LOOSE=0 only that file and the two summaries (OUT-DIR-suites.txt, OUT-DIR-summary.txt)
+# stay.
 tar -C "$OUT" -czf "${OUT%/}.tgz" . && echo "gpu-bundle-run: all results in ${OUT%/}.tgz"
+if [ "${GPU_LOOSE:-1}" = 0 ] && [ -s "${OUT%/}.tgz" ]; then
+    for f in suites summary; do [ -f "$OUT/$f.txt" ] && cp "$OUT/$f.txt" "${OUT%/}-$f.txt"; done
+    rm -rf "$OUT"
+fi
 rm -rf "$dir"
 exit $failed
