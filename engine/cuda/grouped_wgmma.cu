@@ -41,17 +41,17 @@ namespace moe::cuda::launch {
 
 namespace {
 
-constexpr int kBM = 128, kBK = 64, kThreads = 384;
+constexpr int kBM = 128, kBN = 256, kBK = 64, kThreads = 384;
 constexpr int kMaxExperts = kGroupedMaxExperts;
 static_assert(sizeof(CUtensorMap) == kExpertMapBytes, "a tensor map is 128 bytes");
 
 using namespace tc;
 namespace wl = wgmma_layout;
 
-// Tiles of kBM rows by kBN outputs; each consumer warpgroup 64 rows and all kBN outputs.
+// A stage of the ring: x's tile (one part or two) and W's; each consumer warpgroup 64 rows and
+// all kBN outputs.
 template <bool SPLIT>
 struct Shape {
-    static constexpr int kBN = 256;
     static constexpr int kParts = SPLIT ? 2 : 1;
     static constexpr uint32_t kATile = kBM * kBK * 2;  // bytes of one part of x's tile
     static constexpr uint32_t kBTile = kBN * kBK * 2;  // bytes of W's tile
@@ -59,10 +59,6 @@ struct Shape {
     static constexpr int kStages = SPLIT ? 3 : 4;  // what shared memory holds (64 and 48 KB a stage)
     static constexpr size_t kBytes = static_cast<size_t>(kStages) * kStage + 1024;  // + room to align to 1,024
 };
-
-// The box a tensor map of W hands out: kBK columns by the tile's outputs.
-constexpr int kBoxRows = Shape<false>::kBN;
-static_assert(Shape<true>::kBN == kBoxRows, "one map for both kernels");
 
 __device__ inline void mbar_init(uint32_t bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -181,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                         const CUtensorMap* w_maps, int64_t K, int64_t N, const int64_t* offsets, int n_expert, float* y,
                         int64_t ldy) {
     using S = Shape<SPLIT>;
-    constexpr int kBN = S::kBN, kStages = S::kStages;
+    constexpr int kStages = S::kStages;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t barriers[2 * kStages];  // full, then empty
     // The ring at the first 1,024-byte boundary: the swizzle follows the address bits.
@@ -293,7 +289,7 @@ cudaError_t launch_wgmma(const CUtensorMap& hi, const CUtensorMap& lo, int64_t K
     static const cudaError_t raised = cudaFuncSetAttribute(
         expert_wgmma_kernel<SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kBytes));
     if (raised != cudaSuccess) return raised;
-    const int64_t tiles = (N + S::kBN - 1) / S::kBN * row_tiles;
+    const int64_t tiles = (N + kBN - 1) / kBN * row_tiles;
     const auto grid = static_cast<unsigned>(tiles < resident_blocks() ? tiles : resident_blocks());
     expert_wgmma_kernel<SPLIT><<<grid, kThreads, S::kBytes, s>>>(hi, lo, static_cast<const CUtensorMap*>(w_maps), K, N,
                                                                  offsets, n_expert, y, ldy);
@@ -337,7 +333,7 @@ bool expert_wgmma_fit(int64_t K, int64_t N, int64_t n_expert) {
 bool encode_expert_maps(const std::vector<const void*>& w, int64_t K, int64_t N, void* maps_host) {
     auto* out = static_cast<CUtensorMap*>(maps_host);
     for (size_t e = 0; e < w.size(); ++e)
-        if (!encode_rows(out + e, w[e], K, N, kBoxRows)) return false;
+        if (!encode_rows(out + e, w[e], K, N, kBN)) return false;  // boxes of a tile's outputs
     return true;
 }
 
