@@ -256,7 +256,8 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
     //    enqueues the routed experts' products before the device runs out of work.
     const uint8_t* dropped = r.dropped;
     const int64_t n_slots = T * k;
-    const bool counts_on_device = n_slots > kSmallStep && !batched(m) && grouped(m);
+    const bool batched_here = batched(m);
+    const bool counts_on_device = n_slots > kSmallStep && !batched_here && grouped(m);
     if (n_slots > kSmallStep) {
         launch::dispatch(routed_here.experts, n_slots, dropped, E, s.counts, s.offsets, s.rows, s.row_slot, stream_);
         if (!counts_on_device) {
@@ -297,7 +298,7 @@ void CudaDeepseekMoe::feed_forward(const Layer& L, int64_t layer, int64_t T, con
             const int64_t r0 = offsets_host_[static_cast<size_t>(e)];
             return std::pair<int64_t, int64_t>(r0, offsets_host_[static_cast<size_t>(e + 1)] - r0);
         };
-        if (batched(m)) {
+        if (batched_here) {
             // Each expert's rows padded to a multiple of expert_row_pad() (rows of zeros after them);
             // the experts of one padded count in one cuBLAS batched product, gate and up, then
             // down. The slots' rows move to the padded layout for the combine.
