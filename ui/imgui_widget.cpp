@@ -261,18 +261,20 @@ void ImGuiWidget::drawFrame() {
     ++frames_;
 }
 
+bool ImGuiWidget::drawIfDue() {
+    if (!dirty_ && !frame_.isNull()) return false;
+    dirty_ = false;
+    drawFrame();
+    return true;
+}
+
 QImage ImGuiWidget::grabFramebuffer() {
-    if (dirty_ || frame_.isNull()) {
-        dirty_ = false;
-        drawFrame();
-    }
+    drawIfDue();
     return frame_;
 }
 
 void ImGuiWidget::paintEvent(QPaintEvent*) {
-    if (dirty_) {
-        dirty_ = false;
-        drawFrame();
+    if (drawIfDue()) {
         if (pending_frames_ > 0) {
             --pending_frames_;
             dirty_ = true;

@@ -81,6 +81,7 @@ private:
     void makeImGuiCurrent() const;
     bool initializeGL();  // the context, its surface and ImGui's renderer; false where none can be made
     void drawFrame();     // an ImGui frame into the framebuffer object, read back into frame_
+    bool drawIfDue();     // drawFrame where a frame is due (or none drawn yet); whether it did
     void shutdownRenderer();
     void setKey(QKeyEvent* event, bool down);
     void setModifiers(Qt::KeyboardModifiers m);
