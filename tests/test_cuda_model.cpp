@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -93,6 +94,73 @@ class CudaModelTest : public QObject {
     // By kind (F32; BF16 exact activations; BF16 activations): max |Δlogit| / max(1, max |logit|),
     // and the largest CPU margin of a token the device routed elsewhere.
     double worst_ratio_[3] = {0, 0, 0}, worst_flip_[3] = {0, 0, 0};
+
+    int64_t layers_of_ = 0, moe_layers_of_ = 0;  // of the model the last sameWithSwitch loaded
+
+    // The row's model loaded as the environment asks (without `unset`) and once more with var
+    // set to value (the environment restored after): both decode the row's ids under its mask,
+    // logits and routing compared bit for bit. Returns how far counter() moved in the second run.
+    int64_t sameWithSwitch(const char* var, const char* value, const char* unset, int64_t (*counter)()) {
+        QFETCH(QString, dir);
+        QFETCH(QString, mask);
+        QFETCH(QString, mode);
+        QFETCH(QString, form);
+        QFETCH(QVariantList, ids);
+        const std::vector<int32_t> tokens = tokens_of(ids);
+        moe::LoadOptions o;
+        o.backend = moe::Backend::cuda;
+        o.cuda_graphs = form != "decode-eager";
+        std::vector<std::pair<const char*, std::optional<QByteArray>>> saved;
+        for (const char* v : {var, unset})
+            if (v) saved.emplace_back(v, qEnvironmentVariableIsSet(v) ? std::optional(qgetenv(v)) : std::nullopt);
+        if (unset) qunsetenv(unset);
+        qunsetenv(var);
+        const auto plain = moe::load_model(dir.toStdString(), o);
+        qputenv(var, value);
+        const auto switched = moe::load_model(dir.toStdString(), o);
+        for (const auto& [v, was] : saved)
+            if (was)
+                qputenv(v, *was);
+            else
+                qunsetenv(v);
+        const moe::ModelConfig& c = plain->config();
+        layers_of_ = c.num_hidden_layers;
+        moe_layers_of_ = 0;
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i) moe_layers_of_ += c.is_moe_layer(i) ? 1 : 0;
+        const moe::ExpertMask m =
+            moe::ExpertMask::parse(mask.toStdString(), c, moe::parse_mask_mode(mode.toStdString()));
+        const Run a = run(*plain, tokens, m, true);
+        const int64_t before = counter();
+        const Run b = run(*switched, tokens, m, true);
+        const int64_t ran = counter() - before;
+        // A decode step so run is captured into a CUDA graph as the plain steps are (a capture
+        // that failed would leave the model running launch by launch).
+        if (form == "decode") [&] { QCOMPARE(switched->uses_cuda_graphs(), plain->uses_cuda_graphs()); }();
+        if (QTest::currentTestFailed()) return ran;
+        [&] {
+            QCOMPARE(b.logits.size(), a.logits.size());
+            for (size_t i = 0; i < a.logits.size(); ++i)
+                if (std::memcmp(&a.logits[i], &b.logits[i], sizeof(float)) != 0)
+                    QFAIL(qPrintable(QString("logit %1 (position %2): %3 as by default, %4 with %5=%6")
+                                         .arg(i)
+                                         .arg(i / static_cast<size_t>(c.vocab_size))
+                                         .arg(static_cast<double>(a.logits[i]), 0, 'g', 9)
+                                         .arg(static_cast<double>(b.logits[i]), 0, 'g', 9)
+                                         .arg(var)
+                                         .arg(value)));
+        }();
+        if (QTest::currentTestFailed()) return ran;
+        each_routed(
+            a, b,
+            [&](int64_t layer, size_t t, const moe::RoutingRecorder::Token& x, const moe::RoutingRecorder::Token& y) {
+                const QString where = QString("layer %1 position %2").arg(layer).arg(t);
+                QVERIFY2(x.experts == y.experts, qPrintable(where + ": experts differ"));
+                QVERIFY2(x.gate_weights == y.gate_weights, qPrintable(where + ": gate weights differ"));
+                QVERIFY2(x.entropy == y.entropy && x.margin == y.margin,
+                         qPrintable(where + ": entropy or margin differ"));
+            });
+        return ran;
+    }
 
 private slots:
     void initTestCase() {
@@ -292,12 +360,6 @@ private slots:
     }
 
     void layerKernelMatchesLaunches() {
-        QFETCH(QString, dir);
-        QFETCH(QString, mask);
-        QFETCH(QString, mode);
-        QFETCH(QString, form);
-        QFETCH(QVariantList, ids);
-        const std::vector<int32_t> tokens = tokens_of(ids);
         // The layer kernel computes the scalar decode split, the fused rotary embedding and an
         // f32 cache; with other choices in the environment (the suites' switch passes) the two
         // are not the same computation, or the layer kernel does not run.
@@ -306,50 +368,26 @@ private slots:
                 (name == "kv_cache" && value != "f32"))
                 QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
                                                         ": the launches compute otherwise than the layer kernel")));
-        moe::LoadOptions o;
-        o.backend = moe::Backend::cuda;
-        o.cuda_graphs = form != "decode-eager";
-        const QByteArray asked = qgetenv("MOEWB_CUDA_DECODE_KERNEL");
-        const bool was_set = qEnvironmentVariableIsSet("MOEWB_CUDA_DECODE_KERNEL");
-        qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
-        const auto launches = moe::load_model(dir.toStdString(), o);
-        qputenv("MOEWB_CUDA_DECODE_KERNEL", "layer");
-        const auto layers = moe::load_model(dir.toStdString(), o);
-        if (was_set)
-            qputenv("MOEWB_CUDA_DECODE_KERNEL", asked);
-        else
-            qunsetenv("MOEWB_CUDA_DECODE_KERNEL");
-        const moe::ExpertMask m =
-            moe::ExpertMask::parse(mask.toStdString(), launches->config(), moe::parse_mask_mode(mode.toStdString()));
-        const Run a = run(*launches, tokens, m, true);
-        const int64_t before = moe::cuda::decode_layer_launches();
-        const Run b = run(*layers, tokens, m, true);
-        const int64_t ran = moe::cuda::decode_layer_launches() - before;
+        QFETCH(QString, mask);
+        const int64_t ran =
+            sameWithSwitch("MOEWB_CUDA_DECODE_KERNEL", "layer", nullptr, moe::cuda::decode_layer_launches);
         qInfo("%lld layers as one launch", static_cast<long long>(ran));
         // Every layer of every step (or, through a graph, of each capture) when no mask keeps
         // the MoE layers from it.
-        if (!mask.contains("skip")) QVERIFY(ran >= launches->config().num_hidden_layers);
-        // A decode step with the one-launch kernel is captured into a CUDA graph as the launches'
-        // steps are (a capture that failed would leave the model running launch by launch).
-        if (form == "decode") QCOMPARE(layers->uses_cuda_graphs(), launches->uses_cuda_graphs());
+        if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= layers_of_);
+    }
 
-        QCOMPARE(b.logits.size(), a.logits.size());
-        for (size_t i = 0; i < a.logits.size(); ++i)
-            if (std::memcmp(&a.logits[i], &b.logits[i], sizeof(float)) != 0)
-                QFAIL(qPrintable(QString("logit %1 (position %2): %3 launch by launch, %4 as one launch")
-                                     .arg(i)
-                                     .arg(i / static_cast<size_t>(launches->config().vocab_size))
-                                     .arg(static_cast<double>(a.logits[i]), 0, 'g', 9)
-                                     .arg(static_cast<double>(b.logits[i]), 0, 'g', 9)));
-        each_routed(
-            a, b,
-            [&](int64_t layer, size_t t, const moe::RoutingRecorder::Token& x, const moe::RoutingRecorder::Token& y) {
-                const QString where = QString("layer %1 position %2").arg(layer).arg(t);
-                QVERIFY2(x.experts == y.experts, qPrintable(where + ": experts differ"));
-                QVERIFY2(x.gate_weights == y.gate_weights, qPrintable(where + ": gate weights differ"));
-                QVERIFY2(x.entropy == y.entropy && x.margin == y.margin,
-                         qPrintable(where + ": entropy or margin differ"));
-            });
+    void routeInExpertsMatchesItsLaunch_data() { layerKernelMatchesLaunches_data(); }
+    void routeInExpertsMatchesItsLaunch() {
+        // The experts' gate and up launch routes the tokens with the router launch's device
+        // function: the same experts, weights and logits, bit for bit. (With the layer kernel,
+        // asked for by the environment, neither runs.)
+        QFETCH(QString, mask);
+        const int64_t ran = sameWithSwitch("MOEWB_CUDA_DECODE_ROUTE", "experts", "MOEWB_CUDA_DECODE_KERNEL",
+                                           moe::cuda::routed_gate_up_launches);
+        qInfo("%lld layers routed by their experts' launch", static_cast<long long>(ran));
+        // Each MoE layer of each step, unless the mask asks for a skip (no plain router).
+        if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= moe_layers_of_);
     }
 
     void refusesWhatItDoesNotRun() {

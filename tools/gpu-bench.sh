@@ -8,7 +8,8 @@
 # GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
 # for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
 # without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
-# GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default.
+# GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
+# GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -115,8 +116,21 @@ if want layer; then
         --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-layer.txt"
     cat "$OUT/stages-layer.txt"
 fi
+if want route; then
+    # Decode with each MoE layer routed by its experts' gate and up launch
+    # (MOEWB_CUDA_DECODE_ROUTE=experts) and by a launch of its own, twice in turn (not among the
+    # default sections: decode has both); then where the time of such a step goes.
+    for turn in 1 2; do
+        decode_bench route-launch-$turn
+        decode_bench route-experts-$turn MOEWB_CUDA_DECODE_ROUTE=experts
+    done
+    MOEWB_CUDA_DECODE_ROUTE=experts MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-route.txt"
+    cat "$OUT/stages-route.txt"
+fi
 if want decode; then
     decode_bench default
+    decode_bench route-experts MOEWB_CUDA_DECODE_ROUTE=experts
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16

@@ -7,7 +7,8 @@
 # switches: with it they act on the launches of what it does not run.)
 # (MOEWB_CUDA_EXPERT_GEMM takes one value at a time: wgmma here, our own kernel end to end.)
 GPU_SWITCHES=(MOEWB_CUDA_DECODE_ATTENTION=vector MOEWB_CUDA_WEIGHT_LOADS=stream MOEWB_CUDA_DECODE_BLOCKS=3
-    MOEWB_CUDA_DECODE_KERNEL=layer MOEWB_CUDA_EXPERT_GEMM=wgmma MOEWB_CUDA_ATTENTION=wide)
+    MOEWB_CUDA_DECODE_KERNEL=layer MOEWB_CUDA_EXPERT_GEMM=wgmma MOEWB_CUDA_ATTENTION=wide
+    MOEWB_CUDA_DECODE_ROUTE=experts)
 # The paths that were the default before and can still be chosen (to compare): the suites run
 # once with these too.
 GPU_FORMER=(MOEWB_CUDA_EARLY_LAUNCH=on MOEWB_CUDA_ROPE=separate MOEWB_CUDA_ATTENTION=tensor-cores

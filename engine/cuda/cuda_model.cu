@@ -199,6 +199,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
         layer_kernel_ = launch::layer_kernel_asked();
+        route_in_experts_ = launch::route_in_experts_asked();
         stacked_parts_ = launch::stacked_expert_parts() && launch::batched_expert_products() && !bf16_activations_;
         create_side_streams(launch::expert_streams());
         check(cudaEventCreateWithFlags(&offsets_ready_, cudaEventDisableTiming), "creating an event");

@@ -313,6 +313,9 @@ private:
     bool fused_rope_ = false;
     // Whether a one-token step runs each layer as one launch (launch::layer_kernel_asked).
     bool layer_kernel_ = false;
+    // Whether a small step's experts' gate and up launch routes the tokens itself
+    // (launch::route_in_experts_asked).
+    bool route_in_experts_ = false;
     // Whether batched experts' products take the hi and lo parts of exact activations as the
     // rows of one product (launch::stacked_expert_parts and split activations): the step's
     // expert outputs then have twice the rows.

@@ -7,7 +7,9 @@
 
 #include "engine/cuda/cuda_model_impl.h"
 #include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch_after.h"
+#include "engine/cuda/route_warp.cuh"
 #include "engine/error.h"
 
 namespace moe::cuda::detail {
@@ -46,7 +48,8 @@ launch::GemvPart CudaDeepseekMoe::gated_part(const Ffn& f, float* y) {
 // attention's RMSNorm and projections, the rotary embedding of queries and keys, attention,
 // the output projection added to the residual; the feed-forward's RMSNorm with the router (or
 // the dense MLP's gate and up) and the shared experts' gate and up, routing, the routed
-// experts' gate and up, and their down products combined with the shared experts' and added.
+// experts' gate and up (one launch with the routing when route_in_experts_ asks and the
+// router is plain), and their down products combined with the shared experts' and added.
 // Keys and values go straight into an f32 cache, at the device's position with device_pos (the
 // q and k products rotate their heads themselves unless MOEWB_CUDA_ROPE=separate: no rope launch);
 // into a BF16 cache through the step's f32 scratch, rotated and rounded by one launch.
@@ -118,11 +121,26 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
     if (shared_on) in[1] = gated_part(m.shared, s.ffn_h);
     launch::fused_gemv(s.x, T, H, L.ffn_norm, eps, s.normed, in, shared_on ? 2 : 1, stream_);
     stage("norm+router+shared up");
-    const Routed r = route_layer(m, layer, T, opt, s, routed);
-    stage("route");
-    launch::expert_gate_up(s.normed, T, H, r.k, r.out.experts, r.dropped, m.gate_table, m.up_table, m.expert_type, F,
-                           s.eh, stream_);
-    stage("experts gate+up");
+    Routed r;
+    router_core::Args args;
+    const uint64_t* keys = nullptr;
+    bool in_experts = false;  // the routing done by the experts' launch (route_in_experts_)
+    if (route_in_experts_) {
+        r = plan_route(m, layer, T, opt, s, routed, args, keys);
+        in_experts = !keys && route_warp::takes(args);
+    }
+    if (in_experts) {
+        launch::routed_expert_gate_up(s.router_logits, args, r.out, s.normed, T, H, r.dropped, m.gate_table, m.up_table,
+                                      m.expert_type, F, s.eh, stream_);
+        if (opt.observer) record_routing(layer, opt, r.out);
+        stage("route+experts gate+up");
+    } else {
+        r = route_layer(m, layer, T, opt, s, routed);
+        stage("route");
+        launch::expert_gate_up(s.normed, T, H, r.k, r.out.experts, r.dropped, m.gate_table, m.up_table, m.expert_type,
+                               F, s.eh, stream_);
+        stage("experts gate+up");
+    }
     launch::moe_down_combine(s.eh, T, r.k, F, r.out.experts, r.dropped, r.out.weights, m.down_table, m.expert_type,
                              shared_on ? m.shared.down.w : nullptr, m.shared.down.type, s.ffn_h, m.shared.down.in, H,
                              s.x, stream_);

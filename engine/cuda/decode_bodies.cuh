@@ -202,19 +202,16 @@ __device__ inline void gemv_rows(const float* x, int64_t in, const float* norm, 
     }
 }
 
-// Block b of nb for slot `slot` of a small step with k slots a token: the slot's input
-// x [slot / k] in shared memory xs [H], then h[slot, f] = silu(gate_e[f]·x) · (up_e[f]·x) for
-// every (nb · kWarps)-th f by each warp, both rows fetched before either product. A dropped
-// slot computes nothing. All threads of the block call it.
+// Block b of nb for one slot of a small step, its expert e and its input x [H] known:
+// x in shared memory xs [H], then h[f] = silu(gate_e[f]·x) · (up_e[f]·x) for every
+// (nb · kWarps)-th f by each warp, both rows fetched before either product. All threads of
+// the block call it.
 template <typename W, bool S, int MINB, bool AHEAD = false>
-__device__ inline void gate_up_rows(const float* x, int64_t H, int64_t k, const int32_t* experts,
-                                    const uint8_t* dropped, const void* const* gate, const void* const* up, int64_t F,
-                                    float* h, int64_t b, int64_t nb, int64_t slot, float* xs) {
-    if (dispatch::slot_dropped(experts, dropped, slot)) return;
-    const int32_t e = experts[slot];
+__device__ inline void expert_gate_up_rows(const float* x, int64_t H, int32_t e, const void* const* gate,
+                                           const void* const* up, int64_t F, float* h, int64_t b, int64_t nb,
+                                           float* xs) {
     const int lane = threadIdx.x % 32;
-    const float* xr = x + (slot / k) * H;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) xs[i] = xr[i];
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) xs[i] = x[i];
     __syncthreads();
     const W* g_base = static_cast<const W*>(gate[e]);
     const W* u_base = static_cast<const W*>(up[e]);
@@ -230,8 +227,19 @@ __device__ inline void gate_up_rows(const float* x, int64_t H, int64_t k, const 
         fetch_row<S>(u, u_base + f * H, H, lane);
         const float gv = dot_row<S>(g, g_base + f * H, xs, H, lane);
         const float uv = dot_row<S>(u, u_base + f * H, xs, H, lane);
-        if (lane == 0) h[slot * F + f] = silu_mul_rn(gv, uv);
+        if (lane == 0) h[f] = silu_mul_rn(gv, uv);
     }
+}
+
+// Block b of nb for slot `slot` of a small step with k slots a token: expert_gate_up_rows of
+// the slot's expert experts[slot] on its token's input x [slot / k] into h [slot]. A dropped
+// slot computes nothing. All threads of the block call it.
+template <typename W, bool S, int MINB, bool AHEAD = false>
+__device__ inline void gate_up_rows(const float* x, int64_t H, int64_t k, const int32_t* experts,
+                                    const uint8_t* dropped, const void* const* gate, const void* const* up, int64_t F,
+                                    float* h, int64_t b, int64_t nb, int64_t slot, float* xs) {
+    if (dispatch::slot_dropped(experts, dropped, slot)) return;
+    expert_gate_up_rows<W, S, MINB, AHEAD>(x + (slot / k) * H, H, experts[slot], gate, up, F, h + slot * F, b, nb, xs);
 }
 
 // Part p of output row i of token t's down products: 0 the shared experts' row (null when

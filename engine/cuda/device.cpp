@@ -204,6 +204,10 @@ bool layer_kernel_asked() {
     return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer");
 }
 
+bool route_in_experts_asked() {
+    return env_is("MOEWB_CUDA_DECODE_ROUTE", "experts");
+}
+
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
 int multiprocessors() {
@@ -240,6 +244,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},
         {"decode_kernel", launch::layer_kernel_asked() ? "layer" : "launches"},
+        {"decode_route", launch::route_in_experts_asked() ? "experts" : "launch"},
     };
 }
 

@@ -6,11 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "engine/cuda/decode_bodies.cuh"
 #include "engine/cuda/device.h"
 #include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch_after.h"
+#include "engine/cuda/route_warp.cuh"
 #include "engine/cuda/row_math.cuh"
 #include "engine/error.h"
 #include "engine/moe_dispatch.h"
@@ -38,6 +40,43 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gate_up_kernel(const float*
     wait_for_previous();
     decode_body::gate_up_rows<W, S, MINB>(x, H, k, experts, dropped, gate, up, F, h, blockIdx.x, gridDim.x, blockIdx.y,
                                           xs);
+}
+
+// Blocks (b, slot) as gate_up_kernel, whose first warp first routes the slot's token
+// (route_warp::token on the router's logits [T, E], into shared memory after x's [H]): every
+// block of the token finds the experts and weights the router's launch writes, and block
+// (0, the token's first slot) writes them, with the token's entropy, mass and margin, to out
+// for the launches and the observer after this one.
+template <typename W, bool S, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB)
+    routed_gate_up_kernel(const float* logits, router_core::Args a, RouteOutputs out, const float* x, int64_t H,
+                          const uint8_t* dropped, const void* const* gate, const void* const* up, int64_t F, float* h,
+                          bool let_next) {
+    extern __shared__ __align__(16) float xs[];
+    let_next_start(let_next);
+    wait_for_previous();
+    const int64_t k = a.k, slot = blockIdx.y, t = slot / k, j = slot % k;
+    float* scratch = xs + H;
+    auto* experts = reinterpret_cast<int32_t*>(scratch + route_warp::shared_floats(a.n_expert));
+    float* weights = reinterpret_cast<float*>(experts + k);
+    float* stats = weights + k;  // entropy, mass, margin
+    if (threadIdx.x < 32)
+        route_warp::token(logits + t * a.n_expert, 0, a, scratch, experts, weights, stats, stats + 1, stats + 2);
+    __syncthreads();
+    if (blockIdx.x == 0 && j == 0) {
+        for (int64_t r = threadIdx.x; r < k; r += blockDim.x) {
+            out.experts[t * k + r] = experts[r];
+            out.weights[t * k + r] = weights[r];
+        }
+        if (threadIdx.x == 0) {
+            out.entropy[t] = stats[0];
+            out.mass[t] = stats[1];
+            out.margin[t] = stats[2];
+        }
+    }
+    const int32_t e = experts[j];
+    if (dropped && dropped[e]) return;  // the whole block
+    decode_body::expert_gate_up_rows<W, S, MINB>(x + t * H, H, e, gate, up, F, h + slot * F, blockIdx.x, gridDim.x, xs);
 }
 
 // Block (row tile, slot): out[slot, i] = down_e[i]·h[slot], one warp per i.
@@ -76,6 +115,8 @@ __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped,
     const int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (s < n_slots) rows[s] = dispatch::slot_dropped(experts, dropped, s) ? -1 : s;
 }
+
+std::atomic<int64_t> routed_launches{0};
 
 template <typename F>
 void by_type(DType t, const char* what, F&& f) {
@@ -117,6 +158,32 @@ void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32
     });
 }
 
+void routed_expert_gate_up(const float* logits, const router_core::Args& a, RouteOutputs out, const float* x, int64_t T,
+                           int64_t H, const uint8_t* dropped, const void* const* gate, const void* const* up,
+                           DType type, int64_t F, float* h, cudaStream_t s) {
+    if (!route_warp::takes(a))
+        throw Error(ErrorKind::failure, "the experts' gate and up products route only a plain router's tokens");
+    if (T <= 0 || F <= 0) return;
+    const int64_t k = a.k, n_slots = T * k, tiles = (F + kWarps - 1) / kWarps;
+    const int64_t per_slot =
+        std::max<int64_t>(1, std::min<int64_t>(tiles, 2 * std::max(1, multiprocessors()) / n_slots));
+    const dim3 grid(static_cast<unsigned>(per_slot), static_cast<unsigned>(n_slots));
+    // x's row, then the router's scratch, the token's experts and weights, and its three figures.
+    const size_t shared = static_cast<size_t>(H + route_warp::shared_floats(a.n_expert) + 2 * k + 3) * sizeof(float);
+    by_type(type, "expert product", [&](auto w) {
+        using W = decltype(w);
+        const bool three = decode_blocks() == 3;
+        const auto kernel = stream_weight_loads()
+                                ? (three ? routed_gate_up_kernel<W, true, 3> : routed_gate_up_kernel<W, true, 2>)
+                                : (three ? routed_gate_up_kernel<W, false, 3> : routed_gate_up_kernel<W, false, 2>);
+        allow_shared(kernel, shared, "expert product: shared memory size");
+        launch_after(kernel, grid, dim3(kWarps * 32), shared, s,
+                     "launching the routing and the experts' gate and up products", logits, a, out, x, H, dropped, gate,
+                     up, F, h, early_trigger());
+    });
+    routed_launches.fetch_add(1, std::memory_order_relaxed);
+}
+
 void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,
                  const void* const* down, DType type, int64_t H, float* out, cudaStream_t s) {
     if (n_slots <= 0 || H <= 0) return;
@@ -150,3 +217,11 @@ void slot_rows(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, 
 }
 
 }  // namespace moe::cuda::launch
+
+namespace moe::cuda {
+
+std::int64_t routed_gate_up_launches() {
+    return launch::routed_launches.load(std::memory_order_relaxed);
+}
+
+}  // namespace moe::cuda

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "engine/cuda/route_outputs.h"
+#include "engine/router_core.h"
 #include "engine/tensor.h"
 
 namespace moe::cuda::launch {
@@ -19,6 +21,13 @@ void embed(const void* table, DType type, const int32_t* ids, int64_t T, int64_t
 // h[s] = silu(gate_e · x[t]) · (up_e · x[t]), width F; gate, up: [E] device pointers to [F, H].
 void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                     const void* const* gate, const void* const* up, DType type, int64_t F, float* h, cudaStream_t s);
+// The router's routing of a plain step (route_warp::takes(a): softmax, greedy top-k) and
+// expert_gate_up in one launch: each block routes its slot's token from logits [T, E] itself,
+// and the token's experts, weights, entropy, mass and margin go to out as launch::route writes
+// them (the same values), for what runs after.
+void routed_expert_gate_up(const float* logits, const router_core::Args& a, RouteOutputs out, const float* x, int64_t T,
+                           int64_t H, const uint8_t* dropped, const void* const* gate, const void* const* up,
+                           DType type, int64_t F, float* h, cudaStream_t s);
 // out[s] = down_e · h[s], width H; down: [E] device pointers to [H, F].
 void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,
                  const void* const* down, DType type, int64_t H, float* out, cudaStream_t s);
