@@ -9,10 +9,16 @@
 // against a kernel that only reads the bytes (the ceiling), and the engine's own fused product
 // (launch::fused_gemv, with and without its RMSNorm) on the same matrices. Shapes of DeepSeekMoE 16B's decode:
 // q, k, v (6144 × 2048, 25 MB) and the routed experts' gate and up (6 × 2816 × 2048, 69 MB).
-// Usage: bench_gemv [repeats]. Prints JSON: GB/s per variant and shape.
+// Then what launches cost a stream of weights ("launches"): reads of one size, 2 to 128 MB,
+// each a launch of its own, back to back in a CUDA graph (a decode step's form), fitted as
+// time = fixed + bytes / rate; and a decode step's reads of DeepSeekMoE 16B (28 layers of
+// q, k, v 25 MB, o 8.4 MB, router and shared gate and up 24 MB, six experts' gate and up 69 MB,
+// down 46 MB) as 140 launches in a graph against one launch that reads the same bytes.
+// Usage: bench_gemv [repeats]. Prints JSON: GB/s per variant and shape, and the launches' figures.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -95,6 +101,123 @@ __global__ void read_only(const uint4* p, size_t n, unsigned* sink) {
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
     }
     if (acc == 0x12345678u) *sink = acc;
+}
+
+// The bytes only, four 16-byte loads in flight per thread: a stream's ceiling.
+__global__ void read_deep(const uint4* p, size_t n, unsigned* sink) {
+    unsigned acc = 0;
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        const uint4 a = __ldg(p + i), b = __ldg(p + i + stride), c = __ldg(p + i + 2 * stride),
+                    d = __ldg(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride) {
+        const uint4 v = __ldg(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+// Seconds a replay of `graph` takes, best of `reps` after a warm-up.
+double replay_seconds(cudaGraphExec_t graph, cudaStream_t s, int reps) {
+    cudaEvent_t a, b;
+    check(cudaEventCreate(&a), "event");
+    check(cudaEventCreate(&b), "event");
+    check(cudaGraphLaunch(graph, s), "graph launch");
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+        check(cudaEventRecord(a, s), "record");
+        check(cudaGraphLaunch(graph, s), "graph launch");
+        check(cudaEventRecord(b, s), "record");
+        check(cudaEventSynchronize(b), "sync");
+        float ms = 0;
+        check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+        best = std::min(best, static_cast<double>(ms) * 1e-3);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return best;
+}
+
+// A graph of read_deep launches over consecutive pieces of `base`, `sizes[i]` bytes each.
+cudaGraphExec_t reads_graph(const char* base, const std::vector<size_t>& sizes, int blocks, unsigned* sink,
+                            cudaStream_t s) {
+    cudaGraph_t g;
+    check(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "capture");
+    size_t at = 0;
+    for (const size_t b : sizes) {
+        read_deep<<<blocks, 256, 0, s>>>(reinterpret_cast<const uint4*>(base + at), b / 16, sink);
+        at += (b + 255) / 256 * 256;
+    }
+    check(cudaStreamEndCapture(s, &g), "capture");
+    cudaGraphExec_t e;
+    check(cudaGraphInstantiate(&e, g, 0), "instantiate");
+    cudaGraphDestroy(g);
+    return e;
+}
+
+struct Launches {
+    std::vector<std::pair<double, double>> per_size;  // (MB, µs a launch)
+    double fixed_us = 0, rate_gbs = 0;                // the least-squares fit
+    double step_launches_us = 0, step_one_us = 0, step_bytes = 0;
+};
+
+// What launches cost a stream of weights (see the file's head); false when the device lacks the
+// memory for a decode step's weights.
+bool launch_figures(int sms, int reps, Launches& out) {
+    const std::vector<double> layer_mb = {25.2, 8.4, 24.1, 69.2, 46.1};
+    size_t step = 0;
+    std::vector<size_t> step_sizes;
+    for (int l = 0; l < 28; ++l)
+        for (const double mb : layer_mb) {
+            step_sizes.push_back(static_cast<size_t>(mb * 1e6) / 256 * 256);
+            step += step_sizes.back();
+        }
+    char* base = nullptr;
+    unsigned* sink = nullptr;
+    if (cudaMalloc(&base, step + (size_t(1) << 20)) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    check(cudaMalloc(&sink, 4), "alloc");
+    check(cudaMemset(base, 0x3c, step), "fill");
+    cudaStream_t s;
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+    const int blocks = sms * 8;
+    // Reads of one size, 24 launches over distinct bytes (more than L2 holds from 4 MB on).
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const double mb : {2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0}) {
+        const size_t b = static_cast<size_t>(mb * (1 << 20));
+        const int n = static_cast<int>(std::min<size_t>(24, step / b));
+        const cudaGraphExec_t g = reads_graph(base, std::vector<size_t>(static_cast<size_t>(n), b), blocks, sink, s);
+        const double us = replay_seconds(g, s, reps) / n * 1e6;
+        cudaGraphExecDestroy(g);
+        out.per_size.emplace_back(mb, us);
+        const double x = static_cast<double>(b);
+        sx += x;
+        sy += us;
+        sxx += x * x;
+        sxy += x * us;
+    }
+    const double k = static_cast<double>(out.per_size.size());
+    const double slope = (k * sxy - sx * sy) / (k * sxx - sx * sx);  // µs per byte
+    out.fixed_us = (sy - slope * sx) / k;
+    out.rate_gbs = 1e-3 / slope;
+    // A decode step's reads: 140 launches, and one.
+    const cudaGraphExec_t many = reads_graph(base, step_sizes, blocks, sink, s);
+    out.step_launches_us = replay_seconds(many, s, reps) * 1e6;
+    cudaGraphExecDestroy(many);
+    const cudaGraphExec_t one = reads_graph(base, {step}, blocks, sink, s);
+    out.step_one_us = replay_seconds(one, s, reps) * 1e6;
+    cudaGraphExecDestroy(one);
+    out.step_bytes = static_cast<double>(step);
+    check(cudaGetLastError(), "reads");
+    cudaStreamDestroy(s);
+    cudaFree(base);
+    cudaFree(sink);
+    return true;
 }
 
 struct Result {
@@ -214,9 +337,26 @@ int main(int argc, char** argv) {
         cudaFree(y);
         cudaFree(sink);
     }
+    Launches l;
+    const bool have_launches = launch_figures(sms, std::max(3, reps / 10), l);
     std::printf("{\n  \"device\": \"%s\",\n  \"results\": [\n", prop.name);
     for (size_t i = 0; i < out.size(); ++i)
         std::printf("    {\"variant\": \"%s\", \"gb_s\": %.1f}%s\n", out[i].name.c_str(), out[i].gbs, i + 1 < out.size() ? "," : "");
-    std::printf("  ]\n}\n");
+    std::printf("  ]");
+    if (have_launches) {
+        // Per size: µs a launch and GB/s; the fit; a decode step's reads as launches and as one.
+        std::printf(",\n  \"launches\": {\n    \"per_size\": [\n");
+        for (size_t i = 0; i < l.per_size.size(); ++i) {
+            const auto [mb, us] = l.per_size[i];
+            std::printf("      {\"mib\": %.0f, \"us_per_launch\": %.2f, \"gb_s\": %.1f}%s\n", mb, us,
+                        mb * (1 << 20) / (us * 1e-6) / 1e9, i + 1 < l.per_size.size() ? "," : "");
+        }
+        std::printf("    ],\n    \"fixed_us_per_launch\": %.2f,\n    \"streaming_gb_s\": %.1f,\n", l.fixed_us,
+                    l.rate_gbs);
+        std::printf("    \"decode_step_bytes\": %.0f,\n    \"decode_step_as_140_launches_us\": %.1f,\n", l.step_bytes,
+                    l.step_launches_us);
+        std::printf("    \"decode_step_as_one_launch_us\": %.1f\n  }", l.step_one_us);
+    }
+    std::printf("\n}\n");
     return 0;
 }
