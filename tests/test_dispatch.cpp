@@ -2,7 +2,8 @@
 // and CUDA backends: expert offsets, stable gathered rows (with dropped slots), their
 // inverse, and the tiles of a grouped GEMM — against direct counting on random batches; and
 // the CUDA attention's tiling (engine/attention_tiles.h) against the positions it must cover;
-// the experts spread over streams (engine/expert_streams.h).
+// the experts spread over streams (engine/expert_streams.h); the decode stream kernel's tiles
+// (engine/cuda/stream_plan.h).
 #include <QtTest>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "engine/attention_tiles.h"
+#include "engine/cuda/stream_plan.h"
 #include "engine/expert_streams.h"
 #include "engine/moe_dispatch.h"
 #include "engine/wgmma_layout.h"
@@ -313,6 +315,61 @@ private slots:
                     }
                 }
                 QCOMPARE(next, visible);
+            }
+    }
+
+    // The decode stream kernel's tiles (engine/cuda/stream_plan.h): each part's items are taken
+    // once, in order, by tiles that fit a slot and a warp a row; pairs stay within a head and
+    // routed tiles within a slot; a stage's tiles split over the blocks b, b + nb, ….
+    void stream_tiles_take_each_row_once() {
+        namespace sp = moe::cuda::stream_plan;
+        test_support::Lcg rng{5};
+        for (int trial = 0; trial < 3000; ++trial) {
+            sp::Part p;
+            p.kind = static_cast<sp::Kind>(rng.next() % 5);
+            p.row_bytes = 16 * (1 + static_cast<int64_t>(rng.next() % (trial % 3 == 0 ? 2200 : 300)));
+            p.k = 1 + static_cast<int64_t>(rng.next() % 10);
+            p.half = 1 + static_cast<int64_t>(rng.next() % 70);
+            p.items = p.kind == sp::Kind::pairs ? p.half * static_cast<int64_t>(rng.next() % 20)
+                                                : static_cast<int64_t>(rng.next() % 3000);
+            const int64_t n = sp::per_tile(p);
+            const int64_t rows_per_item = p.kind == sp::Kind::plain ? 1 : p.kind == sp::Kind::combine ? p.k : 2;
+            if (!sp::fits(p)) {
+                // Only a row too long for a slot, or more slots than warps, keeps a part out.
+                QVERIFY(n < 1 || p.k * p.row_bytes > sp::kSlotBytes);
+                continue;
+            }
+            QVERIFY(n * rows_per_item <= sp::kTileWarps);
+            QVERIFY(n * rows_per_item * p.row_bytes <= sp::kSlotBytes);
+            const int64_t runs = p.kind == sp::Kind::routed ? p.k : 1;
+            std::vector<int64_t> next(static_cast<size_t>(runs), 0);
+            for (int64_t t = 0; t < sp::tiles(p); ++t) {
+                const sp::Span s = sp::span(p, t);
+                QVERIFY(s.slot >= 0 && s.slot < runs);
+                QVERIFY(s.count >= 1 && s.count <= n);
+                QCOMPARE(s.first, next[static_cast<size_t>(s.slot)]);
+                next[static_cast<size_t>(s.slot)] += s.count;
+                if (p.kind == sp::Kind::pairs) QCOMPARE(s.first / p.half, (s.first + s.count - 1) / p.half);
+            }
+            for (const int64_t taken : next) QCOMPARE(taken, p.items);
+        }
+        // A stage's parts one after another, and its tiles over the blocks.
+        sp::Stage st;
+        st.n = 3;
+        st.part[0] = {sp::Kind::pairs, 1024, 4096, 64, 1};
+        st.part[1] = {sp::Kind::pairs, 1024, 4096, 64, 1};
+        st.part[2] = {sp::Kind::plain, 2048, 4096, 0, 1};
+        QCOMPARE(sp::tiles(st), 256 + 256 + 256);
+        int j = 0;
+        int64_t local = 0;
+        sp::locate(st, 600, j, local);
+        QCOMPARE(j, 2);
+        QCOMPARE(local, 600 - 512);
+        for (const int64_t tiles : {0, 1, 131, 132, 133, 768, 2112})
+            for (const int64_t nb : {1, 7, 132}) {
+                int64_t sum = 0;
+                for (int64_t b = 0; b < nb; ++b) sum += sp::block_tiles(tiles, b, nb);
+                QCOMPARE(sum, tiles);
             }
     }
 };

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "engine/cuda/grouped_tiles.cuh"
+#include "engine/cuda/mbarrier.cuh"
 #include "engine/cuda/mma.cuh"
 #include "engine/moe_dispatch.h"
 #include "engine/wgmma_layout.h"
@@ -60,38 +61,6 @@ struct Shape {
     static constexpr size_t kBytes = static_cast<size_t>(kStages) * kStage + 1024;  // + room to align to 1,024
 };
 
-__device__ inline void mbar_init(uint32_t bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-// The barriers' initial state visible to the other threads and to the TMA's completions.
-__device__ inline void mbar_init_fence() {
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-__device__ inline void mbar_arrive(uint32_t bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// Arrives and adds `bytes` to what the barrier's phase waits for (the TMA's copies complete them).
-__device__ inline void mbar_arrive_expect(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ inline bool mbar_try_wait(uint32_t bar, uint32_t parity) {
-    uint32_t done;
-    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(done)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-    return done != 0;
-}
-// Waits for the phase of parity `parity` to complete. A wait of seconds means a bug, not a slow
-// device: it ends the kernel with an error (a trap) rather than hang the process.
-__device__ inline void mbar_wait(uint32_t bar, uint32_t parity) {
-    if (mbar_try_wait(bar, parity)) return;
-    const long long start = clock64();
-    for (uint32_t n = 1;; ++n) {
-        if (mbar_try_wait(bar, parity)) return;
-        if ((n & 1023u) == 0 && clock64() - start > (20ll << 30)) __trap();
-    }
-}
 // Box (c0 along K, c1 along rows) of the tensor map into shared memory at dst, its bytes
 // counted on barrier bar.
 __device__ inline void tma_load(uint32_t dst, const void* map, uint32_t bar, int c0, int c1) {
@@ -190,10 +159,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int n_k = static_cast<int>(K / kBK);
     if (threadIdx.x == 0) {
         for (int s = 0; s < kStages; ++s) {
-            mbar_init(full0 + 8u * s, 1);   // the producer's arrival, and the copies' bytes
-            mbar_init(empty0 + 8u * s, 8);  // each consumer warp's
+            mbar::init(full0 + 8u * s, 1);   // the producer's arrival, and the copies' bytes
+            mbar::init(empty0 + 8u * s, 8);  // each consumer warp's
         }
-        mbar_init_fence();
+        mbar::init_fence();
     }
     __syncthreads();
 
@@ -212,9 +181,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int kt = 0; kt < n_k; ++kt, ++it) {
                     const uint32_t s = it % kStages;
                     // Round 0 finds the stage free; round j waits for the consumers' j-th release.
-                    mbar_wait(empty0 + 8u * s, ((it / kStages) & 1u) ^ 1u);
+                    mbar::wait(empty0 + 8u * s, ((it / kStages) & 1u) ^ 1u);
                     const uint32_t full = full0 + 8u * s, stage = ring + s * S::kStage;
-                    mbar_arrive_expect(full, S::kStage);
+                    mbar::arrive_expect(full, S::kStage);
                     tma_load(stage, &x_hi, full, kt * kBK, r0);
                     if constexpr (SPLIT) tma_load(stage + S::kATile, &x_lo, full, kt * kBK, r0);
                     tma_load(stage + S::kParts * S::kATile, w, full, kt * kBK, n0);
@@ -234,7 +203,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_accumulators(acc);
         for (int kt = 0; kt < n_k; ++kt, ++it) {
             const uint32_t s = it % kStages;
-            mbar_wait(full0 + 8u * s, (it / kStages) & 1u);
+            mbar::wait(full0 + 8u * s, (it / kStages) & 1u);
             const uint32_t stage = ring + s * S::kStage;
             const uint32_t b = stage + S::kParts * S::kATile;
             const uint32_t a_hi = stage + static_cast<uint32_t>(64 * cw) * 128u;
@@ -247,11 +216,11 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
             wgmma_commit();
             wgmma_wait<1>();  // the products of the K tile before are done (this one's may still run)
-            if (kt > 0 && lane == 0) mbar_arrive(empty0 + 8u * ((it - 1) % kStages));
+            if (kt > 0 && lane == 0) mbar::arrive(empty0 + 8u * ((it - 1) % kStages));
         }
         wgmma_wait<0>();
         fence_accumulators(acc);
-        if (lane == 0) mbar_arrive(empty0 + 8u * ((it - 1) % kStages));  // the tile's last stage
+        if (lane == 0) mbar::arrive(empty0 + 8u * ((it - 1) % kStages));  // the tile's last stage
         // The outputs, while the producer fills the ring with the next tile's.
         const dispatch::Tile tl = table.at(t / n_col);
         const int64_t r0 = tl.row0, rows = tl.rows, n0 = (t % n_col) * kBN;
