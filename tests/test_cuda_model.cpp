@@ -97,6 +97,26 @@ class CudaModelTest : public QObject {
 
     int64_t layers_of_ = 0, moe_layers_of_ = 0;  // of the model the last sameWithSwitch loaded
 
+    // MOEWB_CUDA_DECODE_KERNEL=kernel (layer or stream) against the launches, bit for bit, and
+    // counted (counter) to have run every layer.
+    void oneLaunchMatchesLaunches(const char* kernel, int64_t (*counter)()) {
+        // The one-launch kernels compute the scalar decode split, the fused rotary embedding and
+        // an f32 cache; with other choices in the environment (the suites' switch passes) the two
+        // are not the same computation, or the kernel does not run.
+        for (const auto& [name, value] : moe::cuda::backend_switches())
+            if ((name == "decode_attention" && value != "scalar") || (name == "rope" && value != "fused") ||
+                (name == "kv_cache" && value != "f32"))
+                QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
+                                                        ": the launches compute otherwise than the " + kernel +
+                                                        " kernel")));
+        QFETCH(QString, mask);
+        const int64_t ran = sameWithSwitch("MOEWB_CUDA_DECODE_KERNEL", kernel, nullptr, counter);
+        qInfo("%lld layers as one %s launch", static_cast<long long>(ran), kernel);
+        // Every layer of every step (or, through a graph, of each capture) when no mask keeps
+        // the MoE layers from it.
+        if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= layers_of_);
+    }
+
     // The row's model loaded as the environment asks (without `unset`) and once more with var
     // set to value (the environment restored after): both decode the row's ids under its mask,
     // logits and routing compared bit for bit. Returns how far counter() moved in the second run.
@@ -359,22 +379,14 @@ private slots:
         }
     }
 
-    void layerKernelMatchesLaunches() {
-        // The layer kernel computes the scalar decode split, the fused rotary embedding and an
-        // f32 cache; with other choices in the environment (the suites' switch passes) the two
-        // are not the same computation, or the layer kernel does not run.
-        for (const auto& [name, value] : moe::cuda::backend_switches())
-            if ((name == "decode_attention" && value != "scalar") || (name == "rope" && value != "fused") ||
-                (name == "kv_cache" && value != "f32"))
-                QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
-                                                        ": the launches compute otherwise than the layer kernel")));
-        QFETCH(QString, mask);
-        const int64_t ran =
-            sameWithSwitch("MOEWB_CUDA_DECODE_KERNEL", "layer", nullptr, moe::cuda::decode_layer_launches);
-        qInfo("%lld layers as one launch", static_cast<long long>(ran));
-        // Every layer of every step (or, through a graph, of each capture) when no mask keeps
-        // the MoE layers from it.
-        if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= layers_of_);
+    void layerKernelMatchesLaunches() { oneLaunchMatchesLaunches("layer", moe::cuda::decode_layer_launches); }
+
+    void streamKernelMatchesLaunches_data() { layerKernelMatchesLaunches_data(); }
+    void streamKernelMatchesLaunches() {
+        // Skipped, with the reason, on a GPU before compute capability 9.0 (no bulk copies).
+        const auto dev = moe::cuda::first_device();
+        if (dev && dev->cc_major < 9) QSKIP("the stream kernel needs compute capability 9.0 (bulk copies)");
+        oneLaunchMatchesLaunches("stream", moe::cuda::decode_stream_launches);
     }
 
     void routeInExpertsMatchesItsLaunch_data() { layerKernelMatchesLaunches_data(); }

@@ -9,7 +9,8 @@
 # for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
 # without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
 # GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
-# GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn.
+# GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn;
+# GPU_BENCH=stream decode with the stream kernel and as by default, in turn.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -128,8 +129,21 @@ if want route; then
         --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-route.txt"
     cat "$OUT/stages-route.txt"
 fi
+if want stream; then
+    # Decode with each layer as the stream kernel's launch (MOEWB_CUDA_DECODE_KERNEL=stream) and
+    # as launches, twice in turn; then where the stream kernel's time goes, stage by stage
+    # inside it ("stream: qkv", …).
+    for turn in 1 2; do
+        decode_bench stream-launches-$turn
+        decode_bench stream-$turn MOEWB_CUDA_DECODE_KERNEL=stream
+    done
+    MOEWB_CUDA_DECODE_KERNEL=stream MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-stream.txt"
+    cat "$OUT/stages-stream.txt"
+fi
 if want decode; then
     decode_bench default
+    decode_bench stream MOEWB_CUDA_DECODE_KERNEL=stream
     decode_bench route-experts MOEWB_CUDA_DECODE_ROUTE=experts
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector

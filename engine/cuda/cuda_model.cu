@@ -115,6 +115,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         }
     sizing.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     sizing.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
+    sizing.take<unsigned>(launch::kStreamCounters);
     aux_bytes_ = sizing.used();
     aux_.reset(device_alloc_for(aux_bytes_, "the norms, routers and expert tables"));
     Carver carve(aux_.get());
@@ -185,6 +186,9 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     }
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
+    stream_sync_ = carve.take<unsigned>(launch::kStreamCounters);
+    check(cudaMemset(stream_sync_, 0, launch::kStreamCounters * sizeof(unsigned)),
+          "clearing the stream kernel's counters");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     try {  // a constructor that throws runs no destructor: the stream goes here
         blas_ = std::make_unique<launch::Blas>(stream_);
@@ -199,6 +203,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
         layer_kernel_ = launch::layer_kernel_asked();
+        stream_kernel_ = launch::stream_kernel_asked();
         route_in_experts_ = launch::route_in_experts_asked();
         stacked_parts_ = launch::stacked_expert_parts() && launch::batched_expert_products() && !bf16_activations_;
         create_side_streams(launch::expert_streams());

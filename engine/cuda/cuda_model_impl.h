@@ -313,6 +313,10 @@ private:
     bool fused_rope_ = false;
     // Whether a one-token step runs each layer as one launch (launch::layer_kernel_asked).
     bool layer_kernel_ = false;
+    // Whether it runs each layer as the stream kernel's launch instead (launch::stream_kernel_asked),
+    // with its counters (in aux_).
+    bool stream_kernel_ = false;
+    unsigned* stream_sync_ = nullptr;
     // Whether a small step's experts' gate and up launch routes the tokens itself
     // (launch::route_in_experts_asked).
     bool route_in_experts_ = false;

@@ -150,7 +150,7 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
 bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                                           const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                                           const launch::RouteOutputs& routed) const {
-    if (!layer_kernel_ || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
+    if ((!layer_kernel_ && !stream_kernel_) || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
@@ -219,12 +219,18 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
             d.Fs = m.shared.down.in;
         }
     }
-    if (!launch::decode_layer_runs(d)) return false;
+    d.sync = stream_sync_;
+    const bool streamed = stream_kernel_ && !layer_kernel_;
+    if (!(streamed ? launch::decode_stream_runs(d) : launch::decode_layer_runs(d))) return false;
     // With the stage profile on, the kernel times its own stages ("layer: qkv", …).
     const char* const* names = nullptr;
-    const int n_stages = launch::decode_layer_stages(L.is_moe, &names);
-    d.stamps = stages_.inside("layer: ", names, n_stages);
-    launch::decode_layer(d, stream_);
+    const int n_stages =
+        streamed ? launch::decode_stream_stages(L.is_moe, &names) : launch::decode_layer_stages(L.is_moe, &names);
+    d.stamps = stages_.inside(streamed ? "stream: " : "layer: ", names, n_stages);
+    if (streamed)
+        launch::decode_stream(d, stream_);
+    else
+        launch::decode_layer(d, stream_);
     if (L.is_moe && opt.observer) record_routing(layer, opt, r.out);
     return true;
 }

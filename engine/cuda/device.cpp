@@ -204,6 +204,10 @@ bool layer_kernel_asked() {
     return env_is("MOEWB_CUDA_DECODE_KERNEL", "layer");
 }
 
+bool stream_kernel_asked() {
+    return env_is("MOEWB_CUDA_DECODE_KERNEL", "stream");
+}
+
 bool route_in_experts_asked() {
     return env_is("MOEWB_CUDA_DECODE_ROUTE", "experts");
 }
@@ -243,7 +247,9 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"kv_cache", launch::kv_cache_asked() == KvType::bf16 ? "bf16" : "f32"},
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},
-        {"decode_kernel", launch::layer_kernel_asked() ? "layer" : "launches"},
+        {"decode_kernel", launch::layer_kernel_asked()    ? "layer"
+                          : launch::stream_kernel_asked() ? "stream"
+                                                          : "launches"},
         {"decode_route", launch::route_in_experts_asked() ? "experts" : "launch"},
     };
 }

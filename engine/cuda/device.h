@@ -49,7 +49,7 @@ inline bool aligned16(const void* p) {
 // pipelined | wide), decode_attention (scalar | vector), early_launch (off | on | trigger), rope
 // (separate | fused), expert_gemm (auto | grouped | cublas | batched | wgmma),
 // expert_streams (0 to 16), expert_pad (8 to 512), kv_cache (f32 | bf16), weight_loads (cached
-// | stream), decode_blocks (2 | 3), decode_kernel (launches | layer), decode_route (launch | experts). For
+// | stream), decode_blocks (2 | 3), decode_kernel (launches | layer | stream), decode_route (launch | experts). For
 // benchmark results that say what they measured. Read from the environment at the call: kv_cache, decode_kernel and
 // decode_route say what a model loaded now does (one loaded earlier says its kv_cache in its backend label).
 std::vector<std::pair<std::string, std::string>> backend_switches();
@@ -62,5 +62,8 @@ std::int64_t decode_layer_launches();
 // (launch::routed_expert_gate_up, MOEWB_CUDA_DECODE_ROUTE=experts); counted as
 // decode_layer_launches.
 std::int64_t routed_gate_up_launches();
+// How many decoder layers this process has enqueued as the stream kernel's launch
+// (launch::decode_stream, MOEWB_CUDA_DECODE_KERNEL=stream); counted as decode_layer_launches.
+std::int64_t decode_stream_launches();
 
 }  // namespace moe::cuda

@@ -82,6 +82,10 @@ int decode_blocks();
 // (launch::decode_layer, where it can run the layer): MOEWB_CUDA_DECODE_KERNEL=layer; the
 // launches of decode_kernels.h otherwise. Read at each call: each model asks when it is loaded.
 bool layer_kernel_asked();
+// Whether a one-token step runs each decoder layer as the stream kernel's launch
+// (launch::decode_stream, where it can run the layer): MOEWB_CUDA_DECODE_KERNEL=stream. Read at
+// each call.
+bool stream_kernel_asked();
 // Whether a small step routes each MoE layer in its experts' gate and up launch
 // (launch::routed_expert_gate_up, for a plain router) rather than a router launch of its own:
 // MOEWB_CUDA_DECODE_ROUTE=experts. Read at each call: each model asks when it is loaded.

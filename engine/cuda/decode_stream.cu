@@ -1,0 +1,782 @@
+// A decoder layer of a one-token step as one launch whose blocks stream the layer's weights
+// through a ring in shared memory; see decode_kernels.h (launch::decode_stream). The values are
+// the launches' (decode_bodies.cuh, decode_attention.cuh, route_warp.cuh): the same sums in the
+// same order, bit for bit.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <string>
+
+#include "engine/attention_tiles.h"
+#include "engine/cuda/attention_kernels.h"
+#include "engine/cuda/decode_attention.cuh"
+#include "engine/cuda/decode_bodies.cuh"
+#include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/device.h"
+#include "engine/cuda/launch_after.h"
+#include "engine/cuda/mbarrier.cuh"
+#include "engine/cuda/route_warp.cuh"
+#include "engine/cuda/row_math.cuh"
+#include "engine/cuda/stream_plan.h"
+#include "engine/error.h"
+
+namespace moe::cuda::launch {
+
+namespace {
+
+namespace sp = stream_plan;
+using decode_body::Parts;
+using decode_body::WType;
+
+constexpr int kThreads = kNormThreads;
+constexpr int kWarps = kThreads / 32;
+static_assert(kWarps == sp::kTileWarps, "a warp a row of a tile");
+constexpr int kMaxSlots = 8;
+
+// The grid-wide counters (DecodeLayer::sync): each block adds one as it leaves a stage; kRoute
+// is set once the routing is written; the last block to leave sets them all back to 0.
+enum Counter : int {
+    kQkvDone,
+    kAttnDone,
+    kMergeDone,
+    kODone,
+    kFfnDone,
+    kDown1Done,
+    kGateUpDone,
+    kDownDone,
+    kRoute,
+    kExit
+};
+static_assert(kExit + 1 <= kStreamCounters, "room for the counters");
+
+// The stages whose weights go through the ring, in order.
+enum RingStage : int { rQkv, rO, rFfn, rDown1, rGateUp, rDown, kRingStages };
+
+// Byte offsets of the shared memory's pieces (the ring at 0).
+struct Layout {
+    uint32_t xa, xb, scratch, exch, info, bars, route, merge, flag, total;
+};
+
+struct StreamArgs {
+    float* x;
+    int64_t H;
+    float eps;
+    const float* attn_norm;
+    const float* q;
+    const float* kc;
+    const float* vc;
+    int64_t nh, nkv, hd, pos0;
+    const int64_t* d_pos;
+    float scale;
+    float* partials;
+    float* attn;
+    const float* ffn_norm;
+    float* normed;
+    bool moe;
+    const float* ffn_h;  // what the ffn stage's gated part makes: the down1 stage's input
+    int64_t ffn_width;
+    const float* logits;
+    router_core::Args route;
+    RouteOutputs out;
+    const uint8_t* dropped;
+    int64_t k, F;
+    const void* const* gate;
+    const void* const* up;
+    const void* const* down;
+    WType et;
+    float* eh;
+    float* shared_y;  // null: the shared experts do not run
+    Parts parts[4];   // the ring stages rQkv .. rDown1 (rDown1: the shared down into shared_y, or the dense down)
+    int64_t in[kRingStages];  // each ring stage's input width
+    sp::Stage plan[kRingStages];
+    int slots;
+    Layout lay;
+    unsigned* sync;
+    unsigned long long* stamps;
+};
+
+// The counters' accesses, ordered at the device's scope (members: each compilation for an
+// architecture before 9.0 leaves them unused).
+struct Ordered {
+    __device__ static unsigned load_acquire(const unsigned* p) {
+        unsigned v;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+        return v;
+    }
+    __device__ static unsigned add_acq_rel(unsigned* p) {
+        unsigned old;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(p) : "memory");
+        return old;
+    }
+    __device__ static void store_release(unsigned* p, unsigned v) {
+        asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+    }
+    __device__ static unsigned long long global_ns() {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        return t;
+    }
+};
+
+// The warp's dot product of a row in shared memory with xs [n] (shared memory): dot_row's sum,
+// chunk c of the row into partial sum c mod 4, in order.
+template <typename W>
+__device__ inline float smem_dot_of(const W* row, const float* xs, int64_t n, int lane) {
+    using K = Chunking<W>;
+    float s[4] = {0, 0, 0, 0};
+    for (int64_t base = 0; base < n; base += 4 * K::kStep) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int64_t i = base + j * K::kStep + lane * K::kVec;
+            if (i < n) s[j] += dot_vec<W>(*reinterpret_cast<const uint4*>(row + i), xs + i);
+        }
+    }
+    return warp_sum((s[0] + s[1]) + (s[2] + s[3]));
+}
+__device__ inline float smem_dot(const void* row, WType t, const float* xs, int64_t n, int lane) {
+    switch (t) {
+        case WType::bf16:
+            return smem_dot_of(static_cast<const __nv_bfloat16*>(row), xs, n, lane);
+        case WType::f16:
+            return smem_dot_of(static_cast<const __half*>(row), xs, n, lane);
+        default:
+            return smem_dot_of(static_cast<const float*>(row), xs, n, lane);
+    }
+}
+
+__host__ __device__ inline int64_t elem_bytes(WType t) {
+    return t == WType::f32 ? 4 : 2;
+}
+
+// Item (head h, split) of decode_attn::split_item by one warp: the same values (each score a
+// warp's sum over d = lane + 32·i, the softmax's sum the block's tree over positions, each output
+// dimension its own sum over positions in order), with up to G positions' loads in flight.
+// Needs hd ≤ 128 and at most 64 positions a split.
+__device__ inline void split_item_warp(const float* q, const float* k, const float* v, int64_t nh, int64_t nkv,
+                                       int64_t hd, int64_t pos0, int64_t h, int64_t split, float scale,
+                                       float* partials) {
+    constexpr int G = 8, D = 4;
+    const int lane = threadIdx.x % 32;
+    const int64_t kvh = h / (nh / nkv);
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, decode_attn::kSplits, split);
+    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
+    float* part = partials + (h * decode_attn::kSplits + split) * (hd + 2);
+    const int64_t stride = nkv * hd;
+    float qv[D];
+#pragma unroll
+    for (int i = 0; i < D; ++i) qv[i] = lane + 32 * i < hd ? __ldcg(q + h * hd + lane + 32 * i) : 0.0f;
+    // Position j's score in lane j % 32: s0 for j < 32, s1 for the rest.
+    float s0 = -INFINITY, s1 = -INFINITY;
+    const float* kb = k + (j0 * nkv + kvh) * hd + lane;
+    for (int64_t jb = 0; jb < n; jb += G) {
+        float kv[G][D];
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                kv[g][i] = jb + g < n && lane + 32 * i < hd ? __ldcg(kb + (jb + g) * stride + 32 * i) : 0.0f;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            if (jb + g >= n) break;
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                if (lane + 32 * i < hd) acc += qv[i] * kv[g][i];
+            const float sc = warp_sum(acc) * scale;
+            const int64_t j = jb + g;
+            if (lane == j % 32) {
+                if (j < 32)
+                    s0 = sc;
+                else
+                    s1 = sc;
+            }
+        }
+    }
+    float mx = fmaxf(s0, s1);
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float p0 = lane < n ? expf(s0 - mx) : 0.0f, p1 = lane + 32 < n ? expf(s1 - mx) : 0.0f;
+    // The block's tree: slots t and t + 32 first (the wider strides add zeros), then halving.
+    float total = p0 + p1;
+    for (int o = 16; o > 0; o /= 2) total = total + __shfl_down_sync(0xffffffffu, total, o);
+    total = __shfl_sync(0xffffffffu, total, 0);
+    float acc[D] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const float* vb = v + (j0 * nkv + kvh) * hd + lane;
+    for (int64_t jb = 0; jb < n; jb += G) {
+        float vv[G][D];
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                vv[g][i] = jb + g < n && lane + 32 * i < hd ? __ldcg(vb + (jb + g) * stride + 32 * i) : 0.0f;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            if (jb + g >= n) break;
+            const int64_t j = jb + g;
+            const float pj = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, static_cast<int>(j % 32));
+#pragma unroll
+            for (int i = 0; i < D; ++i) acc[i] += pj * vv[g][i];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+        if (lane + 32 * i < hd) part[lane + 32 * i] = acc[i];
+    if (lane == 0) {
+        part[hd] = n > 0 ? mx : -INFINITY;
+        part[hd + 1] = total;
+    }
+}
+
+// The state of the thread that asks for the ring's copies (thread 0 of each block).
+struct Issuer {
+    int stage = 0;        // the ring stage it is in
+    int64_t j = 0;        // the block's next tile of it
+    int64_t issued = 0;   // tiles asked for, in the block's order
+    bool routed = false;  // the routing seen
+};
+
+class Block {
+public:
+    __device__ Block(const StreamArgs& a, unsigned char* sm) : a_(a), sm_(sm) {}
+
+    // Rows of x (or of v [n]) into shared memory at xs, past the L1 (other blocks write them).
+    __device__ void load(float* xs, const float* v, int64_t n) const {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) xs[i] = __ldcg(v + i);
+    }
+    // xs = RMSNorm(x) as gemv_rows computes it; block 0 writes it to normed when set.
+    __device__ void load_normed(float* xs, const float* norm, float* normed) const {
+        load(xs, a_.x, a_.H);
+        __syncthreads();
+        const float scale = block_rms_scale(xs, a_.H, a_.eps);
+        for (int64_t i = threadIdx.x; i < a_.H; i += blockDim.x) {
+            const float v = rms_apply(xs[i], scale, norm[i]);
+            xs[i] = v;
+            if (normed && blockIdx.x == 0) normed[i] = v;
+        }
+        __syncthreads();
+    }
+
+    // Ring tiles into free slots while their weights are known, in the block's order.
+    __device__ void top_up(int64_t consumed) {
+        const int64_t b = blockIdx.x, nb = gridDim.x;
+        while (is_.stage < kRingStages && is_.issued < consumed + a_.slots) {
+            const int64_t n = sp::tiles(a_.plan[is_.stage]);
+            if (is_.j >= sp::block_tiles(n, b, nb)) {
+                ++is_.stage;
+                is_.j = 0;
+                continue;
+            }
+            if ((is_.stage == rGateUp || is_.stage == rDown) && !is_.routed) {
+                if (Ordered::load_acquire(a_.sync + kRoute) == 0) return;
+                is_.routed = true;
+            }
+            issue(is_.stage, b + is_.j * nb, static_cast<int>(is_.issued % a_.slots));
+            ++is_.issued;
+            ++is_.j;
+        }
+    }
+    // Thread 0: until tile `consumed` of the block is asked for (waiting for the routing).
+    __device__ void ensure_issued(int64_t consumed) {
+        for (;;) {
+            top_up(consumed);
+            if (is_.issued > consumed) return;
+            __nanosleep(64);
+        }
+    }
+    // Every thread: after thread 0 waited for counter c to reach the grid's blocks, asking for
+    // tiles meanwhile.
+    __device__ void wait_for(Counter c, int64_t consumed) {
+        if (threadIdx.x == 0) {
+            while (Ordered::load_acquire(a_.sync + c) < gridDim.x) {
+                top_up(consumed);
+                __nanosleep(32);
+            }
+        }
+        __syncthreads();
+    }
+    // Every thread: the block leaves a stage; thread 0 gets how many blocks had before.
+    __device__ unsigned leave(Counter c) {
+        __syncthreads();
+        return threadIdx.x == 0 ? Ordered::add_acq_rel(a_.sync + c) : 0u;
+    }
+
+    // Sets counter c to 1, after what this thread wrote.
+    __device__ void publish(Counter c) const { Ordered::store_release(a_.sync + c, 1); }
+
+    // The block's tiles of ring stage r, each waited for, computed with xs as its input, handed back.
+    __device__ int64_t run(int r, const float* xs, int64_t consumed) {
+        const int64_t n = sp::tiles(a_.plan[r]), mine = sp::block_tiles(n, blockIdx.x, gridDim.x);
+        for (int64_t jj = 0; jj < mine; ++jj, ++consumed) {
+            if (threadIdx.x == 0) ensure_issued(consumed);
+            const int slot = static_cast<int>(consumed % a_.slots);
+            mbar::wait(bar(slot), static_cast<uint32_t>((consumed / a_.slots) & 1));
+            compute(r, blockIdx.x + jj * gridDim.x, slot, xs);
+            __syncthreads();  // the slot is read: it may be written again
+            if (threadIdx.x == 0) top_up(consumed + 1);
+        }
+        return consumed;
+    }
+
+    __device__ float* f32(uint32_t off) const { return reinterpret_cast<float*>(sm_ + off); }
+
+private:
+    __device__ uint32_t bar(int slot) const { return mbar::address(sm_ + a_.lay.bars) + 8u * slot; }
+    __device__ int32_t* info() const { return reinterpret_cast<int32_t*>(sm_ + a_.lay.info); }
+    __device__ const unsigned char* slot_at(int slot) const { return sm_ + static_cast<size_t>(slot) * sp::kSlotBytes; }
+
+    // Asks for tile t of ring stage r into `slot`: its bytes counted on the slot's barrier.
+    __device__ void issue(int r, int64_t t, int slot) {
+        int j = 0;
+        int64_t local = 0;
+        sp::locate(a_.plan[r], t, j, local);
+        const sp::Part& p = a_.plan[r].part[j];
+        const sp::Span s = sp::span(p, local);
+        const int64_t rb = p.row_bytes;
+        const char* src[kWarps];
+        uint32_t bytes[kWarps], at[kWarps];
+        int n = 0;
+        auto add = [&](const void* from, int64_t size, int64_t offset) {
+            src[n] = static_cast<const char*>(from);
+            bytes[n] = static_cast<uint32_t>(size);
+            at[n++] = static_cast<uint32_t>(offset);
+        };
+        if (r == rGateUp) {
+            const int32_t e = a_.out.experts[s.slot];
+            const bool off = a_.dropped && a_.dropped[e];
+            info()[slot] = off ? -1 : e;
+            if (!off) {
+                add(static_cast<const char*>(a_.gate[e]) + s.first * rb, s.count * rb, 0);
+                add(static_cast<const char*>(a_.up[e]) + s.first * rb, s.count * rb, s.count * rb);
+            }
+        } else if (r == rDown) {
+            int32_t present = 0;
+            for (int64_t i = 0; i < a_.k; ++i) {
+                const int32_t e = a_.out.experts[i];
+                if (a_.dropped && a_.dropped[e]) continue;
+                present |= 1 << i;
+                add(static_cast<const char*>(a_.down[e]) + s.first * rb, rb, i * rb);
+            }
+            info()[slot] = present;
+        } else {
+            const Parts& ps = a_.parts[r];
+            const char* w = static_cast<const char*>(ps.w[j]);
+            if (p.kind == sp::Kind::pairs) {
+                const int64_t o = s.first / p.half * 2 * p.half + s.first % p.half;
+                add(w + o * rb, s.count * rb, 0);
+                add(w + (o + p.half) * rb, s.count * rb, s.count * rb);
+            } else {
+                add(w + s.first * rb, s.count * rb, 0);
+                if (p.kind == sp::Kind::gated)
+                    add(static_cast<const char*>(ps.w2[j]) + s.first * rb, s.count * rb, s.count * rb);
+            }
+        }
+        uint32_t total = 0;
+        for (int i = 0; i < n; ++i) total += bytes[i];
+        mbar::fence_async_shared();
+        const uint32_t b = bar(slot), dst = mbar::address(slot_at(slot));
+        mbar::arrive_expect(b, total);
+        for (int i = 0; i < n; ++i) mbar::bulk_copy(dst + at[i], src[i], bytes[i], b);
+    }
+
+    // Tile t of ring stage r, its weights in `slot`, input xs: as the launches compute its rows.
+    __device__ void compute(int r, int64_t t, int slot, const float* xs) {
+        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+        int j = 0;
+        int64_t local = 0;
+        sp::locate(a_.plan[r], t, j, local);
+        const sp::Part& p = a_.plan[r].part[j];
+        const sp::Span s = sp::span(p, local);
+        const int64_t rb = p.row_bytes, in = a_.in[r];
+        const unsigned char* base = slot_at(slot);
+        float* exch = f32(a_.lay.exch);
+        if (r == rDown) {
+            const int32_t present = info()[slot];
+            if (warp < a_.k && (present >> warp & 1))
+                exch[warp] = smem_dot(base + warp * rb, a_.et, xs + warp * a_.F, a_.F, lane);
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                const int64_t i = s.first;
+                float acc = a_.shared_y ? __ldcg(a_.shared_y + i) : 0.0f;
+                for (int64_t e = 0; e < a_.k; ++e)
+                    if (present >> e & 1) acc = __fadd_rn(acc, __fmul_rn(__ldcg(a_.out.weights + e), exch[e]));
+                a_.x[i] = __fadd_rn(__ldcg(a_.x + i), acc);
+            }
+            return;
+        }
+        const int64_t c = s.count;
+        if (p.kind == sp::Kind::plain) {
+            if (warp < c) {
+                const Parts& ps = a_.parts[r];
+                const float v = smem_dot(base + warp * rb, ps.type[j], xs, in, lane);
+                if (lane == 0) {
+                    const int64_t o = s.first + warp;
+                    float* y = ps.y[j] + (ps.row0[j] ? *ps.row0[j] : 0) * ps.ldy[j] + o;
+                    *y = ps.accumulate[j] ? __fadd_rn(__ldcg(y), v) : v;
+                }
+            }
+            return;
+        }
+        // Two rows an item (pairs, gated, routed): warp w < c the first of item w, warp c + w its second.
+        const bool routed = r == rGateUp;
+        const bool off = routed && info()[slot] < 0;
+        const WType type = routed ? a_.et : a_.parts[r].type[j];
+        if (!off && warp < 2 * c) exch[warp] = smem_dot(base + warp * rb, type, xs, in, lane);
+        __syncthreads();
+        if (off || warp != 0 || lane >= c) return;
+        const float x1 = exch[lane], x2 = exch[c + lane];
+        const int64_t i = s.first + lane;  // the item
+        if (routed) {
+            a_.eh[s.slot * a_.F + i] = silu_mul_rn(x1, x2);
+            return;
+        }
+        const Parts& ps = a_.parts[r];
+        const int64_t row0 = ps.row0[j] ? *ps.row0[j] : 0;
+        if (p.kind == sp::Kind::pairs) {
+            const int64_t half = p.half, o = i / half * 2 * half + i % half;
+            const float cs = ps.cos[j][i % half], sn = ps.sin[j][i % half];
+            float* y = ps.y[j] + row0 * ps.ldy[j] + o;
+            y[0] = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn));
+            y[half] = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
+            return;
+        }
+        const float v = silu_mul_rn(x1, x2);
+        float* y = ps.y[j] + row0 * ps.ldy[j] + i;
+        *y = ps.accumulate[j] ? __fadd_rn(__ldcg(y), v) : v;
+    }
+
+    const StreamArgs& a_;
+    unsigned char* sm_;
+    Issuer is_;
+};
+
+const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
+const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "shared down", "gate+up", "down"};
+
+// One block a multiprocessor, all resident (a cooperative launch), kThreads threads.
+// (Compiled for every architecture; its bulk copies and byte-counting barriers trap before 9.0,
+// where decode_stream_runs keeps it from running.)
+__global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid_constant__ StreamArgs a) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    Block blk(a, sm);
+    const bool stamp = a.stamps && blockIdx.x == 0 && threadIdx.x == 0;
+    int stage = 0;
+    auto mark = [&] {
+        if (stamp) a.stamps[stage] = Ordered::global_ns();
+        ++stage;
+    };
+    mark();
+    if (threadIdx.x == 0) {
+        const uint32_t bars = mbar::address(sm + a.lay.bars);
+        for (int s = 0; s < a.slots; ++s) mbar::init(bars + 8u * s, 1);
+        mbar::init_fence();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) blk.top_up(0);
+    float* xa = blk.f32(a.lay.xa);
+    float* xb = blk.f32(a.lay.xb);
+    int64_t consumed = 0;
+
+    // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache).
+    blk.load_normed(xa, a.attn_norm, nullptr);
+    consumed = blk.run(rQkv, xa, consumed);
+    blk.leave(kQkvDone);
+
+    // 2. Attention's splits, a warp an item.
+    blk.wait_for(kQkvDone, consumed);
+    mark();
+    const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
+    const int64_t items = a.nh * decode_attn::kSplits, warps = static_cast<int64_t>(gridDim.x) * kWarps;
+    for (int64_t item = blockIdx.x * kWarps + threadIdx.x / 32; item < items; item += warps)
+        split_item_warp(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
+                        item % decode_attn::kSplits, a.scale, a.partials);
+    blk.leave(kAttnDone);
+
+    // 3. Their merge: items (head, 32 dimensions).
+    blk.wait_for(kAttnDone, consumed);
+    mark();
+    const int64_t chunks = (a.hd + 31) / 32;
+    auto& merge = *reinterpret_cast<decode_attn::MergeShared*>(sm + a.lay.merge);
+    for (int64_t item = blockIdx.x; item < a.nh * chunks; item += gridDim.x) {
+        decode_attn::merge_item(a.partials, a.hd, a.attn, item / chunks, item % chunks, blk.f32(a.lay.scratch), merge);
+        __syncthreads();
+    }
+    blk.leave(kMergeDone);
+
+    // 4. The output projection added to the residual.
+    blk.wait_for(kMergeDone, consumed);
+    mark();
+    blk.load(xa, a.attn, a.nh * a.hd);
+    __syncthreads();
+    consumed = blk.run(rO, xa, consumed);
+    blk.leave(kODone);
+
+    // 5. RMSNorm, the router and the shared experts' gated product (or the dense MLP's). The
+    // last block to leave routes the token.
+    blk.wait_for(kODone, consumed);
+    mark();
+    blk.load_normed(xa, a.ffn_norm, a.normed);
+    consumed = blk.run(rFfn, xa, consumed);
+    const unsigned before = blk.leave(kFfnDone);
+    if (a.moe) {
+        int* last = reinterpret_cast<int*>(sm + a.lay.flag);
+        if (threadIdx.x == 0) *last = before + 1 == gridDim.x;
+        __syncthreads();
+        if (*last && threadIdx.x < 32) {
+            route_warp::token(a.logits, 0, a.route, blk.f32(a.lay.route), a.out.experts, a.out.weights, a.out.entropy,
+                              a.out.mass, a.out.margin);
+            __syncwarp();
+            if (threadIdx.x == 0) blk.publish(kRoute);
+        }
+    }
+
+    // 6. The down product of the ffn stage's gated product: the shared experts' into shared_y, or
+    // the dense MLP's added to the residual.
+    blk.wait_for(kFfnDone, consumed);
+    mark();
+    blk.load(xb, a.ffn_h, a.ffn_width);
+    __syncthreads();
+    consumed = blk.run(rDown1, xb, consumed);
+    blk.leave(kDown1Done);
+
+    if (a.moe) {
+        // 7. The routed experts' gate and up, once thread 0 has seen the routing.
+        mark();
+        consumed = blk.run(rGateUp, xa, consumed);
+        blk.leave(kGateUpDone);
+
+        // 8. Their down products, with the shared experts' and the weighted combine, added to the residual.
+        blk.wait_for(kGateUpDone, consumed);
+        mark();
+        blk.load(xb, a.eh, a.k * a.F);
+        __syncthreads();
+        consumed = blk.run(rDown, xb, consumed);
+        blk.leave(kDownDone);
+    }
+    if (stamp) {  // the end: every block's last stage done
+        while (Ordered::load_acquire(a.sync + (a.moe ? kDownDone : kDown1Done)) < gridDim.x) __nanosleep(32);
+        mark();
+    }
+    // The last block out sets the counters back for the next launch.
+    const unsigned out = blk.leave(kExit);
+    if (threadIdx.x == 0 && out + 1 == gridDim.x)
+        for (int c = 0; c <= kExit; ++c) a.sync[c] = 0;
+}
+
+int64_t round16(int64_t v) {
+    return (v + 15) / 16 * 16;
+}
+
+// The shared memory the kernel takes besides the ring, and where each piece lies past it.
+Layout layout_of(const StreamArgs& a, int slots) {
+    Layout l{};
+    int64_t at = static_cast<int64_t>(slots) * sp::kSlotBytes;
+    auto take = [&](int64_t bytes) {
+        const auto off = static_cast<uint32_t>(at);
+        at = round16(at + bytes);
+        return off;
+    };
+    l.xa = take(std::max(a.H, a.nh * a.hd) * 4);
+    l.xb = take(std::max(a.ffn_width, a.moe ? a.k * a.F : 0) * 4);
+    l.scratch = take(kThreads * 4);
+    l.exch = take(kWarps * 4);
+    l.info = take(kMaxSlots * 4);
+    l.bars = take(kMaxSlots * 8);
+    l.route = take(route_warp::shared_floats(a.route.n_expert) * 4);
+    l.merge = take(sizeof(decode_attn::MergeShared));
+    l.flag = take(16);
+    l.total = static_cast<uint32_t>(at);
+    return l;
+}
+
+sp::Part part_of(const GemvPart& g, int64_t in) {
+    sp::Part p;
+    p.row_bytes = in * elem_bytes(decode_body::wtype(g.type, "stream kernel"));
+    if (g.rope_cos) {
+        p.kind = sp::Kind::pairs;
+        p.items = g.rows / 2;
+        p.half = g.head_dim / 2;
+    } else {
+        p.kind = g.w2 ? sp::Kind::gated : sp::Kind::plain;
+        p.items = g.rows;
+    }
+    return p;
+}
+
+bool aligned16(const void* p) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+bool vectorised(int64_t n, DType t) {
+    return n % (t == DType::f32 ? 4 : 8) == 0;
+}
+
+// The kernel's arguments for L (and whether it can run them: ok).
+StreamArgs args_of(const DecodeLayer& L, bool& ok) {
+    ok = true;
+    StreamArgs a{};
+    a.x = L.x;
+    a.H = L.H;
+    a.eps = L.eps;
+    a.attn_norm = L.attn_norm;
+    a.q = L.q;
+    a.kc = L.k_cache;
+    a.vc = L.v_cache;
+    a.nh = L.nh;
+    a.nkv = L.nkv;
+    a.hd = L.hd;
+    a.pos0 = L.pos0;
+    a.d_pos = L.d_pos;
+    a.scale = 1.0f / sqrtf(static_cast<float>(L.hd));
+    a.partials = L.partials;
+    a.attn = L.attn;
+    a.ffn_norm = L.ffn_norm;
+    a.normed = L.normed;
+    a.moe = L.moe;
+    a.sync = L.sync;
+    a.stamps = L.stamps;
+    const int64_t qdim = L.nh * L.hd;
+    GemvPart down1;
+    if (L.moe) {
+        a.ffn_h = L.ffn_h;
+        a.ffn_width = L.shared_down ? L.Fs : 0;
+        a.logits = L.router_logits;
+        a.route = L.route;
+        a.out = L.out;
+        a.dropped = L.dropped;
+        a.k = L.k;
+        a.F = L.F;
+        a.gate = L.gate;
+        a.up = L.up;
+        a.down = L.down;
+        a.et = decode_body::wtype(L.expert_type, "stream kernel");
+        a.eh = L.eh;
+        if (L.shared_down) {
+            a.shared_y = L.shared_y;
+            down1.w = L.shared_down;
+            down1.type = L.shared_type;
+            down1.rows = L.H;
+            down1.y = L.shared_y;
+            down1.ldy = L.H;
+            ok = ok && L.shared_y && vectorised(L.Fs, L.shared_type);
+        }
+    } else {
+        a.ffn_h = L.ffn_h;
+        a.ffn_width = L.inter;
+        down1 = L.dense_down;
+        ok = ok && vectorised(L.inter, down1.type);
+    }
+    const GemvPart* groups[4] = {L.qkv, &L.o, L.ffn, &down1};
+    const int counts[4] = {3, 1, L.n_ffn, down1.w ? 1 : 0};
+    const int64_t ins[4] = {L.H, qdim, L.H, a.ffn_width};
+    for (int r = 0; r < 4; ++r) {
+        a.in[r] = ins[r];
+        a.parts[r] = decode_body::make_parts(groups[r], counts[r]);
+        a.plan[r].n = counts[r];
+        for (int j = 0; j < counts[r]; ++j) {
+            const GemvPart& g = groups[r][j];
+            a.plan[r].part[j] = part_of(g, ins[r]);
+            ok = ok && vectorised(ins[r], g.type) && sp::fits(a.plan[r].part[j]) && aligned16(g.w) && aligned16(g.w2);
+        }
+    }
+    if (L.moe) {
+        const int64_t eb = elem_bytes(a.et);
+        a.in[rGateUp] = L.H;
+        a.plan[rGateUp].n = 1;
+        a.plan[rGateUp].part[0] = {sp::Kind::routed, L.F, L.H * eb, 0, L.k};
+        a.in[rDown] = L.F;
+        a.plan[rDown].n = 1;
+        a.plan[rDown].part[0] = {sp::Kind::combine, L.H, L.F * eb, 0, L.k};
+        ok = ok && vectorised(L.H, L.expert_type) && vectorised(L.F, L.expert_type) &&
+             sp::fits(a.plan[rGateUp].part[0]) && sp::fits(a.plan[rDown].part[0]) && L.F % 4 == 0;
+    }
+    return a;
+}
+
+// The static shared memory of the kernel (block_rms_scale's), asked once.
+size_t static_shared() {
+    static const size_t n = [] {
+        cudaFuncAttributes attr{};
+        if (cudaFuncGetAttributes(&attr, decode_stream_kernel) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return size_t(0);
+        }
+        return attr.sharedSizeBytes;
+    }();
+    return n;
+}
+
+bool hopper() {
+    static const bool on = [] {
+        int major = 0;
+        int coop = 0;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9 &&
+               cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, 0) == cudaSuccess && coop != 0;
+    }();
+    return on;
+}
+
+// The ring's slots that fit beside the rest (0: fewer than two).
+int slots_for(const StreamArgs& a) {
+    const int64_t room = static_cast<int64_t>(max_shared_optin()) - static_cast<int64_t>(static_shared()) -
+                         static_cast<int64_t>(layout_of(a, 0).total);
+    const int64_t n = std::min<int64_t>(kMaxSlots, room / sp::kSlotBytes);
+    return n >= 2 ? static_cast<int>(n) : 0;
+}
+
+std::atomic<int64_t> stream_launches{0};
+
+}  // namespace
+
+int decode_stream_stages(bool moe, const char* const** names) {
+    if (names) *names = moe ? kMoeStages : kDenseStages;
+    return moe ? static_cast<int>(std::size(kMoeStages)) : static_cast<int>(std::size(kDenseStages));
+}
+
+bool decode_stream_runs(const DecodeLayer& L) {
+    if (!hopper() || multiprocessors() <= 0 || !L.sync) return false;
+    if (L.moe && (!route_warp::takes(L.route) || L.k != L.route.k || L.k > kWarps ||
+                  (L.shared_down && L.shared_type != L.expert_type)))
+        return false;
+    if (L.nh <= 0 || L.nkv <= 0 || L.nh % L.nkv != 0 || L.hd <= 0 || L.hd > 128) return false;
+    // At most 64 positions a split (split_item_warp's scores, two a lane).
+    const int64_t positions = L.d_pos ? L.max_positions : L.pos0 + 1;
+    if (positions > 64 * decode_attn::kSplits) return false;
+    try {
+        bool ok = false;
+        const StreamArgs a = args_of(L, ok);
+        return ok && slots_for(a) > 0;
+    } catch (const Error&) {  // a weight type the products do not take
+        return false;
+    }
+}
+
+void decode_stream(const DecodeLayer& L, cudaStream_t s) {
+    if (!decode_stream_runs(L))
+        throw Error(ErrorKind::failure, "the decode stream kernel cannot run this layer on this device");
+    bool ok = false;
+    StreamArgs a = args_of(L, ok);
+    a.slots = slots_for(a);
+    a.lay = layout_of(a, a.slots);
+    static std::once_flag shared_set;
+    std::call_once(shared_set, [] {
+        check(cudaFuncSetAttribute(decode_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   max_shared_optin() - static_cast<int>(static_shared())),
+              "the decode stream kernel's shared memory");
+    });
+    launch_cooperative(decode_stream_kernel, dim3(static_cast<unsigned>(multiprocessors())), dim3(kThreads),
+                       static_cast<size_t>(a.lay.total), s, "launching the decode stream kernel", a);
+    stream_launches.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace moe::cuda::launch
+
+namespace moe::cuda {
+
+std::int64_t decode_stream_launches() {
+    return launch::stream_launches.load(std::memory_order_relaxed);
+}
+
+}  // namespace moe::cuda
