@@ -159,7 +159,7 @@ __host__ __device__ inline int64_t elem_bytes(WType t) {
 __device__ inline void split_item_warp(const float* q, const float* k, const float* v, int64_t nh, int64_t nkv,
                                        int64_t hd, int64_t pos0, int64_t h, int64_t split, float scale,
                                        float* partials) {
-    constexpr int G = 8, D = 4;
+    constexpr int G = 16, D = 4;
     const int lane = threadIdx.x % 32;
     const int64_t kvh = h / (nh / nkv);
     const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, decode_attn::kSplits, split);
@@ -335,50 +335,47 @@ private:
         const sp::Part& p = a_.plan[r].part[j];
         const sp::Span s = sp::span(p, local);
         const int64_t rb = p.row_bytes;
-        const char* src[kWarps];
-        uint32_t bytes[kWarps], at[kWarps];
-        int n = 0;
-        auto add = [&](const void* from, int64_t size, int64_t offset) {
-            src[n] = static_cast<const char*>(from);
-            bytes[n] = static_cast<uint32_t>(size);
-            at[n++] = static_cast<uint32_t>(offset);
+        // The tile's copies (source, bytes, offset in the slot), each given to fn.
+        auto copies = [&](auto&& fn) {
+            auto row = [](const void* w, int64_t at) { return static_cast<const char*>(w) + at; };
+            if (r == rGateUp) {
+                const int32_t e = a_.out.experts[s.slot];
+                if (a_.dropped && a_.dropped[e]) return;
+                fn(row(a_.gate[e], s.first * rb), s.count * rb, 0);
+                fn(row(a_.up[e], s.first * rb), s.count * rb, s.count * rb);
+            } else if (r == rDown) {
+                for (int64_t i = 0; i < a_.k; ++i) {
+                    const int32_t e = a_.out.experts[i];
+                    if (!(a_.dropped && a_.dropped[e])) fn(row(a_.down[e], s.first * rb), rb, i * rb);
+                }
+            } else if (p.kind == sp::Kind::pairs) {
+                const int64_t o = s.first / p.half * 2 * p.half + s.first % p.half;
+                fn(row(a_.parts[r].w[j], o * rb), s.count * rb, 0);
+                fn(row(a_.parts[r].w[j], (o + p.half) * rb), s.count * rb, s.count * rb);
+            } else {
+                fn(row(a_.parts[r].w[j], s.first * rb), s.count * rb, 0);
+                if (p.kind == sp::Kind::gated) fn(row(a_.parts[r].w2[j], s.first * rb), s.count * rb, s.count * rb);
+            }
         };
+        // What the warps need besides the rows: a routed tile's expert (-1: dropped), a combine
+        // tile's slots present (bit i: slot i).
         if (r == rGateUp) {
             const int32_t e = a_.out.experts[s.slot];
-            const bool off = a_.dropped && a_.dropped[e];
-            info()[slot] = off ? -1 : e;
-            if (!off) {
-                add(static_cast<const char*>(a_.gate[e]) + s.first * rb, s.count * rb, 0);
-                add(static_cast<const char*>(a_.up[e]) + s.first * rb, s.count * rb, s.count * rb);
-            }
+            info()[slot] = a_.dropped && a_.dropped[e] ? -1 : e;
         } else if (r == rDown) {
             int32_t present = 0;
-            for (int64_t i = 0; i < a_.k; ++i) {
-                const int32_t e = a_.out.experts[i];
-                if (a_.dropped && a_.dropped[e]) continue;
-                present |= 1 << i;
-                add(static_cast<const char*>(a_.down[e]) + s.first * rb, rb, i * rb);
-            }
+            for (int64_t i = 0; i < a_.k; ++i)
+                if (!(a_.dropped && a_.dropped[a_.out.experts[i]])) present |= 1 << i;
             info()[slot] = present;
-        } else {
-            const Parts& ps = a_.parts[r];
-            const char* w = static_cast<const char*>(ps.w[j]);
-            if (p.kind == sp::Kind::pairs) {
-                const int64_t o = s.first / p.half * 2 * p.half + s.first % p.half;
-                add(w + o * rb, s.count * rb, 0);
-                add(w + (o + p.half) * rb, s.count * rb, s.count * rb);
-            } else {
-                add(w + s.first * rb, s.count * rb, 0);
-                if (p.kind == sp::Kind::gated)
-                    add(static_cast<const char*>(ps.w2[j]) + s.first * rb, s.count * rb, s.count * rb);
-            }
         }
         uint32_t total = 0;
-        for (int i = 0; i < n; ++i) total += bytes[i];
+        copies([&](const char*, int64_t bytes, int64_t) { total += static_cast<uint32_t>(bytes); });
         mbar::fence_async_shared();
         const uint32_t b = bar(slot), dst = mbar::address(slot_at(slot));
         mbar::arrive_expect(b, total);
-        for (int i = 0; i < n; ++i) mbar::bulk_copy(dst + at[i], src[i], bytes[i], b);
+        copies([&](const char* from, int64_t bytes, int64_t at) {
+            mbar::bulk_copy(dst + static_cast<uint32_t>(at), from, static_cast<uint32_t>(bytes), b);
+        });
     }
 
     // Tile t of ring stage r, its weights in `slot`, input xs: as the launches compute its rows.
