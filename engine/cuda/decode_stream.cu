@@ -230,6 +230,17 @@ __device__ inline void split_item_warp(const float* q, const float* k, const flo
     }
 }
 
+// A wait of seconds on a counter means a bug, not a slow device: it ends the kernel with an
+// error (a trap) rather than hang the process, as mbar::wait does.
+struct Patience {
+    long long start;
+    uint32_t n = 0;
+    __device__ Patience() { start = clock64(); }
+    __device__ void check() {
+        if ((++n & 1023u) == 0 && clock64() - start > (20ll << 30)) __trap();
+    }
+};
+
 // The state of the thread that asks for the ring's copies (thread 0 of each block).
 struct Issuer {
     int stage = 0;        // the ring stage it is in
@@ -280,19 +291,23 @@ public:
     }
     // Thread 0: until tile `consumed` of the block is asked for (waiting for the routing).
     __device__ void ensure_issued(int64_t consumed) {
+        Patience patience;
         for (;;) {
             top_up(consumed);
             if (is_.issued > consumed) return;
             __nanosleep(64);
+            patience.check();
         }
     }
     // Every thread: after thread 0 waited for counter c to reach the grid's blocks, asking for
     // tiles meanwhile.
     __device__ void wait_for(Counter c, int64_t consumed) {
         if (threadIdx.x == 0) {
+            Patience patience;
             while (Ordered::load_acquire(a_.sync + c) < gridDim.x) {
                 top_up(consumed);
                 __nanosleep(32);
+                patience.check();
             }
         }
         __syncthreads();
@@ -553,7 +568,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
         blk.leave(kDownDone);
     }
     if (stamp) {  // the end: every block's last stage done
-        while (Ordered::load_acquire(a.sync + (a.moe ? kDownDone : kDown1Done)) < gridDim.x) __nanosleep(32);
+        Patience patience;
+        while (Ordered::load_acquire(a.sync + (a.moe ? kDownDone : kDown1Done)) < gridDim.x) {
+            __nanosleep(32);
+            patience.check();
+        }
         mark();
     }
     // The last block out sets the counters back for the next launch.
