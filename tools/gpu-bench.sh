@@ -117,30 +117,24 @@ if want layer; then
         --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-layer.txt"
     cat "$OUT/stages-layer.txt"
 fi
-if want route; then
-    # Decode with each MoE layer routed by its experts' gate and up launch
-    # (MOEWB_CUDA_DECODE_ROUTE=experts) and by a launch of its own, twice in turn (not among the
-    # default sections: decode has both); then where the time of such a step goes.
+# Decode as by default and with one switch, twice in turn (the first argument names the runs);
+# then where the time of a step with the switch goes (stages-NAME.txt).
+decode_pair() {
+    local name="$1" switch="$2"
     for turn in 1 2; do
-        decode_bench route-launch-$turn
-        decode_bench route-experts-$turn MOEWB_CUDA_DECODE_ROUTE=experts
+        decode_bench "$name-default-$turn"
+        decode_bench "$name-$turn" "$switch"
     done
-    MOEWB_CUDA_DECODE_ROUTE=experts MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
-        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-route.txt"
-    cat "$OUT/stages-route.txt"
-fi
-if want stream; then
-    # Decode with each layer as the stream kernel's launch (MOEWB_CUDA_DECODE_KERNEL=stream) and
-    # as launches, twice in turn; then where the stream kernel's time goes, stage by stage
-    # inside it ("stream: qkv", …).
-    for turn in 1 2; do
-        decode_bench stream-launches-$turn
-        decode_bench stream-$turn MOEWB_CUDA_DECODE_KERNEL=stream
-    done
-    MOEWB_CUDA_DECODE_KERNEL=stream MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
-        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-stream.txt"
-    cat "$OUT/stages-stream.txt"
-fi
+    env "$switch" MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-$name.txt"
+    cat "$OUT/stages-$name.txt"
+}
+# (Not among the default sections: decode has both.) Each MoE layer routed by its experts' gate
+# and up launch (MOEWB_CUDA_DECODE_ROUTE=experts) rather than a launch of its own.
+if want route; then decode_pair route MOEWB_CUDA_DECODE_ROUTE=experts; fi
+# Each layer as the stream kernel's launch (MOEWB_CUDA_DECODE_KERNEL=stream); its stage profile
+# times the stages inside it ("stream: qkv", …).
+if want stream; then decode_pair stream MOEWB_CUDA_DECODE_KERNEL=stream; fi
 if want decode; then
     decode_bench default
     decode_bench stream MOEWB_CUDA_DECODE_KERNEL=stream

@@ -130,6 +130,79 @@ __device__ inline void split_item(const float* q, const KV* k, const KV* v, int6
     }
 }
 
+// Item (head h, split) of split_item by one warp, for an f32 cache: the same values (each score
+// a warp's sum over d = lane + 32·i, the softmax's sum the block's tree over positions, each
+// output dimension its own sum over positions in order), with G positions' loads in flight.
+// Needs hd ≤ 128 and at most 64 positions a split (two scores a lane). Reads q and the cache
+// past L1: the decode stream kernel's attention, whose other blocks wrote them.
+__device__ inline void split_item_warp(const float* q, const float* k, const float* v, int64_t n_heads,
+                                       int64_t n_kv_heads, int64_t hd, int64_t pos0, int64_t h, int64_t split,
+                                       float scale, float* partials) {
+    constexpr int G = 16, D = 4;
+    const int lane = threadIdx.x % 32;
+    const int64_t kvh = h / (n_heads / n_kv_heads);
+    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, kSplits, split);
+    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
+    float* part = partials + (h * kSplits + split) * (hd + 2);
+    const int64_t stride = n_kv_heads * hd;
+    const int64_t first = (j0 * n_kv_heads + kvh) * hd + lane;  // position j0's element of dimension lane
+    // Positions jb .. jb + G of rows (keys or values): this lane's dimensions, 0 past n or hd.
+    auto load = [&](const float* rows, int64_t jb, float(&out)[G][D]) {
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                out[g][i] = jb + g < n && lane + 32 * i < hd ? __ldcg(rows + first + (jb + g) * stride + 32 * i) : 0.0f;
+    };
+    float qv[D];
+#pragma unroll
+    for (int i = 0; i < D; ++i) qv[i] = lane + 32 * i < hd ? __ldcg(q + h * hd + lane + 32 * i) : 0.0f;
+    // Position j's score in lane j % 32: s0 for j < 32, s1 for the rest.
+    float s0 = -INFINITY, s1 = -INFINITY;
+    for (int64_t jb = 0; jb < n; jb += G) {
+        float kv[G][D];
+        load(k, jb, kv);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            if (jb + g >= n) break;
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                if (lane + 32 * i < hd) acc += qv[i] * kv[g][i];
+            const float sc = launch::warp_sum(acc) * scale;
+            const int64_t j = jb + g;
+            if (lane == j % 32) (j < 32 ? s0 : s1) = sc;
+        }
+    }
+    float mx = fmaxf(s0, s1);
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float p0 = lane < n ? expf(s0 - mx) : 0.0f, p1 = lane + 32 < n ? expf(s1 - mx) : 0.0f;
+    // The block's tree: slots t and t + 32 first (the wider strides add zeros), then halving.
+    float total = p0 + p1;
+    for (int o = 16; o > 0; o /= 2) total = total + __shfl_down_sync(0xffffffffu, total, o);
+    total = __shfl_sync(0xffffffffu, total, 0);
+    float acc[D] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t jb = 0; jb < n; jb += G) {
+        float vv[G][D];
+        load(v, jb, vv);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            if (jb + g >= n) break;
+            const int64_t j = jb + g;
+            const float pj = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, static_cast<int>(j % 32));
+#pragma unroll
+            for (int i = 0; i < D; ++i) acc[i] += pj * vv[g][i];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+        if (lane + 32 * i < hd) part[lane + 32 * i] = acc[i];
+    if (lane == 0) {
+        part[hd] = n > 0 ? mx : -INFINITY;
+        part[hd + 1] = total;
+    }
+}
+
 // The keys and values item (h, split) reads, asked into L2 by the block's threads (a 128-byte
 // line each at a time): what a block prefetches for its first item while it waits for the
 // products before.

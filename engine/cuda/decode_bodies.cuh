@@ -147,6 +147,73 @@ __device__ inline void gemv_prefetch(const Parts& p, int64_t in, int64_t b) {
     gemv_prefetch_item(p, in, b * kWarps + threadIdx.x / 32);
 }
 
+// What both one-launch decode kernels (decode_layer.cu, decode_stream.cu) take of a
+// DecodeLayer as it is: their arguments derive from it.
+struct LayerInputs {
+    float* x;
+    int64_t H;
+    float eps;
+    const float* attn_norm;
+    const float* q;
+    const float* kc;
+    const float* vc;
+    int64_t nh, nkv, hd, pos0;
+    const int64_t* d_pos;
+    float scale;
+    float* partials;
+    float* attn;
+    const float* ffn_norm;
+    float* normed;
+    bool moe;
+    unsigned long long* stamps;
+    // MoE: the routing and the routed experts.
+    const float* ffn_h;
+    const float* logits;
+    router_core::Args route;
+    RouteOutputs out;
+    const uint8_t* dropped;
+    int64_t k, F;
+    const void* const* gate;
+    const void* const* up;
+    const void* const* down;
+    float* eh;
+};
+
+inline LayerInputs inputs_of(const DecodeLayer& L) {
+    LayerInputs a{};
+    a.x = L.x;
+    a.H = L.H;
+    a.eps = L.eps;
+    a.attn_norm = L.attn_norm;
+    a.q = L.q;
+    a.kc = L.k_cache;
+    a.vc = L.v_cache;
+    a.nh = L.nh;
+    a.nkv = L.nkv;
+    a.hd = L.hd;
+    a.pos0 = L.pos0;
+    a.d_pos = L.d_pos;
+    a.scale = 1.0f / sqrtf(static_cast<float>(L.hd));
+    a.partials = L.partials;
+    a.attn = L.attn;
+    a.ffn_norm = L.ffn_norm;
+    a.normed = L.normed;
+    a.moe = L.moe;
+    a.stamps = L.stamps;
+    a.ffn_h = L.ffn_h;
+    a.logits = L.router_logits;
+    a.route = L.route;
+    a.out = L.out;
+    a.dropped = L.dropped;
+    a.k = L.k;
+    a.F = L.F;
+    a.gate = L.gate;
+    a.up = L.up;
+    a.down = L.down;
+    a.eh = L.eh;
+    return a;
+}
+
 // Block b of nb, token t of x [*, in]: the token's input (normalised first when norm is set,
 // and then written to normed by block 0 when normed is set) in shared memory xs [in], then
 // each warp takes every (nb · kWarps)-th item. All threads of the block call it.

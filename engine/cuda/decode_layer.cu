@@ -8,7 +8,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -38,48 +37,17 @@ constexpr int kLayerMinBlocks = 2;  // blocks of kNormThreads per multiprocessor
 constexpr int kAttentionDepth = 4;
 
 // The layer as the kernel takes it (by value).
-struct LayerArgs {
-    float* x;
-    int64_t H;
-    float eps;
-    const float* attn_norm;
+struct LayerArgs : decode_body::LayerInputs {
     Parts qkv;
-    const float* q;
-    const float* kc;
-    const float* vc;
-    int64_t nh, nkv, hd, pos0;
-    const int64_t* d_pos;
-    float scale;
-    float* partials;
-    float* attn;
     Parts o;
-    const float* ffn_norm;
-    float* normed;
     Parts ffn;
-    bool moe;
     Parts dense_down;
     int64_t inter;
-    const float* ffn_h;
-    const float* logits;
-    router_core::Args route;
-    RouteOutputs out;
-    const uint8_t* dropped;
-    int64_t k, F, per_slot;
-    const void* const* gate;
-    const void* const* up;
-    const void* const* down;
+    int64_t per_slot;
     const void* shared_down;
     int64_t Fs;
-    float* eh;
     float* shared_y;
-    unsigned long long* stamps;
 };
-
-__device__ inline unsigned long long global_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
 const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "route", "gate+up", "down"};
@@ -236,19 +204,9 @@ int resident_per_multiprocessor(DType type, size_t shared) {
     return n;
 }
 
-bool cooperative_device() {
-    static const bool on = [] {
-        int v = 0;
-        return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, 0) == cudaSuccess && v != 0;
-    }();
-    return on;
-}
-
 DType kernel_type(const DecodeLayer& L) {
     return L.moe ? L.expert_type : DType::bf16;
 }
-
-std::atomic<int64_t> layer_launches{0};
 
 }  // namespace
 
@@ -258,7 +216,7 @@ int decode_layer_stages(bool moe, const char* const** names) {
 }
 
 bool decode_layer_runs(const DecodeLayer& L) {
-    if (!cooperative_device() || multiprocessors() <= 0) return false;
+    if (!cooperative_launches() || multiprocessors() <= 0) return false;
     if (L.moe) {
         if (!route_warp::takes(L.route) || L.k != L.route.k) return false;
         if (L.shared_down && L.shared_type != L.expert_type) return false;
@@ -274,44 +232,15 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
     if (!decode_layer_runs(L))
         throw Error(ErrorKind::failure, "the decode layer kernel cannot run this layer on this device");
     LayerArgs a{};
-    a.x = L.x;
-    a.H = L.H;
-    a.eps = L.eps;
-    a.attn_norm = L.attn_norm;
+    static_cast<decode_body::LayerInputs&>(a) = decode_body::inputs_of(L);
     a.qkv = decode_body::make_parts(L.qkv, 3);
-    a.q = L.q;
-    a.kc = L.k_cache;
-    a.vc = L.v_cache;
-    a.nh = L.nh;
-    a.nkv = L.nkv;
-    a.hd = L.hd;
-    a.pos0 = L.pos0;
-    a.d_pos = L.d_pos;
-    a.scale = 1.0f / sqrtf(static_cast<float>(L.hd));
-    a.partials = L.partials;
-    a.attn = L.attn;
     a.o = decode_body::make_parts(&L.o, 1);
-    a.ffn_norm = L.ffn_norm;
-    a.normed = L.normed;
     a.ffn = decode_body::make_parts(L.ffn, L.n_ffn);
-    a.moe = L.moe;
     if (!L.moe) a.dense_down = decode_body::make_parts(&L.dense_down, 1);
     a.inter = L.inter;
-    a.ffn_h = L.ffn_h;
-    a.logits = L.router_logits;
-    a.route = L.route;
-    a.out = L.out;
-    a.dropped = L.dropped;
-    a.k = L.k;
-    a.F = L.F;
-    a.gate = L.gate;
-    a.up = L.up;
-    a.down = L.down;
     a.shared_down = L.shared_down;
     a.Fs = L.Fs;
-    a.eh = L.eh;
     a.shared_y = L.shared_y;
-    a.stamps = L.stamps;
 
     const DType type = kernel_type(L);
     const size_t shared = static_cast<size_t>(layer_shared_floats(L)) * sizeof(float);
@@ -334,15 +263,7 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s) {
             launch_cooperative(decode_layer_kernel<float>, grid, block, shared, s, what, a);
             break;
     }
-    layer_launches.fetch_add(1, std::memory_order_relaxed);
+    count(Counted::layer);
 }
 
 }  // namespace moe::cuda::launch
-
-namespace moe::cuda {
-
-std::int64_t decode_layer_launches() {
-    return launch::layer_launches.load(std::memory_order_relaxed);
-}
-
-}  // namespace moe::cuda

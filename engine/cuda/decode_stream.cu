@@ -7,11 +7,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <string>
 
-#include "engine/attention_tiles.h"
 #include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/decode_attention.cuh"
 #include "engine/cuda/decode_bodies.cuh"
@@ -61,34 +59,9 @@ struct Layout {
     uint32_t xa, xb, scratch, exch, info, bars, route, merge, flag, total;
 };
 
-struct StreamArgs {
-    float* x;
-    int64_t H;
-    float eps;
-    const float* attn_norm;
-    const float* q;
-    const float* kc;
-    const float* vc;
-    int64_t nh, nkv, hd, pos0;
-    const int64_t* d_pos;
-    float scale;
-    float* partials;
-    float* attn;
-    const float* ffn_norm;
-    float* normed;
-    bool moe;
-    const float* ffn_h;  // what the ffn stage's gated part makes: the down1 stage's input
-    int64_t ffn_width;
-    const float* logits;
-    router_core::Args route;
-    RouteOutputs out;
-    const uint8_t* dropped;
-    int64_t k, F;
-    const void* const* gate;
-    const void* const* up;
-    const void* const* down;
+struct StreamArgs : decode_body::LayerInputs {
+    int64_t ffn_width;  // of ffn_h, what the ffn stage's gated part makes: the down1 stage's input
     WType et;
-    float* eh;
     float* shared_y;  // null: the shared experts do not run
     Parts parts[4];   // the ring stages rQkv .. rDown1 (rDown1: the shared down into shared_y, or the dense down)
     int64_t in[kRingStages];  // each ring stage's input width
@@ -96,7 +69,6 @@ struct StreamArgs {
     int slots;
     Layout lay;
     unsigned* sync;
-    unsigned long long* stamps;
 };
 
 // The counters' accesses, ordered at the device's scope (members: each compilation for an
@@ -114,11 +86,6 @@ struct Ordered {
     }
     __device__ static void store_release(unsigned* p, unsigned v) {
         asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
-    }
-    __device__ static unsigned long long global_ns() {
-        unsigned long long t;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-        return t;
     }
 };
 
@@ -152,84 +119,6 @@ __host__ __device__ inline int64_t elem_bytes(WType t) {
     return t == WType::f32 ? 4 : 2;
 }
 
-// Item (head h, split) of decode_attn::split_item by one warp: the same values (each score a
-// warp's sum over d = lane + 32·i, the softmax's sum the block's tree over positions, each output
-// dimension its own sum over positions in order), with up to G positions' loads in flight.
-// Needs hd ≤ 128 and at most 64 positions a split.
-__device__ inline void split_item_warp(const float* q, const float* k, const float* v, int64_t nh, int64_t nkv,
-                                       int64_t hd, int64_t pos0, int64_t h, int64_t split, float scale,
-                                       float* partials) {
-    constexpr int G = 16, D = 4;
-    const int lane = threadIdx.x % 32;
-    const int64_t kvh = h / (nh / nkv);
-    const attention_tiles::Range mine = attention_tiles::split_range(pos0 + 1, decode_attn::kSplits, split);
-    const int64_t j0 = mine.begin, n = mine.end - mine.begin;
-    float* part = partials + (h * decode_attn::kSplits + split) * (hd + 2);
-    const int64_t stride = nkv * hd;
-    float qv[D];
-#pragma unroll
-    for (int i = 0; i < D; ++i) qv[i] = lane + 32 * i < hd ? __ldcg(q + h * hd + lane + 32 * i) : 0.0f;
-    // Position j's score in lane j % 32: s0 for j < 32, s1 for the rest.
-    float s0 = -INFINITY, s1 = -INFINITY;
-    const float* kb = k + (j0 * nkv + kvh) * hd + lane;
-    for (int64_t jb = 0; jb < n; jb += G) {
-        float kv[G][D];
-#pragma unroll
-        for (int g = 0; g < G; ++g)
-#pragma unroll
-            for (int i = 0; i < D; ++i)
-                kv[g][i] = jb + g < n && lane + 32 * i < hd ? __ldcg(kb + (jb + g) * stride + 32 * i) : 0.0f;
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            if (jb + g >= n) break;
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < D; ++i)
-                if (lane + 32 * i < hd) acc += qv[i] * kv[g][i];
-            const float sc = warp_sum(acc) * scale;
-            const int64_t j = jb + g;
-            if (lane == j % 32) {
-                if (j < 32)
-                    s0 = sc;
-                else
-                    s1 = sc;
-            }
-        }
-    }
-    float mx = fmaxf(s0, s1);
-    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    const float p0 = lane < n ? expf(s0 - mx) : 0.0f, p1 = lane + 32 < n ? expf(s1 - mx) : 0.0f;
-    // The block's tree: slots t and t + 32 first (the wider strides add zeros), then halving.
-    float total = p0 + p1;
-    for (int o = 16; o > 0; o /= 2) total = total + __shfl_down_sync(0xffffffffu, total, o);
-    total = __shfl_sync(0xffffffffu, total, 0);
-    float acc[D] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const float* vb = v + (j0 * nkv + kvh) * hd + lane;
-    for (int64_t jb = 0; jb < n; jb += G) {
-        float vv[G][D];
-#pragma unroll
-        for (int g = 0; g < G; ++g)
-#pragma unroll
-            for (int i = 0; i < D; ++i)
-                vv[g][i] = jb + g < n && lane + 32 * i < hd ? __ldcg(vb + (jb + g) * stride + 32 * i) : 0.0f;
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            if (jb + g >= n) break;
-            const int64_t j = jb + g;
-            const float pj = __shfl_sync(0xffffffffu, j < 32 ? p0 : p1, static_cast<int>(j % 32));
-#pragma unroll
-            for (int i = 0; i < D; ++i) acc[i] += pj * vv[g][i];
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < D; ++i)
-        if (lane + 32 * i < hd) part[lane + 32 * i] = acc[i];
-    if (lane == 0) {
-        part[hd] = n > 0 ? mx : -INFINITY;
-        part[hd + 1] = total;
-    }
-}
-
 // A wait of seconds on a counter means a bug, not a slow device: it ends the kernel with an
 // error (a trap) rather than hang the process, as mbar::wait does.
 struct Patience {
@@ -252,6 +141,12 @@ struct Issuer {
 class Block {
 public:
     __device__ Block(const StreamArgs& a, unsigned char* sm) : a_(a), sm_(sm) {}
+
+    // With stamps: block 0's thread 0 notes the time as each stage starts (and at the end).
+    __device__ void mark() {
+        if (a_.stamps && blockIdx.x == 0 && threadIdx.x == 0) a_.stamps[stamp_] = global_ns();
+        ++stamp_;
+    }
 
     // Rows of x (or of v [n]) into shared memory at xs, past the L1 (other blocks write them).
     __device__ void load(float* xs, const float* v, int64_t n) const {
@@ -301,11 +196,11 @@ public:
     }
     // Every thread: after thread 0 waited for counter c to reach the grid's blocks, asking for
     // tiles meanwhile.
-    __device__ void wait_for(Counter c, int64_t consumed) {
+    __device__ void wait_for(Counter c) {
         if (threadIdx.x == 0) {
             Patience patience;
             while (Ordered::load_acquire(a_.sync + c) < gridDim.x) {
-                top_up(consumed);
+                top_up(consumed_);
                 __nanosleep(32);
                 patience.check();
             }
@@ -322,8 +217,9 @@ public:
     __device__ void publish(Counter c) const { Ordered::store_release(a_.sync + c, 1); }
 
     // The block's tiles of ring stage r, each waited for, computed with xs as its input, handed back.
-    __device__ int64_t run(int r, const float* xs, int64_t consumed) {
+    __device__ void run(int r, const float* xs) {
         const int64_t n = sp::tiles(a_.plan[r]), mine = sp::block_tiles(n, blockIdx.x, gridDim.x);
+        int64_t& consumed = consumed_;
         for (int64_t jj = 0; jj < mine; ++jj, ++consumed) {
             if (threadIdx.x == 0) ensure_issued(consumed);
             const int slot = static_cast<int>(consumed % a_.slots);
@@ -332,7 +228,16 @@ public:
             __syncthreads();  // the slot is read: it may be written again
             if (threadIdx.x == 0) top_up(consumed + 1);
         }
-        return consumed;
+    }
+    // A ring stage on what the grid made before: once counter `after` says it is all there, n
+    // floats at `from` into xs, ring stage r on them, and the block leaves through `done`.
+    __device__ void streamed(Counter after, int r, float* xs, const float* from, int64_t n, Counter done) {
+        wait_for(after);
+        mark();
+        load(xs, from, n);
+        __syncthreads();
+        run(r, xs);
+        leave(done);
     }
 
     __device__ float* f32(uint32_t off) const { return reinterpret_cast<float*>(sm_ + off); }
@@ -342,13 +247,27 @@ private:
     __device__ int32_t* info() const { return reinterpret_cast<int32_t*>(sm_ + a_.lay.info); }
     __device__ const unsigned char* slot_at(int slot) const { return sm_ + static_cast<size_t>(slot) * sp::kSlotBytes; }
 
+    // Tile t of ring stage r: its part (j, p) and span.
+    struct Tile {
+        int j;
+        const sp::Part* p;
+        sp::Span s;
+    };
+    __device__ Tile tile(int r, int64_t t) const {
+        Tile tl{};
+        int64_t local = 0;
+        sp::locate(a_.plan[r], t, tl.j, local);
+        tl.p = &a_.plan[r].part[tl.j];
+        tl.s = sp::span(*tl.p, local);
+        return tl;
+    }
+
     // Asks for tile t of ring stage r into `slot`: its bytes counted on the slot's barrier.
     __device__ void issue(int r, int64_t t, int slot) {
-        int j = 0;
-        int64_t local = 0;
-        sp::locate(a_.plan[r], t, j, local);
-        const sp::Part& p = a_.plan[r].part[j];
-        const sp::Span s = sp::span(p, local);
+        const Tile tl = tile(r, t);
+        const int j = tl.j;
+        const sp::Part& p = *tl.p;
+        const sp::Span s = tl.s;
         const int64_t rb = p.row_bytes;
         // The tile's copies (source, bytes, offset in the slot), each given to fn.
         auto copies = [&](auto&& fn) {
@@ -396,11 +315,10 @@ private:
     // Tile t of ring stage r, its weights in `slot`, input xs: as the launches compute its rows.
     __device__ void compute(int r, int64_t t, int slot, const float* xs) {
         const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-        int j = 0;
-        int64_t local = 0;
-        sp::locate(a_.plan[r], t, j, local);
-        const sp::Part& p = a_.plan[r].part[j];
-        const sp::Span s = sp::span(p, local);
+        const Tile tl = tile(r, t);
+        const int j = tl.j;
+        const sp::Part& p = *tl.p;
+        const sp::Span s = tl.s;
         const int64_t rb = p.row_bytes, in = a_.in[r];
         const unsigned char* base = slot_at(slot);
         float* exch = f32(a_.lay.exch);
@@ -462,6 +380,8 @@ private:
     const StreamArgs& a_;
     unsigned char* sm_;
     Issuer is_;
+    int64_t consumed_ = 0;  // the block's tiles computed
+    int stamp_ = 0;
 };
 
 const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
@@ -473,13 +393,7 @@ const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "s
 __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid_constant__ StreamArgs a) {
     extern __shared__ __align__(128) unsigned char sm[];
     Block blk(a, sm);
-    const bool stamp = a.stamps && blockIdx.x == 0 && threadIdx.x == 0;
-    int stage = 0;
-    auto mark = [&] {
-        if (stamp) a.stamps[stage] = Ordered::global_ns();
-        ++stage;
-    };
-    mark();
+    blk.mark();
     if (threadIdx.x == 0) {
         const uint32_t bars = mbar::address(sm + a.lay.bars);
         for (int s = 0; s < a.slots; ++s) mbar::init(bars + 8u * s, 1);
@@ -489,26 +403,25 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
     if (threadIdx.x == 0) blk.top_up(0);
     float* xa = blk.f32(a.lay.xa);
     float* xb = blk.f32(a.lay.xb);
-    int64_t consumed = 0;
 
     // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache).
     blk.load_normed(xa, a.attn_norm, nullptr);
-    consumed = blk.run(rQkv, xa, consumed);
+    blk.run(rQkv, xa);
     blk.leave(kQkvDone);
 
     // 2. Attention's splits, a warp an item.
-    blk.wait_for(kQkvDone, consumed);
-    mark();
+    blk.wait_for(kQkvDone);
+    blk.mark();
     const int64_t pos0 = a.d_pos ? *a.d_pos : a.pos0;
     const int64_t items = a.nh * decode_attn::kSplits, warps = static_cast<int64_t>(gridDim.x) * kWarps;
     for (int64_t item = blockIdx.x * kWarps + threadIdx.x / 32; item < items; item += warps)
-        split_item_warp(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
-                        item % decode_attn::kSplits, a.scale, a.partials);
+        decode_attn::split_item_warp(a.q, a.kc, a.vc, a.nh, a.nkv, a.hd, pos0, item / decode_attn::kSplits,
+                                     item % decode_attn::kSplits, a.scale, a.partials);
     blk.leave(kAttnDone);
 
     // 3. Their merge: items (head, 32 dimensions).
-    blk.wait_for(kAttnDone, consumed);
-    mark();
+    blk.wait_for(kAttnDone);
+    blk.mark();
     const int64_t chunks = (a.hd + 31) / 32;
     auto& merge = *reinterpret_cast<decode_attn::MergeShared*>(sm + a.lay.merge);
     for (int64_t item = blockIdx.x; item < a.nh * chunks; item += gridDim.x) {
@@ -518,19 +431,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
     blk.leave(kMergeDone);
 
     // 4. The output projection added to the residual.
-    blk.wait_for(kMergeDone, consumed);
-    mark();
-    blk.load(xa, a.attn, a.nh * a.hd);
-    __syncthreads();
-    consumed = blk.run(rO, xa, consumed);
-    blk.leave(kODone);
+    blk.streamed(kMergeDone, rO, xa, a.attn, a.nh * a.hd, kODone);
 
     // 5. RMSNorm, the router and the shared experts' gated product (or the dense MLP's). The
     // last block to leave routes the token.
-    blk.wait_for(kODone, consumed);
-    mark();
+    blk.wait_for(kODone);
+    blk.mark();
     blk.load_normed(xa, a.ffn_norm, a.normed);
-    consumed = blk.run(rFfn, xa, consumed);
+    blk.run(rFfn, xa);
     const unsigned before = blk.leave(kFfnDone);
     if (a.moe) {
         int* last = reinterpret_cast<int*>(sm + a.lay.flag);
@@ -546,34 +454,25 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
 
     // 6. The down product of the ffn stage's gated product: the shared experts' into shared_y, or
     // the dense MLP's added to the residual.
-    blk.wait_for(kFfnDone, consumed);
-    mark();
-    blk.load(xb, a.ffn_h, a.ffn_width);
-    __syncthreads();
-    consumed = blk.run(rDown1, xb, consumed);
-    blk.leave(kDown1Done);
+    blk.streamed(kFfnDone, rDown1, xb, a.ffn_h, a.ffn_width, kDown1Done);
 
     if (a.moe) {
-        // 7. The routed experts' gate and up, once thread 0 has seen the routing.
-        mark();
-        consumed = blk.run(rGateUp, xa, consumed);
+        // 7. The routed experts' gate and up (on the normed input still in xa), once thread 0 has
+        // seen the routing.
+        blk.mark();
+        blk.run(rGateUp, xa);
         blk.leave(kGateUpDone);
-
-        // 8. Their down products, with the shared experts' and the weighted combine, added to the residual.
-        blk.wait_for(kGateUpDone, consumed);
-        mark();
-        blk.load(xb, a.eh, a.k * a.F);
-        __syncthreads();
-        consumed = blk.run(rDown, xb, consumed);
-        blk.leave(kDownDone);
+        // 8. Their down products, with the shared experts' and the weighted combine, added to the
+        // residual.
+        blk.streamed(kGateUpDone, rDown, xb, a.eh, a.k * a.F, kDownDone);
     }
-    if (stamp) {  // the end: every block's last stage done
+    if (a.stamps && blockIdx.x == 0 && threadIdx.x == 0) {  // the end: every block's last stage done
         Patience patience;
         while (Ordered::load_acquire(a.sync + (a.moe ? kDownDone : kDown1Done)) < gridDim.x) {
             __nanosleep(32);
             patience.check();
         }
-        mark();
+        blk.mark();
     }
     // The last block out sets the counters back for the next launch.
     const unsigned out = blk.leave(kExit);
@@ -633,42 +532,13 @@ bool vectorised(int64_t n, DType t) {
 StreamArgs args_of(const DecodeLayer& L, bool& ok) {
     ok = true;
     StreamArgs a{};
-    a.x = L.x;
-    a.H = L.H;
-    a.eps = L.eps;
-    a.attn_norm = L.attn_norm;
-    a.q = L.q;
-    a.kc = L.k_cache;
-    a.vc = L.v_cache;
-    a.nh = L.nh;
-    a.nkv = L.nkv;
-    a.hd = L.hd;
-    a.pos0 = L.pos0;
-    a.d_pos = L.d_pos;
-    a.scale = 1.0f / sqrtf(static_cast<float>(L.hd));
-    a.partials = L.partials;
-    a.attn = L.attn;
-    a.ffn_norm = L.ffn_norm;
-    a.normed = L.normed;
-    a.moe = L.moe;
+    static_cast<decode_body::LayerInputs&>(a) = decode_body::inputs_of(L);
     a.sync = L.sync;
-    a.stamps = L.stamps;
     const int64_t qdim = L.nh * L.hd;
     GemvPart down1;
     if (L.moe) {
-        a.ffn_h = L.ffn_h;
         a.ffn_width = L.shared_down ? L.Fs : 0;
-        a.logits = L.router_logits;
-        a.route = L.route;
-        a.out = L.out;
-        a.dropped = L.dropped;
-        a.k = L.k;
-        a.F = L.F;
-        a.gate = L.gate;
-        a.up = L.up;
-        a.down = L.down;
         a.et = decode_body::wtype(L.expert_type, "stream kernel");
-        a.eh = L.eh;
         if (L.shared_down) {
             a.shared_y = L.shared_y;
             down1.w = L.shared_down;
@@ -679,7 +549,6 @@ StreamArgs args_of(const DecodeLayer& L, bool& ok) {
             ok = ok && L.shared_y && vectorised(L.Fs, L.shared_type);
         }
     } else {
-        a.ffn_h = L.ffn_h;
         a.ffn_width = L.inter;
         down1 = L.dense_down;
         ok = ok && vectorised(L.inter, down1.type);
@@ -727,11 +596,9 @@ size_t static_shared() {
 bool hopper() {
     static const bool on = [] {
         int major = 0;
-        int coop = 0;
-        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9 &&
-               cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, 0) == cudaSuccess && coop != 0;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
     }();
-    return on;
+    return on && cooperative_launches();
 }
 
 // The ring's slots that fit beside the rest (0: fewer than two).
@@ -741,8 +608,6 @@ int slots_for(const StreamArgs& a) {
     const int64_t n = std::min<int64_t>(kMaxSlots, room / sp::kSlotBytes);
     return n >= 2 ? static_cast<int>(n) : 0;
 }
-
-std::atomic<int64_t> stream_launches{0};
 
 }  // namespace
 
@@ -784,15 +649,7 @@ void decode_stream(const DecodeLayer& L, cudaStream_t s) {
     });
     launch_cooperative(decode_stream_kernel, dim3(static_cast<unsigned>(multiprocessors())), dim3(kThreads),
                        static_cast<size_t>(a.lay.total), s, "launching the decode stream kernel", a);
-    stream_launches.fetch_add(1, std::memory_order_relaxed);
+    count(Counted::stream);
 }
 
 }  // namespace moe::cuda::launch
-
-namespace moe::cuda {
-
-std::int64_t decode_stream_launches() {
-    return launch::stream_launches.load(std::memory_order_relaxed);
-}
-
-}  // namespace moe::cuda

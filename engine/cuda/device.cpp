@@ -3,6 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -214,6 +215,22 @@ bool route_in_experts_asked() {
 
 KvType kv_cache_asked() { return env_is("MOEWB_CUDA_KV_CACHE", "bf16") ? KvType::bf16 : KvType::f32; }
 
+bool cooperative_launches() {
+    static const bool on = [] {
+        int v = 0;
+        return cudaDeviceGetAttribute(&v, cudaDevAttrCooperativeLaunch, 0) == cudaSuccess && v != 0;
+    }();
+    return on;
+}
+
+namespace {
+std::atomic<int64_t> counted[3];
+}
+
+void count(Counted what) {
+    counted[static_cast<int>(what)].fetch_add(1, std::memory_order_relaxed);
+}
+
 int multiprocessors() {
     static const int n = [] {
         int v = 0;
@@ -225,6 +242,16 @@ int multiprocessors() {
 }  // namespace moe::cuda::launch
 
 namespace moe::cuda {
+
+std::int64_t decode_layer_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::layer)].load(std::memory_order_relaxed);
+}
+std::int64_t decode_stream_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::stream)].load(std::memory_order_relaxed);
+}
+std::int64_t routed_gate_up_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::routed_gate_up)].load(std::memory_order_relaxed);
+}
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
     static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "wgmma"};

@@ -6,7 +6,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "engine/cuda/decode_bodies.cuh"
 #include "engine/cuda/device.h"
@@ -116,8 +115,6 @@ __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped,
     if (s < n_slots) rows[s] = dispatch::slot_dropped(experts, dropped, s) ? -1 : s;
 }
 
-std::atomic<int64_t> routed_launches{0};
-
 template <typename F>
 void by_type(DType t, const char* what, F&& f) {
     switch (t) {
@@ -181,7 +178,7 @@ void routed_expert_gate_up(const float* logits, const router_core::Args& a, Rout
                      "launching the routing and the experts' gate and up products", logits, a, out, x, H, dropped, gate,
                      up, F, h, early_trigger());
     });
-    routed_launches.fetch_add(1, std::memory_order_relaxed);
+    count(Counted::routed_gate_up);
 }
 
 void expert_down(const float* h, int64_t n_slots, int64_t F, const int32_t* experts, const uint8_t* dropped,
@@ -217,11 +214,3 @@ void slot_rows(const int32_t* experts, const uint8_t* dropped, int64_t n_slots, 
 }
 
 }  // namespace moe::cuda::launch
-
-namespace moe::cuda {
-
-std::int64_t routed_gate_up_launches() {
-    return launch::routed_launches.load(std::memory_order_relaxed);
-}
-
-}  // namespace moe::cuda

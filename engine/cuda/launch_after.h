@@ -92,6 +92,11 @@ bool stream_kernel_asked();
 bool route_in_experts_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
+// Whether device 0 takes cooperative launches (all of a grid's blocks resident), asked once.
+bool cooperative_launches();
+// The launches device.h counts for the tests (decode_layer_launches and the others): one more.
+enum class Counted : int { layer, stream, routed_gate_up };
+void count(Counted what);
 
 // Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
 template <typename K>

@@ -230,6 +230,13 @@ __device__ inline void prefetch_l2(const void* row, int64_t bytes, int lane) {
         asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p + off));
 }
 
+// The GPU's global timer (ns): the one-launch decode kernels' stage stamps.
+__device__ inline unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 // y = (x · scale) · w, as the CPU rounds it.
 __device__ inline float rms_apply(float x, float scale, float w) { return __fmul_rn(__fmul_rn(x, scale), w); }
 
