@@ -56,7 +56,7 @@ enum RingStage : int { rQkv, rO, rFfn, rDown1, rGateUp, rDown, kRingStages };
 
 // Byte offsets of the shared memory's pieces (the ring at 0).
 struct Layout {
-    uint32_t xa, xb, scratch, exch, info, bars, route, merge, flag, total;
+    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, total;
 };
 
 struct StreamArgs : decode_body::LayerInputs {
@@ -235,6 +235,7 @@ public:
         wait_for(after);
         mark();
         load(xs, from, n);
+        if (r == rDown) load(f32(a_.lay.weights), a_.out.weights, a_.k);  // the combine's
         __syncthreads();
         run(r, xs);
         leave(done);
@@ -313,6 +314,8 @@ private:
     }
 
     // Tile t of ring stage r, its weights in `slot`, input xs: as the launches compute its rows.
+    // What a row's result is added to or rotated with is asked for from global memory before the
+    // products, so that its latency passes while they are made.
     __device__ void compute(int r, int64_t t, int slot, const float* xs) {
         const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
         const Tile tl = tile(r, t);
@@ -324,57 +327,67 @@ private:
         float* exch = f32(a_.lay.exch);
         if (r == rDown) {
             const int32_t present = info()[slot];
+            const int64_t i = s.first;
+            float acc = 0.0f, xi = 0.0f;
+            if (threadIdx.x == 0) {
+                acc = a_.shared_y ? __ldcg(a_.shared_y + i) : 0.0f;
+                xi = __ldcg(a_.x + i);
+            }
             if (warp < a_.k && (present >> warp & 1))
                 exch[warp] = smem_dot(base + warp * rb, a_.et, xs + warp * a_.F, a_.F, lane);
             __syncthreads();
             if (threadIdx.x == 0) {
-                const int64_t i = s.first;
-                float acc = a_.shared_y ? __ldcg(a_.shared_y + i) : 0.0f;
+                const float* weights = f32(a_.lay.weights);
                 for (int64_t e = 0; e < a_.k; ++e)
-                    if (present >> e & 1) acc = __fadd_rn(acc, __fmul_rn(__ldcg(a_.out.weights + e), exch[e]));
-                a_.x[i] = __fadd_rn(__ldcg(a_.x + i), acc);
+                    if (present >> e & 1) acc = __fadd_rn(acc, __fmul_rn(weights[e], exch[e]));
+                a_.x[i] = __fadd_rn(xi, acc);
             }
             return;
         }
         const int64_t c = s.count;
+        const bool routed = r == rGateUp;
+        const Parts& ps = a_.parts[routed ? 0 : r];
+        // The output of this lane's row (plain) or item (the others: warp 0), and what it adds to
+        // (accumulate) or rotates with (pairs).
+        float* y = nullptr;
+        float old = 0.0f, cs = 0.0f, sn = 0.0f;
+        const bool writes = p.kind == sp::Kind::plain ? warp < c && lane == 0 : warp == 0 && lane < c;
+        if (writes && !routed) {
+            const int64_t item = s.first + (p.kind == sp::Kind::plain ? warp : lane);
+            const int64_t row0 = ps.row0[j] ? *ps.row0[j] : 0;
+            if (p.kind == sp::Kind::pairs) {
+                const int64_t half = p.half;
+                y = ps.y[j] + row0 * ps.ldy[j] + item / half * 2 * half + item % half;
+                cs = ps.cos[j][item % half];
+                sn = ps.sin[j][item % half];
+            } else {
+                y = ps.y[j] + row0 * ps.ldy[j] + item;
+                if (ps.accumulate[j]) old = __ldcg(y);
+            }
+        }
         if (p.kind == sp::Kind::plain) {
             if (warp < c) {
-                const Parts& ps = a_.parts[r];
                 const float v = smem_dot(base + warp * rb, ps.type[j], xs, in, lane);
-                if (lane == 0) {
-                    const int64_t o = s.first + warp;
-                    float* y = ps.y[j] + (ps.row0[j] ? *ps.row0[j] : 0) * ps.ldy[j] + o;
-                    *y = ps.accumulate[j] ? __fadd_rn(__ldcg(y), v) : v;
-                }
+                if (writes) *y = ps.accumulate[j] ? __fadd_rn(old, v) : v;
             }
             return;
         }
         // Two rows an item (pairs, gated, routed): warp w < c the first of item w, warp c + w its second.
-        const bool routed = r == rGateUp;
         const bool off = routed && info()[slot] < 0;
-        const WType type = routed ? a_.et : a_.parts[r].type[j];
+        const WType type = routed ? a_.et : ps.type[j];
         if (!off && warp < 2 * c) exch[warp] = smem_dot(base + warp * rb, type, xs, in, lane);
         __syncthreads();
-        if (off || warp != 0 || lane >= c) return;
+        if (off || !writes) return;
         const float x1 = exch[lane], x2 = exch[c + lane];
-        const int64_t i = s.first + lane;  // the item
         if (routed) {
-            a_.eh[s.slot * a_.F + i] = silu_mul_rn(x1, x2);
-            return;
-        }
-        const Parts& ps = a_.parts[r];
-        const int64_t row0 = ps.row0[j] ? *ps.row0[j] : 0;
-        if (p.kind == sp::Kind::pairs) {
-            const int64_t half = p.half, o = i / half * 2 * half + i % half;
-            const float cs = ps.cos[j][i % half], sn = ps.sin[j][i % half];
-            float* y = ps.y[j] + row0 * ps.ldy[j] + o;
+            a_.eh[s.slot * a_.F + s.first + lane] = silu_mul_rn(x1, x2);
+        } else if (p.kind == sp::Kind::pairs) {
             y[0] = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn));
-            y[half] = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
-            return;
+            y[p.half] = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
+        } else {
+            const float v = silu_mul_rn(x1, x2);
+            *y = ps.accumulate[j] ? __fadd_rn(old, v) : v;
         }
-        const float v = silu_mul_rn(x1, x2);
-        float* y = ps.y[j] + row0 * ps.ldy[j] + i;
-        *y = ps.accumulate[j] ? __fadd_rn(__ldcg(y), v) : v;
     }
 
     const StreamArgs& a_;
@@ -497,6 +510,7 @@ Layout layout_of(const StreamArgs& a, int slots) {
     l.xb = take(std::max(a.ffn_width, a.moe ? a.k * a.F : 0) * 4);
     l.scratch = take(kThreads * 4);
     l.exch = take(kWarps * 4);
+    l.weights = take(kWarps * 4);
     l.info = take(kMaxSlots * 4);
     l.bars = take(kMaxSlots * 8);
     l.route = take(route_warp::shared_floats(a.route.n_expert) * 4);
