@@ -38,7 +38,8 @@ const char* kHelp =
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
     "GPU 0 (random weights made there, never on the host; decode steps replayed from CUDA\n"
     "graphs unless --no-cuda-graphs) and adds device, cuda_graphs, cuda_switches (the\n"
-    "backend's choices the MOEWB_CUDA_* environment made, docs/engine.md),\n"
+    "backend's choices the MOEWB_CUDA_* environment made, docs/engine.md), cuda_launch_counts\n"
+    "(the layers the one-launch decode kernels and the routing experts' launch took),\n"
     "device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
     "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n"
@@ -131,6 +132,12 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
     std::mt19937_64 rng(seed);
     std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
     for (auto& id : prompt) id = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+#ifdef MOE_HAVE_CUDA
+    // The decode layers the one-launch kernels and the routed experts' launch took in these runs
+    // (a layer captured into a CUDA graph counts once): whether a switch asking for them was used.
+    const int64_t layer0 = moe::cuda::decode_layer_launches(), stream0 = moe::cuda::decode_stream_launches(),
+                  routed0 = moe::cuda::routed_gate_up_launches();
+#endif
     const Timing t = time_runs(model, prompt, n_gen, repeat, nullptr);
     const double best_prefill = t.prefill, best_decode = t.decode;
     const auto& c = model.config();
@@ -166,6 +173,9 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         nlohmann::json switches = nlohmann::json::object();
         for (const auto& [name, value] : moe::cuda::backend_switches()) switches[name] = value;
         j["cuda_switches"] = switches;
+        j["cuda_launch_counts"] = {{"decode_layer", moe::cuda::decode_layer_launches() - layer0},
+                                   {"decode_stream", moe::cuda::decode_stream_launches() - stream0},
+                                   {"routed_gate_up", moe::cuda::routed_gate_up_launches() - routed0}};
         const int64_t kv_element = switches.value("kv_cache", "f32") == "bf16" ? 2 : 4;
         j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * kv_element;
         // How close to the hardware: decode against the time to read the weights a token uses
