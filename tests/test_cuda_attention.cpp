@@ -16,6 +16,7 @@
 #include <QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/cuda/attention_kernels.h"
@@ -123,21 +124,60 @@ private slots:
     void decodeKernelsMatchTheDefinition() {
         test_support::Lcg rng{11};
         using moe::cuda::DecodeAttention;
-        for (const DecodeAttention kernel : {DecodeAttention::scalar, DecodeAttention::vector})
-        for (const Case c : {Case{1, 2047, 16, 16, 128, false}, Case{1, 4095, 16, 16, 128, true}, Case{1, 0, 4, 2, 32, false},
-                             Case{1, 700, 8, 2, 64, true}, Case{1, 63, 8, 2, 64, false}, Case{1, 333, 4, 4, 16, false},
-                             Case{1, 65, 2, 1, 8, false}, Case{1, 9, 2, 2, 4, true}, Case{1, 100, 6, 3, 96, false},
-                             Case{1, 50, 2, 1, 192, true}}) {
+        for (const DecodeAttention kernel : {DecodeAttention::scalar, DecodeAttention::vector, DecodeAttention::warp})
+            for (const Case c :
+                 {Case{1, 2047, 16, 16, 128, false}, Case{1, 4095, 16, 16, 128, true}, Case{1, 0, 4, 2, 32, false},
+                  Case{1, 700, 8, 2, 64, true}, Case{1, 63, 8, 2, 64, false}, Case{1, 333, 4, 4, 16, false},
+                  Case{1, 65, 2, 1, 8, false}, Case{1, 9, 2, 2, 4, true}, Case{1, 100, 6, 3, 96, false},
+                  Case{1, 50, 2, 1, 192, true}}) {
+                const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
+                const Inputs in = inputs(rng, c, P);
+                const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0,
+                                                             c.device_pos, moe::cuda::AttentionMath::f32, kernel);
+                for (const float x : got) QVERIFY(std::isfinite(x));
+                const double worst = worst_error(in, c, got);
+                qInfo("%s decode: pos0=%lld%s heads %lld/%lld×%lld: max |Δ| %.3g (tolerance 1e-5)",
+                      kernel == DecodeAttention::vector ? "vector"
+                      : kernel == DecodeAttention::warp ? "warp"
+                                                        : "scalar",
+                      (long long)c.pos0, c.device_pos ? " (device)" : "", (long long)c.nh, (long long)c.nkv,
+                      (long long)c.hd, worst);
+                QVERIFY(worst < 1e-5);
+            }
+    }
+
+    // The warp-a-split decode kernel (split_item_warp, the stream kernel's attention) computes
+    // the scalar split's values bit for bit: each score's sum, the softmax's tree and each output
+    // dimension's sum in the same order — heads of 4 to 128 (and 12, 10: not powers of two),
+    // grouped KV heads, splits of 1 to 64 positions, the host's and the device's position.
+    void warpSplitIsTheScalarSplit() {
+        test_support::Lcg rng{23};
+        using moe::cuda::DecodeAttention;
+        for (const Case c :
+             {Case{1, 2047, 16, 16, 128, false}, Case{1, 4000, 16, 16, 128, false}, Case{1, 0, 4, 2, 32, false},
+              Case{1, 700, 8, 2, 64, true}, Case{1, 63, 8, 2, 64, false}, Case{1, 333, 4, 4, 16, false},
+              Case{1, 65, 2, 1, 8, false}, Case{1, 9, 2, 2, 4, true}, Case{1, 100, 6, 3, 96, false},
+              Case{1, 1500, 4, 2, 12, false}, Case{1, 31, 4, 2, 10, true}}) {
             const int64_t P = c.pos0 + c.T + (c.device_pos ? 300 : 0);
             const Inputs in = inputs(rng, c, P);
-            const auto got = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
-                                                         moe::cuda::AttentionMath::f32, kernel);
-            for (const float x : got) QVERIFY(std::isfinite(x));
-            const double worst = worst_error(in, c, got);
-            qInfo("%s decode: pos0=%lld%s heads %lld/%lld×%lld: max |Δ| %.3g (tolerance 1e-5)",
-                  kernel == DecodeAttention::vector ? "vector" : "scalar", (long long)c.pos0, c.device_pos ? " (device)" : "",
-                  (long long)c.nh, (long long)c.nkv, (long long)c.hd, worst);
-            QVERIFY(worst < 1e-5);
+            const auto scalar =
+                moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
+                                            moe::cuda::AttentionMath::f32, DecodeAttention::scalar);
+            const auto warp =
+                moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
+                                            moe::cuda::AttentionMath::f32, DecodeAttention::warp);
+            QCOMPARE(warp.size(), scalar.size());
+            for (size_t i = 0; i < scalar.size(); ++i)
+                if (std::memcmp(&warp[i], &scalar[i], sizeof(float)) != 0)
+                    QFAIL(qPrintable(
+                        QString("pos0 %1 heads %2/%3x%4: output %5 is %6 by the warp split, %7 by the scalar one")
+                            .arg(c.pos0)
+                            .arg(c.nh)
+                            .arg(c.nkv)
+                            .arg(c.hd)
+                            .arg(i)
+                            .arg(static_cast<double>(warp[i]), 0, 'g', 9)
+                            .arg(static_cast<double>(scalar[i]), 0, 'g', 9)));
         }
     }
 

@@ -10,7 +10,8 @@
 # without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
 # GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
 # GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn;
-# GPU_BENCH=stream decode with the stream kernel and as by default, in turn.
+# GPU_BENCH=stream decode with the stream kernel and as by default, in turn; GPU_BENCH=warp the
+# same with the decode split a warp an item.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -135,12 +136,15 @@ if want route; then decode_pair route MOEWB_CUDA_DECODE_ROUTE=experts; fi
 # Each layer as the stream kernel's launch (MOEWB_CUDA_DECODE_KERNEL=stream); its stage profile
 # times the stages inside it ("stream: qkv", …).
 if want stream; then decode_pair stream MOEWB_CUDA_DECODE_KERNEL=stream; fi
+# The decode split a warp an item (MOEWB_CUDA_DECODE_ATTENTION=warp) rather than a block.
+if want warp; then decode_pair warp MOEWB_CUDA_DECODE_ATTENTION=warp; fi
 if want decode; then
     decode_bench default
     decode_bench stream MOEWB_CUDA_DECODE_KERNEL=stream
     decode_bench route-experts MOEWB_CUDA_DECODE_ROUTE=experts
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
+    decode_bench warp-attention MOEWB_CUDA_DECODE_ATTENTION=warp
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
     decode_bench blocks3 MOEWB_CUDA_DECODE_BLOCKS=3

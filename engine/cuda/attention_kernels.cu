@@ -192,6 +192,18 @@ __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, in
                             scratch);
 }
 
+// Warps (head, split) in blocks of kDecodeThreads: decode_attn::split_item_warp (f32 caches).
+__global__ void __launch_bounds__(kDecodeThreads)
+    decode_split_warp_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
+                             int64_t hd, int64_t pos0, const int64_t* d_pos, float scale, float* partials) {
+    launch::wait_for_previous();  // launched early with launch::early_trigger()
+    if (d_pos) pos0 = *d_pos;
+    const int64_t item = static_cast<int64_t>(blockIdx.x) * (kDecodeThreads / 32) + threadIdx.x / 32;
+    if (item >= n_heads * kSplits) return;  // the whole warp
+    decode_attn::split_item_warp(q, k, v, n_heads, n_kv_heads, hd, pos0, item / kSplits, item % kSplits, scale,
+                                 partials);
+}
+
 // Block (head, 32 output dimensions): decode_attn::merge_item.
 // let_next: the kernel after it may start once its blocks have (launch::early_trigger()).
 __global__ void decode_merge_kernel(const float* partials, int64_t hd, float* out, bool let_next) {
@@ -346,10 +358,24 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
                                  static_cast<const float*>(partials), head_dim, out, launch::early_trigger());
             return;
         }
+        const bool early = launch::early_trigger();
+        if constexpr (std::is_same_v<KV, float>) {
+            // A warp a split: at most 64 positions a split (4,096 in all), heads of at most 128.
+            if (decode == DecodeAttention::warp && head_dim <= 128 && positions <= 64 * kSplits) {
+                const int64_t warps_per_block = kDecodeThreads / 32;
+                const dim3 grid(static_cast<unsigned>((n_heads * kSplits + warps_per_block - 1) / warps_per_block));
+                launch::launch_early_if(early, decode_split_warp_kernel, grid, dim3(kDecodeThreads), 0, s,
+                                        "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos,
+                                        scale, partials);
+                launch::launch_early_if(early, decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s,
+                                        "launching attention", static_cast<const float*>(partials), head_dim, out,
+                                        false);
+                return;
+            }
+        }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
         fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);
         const dim3 split_grid(static_cast<unsigned>(n_heads), kSplits);
-        const bool early = launch::early_trigger();
         launch::launch_early_if(early, decode_split_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s,
                                 "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
         launch::launch_early_if(early, decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",

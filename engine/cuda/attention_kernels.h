@@ -23,8 +23,11 @@ enum class AttentionMath { f32, split_bf16, bf16 };
 // The decode split's kernel (both f32, the same splits and merge): scalar — a warp per
 // position, one float per lane per load; vector — 16-byte loads, a position's head read by
 // hd / 4 lanes, eight positions per lane group in flight, the launches started while the
-// kernel before runs (heads of 4 to 128 that are powers of two; others take scalar).
-enum class DecodeAttention { scalar, vector };
+// kernel before runs (heads of 4 to 128 that are powers of two; others take scalar); warp —
+// a warp per split (decode_attn::split_item_warp, the stream kernel's: scalar's values bit for
+// bit, sixteen positions' loads in flight a warp), for an f32 cache, heads of at most 128 and
+// at most 4,096 positions (others take scalar).
+enum class DecodeAttention { scalar, vector, warp };
 
 // The tensor-core prefill's kernel (AttentionMath split_bf16 and bf16): tiles — each block
 // rounds the query, key and value tiles it reads as it stores them (MOEWB_CUDA_ATTENTION=tensor-cores,

@@ -61,8 +61,8 @@ bool f32_attention_asked();
 // the first one (tiles, to compare) or MOEWB_CUDA_ATTENTION=wide for the pipelined kernel with
 // 32 query rows a warp (pipelined_wide).
 PrefillAttention prefill_attention_asked();
-// The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one,
-// anything else (or unset) gives scalar (DecodeAttention).
+// The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one, =warp
+// for a warp a split, anything else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
 // Whether a small step's query and key products apply the rotary embedding themselves
 // (GemvPart::rope_cos), unless MOEWB_CUDA_ROPE=separate asks for a launch of its own after them.
