@@ -39,7 +39,8 @@ const char* kHelp =
     "GPU 0 (random weights made there, never on the host; decode steps replayed from CUDA\n"
     "graphs unless --no-cuda-graphs) and adds device, cuda_graphs, cuda_switches (the\n"
     "backend's choices the MOEWB_CUDA_* environment made, docs/engine.md), cuda_launch_counts\n"
-    "(the layers the one-launch decode kernels and the routing experts' launch took),\n"
+    "(the layers the one-launch decode kernels and the routing experts' launch took, the\n"
+    "experts' products on the Hopper kernel),\n"
     "device_weight_bytes, device_workspace_bytes, and the ratios to the\n"
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
     "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n"
@@ -136,7 +137,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
     // The decode layers the one-launch kernels and the routed experts' launch took in these runs
     // (a layer captured into a CUDA graph counts once): whether a switch asking for them was used.
     const int64_t layer0 = moe::cuda::decode_layer_launches(), stream0 = moe::cuda::decode_stream_launches(),
-                  routed0 = moe::cuda::routed_gate_up_launches();
+                  routed0 = moe::cuda::routed_gate_up_launches(), wgmma0 = moe::cuda::expert_wgmma_launches();
 #endif
     const Timing t = time_runs(model, prompt, n_gen, repeat, nullptr);
     const double best_prefill = t.prefill, best_decode = t.decode;
@@ -175,7 +176,8 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["cuda_switches"] = switches;
         j["cuda_launch_counts"] = {{"decode_layer", moe::cuda::decode_layer_launches() - layer0},
                                    {"decode_stream", moe::cuda::decode_stream_launches() - stream0},
-                                   {"routed_gate_up", moe::cuda::routed_gate_up_launches() - routed0}};
+                                   {"routed_gate_up", moe::cuda::routed_gate_up_launches() - routed0},
+                                   {"expert_wgmma", moe::cuda::expert_wgmma_launches() - wgmma0}};
         const int64_t kv_element = switches.value("kv_cache", "f32") == "bf16" ? 2 : 4;
         j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * kv_element;
         // How close to the hardware: decode against the time to read the weights a token uses

@@ -225,7 +225,7 @@ bool cooperative_launches() {
 }
 
 namespace {
-std::atomic<int64_t> counted[3];
+std::atomic<int64_t> counted[4];
 }
 
 void count(Counted what) {
@@ -252,6 +252,9 @@ std::int64_t decode_stream_launches() {
 }
 std::int64_t routed_gate_up_launches() {
     return launch::counted[static_cast<int>(launch::Counted::routed_gate_up)].load(std::memory_order_relaxed);
+}
+std::int64_t expert_wgmma_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::expert_wgmma)].load(std::memory_order_relaxed);
 }
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {

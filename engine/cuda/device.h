@@ -65,5 +65,8 @@ std::int64_t routed_gate_up_launches();
 // How many decoder layers this process has enqueued as the stream kernel's launch
 // (launch::decode_stream, MOEWB_CUDA_DECODE_KERNEL=stream); counted as decode_layer_launches.
 std::int64_t decode_stream_launches();
+// How many of the routed experts' products this process has launched on the Hopper kernel
+// (MOEWB_CUDA_EXPERT_GEMM=wgmma, where the weights have tensor maps).
+std::int64_t expert_wgmma_launches();
 
 }  // namespace moe::cuda

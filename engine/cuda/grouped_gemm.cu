@@ -239,6 +239,7 @@ void expert_products(const void* hi, const void* lo, int64_t K, const void* cons
     if (maps.w && expert_wgmma_available() && expert_wgmma_fit(K, N, n_expert)) {
         check(expert_products_wgmma(hi, lo, K, maps.w, N, offsets, n_expert, row_tiles, maps.x_rows, y, ldy, s),
               "launching the experts' products (wgmma)");
+        count(Counted::expert_wgmma);
         return;
     }
 #else

@@ -95,7 +95,7 @@ int multiprocessors();
 // Whether device 0 takes cooperative launches (all of a grid's blocks resident), asked once.
 bool cooperative_launches();
 // The launches device.h counts for the tests (decode_layer_launches and the others): one more.
-enum class Counted : int { layer, stream, routed_gate_up };
+enum class Counted : int { layer, stream, routed_gate_up, expert_wgmma };
 void count(Counted what);
 
 // Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
