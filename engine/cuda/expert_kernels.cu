@@ -44,8 +44,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gate_up_kernel(const float*
 // Blocks (b, slot) as gate_up_kernel, whose first warp first routes the slot's token
 // (route_warp::token on the router's logits [T, E], into shared memory after x's [H]): every
 // block of the token finds the experts and weights the router's launch writes, and block
-// (0, the token's first slot) writes them, with the token's entropy, mass and margin, to out
-// for the launches and the observer after this one.
+// (0, the token's first slot) writes them, with the token's entropy, mass and margin (which
+// the others do not compute), to out for the launches and the observer after this one.
 template <typename W, bool S, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB)
     routed_gate_up_kernel(const float* logits, router_core::Args a, RouteOutputs out, const float* x, int64_t H,
@@ -59,10 +59,12 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
     auto* experts = reinterpret_cast<int32_t*>(scratch + route_warp::shared_floats(a.n_expert));
     float* weights = reinterpret_cast<float*>(experts + k);
     float* stats = weights + k;  // entropy, mass, margin
+    const bool writes = blockIdx.x == 0 && j == 0;  // the token's routing, for the launches after
     if (threadIdx.x < 32)
-        route_warp::token(logits + t * a.n_expert, 0, a, scratch, experts, weights, stats, stats + 1, stats + 2);
+        route_warp::token(logits + t * a.n_expert, 0, a, scratch, experts, weights, stats, stats + 1, stats + 2,
+                          writes);
     __syncthreads();
-    if (blockIdx.x == 0 && j == 0) {
+    if (writes) {
         for (int64_t r = threadIdx.x; r < k; r += blockDim.x) {
             out.experts[t * k + r] = experts[r];
             out.weights[t * k + r] = weights[r];

@@ -32,9 +32,10 @@ __device__ inline bool ranks_before(float va, int32_t a, float vb, int32_t b) {
 }
 
 // Token t of logits [*, E], by the 32 lanes of one warp, its shared_floats(E) floats in `sh`:
-// experts and weights [t·k ..], entropy, mass and margin [t].
+// experts and weights [t·k ..], entropy, mass and margin [t] (unless stats is false: a caller
+// that needs only the selection skips the entropy's logarithms; the selection is the same).
 __device__ inline void token(const float* logits, int64_t t, const router_core::Args& a, float* sh, int32_t* experts,
-                             float* weights, float* entropy, float* mass, float* margin) {
+                             float* weights, float* entropy, float* mass, float* margin, bool stats = true) {
     const int lane = threadIdx.x % 32;
     const int E = a.n_expert, k = a.k;
     float* score = sh;
@@ -83,11 +84,13 @@ __device__ inline void token(const float* logits, int64_t t, const router_core::
         if (lane == 0) ranked[j] = be;
     }
     double h = 0;
-    for (int e = lane; e < E; e += 32) {
-        const double q = static_cast<double>(score[e]);
-        if (q > 0) h -= q * log(q);
+    if (stats) {
+        for (int e = lane; e < E; e += 32) {
+            const double q = static_cast<double>(score[e]);
+            if (q > 0) h -= q * log(q);
+        }
+        for (int o = 16; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffffu, h, o);
     }
-    for (int o = 16; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffffu, h, o);
     __syncwarp();
     if (lane != 0) return;
     float wsum = 0.0f, selected = 0.0f;
@@ -105,6 +108,7 @@ __device__ inline void token(const float* logits, int64_t t, const router_core::
     }
     if (!renorm && a.routed_scaling_factor != 1.0f)
         for (int j = 0; j < k; ++j) weights[t * k + j] *= a.routed_scaling_factor;
+    if (!stats) return;
     entropy[t] = static_cast<float>(h);
     mass[t] = selected;
     const float last = score[ranked[k - 1]];
