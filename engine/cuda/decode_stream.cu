@@ -458,10 +458,17 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
         if (threadIdx.x == 0) *last = before + 1 == gridDim.x;
         __syncthreads();
         if (*last && threadIdx.x < 32) {
-            route_warp::token(a.logits, 0, a.route, blk.f32(a.lay.route), a.out.experts, a.out.weights, a.out.entropy,
-                              a.out.mass, a.out.margin);
+            // The selection first, flagged at once (the other blocks wait for it to ask for the
+            // experts' rows); then the token's entropy, mass and margin, the same selection made
+            // again into shared memory beside them.
+            float* scratch = blk.f32(a.lay.route);
+            route_warp::token(a.logits, 0, a.route, scratch, a.out.experts, a.out.weights, nullptr, nullptr, nullptr,
+                              false);
             __syncwarp();
             if (threadIdx.x == 0) blk.publish(kRoute);
+            float* again = scratch + route_warp::shared_floats(a.route.n_expert);
+            route_warp::token(a.logits, 0, a.route, scratch, reinterpret_cast<int32_t*>(again), again + kWarps,
+                              a.out.entropy, a.out.mass, a.out.margin);
         }
     }
 
@@ -513,7 +520,7 @@ Layout layout_of(const StreamArgs& a, int slots) {
     l.weights = take(kWarps * 4);
     l.info = take(kMaxSlots * 4);
     l.bars = take(kMaxSlots * 8);
-    l.route = take(route_warp::shared_floats(a.route.n_expert) * 4);
+    l.route = take((route_warp::shared_floats(a.route.n_expert) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
     l.merge = take(sizeof(decode_attn::MergeShared));
     l.flag = take(16);
     l.total = static_cast<uint32_t>(at);
