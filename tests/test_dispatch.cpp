@@ -372,6 +372,36 @@ private slots:
                 QCOMPARE(sum, tiles);
             }
     }
+
+    // DeepSeekMoE 16B's decode layer as the stream kernel tiles it (BF16 weights, an f32
+    // router; hidden 2048, 16 heads of 128, 64 experts of 1408 with 2 shared, top-6, a dense
+    // first layer of 10944), counted by hand: every part fits, in the tiles a 32 KB slot allows.
+    void stream_tiles_of_deepseek_moe_16b() {
+        namespace sp = moe::cuda::stream_plan;
+        using K = sp::Kind;
+        struct Expect {
+            sp::Part part;
+            int64_t per_tile, tiles;
+        };
+        const Expect parts[] = {
+            {{K::pairs, 1024, 2048 * 2, 64, 1}, 4, 256},    // q: 16 heads of 64 pairs, 4 KB rows
+            {{K::pairs, 1024, 2048 * 2, 64, 1}, 4, 256},    // k
+            {{K::plain, 2048, 2048 * 2, 0, 1}, 8, 256},     // v
+            {{K::plain, 2048, 2048 * 2, 0, 1}, 8, 256},     // o
+            {{K::plain, 64, 2048 * 4, 0, 1}, 4, 16},        // the router, f32
+            {{K::gated, 2816, 2048 * 2, 0, 1}, 4, 704},     // the shared experts' gate and up
+            {{K::plain, 2048, 2816 * 2, 0, 1}, 5, 410},     // their down (5.5 KB rows)
+            {{K::routed, 1408, 2048 * 2, 0, 6}, 4, 2112},   // six experts' gate and up
+            {{K::combine, 2048, 1408 * 2, 0, 6}, 1, 2048},  // their down rows, six pieces a tile
+            {{K::gated, 10944, 2048 * 2, 0, 1}, 4, 2736},   // the dense layer's gate and up
+            {{K::plain, 2048, 10944 * 2, 0, 1}, 1, 2048},   // its down (21 KB rows)
+        };
+        for (const Expect& e : parts) {
+            QVERIFY(sp::fits(e.part));
+            QCOMPARE(sp::per_tile(e.part), e.per_tile);
+            QCOMPARE(sp::tiles(e.part), e.tiles);
+        }
+    }
 };
 
 QTEST_APPLESS_MAIN(DispatchTest)
