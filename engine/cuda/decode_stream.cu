@@ -615,11 +615,7 @@ size_t static_shared() {
 }
 
 bool hopper() {
-    static const bool on = [] {
-        int major = 0;
-        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
-    }();
-    return on && cooperative_launches();
+    return compute_major() >= 9 && cooperative_launches();
 }
 
 // The ring's slots that fit beside the rest (0: fewer than two).
@@ -637,7 +633,10 @@ int decode_stream_stages(bool moe, const char* const** names) {
     return moe ? static_cast<int>(std::size(kMoeStages)) : static_cast<int>(std::size(kDenseStages));
 }
 
-bool decode_stream_runs(const DecodeLayer& L) {
+namespace {
+
+// The kernel's arguments for L, ring and layout included, in a; false where it cannot run L.
+bool planned(const DecodeLayer& L, StreamArgs& a) {
     if (!hopper() || multiprocessors() <= 0 || !L.sync) return false;
     if (L.moe && (!route_warp::takes(L.route) || L.k != L.route.k || L.k > kWarps ||
                   (L.shared_down && L.shared_type != L.expert_type)))
@@ -648,20 +647,26 @@ bool decode_stream_runs(const DecodeLayer& L) {
     if (positions > 64 * decode_attn::kSplits) return false;
     try {
         bool ok = false;
-        const StreamArgs a = args_of(L, ok);
-        return ok && slots_for(a) > 0;
+        a = args_of(L, ok);
+        a.slots = slots_for(a);
+        a.lay = layout_of(a, a.slots);
+        return ok && a.slots > 0;
     } catch (const Error&) {  // a weight type the products do not take
         return false;
     }
 }
 
+}  // namespace
+
+bool decode_stream_runs(const DecodeLayer& L) {
+    StreamArgs a;
+    return planned(L, a);
+}
+
 void decode_stream(const DecodeLayer& L, cudaStream_t s) {
-    if (!decode_stream_runs(L))
+    StreamArgs a;
+    if (!planned(L, a))
         throw Error(ErrorKind::failure, "the decode stream kernel cannot run this layer on this device");
-    bool ok = false;
-    StreamArgs a = args_of(L, ok);
-    a.slots = slots_for(a);
-    a.lay = layout_of(a, a.slots);
     static std::once_flag shared_set;
     std::call_once(shared_set, [] {
         check(cudaFuncSetAttribute(decode_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -127,12 +127,19 @@ int expert_gemm_mode() {
     return mode;
 }
 
+int compute_major() {
+    static const int major = [] {
+        int v = 0;
+        return cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess ? v : 0;
+    }();
+    return major;
+}
+
 bool early_launch() {
     static const bool on = [] {
         const char* env = std::getenv("MOEWB_CUDA_EARLY_LAUNCH");
         if (env && std::string(env) == "0") return false;
-        int major = 0;
-        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
+        return compute_major() >= 9;
     }();
     return on;
 }

@@ -117,6 +117,15 @@ __global__ void slot_rows_kernel(const int32_t* experts, const uint8_t* dropped,
     if (s < n_slots) rows[s] = dispatch::slot_dropped(experts, dropped, s) ? -1 : s;
 }
 
+// The experts' gate and up launches' grid: about two blocks per multiprocessor over all n_slots
+// slots, each block's rows a share of F.
+dim3 slot_grid(int64_t F, int64_t n_slots) {
+    const int64_t tiles = (F + kWarps - 1) / kWarps;
+    const int64_t per_slot =
+        std::max<int64_t>(1, std::min<int64_t>(tiles, 2 * std::max(1, multiprocessors()) / n_slots));
+    return dim3(static_cast<unsigned>(per_slot), static_cast<unsigned>(n_slots));
+}
+
 template <typename F>
 void by_type(DType t, const char* what, F&& f) {
     switch (t) {
@@ -141,10 +150,7 @@ void embed(const void* table, DType type, const int32_t* ids, int64_t T, int64_t
 void expert_gate_up(const float* x, int64_t T, int64_t H, int64_t k, const int32_t* experts, const uint8_t* dropped,
                     const void* const* gate, const void* const* up, DType type, int64_t F, float* h, cudaStream_t s) {
     if (T <= 0 || F <= 0) return;
-    // About two blocks per multiprocessor over all slots, each block's rows a share of F.
-    const int64_t n_slots = T * k, tiles = (F + kWarps - 1) / kWarps;
-    const int64_t per_slot = std::max<int64_t>(1, std::min<int64_t>(tiles, 2 * std::max(1, multiprocessors()) / n_slots));
-    const dim3 grid(static_cast<unsigned>(per_slot), static_cast<unsigned>(n_slots));
+    const dim3 grid = slot_grid(F, T * k);
     const size_t shared = static_cast<size_t>(H) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {
         using W = decltype(w);
@@ -163,10 +169,8 @@ void routed_expert_gate_up(const float* logits, const router_core::Args& a, Rout
     if (!route_warp::takes(a))
         throw Error(ErrorKind::failure, "the experts' gate and up products route only a plain router's tokens");
     if (T <= 0 || F <= 0) return;
-    const int64_t k = a.k, n_slots = T * k, tiles = (F + kWarps - 1) / kWarps;
-    const int64_t per_slot =
-        std::max<int64_t>(1, std::min<int64_t>(tiles, 2 * std::max(1, multiprocessors()) / n_slots));
-    const dim3 grid(static_cast<unsigned>(per_slot), static_cast<unsigned>(n_slots));
+    const int64_t k = a.k;
+    const dim3 grid = slot_grid(F, T * k);
     // x's row, then the router's scratch, the token's experts and weights, and its three figures.
     const size_t shared = static_cast<size_t>(H + route_warp::shared_floats(a.n_expert) + 2 * k + 3) * sizeof(float);
     by_type(type, "expert product", [&](auto w) {

@@ -92,6 +92,8 @@ bool stream_kernel_asked();
 bool route_in_experts_asked();
 // Device 0's multiprocessors (0 when it cannot say), asked once: grids of blocks that stay.
 int multiprocessors();
+// Device 0's compute capability's major number (0 when it cannot say), asked once.
+int compute_major();
 // Whether device 0 takes cooperative launches (all of a grid's blocks resident), asked once.
 bool cooperative_launches();
 // The launches device.h counts for the tests (decode_layer_launches and the others): one more.
