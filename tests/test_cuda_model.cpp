@@ -97,18 +97,21 @@ class CudaModelTest : public QObject {
 
     int64_t layers_of_ = 0, moe_layers_of_ = 0;  // of the model the last sameWithSwitch loaded
 
-    // MOEWB_CUDA_DECODE_KERNEL=kernel (layer or stream) against the launches, bit for bit, and
-    // counted (counter) to have run every layer.
+    // MOEWB_CUDA_DECODE_KERNEL=kernel (layer, stream or step) against the launches, bit for
+    // bit, and counted (counter) to have run every layer; skipped_ says whether it skipped.
+    bool skipped_ = false;
     void oneLaunchMatchesLaunches(const char* kernel, int64_t (*counter)()) {
         // The one-launch kernels compute the scalar decode split, the fused rotary embedding and
         // an f32 cache; with other choices in the environment (the suites' switch passes) the two
         // are not the same computation, or the kernel does not run.
+        skipped_ = true;
         for (const auto& [name, value] : moe::cuda::backend_switches())
             if ((name == "decode_attention" && value != "scalar" && value != "warp") ||
                 (name == "rope" && value != "fused") || (name == "kv_cache" && value != "f32"))
                 QSKIP(qPrintable(QString::fromStdString("the environment asks for " + name + " " + value +
                                                         ": the launches compute otherwise than the " + kernel +
                                                         " kernel")));
+        skipped_ = false;
         QFETCH(QString, mask);
         const int64_t ran = sameWithSwitch("MOEWB_CUDA_DECODE_KERNEL", kernel, nullptr, counter);
         qInfo("%lld layers as one %s launch", static_cast<long long>(ran), kernel);
@@ -381,13 +384,29 @@ private slots:
 
     void layerKernelMatchesLaunches() { oneLaunchMatchesLaunches("layer", moe::cuda::decode_layer_launches); }
 
-    void streamKernelMatchesLaunches_data() { layerKernelMatchesLaunches_data(); }
-    void streamKernelMatchesLaunches() {
-        // Skipped, with the reason, on a GPU before compute capability 9.0 (no bulk copies).
+    // The stream kernel (MOEWB_CUDA_DECODE_KERNEL=kernel: stream, a launch a layer; step, a run
+    // of consecutive layers a launch) against the launches, bit for bit, and its launches
+    // counted: where every layer can take it, a launch a layer, or one a step (or a capture)
+    // for all the layers. Skipped, with the reason, on a GPU before compute capability 9.0 (no
+    // bulk copies).
+    void streamMatchesLaunches(const char* kernel) {
         const auto dev = moe::cuda::first_device();
         if (dev && dev->cc_major < 9) QSKIP("the stream kernel needs compute capability 9.0 (bulk copies)");
-        oneLaunchMatchesLaunches("stream", moe::cuda::decode_stream_launches);
+        QFETCH(QString, mask);
+        const int64_t launches = moe::cuda::stream_kernel_launches();
+        const int64_t layers = moe::cuda::decode_stream_launches();
+        oneLaunchMatchesLaunches(kernel, moe::cuda::decode_stream_launches);
+        if (skipped_ || QTest::currentTestFailed() || mask.contains("skip")) return;
+        const int64_t ran = moe::cuda::decode_stream_launches() - layers;
+        const int64_t took = moe::cuda::stream_kernel_launches() - launches;
+        qInfo("%lld layers in %lld launches", static_cast<long long>(ran), static_cast<long long>(took));
+        QVERIFY(took > 0);
+        QCOMPARE(std::strcmp(kernel, "step") == 0 ? took * layers_of_ : took, ran);
     }
+    void streamKernelMatchesLaunches_data() { layerKernelMatchesLaunches_data(); }
+    void streamKernelMatchesLaunches() { streamMatchesLaunches("stream"); }
+    void stepKernelMatchesLaunches_data() { layerKernelMatchesLaunches_data(); }
+    void stepKernelMatchesLaunches() { streamMatchesLaunches("step"); }
 
     void routeInExpertsMatchesItsLaunch_data() { layerKernelMatchesLaunches_data(); }
     void routeInExpertsMatchesItsLaunch() {

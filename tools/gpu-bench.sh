@@ -10,8 +10,8 @@
 # without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
 # GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
 # GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn;
-# GPU_BENCH=stream decode with the stream kernel and as by default, in turn; GPU_BENCH=warp the
-# same with the decode split a warp an item.
+# GPU_BENCH=stream decode with the stream kernel (a launch a layer, a launch a step) and as by
+# default, in turn; GPU_BENCH=warp the same with the decode split a warp an item.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -118,29 +118,36 @@ if want layer; then
         --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-layer.txt"
     cat "$OUT/stages-layer.txt"
 fi
-# Decode as by default and with one switch, twice in turn (the first argument names the runs);
-# then where the time of a step with the switch goes (stages-NAME.txt).
-decode_pair() {
-    local name="$1" switch="$2"
+# Decode as by default and with each switch given (NAME:VAR=value), all in turn, twice (the
+# first argument names the default's runs); then where the time of a step with each switch goes
+# (stages-NAME.txt).
+decode_turns() {
+    local group="$1" pair
+    shift
     for turn in 1 2; do
-        decode_bench "$name-default-$turn"
-        decode_bench "$name-$turn" "$switch"
+        decode_bench "$group-default-$turn"
+        for pair in "$@"; do decode_bench "${pair%%:*}-$turn" "${pair#*:}"; done
     done
-    env "$switch" MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
-        --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-$name.txt"
-    cat "$OUT/stages-$name.txt"
+    for pair in "$@"; do
+        env "${pair#*:}" MOEWB_CUDA_STAGES=1 "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" \
+            --prompt-tokens 2048 --gen-tokens 64 --repeat 2 >/dev/null 2> "$OUT/stages-${pair%%:*}.txt"
+        cat "$OUT/stages-${pair%%:*}.txt"
+    done
 }
 # (Not among the default sections: decode has both.) Each MoE layer routed by its experts' gate
 # and up launch (MOEWB_CUDA_DECODE_ROUTE=experts) rather than a launch of its own.
-if want route; then decode_pair route MOEWB_CUDA_DECODE_ROUTE=experts; fi
-# Each layer as the stream kernel's launch (MOEWB_CUDA_DECODE_KERNEL=stream); its stage profile
-# times the stages inside it ("stream: qkv", …).
-if want stream; then decode_pair stream MOEWB_CUDA_DECODE_KERNEL=stream; fi
+if want route; then decode_turns route route:MOEWB_CUDA_DECODE_ROUTE=experts; fi
+# The stream kernel: a launch a layer (MOEWB_CUDA_DECODE_KERNEL=stream) and a launch a step
+# (=step); their stage profiles time the stages inside them ("stream: qkv", …).
+if want stream; then
+    decode_turns stream stream:MOEWB_CUDA_DECODE_KERNEL=stream step:MOEWB_CUDA_DECODE_KERNEL=step
+fi
 # The decode split a warp an item (MOEWB_CUDA_DECODE_ATTENTION=warp) rather than a block.
-if want warp; then decode_pair warp MOEWB_CUDA_DECODE_ATTENTION=warp; fi
+if want warp; then decode_turns warp warp:MOEWB_CUDA_DECODE_ATTENTION=warp; fi
 if want decode; then
     decode_bench default
     decode_bench stream MOEWB_CUDA_DECODE_KERNEL=stream
+    decode_bench step MOEWB_CUDA_DECODE_KERNEL=step
     decode_bench route-experts MOEWB_CUDA_DECODE_ROUTE=experts
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector

@@ -137,7 +137,8 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
     // The decode layers the one-launch kernels and the routed experts' launch took in these runs
     // (a layer captured into a CUDA graph counts once): whether a switch asking for them was used.
     const int64_t layer0 = moe::cuda::decode_layer_launches(), stream0 = moe::cuda::decode_stream_launches(),
-                  routed0 = moe::cuda::routed_gate_up_launches(), wgmma0 = moe::cuda::expert_wgmma_launches();
+                  routed0 = moe::cuda::routed_gate_up_launches(), wgmma0 = moe::cuda::expert_wgmma_launches(),
+                  kernel0 = moe::cuda::stream_kernel_launches();
 #endif
     const Timing t = time_runs(model, prompt, n_gen, repeat, nullptr);
     const double best_prefill = t.prefill, best_decode = t.decode;
@@ -176,6 +177,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["cuda_switches"] = switches;
         j["cuda_launch_counts"] = {{"decode_layer", moe::cuda::decode_layer_launches() - layer0},
                                    {"decode_stream", moe::cuda::decode_stream_launches() - stream0},
+                                   {"stream_kernel", moe::cuda::stream_kernel_launches() - kernel0},
                                    {"routed_gate_up", moe::cuda::routed_gate_up_launches() - routed0},
                                    {"expert_wgmma", moe::cuda::expert_wgmma_launches() - wgmma0}};
         const int64_t kv_element = switches.value("kv_cache", "f32") == "bf16" ? 2 : 4;

@@ -422,7 +422,11 @@ void CudaDeepseekMoe::enqueue_layers(int64_t T, int64_t pos0, const Step& s, con
     stage("embed");
     const int64_t first = opt.all_logits ? 0 : T - 1, n_out = T - first;
     if (small_step(T, opt)) {
-        for (int64_t i = 0; i < c.num_hidden_layers; ++i) small_layer(layers_[static_cast<size_t>(i)], i, T, pos0, s, dc, opt, device_pos, routed);
+        if (stream_kernel_ && !layer_kernel_ && T == 1 && dc.type == KvType::f32 && fused_rope_)
+            stream_layers(pos0, s, dc, opt, device_pos, routed);
+        else
+            for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+                small_layer(layers_[static_cast<size_t>(i)], i, T, pos0, s, dc, opt, device_pos, routed);
         const launch::GemvPart head = part(head_, s.logits, c.vocab_size);
         launch::fused_gemv(s.x + first * H, n_out, H, final_norm_, eps, nullptr, &head, 1, stream_);
         stage("norm+head");

@@ -115,7 +115,11 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         }
     sizing.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     sizing.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
-    sizing.take<unsigned>(launch::kStreamCounters);
+    const auto n_layers = static_cast<size_t>(c.num_hidden_layers);
+    const bool streamed = launch::stream_kernel_asked();
+    const size_t stream_table_bytes = streamed ? 2 * n_layers * launch::decode_stream_args_bytes() : 0;
+    sizing.take<unsigned>(launch::kStreamCounters * n_layers);
+    sizing.take<unsigned char>(stream_table_bytes);
     aux_bytes_ = sizing.used();
     aux_.reset(device_alloc_for(aux_bytes_, "the norms, routers and expert tables"));
     Carver carve(aux_.get());
@@ -186,9 +190,10 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     }
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
-    stream_sync_ = carve.take<unsigned>(launch::kStreamCounters);
-    check(cudaMemset(stream_sync_, 0, launch::kStreamCounters * sizeof(unsigned)),
+    stream_sync_ = carve.take<unsigned>(launch::kStreamCounters * n_layers);
+    check(cudaMemset(stream_sync_, 0, launch::kStreamCounters * n_layers * sizeof(unsigned)),
           "clearing the stream kernel's counters");
+    stream_table_ = carve.take<unsigned char>(stream_table_bytes);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the stream");
     try {  // a constructor that throws runs no destructor: the stream goes here
         blas_ = std::make_unique<launch::Blas>(stream_);
@@ -203,7 +208,8 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         kv_type_ = launch::kv_cache_asked();
         fused_rope_ = launch::fused_rope_asked();
         layer_kernel_ = launch::layer_kernel_asked();
-        stream_kernel_ = launch::stream_kernel_asked();
+        stream_kernel_ = streamed;
+        stream_step_ = streamed && launch::stream_step_asked();
         route_in_experts_ = launch::route_in_experts_asked();
         stacked_parts_ = launch::stacked_expert_parts() && launch::batched_expert_products() && !bf16_activations_;
         create_side_streams(launch::expert_streams());
@@ -221,6 +227,11 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         void* p = nullptr;
         check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
         decode_pinned_.reset(p);
+        if (stream_table_bytes > 0) {
+            void* t = nullptr;
+            check(cudaMallocHost(&t, stream_table_bytes), "allocating pinned host memory");
+            stream_table_host_.reset(t);
+        }
     } catch (...) {
         release_stream();
         throw;

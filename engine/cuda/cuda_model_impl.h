@@ -235,6 +235,15 @@ private:
     bool layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                              const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                              const launch::RouteOutputs& routed) const;
+    // A one-token step's layer as the one-launch kernels take it (d), and where its routing
+    // goes (out); false where they cannot take it (a random skip among the experts).
+    bool one_launch_args(const Layer& L, int64_t layer, int64_t pos0, const Step& s, const DeviceCache& dc,
+                         const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed,
+                         launch::DecodeLayer& d, launch::RouteOutputs& out) const;
+    // A one-token step's layers in the stream kernel (stream_kernel_), those it cannot run
+    // launch by launch.
+    void stream_layers(int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
+                       const launch::RouteOutputs& routed) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
@@ -313,10 +322,16 @@ private:
     bool fused_rope_ = false;
     // Whether a one-token step runs each layer as one launch (launch::layer_kernel_asked).
     bool layer_kernel_ = false;
-    // Whether it runs each layer as the stream kernel's launch instead (launch::stream_kernel_asked),
-    // with its counters (in aux_).
+    // Whether it runs its layers in the stream kernel instead (launch::stream_kernel_asked), a
+    // run of consecutive layers a launch (stream_step_) or a layer a launch; its counters
+    // (kStreamCounters a layer, in aux_) and the table of the layers' arguments: on the device
+    // (in aux_) and, pinned, on the host, each in two halves, the launch-by-launch steps' and
+    // the graph's (which its capture writes and each replay copies).
     bool stream_kernel_ = false;
+    bool stream_step_ = false;
     unsigned* stream_sync_ = nullptr;
+    unsigned char* stream_table_ = nullptr;
+    PinnedMem stream_table_host_;
     // Whether a small step's experts' gate and up launch routes the tokens itself
     // (launch::route_in_experts_asked).
     bool route_in_experts_ = false;

@@ -1,9 +1,11 @@
 // A small step's layers (decode: a few tokens) in fused launches (engine/cuda/decode_kernels.h),
 // or, with MOEWB_CUDA_DECODE_KERNEL=layer, each layer of a one-token step as one cooperative
-// launch (launch::decode_layer); part of the forward step of cuda_forward.cu.
+// launch (launch::decode_layer), with =stream or =step in the stream kernel's launches
+// (launch::decode_stream); part of the forward step of cuda_forward.cu.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "engine/cuda/cuda_model_impl.h"
 #include "engine/cuda/decode_kernels.h"
@@ -150,11 +152,71 @@ void CudaDeepseekMoe::small_layer(const Layer& L, int64_t layer, int64_t T, int6
 bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t T, int64_t pos0, const Step& s,
                                           const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                                           const launch::RouteOutputs& routed) const {
-    if ((!layer_kernel_ && !stream_kernel_) || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
+    if (!layer_kernel_ || T != 1 || dc.type != KvType::f32 || !fused_rope_) return false;
+    launch::DecodeLayer d;
+    launch::RouteOutputs out{};
+    if (!one_launch_args(L, layer, pos0, s, dc, opt, device_pos, routed, d, out) || !launch::decode_layer_runs(d))
+        return false;
+    // With the stage profile on, the kernel times its own stages ("layer: qkv", …).
+    const char* const* names = nullptr;
+    const int n_stages = launch::decode_layer_stages(L.is_moe, &names);
+    d.stamps = stages_.inside("layer: ", names, n_stages);
+    launch::decode_layer(d, stream_);
+    if (L.is_moe && opt.observer) record_routing(layer, opt, out);
+    return true;
+}
+
+void CudaDeepseekMoe::stream_layers(int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
+                                    bool device_pos, const launch::RouteOutputs& routed) const {
+    const int64_t n = config_.num_hidden_layers;
+    // The graph's half of the table stays as its capture wrote it; the other is written anew
+    // each step (the step before has been waited for).
+    const size_t half = static_cast<size_t>(n) * launch::decode_stream_args_bytes();
+    void* table = static_cast<unsigned char*>(stream_table_host_.get()) + (device_pos ? half : 0);
+    void* device = stream_table_ + (device_pos ? half : 0);
+    std::vector<char> planned(static_cast<size_t>(n), 0);
+    std::vector<launch::RouteOutputs> outs(static_cast<size_t>(n));
+    int last = -1;
+    for (int64_t i = 0; i < n; ++i) {
+        const Layer& L = layers_[static_cast<size_t>(i)];
+        launch::DecodeLayer d;
+        const int at = static_cast<int>(i);
+        if (!one_launch_args(L, i, pos0, s, dc, opt, device_pos, routed, d, outs[static_cast<size_t>(i)]) ||
+            !launch::decode_stream_plan(d, table, at))
+            continue;
+        if (stages_.on()) {  // the kernel times its own stages ("stream: qkv", …)
+            const char* const* names = nullptr;
+            const int n_stages = launch::decode_stream_stages(L.is_moe, &names);
+            d.stamps = stages_.inside("stream: ", names, n_stages);
+            launch::decode_stream_plan(d, table, at);
+        }
+        planned[static_cast<size_t>(i)] = 1;
+        last = at;
+    }
+    if (last >= 0) launch::decode_stream_upload(table, device, last + 1, stream_);
+    for (int64_t i = 0; i < n;) {
+        if (!planned[static_cast<size_t>(i)]) {
+            small_layer(layers_[static_cast<size_t>(i)], i, 1, pos0, s, dc, opt, device_pos, routed);
+            ++i;
+            continue;
+        }
+        int64_t j = i + 1;
+        while (stream_step_ && j < n && planned[static_cast<size_t>(j)]) ++j;
+        launch::decode_stream(table, device, static_cast<int>(i), static_cast<int>(j - i), stream_);
+        for (; i < j; ++i)
+            if (layers_[static_cast<size_t>(i)].is_moe && opt.observer)
+                record_routing(i, opt, outs[static_cast<size_t>(i)]);
+        stage("stream");
+    }
+}
+
+bool CudaDeepseekMoe::one_launch_args(const Layer& L, int64_t layer, int64_t pos0, const Step& s, const DeviceCache& dc,
+                                      const ForwardOptions& opt, bool device_pos, const launch::RouteOutputs& routed,
+                                      launch::DecodeLayer& d, launch::RouteOutputs& out) const {
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
     const int64_t qdim = nh * hd, kvdim = nkv * hd;
-    launch::DecodeLayer d;
+    d = launch::DecodeLayer{};
     d.x = s.x;
     d.H = H;
     d.eps = static_cast<float>(c.rms_norm_eps);
@@ -200,7 +262,7 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
         d.normed = s.normed;
         d.router_logits = s.router_logits;
         const uint64_t* keys = nullptr;
-        r = plan_route(m, layer, T, opt, s, routed, d.route, keys);
+        r = plan_route(m, layer, 1, opt, s, routed, d.route, keys);
         if (keys) return false;
         d.out = r.out;
         d.dropped = r.dropped;
@@ -219,19 +281,8 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
             d.Fs = m.shared.down.in;
         }
     }
-    d.sync = stream_sync_;
-    const bool streamed = stream_kernel_ && !layer_kernel_;
-    if (!(streamed ? launch::decode_stream_runs(d) : launch::decode_layer_runs(d))) return false;
-    // With the stage profile on, the kernel times its own stages ("layer: qkv", …).
-    const char* const* names = nullptr;
-    const int n_stages =
-        streamed ? launch::decode_stream_stages(L.is_moe, &names) : launch::decode_layer_stages(L.is_moe, &names);
-    d.stamps = stages_.inside(streamed ? "stream: " : "layer: ", names, n_stages);
-    if (streamed)
-        launch::decode_stream(d, stream_);
-    else
-        launch::decode_layer(d, stream_);
-    if (L.is_moe && opt.observer) record_routing(layer, opt, r.out);
+    d.sync = stream_sync_ + layer * launch::kStreamCounters;
+    out = r.out;
     return true;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/cuda/route_outputs.h"
@@ -131,7 +132,7 @@ struct DecodeLayer {
     const void* shared_down = nullptr;  // null: the shared experts do not run
     DType shared_type = DType::bf16;
     int64_t Fs = 0;
-    // decode_stream: kStreamCounters counters, zero before the launch (it leaves them so).
+    // decode_stream: the layer's kStreamCounters counters, zero before the launch (it leaves them so).
     unsigned* sync = nullptr;
     // Set (MOEWB_CUDA_STAGES=1): room for decode_layer_stages + 1 time stamps (ns, block 0
     // as it leaves each barrier: the start of each stage, then the end, after a barrier added
@@ -148,23 +149,36 @@ int decode_layer_stages(bool moe, const char* const** names);
 bool decode_layer_runs(const DecodeLayer& L);
 void decode_layer(const DecodeLayer& L, cudaStream_t s);
 
-// The same layer as one cooperative launch that streams its weights
-// (MOEWB_CUDA_DECODE_KERNEL=stream, decode_stream.cu): one block of 256 threads a
-// multiprocessor, all resident. Thread 0 of each block asks the bulk copier (cp.async.bulk)
-// for the weight rows of the block's tiles (engine/cuda/stream_plan.h: up to eight rows, 32 KB)
-// into a ring of slots in shared memory, as soon as a slot is free and whatever stage the block
-// is in — the next stages' rows arrive while the block waits for the rest of the grid or works
-// on attention — and the warps make each tile's rows from there. Stages as decode_layer's, each
-// block leaving one by adding to a counter in global memory and waiting for the grid's blocks
-// on the counter it needs (L.sync): the q, k, v products; attention's splits (a warp an item,
-// split_item's values); their merge; the output projection; the feed-forward's norm with the
-// router and the shared experts' (or the dense MLP's) gated product, after which the last block
-// out routes the token; the shared experts' (or dense) down product; the routed experts' gate
-// and up (their rows asked for once the routing is known); their down products with the
-// combine. Every value as the launches compute it, bit for bit. Compute capability 9.0 on.
+// The same layers in cooperative launches that stream their weights
+// (MOEWB_CUDA_DECODE_KERNEL=stream: a launch a layer; =step: one launch for a run of consecutive
+// layers, decode_stream.cu): one block of 256 threads a multiprocessor, all resident. Thread 0
+// of each block asks the bulk copier (cp.async.bulk) for the weight rows of the block's tiles
+// (engine/cuda/stream_plan.h: up to eight rows, 32 KB) into a ring of slots in shared memory,
+// as soon as a slot is free and whatever stage the block is in — the next stages' rows, the
+// next layer's too, arrive while the block waits for the rest of the grid or works on
+// attention — and the warps make each tile's rows from there. Stages as decode_layer's, each
+// block leaving one by adding to a counter of the layer's in global memory and waiting for the
+// grid's blocks on the counter it needs (L.sync): the q, k, v products; attention's splits (a
+// warp an item, split_item's values); their merge; the output projection; the feed-forward's
+// norm with the router and the shared experts' (or the dense MLP's) gated product, after which
+// the last block out routes the token; the shared experts' (or dense) down product; the routed
+// experts' gate and up (their rows asked for once the routing is known); their down products
+// with the combine; the next layer once every block is done with this one. Every value as the
+// launches compute it, bit for bit. Compute capability 9.0 on.
+//
+// The layers' arguments are planned on the host into a table (decode_stream_plan, pinned
+// memory of decode_stream_args_bytes() a layer), copied to the device's copy of the table
+// (decode_stream_upload: one copy a step) and launched from there (decode_stream).
 bool decode_stream_runs(const DecodeLayer& L);
-void decode_stream(const DecodeLayer& L, cudaStream_t s);
-// The counters DecodeLayer::sync holds.
+std::size_t decode_stream_args_bytes();
+// Plans L into entry i of table; false (the entry untouched) where the kernel cannot run L.
+bool decode_stream_plan(const DecodeLayer& L, void* table, int i);
+// Copies entries [0, n) of table to device_table (16-byte aligned) on s.
+void decode_stream_upload(const void* table, void* device_table, int n, cudaStream_t s);
+// Entries [first, first + n) (planned, uploaded) as one launch (a layer a launch where their
+// widest pieces leave no room for the ring).
+void decode_stream(const void* table, const void* device_table, int first, int n, cudaStream_t s);
+// The counters DecodeLayer::sync holds (a layer's).
 constexpr int kStreamCounters = 16;
 // The stages decode_stream times into DecodeLayer::stamps (as decode_layer_stages).
 int decode_stream_stages(bool moe, const char* const** names);

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -54,21 +55,29 @@ static_assert(kExit + 1 <= kStreamCounters, "room for the counters");
 // The stages whose weights go through the ring, in order.
 enum RingStage : int { rQkv, rO, rFfn, rDown1, rGateUp, rDown, kRingStages };
 
-// Byte offsets of the shared memory's pieces (the ring at 0).
+// Byte offsets of the shared memory's pieces (the ring at 0), the same for every layer of a launch.
 struct Layout {
-    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, total;
+    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, args, total;
 };
 
-struct StreamArgs : decode_body::LayerInputs {
+// One layer's arguments, planned on the host (decode_stream_plan) into a table the launch reads
+// from global memory; each block copies its current layer's into shared memory.
+struct alignas(16) StreamArgs : decode_body::LayerInputs {
     int64_t ffn_width;  // of ffn_h, what the ffn stage's gated part makes: the down1 stage's input
     WType et;
     float* shared_y;  // null: the shared experts do not run
     Parts parts[4];   // the ring stages rQkv .. rDown1 (rDown1: the shared down into shared_y, or the dense down)
     int64_t in[kRingStages];  // each ring stage's input width
     sp::Stage plan[kRingStages];
+    unsigned* sync;  // the layer's counters
+};
+
+// A launch: layers [0, n) of the table, one after another, through one ring.
+struct Launch {
+    const StreamArgs* layers;
+    int n;
     int slots;
     Layout lay;
-    unsigned* sync;
 };
 
 // The counters' accesses, ordered at the device's scope (members: each compilation for an
@@ -130,21 +139,45 @@ struct Patience {
     }
 };
 
-// The state of the thread that asks for the ring's copies (thread 0 of each block).
+// The state of the thread that asks for the ring's copies (thread 0 of each block): it walks
+// the launch's layers and their ring stages ahead of the warps.
 struct Issuer {
-    int stage = 0;        // the ring stage it is in
+    int layer = 0;        // the layer it is in
+    int stage = 0;        // its ring stage
     int64_t j = 0;        // the block's next tile of it
     int64_t issued = 0;   // tiles asked for, in the block's order
-    bool routed = false;  // the routing seen
+    bool routed = false;  // the layer's routing seen
 };
+
+// The counter every block has added to once it is done with layer a.
+__host__ __device__ inline Counter last_stage(const StreamArgs& a) {
+    return a.moe ? kDownDone : kDown1Done;
+}
 
 class Block {
 public:
-    __device__ Block(const StreamArgs& a, unsigned char* sm) : a_(a), sm_(sm) {}
+    __device__ Block(const Launch& l, unsigned char* sm)
+        : l_(l), sm_(sm), a_(reinterpret_cast<const StreamArgs*>(sm + l.lay.args)) {}
+
+    // Every thread: the block moves on to layer li of the launch — once the grid is done with
+    // the layer before (the residual complete), its arguments copied into shared memory.
+    __device__ void enter(int li) {
+        __syncthreads();  // the arguments of the layer before read
+        if (li > 0) {
+            wait_for(last_stage(*a_));
+            mark();  // the end of the layer before
+        }
+        const auto* from = reinterpret_cast<const uint4*>(l_.layers + li);
+        auto* to = reinterpret_cast<uint4*>(sm_ + l_.lay.args);
+        for (int i = threadIdx.x; i < static_cast<int>(sizeof(StreamArgs) / 16); i += blockDim.x) to[i] = from[i];
+        __syncthreads();
+        stamp_ = 0;
+    }
+    __device__ const StreamArgs& args() const { return *a_; }
 
     // With stamps: block 0's thread 0 notes the time as each stage starts (and at the end).
     __device__ void mark() {
-        if (a_.stamps && blockIdx.x == 0 && threadIdx.x == 0) a_.stamps[stamp_] = global_ns();
+        if (a_->stamps && blockIdx.x == 0 && threadIdx.x == 0) a_->stamps[stamp_] = global_ns();
         ++stamp_;
     }
 
@@ -154,10 +187,11 @@ public:
     }
     // xs = RMSNorm(x) as gemv_rows computes it; block 0 writes it to normed when set.
     __device__ void load_normed(float* xs, const float* norm, float* normed) const {
-        load(xs, a_.x, a_.H);
+        const StreamArgs& a = *a_;
+        load(xs, a.x, a.H);
         __syncthreads();
-        const float scale = block_rms_scale(xs, a_.H, a_.eps);
-        for (int64_t i = threadIdx.x; i < a_.H; i += blockDim.x) {
+        const float scale = block_rms_scale(xs, a.H, a.eps);
+        for (int64_t i = threadIdx.x; i < a.H; i += blockDim.x) {
             const float v = rms_apply(xs[i], scale, norm[i]);
             xs[i] = v;
             if (normed && blockIdx.x == 0) normed[i] = v;
@@ -165,21 +199,30 @@ public:
         __syncthreads();
     }
 
-    // Ring tiles into free slots while their weights are known, in the block's order.
+    // Ring tiles into free slots while their weights are known, in the block's order, this
+    // layer's and the next ones' (their arguments read from the launch's table).
     __device__ void top_up(int64_t consumed) {
         const int64_t b = blockIdx.x, nb = gridDim.x;
-        while (is_.stage < kRingStages && is_.issued < consumed + a_.slots) {
-            const int64_t n = sp::tiles(a_.plan[is_.stage]);
+        while (is_.layer < l_.n && is_.issued < consumed + l_.slots) {
+            const StreamArgs& ia = l_.layers[is_.layer];
+            if (is_.stage == kRingStages) {
+                ++is_.layer;
+                is_.stage = 0;
+                is_.j = 0;
+                is_.routed = false;
+                continue;
+            }
+            const int64_t n = sp::tiles(ia.plan[is_.stage]);
             if (is_.j >= sp::block_tiles(n, b, nb)) {
                 ++is_.stage;
                 is_.j = 0;
                 continue;
             }
             if ((is_.stage == rGateUp || is_.stage == rDown) && !is_.routed) {
-                if (Ordered::load_acquire(a_.sync + kRoute) == 0) return;
+                if (Ordered::load_acquire(ia.sync + kRoute) == 0) return;
                 is_.routed = true;
             }
-            issue(is_.stage, b + is_.j * nb, static_cast<int>(is_.issued % a_.slots));
+            issue(ia, is_.stage, b + is_.j * nb, static_cast<int>(is_.issued % l_.slots));
             ++is_.issued;
             ++is_.j;
         }
@@ -194,12 +237,13 @@ public:
             patience.check();
         }
     }
-    // Every thread: after thread 0 waited for counter c to reach the grid's blocks, asking for
-    // tiles meanwhile.
+    // Every thread: after thread 0 waited for the layer's counter c to reach the grid's
+    // blocks, asking for tiles meanwhile.
     __device__ void wait_for(Counter c) {
         if (threadIdx.x == 0) {
+            const unsigned* at = a_->sync + c;
             Patience patience;
-            while (Ordered::load_acquire(a_.sync + c) < gridDim.x) {
+            while (Ordered::load_acquire(at) < gridDim.x) {
                 top_up(consumed_);
                 __nanosleep(32);
                 patience.check();
@@ -210,20 +254,20 @@ public:
     // Every thread: the block leaves a stage; thread 0 gets how many blocks had before.
     __device__ unsigned leave(Counter c) {
         __syncthreads();
-        return threadIdx.x == 0 ? Ordered::add_acq_rel(a_.sync + c) : 0u;
+        return threadIdx.x == 0 ? Ordered::add_acq_rel(a_->sync + c) : 0u;
     }
 
-    // Sets counter c to 1, after what this thread wrote.
-    __device__ void publish(Counter c) const { Ordered::store_release(a_.sync + c, 1); }
+    // Sets the layer's counter c to 1, after what this thread wrote.
+    __device__ void publish(Counter c) const { Ordered::store_release(a_->sync + c, 1); }
 
     // The block's tiles of ring stage r, each waited for, computed with xs as its input, handed back.
     __device__ void run(int r, const float* xs) {
-        const int64_t n = sp::tiles(a_.plan[r]), mine = sp::block_tiles(n, blockIdx.x, gridDim.x);
+        const int64_t n = sp::tiles(a_->plan[r]), mine = sp::block_tiles(n, blockIdx.x, gridDim.x);
         int64_t& consumed = consumed_;
         for (int64_t jj = 0; jj < mine; ++jj, ++consumed) {
             if (threadIdx.x == 0) ensure_issued(consumed);
-            const int slot = static_cast<int>(consumed % a_.slots);
-            mbar::wait(bar(slot), static_cast<uint32_t>((consumed / a_.slots) & 1));
+            const int slot = static_cast<int>(consumed % l_.slots);
+            mbar::wait(bar(slot), static_cast<uint32_t>((consumed / l_.slots) & 1));
             compute(r, blockIdx.x + jj * gridDim.x, slot, xs);
             __syncthreads();  // the slot is read: it may be written again
             if (threadIdx.x == 0) top_up(consumed + 1);
@@ -235,17 +279,21 @@ public:
         wait_for(after);
         mark();
         load(xs, from, n);
-        if (r == rDown) load(f32(a_.lay.weights), a_.out.weights, a_.k);  // the combine's
+        if (r == rDown) load(f32(l_.lay.weights), a_->out.weights, a_->k);  // the combine's
         __syncthreads();
         run(r, xs);
         leave(done);
     }
 
-    __device__ float* f32(uint32_t off) const { return reinterpret_cast<float*>(sm_ + off); }
+    template <typename T>
+    __device__ T* at(uint32_t off) const {
+        return reinterpret_cast<T*>(sm_ + off);
+    }
+    __device__ float* f32(uint32_t off) const { return at<float>(off); }
 
 private:
-    __device__ uint32_t bar(int slot) const { return mbar::address(sm_ + a_.lay.bars) + 8u * slot; }
-    __device__ int32_t* info() const { return reinterpret_cast<int32_t*>(sm_ + a_.lay.info); }
+    __device__ uint32_t bar(int slot) const { return mbar::address(sm_ + l_.lay.bars) + 8u * slot; }
+    __device__ int32_t* info() const { return reinterpret_cast<int32_t*>(sm_ + l_.lay.info); }
     __device__ const unsigned char* slot_at(int slot) const { return sm_ + static_cast<size_t>(slot) * sp::kSlotBytes; }
 
     // Tile t of ring stage r: its part (j, p) and span.
@@ -254,18 +302,18 @@ private:
         const sp::Part* p;
         sp::Span s;
     };
-    __device__ Tile tile(int r, int64_t t) const {
+    __device__ static Tile tile(const StreamArgs& a, int r, int64_t t) {
         Tile tl{};
         int64_t local = 0;
-        sp::locate(a_.plan[r], t, tl.j, local);
-        tl.p = &a_.plan[r].part[tl.j];
+        sp::locate(a.plan[r], t, tl.j, local);
+        tl.p = &a.plan[r].part[tl.j];
         tl.s = sp::span(*tl.p, local);
         return tl;
     }
 
-    // Asks for tile t of ring stage r into `slot`: its bytes counted on the slot's barrier.
-    __device__ void issue(int r, int64_t t, int slot) {
-        const Tile tl = tile(r, t);
+    // Asks for tile t of layer a's ring stage r into `slot`: its bytes counted on the slot's barrier.
+    __device__ void issue(const StreamArgs& a, int r, int64_t t, int slot) {
+        const Tile tl = tile(a, r, t);
         const int j = tl.j;
         const sp::Part& p = *tl.p;
         const sp::Span s = tl.s;
@@ -274,33 +322,33 @@ private:
         auto copies = [&](auto&& fn) {
             auto row = [](const void* w, int64_t at) { return static_cast<const char*>(w) + at; };
             if (r == rGateUp) {
-                const int32_t e = a_.out.experts[s.slot];
-                if (a_.dropped && a_.dropped[e]) return;
-                fn(row(a_.gate[e], s.first * rb), s.count * rb, 0);
-                fn(row(a_.up[e], s.first * rb), s.count * rb, s.count * rb);
+                const int32_t e = a.out.experts[s.slot];
+                if (a.dropped && a.dropped[e]) return;
+                fn(row(a.gate[e], s.first * rb), s.count * rb, 0);
+                fn(row(a.up[e], s.first * rb), s.count * rb, s.count * rb);
             } else if (r == rDown) {
-                for (int64_t i = 0; i < a_.k; ++i) {
-                    const int32_t e = a_.out.experts[i];
-                    if (!(a_.dropped && a_.dropped[e])) fn(row(a_.down[e], s.first * rb), rb, i * rb);
+                for (int64_t i = 0; i < a.k; ++i) {
+                    const int32_t e = a.out.experts[i];
+                    if (!(a.dropped && a.dropped[e])) fn(row(a.down[e], s.first * rb), rb, i * rb);
                 }
             } else if (p.kind == sp::Kind::pairs) {
                 const int64_t o = s.first / p.half * 2 * p.half + s.first % p.half;
-                fn(row(a_.parts[r].w[j], o * rb), s.count * rb, 0);
-                fn(row(a_.parts[r].w[j], (o + p.half) * rb), s.count * rb, s.count * rb);
+                fn(row(a.parts[r].w[j], o * rb), s.count * rb, 0);
+                fn(row(a.parts[r].w[j], (o + p.half) * rb), s.count * rb, s.count * rb);
             } else {
-                fn(row(a_.parts[r].w[j], s.first * rb), s.count * rb, 0);
-                if (p.kind == sp::Kind::gated) fn(row(a_.parts[r].w2[j], s.first * rb), s.count * rb, s.count * rb);
+                fn(row(a.parts[r].w[j], s.first * rb), s.count * rb, 0);
+                if (p.kind == sp::Kind::gated) fn(row(a.parts[r].w2[j], s.first * rb), s.count * rb, s.count * rb);
             }
         };
         // What the warps need besides the rows: a routed tile's expert (-1: dropped), a combine
         // tile's slots present (bit i: slot i).
         if (r == rGateUp) {
-            const int32_t e = a_.out.experts[s.slot];
-            info()[slot] = a_.dropped && a_.dropped[e] ? -1 : e;
+            const int32_t e = a.out.experts[s.slot];
+            info()[slot] = a.dropped && a.dropped[e] ? -1 : e;
         } else if (r == rDown) {
             int32_t present = 0;
-            for (int64_t i = 0; i < a_.k; ++i)
-                if (!(a_.dropped && a_.dropped[a_.out.experts[i]])) present |= 1 << i;
+            for (int64_t i = 0; i < a.k; ++i)
+                if (!(a.dropped && a.dropped[a.out.experts[i]])) present |= 1 << i;
             info()[slot] = present;
         }
         uint32_t total = 0;
@@ -318,35 +366,36 @@ private:
     // products, so that its latency passes while they are made.
     __device__ void compute(int r, int64_t t, int slot, const float* xs) {
         const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-        const Tile tl = tile(r, t);
+        const StreamArgs& a = *a_;
+        const Tile tl = tile(a, r, t);
         const int j = tl.j;
         const sp::Part& p = *tl.p;
         const sp::Span s = tl.s;
-        const int64_t rb = p.row_bytes, in = a_.in[r];
+        const int64_t rb = p.row_bytes, in = a.in[r];
         const unsigned char* base = slot_at(slot);
-        float* exch = f32(a_.lay.exch);
+        float* exch = f32(l_.lay.exch);
         if (r == rDown) {
             const int32_t present = info()[slot];
             const int64_t i = s.first;
             float acc = 0.0f, xi = 0.0f;
             if (threadIdx.x == 0) {
-                acc = a_.shared_y ? __ldcg(a_.shared_y + i) : 0.0f;
-                xi = __ldcg(a_.x + i);
+                acc = a.shared_y ? __ldcg(a.shared_y + i) : 0.0f;
+                xi = __ldcg(a.x + i);
             }
-            if (warp < a_.k && (present >> warp & 1))
-                exch[warp] = smem_dot(base + warp * rb, a_.et, xs + warp * a_.F, a_.F, lane);
+            if (warp < a.k && (present >> warp & 1))
+                exch[warp] = smem_dot(base + warp * rb, a.et, xs + warp * a.F, a.F, lane);
             __syncthreads();
             if (threadIdx.x == 0) {
-                const float* weights = f32(a_.lay.weights);
-                for (int64_t e = 0; e < a_.k; ++e)
+                const float* weights = f32(l_.lay.weights);
+                for (int64_t e = 0; e < a.k; ++e)
                     if (present >> e & 1) acc = __fadd_rn(acc, __fmul_rn(weights[e], exch[e]));
-                a_.x[i] = __fadd_rn(xi, acc);
+                a.x[i] = __fadd_rn(xi, acc);
             }
             return;
         }
         const int64_t c = s.count;
         const bool routed = r == rGateUp;
-        const Parts& ps = a_.parts[routed ? 0 : r];
+        const Parts& ps = a.parts[routed ? 0 : r];
         // The output of this lane's row (plain) or item (the others: warp 0), and what it adds to
         // (accumulate) or rotates with (pairs).
         float* y = nullptr;
@@ -374,13 +423,13 @@ private:
         }
         // Two rows an item (pairs, gated, routed): warp w < c the first of item w, warp c + w its second.
         const bool off = routed && info()[slot] < 0;
-        const WType type = routed ? a_.et : ps.type[j];
+        const WType type = routed ? a.et : ps.type[j];
         if (!off && warp < 2 * c) exch[warp] = smem_dot(base + warp * rb, type, xs, in, lane);
         __syncthreads();
         if (off || !writes) return;
         const float x1 = exch[lane], x2 = exch[c + lane];
         if (routed) {
-            a_.eh[s.slot * a_.F + s.first + lane] = silu_mul_rn(x1, x2);
+            a.eh[s.slot * a.F + s.first + lane] = silu_mul_rn(x1, x2);
         } else if (p.kind == sp::Kind::pairs) {
             y[0] = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn));
             y[p.half] = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
@@ -390,8 +439,9 @@ private:
         }
     }
 
-    const StreamArgs& a_;
+    const Launch& l_;
     unsigned char* sm_;
+    const StreamArgs* a_;  // the current layer's arguments (shared memory)
     Issuer is_;
     int64_t consumed_ = 0;  // the block's tiles computed
     int stamp_ = 0;
@@ -400,22 +450,12 @@ private:
 const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
 const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "shared down", "gate+up", "down"};
 
-// One block a multiprocessor, all resident (a cooperative launch), kThreads threads.
-// (Compiled for every architecture; its bulk copies and byte-counting barriers trap before 9.0,
-// where decode_stream_runs keeps it from running.)
-__global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid_constant__ StreamArgs a) {
-    extern __shared__ __align__(128) unsigned char sm[];
-    Block blk(a, sm);
+// The block's share of each stage of its current layer.
+__device__ void stream_layer(Block& blk, const Launch& l) {
+    const StreamArgs& a = blk.args();
+    float* xa = blk.f32(l.lay.xa);
+    float* xb = blk.f32(l.lay.xb);
     blk.mark();
-    if (threadIdx.x == 0) {
-        const uint32_t bars = mbar::address(sm + a.lay.bars);
-        for (int s = 0; s < a.slots; ++s) mbar::init(bars + 8u * s, 1);
-        mbar::init_fence();
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) blk.top_up(0);
-    float* xa = blk.f32(a.lay.xa);
-    float* xb = blk.f32(a.lay.xb);
 
     // 1. RMSNorm, q, k, v (q and k rotated; k and v into the cache).
     blk.load_normed(xa, a.attn_norm, nullptr);
@@ -436,9 +476,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
     blk.wait_for(kAttnDone);
     blk.mark();
     const int64_t chunks = (a.hd + 31) / 32;
-    auto& merge = *reinterpret_cast<decode_attn::MergeShared*>(sm + a.lay.merge);
+    auto& merge = *blk.at<decode_attn::MergeShared>(l.lay.merge);
     for (int64_t item = blockIdx.x; item < a.nh * chunks; item += gridDim.x) {
-        decode_attn::merge_item(a.partials, a.hd, a.attn, item / chunks, item % chunks, blk.f32(a.lay.scratch), merge);
+        decode_attn::merge_item(a.partials, a.hd, a.attn, item / chunks, item % chunks, blk.f32(l.lay.scratch), merge);
         __syncthreads();
     }
     blk.leave(kMergeDone);
@@ -454,14 +494,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
     blk.run(rFfn, xa);
     const unsigned before = blk.leave(kFfnDone);
     if (a.moe) {
-        int* last = reinterpret_cast<int*>(sm + a.lay.flag);
+        int* last = blk.at<int>(l.lay.flag);
         if (threadIdx.x == 0) *last = before + 1 == gridDim.x;
         __syncthreads();
         if (*last && threadIdx.x < 32) {
             // The selection first, flagged at once (the other blocks wait for it to ask for the
             // experts' rows); then the token's entropy, mass and margin, the same selection made
             // again into shared memory beside them.
-            float* scratch = blk.f32(a.lay.route);
+            float* scratch = blk.f32(l.lay.route);
             route_warp::token(a.logits, 0, a.route, scratch, a.out.experts, a.out.weights, nullptr, nullptr, nullptr,
                               false);
             __syncwarp();
@@ -486,26 +526,55 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
         // residual.
         blk.streamed(kGateUpDone, rDown, xb, a.eh, a.k * a.F, kDownDone);
     }
+}
+
+// One block a multiprocessor, all resident (a cooperative launch), kThreads threads; the
+// launch's layers one after another.
+// (Compiled for every architecture; its bulk copies and byte-counting barriers trap before 9.0,
+// where decode_stream_runs keeps it from running.)
+__global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid_constant__ Launch l) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    Block blk(l, sm);
+    if (threadIdx.x == 0) {
+        const uint32_t bars = mbar::address(sm + l.lay.bars);
+        for (int s = 0; s < l.slots; ++s) mbar::init(bars + 8u * s, 1);
+        mbar::init_fence();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) blk.top_up(0);
+    for (int li = 0; li < l.n; ++li) {
+        blk.enter(li);
+        stream_layer(blk, l);
+    }
+    const StreamArgs& a = blk.args();
     if (a.stamps && blockIdx.x == 0 && threadIdx.x == 0) {  // the end: every block's last stage done
         Patience patience;
-        while (Ordered::load_acquire(a.sync + (a.moe ? kDownDone : kDown1Done)) < gridDim.x) {
+        while (Ordered::load_acquire(a.sync + last_stage(a)) < gridDim.x) {
             __nanosleep(32);
             patience.check();
         }
         blk.mark();
     }
-    // The last block out sets the counters back for the next launch.
+    // The last block out sets the counters of every layer back for the next launch.
     const unsigned out = blk.leave(kExit);
     if (threadIdx.x == 0 && out + 1 == gridDim.x)
-        for (int c = 0; c <= kExit; ++c) a.sync[c] = 0;
+        for (int i = 0; i < l.n; ++i)
+            for (int c = 0; c <= kExit; ++c) l.layers[i].sync[c] = 0;
 }
 
 int64_t round16(int64_t v) {
     return (v + 15) / 16 * 16;
 }
 
-// The shared memory the kernel takes besides the ring, and where each piece lies past it.
-Layout layout_of(const StreamArgs& a, int slots) {
+// The shared memory a launch of layers a [n] takes besides the ring (room for the widest of
+// each piece), and where each piece lies past it.
+Layout layout_of(const StreamArgs* a, int n, int slots) {
+    int64_t xa = 0, xb = 0, experts = 0;
+    for (int i = 0; i < n; ++i) {
+        xa = std::max({xa, a[i].H, a[i].nh * a[i].hd});
+        xb = std::max({xb, a[i].ffn_width, a[i].moe ? a[i].k * a[i].F : 0});
+        experts = std::max<int64_t>(experts, a[i].route.n_expert);
+    }
     Layout l{};
     int64_t at = static_cast<int64_t>(slots) * sp::kSlotBytes;
     auto take = [&](int64_t bytes) {
@@ -513,16 +582,18 @@ Layout layout_of(const StreamArgs& a, int slots) {
         at = round16(at + bytes);
         return off;
     };
-    l.xa = take(std::max(a.H, a.nh * a.hd) * 4);
-    l.xb = take(std::max(a.ffn_width, a.moe ? a.k * a.F : 0) * 4);
+    l.xa = take(xa * 4);
+    l.xb = take(xb * 4);
     l.scratch = take(kThreads * 4);
     l.exch = take(kWarps * 4);
     l.weights = take(kWarps * 4);
     l.info = take(kMaxSlots * 4);
     l.bars = take(kMaxSlots * 8);
-    l.route = take((route_warp::shared_floats(a.route.n_expert) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
+    l.route =
+        take((route_warp::shared_floats(static_cast<int32_t>(experts)) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
     l.merge = take(sizeof(decode_attn::MergeShared));
     l.flag = take(16);
+    l.args = take(sizeof(StreamArgs));
     l.total = static_cast<uint32_t>(at);
     return l;
 }
@@ -618,12 +689,12 @@ bool hopper() {
     return compute_major() >= 9 && cooperative_launches();
 }
 
-// The ring's slots that fit beside the rest (0: fewer than two).
-int slots_for(const StreamArgs& a) {
+// The ring's slots that fit beside the rest of a launch of layers a [n] (0: fewer than two).
+int slots_for(const StreamArgs* a, int n) {
     const int64_t room = static_cast<int64_t>(max_shared_optin()) - static_cast<int64_t>(static_shared()) -
-                         static_cast<int64_t>(layout_of(a, 0).total);
-    const int64_t n = std::min<int64_t>(kMaxSlots, room / sp::kSlotBytes);
-    return n >= 2 ? static_cast<int>(n) : 0;
+                         static_cast<int64_t>(layout_of(a, n, 0).total);
+    const int64_t slots = std::min<int64_t>(kMaxSlots, room / sp::kSlotBytes);
+    return slots >= 2 ? static_cast<int>(slots) : 0;
 }
 
 }  // namespace
@@ -635,7 +706,7 @@ int decode_stream_stages(bool moe, const char* const** names) {
 
 namespace {
 
-// The kernel's arguments for L, ring and layout included, in a; false where it cannot run L.
+// The kernel's arguments for L in a; false where it cannot run L (alone, or beside others).
 bool planned(const DecodeLayer& L, StreamArgs& a) {
     if (!hopper() || multiprocessors() <= 0 || !L.sync) return false;
     if (L.moe && (!route_warp::takes(L.route) || L.k != L.route.k || L.k > kWarps ||
@@ -648,25 +719,20 @@ bool planned(const DecodeLayer& L, StreamArgs& a) {
     try {
         bool ok = false;
         a = args_of(L, ok);
-        a.slots = slots_for(a);
-        a.lay = layout_of(a, a.slots);
-        return ok && a.slots > 0;
+        return ok && slots_for(&a, 1) > 0;
     } catch (const Error&) {  // a weight type the products do not take
         return false;
     }
 }
 
-}  // namespace
-
-bool decode_stream_runs(const DecodeLayer& L) {
-    StreamArgs a;
-    return planned(L, a);
-}
-
-void decode_stream(const DecodeLayer& L, cudaStream_t s) {
-    StreamArgs a;
-    if (!planned(L, a))
-        throw Error(ErrorKind::failure, "the decode stream kernel cannot run this layer on this device");
+// Launches layers [0, n) of the device table `on_device`, planned as `planned` [n] on the host.
+void launch_layers(const StreamArgs* planned, const StreamArgs* on_device, int n, cudaStream_t s) {
+    Launch l{on_device, n, slots_for(planned, n), {}};
+    if (l.slots == 0) {  // the widest of each piece leaves no room for a ring: a layer a launch
+        for (int i = 0; i < n; ++i) launch_layers(planned + i, on_device + i, 1, s);
+        return;
+    }
+    l.lay = layout_of(planned, n, l.slots);
     static std::once_flag shared_set;
     std::call_once(shared_set, [] {
         check(cudaFuncSetAttribute(decode_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -674,8 +740,38 @@ void decode_stream(const DecodeLayer& L, cudaStream_t s) {
               "the decode stream kernel's shared memory");
     });
     launch_cooperative(decode_stream_kernel, dim3(static_cast<unsigned>(multiprocessors())), dim3(kThreads),
-                       static_cast<size_t>(a.lay.total), s, "launching the decode stream kernel", a);
-    count(Counted::stream);
+                       static_cast<size_t>(l.lay.total), s, "launching the decode stream kernel", l);
+    count(Counted::stream_launch);
+    for (int i = 0; i < n; ++i) count(Counted::stream);
+}
+
+}  // namespace
+
+size_t decode_stream_args_bytes() {
+    return sizeof(StreamArgs);
+}
+
+bool decode_stream_runs(const DecodeLayer& L) {
+    StreamArgs a;
+    return planned(L, a);
+}
+
+bool decode_stream_plan(const DecodeLayer& L, void* table, int i) {
+    StreamArgs a;
+    if (!planned(L, a)) return false;
+    std::memcpy(static_cast<unsigned char*>(table) + static_cast<size_t>(i) * sizeof(StreamArgs), &a, sizeof a);
+    return true;
+}
+
+void decode_stream_upload(const void* table, void* device_table, int n, cudaStream_t s) {
+    check(cudaMemcpyAsync(device_table, table, static_cast<size_t>(n) * sizeof(StreamArgs), cudaMemcpyHostToDevice, s),
+          "copying the decode stream kernel's arguments");
+}
+
+void decode_stream(const void* table, const void* device_table, int first, int n, cudaStream_t s) {
+    if (n <= 0) return;
+    launch_layers(static_cast<const StreamArgs*>(table) + first, static_cast<const StreamArgs*>(device_table) + first,
+                  n, s);
 }
 
 }  // namespace moe::cuda::launch

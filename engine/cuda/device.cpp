@@ -214,7 +214,11 @@ bool layer_kernel_asked() {
 }
 
 bool stream_kernel_asked() {
-    return env_is("MOEWB_CUDA_DECODE_KERNEL", "stream");
+    return env_is("MOEWB_CUDA_DECODE_KERNEL", "stream") || stream_step_asked();
+}
+
+bool stream_step_asked() {
+    return env_is("MOEWB_CUDA_DECODE_KERNEL", "step");
 }
 
 bool route_in_experts_asked() {
@@ -232,7 +236,7 @@ bool cooperative_launches() {
 }
 
 namespace {
-std::atomic<int64_t> counted[4];
+std::atomic<int64_t> counted[static_cast<int>(Counted::kinds)];
 }
 
 void count(Counted what) {
@@ -256,6 +260,9 @@ std::int64_t decode_layer_launches() {
 }
 std::int64_t decode_stream_launches() {
     return launch::counted[static_cast<int>(launch::Counted::stream)].load(std::memory_order_relaxed);
+}
+std::int64_t stream_kernel_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::stream_launch)].load(std::memory_order_relaxed);
 }
 std::int64_t routed_gate_up_launches() {
     return launch::counted[static_cast<int>(launch::Counted::routed_gate_up)].load(std::memory_order_relaxed);
@@ -288,6 +295,7 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
         {"weight_loads", launch::stream_weight_loads() ? "stream" : "cached"},
         {"decode_blocks", std::to_string(launch::decode_blocks())},
         {"decode_kernel", launch::layer_kernel_asked()    ? "layer"
+                          : launch::stream_step_asked()   ? "step"
                           : launch::stream_kernel_asked() ? "stream"
                                                           : "launches"},
         {"decode_route", launch::route_in_experts_asked() ? "experts" : "launch"},

@@ -62,9 +62,13 @@ std::int64_t decode_layer_launches();
 // (launch::routed_expert_gate_up, MOEWB_CUDA_DECODE_ROUTE=experts); counted as
 // decode_layer_launches.
 std::int64_t routed_gate_up_launches();
-// How many decoder layers this process has enqueued as the stream kernel's launch
-// (launch::decode_stream, MOEWB_CUDA_DECODE_KERNEL=stream); counted as decode_layer_launches.
+// How many decoder layers this process has enqueued in the stream kernel's launches
+// (launch::decode_stream, MOEWB_CUDA_DECODE_KERNEL=stream or step); counted as
+// decode_layer_launches.
 std::int64_t decode_stream_launches();
+// How many launches of the stream kernel those layers took: as many with =stream, one a run of
+// consecutive layers with =step.
+std::int64_t stream_kernel_launches();
 // How many of the routed experts' products this process has launched on the Hopper kernel
 // (MOEWB_CUDA_EXPERT_GEMM=wgmma, where the weights have tensor maps).
 std::int64_t expert_wgmma_launches();

@@ -82,10 +82,12 @@ int decode_blocks();
 // (launch::decode_layer, where it can run the layer): MOEWB_CUDA_DECODE_KERNEL=layer; the
 // launches of decode_kernels.h otherwise. Read at each call: each model asks when it is loaded.
 bool layer_kernel_asked();
-// Whether a one-token step runs each decoder layer as the stream kernel's launch
-// (launch::decode_stream, where it can run the layer): MOEWB_CUDA_DECODE_KERNEL=stream. Read at
-// each call.
+// Whether a one-token step runs its decoder layers in the stream kernel (launch::decode_stream,
+// where it can run them): MOEWB_CUDA_DECODE_KERNEL=stream (a launch a layer) or =step (a launch
+// for each run of consecutive layers it can run: the whole step's, as a rule). Read at each call.
 bool stream_kernel_asked();
+// Whether the stream kernel takes runs of layers (MOEWB_CUDA_DECODE_KERNEL=step). Read at each call.
+bool stream_step_asked();
 // Whether a small step routes each MoE layer in its experts' gate and up launch
 // (launch::routed_expert_gate_up, for a plain router) rather than a router launch of its own:
 // MOEWB_CUDA_DECODE_ROUTE=experts. Read at each call: each model asks when it is loaded.
@@ -97,7 +99,7 @@ int compute_major();
 // Whether device 0 takes cooperative launches (all of a grid's blocks resident), asked once.
 bool cooperative_launches();
 // The launches device.h counts for the tests (decode_layer_launches and the others): one more.
-enum class Counted : int { layer, stream, routed_gate_up, expert_wgmma };
+enum class Counted : int { layer, stream, stream_launch, routed_gate_up, expert_wgmma, kinds };
 void count(Counted what);
 
 // Dynamic shared memory beyond the default 48 KiB is asked for per kernel.
