@@ -1,84 +1,29 @@
-// A decoder layer of a one-token step as one launch whose blocks stream the layer's weights
+// Decoder layers of a one-token step as one launch whose blocks stream the layers' weights
 // through a ring in shared memory; see decode_kernels.h (launch::decode_stream). The values are
 // the launches' (decode_bodies.cuh, decode_attention.cuh, route_warp.cuh): the same sums in the
-// same order, bit for bit.
+// same order, bit for bit. The arguments, planned on the host: decode_stream_plan.cu.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cstring>
 #include <mutex>
-#include <string>
 
-#include "engine/cuda/attention_kernels.h"
 #include "engine/cuda/decode_attention.cuh"
 #include "engine/cuda/decode_bodies.cuh"
 #include "engine/cuda/decode_kernels.h"
+#include "engine/cuda/decode_stream_args.cuh"
 #include "engine/cuda/device.h"
 #include "engine/cuda/launch_after.h"
 #include "engine/cuda/mbarrier.cuh"
 #include "engine/cuda/route_warp.cuh"
 #include "engine/cuda/row_math.cuh"
 #include "engine/cuda/stream_plan.h"
-#include "engine/error.h"
 
 namespace moe::cuda::launch {
 
+namespace stream_kernel {
+
 namespace {
-
-namespace sp = stream_plan;
-using decode_body::Parts;
-using decode_body::WType;
-
-constexpr int kThreads = kNormThreads;
-constexpr int kWarps = kThreads / 32;
-static_assert(kWarps == sp::kTileWarps, "a warp a row of a tile");
-constexpr int kMaxSlots = 8;
-
-// The grid-wide counters (DecodeLayer::sync): each block adds one as it leaves a stage; kRoute
-// is set once the routing is written; the last block to leave sets them all back to 0.
-enum Counter : int {
-    kQkvDone,
-    kAttnDone,
-    kMergeDone,
-    kODone,
-    kFfnDone,
-    kDown1Done,
-    kGateUpDone,
-    kDownDone,
-    kRoute,
-    kExit
-};
-static_assert(kExit + 1 <= kStreamCounters, "room for the counters");
-
-// The stages whose weights go through the ring, in order.
-enum RingStage : int { rQkv, rO, rFfn, rDown1, rGateUp, rDown, kRingStages };
-
-// Byte offsets of the shared memory's pieces (the ring at 0), the same for every layer of a launch.
-struct Layout {
-    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, args, total;
-};
-
-// One layer's arguments, planned on the host (decode_stream_plan) into a table the launch reads
-// from global memory; each block copies its current layer's into shared memory.
-struct alignas(16) StreamArgs : decode_body::LayerInputs {
-    int64_t ffn_width;  // of ffn_h, what the ffn stage's gated part makes: the down1 stage's input
-    WType et;
-    float* shared_y;  // null: the shared experts do not run
-    Parts parts[4];   // the ring stages rQkv .. rDown1 (rDown1: the shared down into shared_y, or the dense down)
-    int64_t in[kRingStages];  // each ring stage's input width
-    sp::Stage plan[kRingStages];
-    unsigned* sync;  // the layer's counters
-};
-
-// A launch: layers [0, n) of the table, one after another, through one ring.
-struct Launch {
-    const StreamArgs* layers;
-    int n;
-    int slots;
-    Layout lay;
-};
 
 // The counters' accesses, ordered at the device's scope (members: each compilation for an
 // architecture before 9.0 leaves them unused).
@@ -124,10 +69,6 @@ __device__ inline float smem_dot(const void* row, WType t, const float* xs, int6
     }
 }
 
-__host__ __device__ inline int64_t elem_bytes(WType t) {
-    return t == WType::f32 ? 4 : 2;
-}
-
 // A wait of seconds on a counter means a bug, not a slow device: it ends the kernel with an
 // error (a trap) rather than hang the process, as mbar::wait does.
 struct Patience {
@@ -148,11 +89,6 @@ struct Issuer {
     int64_t issued = 0;   // tiles asked for, in the block's order
     bool routed = false;  // the layer's routing seen
 };
-
-// The counter every block has added to once it is done with layer a.
-__host__ __device__ inline Counter last_stage(const StreamArgs& a) {
-    return a.moe ? kDownDone : kDown1Done;
-}
 
 class Block {
 public:
@@ -447,9 +383,6 @@ private:
     int stamp_ = 0;
 };
 
-const char* const kDenseStages[] = {"qkv", "attention", "merge", "o", "ffn in", "down"};
-const char* const kMoeStages[] = {"qkv", "attention", "merge", "o", "ffn in", "shared down", "gate+up", "down"};
-
 // The block's share of each stage of its current layer.
 __device__ void stream_layer(Block& blk, const Launch& l) {
     const StreamArgs& a = blk.args();
@@ -562,117 +495,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
             for (int c = 0; c <= kExit; ++c) l.layers[i].sync[c] = 0;
 }
 
-int64_t round16(int64_t v) {
-    return (v + 15) / 16 * 16;
-}
+}  // namespace
 
-// The shared memory a launch of layers a [n] takes besides the ring (room for the widest of
-// each piece), and where each piece lies past it.
-Layout layout_of(const StreamArgs* a, int n, int slots) {
-    int64_t xa = 0, xb = 0, experts = 0;
-    for (int i = 0; i < n; ++i) {
-        xa = std::max({xa, a[i].H, a[i].nh * a[i].hd});
-        xb = std::max({xb, a[i].ffn_width, a[i].moe ? a[i].k * a[i].F : 0});
-        experts = std::max<int64_t>(experts, a[i].route.n_expert);
-    }
-    Layout l{};
-    int64_t at = static_cast<int64_t>(slots) * sp::kSlotBytes;
-    auto take = [&](int64_t bytes) {
-        const auto off = static_cast<uint32_t>(at);
-        at = round16(at + bytes);
-        return off;
-    };
-    l.xa = take(xa * 4);
-    l.xb = take(xb * 4);
-    l.scratch = take(kThreads * 4);
-    l.exch = take(kWarps * 4);
-    l.weights = take(kWarps * 4);
-    l.info = take(kMaxSlots * 4);
-    l.bars = take(kMaxSlots * 8);
-    l.route =
-        take((route_warp::shared_floats(static_cast<int32_t>(experts)) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
-    l.merge = take(sizeof(decode_attn::MergeShared));
-    l.flag = take(16);
-    l.args = take(sizeof(StreamArgs));
-    l.total = static_cast<uint32_t>(at);
-    return l;
-}
-
-sp::Part part_of(const GemvPart& g, int64_t in) {
-    sp::Part p;
-    p.row_bytes = in * elem_bytes(decode_body::wtype(g.type, "stream kernel"));
-    if (g.rope_cos) {
-        p.kind = sp::Kind::pairs;
-        p.items = g.rows / 2;
-        p.half = g.head_dim / 2;
-    } else {
-        p.kind = g.w2 ? sp::Kind::gated : sp::Kind::plain;
-        p.items = g.rows;
-    }
-    return p;
-}
-
-bool aligned16(const void* p) {
-    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
-bool vectorised(int64_t n, DType t) {
-    return n % (t == DType::f32 ? 4 : 8) == 0;
-}
-
-// The kernel's arguments for L (and whether it can run them: ok).
-StreamArgs args_of(const DecodeLayer& L, bool& ok) {
-    ok = true;
-    StreamArgs a{};
-    static_cast<decode_body::LayerInputs&>(a) = decode_body::inputs_of(L);
-    a.sync = L.sync;
-    const int64_t qdim = L.nh * L.hd;
-    GemvPart down1;
-    if (L.moe) {
-        a.ffn_width = L.shared_down ? L.Fs : 0;
-        a.et = decode_body::wtype(L.expert_type, "stream kernel");
-        if (L.shared_down) {
-            a.shared_y = L.shared_y;
-            down1.w = L.shared_down;
-            down1.type = L.shared_type;
-            down1.rows = L.H;
-            down1.y = L.shared_y;
-            down1.ldy = L.H;
-            ok = ok && L.shared_y && vectorised(L.Fs, L.shared_type);
-        }
-    } else {
-        a.ffn_width = L.inter;
-        down1 = L.dense_down;
-        ok = ok && vectorised(L.inter, down1.type);
-    }
-    const GemvPart* groups[4] = {L.qkv, &L.o, L.ffn, &down1};
-    const int counts[4] = {3, 1, L.n_ffn, down1.w ? 1 : 0};
-    const int64_t ins[4] = {L.H, qdim, L.H, a.ffn_width};
-    for (int r = 0; r < 4; ++r) {
-        a.in[r] = ins[r];
-        a.parts[r] = decode_body::make_parts(groups[r], counts[r]);
-        a.plan[r].n = counts[r];
-        for (int j = 0; j < counts[r]; ++j) {
-            const GemvPart& g = groups[r][j];
-            a.plan[r].part[j] = part_of(g, ins[r]);
-            ok = ok && vectorised(ins[r], g.type) && sp::fits(a.plan[r].part[j]) && aligned16(g.w) && aligned16(g.w2);
-        }
-    }
-    if (L.moe) {
-        const int64_t eb = elem_bytes(a.et);
-        a.in[rGateUp] = L.H;
-        a.plan[rGateUp].n = 1;
-        a.plan[rGateUp].part[0] = {sp::Kind::routed, L.F, L.H * eb, 0, L.k};
-        a.in[rDown] = L.F;
-        a.plan[rDown].n = 1;
-        a.plan[rDown].part[0] = {sp::Kind::combine, L.H, L.F * eb, 0, L.k};
-        ok = ok && vectorised(L.H, L.expert_type) && vectorised(L.F, L.expert_type) &&
-             sp::fits(a.plan[rGateUp].part[0]) && sp::fits(a.plan[rDown].part[0]) && L.F % 4 == 0;
-    }
-    return a;
-}
-
-// The static shared memory of the kernel (block_rms_scale's), asked once.
+// Its static shared memory (block_rms_scale's), asked once.
 size_t static_shared() {
     static const size_t n = [] {
         cudaFuncAttributes attr{};
@@ -685,45 +510,7 @@ size_t static_shared() {
     return n;
 }
 
-bool hopper() {
-    return compute_major() >= 9 && cooperative_launches();
-}
-
-// The ring's slots that fit beside the rest of a launch of layers a [n] (0: fewer than two).
-int slots_for(const StreamArgs* a, int n) {
-    const int64_t room = static_cast<int64_t>(max_shared_optin()) - static_cast<int64_t>(static_shared()) -
-                         static_cast<int64_t>(layout_of(a, n, 0).total);
-    const int64_t slots = std::min<int64_t>(kMaxSlots, room / sp::kSlotBytes);
-    return slots >= 2 ? static_cast<int>(slots) : 0;
-}
-
-}  // namespace
-
-int decode_stream_stages(bool moe, const char* const** names) {
-    if (names) *names = moe ? kMoeStages : kDenseStages;
-    return moe ? static_cast<int>(std::size(kMoeStages)) : static_cast<int>(std::size(kDenseStages));
-}
-
 namespace {
-
-// The kernel's arguments for L in a; false where it cannot run L (alone, or beside others).
-bool planned(const DecodeLayer& L, StreamArgs& a) {
-    if (!hopper() || multiprocessors() <= 0 || !L.sync) return false;
-    if (L.moe && (!route_warp::takes(L.route) || L.k != L.route.k || L.k > kWarps ||
-                  (L.shared_down && L.shared_type != L.expert_type)))
-        return false;
-    if (L.nh <= 0 || L.nkv <= 0 || L.nh % L.nkv != 0 || L.hd <= 0 || L.hd > 128) return false;
-    // At most 64 positions a split (split_item_warp's scores, two a lane).
-    const int64_t positions = L.d_pos ? L.max_positions : L.pos0 + 1;
-    if (positions > 64 * decode_attn::kSplits) return false;
-    try {
-        bool ok = false;
-        a = args_of(L, ok);
-        return ok && slots_for(&a, 1) > 0;
-    } catch (const Error&) {  // a weight type the products do not take
-        return false;
-    }
-}
 
 // Launches layers [0, n) of the device table `on_device`, planned as `planned` [n] on the host.
 void launch_layers(const StreamArgs* planned, const StreamArgs* on_device, int n, cudaStream_t s) {
@@ -747,31 +534,12 @@ void launch_layers(const StreamArgs* planned, const StreamArgs* on_device, int n
 
 }  // namespace
 
-size_t decode_stream_args_bytes() {
-    return sizeof(StreamArgs);
-}
-
-bool decode_stream_runs(const DecodeLayer& L) {
-    StreamArgs a;
-    return planned(L, a);
-}
-
-bool decode_stream_plan(const DecodeLayer& L, void* table, int i) {
-    StreamArgs a;
-    if (!planned(L, a)) return false;
-    std::memcpy(static_cast<unsigned char*>(table) + static_cast<size_t>(i) * sizeof(StreamArgs), &a, sizeof a);
-    return true;
-}
-
-void decode_stream_upload(const void* table, void* device_table, int n, cudaStream_t s) {
-    check(cudaMemcpyAsync(device_table, table, static_cast<size_t>(n) * sizeof(StreamArgs), cudaMemcpyHostToDevice, s),
-          "copying the decode stream kernel's arguments");
-}
+}  // namespace stream_kernel
 
 void decode_stream(const void* table, const void* device_table, int first, int n, cudaStream_t s) {
     if (n <= 0) return;
-    launch_layers(static_cast<const StreamArgs*>(table) + first, static_cast<const StreamArgs*>(device_table) + first,
-                  n, s);
+    stream_kernel::launch_layers(static_cast<const stream_kernel::StreamArgs*>(table) + first,
+                                 static_cast<const stream_kernel::StreamArgs*>(device_table) + first, n, s);
 }
 
 }  // namespace moe::cuda::launch
