@@ -39,11 +39,14 @@ failed=0
 # that the log names the one that breaks it. GPU_PASSES="default" (or "switches", "former") runs
 # those passes only; GPU_PASSES="" none, for the benchmarks alone.
 # A suite ends after GPU_SUITE_TIMEOUT seconds (600 unless set): one that hangs does not take the turn.
+# GPU_SUITES="test_cuda_model …" runs those suites alone, and GPU_FUNCTIONS="f g …" only those
+# test functions of them (QTest's arguments; with GPU_SUITES, since each suite has its own).
 LIMIT=(timeout -k 5 "${GPU_SUITE_TIMEOUT:-600}")
 source tools/gpu-switches.sh
 for pass in ${GPU_PASSES-default switches former}; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
+        [ -z "${GPU_SUITES:-}" ] || [[ " $GPU_SUITES " == *" $name "* ]] || continue
         log="$OUT/$name-$pass.log"
         start=$SECONDS
         case $pass in
@@ -52,7 +55,8 @@ for pass in ${GPU_PASSES-default switches former}; do
         former) set -- "${GPU_FORMER[@]}" ;;
         *) echo "gpu-bundle-run: no pass $pass (default, switches, former)" >&2; exit 2 ;;
         esac
-        env "$@" "${LIMIT[@]}" "$t" > "$log" 2>&1
+        # shellcheck disable=SC2086 # the functions, one word each
+        env "$@" "${LIMIT[@]}" "$t" ${GPU_SUITES:+${GPU_FUNCTIONS:-}} > "$log" 2>&1
         rc=$?
         echo "$name ($pass, $((SECONDS - start)) s): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
         # What failed and where, for a log read from its end.
@@ -62,7 +66,8 @@ for pass in ${GPU_PASSES-default switches former}; do
             grep -qE "^$name \(default, [0-9]+ s\): Totals: [0-9]+ passed, 0 failed" "$OUT/suites.txt"; then
             for sw in "$@"; do
                 alone="$OUT/$name-${sw%%=*}.log"
-                env "$sw" "${LIMIT[@]}" "$t" > "$alone" 2>&1
+                # shellcheck disable=SC2086
+                env "$sw" "${LIMIT[@]}" "$t" ${GPU_SUITES:+${GPU_FUNCTIONS:-}} > "$alone" 2>&1
                 rc_alone=$?
                 echo "    $sw alone: $(grep -E '^Totals' "$alone" || echo "exit $rc_alone")" | tee -a "$OUT/suites.txt"
             done
