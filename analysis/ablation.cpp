@@ -14,6 +14,7 @@
 #include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
 #include "engine/evaluate.h"
+#include "engine/sampler.h"
 
 namespace moe::analysis {
 
@@ -33,7 +34,7 @@ void log_softmax(const float* logits, int64_t V, float* out) {
 }
 
 int32_t argmax(const float* row, int64_t V) {
-    return static_cast<int32_t>(std::max_element(row, row + V) - row);
+    return moe::argmax(std::span<const float>(row, static_cast<size_t>(V)));
 }
 
 struct TokenScore {

@@ -2,7 +2,8 @@
 // published size (102,400, DeepSeekMoE 16B and V2), printed as JSON. Two shapes of logits: "flat"
 // (a random-weight model: every id about as likely) and "peaked" (a trained model: a few ids
 // far above a wide tail), each with the settings a chat uses. "full_sort_us" is the same draw
-// with the whole vocabulary sorted first, the plain way, measured in the same run.
+// with the whole vocabulary sorted first, the plain way, and "first_larger_loop_us" greedy as a
+// plain loop keeping the first larger logit, both measured in the same run.
 // Usage: bench_sampler [--vocab 102400] [--draws 2000]
 #include <algorithm>
 #include <chrono>
@@ -31,6 +32,15 @@ std::vector<float> make_logits(const std::string& shape, size_t vocab, uint32_t 
         for (int i = 0; i < 20; ++i) l[id(rng)] = 18.0f - 0.4f * static_cast<float>(i);
     }
     return l;
+}
+
+// Greedy as a plain loop: the first logit larger than every one before it (not inlined, as a
+// call on logits it cannot see).
+[[gnu::noinline]] int64_t first_larger(const std::vector<float>& l) {
+    int64_t best = 0;
+    for (size_t i = 1; i < l.size(); ++i)
+        if (l[i] > l[static_cast<size_t>(best)]) best = static_cast<int64_t>(i);
+    return best;
 }
 
 // Softmax over the whole vocabulary sorted by logit, cut by top-k and top-p, then drawn.
@@ -95,8 +105,17 @@ int main(int argc, char** argv) {
             });
             std::mt19937_64 rng(1);
             const double full = s.p.temperature == 0.0f ? 0.0 : us_per_draw(draws, [&] { sink += full_sort_draw(base, s.p, rng); });
+            // Greedy against the plain loop keeping the first larger logit (before the checksum,
+            // which keeps the loop's results in use).
+            const double loop = s.p.temperature == 0.0f ? us_per_draw(draws,
+                                                                      [&] {
+                                                                          l = base;
+                                                                          sink += first_larger(l);
+                                                                      })
+                                                        : 0.0;
             nlohmann::json r = {{"logits", shape}, {"setting", s.name}, {"us_per_draw", ours}, {"checksum", sink}};
             if (full > 0) r["full_sort_us"] = full;
+            if (loop > 0) r["first_larger_loop_us"] = loop;
             out["results"].push_back(r);
         }
     }

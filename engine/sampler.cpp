@@ -26,16 +26,48 @@ void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> 
     }
 }
 
+// Lanes of 32 running maxima, each with the first index where it was reached: loops the
+// compiler turns into vector compares and blends (a clone for each instruction set, picked when
+// the program loads).
+__attribute__((target_clones("avx512f", "avx2", "default"))) int32_t argmax(std::span<const float> v) {
+    const int64_t n = static_cast<int64_t>(v.size());
+    if (n == 0 || std::isnan(v[0])) return 0;
+    constexpr int kLanes = 32;
+    float best[kLanes];
+    int32_t at[kLanes];
+    for (int j = 0; j < kLanes; ++j) {
+        best[j] = -INFINITY;
+        at[j] = -1;
+    }
+    const float* x = v.data();
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) {
+            const float value = x[i + j];
+            const bool larger = value > best[j];
+            best[j] = larger ? value : best[j];
+            at[j] = larger ? static_cast<int32_t>(i + j) : at[j];
+        }
+    float m = -INFINITY;
+    int32_t r = -1;
+    for (int j = 0; j < kLanes; ++j)
+        if (at[j] >= 0 && (best[j] > m || (best[j] == m && at[j] < r))) {
+            m = best[j];
+            r = at[j];
+        }
+    for (; i < n; ++i)
+        if (x[i] > m) {
+            m = x[i];
+            r = static_cast<int32_t>(i);
+        }
+    return r < 0 ? 0 : r;
+}
+
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
     const int64_t V = static_cast<int64_t>(logits.size());
     MOE_ASSERT(V > 0);
     apply_repetition_penalty(logits, history, p_.repetition_penalty);
-    if (p_.temperature == 0.0f) {
-        int64_t best = 0;
-        for (int64_t i = 1; i < V; ++i)
-            if (logits[i] > logits[best]) best = i;
-        return static_cast<int32_t>(best);
-    }
+    if (p_.temperature == 0.0f) return argmax(logits);
     // Candidates ranked by logit (descending, ties by id); neither the top-k cut nor the top-p
     // cut sorts them: a sort of a 100k vocabulary cost more than a decode step on a GPU.
     const auto before = [](const Candidate& a, const Candidate& b) {

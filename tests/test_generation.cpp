@@ -59,6 +59,37 @@ private slots:
         std::vector<float> l = {0.5f, 2.0f, -1.0f, 2.0f};
         QCOMPARE(s.sample(l, {}), 1);
     }
+    void argmax_is_the_first_largest() {
+        // Against the loop it stands for, on lengths around its lanes and a vocabulary's, with
+        // ties, infinities and NaNs (wherever they fall) drawn at random.
+        const auto loop = [](const std::vector<float>& v) {
+            int64_t best = 0;
+            for (int64_t i = 1; i < static_cast<int64_t>(v.size()); ++i)
+                if (v[i] > v[best]) best = i;
+            return static_cast<int32_t>(best);
+        };
+        std::mt19937 rng(5);
+        const float special[] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 3.0f};
+        for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(31), size_t(32), size_t(33), size_t(64), size_t(100),
+                         size_t(1000), size_t(102400)})
+            for (int trial = 0; trial < 40; ++trial) {
+                std::vector<float> v(n);
+                // Few distinct values in some trials (many ties), continuous ones in others.
+                for (auto& x : v)
+                    x = trial % 2 ? static_cast<float>(rng() % 4) : std::ldexp(float(rng() % 100000), -10);
+                const int specials = n ? static_cast<int>(rng() % 4) : 0;
+                for (int k = 0; k < specials; ++k) v[rng() % n] = special[rng() % std::size(special)];
+                if (n && trial % 5 == 0) v[0] = special[rng() % std::size(special)];
+                QCOMPARE(moe::argmax(v), loop(v));
+            }
+        // The largest value the first of equals in different lanes, and after the lanes' end.
+        std::vector<float> v(70, 1.0f);
+        v[40] = v[9] = v[69] = 2.0f;
+        QCOMPARE(moe::argmax(v), 9);
+        v[9] = 1.0f;
+        v[69] = 3.0f;
+        QCOMPARE(moe::argmax(v), 69);
+    }
     void repetition_penalty_as_published() {
         std::vector<float> l = {2.0f, -2.0f, 1.0f};
         const int32_t hist[] = {0, 1, 1};

@@ -12,6 +12,7 @@
 #include "engine/cpu/matmul.h"
 #include "engine/error.h"
 #include "engine/random_weights.h"
+#include "engine/sampler.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/device.h"
 #endif
@@ -118,8 +119,7 @@ Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, in
         opt.source = moe::TokenSource::generated;
         auto t1 = clock::now();
         for (int64_t g = 0; g < n_gen; ++g) {
-            int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-            const int32_t one[1] = {next};
+            const int32_t one[1] = {moe::argmax(logits)};
             s.forward(one, opt, logits);
         }
         best.decode = std::min(best.decode, std::chrono::duration<double>(clock::now() - t1).count());
