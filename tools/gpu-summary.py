@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One line per GPU benchmark result of tools/gpu-bench.sh: the JSON files of OUT-DIR
 (moewb bench --backend cuda, bench_gemv, the PyTorch peer) as a table short enough to read
-at the end of a log, with the backend switches each run had that are not the default.
+at the end of a log, with the backend switches each run had that are not the default and the
+launches their kernels took (cuda_launch_counts).
 
 Usage: tools/gpu-summary.py OUT-DIR
 """
@@ -24,6 +25,7 @@ DEFAULTS = {
     "weight_loads": "cached",
     "decode_blocks": "2",
     "decode_kernel": "launches",
+    "decode_route": "launch",
 }
 
 
@@ -61,6 +63,9 @@ def main():
             continue
         switches = doc.get("cuda_switches") or {}
         changed = " ".join(f"{k}={v}" for k, v in switches.items() if DEFAULTS.get(k) != v)
+        # What the switches' kernels did take (a switch asked for and not used shows as nothing).
+        counts = doc.get("cuda_launch_counts") or {}
+        took = " ".join(f"{k} {v}" for k, v in counts.items() if v)
         rows.append((
             path.stem,
             f"prefill {number(doc.get('prefill_tok_s'), '.0f')} tok/s"
@@ -70,7 +75,8 @@ def main():
             + (f"  observed {number(doc.get('observer_prefill_ratio'), '.3f')}/{number(doc.get('observer_decode_ratio'), '.3f')}"
                if "observer_prefill_ratio" in doc else "")
             + (f"  activations {doc['activations']}" if "activations" in doc else "")
-            + (f"  [{changed}]" if changed else ""),
+            + (f"  [{changed}]" if changed else "")
+            + (f"  launched: {took}" if took else ""),
         ))
     width = max((len(name) for name, _ in rows), default=0)
     for name, line in rows:
