@@ -23,14 +23,13 @@ namespace {
 constexpr size_t kChunk = 256;  // tokens per forward step inside a window, as evaluate_loss
 
 // log-softmax of one row of logits, in float (the same function for baseline and
-// condition, so identical logits give bit-identical log-probabilities).
-void log_softmax(const float* logits, int64_t V, float* out) {
-    double mx = logits[0];
-    for (int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(logits[v]));
-    double sum = 0;
-    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(logits[v]) - mx);
-    const double lse = mx + std::log(sum);
+// condition, so identical logits give bit-identical log-probabilities); returns what it is
+// made of, for the row's token NLL.
+LogSumExp log_softmax(const float* logits, int64_t V, float* out) {
+    const LogSumExp z = log_sum_exp(std::span<const float>(logits, static_cast<size_t>(V)));
+    const double lse = z.log_z();
     for (int64_t v = 0; v < V; ++v) out[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
+    return z;
 }
 
 int32_t argmax(const float* row, int64_t V) {
@@ -62,8 +61,8 @@ public:
         // Baseline: log-probabilities of every predicted position, kept for the conditions.
         if (!run(ids, nullptr, stream, [&](size_t pos, const float* logits) {
                 float* lp = base_logp_.data() + pos * static_cast<size_t>(V_);
-                log_softmax(logits, V_, lp);
-                token_[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1]);
+                const LogSumExp z = log_softmax(logits, V_, lp);
+                token_[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1], z);
                 base_top_[pos] = argmax(logits, V_);
             }, step))
             return false;
@@ -76,14 +75,10 @@ public:
             if (!run(ids, &conditions_[c].mask, stream, [&](size_t pos, const float* logits) {
                     const float* lb = base_logp_.data() + pos * static_cast<size_t>(V_);
                     float* la = lp.data() + (pos % kChunk) * static_cast<size_t>(V_);
-                    log_softmax(logits, V_, la);
-                    double kl = 0;
-                    for (int64_t v = 0; v < V_; ++v) {
-                        const double b = lb[v];
-                        kl += std::exp(b) * (b - static_cast<double>(la[v]));
-                    }
-                    scored[pos].kl = kl;
-                    scored[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1]);
+                    const LogSumExp z = log_softmax(logits, V_, la);
+                    const auto row = static_cast<size_t>(V_);
+                    scored[pos].kl = kl_divergence(std::span<const float>(lb, row), std::span<const float>(la, row));
+                    scored[pos].nll = token_nll(std::span<const float>(logits, row), ids[pos + 1], z);
                     scored[pos].agree = argmax(logits, V_) == base_top_[pos];
                 }, step))
                 return false;

@@ -8,7 +8,10 @@
 #include <QProcess>
 #include <QtTest>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <random>
 #include <set>
 
 #include "analysis/ablation.h"
@@ -44,6 +47,7 @@ private slots:
     void empty_mask_equals_baseline_exactly();
     void baseline_equals_eval();
     void scores_match_brute_force();
+    void log_probabilities_against_long_double();
     void random_control_is_reproducible();
     void sweep_builders();
     void sweep_errors();
@@ -126,6 +130,60 @@ void AblationTest::baseline_equals_eval() {
         QCOMPARE(r.baseline[d].tokens, sum.predicted);
         QVERIFY(std::abs(r.baseline[d].baseline_nll - sum.total_nll) < 1e-9 * sum.total_nll);
         QVERIFY(std::abs(r.conditions[0].domains[d].ablated_nll - masked.total_nll) < 1e-9 * masked.total_nll);
+    }
+}
+
+void AblationTest::log_probabilities_against_long_double() {
+    // The scores' pieces (engine/evaluate.h) against the same sums in long double with expl.
+    std::mt19937_64 rng(17);
+    std::uniform_real_distribution<double> wide(-708.0, 0.0);
+    int64_t worst_ulp = 0;
+    for (int i = 0; i < 1000000; ++i) {
+        const double x =
+            i % 2 ? wide(rng) : -std::ldexp(static_cast<double>(rng() % 1000000), -static_cast<int>(rng() % 40));
+        if (x < -708.0) continue;  // 0 there, by definition
+        const double ref = static_cast<double>(std::exp(static_cast<long double>(x)));
+        const int64_t ulp = std::llabs(std::bit_cast<int64_t>(moe::exp_nonpositive(x)) - std::bit_cast<int64_t>(ref));
+        worst_ulp = std::max(worst_ulp, ulp);
+    }
+    QVERIFY2(worst_ulp <= 1, qPrintable(QString("exp %1 ulp from the rounded long double value").arg(worst_ulp)));
+    QCOMPARE(moe::exp_nonpositive(0.0), 1.0);
+    QCOMPARE(moe::exp_nonpositive(-0.0), 1.0);
+    QCOMPARE(moe::exp_nonpositive(-800.0), 0.0);
+    QCOMPARE(moe::exp_nonpositive(-INFINITY), 0.0);
+    QVERIFY(std::isnan(moe::exp_nonpositive(NAN)));
+
+    std::normal_distribution<float> logit(0.0f, 3.0f);
+    for (size_t V : {size_t(1), size_t(7), size_t(8), size_t(1000), size_t(1025), size_t(102400)}) {
+        std::vector<float> a(V), b(V);
+        for (size_t v = 0; v < V; ++v) {
+            a[v] = logit(rng);
+            b[v] = a[v] + 0.3f * logit(rng);
+        }
+        const moe::LogSumExp za = moe::log_sum_exp(a), zb = moe::log_sum_exp(b);
+        QCOMPARE(za.max, static_cast<double>(*std::max_element(a.begin(), a.end())));
+        long double sum = 0;
+        for (float l : a) sum += std::exp(static_cast<long double>(l) - static_cast<long double>(za.max));
+        QVERIFY2(std::abs(static_cast<long double>(za.sum) - sum) <= 1e-14L * sum,
+                 qPrintable(QString("V %1: sum %2").arg(V).arg(za.sum)));
+        // KL of b's log-probabilities from a's, both rounded to float as the evaluator keeps them.
+        std::vector<float> la(V), lb(V);
+        for (size_t v = 0; v < V; ++v) {
+            la[v] = static_cast<float>(static_cast<double>(a[v]) - za.log_z());
+            lb[v] = static_cast<float>(static_cast<double>(b[v]) - zb.log_z());
+        }
+        long double kl = 0;
+        for (size_t v = 0; v < V; ++v)
+            kl += std::exp(static_cast<long double>(lb[v])) * (static_cast<long double>(lb[v]) - la[v]);
+        const double got = moe::kl_divergence(lb, la);
+        QVERIFY2(std::abs(static_cast<long double>(got) - kl) <= 1e-12L * std::max(1.0L, std::abs(kl)),
+                 qPrintable(QString("V %1: KL %2").arg(V).arg(got)));
+        QCOMPARE(moe::kl_divergence(la, la), 0.0);
+        // The token NLL from the row's pieces is the one computed from the logits.
+        const int32_t t = static_cast<int32_t>(rng() % V);
+        QCOMPARE(moe::token_nll(a, t, za), moe::token_nll(a, t));
+        const long double nll = -(static_cast<long double>(a[t]) - za.max - std::log(sum));
+        QVERIFY(std::abs(static_cast<long double>(moe::token_nll(a, t)) - nll) <= 1e-13L * std::max(1.0L, nll));
     }
 }
 
