@@ -18,8 +18,9 @@ namespace {
 // e^x for x ≤ 0: x = k·ln 2 + r, |r| ≤ ln 2 / 2 (k rounded to nearest by adding 1.5·2^52), e^r
 // by its Taylor polynomial to r^13 (the next term below 2^-60), scaled by 2^k built in the
 // exponent bits; 0 below -708 (where 2^k would be subnormal), a NaN kept. Plain operations and
-// selects by bit masks, which the compiler vectorises for every instruction set (and does not
-// contract into fused operations), so every clone below computes the same bits.
+// selects by bit masks, which the compiler vectorises for every instruction set (this file is
+// compiled with -ffp-contract=off: no multiply and add fused), so every clone below computes
+// the same bits.
 inline double exp_le0(double x) {
     const bool nan = x != x;
     const bool tiny = x < -708.0;
