@@ -16,7 +16,7 @@ constexpr size_t kChunk = 256;  // tokens per forward step inside a window
 namespace {
 
 // e^x for x ≤ 0: x = k·ln 2 + r, |r| ≤ ln 2 / 2 (k rounded to nearest by adding 1.5·2^52), e^r
-// by its Taylor polynomial to r^13 (the next term below 2^-60), scaled by 2^k built in the
+// by its Taylor polynomial to r^13 (the next term below 2^-57), scaled by 2^k built in the
 // exponent bits; 0 below -708 (where 2^k would be subnormal), a NaN kept. Plain operations and
 // selects by bit masks, which the compiler vectorises for every instruction set (this file is
 // compiled with -ffp-contract=off: no multiply and add fused), so every clone below computes
@@ -50,7 +50,7 @@ inline double exp_le0(double x) {
     return std::bit_cast<double>((e_bits & ~m_nan) | (std::bit_cast<uint64_t>(x) & m_nan));
 }
 
-constexpr int kLanes = 8;     // running sums, element i into sum i mod 8 (of its block)
+constexpr int kLanes = 8;     // running sums, element i into sum i mod 8
 constexpr int kBlock = 1024;  // elements whose e^x are made before they are summed
 
 // e[i] = exp_le0(x[i] + shift) for i < n: the loop the compiler vectorises.
