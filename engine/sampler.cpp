@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "engine/error.h"
+#include "engine/exp_poly.h"
 
 namespace moe {
 
@@ -63,6 +64,31 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) int32_t argmax(std:
     return r < 0 ? 0 : r;
 }
 
+namespace {
+
+constexpr int kWeightBlock = 1024;
+
+// A candidate's weight: e^(logit / T − max / T), the exponent rounded to float as the
+// softmax's float logits are, e^ by exp_poly's polynomial rounded to float.
+inline double softmax_weight(float logit, float temperature, double mx) {
+    const float x = static_cast<float>(logit / temperature - mx);
+    return static_cast<float>(exp_poly::exp_le0(static_cast<double>(x)));
+}
+
+// w[i] = softmax_weight(l[i], …) for i < n: the loop the compiler vectorises.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_weights(const float* l, int n,
+                                                                                  float temperature, double mx,
+                                                                                  double* w) {
+    for (int i = 0; i < n; ++i) w[i] = softmax_weight(l[i], temperature, mx);
+}
+
+// The index of the largest logit (argmax's: a NaN never chosen unless it is the first).
+size_t max_logit(std::span<const float> logits) {
+    return static_cast<size_t>(argmax(logits));
+}
+
+}  // namespace
+
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
     const int64_t V = static_cast<int64_t>(logits.size());
     MOE_ASSERT(V > 0);
@@ -75,20 +101,34 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     };
     const auto at = [&](size_t i) { return cand_.begin() + static_cast<std::ptrdiff_t>(i); };
     cand_.resize(static_cast<size_t>(V));
-    for (int64_t i = 0; i < V; ++i) cand_[static_cast<size_t>(i)] = {logits[i], static_cast<int32_t>(i), 0.0};
     size_t n = cand_.size();
+    double sum = 0;
     if (p_.top_k > 0 && p_.top_k < V) {
+        for (int64_t i = 0; i < V; ++i) cand_[static_cast<size_t>(i)] = {logits[i], static_cast<int32_t>(i), 0.0};
         n = static_cast<size_t>(p_.top_k);
         std::nth_element(cand_.begin(), at(n), cand_.end(), before);
-    }
-    // Softmax of logits / temperature over the candidates.
-    float top = cand_[0].logit;
-    for (size_t i = 1; i < n; ++i) top = std::max(top, cand_[i].logit);
-    const double mx = top / p_.temperature;
-    double sum = 0;
-    for (size_t i = 0; i < n; ++i) {
-        cand_[i].weight = std::exp(static_cast<float>(cand_[i].logit / p_.temperature - mx));
-        sum += cand_[i].weight;
+        // Softmax of logits / temperature over the k candidates.
+        float top = cand_[0].logit;
+        for (size_t i = 1; i < n; ++i) top = std::max(top, cand_[i].logit);
+        const double mx = top / p_.temperature;
+        for (size_t i = 0; i < n; ++i) {
+            cand_[i].weight = softmax_weight(cand_[i].logit, p_.temperature, mx);
+            sum += cand_[i].weight;
+        }
+    } else {
+        // Over the whole vocabulary, in id order: the weights made a block at a time by a
+        // vectorised loop.
+        const double mx = logits[max_logit(logits)] / p_.temperature;  // in float, as the k candidates'
+
+        double w[kWeightBlock];
+        for (int64_t i0 = 0; i0 < V; i0 += kWeightBlock) {
+            const int nb = static_cast<int>(std::min<int64_t>(kWeightBlock, V - i0));
+            softmax_weights(logits.data() + i0, nb, p_.temperature, mx, w);
+            for (int j = 0; j < nb; ++j) {
+                cand_[static_cast<size_t>(i0 + j)] = {logits[i0 + j], static_cast<int32_t>(i0 + j), w[j]};
+                sum += w[j];
+            }
+        }
     }
     const auto mass = [&](size_t from, size_t to) {
         double m = 0;
