@@ -68,8 +68,8 @@ namespace {
 
 constexpr int kWeightBlock = 1024;
 
-// A candidate's weight: e^(logit / T − max / T), the exponent rounded to float as the
-// softmax's float logits are, e^ by exp_poly's polynomial rounded to float.
+// A candidate's weight: e^x for x = logit / T − max / T rounded to float, e^x by exp_poly's
+// polynomial in double, rounded to float.
 inline double softmax_weight(float logit, float temperature, double mx) {
     const float x = static_cast<float>(logit / temperature - mx);
     return static_cast<float>(exp_poly::exp_le0(static_cast<double>(x)));
@@ -80,11 +80,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_weight
                                                                                   float temperature, double mx,
                                                                                   double* w) {
     for (int i = 0; i < n; ++i) w[i] = softmax_weight(l[i], temperature, mx);
-}
-
-// The index of the largest logit (argmax's: a NaN never chosen unless it is the first).
-size_t max_logit(std::span<const float> logits) {
-    return static_cast<size_t>(argmax(logits));
 }
 
 }  // namespace
@@ -118,8 +113,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     } else {
         // Over the whole vocabulary, in id order: the weights made a block at a time by a
         // vectorised loop.
-        const double mx = logits[max_logit(logits)] / p_.temperature;  // in float, as the k candidates'
-
+        const double mx = logits[static_cast<size_t>(argmax(logits))] / p_.temperature;  // in float, as top-k's
         double w[kWeightBlock];
         for (int64_t i0 = 0; i0 < V; i0 += kWeightBlock) {
             const int nb = static_cast<int>(std::min<int64_t>(kWeightBlock, V - i0));
