@@ -25,15 +25,11 @@ constexpr size_t kChunk = 256;  // tokens per forward step inside a window, as e
 // log-softmax of one row of logits, in float (the same function for baseline and
 // condition, so identical logits give bit-identical log-probabilities); returns what it is
 // made of, for the row's token NLL.
-LogSumExp log_softmax(const float* logits, int64_t V, float* out) {
-    const LogSumExp z = log_sum_exp(std::span<const float>(logits, static_cast<size_t>(V)));
+LogSumExp log_softmax(std::span<const float> logits, float* out) {
+    const LogSumExp z = log_sum_exp(logits);
     const double lse = z.log_z();
-    for (int64_t v = 0; v < V; ++v) out[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
+    for (size_t v = 0; v < logits.size(); ++v) out[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
     return z;
-}
-
-int32_t argmax(const float* row, int64_t V) {
-    return moe::argmax(std::span<const float>(row, static_cast<size_t>(V)));
 }
 
 struct TokenScore {
@@ -59,12 +55,15 @@ public:
         token_.assign(predicted, {});
 
         // Baseline: log-probabilities of every predicted position, kept for the conditions.
-        if (!run(ids, nullptr, stream, [&](size_t pos, const float* logits) {
-                float* lp = base_logp_.data() + pos * static_cast<size_t>(V_);
-                const LogSumExp z = log_softmax(logits, V_, lp);
-                token_[pos].nll = token_nll(std::span<const float>(logits, static_cast<size_t>(V_)), ids[pos + 1], z);
-                base_top_[pos] = argmax(logits, V_);
-            }, step))
+        if (!run(
+                ids, nullptr, stream,
+                [&](size_t pos, std::span<const float> logits) {
+                    float* lp = base_logp_.data() + pos * static_cast<size_t>(V_);
+                    const LogSumExp z = log_softmax(logits, lp);
+                    token_[pos].nll = token_nll(logits, ids[pos + 1], z);
+                    base_top_[pos] = moe::argmax(logits);
+                },
+                step))
             return false;
         baseline.tokens += static_cast<int64_t>(predicted);
         for (const TokenScore& t : token_) baseline.baseline_nll += t.nll;
@@ -72,15 +71,19 @@ public:
         std::vector<float> lp(static_cast<size_t>(V_) * kChunk);
         for (size_t c = 0; c < conditions_.size(); ++c) {
             std::vector<TokenScore> scored(predicted);
-            if (!run(ids, &conditions_[c].mask, stream, [&](size_t pos, const float* logits) {
-                    const float* lb = base_logp_.data() + pos * static_cast<size_t>(V_);
-                    float* la = lp.data() + (pos % kChunk) * static_cast<size_t>(V_);
-                    const LogSumExp z = log_softmax(logits, V_, la);
-                    const auto row = static_cast<size_t>(V_);
-                    scored[pos].kl = kl_divergence(std::span<const float>(lb, row), std::span<const float>(la, row));
-                    scored[pos].nll = token_nll(std::span<const float>(logits, row), ids[pos + 1], z);
-                    scored[pos].agree = argmax(logits, V_) == base_top_[pos];
-                }, step))
+            if (!run(
+                    ids, &conditions_[c].mask, stream,
+                    [&](size_t pos, std::span<const float> logits) {
+                        const auto row = static_cast<size_t>(V_);
+                        const float* lb = base_logp_.data() + pos * row;
+                        float* la = lp.data() + (pos % kChunk) * row;
+                        const LogSumExp z = log_softmax(logits, la);
+                        scored[pos].kl =
+                            kl_divergence(std::span<const float>(lb, row), std::span<const float>(la, row));
+                        scored[pos].nll = token_nll(logits, ids[pos + 1], z);
+                        scored[pos].agree = moe::argmax(logits) == base_top_[pos];
+                    },
+                    step))
                 return false;
             AblationScore& s = scores[c];
             s.tokens += static_cast<int64_t>(predicted);
@@ -95,7 +98,7 @@ public:
     }
 
 private:
-    // Runs the window through the model in chunks; calls per_token(pos, logits row) for
+    // Runs the window through the model in chunks; calls per_token(pos, its logits' row) for
     // every predicted position, in parallel over the chunk's positions.
     template <class PerToken>
     bool run(std::span<const int32_t> ids, const ExpertMask* mask, uint64_t stream, PerToken&& per_token,
@@ -110,7 +113,9 @@ private:
             session.forward(ids.subspan(c0, cn), fo, logits_);
             const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
             model_.pool().parallel_for(static_cast<int64_t>(usable), [&](int64_t t, int) {
-                per_token(c0 + static_cast<size_t>(t), logits_.data() + static_cast<size_t>(t) * static_cast<size_t>(V_));
+                const auto row = static_cast<size_t>(V_);
+                per_token(c0 + static_cast<size_t>(t),
+                          std::span<const float>(logits_).subspan(static_cast<size_t>(t) * row, row));
             });
             if (!step(static_cast<int64_t>(cn))) return false;
         }

@@ -169,7 +169,6 @@ void decode_layer(const DecodeLayer& L, cudaStream_t s);
 // The layers' arguments are planned on the host into a table (decode_stream_plan, pinned
 // memory of decode_stream_args_bytes() a layer), copied to the device's copy of the table
 // (decode_stream_upload: one copy a step) and launched from there (decode_stream).
-bool decode_stream_runs(const DecodeLayer& L);
 std::size_t decode_stream_args_bytes();
 // Plans L into entry i of table; false (the entry untouched) where the kernel cannot run L.
 bool decode_stream_plan(const DecodeLayer& L, void* table, int i);

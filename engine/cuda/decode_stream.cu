@@ -464,7 +464,7 @@ __device__ void stream_layer(Block& blk, const Launch& l) {
 // One block a multiprocessor, all resident (a cooperative launch), kThreads threads; the
 // launch's layers one after another.
 // (Compiled for every architecture; its bulk copies and byte-counting barriers trap before 9.0,
-// where decode_stream_runs keeps it from running.)
+// where decode_stream_plan keeps it from running.)
 __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid_constant__ Launch l) {
     extern __shared__ __align__(128) unsigned char sm[];
     Block blk(l, sm);
@@ -529,7 +529,7 @@ void launch_layers(const StreamArgs* planned, const StreamArgs* on_device, int n
     launch_cooperative(decode_stream_kernel, dim3(static_cast<unsigned>(multiprocessors())), dim3(kThreads),
                        static_cast<size_t>(l.lay.total), s, "launching the decode stream kernel", l);
     count(Counted::stream_launch);
-    for (int i = 0; i < n; ++i) count(Counted::stream);
+    count(Counted::stream, n);
 }
 
 }  // namespace

@@ -175,11 +175,6 @@ size_t decode_stream_args_bytes() {
     return sizeof(stream_kernel::StreamArgs);
 }
 
-bool decode_stream_runs(const DecodeLayer& L) {
-    stream_kernel::StreamArgs a;
-    return stream_kernel::planned(L, a);
-}
-
 bool decode_stream_plan(const DecodeLayer& L, void* table, int i) {
     stream_kernel::StreamArgs a;
     if (!stream_kernel::planned(L, a)) return false;

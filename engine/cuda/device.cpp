@@ -239,8 +239,8 @@ namespace {
 std::atomic<int64_t> counted[static_cast<int>(Counted::kinds)];
 }
 
-void count(Counted what) {
-    counted[static_cast<int>(what)].fetch_add(1, std::memory_order_relaxed);
+void count(Counted what, int64_t n) {
+    counted[static_cast<int>(what)].fetch_add(n, std::memory_order_relaxed);
 }
 
 int multiprocessors() {
