@@ -11,10 +11,9 @@
 #include "analysis/fingerprint.h"
 #include "analysis/store/schema.h"
 #include "analysis/store/sqlite_db.h"
-#include "engine/cpu/thread_pool.h"
 #include "engine/error.h"
-#include "engine/evaluate.h"
-#include "engine/sampler.h"
+#include "engine/model.h"
+#include "engine/scoring.h"
 
 namespace moe::analysis {
 
@@ -22,26 +21,18 @@ namespace {
 
 constexpr size_t kChunk = 256;  // tokens per forward step inside a window, as evaluate_loss
 
-// log-softmax of one row of logits, in float (the same function for baseline and
-// condition, so identical logits give bit-identical log-probabilities); returns what it is
-// made of, for the row's token NLL.
-LogSumExp log_softmax(std::span<const float> logits, float* out) {
-    const LogSumExp z = log_sum_exp(logits);
-    const double lse = z.log_z();
-    for (size_t v = 0; v < logits.size(); ++v) out[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
-    return z;
-}
-
 struct TokenScore {
     double nll = 0, kl = 0;
     bool agree = false;
 };
 
-// One document window of one domain, scored for the baseline and every condition.
+// One document window of one domain, scored for the baseline and every condition. The rows of
+// logits are scored where the backend makes them (Model::forward_scored): the baseline's
+// log-probabilities are kept there, in a bank of the window's predicted positions.
 class WindowScorer {
 public:
     WindowScorer(const Model& model, std::span<const AblationCondition> conditions)
-        : model_(model), conditions_(conditions), V_(model.config().vocab_size) {}
+        : model_(model), conditions_(conditions) {}
 
     // ids: the window's tokens; stream: the window's random stream. Adds into `baseline`
     // and `scores[c]`. Returns false when `step` asked to stop.
@@ -50,38 +41,33 @@ public:
         const size_t n = ids.size();
         if (n < 2) return true;
         const size_t predicted = n - 1;
-        base_logp_.resize(predicted * static_cast<size_t>(V_));
+        if (!bank_ || bank_->rows() < static_cast<int64_t>(predicted)) {
+            bank_.reset();  // the former bank's memory back before the larger one is taken
+            bank_ = model_.make_score_bank(static_cast<int64_t>(predicted));
+        }
         base_top_.resize(predicted);
         token_.assign(predicted, {});
 
         // Baseline: log-probabilities of every predicted position, kept for the conditions.
         if (!run(
-                ids, nullptr, stream,
-                [&](size_t pos, std::span<const float> logits) {
-                    float* lp = base_logp_.data() + pos * static_cast<size_t>(V_);
-                    const LogSumExp z = log_softmax(logits, lp);
-                    token_[pos].nll = token_nll(logits, ids[pos + 1], z);
-                    base_top_[pos] = moe::argmax(logits);
+                ids, nullptr, stream, Keep::baseline,
+                [&](size_t pos, const RowScore& r) {
+                    token_[pos].nll = r.nll;
+                    base_top_[pos] = r.top;
                 },
                 step))
             return false;
         baseline.tokens += static_cast<int64_t>(predicted);
         for (const TokenScore& t : token_) baseline.baseline_nll += t.nll;
 
-        std::vector<float> lp(static_cast<size_t>(V_) * kChunk);
+        std::vector<TokenScore> scored(predicted);
         for (size_t c = 0; c < conditions_.size(); ++c) {
-            std::vector<TokenScore> scored(predicted);
             if (!run(
-                    ids, &conditions_[c].mask, stream,
-                    [&](size_t pos, std::span<const float> logits) {
-                        const auto row = static_cast<size_t>(V_);
-                        const float* lb = base_logp_.data() + pos * row;
-                        float* la = lp.data() + (pos % kChunk) * row;
-                        const LogSumExp z = log_softmax(logits, la);
-                        scored[pos].kl =
-                            kl_divergence(std::span<const float>(lb, row), std::span<const float>(la, row));
-                        scored[pos].nll = token_nll(logits, ids[pos + 1], z);
-                        scored[pos].agree = moe::argmax(logits) == base_top_[pos];
+                    ids, &conditions_[c].mask, stream, Keep::against_baseline,
+                    [&](size_t pos, const RowScore& r) {
+                        scored[pos].kl = r.kl;
+                        scored[pos].nll = r.nll;
+                        scored[pos].agree = r.top == base_top_[pos];
                     },
                     step))
                 return false;
@@ -98,10 +84,12 @@ public:
     }
 
 private:
-    // Runs the window through the model in chunks; calls per_token(pos, its logits' row) for
-    // every predicted position, in parallel over the chunk's positions.
+    enum class Keep { baseline, against_baseline };
+
+    // Runs the window through the model in chunks, each chunk's predicted positions scored
+    // (kept in the bank, or against it); calls per_token(pos, its score) for each.
     template <class PerToken>
-    bool run(std::span<const int32_t> ids, const ExpertMask* mask, uint64_t stream, PerToken&& per_token,
+    bool run(std::span<const int32_t> ids, const ExpertMask* mask, uint64_t stream, Keep keep, PerToken&& per_token,
              const std::function<bool(int64_t)>& step) {
         const size_t n = ids.size();
         Session session(model_);
@@ -110,13 +98,18 @@ private:
         fo.random_stream = stream;
         for (size_t c0 = 0; c0 < n; c0 += kChunk) {
             const size_t cn = std::min(kChunk, n - c0);
-            session.forward(ids.subspan(c0, cn), fo, logits_);
             const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
-            model_.pool().parallel_for(static_cast<int64_t>(usable), [&](int64_t t, int) {
-                const auto row = static_cast<size_t>(V_);
-                per_token(c0 + static_cast<size_t>(t),
-                          std::span<const float>(logits_).subspan(static_cast<size_t>(t) * row, row));
-            });
+            ScoreRequest req;
+            req.targets = ids.subspan(c0 + 1, usable);
+            if (keep == Keep::baseline) {
+                req.keep = bank_.get();
+                req.keep_row = static_cast<int64_t>(c0);
+            } else {
+                req.reference = bank_.get();
+                req.reference_row = static_cast<int64_t>(c0);
+            }
+            session.forward_scored(ids.subspan(c0, cn), fo, req, rows_);
+            for (size_t t = 0; t < usable; ++t) per_token(c0 + t, rows_[t]);
             if (!step(static_cast<int64_t>(cn))) return false;
         }
         return true;
@@ -124,9 +117,8 @@ private:
 
     const Model& model_;
     std::span<const AblationCondition> conditions_;
-    int64_t V_;
-    std::vector<float> logits_;
-    std::vector<float> base_logp_;  // [predicted, V]
+    std::unique_ptr<ScoreBank> bank_;  // [predicted, V] the baseline's log-probabilities
+    std::vector<RowScore> rows_;
     std::vector<int32_t> base_top_;
     std::vector<TokenScore> token_;
 };

@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "engine/exp_poly.h"
+#include "engine/scoring.h"
 
 namespace moe {
 
@@ -84,27 +85,25 @@ EvalResult evaluate_loss(const Model& model, std::span<const int32_t> ids, int64
                          RoutingObserver* observer) {
     if (ids.size() < 2) throw_input_error("eval", "need at least 2 tokens to predict one");
     MOE_ASSERT(context >= 2);
-    const int64_t V = model.config().vocab_size;
     EvalResult r;
-    std::vector<float> logits;
+    std::vector<RowScore> rows;
     for (size_t start = 0; start + 1 < ids.size(); start += static_cast<size_t>(context)) {
         const size_t n = std::min(ids.size() - start, static_cast<size_t>(context));
         if (n < 2) break;
-        // Within a window, prefill in chunks through the KV cache so the logits buffer stays
-        // [chunk, V] however long the context is.
+        // Within a window, prefill in chunks through the KV cache, each chunk's rows scored
+        // where the backend makes them.
         Session s(model);
         ForwardOptions opt;
         opt.mask = mask;
         opt.observer = observer;
         for (size_t c0 = 0; c0 < n; c0 += kChunk) {
             const size_t cn = std::min(kChunk, n - c0);
-            s.forward(ids.subspan(start + c0, cn), opt, logits);
-            for (size_t t = 0; t < cn; ++t) {
-                const size_t pos = c0 + t;  // in the window
-                if (pos + 1 >= n) break;
-                r.total_nll += token_nll(std::span<const float>(logits).subspan(t * V, V), ids[start + pos + 1]);
-                ++r.predicted;
-            }
+            const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
+            ScoreRequest req;
+            req.targets = ids.subspan(start + c0 + 1, usable);
+            s.forward_scored(ids.subspan(start + c0, cn), opt, req, rows);
+            for (size_t t = 0; t < usable; ++t) r.total_nll += rows[t].nll;  // in order
+            r.predicted += static_cast<int64_t>(usable);
         }
     }
     return r;

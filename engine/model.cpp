@@ -100,14 +100,41 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
     }
 }
 
-void Session::forward(std::span<const int32_t> ids, const ForwardOptions& opt, std::vector<float>& logits) {
-    const int64_t V = model_.config().vocab_size;
+namespace {
+
+void check_ids(std::span<const int32_t> ids, int64_t V) {
     for (size_t i = 0; i < ids.size(); ++i)
         if (ids[i] < 0 || ids[i] >= V)
             throw_input_error("token ids", "id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
                                                " is out of range (vocabulary of " + std::to_string(V) + ")");
     if (ids.empty()) throw_input_error("token ids", "empty sequence");
+}
+
+}  // namespace
+
+void Model::forward_scored(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
+                           const ScoreRequest& req, std::vector<RowScore>& scores) const {
+    check_score_request(req, static_cast<int64_t>(ids.size()), config_.vocab_size);
+    std::lock_guard lock(score_mutex_);
+    ForwardOptions all = opt;
+    all.all_logits = true;
+    forward(ids, cache, all, score_logits_);
+    score_rows_on_host(*pool_, score_logits_, config_.vocab_size, req, scores);
+}
+
+std::unique_ptr<ScoreBank> Model::make_score_bank(int64_t rows) const {
+    return std::make_unique<HostScoreBank>(rows, config_.vocab_size);
+}
+
+void Session::forward(std::span<const int32_t> ids, const ForwardOptions& opt, std::vector<float>& logits) {
+    check_ids(ids, model_.config().vocab_size);
     model_.forward(ids, cache_, opt, logits);
+}
+
+void Session::forward_scored(std::span<const int32_t> ids, const ForwardOptions& opt, const ScoreRequest& req,
+                             std::vector<RowScore>& scores) {
+    check_ids(ids, model_.config().vocab_size);
+    model_.forward_scored(ids, cache_, opt, req, scores);
 }
 
 }  // namespace moe

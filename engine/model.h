@@ -16,6 +16,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model_config.h"
 #include "engine/routing.h"
+#include "engine/scoring.h"
 
 namespace moe {
 
@@ -87,6 +88,16 @@ public:
                          std::vector<float>& logits) const = 0;
     virtual KvCache make_cache() const = 0;
 
+    // Runs ids as forward does and scores the step's rows where the backend made them
+    // (engine/scoring.h) rather than handing them back: scores[i] for rows [0,
+    // req.targets.size()). By default the rows are made on the host as forward's logits and
+    // scored there; the CUDA backend scores them on the device.
+    virtual void forward_scored(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
+                                const ScoreRequest& req, std::vector<RowScore>& scores) const;
+    // Room for `rows` rows of log-probabilities where this backend scores (ScoreRequest::keep);
+    // an error naming the sizes where the memory is short.
+    virtual std::unique_ptr<ScoreBank> make_score_bank(int64_t rows) const;
+
 protected:
     Model(ModelConfig config, std::shared_ptr<TensorSource> tensors, const LoadOptions& opt);
     ModelConfig config_;
@@ -95,6 +106,10 @@ protected:
     std::unique_ptr<cpu::Arena> arena_;  // scratch of the running forward step
     mutable std::mutex forward_mutex_;
     cpu::Arena& arena() const { return *arena_; }
+
+private:
+    mutable std::mutex score_mutex_;           // the default forward_scored's rows
+    mutable std::vector<float> score_logits_;  //   (its forward step's logits)
 };
 
 // Opens a Hugging Face model directory (config.json + safetensors).
@@ -115,6 +130,9 @@ public:
     explicit Session(const Model& model) : model_(model), cache_(model.make_cache()) {}
     // Runs ids after what the session already holds; logits as in Model::forward.
     void forward(std::span<const int32_t> ids, const ForwardOptions& opt, std::vector<float>& logits);
+    // Runs ids after what the session holds, its rows scored as in Model::forward_scored.
+    void forward_scored(std::span<const int32_t> ids, const ForwardOptions& opt, const ScoreRequest& req,
+                        std::vector<RowScore>& scores);
     int64_t position() const { return cache_.length(); }
     void reset() { cache_.clear(); }
     const Model& model() const { return model_; }

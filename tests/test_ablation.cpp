@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -22,6 +23,8 @@
 #include "analysis/trace_runner.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluate.h"
+#include "engine/sampler.h"
+#include "engine/scoring.h"
 #include "test_store_support.h"
 
 using namespace moe::analysis;
@@ -48,6 +51,7 @@ private slots:
     void baseline_equals_eval();
     void scores_match_brute_force();
     void log_probabilities_against_long_double();
+    void scored_rows_match_their_logits();
     void random_control_is_reproducible();
     void sweep_builders();
     void sweep_errors();
@@ -131,6 +135,65 @@ void AblationTest::baseline_equals_eval() {
         QVERIFY(std::abs(r.baseline[d].baseline_nll - sum.total_nll) < 1e-9 * sum.total_nll);
         QVERIFY(std::abs(r.conditions[0].domains[d].ablated_nll - masked.total_nll) < 1e-9 * masked.total_nll);
     }
+}
+
+void AblationTest::scored_rows_match_their_logits() {
+    // Model::forward_scored against the scores made from forward's logits, bit for bit: the
+    // kept log-probabilities, each row's NLL (none for a target < 0 or a row left out), top-1
+    // and KL from the kept rows under a mask.
+    const int64_t V = model_->config().vocab_size;
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 30; ++i) ids.push_back(static_cast<int32_t>((i * 37 + 5) % V));
+    std::vector<int32_t> targets(ids.begin() + 1, ids.end());  // the last row left out
+    targets[7] = -1;
+    const moe::ExpertMask off = moe::ExpertMask::parse("*:shared", model_->config(), moe::MaskMode::reroute);
+
+    std::vector<float> base, masked;
+    moe::ForwardOptions fo;
+    moe::Session(*model_).forward(ids, fo, base);
+    fo.mask = &off;
+    moe::Session(*model_).forward(ids, fo, masked);
+
+    const auto bank = model_->make_score_bank(40);
+    QCOMPARE(bank->rows(), int64_t{40});
+    QCOMPARE(bank->width(), V);
+    moe::ScoreRequest keep;
+    keep.targets = targets;
+    keep.keep = bank.get();
+    keep.keep_row = 3;
+    std::vector<moe::RowScore> kept, against;
+    moe::Session(*model_).forward_scored(ids, {}, keep, kept);
+    moe::ScoreRequest ref;
+    ref.targets = targets;
+    ref.reference = bank.get();
+    ref.reference_row = 3;
+    moe::ForwardOptions masked_opt;
+    masked_opt.mask = &off;
+    moe::Session(*model_).forward_scored(ids, masked_opt, ref, against);
+    QCOMPARE(kept.size(), targets.size());
+    QCOMPARE(against.size(), targets.size());
+
+    std::vector<float> row(static_cast<size_t>(V)), lp(static_cast<size_t>(V)), lq(static_cast<size_t>(V));
+    double kl_sum = 0;
+    for (size_t r = 0; r < targets.size(); ++r) {
+        const std::span<const float> b(base.data() + r * V, static_cast<size_t>(V));
+        const std::span<const float> m(masked.data() + r * V, static_cast<size_t>(V));
+        const moe::LogSumExp zb = moe::log_sum_exp(b), zm = moe::log_sum_exp(m);
+        for (int64_t v = 0; v < V; ++v) {
+            lp[v] = static_cast<float>(static_cast<double>(b[v]) - zb.log_z());
+            lq[v] = static_cast<float>(static_cast<double>(m[v]) - zm.log_z());
+        }
+        bank->read_row(3 + static_cast<int64_t>(r), row);
+        QVERIFY(std::memcmp(row.data(), lp.data(), row.size() * sizeof(float)) == 0);
+        QCOMPARE(kept[r].nll, targets[r] < 0 ? 0.0 : moe::token_nll(b, targets[r], zb));
+        QCOMPARE(against[r].nll, targets[r] < 0 ? 0.0 : moe::token_nll(m, targets[r], zm));
+        QCOMPARE(kept[r].top, moe::argmax(b));
+        QCOMPARE(against[r].top, moe::argmax(m));
+        QCOMPARE(kept[r].kl, 0.0);
+        QCOMPARE(against[r].kl, moe::kl_divergence(lp, lq));
+        kl_sum += against[r].kl;
+    }
+    QVERIFY(kl_sum > 0);
 }
 
 void AblationTest::log_probabilities_against_long_double() {

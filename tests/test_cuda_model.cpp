@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <optional>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "engine/cuda/cuda_model.h"
@@ -31,6 +32,7 @@
 #include "engine/error.h"
 #include "engine/expert_mask.h"
 #include "engine/model.h"
+#include "engine/scoring.h"
 #include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
 
@@ -419,6 +421,98 @@ private slots:
         qInfo("%lld layers routed by their experts' launch", static_cast<long long>(ran));
         // Each MoE layer of each step, unless the mask asks for a skip (no plain router).
         if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= moe_layers_of_);
+    }
+
+    // A scored step (Model::forward_scored: the rows scored on the device, the baseline's
+    // log-probabilities kept in device memory) against the host's scores of the same model's
+    // logits: NLL and KL within 1e-9 (the device's sums in another order), top-1 the same but
+    // at near ties (1e-4), the kept log-probabilities within 1e-5; an unmasked step scored
+    // against its own kept rows: the same NLL and a KL of 0 (1e-12) — a step makes the same
+    // logits each time it runs, so an ablation's empty mask scores as its baseline.
+    void scoredStepsMatchTheirLogits_data() {
+        QTest::addColumn<QString>("dir");
+        QTest::addColumn<int>("tokens");
+        QTest::newRow("f32_single") << QString::fromStdString(test_support::fixture_path("f32_single")) << 40;
+        QTest::newRow("bf16_tied") << QString::fromStdString(test_support::fixture_path("bf16_tied")) << 40;
+        if (std::filesystem::exists(kEmbedded + "/model.safetensors"))
+            QTest::newRow("embedded") << QString::fromStdString(kEmbedded) << 300;
+    }
+    void scoredStepsMatchTheirLogits() {
+        QFETCH(QString, dir);
+        QFETCH(int, tokens);
+        moe::LoadOptions o;
+        o.backend = moe::Backend::cuda;
+        const auto gpu = moe::load_model(dir.toStdString(), o);
+        const int64_t V = gpu->config().vocab_size;
+        std::mt19937 rng(5);
+        std::vector<int32_t> ids;
+        for (int i = 0; i < tokens; ++i) ids.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(V)));
+        std::vector<int32_t> targets(ids.begin() + 1, ids.end());
+        targets[3] = -1;
+        const moe::ExpertMask mask = moe::ExpertMask::parse("*:0,1", gpu->config(), moe::MaskMode::reroute);
+
+        // The host's scores of the device's logits.
+        std::vector<float> base, masked;
+        moe::ForwardOptions plain, with_mask;
+        with_mask.mask = &mask;
+        moe::Session(*gpu).forward(ids, plain, base);
+        moe::Session(*gpu).forward(ids, with_mask, masked);
+        moe::HostScoreBank host_bank(static_cast<int64_t>(targets.size()), V);
+        std::vector<moe::RowScore> want_kept, want_against;
+        moe::ScoreRequest keep;
+        keep.targets = targets;
+        keep.keep = &host_bank;
+        moe::score_rows_on_host(gpu->pool(), base, V, keep, want_kept);
+        moe::ScoreRequest against = keep;
+        against.keep = nullptr;
+        against.reference = &host_bank;
+        moe::score_rows_on_host(gpu->pool(), masked, V, against, want_against);
+
+        // The device's, its bank of two rows more (kept from row 2 on).
+        const auto bank = gpu->make_score_bank(static_cast<int64_t>(targets.size()) + 2);
+        std::vector<moe::RowScore> kept, scored, itself;
+        keep.keep = bank.get();
+        keep.keep_row = 2;
+        moe::Session(*gpu).forward_scored(ids, plain, keep, kept);
+        against.reference = bank.get();
+        against.reference_row = 2;
+        moe::Session(*gpu).forward_scored(ids, with_mask, against, scored);
+        moe::Session(*gpu).forward_scored(ids, plain, against, itself);
+
+        double worst_nll = 0, worst_kl = 0, worst_self = 0;
+        int64_t near_ties = 0;
+        std::vector<float> row(static_cast<size_t>(V));
+        for (size_t r = 0; r < targets.size(); ++r) {
+            const double nll_scale = std::max(1.0, std::abs(want_kept[r].nll));
+            worst_nll = std::max(
+                {worst_nll, std::abs(kept[r].nll - want_kept[r].nll) / nll_scale,
+                 std::abs(scored[r].nll - want_against[r].nll) / std::max(1.0, std::abs(want_against[r].nll))});
+            worst_kl =
+                std::max(worst_kl, std::abs(scored[r].kl - want_against[r].kl) / std::max(1.0, want_against[r].kl));
+            worst_self = std::max(worst_self, std::abs(itself[r].kl));
+            QCOMPARE(itself[r].nll, kept[r].nll);
+            // The top-1: the same, or a near tie of the host's row.
+            for (const auto& [got, want, logits] : {std::tuple{kept[r].top, want_kept[r].top, &base},
+                                                    std::tuple{scored[r].top, want_against[r].top, &masked}}) {
+                if (got == want) continue;
+                const float* l = logits->data() + r * V;
+                QVERIFY2(std::abs(l[got] - l[want]) <= 1e-4f * std::max(1.0f, std::abs(l[want])),
+                         qPrintable(QString("row %1: top %2 against %3").arg(r).arg(got).arg(want)));
+                ++near_ties;
+            }
+            bank->read_row(2 + static_cast<int64_t>(r), row);
+            for (int64_t v = 0; v < V; v += 97)
+                QVERIFY(std::abs(row[v] - host_bank.row(static_cast<int64_t>(r))[v]) <=
+                        1e-5f * std::max(1.0f, std::abs(row[v])));
+        }
+        QCOMPARE(kept[3].nll, 0.0);
+        qInfo(
+            "scored on the device: NLL within %.3g, KL within %.3g, KL of a step from its own rows %.3g, %lld near "
+            "ties of the top-1",
+            worst_nll, worst_kl, worst_self, static_cast<long long>(near_ties));
+        QVERIFY(worst_nll <= 1e-9);
+        QVERIFY(worst_kl <= 1e-9);
+        QVERIFY(worst_self <= 1e-12);
     }
 
     void refusesWhatItDoesNotRun() {

@@ -4,17 +4,23 @@
 // after a residual add in the same launch it must be the add's and the norm's values exactly;
 // the SiLU product goes through the device's expf (at most 2e-7 relative apart), and rounded
 // to BF16 parts as it is made it must be the parts of the unrounded one bit for bit. Labelled
-// gpu; without a CUDA device it is skipped with the driver's reason.
+// gpu; without a CUDA device it is skipped with the driver's reason. The scores of rows of
+// logits (engine/scoring.h) sum in double in another order than the host's: NLL and KL within
+// 1e-12 of the host's (relative to the row's scale), the same top-1, log-probabilities at most
+// 1 ulp apart.
 #include <QtTest>
 
+#include <bit>
 #include <cmath>
 #include <vector>
 
 #include "engine/cpu/ops.h"
+#include "engine/cpu/thread_pool.h"
 #include "engine/cuda/device.h"
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/ops_kernels.h"
 #include "engine/moe_dispatch.h"
+#include "engine/scoring.h"
 #include "engine/tensor.h"
 #include "tests/cuda_test_support.h"
 #include "tests/test_support.h"
@@ -75,6 +81,77 @@ private slots:
         const auto [x_new, y] = moe::cuda::add_rms_norm(x, b, w, T, n, 1e-6f);
         QCOMPARE(x_new, sum);
         QCOMPARE(y, moe::cuda::rms_norm(sum, w, T, n, 1e-6f));
+    }
+
+    // Rows of the 16B's vocabulary scored on the device against the host (score_rows_on_host):
+    // logits of several scales, a tie for the top, a NaN (never the top), a row without a
+    // target, each against a reference row of other logits.
+    void rowScores() {
+        test_support::Lcg rng{11};
+        const int64_t n = 48, V = 102400;
+        std::vector<float> logits, other;
+        for (int64_t r = 0; r < n; ++r) {
+            const float scale = 1.0f + static_cast<float>(r % 6) * 4.0f;
+            const auto a = random_values(rng, static_cast<size_t>(V), scale),
+                       b = random_values(rng, static_cast<size_t>(V), scale);
+            logits.insert(logits.end(), a.begin(), a.end());
+            other.insert(other.end(), b.begin(), b.end());
+        }
+        logits[3 * V + 70000] = logits[3 * V + 900] = 99.0f;  // a tie: the first wins
+        logits[5 * V + 17] = std::nanf("");                   // skipped by the top
+        logits[6 * V + 50] = 60.0f;
+        std::vector<int32_t> targets;
+        for (int64_t r = 0; r < n; ++r) targets.push_back(static_cast<int32_t>(rng.next(static_cast<uint32_t>(V))));
+        targets[9] = -1;
+        std::vector<int32_t> none(targets.size(), -1);
+
+        moe::cpu::ThreadPool pool(2);
+        moe::HostScoreBank ref_bank(n, V), kept_bank(n, V);
+        std::vector<moe::RowScore> want, ignored;
+        moe::ScoreRequest make_ref;
+        make_ref.targets = none;
+        make_ref.keep = &ref_bank;
+        moe::score_rows_on_host(pool, other, V, make_ref, ignored);
+        moe::ScoreRequest req;
+        req.targets = targets;
+        req.keep = &kept_bank;
+        req.reference = &ref_bank;
+        moe::score_rows_on_host(pool, logits, V, req, want);
+        const std::vector<float> reference(ref_bank.row(0), ref_bank.row(0) + n * V);
+        std::vector<float> kept;
+        const auto got = moe::cuda::score_rows(logits, V, targets, reference, &kept);
+        QCOMPARE(got.size(), want.size());
+
+        double worst_nll = 0, worst_kl = 0;
+        int64_t worst_ulp = 0;
+        for (int64_t r = 0; r < n; ++r) {
+            const auto& w = want[static_cast<size_t>(r)];
+            const auto& g = got[static_cast<size_t>(r)];
+            QCOMPARE(g.top, w.top);
+            if (r == 5) {  // its sums are NaN on both sides
+                QVERIFY(std::isnan(g.nll) && std::isnan(w.nll));
+                continue;
+            }
+            worst_nll = std::max(worst_nll, std::abs(g.nll - w.nll) / std::max(1.0, std::abs(w.nll)));
+            double scale = 1.0;  // Σ p·|ln p − ln q|: what the KL's terms add up to without cancelling
+            for (int64_t v = 0; v < V; ++v) {
+                const double p = reference[r * V + v], q = kept_bank.row(r)[v];
+                scale += std::exp(p) * std::abs(p - q);
+                const int64_t ulp = std::abs(static_cast<int64_t>(std::bit_cast<int32_t>(kept[r * V + v])) -
+                                             std::bit_cast<int32_t>(kept_bank.row(r)[v]));
+                worst_ulp = std::max(worst_ulp, ulp);
+            }
+            worst_kl = std::max(worst_kl, std::abs(g.kl - w.kl) / scale);
+        }
+        QCOMPARE(want[9].nll, 0.0);
+        QCOMPARE(got[9].nll, 0.0);
+        QCOMPARE(got[3].top, int32_t{900});
+        QCOMPARE(got[6].top, int32_t{50});
+        qInfo("row scores: NLL within %.3g, KL within %.3g (relative), log-probabilities within %lld ulp", worst_nll,
+              worst_kl, static_cast<long long>(worst_ulp));
+        QVERIFY(worst_nll <= 1e-12);
+        QVERIFY(worst_kl <= 1e-12);
+        QVERIFY(worst_ulp <= 1);
     }
 
     void siluMul() {

@@ -5,13 +5,14 @@
 # the backend's stage profile, and the PyTorch eager peer when torch is installed — each JSON
 # into OUT-DIR. Called by tools/gpu-check.sh (after a build) and tools/gpu-bundle-run.sh.
 # Usage: tools/gpu-bench.sh MOEWB BENCH_GEMV OUT-DIR [config.json]
-# GPU_BENCH="main experts prefill decode gemv stages peer" (the default: all) picks sections,
+# GPU_BENCH="main score experts prefill decode gemv stages peer" (the default: all) picks sections,
 # for a short turn on a lent GPU; GPU_BENCH=layer compares decode with the layer kernel and
 # without, alone; GPU_BENCH=wide prefill with 16 and 32 query rows a warp in attention, alone;
 # GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
 # GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn;
 # GPU_BENCH=stream decode with the stream kernel (a launch a layer, a launch a step) and as by
-# default, in turn; GPU_BENCH=warp the same with the decode split a warp an item.
+# default, in turn; GPU_BENCH=warp the same with the decode split a warp an item; GPU_BENCH=score
+# an ablation condition's steps scored on the device against the logits copied to the host.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
 set -uo pipefail
@@ -28,7 +29,7 @@ if [ ! -f "$CONFIG" ]; then
     echo "gpu-bench: $CONFIG not found: benchmarks skipped" >&2
     exit 0
 fi
-want() { [[ " ${GPU_BENCH:-main experts prefill decode gemv stages peer} " == *" $1 "* ]]; }
+want() { [[ " ${GPU_BENCH:-main score experts prefill decode gemv stages peer} " == *" $1 "* ]]; }
 if want main; then
     "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --observer \
         | tee "$OUT/bench-cuda.json"
@@ -36,6 +37,15 @@ if want main; then
         --activations bf16 | tee "$OUT/bench-cuda-bf16-activations.json"
     "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 128 --repeat 3 --no-cuda-graphs \
         | tee "$OUT/bench-cuda-no-graphs.json"
+fi
+if want score; then
+    # A 2,048-token prompt as an ablation condition runs it (steps of 256 tokens, each row's NLL,
+    # top-1 and KL from a kept baseline row), scored on the device and from logits copied to
+    # the host, in turn; both activations.
+    for act in exact bf16; do
+        "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 0 --repeat 3 \
+            --score --activations $act | tee "$OUT/bench-cuda-score-$act.json"
+    done
 fi
 if want experts; then
     # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.

@@ -74,6 +74,10 @@ def main():
             f" ({number(doc.get('decode_bandwidth_ratio'), '.3f')} of limit)"
             + (f"  observed {number(doc.get('observer_prefill_ratio'), '.3f')}/{number(doc.get('observer_decode_ratio'), '.3f')}"
                if "observer_prefill_ratio" in doc else "")
+            + (f"  scored {number(doc.get('scored_prefill_tok_s'), '.0f')} / on the host"
+               f" {number(doc.get('host_scored_prefill_tok_s'), '.0f')} tok/s"
+               f" ({number(doc.get('scored_prefill_speedup'), '.2f')}x)"
+               if "scored_prefill_tok_s" in doc else "")
             + (f"  activations {doc['activations']}" if "activations" in doc else "")
             + (f"  [{changed}]" if changed else "")
             + (f"  launched: {took}" if took else ""),

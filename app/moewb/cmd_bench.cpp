@@ -13,6 +13,7 @@
 #include "engine/error.h"
 #include "engine/random_weights.h"
 #include "engine/sampler.h"
+#include "engine/scoring.h"
 #ifdef MOE_HAVE_CUDA
 #include "engine/cuda/device.h"
 #endif
@@ -27,7 +28,7 @@ const char* kHelp =
     "usage: moewb bench (--model DIR | --random-config config.json[,config2.json...])\n"
     "                   [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--backend cpu|cuda]\n"
     "                   [--dtype f32|bf16|f16|fp8[,...]] [--layers N] [--repeat N] [--seed S] [--observer]\n"
-    "                   [--no-cuda-graphs] [--activations exact|bf16]\n\n"
+    "                   [--no-cuda-graphs] [--activations exact|bf16] [--score]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
     "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
@@ -46,7 +47,12 @@ const char* kHelp =
     "hardware: decode_bandwidth_ratio (tokens/s x weight bytes a token reads / memory\n"
     "bandwidth) and prefill_peak_ratio (tokens/s x 2 x activated parameters / BF16 peak).\n"
     "--activations bf16 rounds activations to BF16 for the tensor cores (one product per\n"
-    "linear layer) instead of splitting them in two (exact, the default; see docs/engine.md).\n";
+    "linear layer) instead of splitting them in two (exact, the default; see docs/engine.md).\n"
+    "--score times the prompt as an ablation condition runs it: in steps of 256 tokens, each\n"
+    "row's NLL, top-1 and KL from a kept baseline row made where the backend makes the logits\n"
+    "(scored_prefill_tok_s), against the same steps with every row of logits copied to the\n"
+    "host and scored there (host_scored_prefill_tok_s); their ratio scored_prefill_speedup,\n"
+    "from runs of each in turn (at least 2 of each).\n";
 
 // Copies every routing record into buffers it keeps from run to run (cleared, not freed, before
 // each timed run: the first run sizes them), as a store writer would.
@@ -127,8 +133,69 @@ Timing time_runs(const moe::Model& model, const std::vector<int32_t>& prompt, in
     return best;
 }
 
+// The prompt as an ablation condition runs it: steps of kScoreChunk tokens (the ablation
+// evaluator's), each row scored against the baseline's kept row — on the backend
+// (forward_scored) or from logits copied to the host. Seconds of the best of `repeat` each,
+// run in turn.
+constexpr size_t kScoreChunk = 256;
+
+struct ScoreTiming {
+    double on_backend = 1e300, on_host = 1e300;
+};
+
+ScoreTiming time_scored(const moe::Model& model, const std::vector<int32_t>& prompt, int repeat) {
+    using clock = std::chrono::steady_clock;
+    const int64_t V = model.config().vocab_size;
+    const auto n = static_cast<int64_t>(prompt.size());
+    const std::span<const int32_t> ids(prompt);
+    // Each step's rows up to the prompt's last (which predicts nothing).
+    auto targets_of = [&](size_t c0, size_t cn) { return ids.subspan(c0 + 1, std::min(cn, prompt.size() - 1 - c0)); };
+    // The baselines' rows, once: on the backend, and on the host.
+    const auto bank = model.make_score_bank(n);
+    moe::HostScoreBank host_bank(n, V);
+    std::vector<moe::RowScore> rows;
+    std::vector<float> logits;
+    {
+        moe::Session a(model), b(model);
+        for (size_t c0 = 0; c0 < prompt.size(); c0 += kScoreChunk) {
+            const size_t cn = std::min(kScoreChunk, prompt.size() - c0);
+            moe::ScoreRequest req;
+            req.targets = targets_of(c0, cn);
+            req.keep = bank.get();
+            req.keep_row = static_cast<int64_t>(c0);
+            a.forward_scored(ids.subspan(c0, cn), {}, req, rows);
+            b.forward(ids.subspan(c0, cn), {}, logits);
+            req.keep = &host_bank;
+            moe::score_rows_on_host(model.pool(), logits, V, req, rows);
+        }
+    }
+    ScoreTiming best;
+    for (int r = 0; r < std::max(repeat, 2); ++r)
+        for (const bool on_backend : {true, false}) {
+            moe::Session s(model);
+            const auto t0 = clock::now();
+            for (size_t c0 = 0; c0 < prompt.size(); c0 += kScoreChunk) {
+                const size_t cn = std::min(kScoreChunk, prompt.size() - c0);
+                moe::ScoreRequest req;
+                req.targets = targets_of(c0, cn);
+                req.reference_row = static_cast<int64_t>(c0);
+                if (on_backend) {
+                    req.reference = bank.get();
+                    s.forward_scored(ids.subspan(c0, cn), {}, req, rows);
+                } else {
+                    req.reference = &host_bank;
+                    s.forward(ids.subspan(c0, cn), {}, logits);
+                    moe::score_rows_on_host(model.pool(), logits, V, req, rows);
+                }
+            }
+            double& t = on_backend ? best.on_backend : best.on_host;
+            t = std::min(t, std::chrono::duration<double>(clock::now() - t0).count());
+        }
+    return best;
+}
+
 nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen, int repeat, uint64_t seed,
-                       bool with_observer) {
+                       bool with_observer, bool with_score) {
     const int64_t V = model.config().vocab_size;
     std::mt19937_64 rng(seed);
     std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
@@ -218,15 +285,22 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["observer_prefill_ratio"] = plain / observed;
         j["observer_decode_ratio"] = n_gen > 0 ? t.decode / o.decode : 1.0;
     }
+    if (with_score && n_prompt >= 2) {
+        const ScoreTiming st = time_scored(model, prompt, repeat);
+        j["scored_prefill_tok_s"] = static_cast<double>(n_prompt) / st.on_backend;
+        j["host_scored_prefill_tok_s"] = static_cast<double>(n_prompt) / st.on_host;
+        j["scored_prefill_speedup"] = st.on_host / st.on_backend;
+    }
     return j;
 }
 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype",
-                           "--repeat", "--seed", "--layers", "--backend", "--activations"},
-              {"--observer", "--no-cuda-graphs"});
+    Args args(argc, argv,
+              {"--model", "--random-config", "--prompt-tokens", "--gen-tokens", "--threads", "--dtype", "--repeat",
+               "--seed", "--layers", "--backend", "--activations"},
+              {"--observer", "--no-cuda-graphs", "--score"});
     if (args.help()) return print_help(kHelp);
     const int64_t n_prompt = args.get_int("--prompt-tokens", 512, 1, 1 << 20);
     const int64_t n_gen = args.get_int("--gen-tokens", 128, 0, 1 << 20);
@@ -240,7 +314,7 @@ int cmd_bench(int argc, char** argv) {
     nlohmann::json runs = nlohmann::json::array();
     if (args.has("--model")) {
         auto model = moe::load_model(args.require("--model"), lo);
-        auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
+        auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"), args.has("--score"));
         if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";
         j["model"] = args.require("--model");
         runs.push_back(j);
@@ -259,7 +333,7 @@ int cmd_bench(int argc, char** argv) {
             }
             for (const auto& d : dtypes) {
                 auto model = moe::make_model(config, std::make_shared<moe::RandomTensors>(config, parse_dtype_flag(d), seed), lo);
-                auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"));
+                auto j = measure(*model, n_prompt, n_gen, repeat, seed, args.has("--observer"), args.has("--score"));
                 if (lo.backend != moe::Backend::cpu) j["activations"] = lo.cuda_bf16_activations ? "bf16" : "exact";
                 j["random_config"] = path;
                 runs.push_back(j);

@@ -531,8 +531,21 @@ CudaDeepseekMoe::HostInputs CudaDeepseekMoe::carve_inputs(void* base, int64_t T)
     h.sin = pin.take<float>(static_cast<size_t>(T * (config_.head_dim / 2)));
     h.keys = pin.take<uint64_t>(static_cast<size_t>(T) * std::max<size_t>(moe_layers_.size(), 1));
     h.logits = pin.take<float>(static_cast<size_t>(T * config_.vocab_size));
+    h.targets = pin.take<int32_t>(static_cast<size_t>(T));
+    h.scores = pin.take<launch::DeviceRowScore>(static_cast<size_t>(T));
     h.bytes = pin.used();
     return h;
+}
+
+void CudaDeepseekMoe::enqueue_step(std::span<const int32_t> ids, int64_t pos0, const DeviceCache& dc,
+                                   const ForwardOptions& opt, const Step& s, const HostInputs& h) const {
+    const auto T = static_cast<int64_t>(ids.size());
+    const bool keys = host_inputs(ids, pos0, opt, h);
+    stages_.begin(stream_, T);
+    copy_inputs(h, T, s, keys);
+    stage("inputs");
+    if (opt.observer && routing_) routing_->begin(pos0, T, opt.source);
+    enqueue_layers(T, pos0, s, dc, opt, false);
 }
 
 void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
@@ -558,12 +571,7 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
     }
 
     const HostInputs h = carve_inputs(pinned_.get(), T);
-    const bool keys = host_inputs(ids, pos0, opt, h);
-    stages_.begin(stream_, T);
-    copy_inputs(h, T, s, keys);
-    stage("inputs");
-    if (opt.observer && routing_) routing_->begin(pos0, T, opt.source);
-    enqueue_layers(T, pos0, s, dc, opt, false);
+    enqueue_step(ids, pos0, dc, opt, s, h);
     const int64_t n_out = opt.all_logits ? T : 1;
     check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(n_out * V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
           "copying logits to the host");

@@ -321,6 +321,8 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.rope_sin = cv.take<float>(t * half);
     s.kv_new = cv.take<float>(kv_type_ == KvType::bf16 ? 2 * t * static_cast<size_t>(c.num_key_value_heads * c.head_dim) : 0);
     s.ids = cv.take<int32_t>(t);
+    s.targets = cv.take<int32_t>(t);
+    s.scores = cv.take<launch::DeviceRowScore>(t);
     s.pos = cv.take<int64_t>(1);
     if (bytes) *bytes = cv.used();
     return s;

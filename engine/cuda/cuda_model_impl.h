@@ -24,6 +24,7 @@
 #include "engine/cuda/expert_kernels.h"
 #include "engine/cuda/launch.h"
 #include "engine/cuda/routing_buffer.h"
+#include "engine/cuda/score_kernels.h"
 #include "engine/cuda/stage_clock.h"
 #include "engine/error.h"
 #include "engine/expert_streams.h"
@@ -150,6 +151,11 @@ public:
     void forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
                  std::vector<float>& logits) const override;
     KvCache make_cache() const override { return KvCache(0, config_.num_key_value_heads * config_.head_dim); }
+    // The rows scored on the device (launch::score_rows), the banks in device memory
+    // (cuda_scoring.cu).
+    void forward_scored(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
+                        const ScoreRequest& req, std::vector<RowScore>& scores) const override;
+    std::unique_ptr<ScoreBank> make_score_bank(int64_t rows) const override;
     Backend backend() const override { return Backend::cuda; }
     std::string backend_label() const override {
         return std::string(bf16_activations_ ? "cuda-bf16" : "cuda") + (kv_type_ == KvType::bf16 ? "-kv-bf16" : "");
@@ -181,6 +187,8 @@ private:
         float* kv_new;  // a BF16 cache's new keys then values [2, T, kv_dim] in f32, before they are stored
         int32_t* ids;
         int64_t* pos;
+        int32_t* targets;  // a scored step's (forward_scored)
+        launch::DeviceRowScore* scores;
     };
     static constexpr int64_t kSmallStep = 64;  // token-expert slots run as per-slot products
     // Batched experts' products (launch::batched_expert_products): each expert's rows padded to
@@ -197,11 +205,17 @@ private:
         float *cos, *sin;
         uint64_t* keys;
         float* logits;
+        int32_t* targets;
+        launch::DeviceRowScore* scores;
         std::size_t bytes;
     };
     HostInputs carve_inputs(void* base, int64_t T) const;
     bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
     void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
+    // A step of many tokens enqueued up to its logits in s.logits: its host inputs made and
+    // copied, its stage profile begun, its routing asked for, its layers.
+    void enqueue_step(std::span<const int32_t> ids, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,
+                      const Step& s, const HostInputs& h) const;
     void enqueue_layers(int64_t T, int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
                         bool device_pos) const;
     bool decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt, const Step& s,

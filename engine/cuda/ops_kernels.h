@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/cpu/ops.h"
+#include "engine/scoring.h"
 
 namespace moe::cuda {
 
@@ -22,5 +23,9 @@ std::pair<std::vector<float>, std::vector<float>> add_rms_norm(const std::vector
 void apply_rope_halves(std::vector<float>& x, int64_t T, int64_t n_heads, int64_t hd, int64_t ld,
                        const cpu::RopeTables& tables);
 std::vector<float> silu_mul(const std::vector<float>& g, const std::vector<float>& u);
+// Rows of logits [targets.size(), V] scored on the device (launch::score_rows, score_kernels.cu):
+// against reference [rows, V] unless it is empty; the rows' log-probabilities into *kept when set.
+std::vector<RowScore> score_rows(const std::vector<float>& logits, int64_t V, const std::vector<int32_t>& targets,
+                                 const std::vector<float>& reference, std::vector<float>* kept);
 
 }  // namespace moe::cuda
