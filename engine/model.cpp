@@ -123,6 +123,8 @@ void Model::forward_scored(std::span<const int32_t> ids, KvCache& cache, const F
 }
 
 std::unique_ptr<ScoreBank> Model::make_score_bank(int64_t rows) const {
+    require_host_memory(static_cast<uint64_t>(rows * config_.vocab_size) * sizeof(float), "backend cpu",
+                        "the log-probabilities of " + std::to_string(rows) + " positions");
     return std::make_unique<HostScoreBank>(rows, config_.vocab_size);
 }
 

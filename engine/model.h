@@ -108,8 +108,8 @@ protected:
     cpu::Arena& arena() const { return *arena_; }
 
 private:
-    mutable std::mutex score_mutex_;           // the default forward_scored's rows
-    mutable std::vector<float> score_logits_;  //   (its forward step's logits)
+    mutable std::mutex score_mutex_;           // the default forward_scored's rows (its forward
+    mutable std::vector<float> score_logits_;  //   step's logits, kept for the next step)
 };
 
 // Opens a Hugging Face model directory (config.json + safetensors).

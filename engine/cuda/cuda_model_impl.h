@@ -212,7 +212,7 @@ private:
     HostInputs carve_inputs(void* base, int64_t T) const;
     bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
     void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
-    // A step of many tokens enqueued up to its logits in s.logits: its host inputs made and
+    // A step enqueued launch by launch up to its logits in s.logits: its host inputs made and
     // copied, its stage profile begun, its routing asked for, its layers.
     void enqueue_step(std::span<const int32_t> ids, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,
                       const Step& s, const HostInputs& h) const;
