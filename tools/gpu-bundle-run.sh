@@ -40,13 +40,21 @@ failed=0
 # those passes only; GPU_PASSES="" none, for the benchmarks alone.
 # A suite ends after GPU_SUITE_TIMEOUT seconds (600 unless set): one that hangs does not take the turn.
 # GPU_SUITES="test_cuda_model …" runs those suites alone, and GPU_FUNCTIONS="f g …" only those
-# test functions of them (QTest's arguments; with GPU_SUITES, since each suite has its own).
+# test functions of them (with GPU_SUITES): each suite is given the ones it has (QTest's
+# -functions), and a suite that has none of them is left out.
 LIMIT=(timeout -k 5 "${GPU_SUITE_TIMEOUT:-600}")
 source tools/gpu-switches.sh
 for pass in ${GPU_PASSES-default switches former}; do
     for t in "$dir"/bin/test_cuda_*; do
         name=$(basename "$t")
         [ -z "${GPU_SUITES:-}" ] || [[ " $GPU_SUITES " == *" $name "* ]] || continue
+        # The asked-for functions this suite has.
+        functions=""
+        if [ -n "${GPU_SUITES:-}" ] && [ -n "${GPU_FUNCTIONS:-}" ]; then
+            has=" $("$t" -functions 2>/dev/null | sed 's/()$//' | tr '\n' ' ') "
+            for f in $GPU_FUNCTIONS; do [[ "$has" == *" $f "* ]] && functions="$functions $f"; done
+            [ -n "$functions" ] || continue
+        fi
         log="$OUT/$name-$pass.log"
         start=$SECONDS
         case $pass in
@@ -56,7 +64,7 @@ for pass in ${GPU_PASSES-default switches former}; do
         *) echo "gpu-bundle-run: no pass $pass (default, switches, former)" >&2; exit 2 ;;
         esac
         # shellcheck disable=SC2086 # the functions, one word each
-        env "$@" "${LIMIT[@]}" "$t" ${GPU_SUITES:+${GPU_FUNCTIONS:-}} > "$log" 2>&1
+        env "$@" "${LIMIT[@]}" "$t" $functions > "$log" 2>&1
         rc=$?
         echo "$name ($pass, $((SECONDS - start)) s): $(grep -E '^Totals' "$log" || echo "exit $rc")" | tee -a "$OUT/suites.txt"
         # What failed and where, for a log read from its end.
@@ -67,7 +75,7 @@ for pass in ${GPU_PASSES-default switches former}; do
             for sw in "$@"; do
                 alone="$OUT/$name-${sw%%=*}.log"
                 # shellcheck disable=SC2086
-                env "$sw" "${LIMIT[@]}" "$t" ${GPU_SUITES:+${GPU_FUNCTIONS:-}} > "$alone" 2>&1
+                env "$sw" "${LIMIT[@]}" "$t" $functions > "$alone" 2>&1
                 rc_alone=$?
                 echo "    $sw alone: $(grep -E '^Totals' "$alone" || echo "exit $rc_alone")" | tee -a "$OUT/suites.txt"
             done
