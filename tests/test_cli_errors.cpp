@@ -69,6 +69,8 @@ void CliErrorTest::cli_exits_2_data() {
     // refused with the numbers before anything is made or written, not killed by the kernel.
     QTest::newRow("bench: random weights beyond the host's memory")
         << s << "huge" << QStringList{"bench", "--random-config", "DIR/config.json"} << "of host memory";
+    QTest::newRow("bench: --score of a one-token prompt")
+        << s << "none" << QStringList{"bench", "--model", "DIR", "--prompt-tokens", "1", "--score"} << "--score";
     QTest::newRow("make-random: random weights beyond the host's memory")
         << s << "huge" << QStringList{"make-random", "--config", "DIR/config.json", "--out", "DIR/out"}
         << "of host memory";

@@ -285,7 +285,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         j["observer_prefill_ratio"] = plain / observed;
         j["observer_decode_ratio"] = n_gen > 0 ? t.decode / o.decode : 1.0;
     }
-    if (with_score && n_prompt >= 2) {
+    if (with_score) {
         const ScoreTiming st = time_scored(model, prompt, repeat);
         j["scored_prefill_tok_s"] = static_cast<double>(n_prompt) / st.on_backend;
         j["host_scored_prefill_tok_s"] = static_cast<double>(n_prompt) / st.on_host;
@@ -310,6 +310,8 @@ int cmd_bench(int argc, char** argv) {
     lo.cuda_graphs = !args.has("--no-cuda-graphs");
     if (args.has("--model") == args.has("--random-config"))
         moe::throw_input_error("bench", "give exactly one of --model DIR or --random-config config.json");
+    if (args.has("--score") && n_prompt < 2)
+        moe::throw_input_error("--score", "needs a prompt of at least 2 tokens (--prompt-tokens), one to predict");
 
     nlohmann::json runs = nlohmann::json::array();
     if (args.has("--model")) {
