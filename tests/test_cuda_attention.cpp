@@ -3,8 +3,8 @@
 // positions, grouped KV heads): the 16B's heads (16 × 128) for a 512-token prefill and for
 // decode at position 2047, grouped KV heads, small and odd shapes, the decode graph's launch
 // (position read on the device) and heads wider than the tiled kernel takes; every output
-// written (poisoned first) and within 1e-5 of the largest |v| in f32; decode through both
-// kernels (DecodeAttention) likewise. The same prefills on the
+// written (poisoned first) and within 1e-5 of the largest |v| in f32; decode through every
+// kernel (DecodeAttention) likewise, each decode launched twice on the same buffers. The same prefills on the
 // tensor cores (heads of 64 and 128): split into two BF16 parts each operand is within about
 // 2⁻¹⁶ of itself (products of hi + lo missing lo·lo' and lo's rounding), the scores to about
 // 1e-5 at worst and the output to a few 1e-6 typically (6.6e-6 measured on an H100): within
@@ -124,7 +124,8 @@ private slots:
     void decodeKernelsMatchTheDefinition() {
         test_support::Lcg rng{11};
         using moe::cuda::DecodeAttention;
-        for (const DecodeAttention kernel : {DecodeAttention::scalar, DecodeAttention::vector, DecodeAttention::warp})
+        for (const DecodeAttention kernel :
+             {DecodeAttention::scalar, DecodeAttention::vector, DecodeAttention::warp, DecodeAttention::merged})
             for (const Case c :
                  {Case{1, 2047, 16, 16, 128, false}, Case{1, 4095, 16, 16, 128, true}, Case{1, 0, 4, 2, 32, false},
                   Case{1, 700, 8, 2, 64, true}, Case{1, 63, 8, 2, 64, false}, Case{1, 333, 4, 4, 16, false},
@@ -137,9 +138,10 @@ private slots:
                 for (const float x : got) QVERIFY(std::isfinite(x));
                 const double worst = worst_error(in, c, got);
                 qInfo("%s decode: pos0=%lld%s heads %lld/%lld×%lld: max |Δ| %.3g (tolerance 1e-5)",
-                      kernel == DecodeAttention::vector ? "vector"
-                      : kernel == DecodeAttention::warp ? "warp"
-                                                        : "scalar",
+                      kernel == DecodeAttention::vector   ? "vector"
+                      : kernel == DecodeAttention::warp   ? "warp"
+                      : kernel == DecodeAttention::merged ? "merged"
+                                                          : "scalar",
                       (long long)c.pos0, c.device_pos ? " (device)" : "", (long long)c.nh, (long long)c.nkv,
                       (long long)c.hd, worst);
                 QVERIFY(worst < 1e-5);
@@ -149,8 +151,20 @@ private slots:
     // The warp-a-split decode kernel (split_item_warp, the stream kernel's attention) computes
     // the scalar split's values bit for bit: each score's sum, the softmax's tree and each output
     // dimension's sum in the same order — heads of 4 to 128 (and 12, 10: not powers of two),
-    // grouped KV heads, splits of 1 to 64 positions, the host's and the device's position.
+    // grouped KV heads, splits of 1 to 64 positions, the host's and the device's position. So
+    // does the scalar split merged by each head's last block (DecodeAttention::merged), each
+    // case launched twice on the same buffers (causal_attention: its counters set back).
     void warpSplitIsTheScalarSplit() {
+        using moe::cuda::DecodeAttention;
+        sameAsScalar(DecodeAttention::warp, "warp split");
+    }
+    void mergedSplitIsTheScalarSplit() {
+        using moe::cuda::DecodeAttention;
+        sameAsScalar(DecodeAttention::merged, "merged split");
+    }
+
+private:
+    void sameAsScalar(moe::cuda::DecodeAttention kernel, const char* name) {
         test_support::Lcg rng{23};
         using moe::cuda::DecodeAttention;
         for (const Case c :
@@ -163,23 +177,25 @@ private slots:
             const auto scalar =
                 moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
                                             moe::cuda::AttentionMath::f32, DecodeAttention::scalar);
-            const auto warp =
-                moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0, c.device_pos,
-                                            moe::cuda::AttentionMath::f32, DecodeAttention::warp);
-            QCOMPARE(warp.size(), scalar.size());
+            const auto other = moe::cuda::causal_attention(in.q, in.k, in.v, c.T, P, c.nh, c.nkv, c.hd, c.pos0,
+                                                           c.device_pos, moe::cuda::AttentionMath::f32, kernel);
+            QCOMPARE(other.size(), scalar.size());
             for (size_t i = 0; i < scalar.size(); ++i)
-                if (std::memcmp(&warp[i], &scalar[i], sizeof(float)) != 0)
-                    QFAIL(qPrintable(
-                        QString("pos0 %1 heads %2/%3x%4: output %5 is %6 by the warp split, %7 by the scalar one")
-                            .arg(c.pos0)
-                            .arg(c.nh)
-                            .arg(c.nkv)
-                            .arg(c.hd)
-                            .arg(i)
-                            .arg(static_cast<double>(warp[i]), 0, 'g', 9)
-                            .arg(static_cast<double>(scalar[i]), 0, 'g', 9)));
+                if (std::memcmp(&other[i], &scalar[i], sizeof(float)) != 0)
+                    QFAIL(
+                        qPrintable(QString("pos0 %1 heads %2/%3x%4: output %5 is %6 by the %7, %8 by the scalar split")
+                                       .arg(c.pos0)
+                                       .arg(c.nh)
+                                       .arg(c.nkv)
+                                       .arg(c.hd)
+                                       .arg(i)
+                                       .arg(static_cast<double>(other[i]), 0, 'g', 9)
+                                       .arg(name)
+                                       .arg(static_cast<double>(scalar[i]), 0, 'g', 9)));
         }
     }
+
+private slots:
 
     // A BF16 KV cache (KvType::bf16) through every kernel: the tiled prefill, the tensor-core
     // prefill with split and with BF16 operands, the wide-head path, and both decode kernels at
@@ -217,6 +233,8 @@ private slots:
             {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
             {Case{1, 4095, 16, 16, 128, true}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
             {Case{1, 333, 4, 4, 16, false}, AttentionMath::f32, DecodeAttention::vector, 1e-5},
+            {Case{1, 2047, 16, 16, 128, false}, AttentionMath::f32, DecodeAttention::merged, 1e-5},
+            {Case{1, 700, 8, 2, 64, true}, AttentionMath::f32, DecodeAttention::merged, 1e-5},
         };
         for (const Run& run : runs) {
             const Case& c = run.c;

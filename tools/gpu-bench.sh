@@ -11,7 +11,8 @@
 # GPU_BENCH=wgmma prefill with the experts' products on the warpgroup products and as by default;
 # GPU_BENCH=route decode with the routing in the experts' launch and as by default, in turn;
 # GPU_BENCH=stream decode with the stream kernel (a launch a layer, a launch a step) and as by
-# default, in turn; GPU_BENCH=warp the same with the decode split a warp an item; GPU_BENCH=score
+# default, in turn; GPU_BENCH=warp the same with the decode split a warp an item and with each
+# head's splits merged by its last block; GPU_BENCH=score
 # an ablation condition's steps scored on the device against the logits copied to the host.
 # Not -e: a run that fails (its error in the log) does not keep the others from running; the
 # summary at the end shows which results are missing.
@@ -152,8 +153,11 @@ if want route; then decode_turns route route:MOEWB_CUDA_DECODE_ROUTE=experts; fi
 if want stream; then
     decode_turns stream stream:MOEWB_CUDA_DECODE_KERNEL=stream step:MOEWB_CUDA_DECODE_KERNEL=step
 fi
-# The decode split a warp an item (MOEWB_CUDA_DECODE_ATTENTION=warp) rather than a block.
-if want warp; then decode_turns warp warp:MOEWB_CUDA_DECODE_ATTENTION=warp; fi
+# The decode split a warp an item (MOEWB_CUDA_DECODE_ATTENTION=warp) rather than a block, and
+# each head's splits merged by the last of its blocks (=merged) rather than by a launch of its own.
+if want warp; then
+    decode_turns warp warp:MOEWB_CUDA_DECODE_ATTENTION=warp merged:MOEWB_CUDA_DECODE_ATTENTION=merged
+fi
 if want decode; then
     decode_bench default
     decode_bench stream MOEWB_CUDA_DECODE_KERNEL=stream
@@ -162,6 +166,7 @@ if want decode; then
     decode_bench layer MOEWB_CUDA_DECODE_KERNEL=layer
     decode_bench vector-attention MOEWB_CUDA_DECODE_ATTENTION=vector
     decode_bench warp-attention MOEWB_CUDA_DECODE_ATTENTION=warp
+    decode_bench merged-attention MOEWB_CUDA_DECODE_ATTENTION=merged
     decode_bench kv-bf16 MOEWB_CUDA_KV_CACHE=bf16
     decode_bench stream-loads MOEWB_CUDA_WEIGHT_LOADS=stream
     decode_bench blocks3 MOEWB_CUDA_DECODE_BLOCKS=3

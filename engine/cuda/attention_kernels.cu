@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <type_traits>
 
 #include "engine/attention_tiles.h"
@@ -192,6 +193,38 @@ __global__ void decode_split_kernel(const float* q, const KV* k, const KV* v, in
                             scratch);
 }
 
+// Block (head, split): decode_attn::split_item, then the head's merge by the last of its
+// blocks to finish (DecodeAttention::merged): each block's partial written, then counted on the
+// head's counter (counters: attention_partial_counters, 0 before the launch); the block that
+// counts kSplits merges the head's chunks as decode_merge_kernel's blocks would (the same
+// values) and sets the counter back to 0 for the next launch.
+template <typename KV>
+__global__ void decode_split_merged_kernel(const float* q, const KV* k, const KV* v, int64_t n_heads,
+                                           int64_t n_kv_heads, int64_t hd, int64_t pos0, const int64_t* d_pos,
+                                           float scale, float* partials, unsigned* counters, float* out) {
+    extern __shared__ float dsm[];
+    __shared__ float scratch[kDecodeThreads];
+    __shared__ decode_attn::MergeShared sh;
+    __shared__ bool last;
+    launch::wait_for_previous();  // launched early with launch::early_trigger()
+    if (d_pos) pos0 = *d_pos;
+    const int64_t h = blockIdx.x;
+    decode_attn::split_item(q, k, v, n_heads, n_kv_heads, hd, pos0, h, blockIdx.y, scale, partials, dsm, scratch);
+    __syncthreads();  // the block's partial written
+    if (threadIdx.x == 0) {
+        __threadfence();  // ... and seen by the device before it is counted
+        last = atomicAdd(counters + h, 1u) + 1 == static_cast<unsigned>(kSplits);
+        if (last) __threadfence();  // the other blocks' partials seen before they are read
+    }
+    __syncthreads();
+    if (!last) return;
+    for (int64_t chunk = 0; chunk < (hd + 31) / 32; ++chunk) {
+        decode_attn::merge_item<true>(partials, hd, out, h, chunk, scratch, sh);
+        __syncthreads();  // sh free for the next chunk
+    }
+    if (threadIdx.x == 0) counters[h] = 0;
+}
+
 // Warps (head, split) in blocks of kDecodeThreads: decode_attn::split_item_warp (f32 caches).
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_warp_kernel(const float* q, const float* k, const float* v, int64_t n_heads, int64_t n_kv_heads,
@@ -374,8 +407,16 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
             }
         }
         const size_t shared = static_cast<size_t>(head_dim + longest) * sizeof(float);
-        fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);
         const dim3 split_grid(static_cast<unsigned>(n_heads), kSplits);
+        if (decode == DecodeAttention::merged) {
+            fit_shared(decode_split_merged_kernel<KV>, shared,
+                       kDecodeThreads * sizeof(float) + sizeof(decode_attn::MergeShared) + 16, positions);
+            launch::launch_early_if(early, decode_split_merged_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s,
+                                    "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale,
+                                    partials, launch::attention_partial_counters(partials, n_heads, head_dim), out);
+            return;
+        }
+        fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);
         launch::launch_early_if(early, decode_split_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s,
                                 "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale, partials);
         launch::launch_early_if(early, decode_merge_kernel, merge_grid, dim3(kDecodeThreads), 0, s, "launching attention",
@@ -423,7 +464,13 @@ int max_shared_optin() {
     return m;
 }
 
-int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) { return n_heads * kSplits * (head_dim + 2); }
+int64_t launch::attention_partial_floats(int64_t n_heads, int64_t head_dim) {
+    return n_heads * kSplits * (head_dim + 2) + n_heads;  // the splits' partials, then a counter a head
+}
+
+unsigned* launch::attention_partial_counters(float* partials, int64_t n_heads, int64_t head_dim) {
+    return reinterpret_cast<unsigned*>(partials + n_heads * kSplits * (head_dim + 2));
+}
 
 void launch::attention(const float* q, const void* k, const void* v, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, int64_t pos0, float* out, cudaStream_t s, const int64_t* d_pos,
@@ -468,15 +515,25 @@ std::vector<float> causal_attention(const std::vector<float>& q, const std::vect
         upload(d_v, v.data(), v.size());
     }
     upload(d_pos, &pos0, 1);
-    // Poisoned: every output must be written.
-    check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
+    check(cudaMemset(d_partials.ptr, 0, launch::attention_partial_floats(n_heads, head_dim) * sizeof(float)),
+          "clearing the decode splits' counters");
     const void* keys = kv == KvType::bf16 ? static_cast<const void*>(d_k16.ptr) : d_k.ptr;
     const void* values = kv == KvType::bf16 ? static_cast<const void*>(d_v16.ptr) : d_v.ptr;
-    launch::attention(d_q.ptr, keys, values, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
-                      device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode, kv, prefill, d_scratch.ptr);
-    check(cudaDeviceSynchronize(), "running attention");
-    std::vector<float> out;
-    download(out, d_out, q.size());
+    // A decode launched twice on the same buffers, as each layer of a model's steps does: the
+    // second must give the first's values (what a launch leaves behind, its counters, ready).
+    std::vector<float> out, again;
+    for (int run = 0; run < (T == 1 ? 2 : 1); ++run) {
+        // Poisoned: every output must be written.
+        check(cudaMemset(d_out.ptr, 0xff, q.size() * sizeof(float)), "poisoning the output");
+        launch::attention(d_q.ptr, keys, values, T, n_heads, n_kv_heads, head_dim, pos0, d_out.ptr, nullptr,
+                          device_pos ? d_pos.ptr : nullptr, P, d_partials.ptr, math, decode, kv, prefill,
+                          d_scratch.ptr);
+        check(cudaDeviceSynchronize(), "running attention");
+        download(run == 0 ? out : again, d_out, q.size());
+    }
+    if (T == 1 && std::memcmp(out.data(), again.data(), out.size() * sizeof(float)) != 0)
+        throw Error(ErrorKind::failure,
+                    "causal_attention: a second decode launch on the same buffers gave other values");
     return out;
 }
 

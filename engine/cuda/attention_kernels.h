@@ -26,8 +26,9 @@ enum class AttentionMath { f32, split_bf16, bf16 };
 // kernel before runs (heads of 4 to 128 that are powers of two; others take scalar); warp —
 // a warp per split (decode_attn::split_item_warp, the stream kernel's: scalar's values bit for
 // bit, sixteen positions' loads in flight a warp), for an f32 cache, heads of at most 128 and
-// at most 4,096 positions (others take scalar).
-enum class DecodeAttention { scalar, vector, warp };
+// at most 4,096 positions (others take scalar); merged — scalar's split, each head's splits
+// merged by the last of its blocks to finish (its values bit for bit, no merge launch).
+enum class DecodeAttention { scalar, vector, warp, merged };
 
 // The tensor-core prefill's kernel (AttentionMath split_bf16 and bf16): tiles — each block
 // rounds the query, key and value tiles it reads as it stores them (MOEWB_CUDA_ATTENTION=tensor-cores,

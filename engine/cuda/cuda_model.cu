@@ -190,6 +190,8 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
     }
     disabled_ = carve.take<uint8_t>(moe_layers_.size() * static_cast<size_t>(E));
     attn_partials_ = carve.take<float>(static_cast<size_t>(launch::attention_partial_floats(nh, hd)));
+    check(cudaMemset(attn_partials_, 0, static_cast<size_t>(launch::attention_partial_floats(nh, hd)) * sizeof(float)),
+          "clearing the decode splits' counters");
     stream_sync_ = carve.take<unsigned>(launch::kStreamCounters * n_layers);
     check(cudaMemset(stream_sync_, 0, launch::kStreamCounters * n_layers * sizeof(unsigned)),
           "clearing the stream kernel's counters");

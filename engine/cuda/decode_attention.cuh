@@ -230,13 +230,16 @@ struct MergeShared {
 // into out [nh·hd]: each split's weight exp(m_s - max) once, then each of the first
 // kMergeWarps warps sums a share of the splits for the item's dimensions and the first warp
 // adds the shares. scratch: blockDim.x floats (at least kSplits threads). The same values in
-// a block of any such size.
+// a block of any such size. PastL1: the partials read past the L1 (other blocks of the same
+// launch wrote them).
+template <bool PastL1 = false>
 __device__ inline void merge_item(const float* partials, int64_t hd, float* out, int64_t h, int64_t chunk,
                                   float* scratch, MergeShared& sh) {
     const float* base = partials + h * kSplits * (hd + 2);
+    auto at = [&](int64_t i) { return PastL1 ? __ldcg(base + i) : base[i]; };
     const bool mine = threadIdx.x < kSplits;
-    const float m = mine ? base[threadIdx.x * (hd + 2) + hd] : -INFINITY;
-    const float l = mine ? base[threadIdx.x * (hd + 2) + hd + 1] : 0.0f;
+    const float m = mine ? at(threadIdx.x * (hd + 2) + hd) : -INFINITY;
+    const float l = mine ? at(threadIdx.x * (hd + 2) + hd + 1) : 0.0f;
     const float mx = block_reduce(m, scratch, true);
     const float w = mine && l > 0.0f ? expf(m - mx) : 0.0f;
     if (mine) sh.weight[threadIdx.x] = w;
@@ -246,7 +249,7 @@ __device__ inline void merge_item(const float* partials, int64_t hd, float* out,
     if (warp < kMergeWarps) {
         float acc = 0.0f;
         if (d < hd)
-            for (int s = warp; s < kSplits; s += kMergeWarps) acc += base[s * (hd + 2) + d] * sh.weight[s];
+            for (int s = warp; s < kSplits; s += kMergeWarps) acc += at(s * (hd + 2) + d) * sh.weight[s];
         sh.part[warp][lane] = acc;
     }
     __syncthreads();

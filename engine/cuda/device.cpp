@@ -188,9 +188,10 @@ PrefillAttention prefill_attention_asked() {
 }
 
 DecodeAttention decode_attention_asked() {
-    static const DecodeAttention asked = env_is("MOEWB_CUDA_DECODE_ATTENTION", "vector") ? DecodeAttention::vector
-                                         : env_is("MOEWB_CUDA_DECODE_ATTENTION", "warp") ? DecodeAttention::warp
-                                                                                         : DecodeAttention::scalar;
+    static const DecodeAttention asked = env_is("MOEWB_CUDA_DECODE_ATTENTION", "vector")   ? DecodeAttention::vector
+                                         : env_is("MOEWB_CUDA_DECODE_ATTENTION", "warp")   ? DecodeAttention::warp
+                                         : env_is("MOEWB_CUDA_DECODE_ATTENTION", "merged") ? DecodeAttention::merged
+                                                                                           : DecodeAttention::scalar;
     return asked;
 }
 
@@ -278,9 +279,10 @@ std::vector<std::pair<std::string, std::string>> backend_switches() {
                       : launch::prefill_attention_asked() == PrefillAttention::pipelined_wide ? "wide"
                       : launch::prefill_attention_asked() == PrefillAttention::pipelined      ? "pipelined"
                                                                                               : "tensor-cores"},
-        {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector ? "vector"
-                             : launch::decode_attention_asked() == DecodeAttention::warp ? "warp"
-                                                                                         : "scalar"},
+        {"decode_attention", launch::decode_attention_asked() == DecodeAttention::vector   ? "vector"
+                             : launch::decode_attention_asked() == DecodeAttention::warp   ? "warp"
+                             : launch::decode_attention_asked() == DecodeAttention::merged ? "merged"
+                                                                                           : "scalar"},
         {"early_launch", launch::early_trigger()  ? "trigger"
                          : launch::early_launch() ? "on"
                                                   : "off"},

@@ -46,7 +46,7 @@ inline bool aligned16(const void* p) {
 
 // The backend's choices that the environment changes (MOEWB_CUDA_*, docs/engine.md) as this
 // process makes them, name and value in a fixed order: attention (tensor-cores | f32 |
-// pipelined | wide), decode_attention (scalar | vector | warp), early_launch (off | on | trigger), rope
+// pipelined | wide), decode_attention (scalar | vector | warp | merged), early_launch (off | on | trigger), rope
 // (separate | fused), expert_gemm (auto | grouped | cublas | batched | wgmma),
 // expert_streams (0 to 16), expert_pad (8 to 512), kv_cache (f32 | bf16), weight_loads (cached
 // | stream), decode_blocks (2 | 3), decode_kernel (launches | layer | stream), decode_route (launch | experts). For

@@ -50,7 +50,11 @@ void attention(const float* q, const void* k, const void* v, int64_t T, int64_t 
                int64_t max_positions = 0, float* partials = nullptr, AttentionMath math = AttentionMath::f32,
                DecodeAttention decode = DecodeAttention::scalar, KvType kv = KvType::f32,
                PrefillAttention prefill = PrefillAttention::tiles, void* scratch = nullptr);
+// The floats of `partials`: the splits' [nh][kSplits][hd + 2], then a counter a head for
+// DecodeAttention::merged (attention_partial_counters; 0 when the buffer is made, and again
+// after each launch).
 int64_t attention_partial_floats(int64_t n_heads, int64_t head_dim);
+unsigned* attention_partial_counters(float* partials, int64_t n_heads, int64_t head_dim);
 
 // The router: RouterParams as the kernel takes them (device pointers for excluded and bias
 // are set by the caller).

@@ -62,7 +62,8 @@ bool f32_attention_asked();
 // 32 query rows a warp (pipelined_wide).
 PrefillAttention prefill_attention_asked();
 // The decode split's kernel: MOEWB_CUDA_DECODE_ATTENTION=vector asks for the vector one, =warp
-// for a warp a split, anything else (or unset) gives scalar (DecodeAttention).
+// for a warp a split, =merged for scalar's split merged by each head's last block, anything
+// else (or unset) gives scalar (DecodeAttention).
 DecodeAttention decode_attention_asked();
 // Whether a small step's query and key products apply the rotary embedding themselves
 // (GemvPart::rope_cos), unless MOEWB_CUDA_ROPE=separate asks for a launch of its own after them.
