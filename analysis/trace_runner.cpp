@@ -16,8 +16,6 @@ namespace moe::analysis {
 
 namespace {
 
-constexpr size_t kChunk = 256;  // tokens per forward step inside a window
-
 struct WorkItem {
     std::unique_ptr<DocumentRouting> doc;
     std::string domain;
@@ -113,6 +111,9 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
         if (opt.progress && !opt.progress(progress)) result.stopped = true;
     };
     report();
+    const auto step = static_cast<size_t>(opt.step_tokens > 0               ? opt.step_tokens
+                                          : model.backend() == Backend::cpu ? kCpuStepTokens
+                                                                            : kDeviceStepTokens);
     for (WorkItem& item : work) {
         if (result.stopped) break;
         progress.domain = item.domain;
@@ -123,8 +124,8 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
             const size_t wn = std::min(T - w0, static_cast<size_t>(context));
             Session session(model);
             collector.set_window_start(static_cast<int64_t>(w0));
-            for (size_t c0 = 0; c0 < wn; c0 += kChunk) {
-                const size_t cn = std::min(kChunk, wn - c0);
+            for (size_t c0 = 0; c0 < wn; c0 += step) {
+                const size_t cn = std::min(step, wn - c0);
                 session.forward(ids.subspan(w0 + c0, cn), fo, logits);
                 progress.tokens_done += static_cast<int64_t>(cn);
                 report();

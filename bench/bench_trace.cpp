@@ -1,6 +1,6 @@
 // bench_trace: what the routing store costs a trace. The same documents of a corpus go
 // through the model twice, alternately, --repeat times each:
-//   plain   the forward passes alone (windows of the model's context, chunks of 256
+//   plain   the forward passes alone (windows of the model's context, steps of 256
 //           tokens, last-position logits only), no observer, no store;
 //   traced  `run_trace` into a fresh store: the forward passes with the DocumentCollector
 //           on the observer and the TraceWriter thread writing every decision.
@@ -75,9 +75,9 @@ int main(int argc, char** argv) {
                 for (size_t w0 = 0; w0 < ids.size(); w0 += static_cast<size_t>(context)) {
                     const size_t wn = std::min(ids.size() - w0, static_cast<size_t>(context));
                     moe::Session s(*model);
-                    for (size_t c0 = 0; c0 < wn; c0 += 256)
-                        s.forward(std::span<const int32_t>(ids).subspan(w0 + c0, std::min<size_t>(256, wn - c0)), fo,
-                                  logits);
+                    const auto step = static_cast<size_t>(an::kCpuStepTokens);  // run_trace's on the CPU
+                    for (size_t c0 = 0; c0 < wn; c0 += step)
+                        s.forward(std::span<const int32_t>(ids).subspan(w0 + c0, std::min(step, wn - c0)), fo, logits);
                 }
             return std::chrono::duration<double>(Clock::now() - t0).count();
         };

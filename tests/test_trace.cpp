@@ -86,6 +86,7 @@ private slots:
     void corpus_single_files();
     void corpus_errors();
     void stores_what_the_observer_reports();
+    void steps_within_a_window();
     void token_budget_per_domain();
     void resume_after_stop();
     void rerun_and_new_run();
@@ -299,6 +300,53 @@ void TraceTest::stores_what_the_observer_reports() {
     QCOMPARE(checked, int64_t{15});
     QVERIFY(store_test::aggregates_mismatch(store, r.run_id).isEmpty());
     QVERIFY(store.check_integrity().empty());
+}
+
+void TraceTest::steps_within_a_window() {
+    // step_tokens (moewb trace --step-tokens): each window runs in forward steps of that many
+    // tokens — the progress callback, called after each step, sees them — and the store holds
+    // what a recorder reports for the same windows in the same steps.
+    RoutingStore store = RoutingStore::open((tmp_.path() + "/steps.db").toStdString());
+    TraceOptions opt;
+    opt.context = 12;
+    opt.step_tokens = 5;
+    int64_t steps = 0, done = 0;
+    opt.progress = [&](const TraceProgress& p) {
+        if (p.tokens_done != done) ++steps;
+        done = p.tokens_done;
+        return true;
+    };
+    const TraceResult r = trace(store, opt);
+    QVERIFY(r.complete);
+    int64_t want_steps = 0, checked = 0;
+    store.for_each_document(r.run_id, {}, [&](const StoredDocument& d) {
+        moe::RoutingRecorder rec;
+        std::vector<float> logits;
+        for (size_t w0 = 0; w0 < d.token_ids.size(); w0 += 12) {
+            const size_t wn = std::min<size_t>(12, d.token_ids.size() - w0);
+            moe::Session s(*model_);
+            moe::ForwardOptions fo;
+            fo.observer = &rec;
+            fo.all_logits = false;
+            for (size_t c0 = 0; c0 < wn; c0 += 5, ++want_steps)
+                s.forward(std::span<const int32_t>(d.token_ids).subspan(w0 + c0, std::min<size_t>(5, wn - c0)), fo,
+                          logits);
+        }
+        for (const StoredLayer& l : d.layers) {
+            const auto& toks = rec.layers().at(l.layer);
+            for (size_t t = 0; t < toks.size(); ++t)
+                for (size_t k = 0; k < size_t(l.k); ++k) {
+                    if (int(l.experts[t * size_t(l.k) + k]) != toks[t].experts[k]) return false;
+                    if (l.gate_weights[t * size_t(l.k) + k] !=
+                        moe::f16_to_f32(moe::f32_to_f16(toks[t].gate_weights[k])))
+                        return false;
+                }
+        }
+        ++checked;
+        return true;
+    });
+    QCOMPARE(checked, r.documents_traced);
+    QCOMPARE(steps, want_steps);
 }
 
 void TraceTest::token_budget_per_domain() {

@@ -47,6 +47,10 @@ if want score; then
         "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 2048 --gen-tokens 0 --repeat 3 \
             --score --activations $act | tee "$OUT/bench-cuda-score-$act.json"
     done
+    # A prefill step of 256 tokens (a trace's step on the CPU, and on a GPU before its steps
+    # became 2,048 tokens), against the 2,048 of the runs above.
+    "${LIMIT[@]}" "$MOEWB" bench --backend cuda --random-config "$CONFIG" --prompt-tokens 256 --gen-tokens 0 --repeat 3 \
+        | tee "$OUT/bench-cuda-prefill-256.json"
 fi
 if want experts; then
     # The routed experts' products each way (docs/engine.md, MOEWB_CUDA_EXPERT_GEMM), prefill only.

@@ -19,8 +19,10 @@ namespace {
 
 const char* kHelp =
     "usage: moewb trace --model DIR --corpus PATH --db FILE [--domain NAME] [--split test]\n"
-    "                   [--max-tokens N] [--context N] [--mask SPEC | --mask-file FILE] [--mask-mode reroute|drop]\n"
-    "                   [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--new-run] [--quiet] [--json]\n\n"
+    "                   [--max-tokens N] [--context N] [--step-tokens N] [--mask SPEC | --mask-file FILE]\n"
+    "                   [--mask-mode reroute|drop]\n"
+    "                   [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--new-run] [--quiet] "
+    "[--json]\n\n"
     "Traces the documents of a corpus through the model and stores, for every MoE layer and\n"
     "token, the selected experts, their gate weights and the router entropy in the routing\n"
     "store FILE (created when absent; see docs/store.md). PATH is a directory of domains\n"
@@ -30,16 +32,16 @@ const char* kHelp =
     "it and the byte offset, and nothing is written. --domain names a single-domain corpus's\n"
     "domain (default: the file or directory name) or picks one domain of a directory of domains.\n"
     "--max-tokens N caps the tokens traced per domain; --context N is the window length\n"
-    "(default: the model's max_position_embeddings). Running the same trace again resumes\n"
-    "its incomplete run, skipping finished documents (--new-run starts another run).\n"
-    "Ctrl-C stops after the current document (exit code 130; the run stays incomplete).\n"
-    MOEWB_MASK_FILE_HELP;
+    "(default: the model's max_position_embeddings); --step-tokens N the tokens of a window\n"
+    "run in one forward step (default: 256 on the CPU, 2048 on a GPU). Running the same trace\n"
+    "again resumes its incomplete run, skipping finished documents (--new-run starts another run).\n"
+    "Ctrl-C stops after the current document (exit code 130; the run stays incomplete).\n" MOEWB_MASK_FILE_HELP;
 
 }  // namespace
 
 int cmd_trace(int argc, char** argv) {
     auto flags = model_value_flags();
-    flags.insert({"--corpus", "--db", "--domain", "--split", "--max-tokens", "--context"});
+    flags.insert({"--corpus", "--db", "--domain", "--split", "--max-tokens", "--context", "--step-tokens"});
     Args args(argc, argv, flags, {"--new-run", "--quiet", "--json"});
     if (args.help()) return print_help(kHelp);
     const std::string dir = args.require("--model");
@@ -54,6 +56,7 @@ int cmd_trace(int argc, char** argv) {
     moe::analysis::TraceOptions opt;
     opt.max_tokens = args.get_int("--max-tokens", 0, 0, INT64_MAX);
     opt.context = args.get_int("--context", 0, 1, 1 << 24);
+    opt.step_tokens = args.get_int("--step-tokens", 0, 1, 1 << 20);
     // Opened once every argument and document is known good: bad input leaves no new store file.
     moe::require_tokenizer_fits(tokenizer, model->config().vocab_size);
     auto documents = moe::analysis::tokenize_corpus(corpus, tokenizer, opt.max_tokens);
