@@ -522,7 +522,7 @@ void CudaDeepseekMoe::copy_inputs(const HostInputs& h, int64_t T, const Step& s,
               "copying router keys");
 }
 
-CudaDeepseekMoe::HostInputs CudaDeepseekMoe::carve_inputs(void* base, int64_t T) const {
+CudaDeepseekMoe::HostInputs CudaDeepseekMoe::carve_inputs(void* base, int64_t T, int64_t logit_rows) const {
     Carver pin(base);
     HostInputs h;
     h.ids = pin.take<int32_t>(static_cast<size_t>(T));
@@ -530,7 +530,7 @@ CudaDeepseekMoe::HostInputs CudaDeepseekMoe::carve_inputs(void* base, int64_t T)
     h.cos = pin.take<float>(static_cast<size_t>(T * (config_.head_dim / 2)));
     h.sin = pin.take<float>(static_cast<size_t>(T * (config_.head_dim / 2)));
     h.keys = pin.take<uint64_t>(static_cast<size_t>(T) * std::max<size_t>(moe_layers_.size(), 1));
-    h.logits = pin.take<float>(static_cast<size_t>(T * config_.vocab_size));
+    h.logits = pin.take<float>(static_cast<size_t>(logit_rows * config_.vocab_size));
     h.targets = pin.take<int32_t>(static_cast<size_t>(T));
     h.scores = pin.take<launch::DeviceRowScore>(static_cast<size_t>(T));
     h.bytes = pin.used();
@@ -559,10 +559,11 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
         return;
     }
     check(cudaSetDevice(0), "selecting device 0");
-    ensure_workspace(T, k_max(opt));
+    const int64_t n_out = opt.all_logits ? T : 1;
+    ensure_workspace(T, k_max(opt), n_out);
     upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
     DeviceCache& dc = device_cache(cache, pos0 + T);
-    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, nullptr);
+    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
     if (T == 1 && use_graphs_ && !graphs_failed_ && small_step(1, opt)) {
         if (decode_with_graph(ids[0], pos0, dc, opt, s, logits)) {
             cache.set_length(pos0 + 1);
@@ -570,9 +571,8 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
         }
     }
 
-    const HostInputs h = carve_inputs(pinned_.get(), T);
+    const HostInputs h = carve_inputs(pinned_.get(), T, n_out);
     enqueue_step(ids, pos0, dc, opt, s, h);
-    const int64_t n_out = opt.all_logits ? T : 1;
     check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(n_out * V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
           "copying logits to the host");
     stage("logits out");
@@ -586,15 +586,16 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
 bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,
                                         const Step& s, std::vector<float>& logits) const {
     const int64_t V = config_.vocab_size;
-    const HostInputs h = carve_inputs(decode_pinned_.get(), 1);
+    const HostInputs h = carve_inputs(decode_pinned_.get(), 1, 1);
     const bool keys = host_inputs(std::span<const int32_t>(&id, 1), pos0, opt, h);
     // A graph is bound to the buffers it was captured with (addresses and the sizes that place
     // the pieces in them) and to the mask's launches.
-    const std::string key = mask_uploaded_ + "|" + (opt.observer ? "observed" : "") + "|" + (keys ? "keys" : "") + "|" +
-                            (opt.all_logits ? "all" : "last") + "|" + std::to_string(reinterpret_cast<uintptr_t>(dc.mem.get())) +
-                            "|" + std::to_string(dc.capacity) + "|" + std::to_string(reinterpret_cast<uintptr_t>(workspace_.get())) +
-                            "|" + std::to_string(reinterpret_cast<uintptr_t>(routing_.get())) + "|" +
-                            std::to_string(ws_tokens_) + "x" + std::to_string(ws_k_) + "|" + std::to_string(routing_tokens_);
+    const std::string key =
+        mask_uploaded_ + "|" + (opt.observer ? "observed" : "") + "|" + (keys ? "keys" : "") + "|" +
+        (opt.all_logits ? "all" : "last") + "|" + std::to_string(reinterpret_cast<uintptr_t>(dc.mem.get())) + "|" +
+        std::to_string(dc.capacity) + "|" + std::to_string(reinterpret_cast<uintptr_t>(workspace_.get())) + "|" +
+        std::to_string(reinterpret_cast<uintptr_t>(routing_.get())) + "|" + std::to_string(ws_tokens_) + "x" +
+        std::to_string(ws_k_) + "x" + std::to_string(ws_logit_rows_) + "|" + std::to_string(routing_tokens_);
     if (opt.observer && routing_) routing_->begin(pos0, 1, opt.source);
     if (key != graph_key_) {
         if (graph_exec_) cudaGraphExecDestroy(graph_exec_);

@@ -227,7 +227,7 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
         plan_pinned_.reset(plan);
         use_graphs_ = o.cuda_graphs && !stages_.on();
         void* p = nullptr;
-        check(cudaMallocHost(&p, carve_inputs(nullptr, 1).bytes), "allocating pinned host memory");
+        check(cudaMallocHost(&p, carve_inputs(nullptr, 1, 1).bytes), "allocating pinned host memory");
         decode_pinned_.reset(p);
         if (stream_table_bytes > 0) {
             void* t = nullptr;
@@ -275,7 +275,8 @@ void CudaDeepseekMoe::release_stream() noexcept {
     stream_ = nullptr;
 }
 
-CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const {
+CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, int64_t logit_rows,
+                                             std::size_t* bytes) const {
     const ModelConfig& c = config_;
     const auto t = static_cast<size_t>(T), tk = static_cast<size_t>(T * k), H = static_cast<size_t>(c.hidden_size);
     const auto E = static_cast<size_t>(c.n_routed_experts), F = static_cast<size_t>(c.moe_intermediate_size);
@@ -318,7 +319,7 @@ CudaDeepseekMoe::Step CudaDeepseekMoe::carve(void* base, int64_t T, int64_t k, s
     s.eu = s.eg ? s.eg + rk * F : nullptr;
     s.eh = cv.take<float>(rk * F);
     s.results = cv.take<float>(ro * H);
-    s.logits = cv.take<float>(t * static_cast<size_t>(c.vocab_size));
+    s.logits = cv.take<float>(static_cast<size_t>(logit_rows) * static_cast<size_t>(c.vocab_size));
     s.rope_cos = cv.take<float>(t * half);
     s.rope_sin = cv.take<float>(t * half);
     s.kv_new = cv.take<float>(kv_type_ == KvType::bf16 ? 2 * t * static_cast<size_t>(c.num_key_value_heads * c.head_dim) : 0);
@@ -335,12 +336,12 @@ int64_t CudaDeepseekMoe::expert_rows_capacity(int64_t n_slots, int64_t n_expert)
                                              : n_slots;
 }
 
-void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
+void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k, int64_t logit_rows) const {
     const int64_t n_moe = static_cast<int64_t>(moe_layers_.size());
-    if (T > ws_tokens_ || k > ws_k_) {
-        const int64_t nt = std::max(T, ws_tokens_), nk = std::max(k, ws_k_);
+    if (T > ws_tokens_ || k > ws_k_ || logit_rows > ws_logit_rows_) {
+        const int64_t nt = std::max(T, ws_tokens_), nk = std::max(k, ws_k_), nl = std::max(logit_rows, ws_logit_rows_);
         std::size_t bytes = 0;
-        carve(nullptr, nt, nk, &bytes);
+        carve(nullptr, nt, nk, nl, &bytes);
         if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");
         workspace_.reset();
         workspace_bytes_ = 0;
@@ -348,8 +349,9 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k) const {
         workspace_bytes_ = bytes;
         ws_tokens_ = nt;
         ws_k_ = nk;
+        ws_logit_rows_ = nl;
         // Pinned: the step's host inputs and its logits.
-        const std::size_t pinned = carve_inputs(nullptr, nt).bytes;
+        const std::size_t pinned = carve_inputs(nullptr, nt, nl).bytes;
         void* p = nullptr;
         pinned_.reset();
         check(cudaMallocHost(&p, pinned), "allocating pinned host memory");

@@ -195,8 +195,9 @@ private:
     // a multiple of launch::expert_row_pad(); the step's rows of the experts' products, padding
     // included.
     static int64_t expert_rows_capacity(int64_t n_slots, int64_t n_expert);
-    Step carve(void* base, int64_t T, int64_t k, std::size_t* bytes) const;
-    void ensure_workspace(int64_t T, int64_t k) const;
+    // (logit_rows: the rows of logits the step makes, T or, with the last position's alone, 1.)
+    Step carve(void* base, int64_t T, int64_t k, int64_t logit_rows, std::size_t* bytes) const;
+    void ensure_workspace(int64_t T, int64_t k, int64_t logit_rows) const;
     DeviceCache& device_cache(KvCache& cache, int64_t positions) const;
     void upload_mask(const ExpertMask* mask) const;
     struct HostInputs {
@@ -209,7 +210,7 @@ private:
         launch::DeviceRowScore* scores;
         std::size_t bytes;
     };
-    HostInputs carve_inputs(void* base, int64_t T) const;
+    HostInputs carve_inputs(void* base, int64_t T, int64_t logit_rows) const;
     bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
     void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
     // A step enqueued launch by launch up to its logits in s.logits: its host inputs made and
@@ -378,7 +379,7 @@ private:
     // Grown on demand, never shrunk; a step no larger than an earlier one allocates nothing.
     mutable DeviceMem workspace_;
     mutable std::size_t workspace_bytes_ = 0;
-    mutable int64_t ws_tokens_ = 0, ws_k_ = 0;
+    mutable int64_t ws_tokens_ = 0, ws_k_ = 0, ws_logit_rows_ = 0;
     mutable PinnedMem pinned_;  // ids, rope tables, random keys of a step
     mutable std::unique_ptr<RoutingBuffer> routing_;
     mutable int64_t routing_tokens_ = 0;

@@ -64,11 +64,11 @@ void CudaDeepseekMoe::forward_scored(std::span<const int32_t> ids, KvCache& cach
     check(cudaSetDevice(0), "selecting device 0");
     ForwardOptions all = opt;
     all.all_logits = true;  // every row scored, on the launch-by-launch path (no decode graph)
-    ensure_workspace(T, k_max(all));
+    ensure_workspace(T, k_max(all), T);
     upload_mask(all.mask && !all.mask->empty() ? all.mask : nullptr);
     DeviceCache& dc = device_cache(cache, pos0 + T);
-    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, nullptr);
-    const HostInputs h = carve_inputs(pinned_.get(), T);
+    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
+    const HostInputs h = carve_inputs(pinned_.get(), T, T);
     enqueue_step(ids, pos0, dc, all, s, h);
     if (n > 0) {
         std::memcpy(h.targets, req.targets.data(), static_cast<std::size_t>(n) * sizeof(int32_t));
