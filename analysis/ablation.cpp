@@ -19,7 +19,7 @@ namespace moe::analysis {
 
 namespace {
 
-constexpr size_t kChunk = 256;  // tokens per forward step inside a window, as evaluate_loss
+constexpr int64_t kFirstStepTokens = 256;  // the step of every evaluation before steps could differ
 
 struct TokenScore {
     double nll = 0, kl = 0;
@@ -31,8 +31,8 @@ struct TokenScore {
 // log-probabilities are kept there, in a bank of the window's predicted positions.
 class WindowScorer {
 public:
-    WindowScorer(const Model& model, std::span<const AblationCondition> conditions)
-        : model_(model), conditions_(conditions) {}
+    WindowScorer(const Model& model, std::span<const AblationCondition> conditions, int64_t step)
+        : model_(model), conditions_(conditions), step_(static_cast<size_t>(step)) {}
 
     // ids: the window's tokens; stream: the window's random stream. Adds into `baseline`
     // and `scores[c]`. Returns false when `step` asked to stop.
@@ -96,8 +96,8 @@ private:
         ForwardOptions fo;
         fo.mask = (mask && !mask->empty()) ? mask : nullptr;
         fo.random_stream = stream;
-        for (size_t c0 = 0; c0 < n; c0 += kChunk) {
-            const size_t cn = std::min(kChunk, n - c0);
+        for (size_t c0 = 0; c0 < n; c0 += step_) {
+            const size_t cn = std::min(step_, n - c0);
             const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
             ScoreRequest req;
             req.targets = ids.subspan(c0 + 1, usable);
@@ -117,6 +117,7 @@ private:
 
     const Model& model_;
     std::span<const AblationCondition> conditions_;
+    size_t step_;                      // tokens per forward step
     std::unique_ptr<ScoreBank> bank_;  // [predicted, V] the baseline's log-probabilities
     std::vector<RowScore> rows_;
     std::vector<int32_t> base_top_;
@@ -129,13 +130,16 @@ std::string number_text(double v) {
     return buf;
 }
 
-std::string eval_key(const Corpus& corpus, const AblationOptions& opt, int64_t context, const std::string& source,
-                     const std::string& dtype) {
+// The evaluation a baseline belongs to; its forward steps' tokens only where they are not
+// the first evaluations' 256 (so that a store's earlier keys stay what they were).
+std::string eval_key(const Corpus& corpus, const AblationOptions& opt, const AblationResult& result,
+                     const std::string& source, const std::string& dtype) {
     std::string domains;
     for (const auto& d : corpus.domains) domains += d.name + ";";
     return "corpus=" + corpus.path + "|split=" + corpus.split + "|domains=" + domains +
-           "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
-           "|source=" + source + "|dtype=" + dtype;
+           "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(result.context) +
+           "|source=" + source + "|dtype=" + dtype +
+           (result.step_tokens == kFirstStepTokens ? "" : "|step_tokens=" + std::to_string(result.step_tokens));
 }
 
 }  // namespace
@@ -171,8 +175,9 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
 
     AblationResult result;
     result.context = context;
+    result.step_tokens = opt.step_tokens > 0 ? opt.step_tokens : model.step_tokens();
     for (const AblationCondition& c : conditions) result.conditions.push_back({c, {}, {"all"}, 0});
-    WindowScorer scorer(model, conditions);
+    WindowScorer scorer(model, conditions, result.step_tokens);
     auto step = [&](int64_t tokens) {
         progress.tokens_done += tokens;
         progress.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -386,7 +391,7 @@ void store_ablation(RoutingStore& store, const ModelRecord& model, const Corpus&
     sql::Db& db = store.connection();
     const char* doing = "storing ablation results";
     sql::Transaction tx(db, doing);
-    const std::string key = eval_key(corpus, opt, result.context, source, dtype);
+    const std::string key = eval_key(corpus, opt, result, source, dtype);
     {
         sql::Stmt find(db, "SELECT baseline_id FROM ablation_baselines WHERE model_id = ?1 AND eval_key = ?2", doing);
         find.bind(1, model_id).bind(2, key);

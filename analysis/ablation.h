@@ -71,6 +71,7 @@ struct AblationProgress {
 struct AblationOptions {
     int64_t max_tokens = 0;  // per domain, as the trace job counts them; 0: all
     int64_t context = 0;     // window length; 0: the model's max_position_embeddings
+    int64_t step_tokens = 0;  // tokens per forward step inside a window; 0: Model::step_tokens()
     std::function<bool(const AblationProgress&)> progress;  // false: stop after this forward step
     // The corpus's documents, read already by the caller (as TraceOptions::tokenized); null: read here.
     std::vector<std::vector<TokenizedDocument>>* tokenized = nullptr;
@@ -80,6 +81,7 @@ struct AblationResult {
     std::vector<AblationScore> baseline;  // per domain: tokens and baseline_nll
     std::vector<AblationConditionResult> conditions;
     int64_t context = 0;
+    int64_t step_tokens = 0;  // as run
     double seconds = 0;
     bool stopped = false;  // the progress callback asked to stop: results are partial
     int64_t baseline_id = 0;  // in the store, once stored

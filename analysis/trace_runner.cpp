@@ -111,9 +111,7 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
         if (opt.progress && !opt.progress(progress)) result.stopped = true;
     };
     report();
-    const auto step = static_cast<size_t>(opt.step_tokens > 0               ? opt.step_tokens
-                                          : model.backend() == Backend::cpu ? kCpuStepTokens
-                                                                            : kDeviceStepTokens);
+    const auto step = static_cast<size_t>(opt.step_tokens > 0 ? opt.step_tokens : model.step_tokens());
     for (WorkItem& item : work) {
         if (result.stopped) break;
         progress.domain = item.domain;

@@ -30,15 +30,10 @@ struct TraceProgress {
     std::string domain;
 };
 
-constexpr int64_t kCpuStepTokens = 256, kDeviceStepTokens = 2048;
-
 struct TraceOptions {
     int64_t max_tokens = 0;  // per domain (documents kept in file order, the last one cut); 0: all
     int64_t context = 0;     // window length; 0: the model's max_position_embeddings
-    // Tokens per forward step inside a window; 0: kCpuStepTokens on the CPU backend,
-    // kDeviceStepTokens on a GPU (whose experts' products fill with the rows of a longer step,
-    // and whose per-step costs are spread over more tokens).
-    int64_t step_tokens = 0;
+    int64_t step_tokens = 0;  // tokens per forward step inside a window; 0: Model::step_tokens()
     const ExpertMask* mask = nullptr;
     std::string source;  // the run's source; empty: the model's backend_label() ("cpu", "cuda", ...)
     bool new_run = false;  // start a new run even when the same trace exists

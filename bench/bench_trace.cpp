@@ -1,7 +1,7 @@
 // bench_trace: what the routing store costs a trace. The same documents of a corpus go
 // through the model twice, alternately, --repeat times each:
-//   plain   the forward passes alone (windows of the model's context, steps of 256
-//           tokens, last-position logits only), no observer, no store;
+//   plain   the forward passes alone (windows of the model's context, steps of its
+//           step_tokens(), last-position logits only), no observer, no store;
 //   traced  `run_trace` into a fresh store: the forward passes with the DocumentCollector
 //           on the observer and the TraceWriter thread writing every decision.
 // Prints JSON with both rates (best of the repeats) and their ratio (target >= 0.95).
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
                 for (size_t w0 = 0; w0 < ids.size(); w0 += static_cast<size_t>(context)) {
                     const size_t wn = std::min(ids.size() - w0, static_cast<size_t>(context));
                     moe::Session s(*model);
-                    const auto step = static_cast<size_t>(an::kCpuStepTokens);  // run_trace's on the CPU
+                    const auto step = static_cast<size_t>(model->step_tokens());  // run_trace's
                     for (size_t c0 = 0; c0 < wn; c0 += step)
                         s.forward(std::span<const int32_t>(ids).subspan(w0 + c0, std::min(step, wn - c0)), fo, logits);
                 }

@@ -15,7 +15,6 @@ namespace {
 using exp_poly::exp_block;
 using exp_poly::exp_le0;
 
-constexpr size_t kChunk = 256;  // tokens per forward step inside a window
 constexpr int kLanes = 8;     // running sums, element i into sum i mod 8
 constexpr int kBlock = 1024;  // elements whose e^x are made before they are summed
 
@@ -87,6 +86,7 @@ EvalResult evaluate_loss(const Model& model, std::span<const int32_t> ids, int64
     MOE_ASSERT(context >= 2);
     EvalResult r;
     std::vector<RowScore> rows;
+    const auto step = static_cast<size_t>(model.step_tokens());
     for (size_t start = 0; start + 1 < ids.size(); start += static_cast<size_t>(context)) {
         const size_t n = std::min(ids.size() - start, static_cast<size_t>(context));
         if (n < 2) break;
@@ -96,8 +96,8 @@ EvalResult evaluate_loss(const Model& model, std::span<const int32_t> ids, int64
         ForwardOptions opt;
         opt.mask = mask;
         opt.observer = observer;
-        for (size_t c0 = 0; c0 < n; c0 += kChunk) {
-            const size_t cn = std::min(kChunk, n - c0);
+        for (size_t c0 = 0; c0 < n; c0 += step) {
+            const size_t cn = std::min(step, n - c0);
             const size_t usable = std::min(cn, n - 1 - c0);  // the window's last token predicts nothing
             ScoreRequest req;
             req.targets = ids.subspan(start + c0 + 1, usable);

@@ -79,6 +79,10 @@ public:
     // Whether decode steps are replayed from CUDA graphs (false where they are not or could
     // not be captured).
     virtual bool uses_cuda_graphs() const { return false; }
+    // Tokens a forward step takes when a long text runs through the model in steps (a trace's,
+    // an ablation's or an evaluation's window): 256 on the CPU; a GPU's products fill with the
+    // rows of longer steps, and its per-step costs spread over more tokens (2,048).
+    virtual int64_t step_tokens() const { return 256; }
 
     // Runs tokens `ids` at positions [cache.length(), cache.length()+T), appends their
     // keys/values to `cache`, and writes logits [T, V] (or [1, V]) into `logits`.

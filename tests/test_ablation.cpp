@@ -401,9 +401,23 @@ void AblationTest::store_round_trip_and_baseline_reuse() {
     AblationResult r3 = run_ablation(*model_, *tok_, c, std::span(&r2.conditions[0].condition, 1), other);
     store_ablation(store, rec, c, "cpu", model_->dtype_summary(), other, r3);
     QVERIFY(r3.baseline_id != r.baseline_id);
+    // Another step is another evaluation (its windows' logits are not the same bits): a
+    // baseline of its own, found again by the same step.
+    AblationOptions steps = opt_;
+    steps.step_tokens = 5;
+    AblationResult r4 = run_ablation(*model_, *tok_, c, std::span(&r2.conditions[0].condition, 1), steps);
+    QCOMPARE(r4.step_tokens, int64_t{5});
+    QCOMPARE(r.step_tokens, int64_t{256});
+    store_ablation(store, rec, c, "cpu", model_->dtype_summary(), steps, r4);
+    QVERIFY(r4.baseline_id != r.baseline_id && r4.baseline_id != r3.baseline_id);
+    AblationResult r5 = run_ablation(*model_, *tok_, c, std::span(&r2.conditions[0].condition, 1), steps);
+    store_ablation(store, rec, c, "cpu", model_->dtype_summary(), steps, r5);
+    QCOMPARE(r5.baseline_id, r4.baseline_id);
+    for (size_t d = 0; d < r4.baseline.size(); ++d)  // near the one-step baseline, not its bits
+        QVERIFY(std::abs(r4.baseline[d].baseline_nll - r.baseline[d].baseline_nll) < 1e-4 * r.baseline[d].baseline_nll);
 
     const auto stored = read_ablations(store);
-    QCOMPARE(stored.size(), size_t{4});
+    QCOMPARE(stored.size(), size_t{6});
     QCOMPARE(stored[1].mask_spec, std::string("L1:2,3"));
     QCOMPARE(stored[0].context, int64_t{48});
     QCOMPARE(stored[3].max_tokens, int64_t{30});
@@ -426,7 +440,7 @@ void AblationTest::store_round_trip_and_baseline_reuse() {
     same_path.path = c.path;
     CHECK_ERROR(moe::ErrorKind::input, store_ablation(store, rec, same_path, "cpu", model_->dtype_summary(), opt_, changed),
                 {"differs", "corpus or the engine changed"});
-    QCOMPARE(read_ablations(store).size(), size_t{4});  // nothing half-written
+    QCOMPARE(read_ablations(store).size(), size_t{6});  // nothing half-written
 }
 
 void AblationTest::deleting_ablations() {

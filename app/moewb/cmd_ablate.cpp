@@ -23,10 +23,12 @@ const char* kHelp =
     "usage: moewb ablate --model DIR --corpus PATH (--mask SPEC | --mask-file FILE) [--mask-mode reroute|drop]\n"
     "                    [--db FILE] [--max-tokens N] [--json] [--csv OUT]\n"
     "       moewb ablate --model DIR --corpus PATH --sweep NAME [sweep options] [same options]\n"
-    "  common: [--domain NAME] [--split test] [--context N] [--threads N] [--backend cpu|cuda] [--activations exact|bf16] [--quiet]\n\n"
+    "  common: [--domain NAME] [--split test] [--context N] [--step-tokens N] [--threads N] [--backend cpu|cuda]\n"
+    "          [--activations exact|bf16] [--quiet]\n\n"
     "Runs the corpus's documents (as moewb trace reads them; --max-tokens N per domain) through\n"
     "the model as published and with the mask, window by window (--context, default the\n"
-    "model's max_position_embeddings), and reports per domain: predicted tokens, baseline and\n"
+    "model's max_position_embeddings; each window in forward steps of --step-tokens, default 256\n"
+    "on the CPU and 2048 on a GPU), and reports per domain: predicted tokens, baseline and\n"
     "ablated loss (nats per predicted token), their difference, the perplexity ratio, the mean\n"
     "KL(baseline || ablated) of the next-token distributions and the top-1 agreement.\n"
     "With --json, stdout is {\"mask\", \"mode\", \"domains\": [{\"domain\", \"tokens\",\n"
@@ -47,9 +49,8 @@ const char* kHelp =
     "(the table then to stderr; not with --json):\n"
     "  sweep,value,control,mask,mode,domain,tokens,baseline_loss,ablated_loss,delta_loss,\n"
     "  ppl_ratio,kl,top1_agreement\n"
-    "--db FILE stores the baseline (once per model, corpus, budget and context) and every\n"
-    "condition (docs/store.md). Ctrl-C stops without storing anything (exit code 130).\n"
-    MOEWB_MASK_FILE_HELP;
+    "--db FILE stores the baseline (once per model, corpus, budget, context and step) and every\n"
+    "condition (docs/store.md). Ctrl-C stops without storing anything (exit code 130).\n" MOEWB_MASK_FILE_HELP;
 
 using nlohmann::json;
 namespace an = moe::analysis;
@@ -103,8 +104,8 @@ std::vector<std::string> controls_from_args(const Args& args, const std::string&
 
 int cmd_ablate(int argc, char** argv) {
     auto flags = model_value_flags();
-    flags.insert({"--corpus", "--db", "--domain", "--split", "--max-tokens", "--context", "--csv", "--sweep", "--ratios",
-                  "--fractions", "--from-run", "--values", "--control", "--seed"});
+    flags.insert({"--corpus", "--db", "--domain", "--split", "--max-tokens", "--context", "--step-tokens", "--csv",
+                  "--sweep", "--ratios", "--fractions", "--from-run", "--values", "--control", "--seed"});
     Args args(argc, argv, flags, {"--json", "--quiet"});
     if (args.help()) return print_help(kHelp);
     const std::string dir = args.require("--model");
@@ -164,6 +165,7 @@ int cmd_ablate(int argc, char** argv) {
     an::AblationOptions opt;
     opt.max_tokens = args.get_int("--max-tokens", 0, 0, INT64_MAX);
     opt.context = args.get_int("--context", 0, 2, 1 << 24);
+    opt.step_tokens = args.get_int("--step-tokens", 0, 1, 1 << 20);
     // The CSV file opened before the evaluation, so a path that cannot be written is refused
     // before the work, not after it.
     std::optional<an::CsvWriter> csv;
@@ -195,6 +197,7 @@ int cmd_ablate(int argc, char** argv) {
         if (sweep.empty()) {
             json j = condition_json(r.conditions[0]);
             j["context"] = r.context;
+            j["step_tokens"] = r.step_tokens;
             j["seconds"] = r.seconds;
             if (r.baseline_id) j["baseline_id"] = r.baseline_id;
             print_json(j);
@@ -204,11 +207,9 @@ int cmd_ablate(int argc, char** argv) {
                 baseline.push_back({{"domain", s.domain}, {"tokens", s.tokens}, {"loss", s.baseline_loss()}});
             json conds = json::array();
             for (const an::AblationConditionResult& c : r.conditions) conds.push_back(condition_json(c));
-            json j = {{"sweep", sweep},
-                      {"mode", moe::mask_mode_name(mode)},
-                      {"context", r.context},
-                      {"seconds", r.seconds},
-                      {"baseline", baseline},
+            json j = {{"sweep", sweep},       {"mode", moe::mask_mode_name(mode)},
+                      {"context", r.context}, {"step_tokens", r.step_tokens},
+                      {"seconds", r.seconds}, {"baseline", baseline},
                       {"conditions", conds}};
             if (r.baseline_id) j["baseline_id"] = r.baseline_id;
             print_json(j);

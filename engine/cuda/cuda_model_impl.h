@@ -160,6 +160,7 @@ public:
     std::string backend_label() const override {
         return std::string(bf16_activations_ ? "cuda-bf16" : "cuda") + (kv_type_ == KvType::bf16 ? "-kv-bf16" : "");
     }
+    int64_t step_tokens() const override { return 2048; }
     bool uses_cuda_graphs() const override {
         std::lock_guard lock(forward_mutex_);
         return use_graphs_ && !graphs_failed_;
