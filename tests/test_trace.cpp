@@ -111,6 +111,22 @@ private:
         const Corpus c = open_corpus((corpus.isEmpty() ? corpus_ : corpus).toStdString(), "test", std::nullopt);
         return run_trace(store, *model_, record_, *tok_, c, opt);
     }
+    // ids through the model in windows of `context`, each in forward steps of `step`, into
+    // rec (as a trace runs them); how many steps that took.
+    int64_t record_windows(const std::vector<int32_t>& ids, size_t context, size_t step, moe::RoutingRecorder& rec) {
+        std::vector<float> logits;
+        int64_t steps = 0;
+        for (size_t w0 = 0; w0 < ids.size(); w0 += context) {
+            const size_t wn = std::min(context, ids.size() - w0);
+            moe::Session s(*model_);
+            moe::ForwardOptions fo;
+            fo.observer = &rec;
+            fo.all_logits = false;
+            for (size_t c0 = 0; c0 < wn; c0 += step, ++steps)
+                s.forward(std::span<const int32_t>(ids).subspan(w0 + c0, std::min(step, wn - c0)), fo, logits);
+        }
+        return steps;
+    }
 };
 
 void TraceTest::initTestCase() {
@@ -275,14 +291,7 @@ void TraceTest::stores_what_the_observer_reports() {
         QCOMPARE(d.text_hash, text_hash(texts.at(d.name)));
         // Run the same windows with a recorder: the store holds exactly what it reports.
         moe::RoutingRecorder rec;
-        std::vector<float> logits;
-        for (size_t w0 = 0; w0 < d.token_ids.size(); w0 += 7) {
-            const size_t n = std::min<size_t>(7, d.token_ids.size() - w0);
-            moe::Session s(*model_);
-            moe::ForwardOptions fo;
-            fo.observer = &rec;
-            s.forward(std::span<const int32_t>(d.token_ids).subspan(w0, n), fo, logits);
-        }
+        record_windows(d.token_ids, 7, 7, rec);
         for (const StoredLayer& l : d.layers) {
             const auto& toks = rec.layers().at(l.layer);
             QCOMPARE(toks.size(), d.token_ids.size());
@@ -321,17 +330,7 @@ void TraceTest::steps_within_a_window() {
     int64_t want_steps = 0, checked = 0;
     store.for_each_document(r.run_id, {}, [&](const StoredDocument& d) {
         moe::RoutingRecorder rec;
-        std::vector<float> logits;
-        for (size_t w0 = 0; w0 < d.token_ids.size(); w0 += 12) {
-            const size_t wn = std::min<size_t>(12, d.token_ids.size() - w0);
-            moe::Session s(*model_);
-            moe::ForwardOptions fo;
-            fo.observer = &rec;
-            fo.all_logits = false;
-            for (size_t c0 = 0; c0 < wn; c0 += 5, ++want_steps)
-                s.forward(std::span<const int32_t>(d.token_ids).subspan(w0 + c0, std::min<size_t>(5, wn - c0)), fo,
-                          logits);
-        }
+        want_steps += record_windows(d.token_ids, 12, 5, rec);
         for (const StoredLayer& l : d.layers) {
             const auto& toks = rec.layers().at(l.layer);
             for (size_t t = 0; t < toks.size(); ++t)
