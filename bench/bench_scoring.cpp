@@ -1,9 +1,9 @@
 // bench_scoring: microseconds the ablation evaluator (analysis/ablation.cpp) spends on the host
 // scoring one predicted token of one condition — its log-softmax, the target's NLL, the KL
 // divergence from the baseline's log-probabilities and the top-1 choice — over a vocabulary of
-// the published size (102,400), with the engine's functions (engine/evaluate.h, sampler.h) and,
-// in the same run, as plain loops over std::exp in double (the evaluator's way before), printed
-// as JSON. On a GPU this host work is done for every token of every condition.
+// the published size (102,400), with the engine's row scoring on one thread
+// (score_rows_on_host, engine/scoring.h) and, in the same run, as plain loops over std::exp in
+// double (the evaluator's way before), printed as JSON. (The CUDA backend scores on the device.)
 // Usage: bench_scoring [--vocab 102400] [--rows 200]
 #include <algorithm>
 #include <chrono>
@@ -17,8 +17,8 @@
 #include <span>
 #include <vector>
 
-#include "engine/evaluate.h"
-#include "engine/sampler.h"
+#include "engine/cpu/thread_pool.h"
+#include "engine/scoring.h"
 
 namespace {
 
@@ -52,15 +52,16 @@ Scores plain_row(const std::vector<float>& logits, const std::vector<float>& bas
     return {nll, kl, best};
 }
 
-// The evaluator's way now.
-Scores engine_row(const std::vector<float>& logits, const std::vector<float>& base_logp, std::vector<float>& logp,
+// The evaluator's way now: its rows' scoring (engine/scoring.h) on one thread, the row
+// against the baseline's kept log-probabilities.
+Scores engine_row(moe::cpu::ThreadPool& pool, const std::vector<float>& logits, const moe::HostScoreBank& base,
                   int32_t target) {
-    const moe::LogSumExp z = moe::log_sum_exp(logits);
-    const double lse = z.log_z();
-    for (size_t v = 0; v < logits.size(); ++v) logp[v] = static_cast<float>(static_cast<double>(logits[v]) - lse);
-    const double nll = moe::token_nll(logits, target, z);
-    const double kl = moe::kl_divergence(base_logp, logp);
-    return {nll, kl, static_cast<size_t>(moe::argmax(logits))};
+    moe::ScoreRequest req;
+    req.targets = std::span<const int32_t>(&target, 1);
+    req.reference = &base;
+    std::vector<moe::RowScore> out;
+    moe::score_rows_on_host(pool, logits, static_cast<int64_t>(logits.size()), req, out);
+    return {out[0].nll, out[0].kl, static_cast<size_t>(out[0].top)};
 }
 
 }  // namespace
@@ -80,24 +81,34 @@ int main(int argc, char** argv) {
     }
     std::mt19937 rng(3);
     std::normal_distribution<float> noise(0.0f, 3.0f);
-    std::vector<float> logits(vocab), base(vocab), base_logp(vocab), logp(vocab);
+    std::vector<float> logits(vocab), base(vocab), logp(vocab);
     for (size_t v = 0; v < vocab; ++v) {
         base[v] = noise(rng);
         logits[v] = base[v] + 0.3f * noise(rng);
     }
-    const double lz = moe::log_sum_exp(base).log_z();
-    for (size_t v = 0; v < vocab; ++v) base_logp[v] = static_cast<float>(static_cast<double>(base[v]) - lz);
+    // The baseline's log-probabilities, kept as the evaluator keeps them.
+    moe::cpu::ThreadPool pool(1);
+    moe::HostScoreBank kept(1, static_cast<int64_t>(vocab));
+    {
+        const int32_t none = -1;
+        moe::ScoreRequest keep;
+        keep.targets = std::span<const int32_t>(&none, 1);
+        keep.keep = &kept;
+        std::vector<moe::RowScore> ignored;
+        moe::score_rows_on_host(pool, base, static_cast<int64_t>(vocab), keep, ignored);
+    }
+    const std::vector<float> base_logp(kept.row(0), kept.row(0) + vocab);
     // Each way's scores of the rows (the target moves), and the largest difference between them.
     auto time = [&](auto&& row, std::vector<Scores>& got) {
         const auto t0 = std::chrono::steady_clock::now();
-        for (int r = 0; r < rows; ++r) got.push_back(row(logits, base_logp, logp, static_cast<int32_t>(r % vocab)));
+        for (int r = 0; r < rows; ++r) got.push_back(row(static_cast<int32_t>(r % vocab)));
         return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / rows;
     };
     std::vector<Scores> plain, engine;
     plain.reserve(static_cast<size_t>(rows));
     engine.reserve(static_cast<size_t>(rows));
-    const double plain_us = time(plain_row, plain);
-    const double engine_us = time(engine_row, engine);
+    const double plain_us = time([&](int32_t t) { return plain_row(logits, base_logp, logp, t); }, plain);
+    const double engine_us = time([&](int32_t t) { return engine_row(pool, logits, kept, t); }, engine);
     double nll_diff = 0, kl_diff = 0;
     bool same_top = true;
     for (size_t r = 0; r < plain.size(); ++r) {
