@@ -548,6 +548,22 @@ void CudaDeepseekMoe::enqueue_step(std::span<const int32_t> ids, int64_t pos0, c
     enqueue_layers(T, pos0, s, dc, opt, false);
 }
 
+CudaDeepseekMoe::Step CudaDeepseekMoe::begin_step(int64_t T, KvCache& cache, const ForwardOptions& opt,
+                                                  int64_t logit_rows, DeviceCache*& dc) const {
+    check(cudaSetDevice(0), "selecting device 0");
+    ensure_workspace(T, k_max(opt), logit_rows);
+    upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
+    dc = &device_cache(cache, cache.length() + T);
+    return carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
+}
+
+void CudaDeepseekMoe::finish_step(const ForwardOptions& opt, KvCache& cache, int64_t length, const char* what) const {
+    check(cudaStreamSynchronize(stream_), what);
+    stages_.end();
+    if (opt.observer && routing_) routing_->deliver(*opt.observer);
+    cache.set_length(length);
+}
+
 void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, const ForwardOptions& opt,
                               std::vector<float>& logits) const {
     const ModelConfig& c = config_;
@@ -558,29 +574,23 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
         logits.clear();
         return;
     }
-    check(cudaSetDevice(0), "selecting device 0");
     const int64_t n_out = opt.all_logits ? T : 1;
-    ensure_workspace(T, k_max(opt), n_out);
-    upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
-    DeviceCache& dc = device_cache(cache, pos0 + T);
-    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
+    DeviceCache* dc = nullptr;
+    const Step s = begin_step(T, cache, opt, n_out, dc);
     if (T == 1 && use_graphs_ && !graphs_failed_ && small_step(1, opt)) {
-        if (decode_with_graph(ids[0], pos0, dc, opt, s, logits)) {
+        if (decode_with_graph(ids[0], pos0, *dc, opt, s, logits)) {
             cache.set_length(pos0 + 1);
             return;
         }
     }
 
     const HostInputs h = carve_inputs(pinned_.get(), T, n_out);
-    enqueue_step(ids, pos0, dc, opt, s, h);
+    enqueue_step(ids, pos0, *dc, opt, s, h);
     check(cudaMemcpyAsync(h.logits, s.logits, static_cast<size_t>(n_out * V) * sizeof(float), cudaMemcpyDeviceToHost, stream_),
           "copying logits to the host");
     stage("logits out");
-    check(cudaStreamSynchronize(stream_), "running the forward step");
-    stages_.end();
+    finish_step(opt, cache, pos0 + T, "running the forward step");
     logits.assign(h.logits, h.logits + n_out * V);
-    if (opt.observer && routing_) routing_->deliver(*opt.observer);
-    cache.set_length(pos0 + T);
 }
 
 bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,

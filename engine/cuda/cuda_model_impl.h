@@ -214,6 +214,12 @@ private:
     HostInputs carve_inputs(void* base, int64_t T, int64_t logit_rows) const;
     bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
     void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
+    // The start of a step of T tokens after what `cache` holds (the forward mutex held): the
+    // device selected, the workspace (with room for logit_rows rows of logits), the mask and
+    // the KV cache (dc) ready; the workspace's pieces. And its end: the stream waited for, the
+    // stage profile closed, the routing handed to the observer, the cache's length set.
+    Step begin_step(int64_t T, KvCache& cache, const ForwardOptions& opt, int64_t logit_rows, DeviceCache*& dc) const;
+    void finish_step(const ForwardOptions& opt, KvCache& cache, int64_t length, const char* what) const;
     // A step enqueued launch by launch up to its logits in s.logits: its host inputs made and
     // copied, its stage profile begun, its routing asked for, its layers.
     void enqueue_step(std::span<const int32_t> ids, int64_t pos0, const DeviceCache& dc, const ForwardOptions& opt,

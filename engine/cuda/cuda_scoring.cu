@@ -61,15 +61,12 @@ void CudaDeepseekMoe::forward_scored(std::span<const int32_t> ids, KvCache& cach
     std::lock_guard<std::mutex> lock(forward_mutex_);
     scores.clear();
     if (T == 0) return;
-    check(cudaSetDevice(0), "selecting device 0");
     ForwardOptions all = opt;
     all.all_logits = true;  // every row scored, on the launch-by-launch path (no decode graph)
-    ensure_workspace(T, k_max(all), T);
-    upload_mask(all.mask && !all.mask->empty() ? all.mask : nullptr);
-    DeviceCache& dc = device_cache(cache, pos0 + T);
-    const Step s = carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
+    DeviceCache* dc = nullptr;
+    const Step s = begin_step(T, cache, all, T, dc);
     const HostInputs h = carve_inputs(pinned_.get(), T, T);
-    enqueue_step(ids, pos0, dc, all, s, h);
+    enqueue_step(ids, pos0, *dc, all, s, h);
     if (n > 0) {
         std::memcpy(h.targets, req.targets.data(), static_cast<std::size_t>(n) * sizeof(int32_t));
         check(cudaMemcpyAsync(s.targets, h.targets, static_cast<std::size_t>(n) * sizeof(int32_t),
@@ -81,15 +78,12 @@ void CudaDeepseekMoe::forward_scored(std::span<const int32_t> ids, KvCache& cach
               "copying the rows' scores to the host");
     }
     stage("scores out");
-    check(cudaStreamSynchronize(stream_), "running the scored step");
-    stages_.end();
+    finish_step(all, cache, pos0 + T, "running the scored step");
     scores.resize(static_cast<std::size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
         const launch::DeviceRowScore& d = h.scores[r];
         scores[static_cast<std::size_t>(r)] = RowScore{d.nll, d.kl, d.top};
     }
-    if (all.observer && routing_) routing_->deliver(*all.observer);
-    cache.set_length(pos0 + T);
 }
 
 }  // namespace moe::cuda::detail
