@@ -29,6 +29,10 @@ void check_score_request(const ScoreRequest& req, int64_t T, int64_t V) {
     if (req.reference)
         MOE_ASSERT(req.reference->width() == V && req.reference_row >= 0 &&
                    req.reference_row + n <= req.reference->rows());
+    // Rows kept into the bank the KL reads from: never the same rows (one row's writes would
+    // race another's reads).
+    if (req.keep && req.keep == req.reference && n > 0)
+        MOE_ASSERT(req.keep_row + n <= req.reference_row || req.reference_row + n <= req.keep_row);
 }
 
 namespace {

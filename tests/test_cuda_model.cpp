@@ -423,6 +423,19 @@ private slots:
         if (!QTest::currentTestFailed() && !mask.contains("skip")) QVERIFY(ran >= moe_layers_of_);
     }
 
+    void mergedAttentionMatchesLaunches_data() { layerKernelMatchesLaunches_data(); }
+    void mergedAttentionMatchesLaunches() {
+        // Each head's decode splits merged by the last of its blocks: the scalar split and the
+        // merge launch's values, bit for bit, through the graphs and launch by launch. (With a
+        // one-launch kernel asked for by the environment, the attention launches do not run.)
+        QFETCH(QString, mask);
+        const int64_t ran = sameWithSwitch("MOEWB_CUDA_DECODE_ATTENTION", "merged", "MOEWB_CUDA_DECODE_KERNEL",
+                                           moe::cuda::merged_attention_launches);
+        qInfo("%lld decode attentions merged by their last blocks", static_cast<long long>(ran));
+        // Each layer of each step (of each capture through a graph) at least.
+        if (!QTest::currentTestFailed()) QVERIFY(ran >= layers_of_);
+    }
+
     // A scored step (Model::forward_scored: the rows scored on the device, the baseline's
     // log-probabilities kept in device memory) against the host's scores of the same model's
     // logits: NLL and KL within 1e-9 (the device's sums in another order), top-1 the same but

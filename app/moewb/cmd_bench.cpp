@@ -205,7 +205,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
     // (a layer captured into a CUDA graph counts once): whether a switch asking for them was used.
     const int64_t layer0 = moe::cuda::decode_layer_launches(), stream0 = moe::cuda::decode_stream_launches(),
                   routed0 = moe::cuda::routed_gate_up_launches(), wgmma0 = moe::cuda::expert_wgmma_launches(),
-                  kernel0 = moe::cuda::stream_kernel_launches();
+                  kernel0 = moe::cuda::stream_kernel_launches(), merged0 = moe::cuda::merged_attention_launches();
 #endif
     const Timing t = time_runs(model, prompt, n_gen, repeat, nullptr);
     const double best_prefill = t.prefill, best_decode = t.decode;
@@ -246,7 +246,8 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
                                    {"decode_stream", moe::cuda::decode_stream_launches() - stream0},
                                    {"stream_kernel", moe::cuda::stream_kernel_launches() - kernel0},
                                    {"routed_gate_up", moe::cuda::routed_gate_up_launches() - routed0},
-                                   {"expert_wgmma", moe::cuda::expert_wgmma_launches() - wgmma0}};
+                                   {"expert_wgmma", moe::cuda::expert_wgmma_launches() - wgmma0},
+                                   {"merged_attention", moe::cuda::merged_attention_launches() - merged0}};
         const int64_t kv_element = switches.value("kv_cache", "f32") == "bf16" ? 2 : 4;
         j["device_kv_cache_bytes_per_token"] = c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * kv_element;
         // How close to the hardware: decode against the time to read the weights a token uses

@@ -414,6 +414,7 @@ void attention_of(const float* q, const KV* k, const KV* v, int64_t T, int64_t n
             launch::launch_early_if(early, decode_split_merged_kernel<KV>, split_grid, dim3(kDecodeThreads), shared, s,
                                     "launching attention", q, k, v, n_heads, n_kv_heads, head_dim, pos0, d_pos, scale,
                                     partials, launch::attention_partial_counters(partials, n_heads, head_dim), out);
+            launch::count(launch::Counted::merged_attention);
             return;
         }
         fit_shared(decode_split_kernel<KV>, shared, kDecodeThreads * sizeof(float), positions);

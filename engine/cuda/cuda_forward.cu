@@ -549,9 +549,9 @@ void CudaDeepseekMoe::enqueue_step(std::span<const int32_t> ids, int64_t pos0, c
 }
 
 CudaDeepseekMoe::Step CudaDeepseekMoe::begin_step(int64_t T, KvCache& cache, const ForwardOptions& opt,
-                                                  int64_t logit_rows, DeviceCache*& dc) const {
+                                                  int64_t logit_rows, int64_t host_logit_rows, DeviceCache*& dc) const {
     check(cudaSetDevice(0), "selecting device 0");
-    ensure_workspace(T, k_max(opt), logit_rows);
+    ensure_workspace(T, k_max(opt), logit_rows, host_logit_rows);
     upload_mask(opt.mask && !opt.mask->empty() ? opt.mask : nullptr);
     dc = &device_cache(cache, cache.length() + T);
     return carve(workspace_.get(), ws_tokens_, ws_k_, ws_logit_rows_, nullptr);
@@ -576,7 +576,7 @@ void CudaDeepseekMoe::forward(std::span<const int32_t> ids, KvCache& cache, cons
     }
     const int64_t n_out = opt.all_logits ? T : 1;
     DeviceCache* dc = nullptr;
-    const Step s = begin_step(T, cache, opt, n_out, dc);
+    const Step s = begin_step(T, cache, opt, n_out, n_out, dc);
     if (T == 1 && use_graphs_ && !graphs_failed_ && small_step(1, opt)) {
         if (decode_with_graph(ids[0], pos0, *dc, opt, s, logits)) {
             cache.set_length(pos0 + 1);

@@ -234,6 +234,9 @@ CudaDeepseekMoe::CudaDeepseekMoe(const ModelConfig& c, std::shared_ptr<TensorSou
             check(cudaMallocHost(&t, stream_table_bytes), "allocating pinned host memory");
             stream_table_host_.reset(t);
         }
+        // The uploads and clears above ran on the legacy default stream, which stream_ (non-blocking)
+        // does not wait for: done before the first step.
+        check(cudaDeviceSynchronize(), "finishing the model's upload");
     } catch (...) {
         release_stream();
         throw;
@@ -336,7 +339,7 @@ int64_t CudaDeepseekMoe::expert_rows_capacity(int64_t n_slots, int64_t n_expert)
                                              : n_slots;
 }
 
-void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k, int64_t logit_rows) const {
+void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k, int64_t logit_rows, int64_t host_logit_rows) const {
     const int64_t n_moe = static_cast<int64_t>(moe_layers_.size());
     if (T > ws_tokens_ || k > ws_k_ || logit_rows > ws_logit_rows_) {
         const int64_t nt = std::max(T, ws_tokens_), nk = std::max(k, ws_k_), nl = std::max(logit_rows, ws_logit_rows_);
@@ -350,12 +353,18 @@ void CudaDeepseekMoe::ensure_workspace(int64_t T, int64_t k, int64_t logit_rows)
         ws_tokens_ = nt;
         ws_k_ = nk;
         ws_logit_rows_ = nl;
-        // Pinned: the step's host inputs and its logits.
-        const std::size_t pinned = carve_inputs(nullptr, nt, nl).bytes;
+    }
+    // Pinned: the step's host inputs, the logits it hands back, its rows' scores.
+    if (T > pin_tokens_ || host_logit_rows > pin_logit_rows_) {
+        const int64_t nt = std::max(T, pin_tokens_), nl = std::max(host_logit_rows, pin_logit_rows_);
+        if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");
         void* p = nullptr;
         pinned_.reset();
-        check(cudaMallocHost(&p, pinned), "allocating pinned host memory");
+        pin_tokens_ = pin_logit_rows_ = 0;
+        check(cudaMallocHost(&p, carve_inputs(nullptr, nt, nl).bytes), "allocating pinned host memory");
         pinned_.reset(p);
+        pin_tokens_ = nt;
+        pin_logit_rows_ = nl;
     }
     if (T > routing_tokens_ && n_moe > 0) {
         if (stream_) check(cudaStreamSynchronize(stream_), "finishing the previous step");

@@ -196,9 +196,10 @@ private:
     // a multiple of launch::expert_row_pad(); the step's rows of the experts' products, padding
     // included.
     static int64_t expert_rows_capacity(int64_t n_slots, int64_t n_expert);
-    // (logit_rows: the rows of logits the step makes, T or, with the last position's alone, 1.)
+    // (logit_rows: the rows of logits the step makes, T or, with the last position's alone, 1;
+    // host_logit_rows: those copied back to the host, none for a scored step.)
     Step carve(void* base, int64_t T, int64_t k, int64_t logit_rows, std::size_t* bytes) const;
-    void ensure_workspace(int64_t T, int64_t k, int64_t logit_rows) const;
+    void ensure_workspace(int64_t T, int64_t k, int64_t logit_rows, int64_t host_logit_rows) const;
     DeviceCache& device_cache(KvCache& cache, int64_t positions) const;
     void upload_mask(const ExpertMask* mask) const;
     struct HostInputs {
@@ -215,10 +216,12 @@ private:
     bool host_inputs(std::span<const int32_t> ids, int64_t pos0, const ForwardOptions& opt, HostInputs h) const;
     void copy_inputs(const HostInputs& h, int64_t T, const Step& s, bool keys) const;
     // The start of a step of T tokens after what `cache` holds (the forward mutex held): the
-    // device selected, the workspace (with room for logit_rows rows of logits), the mask and
-    // the KV cache (dc) ready; the workspace's pieces. And its end: the stream waited for, the
-    // stage profile closed, the routing handed to the observer, the cache's length set.
-    Step begin_step(int64_t T, KvCache& cache, const ForwardOptions& opt, int64_t logit_rows, DeviceCache*& dc) const;
+    // device selected, the workspace (with room for logit_rows rows of logits, host_logit_rows
+    // of them in pinned host memory), the mask and the KV cache (dc) ready; the workspace's
+    // pieces. And its end: the stream waited for, the stage profile closed, the routing handed
+    // to the observer, the cache's length set.
+    Step begin_step(int64_t T, KvCache& cache, const ForwardOptions& opt, int64_t logit_rows, int64_t host_logit_rows,
+                    DeviceCache*& dc) const;
     void finish_step(const ForwardOptions& opt, KvCache& cache, int64_t length, const char* what) const;
     // A step enqueued launch by launch up to its logits in s.logits: its host inputs made and
     // copied, its stage profile begun, its routing asked for, its layers.
@@ -387,7 +390,8 @@ private:
     mutable DeviceMem workspace_;
     mutable std::size_t workspace_bytes_ = 0;
     mutable int64_t ws_tokens_ = 0, ws_k_ = 0, ws_logit_rows_ = 0;
-    mutable PinnedMem pinned_;  // ids, rope tables, random keys of a step
+    mutable PinnedMem pinned_;  // ids, rope tables, random keys, logits, targets and scores of a step
+    mutable int64_t pin_tokens_ = 0, pin_logit_rows_ = 0;
     mutable std::unique_ptr<RoutingBuffer> routing_;
     mutable int64_t routing_tokens_ = 0;
     mutable std::string mask_uploaded_ = "";  // spec + mode of the mask in disabled_

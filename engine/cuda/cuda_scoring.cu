@@ -64,8 +64,8 @@ void CudaDeepseekMoe::forward_scored(std::span<const int32_t> ids, KvCache& cach
     ForwardOptions all = opt;
     all.all_logits = true;  // every row scored, on the launch-by-launch path (no decode graph)
     DeviceCache* dc = nullptr;
-    const Step s = begin_step(T, cache, all, T, dc);
-    const HostInputs h = carve_inputs(pinned_.get(), T, T);
+    const Step s = begin_step(T, cache, all, T, 0, dc);  // no logits to the host
+    const HostInputs h = carve_inputs(pinned_.get(), T, 0);
     enqueue_step(ids, pos0, *dc, all, s, h);
     if (n > 0) {
         std::memcpy(h.targets, req.targets.data(), static_cast<std::size_t>(n) * sizeof(int32_t));

@@ -26,13 +26,16 @@ namespace stream_kernel {
 namespace {
 
 // The counters' accesses, ordered at the device's scope (members: each compilation for an
-// architecture before 9.0 leaves them unused).
+// architecture before 9.0 leaves them unused). A wait polls with relaxed loads and orders
+// itself once it sees the value (an acquire on every poll would drop the L1's lines each time).
 struct Ordered {
-    __device__ static unsigned load_acquire(const unsigned* p) {
+    __device__ static unsigned load_relaxed(const unsigned* p) {
         unsigned v;
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
         return v;
     }
+    // After a relaxed load saw what a release wrote: what was written before it is seen too.
+    __device__ static void acquire() { asm volatile("fence.acq_rel.gpu;\n" ::: "memory"); }
     __device__ static unsigned add_acq_rel(unsigned* p) {
         unsigned old;
         asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(p) : "memory");
@@ -53,7 +56,10 @@ __device__ inline float smem_dot_of(const W* row, const float* xs, int64_t n, in
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int64_t i = base + j * K::kStep + lane * K::kVec;
-            if (i < n) s[j] += dot_vec<W>(*reinterpret_cast<const uint4*>(row + i), xs + i);
+            if (i < n) {
+                const uint4 raw = *reinterpret_cast<const uint4*>(row + i);  // one 16-byte load
+                s[j] += dot_vec<W>(raw, xs + i);
+            }
         }
     }
     return warp_sum((s[0] + s[1]) + (s[2] + s[3]));
@@ -102,6 +108,7 @@ public:
         if (li > 0) {
             wait_for(last_stage(*a_));
             mark();  // the end of the layer before
+            __syncthreads();  // its stamps read before the arguments are overwritten
         }
         const auto* from = reinterpret_cast<const uint4*>(l_.layers + li);
         auto* to = reinterpret_cast<uint4*>(sm_ + l_.lay.args);
@@ -155,7 +162,9 @@ public:
                 continue;
             }
             if ((is_.stage == rGateUp || is_.stage == rDown) && !is_.routed) {
-                if (Ordered::load_acquire(ia.sync + kRoute) == 0) return;
+                if (Ordered::load_relaxed(ia.sync + kRoute) == 0) return;
+                Ordered::acquire();
+                cache_routing(ia);
                 is_.routed = true;
             }
             issue(ia, is_.stage, b + is_.j * nb, static_cast<int>(is_.issued % l_.slots));
@@ -179,11 +188,12 @@ public:
         if (threadIdx.x == 0) {
             const unsigned* at = a_->sync + c;
             Patience patience;
-            while (Ordered::load_acquire(at) < gridDim.x) {
+            while (Ordered::load_relaxed(at) < gridDim.x) {
                 top_up(consumed_);
                 __nanosleep(32);
                 patience.check();
             }
+            Ordered::acquire();
         }
         __syncthreads();
     }
@@ -232,6 +242,23 @@ private:
     __device__ int32_t* info() const { return reinterpret_cast<int32_t*>(sm_ + l_.lay.info); }
     __device__ const unsigned char* slot_at(int slot) const { return sm_ + static_cast<size_t>(slot) * sp::kSlotBytes; }
 
+    __device__ RouteCache& route_cache() const { return *reinterpret_cast<RouteCache*>(sm_ + l_.lay.issue); }
+    // Thread 0, once layer a's routing is published: its slots' experts and rows for issue().
+    __device__ void cache_routing(const StreamArgs& a) {
+        RouteCache& c = route_cache();
+        int32_t present = 0;
+        for (int64_t i = 0; i < a.k; ++i) {
+            const int32_t e = __ldcg(a.out.experts + i);
+            const bool off = a.dropped && a.dropped[e];
+            c.expert[i] = off ? -1 : e;
+            c.gate[i] = off ? nullptr : a.gate[e];
+            c.up[i] = off ? nullptr : a.up[e];
+            c.down[i] = off ? nullptr : a.down[e];
+            if (!off) present |= 1 << i;
+        }
+        c.present = present;
+    }
+
     // Tile t of ring stage r: its part (j, p) and span.
     struct Tile {
         int j;
@@ -255,18 +282,16 @@ private:
         const sp::Span s = tl.s;
         const int64_t rb = p.row_bytes;
         // The tile's copies (source, bytes, offset in the slot), each given to fn.
+        const RouteCache& rc = route_cache();  // a routed stage's (cache_routing)
         auto copies = [&](auto&& fn) {
             auto row = [](const void* w, int64_t at) { return static_cast<const char*>(w) + at; };
             if (r == rGateUp) {
-                const int32_t e = a.out.experts[s.slot];
-                if (a.dropped && a.dropped[e]) return;
-                fn(row(a.gate[e], s.first * rb), s.count * rb, 0);
-                fn(row(a.up[e], s.first * rb), s.count * rb, s.count * rb);
+                if (rc.expert[s.slot] < 0) return;
+                fn(row(rc.gate[s.slot], s.first * rb), s.count * rb, 0);
+                fn(row(rc.up[s.slot], s.first * rb), s.count * rb, s.count * rb);
             } else if (r == rDown) {
-                for (int64_t i = 0; i < a.k; ++i) {
-                    const int32_t e = a.out.experts[i];
-                    if (!(a.dropped && a.dropped[e])) fn(row(a.down[e], s.first * rb), rb, i * rb);
-                }
+                for (int64_t i = 0; i < a.k; ++i)
+                    if (rc.present >> i & 1) fn(row(rc.down[i], s.first * rb), rb, i * rb);
             } else if (p.kind == sp::Kind::pairs) {
                 const int64_t o = s.first / p.half * 2 * p.half + s.first % p.half;
                 fn(row(a.parts[r].w[j], o * rb), s.count * rb, 0);
@@ -278,15 +303,10 @@ private:
         };
         // What the warps need besides the rows: a routed tile's expert (-1: dropped), a combine
         // tile's slots present (bit i: slot i).
-        if (r == rGateUp) {
-            const int32_t e = a.out.experts[s.slot];
-            info()[slot] = a.dropped && a.dropped[e] ? -1 : e;
-        } else if (r == rDown) {
-            int32_t present = 0;
-            for (int64_t i = 0; i < a.k; ++i)
-                if (!(a.dropped && a.dropped[a.out.experts[i]])) present |= 1 << i;
-            info()[slot] = present;
-        }
+        if (r == rGateUp)
+            info()[slot] = rc.expert[s.slot];
+        else if (r == rDown)
+            info()[slot] = rc.present;
         uint32_t total = 0;
         copies([&](const char*, int64_t bytes, int64_t) { total += static_cast<uint32_t>(bytes); });
         mbar::fence_async_shared();
@@ -383,8 +403,9 @@ private:
     int stamp_ = 0;
 };
 
-// The block's share of each stage of its current layer.
-__device__ void stream_layer(Block& blk, const Launch& l) {
+// The block's share of each stage of its current layer (inlined: the block's state stays in
+// registers, its shared memory addressed as such).
+__device__ __forceinline__ void stream_layer(Block& blk, const Launch& l) {
     const StreamArgs& a = blk.args();
     float* xa = blk.f32(l.lay.xa);
     float* xb = blk.f32(l.lay.xb);
@@ -411,7 +432,8 @@ __device__ void stream_layer(Block& blk, const Launch& l) {
     const int64_t chunks = (a.hd + 31) / 32;
     auto& merge = *blk.at<decode_attn::MergeShared>(l.lay.merge);
     for (int64_t item = blockIdx.x; item < a.nh * chunks; item += gridDim.x) {
-        decode_attn::merge_item(a.partials, a.hd, a.attn, item / chunks, item % chunks, blk.f32(l.lay.scratch), merge);
+        decode_attn::merge_item<true>(a.partials, a.hd, a.attn, item / chunks, item % chunks, blk.f32(l.lay.scratch),
+                                      merge);
         __syncthreads();
     }
     blk.leave(kMergeDone);
@@ -482,10 +504,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_stream_kernel(const __grid
     const StreamArgs& a = blk.args();
     if (a.stamps && blockIdx.x == 0 && threadIdx.x == 0) {  // the end: every block's last stage done
         Patience patience;
-        while (Ordered::load_acquire(a.sync + last_stage(a)) < gridDim.x) {
+        while (Ordered::load_relaxed(a.sync + last_stage(a)) < gridDim.x) {
             __nanosleep(32);
             patience.check();
         }
+        Ordered::acquire();
         blk.mark();
     }
     // The last block out sets the counters of every layer back for the next launch.

@@ -19,7 +19,7 @@ using decode_body::WType;
 constexpr int kThreads = kNormThreads;
 constexpr int kWarps = kThreads / 32;
 static_assert(kWarps == sp::kTileWarps, "a warp a row of a tile");
-constexpr int kMaxSlots = 8;
+constexpr int kMaxSlots = 8;  // of the ring; also the most routed slots a token (k ≤ kWarps)
 
 // A layer's grid-wide counters (DecodeLayer::sync): each block adds one as it leaves a stage;
 // kRoute is set once the routing is written; the last block out of a launch sets those of every
@@ -43,7 +43,18 @@ enum RingStage : int { rQkv, rO, rFfn, rDown1, rGateUp, rDown, kRingStages };
 
 // Byte offsets of the shared memory's pieces (the ring at 0), the same for every layer of a launch.
 struct Layout {
-    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, args, total;
+    uint32_t xa, xb, scratch, exch, weights, info, bars, route, merge, flag, issue, args, total;
+};
+
+// What the block's issuing thread keeps of a layer's routing once it has seen it (shared
+// memory), so that a routed tile's copies are asked for without reads of global memory: each
+// slot's expert (-1: dropped) and its rows, and the slots present (bit i: slot i).
+struct RouteCache {
+    const void* gate[kMaxSlots];
+    const void* up[kMaxSlots];
+    const void* down[kMaxSlots];
+    int32_t expert[kMaxSlots];
+    int32_t present;
 };
 
 // One layer's arguments, planned on the host (decode_stream_plan) into a table the launch reads

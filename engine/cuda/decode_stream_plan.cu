@@ -133,6 +133,7 @@ Layout layout_of(const StreamArgs* a, int n, int slots) {
         take((route_warp::shared_floats(static_cast<int32_t>(experts)) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
     l.merge = take(sizeof(decode_attn::MergeShared));
     l.flag = take(16);
+    l.issue = take(sizeof(RouteCache));
     l.args = take(sizeof(StreamArgs));
     l.total = static_cast<uint32_t>(at);
     return l;

@@ -271,6 +271,9 @@ std::int64_t routed_gate_up_launches() {
 std::int64_t expert_wgmma_launches() {
     return launch::counted[static_cast<int>(launch::Counted::expert_wgmma)].load(std::memory_order_relaxed);
 }
+std::int64_t merged_attention_launches() {
+    return launch::counted[static_cast<int>(launch::Counted::merged_attention)].load(std::memory_order_relaxed);
+}
 
 std::vector<std::pair<std::string, std::string>> backend_switches() {
     static const char* const gemm[] = {"auto", "grouped", "cublas", "batched", "wgmma"};

@@ -72,5 +72,9 @@ std::int64_t stream_kernel_launches();
 // How many of the routed experts' products this process has launched on the Hopper kernel
 // (MOEWB_CUDA_EXPERT_GEMM=wgmma, where the weights have tensor maps).
 std::int64_t expert_wgmma_launches();
+// How many decode attentions this process has launched as the merged split
+// (MOEWB_CUDA_DECODE_ATTENTION=merged: each head merged by its last block); counted as
+// decode_layer_launches.
+std::int64_t merged_attention_launches();
 
 }  // namespace moe::cuda

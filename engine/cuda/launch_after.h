@@ -100,7 +100,7 @@ int compute_major();
 // Whether device 0 takes cooperative launches (all of a grid's blocks resident), asked once.
 bool cooperative_launches();
 // The launches device.h counts for the tests (decode_layer_launches and the others): one more.
-enum class Counted : int { layer, stream, stream_launch, routed_gate_up, expert_wgmma, kinds };
+enum class Counted : int { layer, stream, stream_launch, routed_gate_up, expert_wgmma, merged_attention, kinds };
 void count(Counted what, int64_t n = 1);
 
 // Dynamic shared memory beyond the default 48 KiB is asked for per kernel.

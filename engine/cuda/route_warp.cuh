@@ -42,9 +42,9 @@ __device__ inline void token(const float* logits, int64_t t, const router_core::
     auto* ranked = reinterpret_cast<int32_t*>(score + E);
     const float* lg = logits + t * E;
     float mx = -INFINITY;
-    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, lg[e]);
+    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, __ldcg(lg + e));  // past L1: other blocks' writes
     for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    for (int e = lane; e < E; e += 32) score[e] = expf(lg[e] - mx);
+    for (int e = lane; e < E; e += 32) score[e] = expf(__ldcg(lg + e) - mx);
     __syncwarp();
     float inv = 0.0f;
     if (lane == 0) {
