@@ -46,8 +46,28 @@ struct Ordered {
     }
 };
 
+// A lane's 16 bytes of 2-byte weights take 32 bytes of inputs from shared memory, two 16-byte
+// loads. Lanes 4 to 7 of each eight would find their first 16 bytes in the banks of lanes 0 to
+// 3's: they read their second 16 bytes first, so that neither load of the warp meets a conflict
+// (asm volatile, in this order: a compiler could otherwise load both in address order).
+__device__ inline void load_inputs8(const float* xs, int lane, float4 (&x)[2]) {
+    const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(xs));
+    const uint32_t later = (static_cast<uint32_t>(lane) >> 2) & 1u;
+    float4 a, b;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(a.x), "=f"(a.y), "=f"(a.z), "=f"(a.w)
+                 : "r"(at + 16u * later)
+                 : "memory");
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(b.x), "=f"(b.y), "=f"(b.z), "=f"(b.w)
+                 : "r"(at + 16u * (later ^ 1u))
+                 : "memory");
+    x[0] = later ? b : a;
+    x[1] = later ? a : b;
+}
+
 // The warp's dot product of a row in shared memory with xs [n] (shared memory): dot_row's sum,
-// chunk c of the row into partial sum c mod 4, in order.
+// chunk c of the row into partial sum c mod 4, in order (dot_vec_of's products).
 template <typename W>
 __device__ inline float smem_dot_of(const W* row, const float* xs, int64_t n, int lane) {
     using K = Chunking<W>;
@@ -58,7 +78,12 @@ __device__ inline float smem_dot_of(const W* row, const float* xs, int64_t n, in
             const int64_t i = base + j * K::kStep + lane * K::kVec;
             if (i < n) {
                 const uint4 raw = *reinterpret_cast<const uint4*>(row + i);  // one 16-byte load
-                s[j] += dot_vec<W>(raw, xs + i);
+                float4 x[K::kVec / 4];
+                if constexpr (K::kVec == 8)
+                    load_inputs8(xs + i, lane, x);
+                else
+                    x[0] = *reinterpret_cast<const float4*>(xs + i);
+                s[j] += dot_vec_of<W>(raw, x);
             }
         }
     }

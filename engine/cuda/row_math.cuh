@@ -33,21 +33,30 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
+// Σ of 16 bytes of weights times their inputs x [kVec / 4], in order.
 template <typename W>
-__device__ inline float dot_vec(const uint4& raw, const float* xs) {
+__device__ inline float dot_vec_of(const uint4& raw, const float4* x) {
     constexpr int kVec = 16 / sizeof(W);
     const W* v = reinterpret_cast<const W*>(&raw);
-    const float4* x4 = reinterpret_cast<const float4*>(xs);  // 16-byte aligned: see warp_dot
     float s = 0;
 #pragma unroll
     for (int j = 0; j < kVec / 4; ++j) {
-        const float4 x = x4[j];
-        s += widen(v[4 * j]) * x.x;
-        s += widen(v[4 * j + 1]) * x.y;
-        s += widen(v[4 * j + 2]) * x.z;
-        s += widen(v[4 * j + 3]) * x.w;
+        s += widen(v[4 * j]) * x[j].x;
+        s += widen(v[4 * j + 1]) * x[j].y;
+        s += widen(v[4 * j + 2]) * x[j].z;
+        s += widen(v[4 * j + 3]) * x[j].w;
     }
     return s;
+}
+
+template <typename W>
+__device__ inline float dot_vec(const uint4& raw, const float* xs) {
+    constexpr int kVec = 16 / sizeof(W);
+    const float4* x4 = reinterpret_cast<const float4*>(xs);  // 16-byte aligned: see warp_dot
+    float4 x[kVec / 4];
+#pragma unroll
+    for (int j = 0; j < kVec / 4; ++j) x[j] = x4[j];
+    return dot_vec_of<W>(raw, x);
 }
 
 // A warp's dot products of weight rows with an f32 vector xs, Σ_i row[i] · xs[i] over n
