@@ -142,6 +142,18 @@ std::string eval_key(const Corpus& corpus, const AblationOptions& opt, const Abl
            (result.step_tokens == kFirstStepTokens ? "" : "|step_tokens=" + std::to_string(result.step_tokens));
 }
 
+// The step of the evaluation an eval_key names (its last field where it is not 256).
+int64_t step_tokens_of(const std::string& key) {
+    const std::string field = "|step_tokens=";
+    const size_t at = key.rfind(field);
+    if (at == std::string::npos) return kFirstStepTokens;
+    try {
+        return std::stoll(key.substr(at + field.size()));
+    } catch (const std::exception&) {
+        return 0;  // not a key this build wrote: unknown
+    }
+}
+
 }  // namespace
 
 double AblationScore::ppl_ratio() const {
@@ -505,7 +517,8 @@ std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<in
     {
         sql::Stmt s(db,
                     "SELECT a.ablation_id, a.baseline_id, b.model_id, m.name, c.name, b.split, a.sweep, a.control, "
-                    "a.mask_spec, a.mask_mode, a.created, a.value, a.seed, a.from_run, b.max_tokens, b.context "
+                    "a.mask_spec, a.mask_mode, a.created, a.value, a.seed, a.from_run, b.max_tokens, b.context, "
+                    "b.source, b.dtype, b.eval_key "
                     "FROM ablations a JOIN ablation_baselines b USING (baseline_id) "
                     "JOIN models m ON m.model_id = b.model_id JOIN corpora c ON c.corpus_id = b.corpus_id "
                     "WHERE ?1 IS NULL OR b.model_id = ?1 ORDER BY a.ablation_id",
@@ -529,6 +542,9 @@ std::vector<StoredAblation> read_ablations(RoutingStore& store, std::optional<in
             if (!s.is_null(13)) a.from_run = s.int64(13);
             a.max_tokens = s.int64(14);
             a.context = s.int64(15);
+            a.source = s.text(16);
+            a.dtype = s.text(17);
+            a.step_tokens = step_tokens_of(s.text(18));
             out.push_back(std::move(a));
         }
     }

@@ -126,6 +126,10 @@ struct StoredAblation {
     std::optional<double> value;
     std::optional<int64_t> seed, from_run;
     int64_t max_tokens = 0, context = 0;
+    // What computed it (its baseline's): the backend ("cpu", "cuda", "cuda-bf16"), the weights'
+    // dtype, and the tokens of a forward step inside a window.
+    std::string source, dtype;
+    int64_t step_tokens = 0;
     std::vector<AblationScore> domains;  // baseline and ablated sums per domain
     AblationScore all() const;           // over every domain ("all")
 };

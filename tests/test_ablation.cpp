@@ -421,6 +421,13 @@ void AblationTest::store_round_trip_and_baseline_reuse() {
     QCOMPARE(stored[1].mask_spec, std::string("L1:2,3"));
     QCOMPARE(stored[0].context, int64_t{48});
     QCOMPARE(stored[3].max_tokens, int64_t{30});
+    for (const StoredAblation& a : stored) {  // what computed each: its baseline's
+        QCOMPARE(a.source, std::string("cpu"));
+        QCOMPARE(a.dtype, model_->dtype_summary());
+    }
+    QCOMPARE(stored[0].step_tokens, int64_t{256});
+    QCOMPARE(stored[4].step_tokens, int64_t{5});
+    QCOMPARE(stored[5].step_tokens, int64_t{5});
     for (size_t d = 0; d < 2; ++d) {
         const AblationScore& s = stored[1].domains[d];
         const AblationScore* orig = find_domain(r.conditions[1].domains, s.domain);
@@ -595,6 +602,9 @@ void AblationTest::cli_json_csv_and_errors() {
     QCOMPARE(listed[4]["control"].get<std::string>(), std::string("random"));
     QCOMPARE(listed[4]["seed"].get<int64_t>(), int64_t{4});
     QVERIFY(listed[0]["from_run"].is_null());
+    QCOMPARE(listed[0]["source"].get<std::string>(), std::string("cpu"));
+    QCOMPARE(listed[0]["step_tokens"].get<int64_t>(), int64_t{256});
+    QVERIFY(!listed[0]["dtype"].get<std::string>().empty());
 
     // top-routed from a trace run in the same store.
     p.start(kMoewb, {"trace", "--model", model, "--corpus", corpus_, "--db", db, "--threads", "1", "--quiet"});

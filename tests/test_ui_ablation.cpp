@@ -307,6 +307,9 @@ private slots:
         QCOMPARE(view.table()->item(0, 1)->text(), QString::fromStdString(newest.mask_spec));
         QCOMPARE(view.table()->item(0, 4)->text(), QString::number(newest.all().delta_loss(), 'f', 4));
         QCOMPARE(view.table()->item(0, 10)->text(), QString::number(newest.all().tokens));
+        QCOMPARE(view.table()->item(0, 15)->text(), QString::fromStdString(newest.source + ", " + newest.dtype));
+        QCOMPARE(view.table()->item(0, 16)->text(),
+                 QString("%1 in steps of %2").arg(newest.context).arg(newest.step_tokens));
         QCOMPARE(view.selectedAblation(), newest.ablation_id);
         QCOMPARE(view.domainsTable()->rowCount(), static_cast<int>(newest.domains.size()) + 1);
         for (int i = 0; i < static_cast<int>(newest.domains.size()); ++i) {

@@ -48,9 +48,14 @@ StoredAblationsView::StoredAblationsView(QWidget* parent)
     message_->setWordWrap(true);
     table_->setObjectName("storedAblationsTable");
     setup_table(table_, {tr("Id"), tr("Mask"), tr("Mode"), tr("Experiment"), tr("Δloss"), tr("PPL ratio"), tr("KL"),
-                   tr("Top-1 agree"), tr("Baseline loss"), tr("Ablated loss"), tr("Tokens"), tr("Model"), tr("Corpus"),
-                   tr("Per domain"), tr("Created")});
+                         tr("Top-1 agree"), tr("Baseline loss"), tr("Ablated loss"), tr("Tokens"), tr("Model"),
+                         tr("Corpus"), tr("Per domain"), tr("Created"), tr("Computed by"), tr("Context")});
     table_->horizontalHeaderItem(4)->setToolTip(tr("All domains: ablated minus baseline loss, nats per token"));
+    table_->horizontalHeaderItem(15)->setToolTip(
+        tr("The backend (cpu, cuda, or cuda-bf16: BF16 activations) and the weights' type the baseline and the "
+           "ablation were computed with"));
+    table_->horizontalHeaderItem(16)->setToolTip(
+        tr("Tokens a window predicts from, and the tokens of each forward step inside it"));
     domains_->setObjectName("storedAblationDomains");
     setup_table(domains_, {tr("Domain"), tr("Δloss"), tr("PPL ratio"), tr("KL"), tr("Top-1 agree"), tr("Baseline loss"),
                      tr("Ablated loss"), tr("Tokens")});
@@ -133,6 +138,11 @@ void StoredAblationsView::showAblations(const std::vector<analysis::StoredAblati
             table_->setItem(r, 12, table_cell(q(a.corpus_name) + " (" + q(a.split) + ")", false));
             table_->setItem(r, 13, table_cell(a.max_tokens > 0 ? tr("%1 tokens").arg(a.max_tokens) : tr("all"), true));
             table_->setItem(r, 14, table_cell(q(a.created), false));
+            table_->setItem(r, 15, table_cell(q(a.source) + ", " + q(a.dtype), false));
+            table_->setItem(r, 16,
+                            table_cell(a.step_tokens > 0 ? tr("%1 in steps of %2").arg(a.context).arg(a.step_tokens)
+                                                         : QString::number(a.context),
+                                       true));
         }
     }
     // A long mask (two experts off in each of V3's 58 layers) is elided; its tooltip is whole.
