@@ -352,6 +352,18 @@ private slots:
                 if (p.kind == sp::Kind::pairs) QCOMPARE(s.first / p.half, (s.first + s.count - 1) / p.half);
             }
             for (const int64_t taken : next) QCOMPARE(taken, p.items);
+            // The kernel's counts (prepare) give the same tiles.
+            sp::Stage one;
+            one.n = 1;
+            one.part[0] = p;
+            sp::prepare(one);
+            QCOMPARE(sp::prepared_tiles(one), sp::tiles(p));
+            for (int64_t t = 0; t < sp::tiles(p); ++t) {
+                const sp::Span a = sp::span(p, t), b = sp::prepared_span(one.part[0], t);
+                QCOMPARE(b.slot, a.slot);
+                QCOMPARE(b.first, a.first);
+                QCOMPARE(b.count, a.count);
+            }
         }
         // A stage's parts one after another, and its tiles over the blocks.
         sp::Stage st;
@@ -365,6 +377,21 @@ private slots:
         sp::locate(st, 600, j, local);
         QCOMPARE(j, 2);
         QCOMPARE(local, 600 - 512);
+        // prepare()'s counts locate every tile as the counts from scratch do, parts without
+        // tiles among them.
+        for (const int64_t empty_items : {int64_t{0}, int64_t{1024}}) {
+            st.part[1].items = empty_items;
+            sp::prepare(st);
+            QCOMPARE(sp::prepared_tiles(st), sp::tiles(st));
+            for (int64_t t = 0; t < sp::tiles(st); ++t) {
+                int pj = -1, sj = -1;
+                int64_t pl = -1, sl = -1;
+                sp::prepared_locate(st, t, pj, pl);
+                sp::locate(st, t, sj, sl);
+                QCOMPARE(pj, sj);
+                QCOMPARE(pl, sl);
+            }
+        }
         for (const int64_t tiles : {0, 1, 131, 132, 133, 768, 2112})
             for (const int64_t nb : {1, 7, 132}) {
                 int64_t sum = 0;

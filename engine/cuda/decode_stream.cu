@@ -117,7 +117,9 @@ struct Issuer {
     int layer = 0;        // the layer it is in
     int stage = 0;        // its ring stage
     int64_t j = 0;        // the block's next tile of it
+    int64_t mine = -1;    // the block's tiles of it (-1: not yet counted)
     int64_t issued = 0;   // tiles asked for, in the block's order
+    int slot = 0;         // the slot of the next (issued mod the ring's slots)
     bool routed = false;  // the layer's routing seen
 };
 
@@ -177,13 +179,15 @@ public:
                 ++is_.layer;
                 is_.stage = 0;
                 is_.j = 0;
+                is_.mine = -1;
                 is_.routed = false;
                 continue;
             }
-            const int64_t n = sp::tiles(ia.plan[is_.stage]);
-            if (is_.j >= sp::block_tiles(n, b, nb)) {
+            if (is_.mine < 0) is_.mine = sp::block_tiles(sp::prepared_tiles(ia.plan[is_.stage]), b, nb);
+            if (is_.j >= is_.mine) {
                 ++is_.stage;
                 is_.j = 0;
+                is_.mine = -1;
                 continue;
             }
             if ((is_.stage == rGateUp || is_.stage == rDown) && !is_.routed) {
@@ -192,9 +196,10 @@ public:
                 cache_routing(ia);
                 is_.routed = true;
             }
-            issue(ia, is_.stage, b + is_.j * nb, static_cast<int>(is_.issued % l_.slots));
+            issue(ia, is_.stage, b + is_.j * nb, is_.slot);
             ++is_.issued;
             ++is_.j;
+            if (++is_.slot == l_.slots) is_.slot = 0;
         }
     }
     // Thread 0: until tile `consumed` of the block is asked for (waiting for the routing).
@@ -233,15 +238,19 @@ public:
 
     // The block's tiles of ring stage r, each waited for, computed with xs as its input, handed back.
     __device__ void run(int r, const float* xs) {
-        const int64_t n = sp::tiles(a_->plan[r]), mine = sp::block_tiles(n, blockIdx.x, gridDim.x);
+        const int64_t mine = sp::block_tiles(sp::prepared_tiles(a_->plan[r]), blockIdx.x, gridDim.x);
         int64_t& consumed = consumed_;
         for (int64_t jj = 0; jj < mine; ++jj, ++consumed) {
             if (threadIdx.x == 0) ensure_issued(consumed);
-            const int slot = static_cast<int>(consumed % l_.slots);
-            mbar::wait(bar(slot), static_cast<uint32_t>((consumed / l_.slots) & 1));
-            compute(r, blockIdx.x + jj * gridDim.x, slot, xs);
+            // The slot and its phase: consumed mod the slots, and the parity of its quotient.
+            mbar::wait(bar(slot_), phase_);
+            compute(r, blockIdx.x + jj * gridDim.x, slot_, xs);
             __syncthreads();  // the slot is read: it may be written again
             if (threadIdx.x == 0) top_up(consumed + 1);
+            if (++slot_ == l_.slots) {
+                slot_ = 0;
+                phase_ ^= 1u;
+            }
         }
     }
     // A ring stage on what the grid made before: once counter `after` says it is all there, n
@@ -293,9 +302,9 @@ private:
     __device__ static Tile tile(const StreamArgs& a, int r, int64_t t) {
         Tile tl{};
         int64_t local = 0;
-        sp::locate(a.plan[r], t, tl.j, local);
+        sp::prepared_locate(a.plan[r], t, tl.j, local);
         tl.p = &a.plan[r].part[tl.j];
-        tl.s = sp::span(*tl.p, local);
+        tl.s = sp::prepared_span(*tl.p, local);
         return tl;
     }
 
@@ -425,6 +434,8 @@ private:
     const StreamArgs* a_;  // the current layer's arguments (shared memory)
     Issuer is_;
     int64_t consumed_ = 0;  // the block's tiles computed
+    int slot_ = 0;          // the slot of the next (consumed_ mod the ring's slots)
+    uint32_t phase_ = 0;    // its barrier's phase (the parity of consumed_ / slots)
     int stamp_ = 0;
 };
 

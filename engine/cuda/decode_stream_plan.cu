@@ -99,6 +99,7 @@ StreamArgs args_of(const DecodeLayer& L, bool& ok) {
         ok = ok && vectorised(L.H, L.expert_type) && vectorised(L.F, L.expert_type) &&
              sp::fits(a.plan[rGateUp].part[0]) && sp::fits(a.plan[rDown].part[0]) && L.F % 4 == 0;
     }
+    for (sp::Stage& st : a.plan) sp::prepare(st);
     return a;
 }
 

@@ -10,6 +10,10 @@
 //   routed  row f of slot s's expert's gate and up, a tile a run of f of one slot;
 //   combine output row i of each slot's expert's down matrix, a tile one i (a piece a slot).
 // A tile holds at most eight rows (a warp each) and at most kSlotBytes bytes.
+//
+// The kernel finds a tile's part and rows for every tile it asks for and every tile it makes:
+// from the counts prepare() works out once on the host (a part's tiles, a stage's first tile of
+// each part), with one division, where the counts from scratch take a handful.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +34,8 @@ struct Part {
     int64_t row_bytes = 0;  // one row's bytes (combine: one slot's row)
     int64_t half = 0;       // pairs: half a head's rows
     int64_t k = 1;          // routed, combine: the step's slots
+    // Set by prepare(): per_tile(), run_tiles() and tiles() of the part.
+    int64_t per = 0, per_run = 0, n_tiles = 0;
 };
 
 // Items a tile of p takes (0: a row of p does not fit a slot).
@@ -78,18 +84,23 @@ MOE_HD inline int64_t tiles(const Part& p) {
 struct Span {
     int64_t slot, first, count;
 };
-MOE_HD inline Span span(const Part& p, int64_t t) {
-    const int64_t n = per_tile(p), run_len = p.kind == Kind::pairs ? p.half : p.items, per = run_tiles(p);
+// (n: per_tile(p); per: run_tiles(p).)
+MOE_HD inline Span span_of(const Part& p, int64_t t, int64_t n, int64_t per) {
+    const int64_t run_len = p.kind == Kind::pairs ? p.half : p.items;
     const int64_t run = p.kind == Kind::pairs || p.kind == Kind::routed ? t / per : 0, in = t - run * per;
     const int64_t first = in * n, left = run_len - first;
     Span s{p.kind == Kind::routed ? run : 0, (p.kind == Kind::pairs ? run * p.half : 0) + first, left < n ? left : n};
     return s;
+}
+MOE_HD inline Span span(const Part& p, int64_t t) {
+    return span_of(p, t, per_tile(p), run_tiles(p));
 }
 
 // A stage: its parts, tiled one after another.
 struct Stage {
     Part part[kMaxParts];
     int n = 0;
+    int64_t start[kMaxParts + 1] = {};  // set by prepare(): part j's first tile; start[n] the stage's tiles
 };
 
 MOE_HD inline int64_t tiles(const Stage& s) {
@@ -103,6 +114,33 @@ MOE_HD inline void locate(const Stage& s, int64_t t, int& j, int64_t& local) {
     j = 0;
     while (j + 1 < s.n && t >= tiles(s.part[j])) t -= tiles(s.part[j++]);
     local = t;
+}
+
+// The counts the kernel reads (the parts' per, per_run and n_tiles, the stage's start).
+inline void prepare(Stage& s) {
+    int64_t at = 0;
+    for (int j = 0; j < s.n; ++j) {
+        Part& p = s.part[j];
+        p.per = per_tile(p);
+        p.per_run = run_tiles(p);
+        p.n_tiles = tiles(p);
+        s.start[j] = at;
+        at += p.n_tiles;
+    }
+    for (int j = s.n; j <= kMaxParts; ++j) s.start[j] = at;
+}
+
+// After prepare(): the stage's tiles, tile t as (part j, its tile), and a part's tile t.
+MOE_HD inline int64_t prepared_tiles(const Stage& s) {
+    return s.start[s.n];
+}
+MOE_HD inline void prepared_locate(const Stage& s, int64_t t, int& j, int64_t& local) {
+    j = 0;
+    while (j + 1 < s.n && t >= s.start[j + 1]) ++j;
+    local = t - s.start[j];
+}
+MOE_HD inline Span prepared_span(const Part& p, int64_t t) {
+    return span_of(p, t, p.per, p.per_run);
 }
 
 // Tiles of a stage of n that block b of nb takes: b, b + nb, … (blocks past n take none).
