@@ -612,6 +612,7 @@ bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCa
         graph_exec_ = nullptr;
         graph_key_.clear();
         cudaGraph_t graph = nullptr;
+        stream_table_pending_ = 0;
         try {
             check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing a decode step");
             copy_inputs(h, 1, s, keys);
@@ -631,11 +632,19 @@ bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCa
             }
             if (graph) cudaGraphDestroy(graph);
             graph_exec_ = nullptr;
+            stream_table_pending_ = 0;
             (void)cudaGetLastError();
             graphs_failed_ = true;
             return false;
         }
         graph_key_ = key;
+        if (stream_table_pending_ > 0) {  // the graph's half of the stream kernel's table (stream_layers)
+            const size_t half = static_cast<size_t>(config_.num_hidden_layers) * launch::decode_stream_args_bytes();
+            check(cudaMemcpyAsync(stream_table_ + half, static_cast<unsigned char*>(stream_table_host_.get()) + half,
+                                  stream_table_pending_, cudaMemcpyHostToDevice, stream_),
+                  "copying the decode stream kernel's arguments");
+            stream_table_pending_ = 0;
+        }
     } else if (opt.observer && routing_) {
         // The replay makes the copies the capture recorded; the buffer is told what they hold.
         routing_->set_replay(true);

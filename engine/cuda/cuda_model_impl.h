@@ -351,12 +351,14 @@ private:
     // run of consecutive layers a launch (stream_step_) or a layer a launch; its counters
     // (kStreamCounters a layer, in aux_) and the table of the layers' arguments: on the device
     // (in aux_) and, pinned, on the host, each in two halves, the launch-by-launch steps' and
-    // the graph's (which its capture writes and each replay copies).
+    // the graph's (which its capture writes; copied to the device once, after the capture:
+    // stream_table_pending_ bytes of it, 0 once copied).
     bool stream_kernel_ = false;
     bool stream_step_ = false;
     unsigned* stream_sync_ = nullptr;
     unsigned char* stream_table_ = nullptr;
     PinnedMem stream_table_host_;
+    mutable size_t stream_table_pending_ = 0;
     // Whether a small step's experts' gate and up launch routes the tokens itself
     // (launch::route_in_experts_asked).
     bool route_in_experts_ = false;

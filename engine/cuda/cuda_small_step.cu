@@ -193,7 +193,12 @@ void CudaDeepseekMoe::stream_layers(int64_t pos0, const Step& s, const DeviceCac
         planned[static_cast<size_t>(i)] = 1;
         last = at;
     }
-    if (last >= 0) launch::decode_stream_upload(table, device, last + 1, stream_);
+    // A captured step's table goes to the device once, after the capture (decode_with_graph),
+    // not with every replay.
+    if (last >= 0 && device_pos)
+        stream_table_pending_ = static_cast<size_t>(last + 1) * launch::decode_stream_args_bytes();
+    else if (last >= 0)
+        launch::decode_stream_upload(table, device, last + 1, stream_);
     for (int64_t i = 0; i < n;) {
         if (!planned[static_cast<size_t>(i)]) {
             small_layer(layers_[static_cast<size_t>(i)], i, 1, pos0, s, dc, opt, device_pos, routed);
