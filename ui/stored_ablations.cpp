@@ -142,7 +142,7 @@ void StoredAblationsView::showAblations(const std::vector<analysis::StoredAblati
             table_->setItem(r, 16,
                             table_cell(a.step_tokens > 0 ? tr("%1 in steps of %2").arg(a.context).arg(a.step_tokens)
                                                          : QString::number(a.context),
-                                       true));
+                                       false));
         }
     }
     // A long mask (two experts off in each of V3's 58 layers) is elided; its tooltip is whole.
