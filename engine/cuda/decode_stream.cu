@@ -490,16 +490,14 @@ __device__ __forceinline__ void stream_layer(Block& blk, const Launch& l) {
         __syncthreads();
         if (*last && threadIdx.x < 32) {
             // The selection first, flagged at once (the other blocks wait for it to ask for the
-            // experts' rows); then the token's entropy, mass and margin, the same selection made
-            // again into shared memory beside them.
+            // experts' rows); then the token's entropy, mass and margin from the weights and
+            // ranking it left in shared memory.
             float* scratch = blk.f32(l.lay.route);
             route_warp::token(a.logits, 0, a.route, scratch, a.out.experts, a.out.weights, nullptr, nullptr, nullptr,
                               false);
             __syncwarp();
             if (threadIdx.x == 0) blk.publish(kRoute);
-            float* again = scratch + route_warp::shared_floats(a.route.n_expert);
-            route_warp::token(a.logits, 0, a.route, scratch, reinterpret_cast<int32_t*>(again), again + kWarps,
-                              a.out.entropy, a.out.mass, a.out.margin);
+            route_warp::stats_of(a.route, scratch, 0, a.out.entropy, a.out.mass, a.out.margin);
         }
     }
 

@@ -130,8 +130,7 @@ Layout layout_of(const StreamArgs* a, int n, int slots) {
     l.weights = take(kWarps * 4);
     l.info = take(kMaxSlots * 4);
     l.bars = take(kMaxSlots * 8);
-    l.route =
-        take((route_warp::shared_floats(static_cast<int32_t>(experts)) + 2 * kWarps) * 4);  // + a selection (k ≤ 8)
+    l.route = take(route_warp::shared_floats(static_cast<int32_t>(experts)) * 4);
     l.merge = take(sizeof(decode_attn::MergeShared));
     l.flag = take(16);
     l.issue = take(sizeof(RouteCache));

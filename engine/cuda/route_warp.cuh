@@ -31,9 +31,38 @@ __device__ inline bool ranks_before(float va, int32_t a, float vb, int32_t b) {
     return va != vb ? va > vb : a < b;
 }
 
+// Token t's entropy, selected mass and margin [t], by the 32 lanes of the warp that has just
+// routed it (token, below) from what that left in `sh`: the softmax's weights [E] and the
+// ranking after them.
+__device__ inline void stats_of(const router_core::Args& a, const float* sh, int64_t t, float* entropy, float* mass,
+                                float* margin) {
+    const int lane = threadIdx.x % 32;
+    const int E = a.n_expert, k = a.k;
+    const float* score = sh;
+    const auto* ranked = reinterpret_cast<const int32_t*>(score + E);
+    int eligible = 0;
+    for (int e = lane; e < E; e += 32)
+        if (!(a.excluded && a.excluded[e])) ++eligible;
+    for (int o = 16; o > 0; o /= 2) eligible += __shfl_xor_sync(0xffffffffu, eligible, o);
+    double h = 0;
+    for (int e = lane; e < E; e += 32) {
+        const double q = static_cast<double>(score[e]);
+        if (q > 0) h -= q * log(q);
+    }
+    for (int o = 16; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffffu, h, o);
+    if (lane != 0) return;
+    float selected = 0.0f;
+    for (int j = 0; j < k; ++j) selected += score[ranked[j]];
+    entropy[t] = static_cast<float>(h);
+    mass[t] = selected;
+    const float last = score[ranked[k - 1]];
+    margin[t] = k < eligible ? last - score[ranked[k]] : last;
+}
+
 // Token t of logits [*, E], by the 32 lanes of one warp, its shared_floats(E) floats in `sh`:
 // experts and weights [t·k ..], entropy, mass and margin [t] (unless stats is false: a caller
-// that needs only the selection skips the entropy's logarithms; the selection is the same).
+// that needs only the selection skips the entropy's logarithms, or asks for them afterwards
+// with stats_of while `sh` still holds what this left; the selection is the same).
 __device__ inline void token(const float* logits, int64_t t, const router_core::Args& a, float* sh, int32_t* experts,
                              float* weights, float* entropy, float* mass, float* margin, bool stats = true) {
     const int lane = threadIdx.x % 32;
@@ -83,36 +112,24 @@ __device__ inline void token(const float* logits, int64_t t, const router_core::
         if (be % 32 == lane) taken |= 1u << (be / 32);
         if (lane == 0) ranked[j] = be;
     }
-    double h = 0;
-    if (stats) {
-        for (int e = lane; e < E; e += 32) {
-            const double q = static_cast<double>(score[e]);
-            if (q > 0) h -= q * log(q);
-        }
-        for (int o = 16; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffffu, h, o);
-    }
     __syncwarp();
-    if (lane != 0) return;
-    float wsum = 0.0f, selected = 0.0f;
-    for (int j = 0; j < k; ++j) {
-        const int32_t e = ranked[j];
-        experts[t * k + j] = e;
-        weights[t * k + j] = score[e];
-        wsum += score[e];
-        selected += score[e];
+    if (lane == 0) {
+        float wsum = 0.0f;
+        for (int j = 0; j < k; ++j) {
+            const int32_t e = ranked[j];
+            experts[t * k + j] = e;
+            weights[t * k + j] = score[e];
+            wsum += score[e];
+        }
+        const bool renorm = a.norm_topk_prob && k > 1;
+        if (renorm) {
+            const float denom = wsum + 1e-20f;
+            for (int j = 0; j < k; ++j) weights[t * k + j] /= denom;
+        }
+        if (!renorm && a.routed_scaling_factor != 1.0f)
+            for (int j = 0; j < k; ++j) weights[t * k + j] *= a.routed_scaling_factor;
     }
-    const bool renorm = a.norm_topk_prob && k > 1;
-    if (renorm) {
-        const float denom = wsum + 1e-20f;
-        for (int j = 0; j < k; ++j) weights[t * k + j] /= denom;
-    }
-    if (!renorm && a.routed_scaling_factor != 1.0f)
-        for (int j = 0; j < k; ++j) weights[t * k + j] *= a.routed_scaling_factor;
-    if (!stats) return;
-    entropy[t] = static_cast<float>(h);
-    mass[t] = selected;
-    const float last = score[ranked[k - 1]];
-    margin[t] = k < eligible ? last - score[ranked[k]] : last;
+    if (stats) stats_of(a, sh, t, entropy, mass, margin);
 }
 
 }  // namespace moe::cuda::route_warp
