@@ -639,10 +639,7 @@ bool CudaDeepseekMoe::decode_with_graph(int32_t id, int64_t pos0, const DeviceCa
         }
         graph_key_ = key;
         if (stream_table_pending_ > 0) {  // the graph's half of the stream kernel's table (stream_layers)
-            const size_t half = static_cast<size_t>(config_.num_hidden_layers) * launch::decode_stream_args_bytes();
-            check(cudaMemcpyAsync(stream_table_ + half, static_cast<unsigned char*>(stream_table_host_.get()) + half,
-                                  stream_table_pending_, cudaMemcpyHostToDevice, stream_),
-                  "copying the decode stream kernel's arguments");
+            upload_stream_table(true, stream_table_pending_);
             stream_table_pending_ = 0;
         }
     } else if (opt.observer && routing_) {

@@ -269,6 +269,9 @@ private:
     // launch by launch.
     void stream_layers(int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt, bool device_pos,
                        const launch::RouteOutputs& routed) const;
+    // The first n layers of one half of the stream kernel's table (the graph's, or the
+    // launch-by-launch steps') copied to the device on the stream.
+    void upload_stream_table(bool graph, int n) const;
     static launch::GemvPart part(const Linear& l, float* y, int64_t ldy, bool accumulate = false);
     static launch::GemvPart gated_part(const Ffn& f, float* y);
     void ffn(const Ffn& f, const float* x, int64_t T, float* out, const Step& s) const;
@@ -352,13 +355,13 @@ private:
     // (kStreamCounters a layer, in aux_) and the table of the layers' arguments: on the device
     // (in aux_) and, pinned, on the host, each in two halves, the launch-by-launch steps' and
     // the graph's (which its capture writes; copied to the device once, after the capture:
-    // stream_table_pending_ bytes of it, 0 once copied).
+    // stream_table_pending_ layers of it, 0 once copied).
     bool stream_kernel_ = false;
     bool stream_step_ = false;
     unsigned* stream_sync_ = nullptr;
     unsigned char* stream_table_ = nullptr;
     PinnedMem stream_table_host_;
-    mutable size_t stream_table_pending_ = 0;
+    mutable int stream_table_pending_ = 0;
     // Whether a small step's experts' gate and up launch routes the tokens itself
     // (launch::route_in_experts_asked).
     bool route_in_experts_ = false;

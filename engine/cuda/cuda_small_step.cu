@@ -166,6 +166,12 @@ bool CudaDeepseekMoe::layer_in_one_launch(const Layer& L, int64_t layer, int64_t
     return true;
 }
 
+void CudaDeepseekMoe::upload_stream_table(bool graph, int n) const {
+    const size_t half = graph ? static_cast<size_t>(config_.num_hidden_layers) * launch::decode_stream_args_bytes() : 0;
+    launch::decode_stream_upload(static_cast<unsigned char*>(stream_table_host_.get()) + half, stream_table_ + half, n,
+                                 stream_);
+}
+
 void CudaDeepseekMoe::stream_layers(int64_t pos0, const Step& s, const DeviceCache& dc, const ForwardOptions& opt,
                                     bool device_pos, const launch::RouteOutputs& routed) const {
     const int64_t n = config_.num_hidden_layers;
@@ -196,9 +202,9 @@ void CudaDeepseekMoe::stream_layers(int64_t pos0, const Step& s, const DeviceCac
     // A captured step's table goes to the device once, after the capture (decode_with_graph),
     // not with every replay.
     if (last >= 0 && device_pos)
-        stream_table_pending_ = static_cast<size_t>(last + 1) * launch::decode_stream_args_bytes();
+        stream_table_pending_ = last + 1;
     else if (last >= 0)
-        launch::decode_stream_upload(table, device, last + 1, stream_);
+        upload_stream_table(false, last + 1);
     for (int64_t i = 0; i < n;) {
         if (!planned[static_cast<size_t>(i)]) {
             small_layer(layers_[static_cast<size_t>(i)], i, 1, pos0, s, dc, opt, device_pos, routed);
