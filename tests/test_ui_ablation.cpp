@@ -23,6 +23,7 @@
 #include "tests/ui_test_support.h"
 #include "ui/ablation_panel.h"
 #include "ui/expert_grid.h"
+#include "ui/plot_export.h"
 #include "ui/stored_ablations.h"
 
 using namespace moe::ui;
@@ -288,6 +289,26 @@ private slots:
         QVERIFY(!panel_->exportCsv(fx_.tmp.filePath("no-such-dir/evaluation.csv")));
         QVERIFY2(panel_->statusText().contains("Could not write the scores"), qPrintable(panel_->statusText()));
         QVERIFY(!QFileInfo::exists(fx_.tmp.filePath("no-such-dir")));
+    }
+
+    void crowdedCategoryNamesAreSlanted() {
+        // The Δloss chart's domain names (add_category_bars): slanted in a narrow chart, where
+        // side by side they would run into each other; level in a wide one.
+        QCustomPlot plot;
+        add_category_bars(&plot, Qt::red);
+        auto ticks = QSharedPointer<QCPAxisTickerText>::create();
+        const QStringList names{"english", "chinese", "french", "math", "code", "gsm8k"};
+        for (int i = 0; i < names.size(); ++i) ticks->addTick(i, names[i]);
+        plot.xAxis->setTicker(ticks);
+        plot.xAxis->setRange(-0.6, names.size() - 0.4);
+        plot.resize(240, 200);
+        plot.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&plot));
+        plot.replot();
+        QTRY_VERIFY(plot.xAxis->tickLabelRotation() != 0.0);
+        plot.resize(1200, 200);
+        plot.replot();
+        QTRY_COMPARE(plot.xAxis->tickLabelRotation(), 0.0);
     }
 
     void storedAblationsAreListedAndTheirMaskUsed() {

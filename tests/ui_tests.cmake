@@ -11,7 +11,13 @@ if(MOE_XVFB_RUN)
            COMMAND ${MOE_XVFB_RUN} -a -s "-screen 0 1366x768x24" $<TARGET_FILE:test_ui_main_window>
                    theLeftDocksShareTheColumnOnAShortScreen)
   set_tests_properties(test_ui_main_window_short_screen PROPERTIES LABELS ui ENVIRONMENT "QT_QPA_PLATFORM=xcb")
+  # ... and on a screen too narrow for three columns (1024 × 768).
+  add_test(NAME test_ui_main_window_narrow_screen
+           COMMAND ${MOE_XVFB_RUN} -a -s "-screen 0 1024x768x24" $<TARGET_FILE:test_ui_main_window>
+                   theWindowFitsANarrowScreen theLeftDocksShareTheColumnOnAShortScreen)
+  set_tests_properties(test_ui_main_window_narrow_screen PROPERTIES LABELS ui ENVIRONMENT "QT_QPA_PLATFORM=xcb")
 endif()
+add_dependencies(test_ui_main_window moe-workbench)  # theCommandLineNeedsNoDisplayForHelp runs it
 moe_add_qtest(test_ui_inspector LABELS ui XVFB SOURCES test_ui_inspector.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_ablation LABELS ui SOURCES test_ui_ablation.cpp ui_test_support.h LIBS moe_ui)
 moe_add_qtest(test_ui_chat LABELS ui SOURCES test_ui_chat.cpp ui_test_support.h LIBS moe_ui)

@@ -31,8 +31,8 @@ esac
 mkdir -p "$XDG_CONFIG_HOME/MoE Workbench"
 printf '[heatmap]\naxes=%s\nmeasure=%s\n' "$axes" "$measure" > "$XDG_CONFIG_HOME/MoE Workbench/moe-workbench.conf"
 DB="$WORK/workbench.db"
-W=1440
-H=900
+W="${WIDTH:-1440}"
+H="${HEIGHT:-900}"
 mkdir -p "$(dirname "$OUT")"
 xvfb-run -a -s "-screen 0 ${W}x${H}x24" bash -c '
   set -u

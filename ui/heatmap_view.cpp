@@ -79,6 +79,8 @@ HeatmapView::HeatmapView(QWidget* parent)
     picker_->setObjectName("heatmapPicker");
     picker_->setMinimumContentsLength(10);
     picker_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
+    // Each as wide as its text where there is room, shortened (elided) on a narrow screen.
+    for (QComboBox* c : {axes_, measure_, picker_}) c->setMinimumWidth(c->fontMetrics().averageCharWidth() * 8 + 32);
     title_->setObjectName("heatmapTitle");
     message_->setObjectName("heatmapMessage");
     message_->setWordWrap(true);

@@ -1,18 +1,21 @@
 // MainWindow; see main_window.h.
 #include "ui/main_window.h"
 
+#include <algorithm>
+
 #include <QAbstractSpinBox>
 #include <QApplication>
-#include <QGuiApplication>
-#include <QScreen>
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDockWidget>
 #include <QFileDialog>
+#include <QGuiApplication>
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QScreen>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -65,6 +68,20 @@ void guard_wheel(QWidget* panel) {
     for (QComboBox* w : panel->findChildren<QComboBox*>()) take(w);
 }
 
+// A dock's scrolling panel: it scrolls up and down, never sideways, so it is never made narrower
+// than the panel's own minimum (it would be cut off at the right).
+class PanelScroll : public QScrollArea {
+public:
+    using QScrollArea::QScrollArea;
+    QSize minimumSizeHint() const override {
+        QSize s = QScrollArea::minimumSizeHint();
+        if (const QWidget* w = widget())
+            s.setWidth(std::max(
+                s.width(), w->minimumSizeHint().width() + verticalScrollBar()->sizeHint().width() + 2 * frameWidth()));
+        return s;
+    }
+};
+
 // The application icon: a small experts-by-layers heatmap in the viridis map, drawn here so
 // that no image file needs to be installed.
 QIcon app_icon() {
@@ -92,12 +109,17 @@ QIcon app_icon() {
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent)
-    : QMainWindow(parent), workbench_(new Workbench(this)), model_panel_(new ModelPanel(workbench_, this)),
-      runs_panel_(new RunsPanel(workbench_, this)), heatmap_(new HeatmapView(this)), log_(new LogPanel(this)),
-      inspector_(new RoutingInspector(workbench_, this)), ablation_(new AblationPanel(workbench_, this)),
-      chat_(new ChatPanel(workbench_, this)), expert_detail_(new ExpertDetailView(this)),
+    : QMainWindow(parent),
+      workbench_(new Workbench(this)),
+      model_panel_(new ModelPanel(workbench_, this)),
+      runs_panel_(new RunsPanel(workbench_, this)),
+      heatmap_(new HeatmapView(this)),
+      log_(new LogPanel(this)),
+      inspector_(new RoutingInspector(workbench_, this)),
+      ablation_(new AblationPanel(workbench_, this)),
+      chat_(new ChatPanel(workbench_, this)),
+      expert_detail_(new ExpertDetailView(this)),
       stored_ablations_(new StoredAblationsView(this)) {
-    setWindowTitle(tr("MoE Workbench"));
     setWindowIcon(app_icon());
     setObjectName("mainWindow");
     setCentralWidget(heatmap_);
@@ -179,7 +201,8 @@ MainWindow::MainWindow(QWidget* parent)
     connect(workbench_, &Workbench::heatmapFailed, heatmap_, &HeatmapView::showError);
     connect(workbench_, &Workbench::modelOpened, this, [this] {
         recent_models_->add(QString::fromStdString(workbench_->modelSummary().dir));
-        setWindowTitle(tr("MoE Workbench — %1").arg(QString::fromStdString(workbench_->modelSummary().dir).section('/', -1)));
+        // The model's name; the platform adds the application's name after it ("default — MoE Workbench").
+        setWindowTitle(QString::fromStdString(workbench_->modelSummary().dir).section('/', -1));
     });
     connect(workbench_, &Workbench::storeOpened, this, [this](const QString& path) { recent_stores_->add(path); });
     // The ablations kept in the store, in a window of their own; read again when it is opened,
@@ -216,16 +239,34 @@ MainWindow::MainWindow(QWidget* parent)
 
     // The layout as built is the one "Reset layout" returns to; then the saved one, if any.
     // Dock sizes are laid out in the default window size, so that they are kept as given.
-    resize(1400, 860);
+    QSize size(1400, 860);
+    if (const QScreen* screen = QGuiApplication::primaryScreen())
+        size = size.boundedTo(screen->availableGeometry().size());
+    resize(size);
     resizeDocks({findChild<QDockWidget*>("modelDock"), findChild<QDockWidget*>("inspectorDock")}, {450, 400},
                 Qt::Horizontal);
     resizeDocks({findChild<QDockWidget*>("logDock")}, {130}, Qt::Vertical);
     // On a short screen (a 1366 × 768 laptop) the model's facts and the runs and corpora share
     // the left column as tabs, the runs in front: stacked, the runs table fell below the fold.
-    if (const QScreen* screen = QGuiApplication::primaryScreen(); screen && screen->availableGeometry().height() < 900) {
+    // On a screen too narrow for three columns (1024 pixels) the right column's docks join them
+    // there, so that the window fits: the heatmap and one panel side by side.
+    if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+        const QRect avail = screen->availableGeometry();
+        auto* model_dock = findChild<QDockWidget*>("modelDock");
         auto* runs_dock = findChild<QDockWidget*>("runsDock");
-        tabifyDockWidget(findChild<QDockWidget*>("modelDock"), runs_dock);
-        runs_dock->raise();
+        const bool narrow = minimumSizeHint().width() > avail.width();
+        if (avail.height() < 900 || narrow) tabifyDockWidget(model_dock, runs_dock);
+        if (narrow)
+            for (const char* name : {"inspectorDock", "ablationDock", "chatDock"}) {
+                auto* dock = findChild<QDockWidget*>(name);
+                addDockWidget(Qt::LeftDockWidgetArea, dock);
+                tabifyDockWidget(model_dock, dock);
+            }
+        if (avail.height() < 900 || narrow) runs_dock->raise();
+        if (narrow) {
+            layout()->activate();  // the two columns' minimum width, before the window is made to fit
+            resize(avail.size());
+        }
     }
     default_state_ = saveState();
     QSettings settings;
@@ -248,7 +289,7 @@ QDockWidget* MainWindow::addDock(const QString& title, const QString& name, QWid
     dock->setObjectName(name);
     if (scrollable) {
         // A tall panel scrolls rather than squeezes when the window is small (a laptop screen).
-        auto* scroll = new QScrollArea(dock);
+        auto* scroll = new PanelScroll(dock);
         guard_wheel(widget);
         scroll->setWidget(widget);
         scroll->setWidgetResizable(true);

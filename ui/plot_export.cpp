@@ -14,6 +14,22 @@ QCPBars* add_category_bars(QCustomPlot* plot, const QColor& color) {
     bars->setPen(Qt::NoPen);
     bars->setBrush(color);
     plot->xAxis->grid()->setZeroLinePen(Qt::NoPen);
+    // The categories' names slanted when they would run into each other side by side (six
+    // domains under a bar chart in a narrow dock); level again when there is room.
+    QObject::connect(plot, &QCustomPlot::afterLayout, plot, [plot] {
+        const auto ticker = plot->xAxis->ticker().dynamicCast<QCPAxisTickerText>();
+        if (!ticker || ticker->ticks().isEmpty()) return;
+        const QFontMetrics fm(plot->xAxis->tickLabelFont());
+        int widest = 0;
+        for (const QString& label : ticker->ticks()) widest = std::max(widest, fm.horizontalAdvance(label));
+        const double room = plot->axisRect()->width() / std::max(1.0, plot->xAxis->range().size());
+        const double rotation = widest + fm.averageCharWidth() > room ? -35.0 : 0.0;
+        if (rotation != plot->xAxis->tickLabelRotation()) {
+            plot->xAxis->setTickLabelRotation(rotation);
+            QMetaObject::invokeMethod(
+                plot, [plot] { plot->replot(); }, Qt::QueuedConnection);
+        }
+    });
     return bars;
 }
 

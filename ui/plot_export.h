@@ -13,6 +13,7 @@ namespace moe::ui {
 
 // Bars in `color` on the plot's x axis of categories 0, 1, ... (a text ticker), without the
 // x grid's zero line, which would stand as a solid line over the first category's bar.
+// (Its categories' names, from a QCPAxisTickerText, are slanted when they do not fit side by side.)
 QCPBars* add_category_bars(QCustomPlot* plot, const QColor& color);
 
 // False for an unknown suffix or a file that cannot be written.
