@@ -175,15 +175,24 @@ AblationResult run_ablation(const Model& model, const Tokenizer& tokenizer, cons
     const ModelConfig& cfg = model.config();
     require_tokenizer_fits(tokenizer, cfg.vocab_size);
     const int64_t context = opt.context > 0 ? opt.context : cfg.max_position_embeddings;
-    if (context < 2) throw_input_error("--context", "must be at least 2 (a window predicts its tokens after the first)");
+    if (context < 2)
+        throw_input_error(
+            opt.context > 0 ? "--context" : "the model's max_position_embeddings",
+            std::to_string(context) + ": a window needs at least 2 tokens (it predicts those after the first)");
 
     // Every domain's tokens first: errors surface before any work, and the progress total is known.
     const std::vector<std::vector<TokenizedDocument>> docs =
         given_or_tokenized(opt.tokenized, corpus, tokenizer, opt.max_tokens);
     AblationProgress progress;
+    bool predicts = false;
     for (const auto& domain_docs : docs)
-        for (const TokenizedDocument& td : domain_docs)
+        for (const TokenizedDocument& td : domain_docs) {
             progress.tokens_total += static_cast<int64_t>(td.ids.size()) * static_cast<int64_t>(conditions.size() + 1);
+            predicts = predicts || td.ids.size() >= 2;
+        }
+    if (!predicts)
+        throw_input_error(corpus.path, "nothing to predict: no document of split '" + corpus.split +
+                                           "' has two tokens (a window predicts those after its first)");
 
     AblationResult result;
     result.context = context;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -44,13 +45,16 @@ struct AblationScore {
     double kl = 0;             // Σ KL(p_baseline ‖ p_ablated), nats
     int64_t top1_agree = 0;    // tokens whose argmax is the same under both
 
-    double baseline_loss() const { return tokens ? baseline_nll / static_cast<double>(tokens) : 0.0; }
-    double ablated_loss() const { return tokens ? ablated_nll / static_cast<double>(tokens) : 0.0; }
+    // Means over the predicted tokens; NaN where there are none (a domain whose documents are
+    // empty or one token long): no score, written as null (JSON) or an empty field (CSV).
+    double baseline_loss() const { return per_token(baseline_nll); }
+    double ablated_loss() const { return per_token(ablated_nll); }
     double delta_loss() const { return ablated_loss() - baseline_loss(); }
     double ppl_ratio() const;  // exp(delta_loss)
-    double mean_kl() const { return tokens ? kl / static_cast<double>(tokens) : 0.0; }
-    double top1_agreement() const {
-        return tokens ? static_cast<double>(top1_agree) / static_cast<double>(tokens) : 0.0;
+    double mean_kl() const { return per_token(kl); }
+    double top1_agreement() const { return per_token(static_cast<double>(top1_agree)); }
+    double per_token(double sum) const {
+        return tokens ? sum / static_cast<double>(tokens) : std::numeric_limits<double>::quiet_NaN();
     }
     void add(const AblationScore& o);
 };

@@ -42,7 +42,12 @@ std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus
 std::vector<std::vector<TokenizedDocument>> given_or_tokenized(std::vector<std::vector<TokenizedDocument>>* given,
                                                                const Corpus& corpus, const Tokenizer& tokenizer,
                                                                int64_t max_tokens) {
-    return given ? std::move(*given) : tokenize_corpus(corpus, tokenizer, max_tokens);
+    std::vector<std::vector<TokenizedDocument>> docs =
+        given ? std::move(*given) : tokenize_corpus(corpus, tokenizer, max_tokens);
+    for (const auto& domain : docs)
+        for (const TokenizedDocument& d : domain)
+            if (!d.ids.empty()) return docs;
+    throw_input_error(corpus.path, "no text to run: the documents of split '" + corpus.split + "' hold no tokens");
 }
 
 }  // namespace moe::analysis

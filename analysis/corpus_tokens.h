@@ -31,7 +31,8 @@ std::vector<std::vector<TokenizedDocument>> tokenize_corpus(const Corpus& corpus
                                                             int64_t max_tokens);
 
 // `given` moved out when a job's caller read the documents already (TraceOptions::tokenized and
-// the like); else tokenize_corpus(corpus, tokenizer, max_tokens).
+// the like); else tokenize_corpus(corpus, tokenizer, max_tokens). A corpus without a token (no
+// documents, or only empty ones) is an input error naming it: a run or score of nothing is none.
 std::vector<std::vector<TokenizedDocument>> given_or_tokenized(std::vector<std::vector<TokenizedDocument>>* given,
                                                                const Corpus& corpus, const Tokenizer& tokenizer,
                                                                int64_t max_tokens);

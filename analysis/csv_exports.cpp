@@ -26,9 +26,16 @@ std::string_view token_text(const std::vector<std::string>& vocab, int32_t id) {
 }
 
 // domain,tokens,baseline_loss,ablated_loss,delta_loss,ppl_ratio,kl,top1_agreement
+// (empty where the domain predicted no token)
 void score_fields(CsvWriter& w, const AblationScore& s) {
-    w.field(s.domain).field(s.tokens).field(s.baseline_loss()).field(s.ablated_loss()).field(s.delta_loss());
-    w.field(s.ppl_ratio()).field(s.mean_kl()).field(s.top1_agreement());
+    w.field(s.domain).field(s.tokens);
+    for (double v :
+         {s.baseline_loss(), s.ablated_loss(), s.delta_loss(), s.ppl_ratio(), s.mean_kl(), s.top1_agreement()}) {
+        if (s.tokens > 0)
+            w.field(v);
+        else
+            w.empty();
+    }
 }
 
 void check_layer(const RunInfo& run, std::optional<int64_t> layer) {

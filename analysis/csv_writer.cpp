@@ -15,13 +15,21 @@ constexpr size_t kFlushBytes = size_t{1} << 20;
 }
 
 CsvWriter::CsvWriter(const std::string& path) : path_(path) {
+    namespace fs = std::filesystem;
+    if (path.empty()) throw Error(ErrorKind::input, "the CSV file's name is empty");
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
     if (path == "-") {
-        to_stdout_ = true;
+        to_stdout_ = direct_ = true;
         file_ = stdout;
+    } else if (fs::is_directory(st)) {
+        throw_input_error(path, "is a directory: give the CSV file's name");
+    } else if (fs::exists(st) && !fs::is_regular_file(st)) {
+        // A device or a pipe: written to, not replaced by a renamed file.
+        direct_ = true;
+        file_ = std::fopen(path.c_str(), "wb");
+        if (!file_) throw_input_error(path, std::string("cannot write: ") + std::strerror(errno));
     } else {
-        std::error_code ec;
-        if (std::filesystem::is_directory(path, ec))
-            throw_input_error(path, "is a directory: give the CSV file's name");
         partial_ = path + ".partial";
         file_ = std::fopen(partial_.c_str(), "wb");
         if (!file_) throw_input_error(path, std::string("cannot write: ") + std::strerror(errno));
@@ -32,7 +40,7 @@ CsvWriter::CsvWriter(const std::string& path) : path_(path) {
 CsvWriter::~CsvWriter() {
     if (file_ && !to_stdout_) {
         std::fclose(file_);
-        std::remove(partial_.c_str());
+        if (!direct_) std::remove(partial_.c_str());
     }
 }
 
@@ -116,9 +124,10 @@ void CsvWriter::close() {
     const int rc = std::fclose(file_);
     file_ = nullptr;
     if (rc != 0) {
-        std::remove(partial_.c_str());
+        if (!direct_) std::remove(partial_.c_str());
         throw_failure(path_, std::string("writing failed: ") + std::strerror(errno));
     }
+    if (direct_) return;
     std::error_code ec;
     std::filesystem::rename(partial_, path_, ec);
     if (ec) {

@@ -2,7 +2,8 @@
 // or leading/trailing spaces are quoted, with quotes doubled; records end with CRLF; numbers
 // are written with std::to_chars (shortest text that reads back to the same double/float).
 // A file is written as OUT.partial and renamed to OUT by close(), so a failed export never
-// leaves a truncated OUT behind. "-" writes to stdout.
+// leaves a truncated OUT behind. "-" writes to stdout; a path that is there and is not a
+// regular file (/dev/stdout, a named pipe) is written as it is, never replaced.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,7 @@ private:
     std::string path_, partial_;
     FILE* file_ = nullptr;
     bool to_stdout_ = false;
+    bool direct_ = false;  // written in place: stdout, a device or a pipe
     bool row_started_ = false;
     std::string buf_;
 };

@@ -41,6 +41,7 @@ RoutingStore::~RoutingStore() = default;
 
 RoutingStore RoutingStore::open(const std::string& path, const StoreOptions& opt) {
     namespace fs = std::filesystem;
+    if (path.empty()) throw Error(ErrorKind::input, "the routing store's file name is empty");
     std::error_code ec;
     const bool exists = fs::exists(path, ec);
     if (exists && fs::is_directory(path, ec)) throw_input_error(path, "is a directory, not a routing store file");
@@ -230,7 +231,7 @@ const char* kRunColumns =
     "SELECT r.run_id, r.model_id, r.corpus_id, r.source, r.dtype, r.mask_spec, r.mask_mode, r.gate_weight_kind, "
     "r.has_entropy, r.split, r.context, r.max_tokens, r.trace_key, r.status, r.started, r.finished, "
     "r.n_documents, r.n_tokens, m.name, c.name, r.gate_weight_format, r.experts_format, r.entropy_format, "
-    "r.engine_version "
+    "r.engine_version, m.content_hash "
     "FROM runs r JOIN models m ON m.model_id = r.model_id LEFT JOIN corpora c ON c.corpus_id = r.corpus_id ";
 
 RunInfo read_run_row(const sql::Stmt& s) {
@@ -260,6 +261,7 @@ RunInfo read_run_row(const sql::Stmt& s) {
     r.experts_format = s.text(21);
     r.entropy_format = s.is_null(22) ? "" : s.text(22);
     r.engine_version = s.text(23);
+    r.model_content_hash = s.text(24);
     return r;
 }
 

@@ -66,6 +66,7 @@ struct RunSpec {
 struct RunInfo : RunSpec {
     int64_t run_id = 0;
     std::string model_name;
+    std::string model_content_hash;  // the run's model's fingerprint (ModelRecord::content_hash)
     std::string corpus_name;
     std::string gate_weight_format;  // "f16" (or "f32"); "" when the run has no gate weights
     std::string experts_format = "u16";  // "u8" (E <= 256, written since schema 2) or "u16"

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <tuple>
 
@@ -28,6 +29,24 @@ std::string trace_key(const Corpus& corpus, const TraceOptions& opt, int64_t con
            "|max_tokens=" + std::to_string(opt.max_tokens) + "|context=" + std::to_string(context) +
            "|mask=" + (opt.mask ? opt.mask->spec() : "") +
            "|mode=" + (opt.mask ? mask_mode_name(opt.mask->mode()) : "reroute") + "|source=" + source;
+}
+
+// A router fed NaN or infinity (a checkpoint with non-finite weights) still picks k experts,
+// the first ones, with weights that are not numbers: such routing is refused, not stored as if
+// it were the model's.
+void require_finite_routing(const DocumentRouting& doc, const std::string& model_source) {
+    for (const DocumentRouting::Layer& l : doc.layers)
+        for (const std::vector<float>* values : {&l.gate_weights, &l.entropy})
+            for (size_t i = 0; i < values->size(); ++i)
+                if (!std::isfinite((*values)[i])) {
+                    const size_t per_token = values == &l.entropy ? 1 : static_cast<size_t>(l.k);
+                    throw_input_error(model_source,
+                                      "document '" + doc.name + "', layer " + std::to_string(l.layer) + ", token " +
+                                          std::to_string(i / per_token) +
+                                          ": the router's gate weights are not numbers (NaN or infinity): "
+                                          "the model's weights hold non-finite values; the run stays "
+                                          "incomplete");
+                }
 }
 
 }  // namespace
@@ -129,7 +148,9 @@ TraceResult run_trace(RoutingStore& store, const Model& model, const ModelRecord
                 report();
             }
         }
-        writer.submit(collector.take());
+        std::unique_ptr<DocumentRouting> routed = collector.take();
+        require_finite_routing(*routed, cfg.source);
+        writer.submit(std::move(routed));
         ++result.documents_traced;
         result.tokens_traced += static_cast<int64_t>(T);
         ++progress.documents_done;

@@ -83,7 +83,9 @@ double token_nll(std::span<const float> logits, int32_t target) {
 EvalResult evaluate_loss(const Model& model, std::span<const int32_t> ids, int64_t context, const ExpertMask* mask,
                          RoutingObserver* observer) {
     if (ids.size() < 2) throw_input_error("eval", "need at least 2 tokens to predict one");
-    MOE_ASSERT(context >= 2);
+    if (context < 2)
+        throw_input_error(
+            "eval", "a window of " + std::to_string(context) + " token(s) predicts nothing: at least 2 are needed");
     EvalResult r;
     std::vector<RowScore> rows;
     const auto step = static_cast<size_t>(model.step_tokens());

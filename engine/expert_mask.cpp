@@ -166,8 +166,10 @@ std::string saved_mask_json(const std::string& spec, MaskMode mode, const std::s
 SavedMask parse_saved_mask(const std::string& text, const std::string& where) {
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded()) throw_input_error(where, "is not JSON: a saved mask is a JSON object");
-    if (!j.is_object() || !j.contains("spec") || !j["spec"].is_string() ||
-        (j.contains("format") && j["format"] != "moe-workbench-mask"))
+    if (j.is_object() && j.contains("format") && j["format"] != "moe-workbench-mask")
+        throw_input_error(
+            where, "is not a saved mask: its \"format\" is " + j["format"].dump() + ", not \"moe-workbench-mask\"");
+    if (!j.is_object() || !j.contains("spec") || !j["spec"].is_string())
         throw_input_error(where, "is not a saved mask: expected an object with a \"spec\" string");
     SavedMask m;
     m.spec = j["spec"].get<std::string>();

@@ -96,7 +96,7 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
     try {
         return make_model(config, std::move(ckpt), opt);
     } catch (const Error& e) {
-        rethrow_with_context(e, "loading weights");
+        rethrow_with_context(e, "opening the model");
     }
 }
 

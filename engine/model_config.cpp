@@ -412,6 +412,10 @@ ModelConfig load_model_config(const std::string& path) {
     std::filesystem::path p(path);
     std::error_code ec;
     if (std::filesystem::is_directory(p, ec)) p /= "config.json";
+    if (!std::filesystem::exists(p, ec))
+        throw_input_error(p.string(), p.filename() == "config.json"
+                                          ? "no such file (a model directory needs config.json)"
+                                          : "no such file");
     std::ifstream in(p, std::ios::binary);
     if (!in) throw_input_error(p.string(), "cannot open (a model directory needs config.json)");
     std::stringstream ss;

@@ -613,11 +613,23 @@ void AblationTest::cli_json_csv_and_errors() {
     p.start(kMoewb, {"ablate", "--model", model, "--corpus", corpus_, "--sweep", "top-routed", "--fractions", "0.25",
                      "--from-run", "1", "--db", db, "--max-tokens", "40", "--threads", "1", "--json", "--quiet"});
     QVERIFY(p.waitForFinished(60000));
-    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    QByteArray err = p.readAllStandardError();
+    QVERIFY2(p.exitCode() == 0, err.constData());
+    QVERIFY2(!err.contains("another checkpoint"), err.constData());
     j = nlohmann::json::parse(p.readAllStandardOutput().toStdString());
     QCOMPARE(j["conditions"].size(), size_t{3});
     QCOMPARE(j["conditions"][1]["control"].get<std::string>(), std::string("least-routed"));
     QCOMPARE(j["conditions"][0]["from_run"].get<int>(), 1);
+    // The same run picks the experts of another checkpoint of the same shape: allowed, and said.
+    const QString other = tmp_.path() + "/other_model";
+    QVERIFY(store_test::write_model_dir(other, config_, 22));
+    p.start(kMoewb, {"ablate", "--model",   other,  "--corpus",   corpus_, "--sweep", "top-routed", "--fractions",
+                     "0.25",   "--control", "none", "--from-run", "1",     "--db",    db,           "--max-tokens",
+                     "20",     "--threads", "1",    "--quiet"});
+    QVERIFY(p.waitForFinished(60000));
+    err = p.readAllStandardError();
+    QVERIFY2(p.exitCode() == 0, err.constData());
+    QVERIFY2(err.contains("note: run 1 was traced with another checkpoint (model"), err.constData());
 
     // --csv -: standard output is the CSV alone, the table on stderr.
     p.start(kMoewb, {"ablate", "--model", model, "--corpus", corpus_, "--mask", "*:shared", "--max-tokens", "40",

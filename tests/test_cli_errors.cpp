@@ -1,6 +1,9 @@
 // The moewb CLI on damaged model directories and bad arguments: exit code 2, a message on
 // stderr that names the problem, nothing on stdout, never a crash.
 #include <QProcess>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
 
 #include "engine/expert_mask.h"
 #include "tests/checkpoint_damage.h"
@@ -16,6 +19,7 @@ private slots:
     void cli_exits_2();
     void make_random_never_overwrites_weights();
     void mask_file_is_the_saved_mask();
+    void logits_of_a_damaged_checkpoint_stay_json();
 };
 
 void CliErrorTest::cli_exits_2_data() {
@@ -74,6 +78,13 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("make-random: random weights beyond the host's memory")
         << s << "huge" << QStringList{"make-random", "--config", "DIR/config.json", "--out", "DIR/out"}
         << "of host memory";
+    // A window of max_position_embeddings (1) predicts nothing: said, not an assertion.
+    QTest::newRow("eval: max_position_embeddings 1")
+        << s << "one_position" << QStringList{"eval", "--model", "DIR", "--ids", "1,2,3"}
+        << "max_position_embeddings is 1";
+    QTest::newRow("eval: one token") << s << "none" << QStringList{"eval", "--model", "DIR", "--ids", "7"} << "--ids";
+    QTest::newRow("bench: --dtype of a model directory")
+        << s << "none" << QStringList{"bench", "--model", "DIR", "--dtype", "bf16"} << "--random-config";
     QTest::newRow("logits: missing shard") << "f32_sharded_gqa" << "missing_shard"
                                            << logits + QStringList{"--ids", "1"} << kShard2;
 }
@@ -103,6 +114,8 @@ void CliErrorTest::cli_exits_2() {
         QVERIFY(set_config_value(dir, "num_hidden_layers", "1024"));
         QVERIFY(set_config_value(dir, "n_routed_experts", "1024"));
         QVERIFY(set_config_value(dir, "moe_intermediate_size", "1048576"));
+    } else if (damage == "one_position") {
+        QVERIFY(set_config_value(dir, "max_position_embeddings", "1"));
     } else if (damage == "wrong_shape") {
         Safetensors st = Safetensors::read(dir + "/" + kSingle);
         st.header[kEmbed]["shape"] = {48, 96};
@@ -188,6 +201,25 @@ void CliErrorTest::make_random_never_overwrites_weights() {
     r = run_moewb({"make-random", "--config", config, "--out", config});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("not a directory"), qPrintable(r.err));
+}
+
+void CliErrorTest::logits_of_a_damaged_checkpoint_stay_json() {
+    // NaN in a checkpoint's embedding row: the logits and gate weights it leads to are not
+    // numbers, and `moewb logits` writes them as JSON's null, never as a bare nan.
+    QTemporaryDir tmp;
+    const QString dir = copy_fixture(tmp, "f32_single");
+    QVERIFY(!dir.isEmpty());
+    Safetensors st = Safetensors::read(dir + "/" + kSingle);
+    const qsizetype at = static_cast<qsizetype>(st.header[kEmbed]["data_offsets"][0].get<quint64>()) + 5 * 48 * 4;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (int i = 0; i < 48; ++i) std::memcpy(st.data.data() + at + 4 * i, &nan, 4);  // row 5
+    QVERIFY(st.write(dir + "/" + kSingle));
+    const test_support::ProcessRun r = test_support::run_moewb({"logits", "--model", dir, "--ids", "5,6"});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const auto j = nlohmann::json::parse(r.out.toStdString(), nullptr, false);
+    QVERIFY2(!j.is_discarded(), r.out.left(200).constData());
+    QVERIFY(j["logits"][0][0].is_null());
+    QVERIFY(j["gate_weights"]["1"][0][0].is_null());
 }
 
 void CliErrorTest::mask_file_is_the_saved_mask() {

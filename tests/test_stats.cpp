@@ -8,6 +8,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "analysis/agreement.h"
@@ -102,6 +103,7 @@ private slots:
     void other_exports();
     void run_without_gate_weights();
     void cli_stats_and_export();
+    void cli_output_that_cannot_be_written();
 
 private:
     QTemporaryDir tmp_;
@@ -518,6 +520,37 @@ void StatsTest::cli_stats_and_export() {
         QVERIFY2(p.exitCode() == 2, qPrintable(bad.join(' ')));
         QVERIFY2(p.readAllStandardError().contains("--vocab-"), qPrintable(bad.join(' ')));
     }
+}
+
+void StatsTest::cli_output_that_cannot_be_written() {
+    // A full disk (/dev/full) under standard output or --csv: exit 1 and a message, never a
+    // truncated file with exit 0; a device or pipe given to --csv is written to, not replaced by
+    // a file renamed over it; an empty --csv is refused before anything runs.
+    const QStringList stats{"stats", "--db", QString::fromStdString(db_), "--run", QString::number(run_)};
+    if (QFileInfo::exists("/dev/full")) {
+        QProcess p;
+        p.setStandardOutputFile("/dev/full");
+        p.start(kMoewb, stats + QStringList{"--entropy"});
+        QVERIFY(p.waitForFinished(30000));
+        QCOMPARE(p.exitCode(), 1);
+        QVERIFY2(p.readAllStandardError().contains("writing to standard output failed"), "stats > /dev/full");
+        p.setStandardOutputFile(QProcess::nullDevice());
+        p.start(kMoewb, stats + QStringList{"--csv", "/dev/full"});
+        QVERIFY(p.waitForFinished(30000));
+        QCOMPARE(p.exitCode(), 1);
+        QVERIFY2(p.readAllStandardError().contains("/dev/full"), "stats --csv /dev/full");
+        QVERIFY(std::filesystem::is_character_file("/dev/full"));
+    }
+    QProcess p;
+    p.start(kMoewb, stats + QStringList{"--csv", "/dev/stdout"});
+    QVERIFY(p.waitForFinished(30000));
+    QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+    QVERIFY(p.readAllStandardOutput().startsWith(QByteArray(kStatsCsvHeader) + "\r\n"));
+    QVERIFY(!QFileInfo::exists("/dev/stdout.partial"));
+    p.start(kMoewb, stats + QStringList{"--csv", ""});
+    QVERIFY(p.waitForFinished(30000));
+    QCOMPARE(p.exitCode(), 2);
+    QVERIFY2(p.readAllStandardError().contains("name is empty"), "--csv ''");
 }
 
 QTEST_GUILESS_MAIN(StatsTest)

@@ -13,12 +13,15 @@
 #include <QTemporaryDir>
 #include <QtTest>
 #include <chrono>
+#include <cstring>
+#include <limits>
 #include <thread>
 
 #include "analysis/corpus.h"
 #include "analysis/fingerprint.h"
 #include "analysis/trace_runner.h"
 #include "engine/tokenizer.h"
+#include "tests/checkpoint_damage.h"
 #include "tests/test_store_support.h"
 
 using namespace moe::analysis;
@@ -97,6 +100,7 @@ private slots:
     void sigint_stops_cleanly();
     void cli_errors();
     void cli_delete_run();
+    void non_finite_routing_is_refused();
 
 private:
     QTemporaryDir tmp_;
@@ -607,6 +611,9 @@ void TraceTest::cli_errors() {
     const QString notes = tmp_.path() + "/notes.txt";
     write_text(notes, QByteArray("plain notes, not a store\n").repeated(100));
     const QString db = tmp_.path() + "/cli.db";  // made by cli_trace_stats_export
+    const QString empty = tmp_.path() + "/empty.jsonl", blank = tmp_.path() + "/blank.jsonl";
+    write_text(empty, QByteArray());
+    write_text(blank, QByteArray("{\"id\": \"a\", \"text\": \"\"}\n"));  // its BOS alone
     const size_t runs_before = RoutingStore::open(db.toStdString()).runs().size();
     const std::vector<Case> cases = {
         {{"stats", "--db", notes, "--csv", tmp_.path() + "/x.csv"}, 2, "not a MoE Workbench routing store"},
@@ -631,8 +638,15 @@ void TraceTest::cli_errors() {
         {{"trace", "--model", model_dir_, "--corpus", tmp_.path() + "/bad.jsonl", "--db", tmp_.path() + "/never.db"},
          2,
          "bad.jsonl:2: invalid UTF-8 at byte offset 24 (byte 0xe9)"},
-        {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", tmp_.path() + "/never.db", "--context", "0"}, 2,
+        {{"trace", "--model", model_dir_, "--corpus", corpus_, "--db", tmp_.path() + "/never.db", "--context", "0"},
+         2,
          "--context"},
+        // No token in the corpus: no run of nothing (which would be "complete" for the next try).
+        {{"trace", "--model", model_dir_, "--corpus", empty, "--db", db}, 2, "empty.jsonl: no text to run"},
+        {{"ablate", "--model", model_dir_, "--corpus", empty, "--mask", "*:shared"}, 2, "empty.jsonl: no text to run"},
+        {{"ablate", "--model", model_dir_, "--corpus", blank, "--mask", "*:shared"},
+         2,
+         "blank.jsonl: nothing to predict"},
     };
     for (const Case& c : cases) {
         QProcess p;
@@ -648,6 +662,31 @@ void TraceTest::cli_errors() {
     QVERIFY(!QFile::exists(tmp_.path() + "/never.db"));  // a bad argument or document makes no store
     // The refused traces (a corpus that is not UTF-8 among them) left no run behind.
     QCOMPARE(RoutingStore::open(db.toStdString()).runs().size(), runs_before);
+}
+
+void TraceTest::non_finite_routing_is_refused() {
+    // NaN in a checkpoint's router (layer 1): the router still picks k experts, with weights
+    // that are not numbers. The trace refuses to store that as the model's routing: exit 2,
+    // naming the model, the document and the layer; the run stays incomplete.
+    const QString dir = tmp_.path() + "/nan_router";
+    QVERIFY(store_test::write_model_dir(dir, config_, 11));
+    Safetensors st = Safetensors::read(dir + "/model.safetensors");
+    const auto& t = st.header["model.layers.1.mlp.gate.weight"];
+    const quint64 begin = t["data_offsets"][0].get<quint64>(), end = t["data_offsets"][1].get<quint64>();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (quint64 at = begin; at < end; at += 4) std::memcpy(st.data.data() + at, &nan, 4);
+    QVERIFY(st.write(dir + "/model.safetensors"));
+    const QString db = tmp_.path() + "/nan.db";
+    QProcess p;
+    p.start(kMoewb, {"trace", "--model", dir, "--corpus", corpus_, "--db", db, "--max-tokens", "40"});
+    QVERIFY(p.waitForFinished(60000));
+    const QString err = p.readAllStandardError();
+    QVERIFY2(p.exitCode() == 2, qPrintable(err));
+    QVERIFY2(err.contains(dir + "/config.json") && err.contains("layer 1") && err.contains("not numbers"),
+             qPrintable(err));
+    const auto runs = RoutingStore::open(db.toStdString()).runs();
+    QCOMPARE(runs.size(), size_t{1});
+    QCOMPARE(runs[0].status, std::string("incomplete"));
 }
 
 void TraceTest::cli_delete_run() {

@@ -40,13 +40,20 @@ void set_elided_text(QLabel* label, const QString& text, int max_width) {
 
 void fill_score_cells(QTableWidget* t, int row, int first_column, const analysis::AblationScore& s) {
     // What the mask changed first, where a narrow panel shows it without scrolling.
+    // A domain that predicted no token has no scores: a dash, and why in its tooltip.
     const int c = first_column;
-    t->setItem(row, c, table_cell(QString::number(s.delta_loss(), 'f', 4), true));
-    t->setItem(row, c + 1, table_cell(QString::number(s.ppl_ratio(), 'f', 4), true));
-    t->setItem(row, c + 2, table_cell(QString::number(s.mean_kl(), 'f', 4), true));
-    t->setItem(row, c + 3, table_cell(QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %", true));
-    t->setItem(row, c + 4, table_cell(QString::number(s.baseline_loss(), 'f', 4), true));
-    t->setItem(row, c + 5, table_cell(QString::number(s.ablated_loss(), 'f', 4), true));
+    auto cell = [&](int column, const QString& text) {
+        QTableWidgetItem* item = table_cell(s.tokens > 0 ? text : QString(QChar(0x2014)), true);
+        if (s.tokens == 0)
+            item->setToolTip(QObject::tr("no token predicted: the domain's documents are empty or one token long"));
+        t->setItem(row, column, item);
+    };
+    cell(c, QString::number(s.delta_loss(), 'f', 4));
+    cell(c + 1, QString::number(s.ppl_ratio(), 'f', 4));
+    cell(c + 2, QString::number(s.mean_kl(), 'f', 4));
+    cell(c + 3, QString::number(100.0 * s.top1_agreement(), 'f', 1) + " %");
+    cell(c + 4, QString::number(s.baseline_loss(), 'f', 4));
+    cell(c + 5, QString::number(s.ablated_loss(), 'f', 4));
     t->setItem(row, c + 6, table_cell(QString::number(s.tokens), true));
 }
 

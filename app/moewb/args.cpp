@@ -65,6 +65,9 @@ int64_t Args::get_int(const std::string& flag, int64_t fallback, int64_t min, in
     errno = 0;
     char* end = nullptr;
     long long x = std::strtoll(v->c_str(), &end, 10);
+    if (!v->empty() && *end == '\0' && errno == ERANGE)
+        moe::throw_input_error(
+            flag, "value " + *v + " out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
     if (v->empty() || *end != '\0' || errno != 0)
         moe::throw_input_error(flag, "expected an integer, found '" + *v + "'");
     if (x < min || x > max)

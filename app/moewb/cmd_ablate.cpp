@@ -85,6 +85,11 @@ void print_table(const an::AblationResult& r, std::FILE* out) {
         std::fprintf(out, "  %-12s %8s %10s %10s %9s %9s %9s %7s\n", "domain", "tokens", "baseline", "ablated", "delta",
                     "ppl ratio", "KL", "top-1");
         auto line = [&](const an::AblationScore& s) {
+            if (s.tokens == 0) {  // nothing predicted: no scores
+                std::fprintf(out, "  %-12s %8d %10s %10s %9s %9s %9s %7s\n", s.domain.c_str(), 0, "-", "-", "-", "-",
+                             "-", "-");
+                return;
+            }
             std::fprintf(out, "  %-12s %8lld %10.4f %10.4f %+9.4f %9.4f %9.5f %6.1f%%\n", s.domain.c_str(),
                         static_cast<long long>(s.tokens), s.baseline_loss(), s.ablated_loss(), s.delta_loss(),
                         s.ppl_ratio(), s.mean_kl(), 100.0 * s.top1_agreement());
@@ -150,6 +155,14 @@ int cmd_ablate(int argc, char** argv) {
         const int64_t run = args.get_int("--from-run", 0, 1, INT64_MAX);
         if (!args.has("--from-run")) moe::throw_input_error("--sweep top-routed", "needs --from-run ID (a trace run)");
         const auto selections = an::expert_selections(*store, run, cfg);
+        // A run of the same shape from another checkpoint (a base model's routing to pick a
+        // fine-tune's experts) is allowed, and said.
+        if (const an::RunInfo info = store->run(run);
+            info.model_content_hash != an::describe_model(*model, &tokenizer, dir).content_hash)
+            std::fprintf(stderr,
+                         "note: run %lld was traced with another checkpoint (%s, whose weights, config or tokenizer "
+                         "differ from this model's): its most-routed experts are switched off here as asked\n",
+                         static_cast<long long>(run), info.model_name.c_str());
         conditions = an::routed_sweep(cfg, selections, run, parse_number_list(args.require("--fractions"), "--fractions"),
                                       controls_from_args(args, "least-routed,random"), seed, mode);
     } else if (sweep == "shared") {

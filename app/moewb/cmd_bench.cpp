@@ -31,10 +31,12 @@ const char* kHelp =
     "                   [--no-cuda-graphs] [--activations exact|bf16] [--score]\n\n"
     "Prefill: one forward pass over a prompt of random token ids. Decode: greedy generation\n"
     "of --gen-tokens tokens after it, one token per step with the KV cache. Prints JSON with\n"
-    "prefill_tok_s, decode_tok_s, peak_rss_bytes and weight_bytes (best of --repeat runs).\n"
+    "prefill_tok_s, decode_tok_s (null with --gen-tokens 0), peak_rss_bytes and weight_bytes\n"
+    "(best of --repeat runs).\n"
     "With several configs or dtypes, prints {\"runs\": [...]}. --observer repeats the runs\n"
     "with a routing observer attached and reports the speed ratio (1.0 = no cost; prefill's\n"
     "from prefills with and without it in turn, at least 2 of each).\n"
+    "--dtype and --layers apply to --random-config (a model directory runs as it is).\n"
     "--layers N keeps the first N layers of each random config (a depth-limited model of the\n"
     "published shapes, for models too big for this machine). fp8 stores linear weights as\n"
     "FP8 e4m3 with 128x128 block scales, as DeepSeek-V3 is published. --backend cuda runs on\n"
@@ -221,7 +223,7 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
         {"prefill_seconds", best_prefill},
         {"decode_seconds", best_decode},
         {"prefill_tok_s", static_cast<double>(n_prompt) / best_prefill},
-        {"decode_tok_s", n_gen > 0 ? static_cast<double>(n_gen) / best_decode : 0.0},
+        {"decode_tok_s", n_gen > 0 ? nlohmann::json(static_cast<double>(n_gen) / best_decode) : nlohmann::json()},
         {"weight_bytes", model.tensors().weight_bytes()},
         {"layers", c.num_hidden_layers},
         {"kv_cache_bytes_per_token", c.num_hidden_layers * c.kv_cache_values_per_layer() * 4},
@@ -282,9 +284,10 @@ nlohmann::json measure(const moe::Model& model, int64_t n_prompt, int64_t n_gen,
             observed = std::min(observed, time_prefill(model, prompt, &obs));
         }
         j["observed_prefill_tok_s"] = static_cast<double>(n_prompt) / observed;
-        j["observed_decode_tok_s"] = n_gen > 0 ? static_cast<double>(n_gen) / o.decode : 0.0;
+        j["observed_decode_tok_s"] =
+            n_gen > 0 ? nlohmann::json(static_cast<double>(n_gen) / o.decode) : nlohmann::json();
         j["observer_prefill_ratio"] = plain / observed;
-        j["observer_decode_ratio"] = n_gen > 0 ? t.decode / o.decode : 1.0;
+        j["observer_decode_ratio"] = n_gen > 0 ? nlohmann::json(t.decode / o.decode) : nlohmann::json();
     }
     if (with_score) {
         const ScoreTiming st = time_scored(model, prompt, repeat);
@@ -314,6 +317,12 @@ int cmd_bench(int argc, char** argv) {
     if (args.has("--score") && n_prompt < 2)
         moe::throw_input_error("--score", "needs a prompt of at least 2 tokens (--prompt-tokens), one to predict");
 
+    if (args.has("--model"))
+        for (const char* flag : {"--dtype", "--layers"})
+            if (args.has(flag))
+                moe::throw_input_error(flag,
+                                       "applies to --random-config: a model directory runs with its checkpoint's "
+                                       "weights and layers as they are");
     nlohmann::json runs = nlohmann::json::array();
     if (args.has("--model")) {
         auto model = moe::load_model(args.require("--model"), lo);
@@ -341,7 +350,8 @@ int cmd_bench(int argc, char** argv) {
                 j["random_config"] = path;
                 runs.push_back(j);
                 std::fprintf(stderr, "%s %s: prefill %.1f tok/s, decode %.1f tok/s\n", path.c_str(), d.c_str(),
-                             j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>());
+                             j["prefill_tok_s"].get<double>(),
+                             j["decode_tok_s"].is_null() ? 0.0 : j["decode_tok_s"].get<double>());
             }
         }
     }

@@ -40,7 +40,15 @@ int cmd_eval(int argc, char** argv) {
     if (args.has("--text") == args.has("--ids")) moe::throw_input_error("eval", "give exactly one of --text FILE or --ids");
     auto model = open_model(args);
     const moe::ExpertMask mask = mask_from_args(args, model->config());
-    const int64_t context = args.get_int("--context", model->config().max_position_embeddings, 2, 1 << 24);
+    const int64_t max_positions = model->config().max_position_embeddings;
+    if (!args.has("--context") && max_positions < 2)
+        moe::throw_input_error(args.require("--model") + "/config.json",
+                               "max_position_embeddings is " + std::to_string(max_positions) +
+                                   ": a window of one token predicts nothing; give --context N (at least 2)");
+    const int64_t context = args.get_int("--context", max_positions, 2, 1 << 24);
+    if (context > max_positions)
+        std::fprintf(stderr, "note: --context %lld is longer than the model's max_position_embeddings (%lld)\n",
+                     static_cast<long long>(context), static_cast<long long>(max_positions));
     // The texts to evaluate, each on its own: the ids given, a plain-text file, or a corpus file's documents.
     std::vector<std::vector<int32_t>> texts;
     if (args.has("--ids")) {
@@ -59,6 +67,9 @@ int cmd_eval(int argc, char** argv) {
         for (an::TokenizedDocument& d : an::tokenize_domain(corpus.domains.at(0), tok, 0)) texts.push_back(std::move(d.ids));
         if (texts.empty()) moe::throw_input_error(path, "no documents");
     }
+    if (texts.size() == 1 && texts[0].size() < 2)
+        moe::throw_input_error(args.has("--ids") ? std::string("--ids") : args.require("--text"),
+                               std::to_string(texts[0].size()) + " token(s): at least 2 are needed to predict one");
     moe::EvalResult r;
     size_t n_tokens = 0;
     for (const std::vector<int32_t>& ids : texts) {

@@ -1,5 +1,6 @@
 // moewb logits: the logits and routing of a token sequence as one JSON object.
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -18,11 +19,18 @@ const char* kHelp =
     " \"gate_weights\":{\"<layer>\":[[w0,w1,...],...]},\"gate_weight_kind\":...}\n"
     "routing: per MoE layer (checkpoint layer index), per position, the selected routed\n"
     "experts in rank order. Mask SPEC: L<layer>:<e>,<e>,... | *:<e>,... | L<layer>:shared |\n"
-    "*:shared | L<layer>:k=<n> | *:k=<n> | L<layer>:skip-top=<r> | *:skip-top=<r>, joined with ';'.\n"
-    MOEWB_MASK_FILE_HELP;
+    "*:shared | L<layer>:k=<n> | *:k=<n> | L<layer>:skip-top=<r> | *:skip-top=<r> |\n"
+    "L<layer>:skip-random=<r>[@<seed>] | *:skip-random=<r>[@<seed>], joined with ';' (docs/masks.md).\n"
+    "A value that is not a finite number (NaN or infinity: a damaged checkpoint) is written as "
+    "null.\n" MOEWB_MASK_FILE_HELP;
 
-// Shortest text that reads back as the same float.
+// Shortest text that reads back as the same float; null for NaN and infinities, which JSON
+// has no numbers for.
 void append_float(std::string& out, float v) {
+    if (!std::isfinite(v)) {
+        out += "null";
+        return;
+    }
     char buf[32];
     auto r = std::to_chars(buf, buf + sizeof buf, v);
     out.append(buf, r.ptr);

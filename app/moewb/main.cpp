@@ -1,8 +1,10 @@
 // moewb: the workbench's command-line face. Dispatches to one subcommand; every
 // moe::Error of kind input (bad usage, bad file) exits 2, any other failure exits 1.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <string>
 
 #include "app/moewb/commands.h"
@@ -61,7 +63,17 @@ int main(int argc, char** argv) {
     for (const auto& c : kCommands) {
         if (name != c.name) continue;
         try {
-            return c.run(argc - 2, argv + 2);
+            const int rc = c.run(argc - 2, argv + 2);
+            // What went to standard output must have arrived (a full disk, /dev/full): a
+            // truncated JSON or CSV is never an exit 0.
+            errno = 0;
+            std::cout.flush();
+            if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout.good()) {
+                std::fprintf(stderr, "moewb %s: error: writing to standard output failed%s%s\n", c.name,
+                             errno ? ": " : "", errno ? std::strerror(errno) : "");
+                return rc != 0 ? rc : 1;
+            }
+            return rc;
         } catch (const moe::Error& e) {
             std::fflush(stdout);
             std::fprintf(stderr, "moewb %s: error: %s\n", c.name, e.what());

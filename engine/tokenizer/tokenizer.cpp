@@ -1,6 +1,7 @@
 // moe::Tokenizer: loading entry points, encode and decode; see engine/tokenizer.h. Encode is
 // the pipeline of HF tokenizers' encode_single_sequence: raw added tokens -> normalizer ->
 // normalized added tokens -> pre-tokenizer -> BPE per piece -> BOS/EOS.
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +33,9 @@ std::string directory_of(const std::string& path) {
 }  // namespace
 
 Tokenizer Tokenizer::load_file(const std::string& tokenizer_json_path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(tokenizer_json_path, ec))
+        throw_input_error(tokenizer_json_path, "is a directory: give the tokenizer.json file (or --model DIR)");
     bool exists = false;
     const std::string json = read_file(tokenizer_json_path, exists);
     if (!exists) throw_input_error(tokenizer_json_path, "cannot open the tokenizer file");
