@@ -254,6 +254,7 @@ private slots:
         QCOMPARE(panel_->session()->lastResult()->tokens, direct(&mask));
         QCOMPARE(panel_->twin()->lastResult()->tokens, direct(nullptr));
         QVERIFY2(panel_->twinTranscript().contains("Without the mask:"), qPrintable(panel_->twinTranscript()));
+        QVERIFY2(panel_->transcript().contains("Model with the mask: "), qPrintable(panel_->transcript()));
         panel_->setCompare(false);
         QVERIFY(!panel_->twinShown());
         panel_->setApplyMask(false);

@@ -6,13 +6,15 @@
 // measure and both orientations (in its grid and in the colour map's cells), and its hover
 // text names the cell's numbers and a click opens the expert's detail; the statistics and
 // per-token CSV exports write files that parse; without GL the token routing inspector shows a placeholder.
+#include <qcustomplot.h>
 #include <QApplication>
+#include <QComboBox>
 #include <QImage>
 #include <QLabel>
 #include <QSignalSpy>
+#include <QStandardItemModel>
 #include <QtTest>
 #include <cmath>
-#include <qcustomplot.h>
 
 #include "analysis/corpus_tokens.h"
 #include "analysis/csv_exports.h"
@@ -297,6 +299,30 @@ private slots:
         QCOMPARE(view.currentRequest().minus_run_id.value_or(0), b.run_id);
         view.setMinusRun(0);
         QVERIFY(!view.currentRequest().minus_run_id);
+        // The run shown is greyed out in the list of runs to compare with, and not chosen.
+        auto* minus = view.findChild<QComboBox*>("heatmapMinusRun");
+        auto* items = qobject_cast<QStandardItemModel*>(minus->model());
+        QVERIFY(minus && items);
+        QVERIFY(!items->item(minus->findData(static_cast<qlonglong>(run_id_)))->isEnabled());
+        QVERIFY(items->item(minus->findData(static_cast<qlonglong>(b.run_id)))->isEnabled());
+        view.setMinusRun(b.run_id);
+        view.setRun(b.run_id);  // now the masked run is shown: it cannot be its own comparison
+        QVERIFY(!view.currentRequest().minus_run_id);
+        QVERIFY(items->item(minus->findData(static_cast<qlonglong>(run_id_)))->isEnabled());
+        view.setRun(run_id_);
+        // A difference that is zero in every cell says so in the title.
+        HeatmapGrid same = a;  // run 1 minus itself
+        same.request.minus_run_id = b.run_id;
+        same.diverging = true;
+        for (HeatmapCell& c : same.cells) {
+            c.minus_value = c.value;
+            c.value = 0.0;
+        }
+        view.showGrid(same);
+        QVERIFY2(view.findChild<QLabel*>("heatmapTitle")->text().contains("identical to run"),
+                 qPrintable(view.findChild<QLabel*>("heatmapTitle")->text()));
+        view.showGrid(d);
+        QVERIFY(!view.findChild<QLabel*>("heatmapTitle")->text().contains("identical to run"));
 
         // Side by side: both runs' grids, unchanged, one colour range over both.
         req.run_id = run_id_;

@@ -84,10 +84,18 @@ private slots:
         const int32_t id = doc.token_ids[static_cast<size_t>(row)];
         QVERIFY2(text.contains(QString::fromStdString(display_token(vocab[static_cast<size_t>(id)]))), qPrintable(text));
         QVERIFY2(text.contains(QString("(id %1)").arg(id)), qPrintable(text));
+        // Tokens of spaces alone show their spaces; others as they are (a newline as ⏎).
+        QCOMPARE(display_token("  "), std::string("␣␣"));
+        QCOMPARE(display_token(" the"), std::string(" the"));
+        QCOMPARE(display_token("\n"), std::string("⏎"));
+        // One line: the k experts in rank order, each with its gate weight.
+        QVERIFY2(!text.contains('\n'), qPrintable(text));
+        const QStringList ranked = text.section("experts by rank: ", 1).split(", ");
+        QCOMPARE(ranked.size(), static_cast<qsizetype>(layer.k));
         for (int64_t r = 0; r < layer.k; ++r) {
             const int e = layer.experts[static_cast<size_t>(row * layer.k + r)];
             QCOMPARE(view->routing().expert(row, col, r), e);
-            QVERIFY2(text.contains(QString(" %1  ").arg(e)), qPrintable(text));
+            QCOMPARE(ranked[r].section(' ', 0, 0).toInt(), e);
         }
         QCOMPARE(view->glErrors(), 0);
 

@@ -197,7 +197,7 @@ ChatPanel::ChatPanel(Workbench* workbench, QWidget* parent)
         clear_->setEnabled(false);
         status_->setStyleSheet(QString());
         status_->setText(tr("Generating…"));
-        appendTurn(tr("Model"), QString(), "#1f6f3f");
+        appendTurn(answer_label_, QString(), "#1f6f3f");
         ++answer_no_;
         answering_ = true;
         splitter_.emplace(next_opens_thinking_);
@@ -281,6 +281,8 @@ void ChatPanel::send() {
         appendTurn(tr("You"), text, "#1a4f8b");
         input_->clear();
     }
+    // The answer under the mask says so (beside the twin's "Without the mask").
+    answer_label_ = mask && !mask->empty() ? tr("Model with the mask") : tr("Model");
     session_->send(text, s, mask ? &*mask : nullptr);
     // The twin answers the same turn without the mask (its own conversation, kept in step).
     if (compare_->isChecked() && !s.server && mask && !mask->empty() && session_->running()) twin_->send(text, s, nullptr);

@@ -84,6 +84,7 @@ private:
     // and the answer; set up per answer.
     std::optional<ThinkingSplitter> splitter_;
     bool next_opens_thinking_ = false;
+    QString answer_label_;  // "Model", or "Model with the mask" when the answer runs under one
     int shown_ = -1;  // -1 nothing of this answer yet, 0 answer, 1 thinking
     int answer_no_ = 0;  // answers of this chat so far; the one being written
     bool answering_ = false;  // an answer started and has not finished (a refused send starts none)

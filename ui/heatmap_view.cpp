@@ -9,6 +9,7 @@
 #include <QFileInfo>
 #include <QFontMetrics>
 #include <QHBoxLayout>
+#include <QStandardItemModel>
 #include <QToolTip>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -173,7 +174,26 @@ void HeatmapView::setSideBySide(bool beside) { compare_->setCurrentIndex(beside 
 
 void HeatmapView::setRun(int64_t run_id) {
     run_id_ = run_id;
+    markShownRun();
     controlsChanged();
+}
+
+// The run shown is no run to compare it with: greyed out in the list (and no longer chosen).
+void HeatmapView::markShownRun() {
+    auto* items = qobject_cast<QStandardItemModel*>(minus_->model());
+    if (!items) return;
+    for (int i = 1; i < minus_->count(); ++i)
+        if (QStandardItem* item = items->item(i)) {
+            const bool shown = minus_->itemData(i).toLongLong() == run_id_;
+            item->setEnabled(!shown);
+            item->setToolTip(shown ? tr("the run shown") : QString());
+        }
+    if (run_id_ && minus_->currentData().toLongLong() == run_id_) {
+        const bool was_filling = filling_;
+        filling_ = true;
+        minus_->setCurrentIndex(0);
+        filling_ = was_filling;
+    }
 }
 
 void HeatmapView::setAxes(HeatmapAxes axes) { axes_->setCurrentIndex(axes_->findData(static_cast<int>(axes))); }
@@ -188,6 +208,7 @@ void HeatmapView::setRuns(const QList<QPair<qint64, QString>>& runs) {
     for (const auto& [id, label] : runs) minus_->addItem(label, static_cast<qlonglong>(id));
     const bool gone = keep != 0 && minus_->findData(keep) < 0;
     minus_->setCurrentIndex(std::max(0, minus_->findData(keep)));
+    markShownRun();
     filling_ = was_filling;
     if (gone) controlsChanged();  // the run compared with was deleted: the map without it
 }
@@ -272,6 +293,10 @@ void HeatmapView::showGrid(const HeatmapGrid& grid) {
                                         (grid.beside.empty() ? QString()
                                                              : tr(" — beside: %1").arg(q(grid.beside.front().run_label))))
                                            .toHtmlEscaped())));
+    // A difference that is zero everywhere would show as one grey on a scale of ±1e-9.
+    if (grid.request.minus_run_id && grid.min_value() == 0.0 && grid.max_value() == 0.0)
+        title_->setText(title_->text() +
+                        tr(" — <i>identical to run %1 in every cell</i>").arg(*grid.request.minus_run_id));
 
     // The run beside, in the layout between the first map and the colour scale while shown.
     QCPLayoutGrid* layout = plot_->plotLayout();

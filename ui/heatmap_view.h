@@ -63,6 +63,7 @@ public slots:
     void showNotice(const QString& text);
 
 private:
+    void markShownRun();
     void controlsChanged();
     void fillPicker();
     void hover(QMouseEvent* event);

@@ -182,7 +182,7 @@ void RoutingInspector::showHover(qint64 row, qint64 column) {
         hover_->clear();
         return;
     }
-    hover_->setText(q(view_->routing().describe(row, column)).replace('\n', "  ·  "));
+    hover_->setText(q(view_->routing().describe_line(row, column)));
 }
 
 }  // namespace moe::ui

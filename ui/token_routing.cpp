@@ -50,8 +50,35 @@ std::string TokenRouting::describe(int64_t t, int64_t l) const {
     return s;
 }
 
+std::string TokenRouting::describe_line(int64_t t, int64_t l) const {
+    if (t < 0 || t >= n_tokens() || l < 0 || l >= n_layers()) return {};
+    const auto ut = static_cast<size_t>(t);
+    std::string s = "token " + std::to_string(t) + ": \"" + display_token(token_texts[ut]) + "\" (id " +
+                    std::to_string(token_ids[ut]) + ") · layer " + std::to_string(layers[static_cast<size_t>(l)]) +
+                    " · experts by rank: ";
+    for (int64_t r = 0; r < k; ++r) {
+        const int32_t e = expert(t, l, r);
+        if (e < 0) break;
+        if (r) s += ", ";
+        s += std::to_string(e);
+        if (const auto w = gate_weight(t, l, r)) {
+            char weight[32];
+            std::snprintf(weight, sizeof weight, " (%.4f)", static_cast<double>(*w));
+            s += weight;
+        }
+    }
+    if (!has_gate_weights()) s += " (no gate weights in this run)";
+    return s;
+}
+
 std::string display_token(const std::string& text) {
     if (text.empty()) return "∅";
+    // A token of spaces alone would be an empty-looking row: each space shown as ␣.
+    if (text.find_first_not_of(' ') == std::string::npos) {
+        std::string out;
+        for (size_t i = 0; i < text.size(); ++i) out += "␣";
+        return out;
+    }
     std::string out;
     for (char c : text) {
         if (c == '\n') out += "⏎";

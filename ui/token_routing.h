@@ -40,6 +40,8 @@ struct TokenRouting {
     int64_t column_of_layer(int64_t layer) const;
     // The hover text of a cell: token, position, layer, the k experts and their gate weights.
     std::string describe(int64_t t, int64_t l) const;
+    // The same on one line: "token 7: "ory" (id 2493) · layer 2 · experts by rank: 5 (0.4214), 60 (0.1146), …".
+    std::string describe_line(int64_t t, int64_t l) const;
 };
 
 // The token as one line of text: newline, tab and carriage return as ⏎ ⇥ ␍; empty as "∅".
