@@ -61,7 +61,13 @@ ModelInfo model_info(const ModelConfig& c, const Model* model, const std::string
         for (const std::string& name : model->tensors().names())
             i.mtp_tensors_skipped += name.compare(0, prefix.size(), prefix) == 0;
     } else {
-        i.dtype = c.fp8 ? "FP8 (e4m3, 128x128 block scales)" : c.torch_dtype;
+        // The config's torch_dtype in the spelling of loaded weights' dtypes (BF16, F16, F32).
+        const std::string& t = c.torch_dtype;
+        i.dtype = c.fp8             ? "FP8 (e4m3, 128x128 block scales)"
+                  : t == "bfloat16" ? "BF16"
+                  : t == "float16"  ? "F16"
+                  : t == "float32"  ? "F32"
+                                    : t;
         const int64_t index = weight_index_total_size(dir);
         i.weight_bytes = index >= 0 ? index : estimated_weight_bytes(c);
         i.weight_bytes_source = index >= 0 ? "index" : "estimate";

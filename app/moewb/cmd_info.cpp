@@ -13,6 +13,25 @@ namespace moewb {
 
 namespace {
 
+// 15.6 M, 2.80 B; 31.2 MB, 32.8 GB: three significant digits in the unit that fits.
+std::string scaled(double v, const char* unit) {
+    const char* prefixes[] = {"", " k", " M", " G", " T"};
+    const char* counts[] = {"", " k", " M", " B", " T"};  // parameters: billions as B
+    int p = 0;
+    while (v >= 1000.0 && p < 4) {
+        v /= 1000.0;
+        ++p;
+    }
+    char buf[48];
+    const bool bytes = *unit != '\0';
+    std::snprintf(buf, sizeof buf,
+                  v < 10 && p    ? "%.2f%s%s"
+                  : v < 100 && p ? "%.1f%s%s"
+                                 : "%.0f%s%s",
+                  v, bytes ? prefixes[p] : counts[p], bytes ? (p ? unit : " B") : "");
+    return buf;
+}
+
 const char* kHelp =
     "usage: moewb info (--model DIR | --config config.json) [--json]\n\n"
     "Architecture, layer and expert counts, total and activated parameters, weight dtype\n"
@@ -116,15 +135,16 @@ int cmd_info(int argc, char** argv) {
                     (long long)c.num_nextn_predict_layers,
                     model ? (" (" + std::to_string(info.mtp_tensors_skipped) + " tensors skipped)").c_str() : "");
     std::printf("vocabulary       %lld\n", (long long)c.vocab_size);
-    std::printf("parameters       %.3f B total, %.3f B activated per token\n", info.total_params / 1e9,
-                info.activated_params / 1e9);
+    std::printf("parameters       %s total, %s activated per token\n", scaled(info.total_params, "").c_str(),
+                scaled(info.activated_params, "").c_str());
     if (model)
-        std::printf("weights          %s, %.1f MB\n", model->dtype_summary().c_str(),
-                    model->tensors().weight_bytes() / 1e6);
+        std::printf("weights          %s, %s\n", model->dtype_summary().c_str(),
+                    scaled(static_cast<double>(model->tensors().weight_bytes()), "B").c_str());
     else
-        std::printf("weights          not present (%s: %.1f GB; this much memory to run it)\n",
-                    info.weight_bytes_source == "index" ? "weight index total_size" : (info.dtype + " per config").c_str(),
-                    info.weight_bytes / 1e9);
+        std::printf(
+            "weights          not present (%s: %s; this much memory to run it)\n",
+            info.weight_bytes_source == "index" ? "weight index total_size" : (info.dtype + " per config").c_str(),
+            scaled(static_cast<double>(info.weight_bytes), "B").c_str());
     return 0;
 }
 
