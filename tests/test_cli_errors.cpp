@@ -82,6 +82,8 @@ void CliErrorTest::cli_exits_2_data() {
     QTest::newRow("eval: max_position_embeddings 1")
         << s << "one_position" << QStringList{"eval", "--model", "DIR", "--ids", "1,2,3"}
         << "max_position_embeddings is 1";
+    QTest::newRow("generate: empty --stop")
+        << s << "none" << QStringList{"generate", "--model", "DIR", "--ids", "1", "--stop", ""} << "--stop";
     QTest::newRow("eval: one token") << s << "none" << QStringList{"eval", "--model", "DIR", "--ids", "7"} << "--ids";
     QTest::newRow("bench: --dtype of a model directory")
         << s << "none" << QStringList{"bench", "--model", "DIR", "--dtype", "bf16"} << "--random-config";

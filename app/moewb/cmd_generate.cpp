@@ -47,7 +47,10 @@ int cmd_generate(int argc, char** argv) {
     gp.sampling.top_k = args.get_int("--top-k", 0, 0, 1 << 24);
     gp.sampling.repetition_penalty = static_cast<float>(args.get_double("--repetition-penalty", 1.0, 0.01, 100.0));
     gp.sampling.seed = static_cast<uint64_t>(args.get_int("--seed", 0, 0, INT64_MAX));
-    if (args.has("--stop")) gp.stop_strings.push_back(args.require("--stop"));
+    if (args.has("--stop")) {
+        if (args.require("--stop").empty()) moe::throw_input_error("--stop", "an empty stop string would stop nothing");
+        gp.stop_strings.push_back(args.require("--stop"));
+    }
 
     const std::string dir = args.require("--model");
     // A model directory without tokenizer.json can still generate from --ids: the
