@@ -452,9 +452,9 @@ private slots:
         // and exits 2 (Qt would abort); a bad option exits 2.
         auto run = [](const QStringList& args, bool display) {
             QProcess p;
-            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-            env.remove("QT_QPA_PLATFORM");
+            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();  // this suite's display
             if (!display) {
+                env.remove("QT_QPA_PLATFORM");
                 env.remove("DISPLAY");
                 env.remove("WAYLAND_DISPLAY");
             }
