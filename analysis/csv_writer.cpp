@@ -18,7 +18,7 @@ CsvWriter::CsvWriter(const std::string& path) : path_(path) {
     namespace fs = std::filesystem;
     if (path.empty()) throw Error(ErrorKind::input, "the CSV file's name is empty");
     std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
+    const fs::file_status st = path == "-" ? fs::file_status() : fs::status(path, ec);
     if (path == "-") {
         to_stdout_ = direct_ = true;
         file_ = stdout;

@@ -31,11 +31,21 @@ int64_t TokenRouting::column_of_layer(int64_t layer) const {
     return it == layers.end() ? -1 : static_cast<int64_t>(it - layers.begin());
 }
 
+namespace {
+
+// 'token 7: "ory" (id 2493)', `between`, 'layer 2'.
+std::string heading(const TokenRouting& r, int64_t t, int64_t l, const char* between) {
+    const auto ut = static_cast<size_t>(t);
+    return "token " + std::to_string(t) + ": \"" + display_token(r.token_texts[ut]) + "\" (id " +
+           std::to_string(r.token_ids[ut]) + ")" + between + "layer " +
+           std::to_string(r.layers[static_cast<size_t>(l)]);
+}
+
+}  // namespace
+
 std::string TokenRouting::describe(int64_t t, int64_t l) const {
     if (t < 0 || t >= n_tokens() || l < 0 || l >= n_layers()) return {};
-    const auto ut = static_cast<size_t>(t);
-    std::string s = "token " + std::to_string(t) + ": \"" + display_token(token_texts[ut]) + "\" (id " +
-                    std::to_string(token_ids[ut]) + ")\nlayer " + std::to_string(layers[static_cast<size_t>(l)]);
+    std::string s = heading(*this, t, l, "\n");
     s += has_gate_weights() ? "\nrank  expert  gate weight" : "\nrank  expert  (no gate weights in this run)";
     for (int64_t r = 0; r < k; ++r) {
         const int32_t e = expert(t, l, r);
@@ -52,10 +62,7 @@ std::string TokenRouting::describe(int64_t t, int64_t l) const {
 
 std::string TokenRouting::describe_line(int64_t t, int64_t l) const {
     if (t < 0 || t >= n_tokens() || l < 0 || l >= n_layers()) return {};
-    const auto ut = static_cast<size_t>(t);
-    std::string s = "token " + std::to_string(t) + ": \"" + display_token(token_texts[ut]) + "\" (id " +
-                    std::to_string(token_ids[ut]) + ") · layer " + std::to_string(layers[static_cast<size_t>(l)]) +
-                    " · experts by rank: ";
+    std::string s = heading(*this, t, l, " · ") + " · experts by rank: ";
     for (int64_t r = 0; r < k; ++r) {
         const int32_t e = expert(t, l, r);
         if (e < 0) break;

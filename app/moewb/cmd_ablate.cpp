@@ -138,6 +138,12 @@ int cmd_ablate(int argc, char** argv) {
         if (args.has("--db") && !store) store.emplace(an::RoutingStore::open(args.require("--db")));
     };
     if (sweep == "top-routed") open_store();
+    // The model's record (its fingerprint reads a sample of every tensor), made once if asked for.
+    std::optional<an::ModelRecord> record;
+    auto model_record = [&]() -> const an::ModelRecord& {
+        if (!record) record = an::describe_model(*model, &tokenizer, dir);
+        return *record;
+    };
 
     std::vector<an::AblationCondition> conditions;
     if (sweep.empty()) {
@@ -157,8 +163,7 @@ int cmd_ablate(int argc, char** argv) {
         const auto selections = an::expert_selections(*store, run, cfg);
         // A run of the same shape from another checkpoint (a base model's routing to pick a
         // fine-tune's experts) is allowed, and said.
-        if (const an::RunInfo info = store->run(run);
-            info.model_content_hash != an::describe_model(*model, &tokenizer, dir).content_hash)
+        if (const an::RunInfo info = store->run(run); info.model_content_hash != model_record().content_hash)
             std::fprintf(stderr,
                          "note: run %lld was traced with another checkpoint (%s, whose weights, config or tokenizer "
                          "differ from this model's): its most-routed experts are switched off here as asked\n",
@@ -203,7 +208,7 @@ int cmd_ablate(int argc, char** argv) {
         std::fprintf(stderr, "moewb ablate: interrupted; nothing was stored or written.\n");
         return 130;
     }
-    if (store) store_ablation(*store, an::describe_model(*model, &tokenizer, dir), corpus, model->backend_label(), model->dtype_summary(), opt, r);
+    if (store) store_ablation(*store, model_record(), corpus, model->backend_label(), model->dtype_summary(), opt, r);
     if (csv) an::write_ablation_csv(*csv, r);
 
     if (args.has("--json")) {
